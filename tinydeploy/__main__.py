@@ -1,0 +1,5 @@
+import sys
+
+from tinydeploy.cli import main
+
+sys.exit(main())

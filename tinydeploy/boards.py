@@ -1,0 +1,132 @@
+"""Board profiles. A board is a TOML file in boards/; adding one needs no code.
+
+The profiles also ship inside the package, so an installed wheel finds them
+without a source tree (see tinydeploy.resources).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinydeploy.errors import BadInput
+from tinydeploy.resources import shipped
+
+KERNEL_SETS = ("esp-nn", "ansi")
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    chip: str
+    description: str
+    cpu_mhz: int
+    sram_kb: int
+    flash_kb: int
+    arena_budget_kb: int
+    platformio: dict
+    baud: int
+    fast_baud: int
+    kernels: str
+    cycles_per_mac: dict  # kernel set -> {op name: cycles per MAC}
+    latency_source: str
+    path: str
+
+    def estimate_us(self, op: str, macs: int, kernels: str | None = None) -> float:
+        """Estimated microseconds for one op with this many MACs (0 if not costed)."""
+        table = self.cycles_per_mac[kernels or self.kernels]
+        return macs * table.get(op, 0.0) / self.cpu_mhz
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "chip": self.chip, "description": self.description,
+            "cpu_mhz": self.cpu_mhz, "sram_kb": self.sram_kb, "flash_kb": self.flash_kb,
+            "arena_budget_kb": self.arena_budget_kb, "platformio": dict(self.platformio),
+            "baud": self.baud, "fast_baud": self.fast_baud, "kernels": self.kernels,
+            "cycles_per_mac": self.cycles_per_mac, "latency_source": self.latency_source,
+        }
+
+
+_REQUIRED = {
+    "name": str, "chip": str, "description": str, "cpu_mhz": int, "sram_kb": int,
+    "flash_kb": int, "arena_budget_kb": int, "platformio": dict, "serial": dict, "latency": dict,
+}
+
+
+def parse_board(text: str, origin: str) -> Board:
+    """Build a Board from a profile's TOML text, reporting every problem at once.
+
+    Args:
+        text: the TOML.
+        origin: the file it came from, for messages.
+
+    Raises:
+        BadInput: the TOML is invalid or fields are missing or of the wrong type.
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"board profile {origin}: invalid TOML ({exc})") from exc
+    problems = [f"'{key}' missing" for key in _REQUIRED if key not in raw]
+    problems += [f"'{key}' must be a {kind.__name__}" for key, kind in _REQUIRED.items()
+                 if key in raw and not isinstance(raw[key], kind)]
+    pio = raw.get("platformio", {}) if isinstance(raw.get("platformio"), dict) else {}
+    problems += [f"'platformio.{k}' missing" for k in ("platform", "board", "framework") if k not in pio]
+    latency = raw.get("latency", {}) if isinstance(raw.get("latency"), dict) else {}
+    tables = latency.get("cycles_per_mac", {})
+    kernels = latency.get("kernels", "esp-nn")
+    if kernels not in tables:
+        problems.append(f"'latency.kernels' is '{kernels}' but latency.cycles_per_mac has "
+                        f"{', '.join(tables) or 'no tables'}")
+    if not latency.get("source"):
+        problems.append("'latency.source' missing: say where the coefficients come from")
+    serial = raw.get("serial", {}) if isinstance(raw.get("serial"), dict) else {}
+    if not isinstance(serial.get("baud"), int):
+        problems.append("'serial.baud' missing")
+    if problems:
+        raise BadInput(f"board profile {origin}: " + "; ".join(problems))
+    return Board(
+        name=raw["name"], chip=raw["chip"], description=raw["description"],
+        cpu_mhz=raw["cpu_mhz"], sram_kb=raw["sram_kb"], flash_kb=raw["flash_kb"],
+        arena_budget_kb=raw["arena_budget_kb"], platformio=dict(pio),
+        baud=serial["baud"], fast_baud=serial.get("fast_baud", serial["baud"]),
+        kernels=kernels,
+        cycles_per_mac={k: {op: float(v) for op, v in t.items()} for k, t in tables.items()},
+        latency_source=latency["source"].strip(), path=origin,
+    )
+
+
+def _profile_files(extra_dirs) -> list[tuple[str, str]]:
+    files = []
+    for folder in (shipped("boards"), *extra_dirs):
+        files += [(str(p), p.read_text(encoding="utf-8")) for p in sorted(Path(folder).glob("*.toml"))]
+    return files
+
+
+def load_boards(extra_dirs: tuple[str | Path, ...] = ()) -> dict[str, Board]:
+    """All board profiles, by name: the shipped ones plus any in extra_dirs.
+
+    Args:
+        extra_dirs: folders of further profiles (a later one overrides a name).
+
+    Returns:
+        {name: Board}, sorted by name.
+    """
+    boards = {}
+    for origin, text in _profile_files(extra_dirs):
+        board = parse_board(text, origin)
+        boards[board.name] = board
+    return dict(sorted(boards.items()))
+
+
+def get_board(name: str, extra_dirs: tuple[str | Path, ...] = ()) -> Board:
+    """The board called name.
+
+    Raises:
+        BadInput: no such board; the message lists the known ones.
+    """
+    boards = load_boards(extra_dirs)
+    if name not in boards:
+        raise BadInput(f"unknown board '{name}'. Known boards: {', '.join(boards)}")
+    return boards[name]

@@ -1,0 +1,44 @@
+"""Keras model -> full-int8 TFLite flatbuffer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinydeploy import _tf
+
+
+def to_int8_tflite(keras_model, representative: np.ndarray, samples: int = 200, seed: int = 0) -> bytes:
+    """Convert with full integer quantization: int8 weights, activations, input and output.
+
+    Args:
+        keras_model: a tf_keras model (plain or tfmot quantization-aware).
+        representative: float input samples (N, ...) drawn from the training data,
+            used to calibrate activation ranges.
+        samples: how many of them to use at most.
+        seed: which ones are drawn.
+
+    Returns:
+        The .tflite bytes.
+    """
+    tf = _tf.tensorflow()
+    rng = np.random.default_rng(seed)
+    picks = rng.permutation(len(representative))[:samples]
+    calibration = np.asarray(representative, dtype=np.float32)[picks]
+
+    def dataset():
+        for x in calibration:
+            yield [x[None, ...]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def to_float_tflite(keras_model) -> bytes:
+    """Convert without quantization (a float32 model, for comparison only)."""
+    tf = _tf.tensorflow()
+    return tf.lite.TFLiteConverter.from_keras_model(keras_model).convert()

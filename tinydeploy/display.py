@@ -1,0 +1,90 @@
+"""Terminal presentation of results (rich). Only the CLI uses this module."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from tinydeploy.boards import Board
+from tinydeploy.targets import TargetResult
+
+
+def _n(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def boards_table(boards: dict[str, Board]) -> Table:
+    table = Table(title="Boards", title_justify="left")
+    for column in ("board", "chip", "CPU MHz", "SRAM KB", "arena budget KB", "flash KB", "framework", "baud"):
+        table.add_column(column, justify="right" if column[0].isupper() or "KB" in column else "left")
+    for b in boards.values():
+        table.add_row(b.name, b.chip, _n(b.cpu_mhz), _n(b.sram_kb), _n(b.arena_budget_kb),
+                      _n(b.flash_kb), b.platformio["framework"], _n(b.baud))
+    return table
+
+
+def targets_table(results: list[TargetResult], title: str = "Targets") -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("target", "measured", "limit", "basis", "result"):
+        table.add_column(column, justify="right" if column in ("measured", "limit") else "left")
+    for r in results:
+        verdict = Text("met", style="green") if r.met else Text("MISSED", style="bold red")
+        table.add_row(r.name, f"{r.measured:g} {r.unit}", f"{r.limit:g} {r.unit}", r.basis, verdict)
+    return table
+
+
+def _quant(q: dict | None) -> str:
+    if not q:
+        return "-"
+    if len(q["scale"]) == 1:
+        return f"scale {q['scale'][0]:.6g}, zero point {q['zero_point'][0]}"
+    return f"per-axis ({len(q['scale'])} scales, axis {q['axis']})"
+
+
+def inspect_view(report: dict) -> Group:
+    """The inspect report (as produced by InspectReport.to_dict) for the terminal."""
+    head = Text.assemble(
+        ("model ", "bold"), report["model"], "\n",
+        f"sha256 {report['sha256']}\n",
+        f"flash {_n(report['flash_bytes'])} bytes · {_n(report['params'])} parameters · ",
+        ("int8" if report["int8"] else "float (not int8)", "green" if report["int8"] else "bold red"),
+    )
+    ops = Table(title=f"Operators ({report['operator_count']} in the graph)", title_justify="left")
+    for column in ("op", "version", "count", "TFLM"):
+        ops.add_column(column)
+    for op in report["operators"]:
+        ops.add_row(op["op"], str(op["version"]), str(op["count"]),
+                    Text("yes", style="green") if op["tflm_supported"] else Text("NO", style="bold red"))
+    io = Table(title="Inputs and outputs", title_justify="left")
+    for column in ("", "name", "shape", "dtype", "quantization"):
+        io.add_column(column)
+    for kind in ("inputs", "outputs"):
+        for t in report[kind]:
+            io.add_row(kind[:-1], t["name"], "×".join(map(str, t["shape"])), t["dtype"], _quant(t["quantization"]))
+    layers = Table(title=f"Layers: {_n(report['macs'])} MACs in total", title_justify="left")
+    for column in ("#", "op", "output shape", "MACs"):
+        layers.add_column(column, justify="right" if column in ("#", "MACs") else "left")
+    for layer in report["layers"]:
+        layers.add_row(str(layer["index"]), layer["op"], "×".join(map(str, layer["output_shape"])), _n(layer["macs"]))
+    memory = Table(title="Memory", title_justify="left")
+    memory.add_column("figure")
+    memory.add_column("bytes", justify="right")
+    memory.add_column("basis")
+    arena = report["arena"]
+    if arena:
+        memory.add_row("TFLM tensor arena (smallest that works)", _n(arena["arena_bytes"]), arena["source"])
+        if arena["head_bytes"] is not None:
+            memory.add_row("  head: activations", _n(arena["head_bytes"]), "recording allocator")
+            memory.add_row("  tail: persistent data", _n(arena["tail_bytes"]), "recording allocator")
+        for item in arena["breakdown"]:
+            memory.add_row(f"    {item['what']}", _n(item["bytes"]), item["detail"])
+    else:
+        memory.add_row("TFLM tensor arena", "n/a", "not measurable: TFLM cannot load this model")
+    memory.add_row("activation lower bound", _n(report["activation_lower_bound_bytes"]),
+                   "largest sum of live tensors in execution order")
+    lat = report["latency"]
+    latency = Text(f"Latency: {lat['ms']:.3f} ms on {lat['board']} ({lat['kernels']} kernels) — "
+                   "an ESTIMATE from the board's cycles-per-MAC coefficients, not a measurement")
+    return Group(head, ops, io, layers, memory, latency, targets_table([TargetResult(
+        t["target"], t["measured"], t["limit"], t["unit"], t["basis"]) for t in report["targets"]]))

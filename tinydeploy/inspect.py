@@ -1,0 +1,99 @@
+"""`tinydeploy inspect`: what a .tflite model will cost on a board, before flashing."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tinydeploy import costs, tflm
+from tinydeploy.boards import Board
+from tinydeploy.model import Model, load_model
+from tinydeploy.targets import TargetResult, Targets, check
+
+
+@dataclass
+class InspectReport:
+    model: Model
+    board: Board
+    layers: list[costs.LayerCost]
+    activation_lower_bound: int
+    arena: tflm.ArenaMeasurement | None
+    latency_ms: float
+    targets: list[TargetResult]
+    unsupported: list[str]
+    problems: list[str] = field(default_factory=list)  # bad-input findings, shown after the figures
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def ops(self) -> list[dict]:
+        counts = Counter((op.name, op.version) for op in self.model.all_operators)
+        return [{"op": name, "version": version, "count": n,
+                 "tflm_supported": name not in self.unsupported}
+                for (name, version), n in sorted(counts.items())]
+
+    @property
+    def targets_met(self) -> bool:
+        return all(t.met for t in self.targets)
+
+    def to_dict(self) -> dict:
+        m = self.model
+        return {
+            "model": m.path,
+            "sha256": m.sha256,
+            "flash_bytes": m.size_bytes,
+            "params": costs.param_count(m),
+            "int8": m.is_int8,
+            "operators": self.ops,
+            "operator_count": len(m.all_operators),
+            "inputs": [t.describe() for t in m.input_tensors],
+            "outputs": [t.describe() for t in m.output_tensors],
+            "layers": [layer.to_dict() for layer in self.layers],
+            "macs": self.macs,
+            "arena": self.arena.to_dict() if self.arena else None,
+            "activation_lower_bound_bytes": self.activation_lower_bound,
+            "latency": {"board": self.board.name, "kernels": self.board.kernels,
+                        "ms": round(self.latency_ms, 4), "basis": "estimate",
+                        "source": self.board.latency_source},
+            "targets": [t.to_dict() for t in self.targets],
+            "targets_met": self.targets_met,
+            "problems": self.problems,
+        }
+
+
+def inspect(model_path: str | Path, board: Board, targets: Targets = Targets()) -> InspectReport:
+    """Measure and estimate what a model costs on a board.
+
+    Args:
+        model_path: the .tflite file.
+        board: the board profile to estimate latency for.
+        targets: budgets to judge the figures against.
+
+    Returns:
+        The report. Problems that make the model undeployable (float, ops that
+        TFLM lacks) are listed in ``report.problems``; every figure that can
+        still be obtained is filled in.
+
+    Raises:
+        BadInput: the file is missing, empty or not a TFLite flatbuffer.
+    """
+    model = load_model(model_path)
+    unsupported = tflm.unsupported_ops(model)
+    problems = []
+    if not model.is_int8:
+        problems.append("float model: not deployable as int8. Run `tinydeploy optimize`, "
+                        "or give a fully int8-quantized model")
+    if unsupported:
+        problems.append(f"ops TFLM does not support: {', '.join(unsupported)}. "
+                        f"Supported: {', '.join(sorted(tflm.RESOLVER_METHODS))}")
+    arena = None if unsupported else tflm.measure_arena(model)
+    layers = costs.layer_costs(model)
+    latency_ms = sum(board.estimate_us(layer.op, layer.macs) for layer in layers) / 1000
+    results = check(targets, arena_bytes=arena.arena_bytes if arena else None,
+                    model_bytes=model.size_bytes, latency_ms=latency_ms,
+                    arena_basis="measured (TFLM, host)", latency_basis=f"estimate ({board.name})")
+    return InspectReport(model, board, layers, costs.activation_lower_bound(model), arena,
+                         latency_ms, results, unsupported, problems)

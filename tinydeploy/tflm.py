@@ -1,0 +1,204 @@
+"""The real TFLite Micro interpreter (PyPI ``tflite-micro``), run on the host.
+
+Every memory figure tinydeploy labels "TFLM" comes from here. The Python
+package runs TFLM's C++ with its recording allocator, whose bookkeeping lives
+in the arena and whose structs are 64-bit on the host, so its figures are an
+upper bound for a 32-bit board.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+
+import numpy as np
+
+from tinydeploy.errors import BadInput, StepFailed
+from tinydeploy.model import Model
+
+# Builtin ops that TFLM's MicroMutableOpResolver can register, with the method
+# that registers each. Source: tensorflow/lite/micro/micro_mutable_op_resolver.h
+# in the tflite-micro repository (the Add*() methods and their BuiltinOperator).
+RESOLVER_METHODS: dict[str, str] = {
+    "ABS": "AddAbs", "ADD": "AddAdd", "ADD_N": "AddAddN", "ARG_MAX": "AddArgMax",
+    "ARG_MIN": "AddArgMin", "AVERAGE_POOL_2D": "AddAveragePool2D",
+    "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd", "CAST": "AddCast", "CEIL": "AddCeil",
+    "CONCATENATION": "AddConcatenation", "CONV_2D": "AddConv2D", "COS": "AddCos",
+    "CUMSUM": "AddCumSum", "DEPTH_TO_SPACE": "AddDepthToSpace",
+    "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "DEQUANTIZE": "AddDequantize", "ELU": "AddElu",
+    "EQUAL": "AddEqual", "EXP": "AddExp", "EXPAND_DIMS": "AddExpandDims", "FILL": "AddFill",
+    "FLOOR": "AddFloor", "FLOOR_DIV": "AddFloorDiv", "FLOOR_MOD": "AddFloorMod",
+    "FULLY_CONNECTED": "AddFullyConnected", "GATHER": "AddGather", "GATHER_ND": "AddGatherNd",
+    "GREATER": "AddGreater", "GREATER_EQUAL": "AddGreaterEqual", "HARD_SWISH": "AddHardSwish",
+    "IF": "AddIf", "L2_NORMALIZATION": "AddL2Normalization", "L2_POOL_2D": "AddL2Pool2D",
+    "LEAKY_RELU": "AddLeakyRelu", "LESS": "AddLess", "LESS_EQUAL": "AddLessEqual",
+    "LOG": "AddLog", "LOGICAL_AND": "AddLogicalAnd", "LOGICAL_NOT": "AddLogicalNot",
+    "LOGICAL_OR": "AddLogicalOr", "LOGISTIC": "AddLogistic", "MAXIMUM": "AddMaximum",
+    "MAX_POOL_2D": "AddMaxPool2D", "MEAN": "AddMean", "MINIMUM": "AddMinimum", "MUL": "AddMul",
+    "NEG": "AddNeg", "NOT_EQUAL": "AddNotEqual", "PACK": "AddPack", "PAD": "AddPad",
+    "PADV2": "AddPadV2", "PRELU": "AddPrelu", "QUANTIZE": "AddQuantize",
+    "REDUCE_MAX": "AddReduceMax", "RELU": "AddRelu", "RELU6": "AddRelu6",
+    "RESHAPE": "AddReshape", "RESIZE_BILINEAR": "AddResizeBilinear",
+    "RESIZE_NEAREST_NEIGHBOR": "AddResizeNearestNeighbor", "ROUND": "AddRound",
+    "RSQRT": "AddRsqrt", "SHAPE": "AddShape", "SIN": "AddSin", "SOFTMAX": "AddSoftmax",
+    "SPACE_TO_BATCH_ND": "AddSpaceToBatchNd", "SPACE_TO_DEPTH": "AddSpaceToDepth",
+    "SPLIT": "AddSplit", "SPLIT_V": "AddSplitV", "SQUEEZE": "AddSqueeze", "SQRT": "AddSqrt",
+    "SQUARE": "AddSquare", "STRIDED_SLICE": "AddStridedSlice", "SUB": "AddSub",
+    "SVDF": "AddSvdf", "TANH": "AddTanh", "TRANSPOSE_CONV": "AddTransposeConv",
+    "TRANSPOSE": "AddTranspose", "UNPACK": "AddUnpack", "ZEROS_LIKE": "AddZerosLike",
+}
+
+# Below a few hundred bytes the interpreter cannot even hold its own objects and
+# the Python package crashes instead of raising; no real model fits there anyway.
+ARENA_SEARCH_FLOOR = 512
+ARENA_SEARCH_CEILING = 64 << 20
+
+
+def runtime_version() -> str:
+    """The installed tflite-micro package version."""
+    try:
+        return metadata.version("tflite-micro")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def unsupported_ops(model: Model) -> list[str]:
+    """Names of the model's operators that TFLM cannot register, sorted, unique."""
+    return sorted({op.name for op in model.all_operators if op.is_custom or op.name not in RESOLVER_METHODS})
+
+
+@contextmanager
+def captured_native_output():
+    """Capture what C/C++ code writes to file descriptors 1 and 2.
+
+    Yields a list that receives the captured text when the block ends. TFLM
+    logs with printf, which Python's sys.stdout never sees.
+    """
+    libc = ctypes.CDLL(None)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    result: list[str] = []
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        try:
+            for fd in (1, 2):
+                os.dup2(sink.fileno(), fd)
+            yield result
+        finally:
+            libc.fflush(None)
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            result.append(sink.read().decode("utf-8", "replace"))
+
+
+def _runtime():
+    from tflite_micro.python.tflite_micro import runtime
+    return runtime
+
+
+def _try_allocate(model_bytes: bytes, arena_size: int):
+    """An interpreter with this arena, or None if TFLM could not allocate."""
+    try:
+        return _runtime().Interpreter.from_bytes(model_bytes, arena_size=arena_size)
+    except RuntimeError:
+        return None
+
+
+@dataclass(frozen=True)
+class ArenaMeasurement:
+    """The smallest tensor arena the TFLM interpreter accepts, with its breakdown."""
+
+    arena_bytes: int
+    head_bytes: int | None  # activations, placed by the memory planner
+    tail_bytes: int | None  # persistent data: eval tensors, node structs, op data
+    breakdown: tuple[tuple[str, int, str], ...]  # (what, bytes, detail)
+    runtime: str
+
+    def to_dict(self) -> dict:
+        return {
+            "arena_bytes": self.arena_bytes,
+            "head_bytes": self.head_bytes,
+            "tail_bytes": self.tail_bytes,
+            "breakdown": [{"what": w, "bytes": b, "detail": d} for w, b, d in self.breakdown],
+            "source": f"tflite-micro {self.runtime} interpreter on this host (measured)",
+        }
+
+
+_HEAD_TAIL = re.compile(r"Arena allocation (head|tail) (\d+) bytes")
+_RECORD = re.compile(r"'([^']+)' used (\d+) bytes with alignment overhead \(([^)]*)\)")
+
+
+def _parse_allocations(text: str):
+    head = tail = None
+    for which, n in _HEAD_TAIL.findall(text):
+        if which == "head":
+            head = int(n)
+        else:
+            tail = int(n)
+    records = tuple((what, int(n), detail) for what, n, detail in _RECORD.findall(text))
+    return head, tail, records
+
+
+def measure_arena(model: Model) -> ArenaMeasurement:
+    """Find the smallest arena_size the TFLM interpreter accepts for this model.
+
+    The interpreter either allocates all tensors or fails, and a larger arena
+    never fails where a smaller one worked, so a bisection over the byte count
+    finds the exact minimum. The interpreter is then run once on zeros so the
+    recording allocator can report its head/tail split.
+
+    Args:
+        model: a parsed model whose operators TFLM supports.
+
+    Returns:
+        The measurement.
+
+    Raises:
+        BadInput: the model uses operators TFLM lacks.
+        StepFailed: TFLM rejected the model at every arena size tried.
+    """
+    missing = unsupported_ops(model)
+    if missing:
+        raise BadInput(f"TFLM does not support: {', '.join(missing)}")
+    data = model.data
+    with captured_native_output() as log:
+        low, high = ARENA_SEARCH_FLOOR, max(ARENA_SEARCH_FLOOR, 4096)
+        while _try_allocate(data, high) is None:
+            low = high + 1
+            high *= 2
+            if high > ARENA_SEARCH_CEILING:
+                break
+        else:
+            while low < high:
+                mid = (low + high) // 2
+                if _try_allocate(data, mid) is None:
+                    low = mid + 1
+                else:
+                    high = mid
+    if high > ARENA_SEARCH_CEILING:
+        last = [line for line in log[0].splitlines() if line.strip()][-3:]
+        raise StepFailed(f"TFLM could not allocate this model even with {ARENA_SEARCH_CEILING} bytes: "
+                         + " | ".join(last))
+    interpreter = _try_allocate(data, high)
+    for index, tensor in enumerate(model.input_tensors):
+        interpreter.set_input(np.zeros(tensor.shape, dtype=_numpy_dtype(tensor.dtype)), index)
+    with captured_native_output() as report:
+        interpreter.invoke()
+        interpreter.print_allocations()
+    head, tail, records = _parse_allocations(report[0])
+    return ArenaMeasurement(high, head, tail, records, runtime_version())
+
+
+def _numpy_dtype(name: str):
+    try:
+        return np.dtype(name.lower())
+    except TypeError as exc:
+        raise BadInput(f"input tensors of type {name} are not supported") from exc
