@@ -19,18 +19,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def _console():
     from rich.console import Console
-    return Console()
+    console = Console()
+    if not console.is_terminal:  # piped or captured: don't cut tables at 80 columns
+        console = Console(width=140)
+    return console
 
 
-def _emit_json(payload) -> None:
+def _emit_json(args, payload) -> None:
+    """Print the command's one JSON document (errors after it add none)."""
     print(json.dumps(payload, indent=2, default=str))
+    args.json_emitted = True
 
 
 def cmd_boards(args) -> int:
     from tinydeploy.boards import load_boards
     boards = load_boards()
     if args.json:
-        _emit_json([b.to_dict() for b in boards.values()])
+        _emit_json(args, [b.to_dict() for b in boards.values()])
     else:
         from tinydeploy.display import boards_table
         _console().print(boards_table(boards))
@@ -45,7 +50,7 @@ def cmd_inspect(args) -> int:
     report = inspect(args.model, get_board(args.board), targets)
     data = report.to_dict()
     if args.json:
-        _emit_json(data)
+        _emit_json(args, data)
     else:
         from tinydeploy.display import inspect_view
         _console().print(inspect_view(data))
@@ -98,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     except TinyDeployError as exc:
         if args.debug:
             raise
-        if args.json and not isinstance(exc, TargetMissed):
-            _emit_json({"error": str(exc), "exit_code": exc.exit_code})
+        if args.json and not getattr(args, "json_emitted", False):
+            _emit_json(args, {"error": str(exc), "exit_code": exc.exit_code})
         print(f"tinydeploy: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -17,7 +17,8 @@ def _n(value) -> str:
 def boards_table(boards: dict[str, Board]) -> Table:
     table = Table(title="Boards", title_justify="left")
     for column in ("board", "chip", "CPU MHz", "SRAM KB", "arena budget KB", "flash KB", "framework", "baud"):
-        table.add_column(column, justify="right" if column[0].isupper() or "KB" in column else "left")
+        table.add_column(column, no_wrap=True,
+                         justify="right" if column[0].isupper() or "KB" in column else "left")
     for b in boards.values():
         table.add_row(b.name, b.chip, _n(b.cpu_mhz), _n(b.sram_kb), _n(b.arena_budget_kb),
                       _n(b.flash_kb), b.platformio["framework"], _n(b.baud))

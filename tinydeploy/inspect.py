@@ -56,7 +56,7 @@ class InspectReport:
             "arena": self.arena.to_dict() if self.arena else None,
             "activation_lower_bound_bytes": self.activation_lower_bound,
             "latency": {"board": self.board.name, "kernels": self.board.kernels,
-                        "ms": round(self.latency_ms, 4), "basis": "estimate",
+                        "ms": round(self.latency_ms, 3), "basis": "estimate",
                         "source": self.board.latency_source},
             "targets": [t.to_dict() for t in self.targets],
             "targets_met": self.targets_met,
