@@ -1,13 +1,31 @@
-"""Datasets. The built-in demo is scikit-learn's bundled handwritten digits
-(1,797 8x8 images, shipped inside the package: nothing is downloaded)."""
+"""Datasets for training and evaluation.
+
+Sources:
+- ``digits``: the built-in demo, scikit-learn's bundled handwritten digits
+  (1,797 8x8 images shipped inside the package: nothing is downloaded),
+  resized to ``image_size``.
+- ``FILE.npz`` with ``x_train``/``y_train`` and optionally ``x_val``/``y_val``.
+  Samples are images ``(H, W, C)`` or sensor windows ``(T, C)``; grayscale
+  images ``(H, W)`` need an extra array ``layout='image'`` in the file.
+- ``FILE.csv`` of sensor windows: one window a row, a ``label`` column, and
+  columns named ``CHANNEL_STEP`` (e.g. ``ax_0, ay_0, az_0, ax_1, ...``).
+
+Inputs keep their raw values; the model learns (and folds in) any normalization.
+Labels may be integers or strings; they become indices into ``labels``.
+"""
 
 from __future__ import annotations
 
+import csv
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from tinydeploy.errors import BadInput
+
+BUILTIN = ("digits",)
 
 
 @dataclass
@@ -23,18 +41,20 @@ class Dataset:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
+    @property
+    def kind(self) -> str:
+        """'image' for (H, W, C) samples, 'series' for (T, C) windows."""
+        return "image" if len(self.input_shape) == 3 else "series"
+
+    def summary(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "input_shape": list(self.input_shape),
+                "train": int(len(self.x_train)), "val": int(len(self.x_val)), "labels": self.labels}
+
 
 def digits(size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> Dataset:
-    """scikit-learn's digits as (size, size, 1) images with raw pixel values 0..16.
-
-    Args:
-        size: output side in pixels (the 8x8 originals are resized bilinearly).
-        val_fraction: share of each class held out for validation (stratified).
-        seed: the split's seed.
-    """
+    """scikit-learn's digits as (size, size, 1) images with raw pixel values 0..16."""
     from scipy.ndimage import zoom
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     if not 8 <= size <= 128:
         raise BadInput(f"digits image size must be 8..128 pixels, got {size}")
@@ -42,8 +62,142 @@ def digits(size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> Dataset:
     images = bunch.images.astype(np.float32)
     if size != 8:
         images = np.clip(zoom(images, (1, size / 8, size / 8), order=1), 0, 16)
-    x = images[..., None].astype(np.float32)
-    y = bunch.target.astype(np.int64)
-    x_train, x_val, y_train, y_val = train_test_split(
-        x, y, test_size=val_fraction, stratify=y, random_state=seed)
-    return Dataset(x_train, y_train, x_val, y_val, [str(i) for i in range(10)], f"digits{size}")
+    return from_arrays(images[..., None], bunch.target, None, None, "digits", val_fraction, seed)
+
+
+def _check_samples(x: np.ndarray, y: np.ndarray, part: str, origin: str) -> list[str]:
+    problems = []
+    if len(x) == 0:
+        problems.append(f"{part}: no samples")
+        return problems
+    if len(x) != len(y):
+        problems.append(f"{part}: {len(x)} samples but {len(y)} labels")
+    if x.ndim - 1 not in (2, 3):
+        problems.append(f"{part}: samples of shape {tuple(x.shape[1:])} are not supported; "
+                        "give images (H, W, C) or (H, W), or sensor windows (T, C)")
+    if not np.issubdtype(x.dtype, np.number):
+        problems.append(f"{part}: values must be numbers, got {x.dtype}")
+    elif not np.all(np.isfinite(x)):
+        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+        problems.append(f"{part}: {bad} NaN or Inf values")
+    return problems
+
+
+def from_arrays(x_train, y_train, x_val, y_val, name: str, val_fraction: float = 0.2,
+                seed: int = 0, origin: str | None = None) -> Dataset:
+    """Validate arrays and make a Dataset, splitting off a stratified validation set if none is given.
+
+    Raises:
+        BadInput: with every problem found (lengths, NaN/Inf, classes, rank, emptiness).
+    """
+    origin = origin or name
+    x_train, y_train = np.asarray(x_train), np.asarray(y_train).reshape(-1)
+    problems = _check_samples(x_train, y_train, "training set", origin)
+    if x_val is not None:
+        x_val, y_val = np.asarray(x_val), np.asarray(y_val).reshape(-1)
+        problems += _check_samples(x_val, y_val, "validation set", origin)
+        if not problems and x_val.shape[1:] != x_train.shape[1:]:
+            problems.append(f"validation samples are {x_val.shape[1:]}, training samples {x_train.shape[1:]}")
+    if problems:
+        raise BadInput(f"{origin}: " + "; ".join(problems))
+    classes, counts = np.unique(y_train, return_counts=True)
+    if len(classes) < 2:
+        raise BadInput(f"{origin}: only one class ({classes[0]!r}); a classifier needs at least 2")
+    if x_val is None and counts.min() < 2:
+        few = [str(c) for c, n in zip(classes, counts) if n < 2]
+        raise BadInput(f"{origin}: classes with fewer than 2 samples cannot be split for validation: "
+                       f"{', '.join(few)}")
+    labels = [str(c) for c in classes]
+    index = {c: i for i, c in enumerate(classes)}
+    if x_val is None:
+        from sklearn.model_selection import train_test_split
+        x_train, x_val, y_train, y_val = train_test_split(
+            x_train, y_train, test_size=val_fraction, stratify=y_train, random_state=seed)
+    else:
+        unknown = sorted({str(v) for v in np.unique(y_val)} - set(labels))
+        if unknown:
+            raise BadInput(f"{origin}: validation labels not in the training set: {', '.join(unknown)}")
+    to_index = np.vectorize(lambda v: index[v], otypes=[np.int64])
+    return Dataset(x_train.astype(np.float32), to_index(y_train), x_val.astype(np.float32),
+                   to_index(y_val), labels, name)
+
+
+def _load_npz(path: Path, val_fraction: float, seed: int) -> Dataset:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise BadInput(f"{path}: not a readable .npz file ({exc})") from exc
+    with archive:
+        missing = [k for k in ("x_train", "y_train") if k not in archive.files]
+        if missing:
+            raise BadInput(f"{path}: missing arrays {', '.join(missing)}; it has {', '.join(archive.files) or 'none'}")
+        has_val = "x_val" in archive.files and "y_val" in archive.files
+        arrays = {k: archive[k] for k in archive.files}
+    x_train = arrays["x_train"]
+    x_val = arrays.get("x_val") if has_val else None
+    # (N, H, W) grayscale images become (N, H, W, 1); (N, T, C) stays a series.
+    if x_train.ndim == 3 and arrays.get("layout", np.array("series")).item() == "image":
+        x_train = x_train[..., None]
+        x_val = x_val[..., None] if x_val is not None else None
+    return from_arrays(x_train, arrays["y_train"], x_val, arrays.get("y_val") if has_val else None,
+                       path.stem, val_fraction, seed, origin=str(path))
+
+
+_COLUMN = re.compile(r"^(.+)_(\d+)$")
+
+
+def _load_csv(path: Path, val_fraction: float, seed: int) -> Dataset:
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows or not rows[0]:
+        raise BadInput(f"{path}: the file is empty")
+    header, body = rows[0], [r for r in rows[1:] if r]
+    if "label" not in header:
+        raise BadInput(f"{path}: no 'label' column; columns are {', '.join(header[:8])}")
+    label_at = header.index("label")
+    features = [(i, _COLUMN.match(h)) for i, h in enumerate(header) if i != label_at]
+    bad = [header[i] for i, m in features if m is None]
+    if bad:
+        raise BadInput(f"{path}: feature columns must be named CHANNEL_STEP (e.g. ax_0): {', '.join(bad[:5])}")
+    channels = list(dict.fromkeys(m.group(1) for _, m in features))
+    steps = sorted({int(m.group(2)) for _, m in features})
+    if len(features) != len(channels) * len(steps):
+        raise BadInput(f"{path}: every channel needs a column for every step ({len(channels)} channels, "
+                       f"{len(steps)} steps, {len(features)} columns)")
+    if not body:
+        raise BadInput(f"{path}: no data rows")
+    order = {(m.group(1), int(m.group(2))): i for i, m in features}
+    try:
+        x = np.array([[[float(row[order[(c, t)]]) for c in channels] for t in steps] for row in body],
+                     dtype=np.float32)
+    except (ValueError, IndexError) as exc:
+        raise BadInput(f"{path}: a row has a missing or non-numeric value ({exc})") from exc
+    y = np.array([row[label_at] for row in body])
+    if np.all([v.lstrip("-").isdigit() for v in y]):
+        y = y.astype(np.int64)
+    return from_arrays(x, y, None, None, path.stem, val_fraction, seed, origin=str(path))
+
+
+def load(source: str, image_size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """Load a dataset by name or path.
+
+    Args:
+        source: 'digits', or a path to a .npz or .csv file.
+        image_size: side of the built-in digits images.
+        val_fraction: validation share when the data has no validation set.
+        seed: seed of that split.
+
+    Raises:
+        BadInput: unknown source, unreadable file, or invalid data.
+    """
+    if source == "digits":
+        return digits(image_size, val_fraction, seed)
+    path = Path(source)
+    if path.suffix not in (".npz", ".csv"):
+        raise BadInput(f"unknown data '{source}': give a built-in dataset ({', '.join(BUILTIN)}) "
+                       "or a .npz or .csv file")
+    if not path.is_file():
+        raise BadInput(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise BadInput(f"{path}: the file is empty")
+    return _load_npz(path, val_fraction, seed) if path.suffix == ".npz" else _load_csv(path, val_fraction, seed)

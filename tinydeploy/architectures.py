@@ -1,0 +1,219 @@
+"""Model architectures as small JSON-serialisable specs, and their Keras models.
+
+Every model built here is quantizable by tensorflow-model-optimization: a
+separable block is DepthwiseConv2D -> BN -> act -> Conv2D 1x1 -> BN -> act
+(tfmot rejects BN after SeparableConv2D). Time series (T, C) run as 2-D
+convolutions over a (T, 1, C) view, the form TFLM executes.
+
+Models output logits; ``deployable`` appends the softmax and folds the input
+normalization and every BatchNormalization into the conv/dense weights, giving
+a plain model that takes raw input values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from tinydeploy import _tf
+from tinydeploy.errors import BadInput
+
+BLOCK_KINDS = ("conv", "separable", "depthwise")
+ACTIVATIONS = ("relu", "relu6")
+
+
+@dataclass(frozen=True)
+class Block:
+    kind: str = "separable"
+    filters: int = 16  # output channels (a depthwise block keeps its input channels)
+    kernel: int = 3
+    stride: int = 1
+    activation: str = "relu"
+    pool: bool = False  # 2x2 max pool after the block
+    residual: bool = False  # add the block's input when the shapes allow
+
+
+@dataclass(frozen=True)
+class Arch:
+    blocks: tuple[Block, ...]
+    head_units: int = 0  # a hidden dense layer before the classifier; 0 for none
+    name: str = "custom"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "head_units": self.head_units, "blocks": [asdict(b) for b in self.blocks]}
+
+    @classmethod
+    def from_dict(cls, raw: dict, origin: str = "architecture") -> "Arch":
+        try:
+            blocks = tuple(Block(**b) for b in raw["blocks"])
+            arch = cls(blocks, int(raw.get("head_units", 0)), str(raw.get("name", "custom")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadInput(f"{origin}: not an architecture spec ({exc})") from exc
+        arch.validate(origin)
+        return arch
+
+    def validate(self, origin: str = "architecture") -> None:
+        problems = []
+        if not 1 <= len(self.blocks) <= 8:
+            problems.append(f"{len(self.blocks)} blocks (1..8 allowed)")
+        for i, b in enumerate(self.blocks):
+            if b.kind not in BLOCK_KINDS:
+                problems.append(f"block {i}: kind '{b.kind}' (accepted: {', '.join(BLOCK_KINDS)})")
+            if b.activation not in ACTIVATIONS:
+                problems.append(f"block {i}: activation '{b.activation}' (accepted: {', '.join(ACTIVATIONS)})")
+            if b.kernel not in (1, 3, 5, 7) or b.stride not in (1, 2) or b.filters < 1:
+                problems.append(f"block {i}: kernel {b.kernel}, stride {b.stride}, filters {b.filters}")
+        if problems:
+            raise BadInput(f"{origin}: " + "; ".join(problems))
+
+    def scaled(self, width: float) -> "Arch":
+        """The same architecture with every block's filters multiplied by width."""
+        return replace(self, blocks=tuple(replace(b, filters=max(4, int(round(b.filters * width))))
+                                          for b in self.blocks),
+                       head_units=int(round(self.head_units * width)), name=f"{self.name}x{width:g}")
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Arch":
+        p = Path(path)
+        if not p.is_file():
+            raise BadInput(f"{p}: no such architecture file")
+        try:
+            raw = json.loads(p.read_text())
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"{p}: not JSON ({exc})") from exc
+        return cls.from_dict(raw.get("arch", raw), str(p))
+
+
+def default_arch() -> Arch:
+    """A compact CNN in the spirit of the reference gesture model:
+    conv stem -> separable blocks -> global pooling -> dense."""
+    return Arch(name="default", blocks=(
+        Block("conv", 8, 3, 2),
+        Block("separable", 16, 3, 1, pool=True),
+        Block("separable", 32, 3, 1, pool=True),
+        Block("separable", 32, 3, 1, residual=True),
+    ))
+
+
+@dataclass
+class Normalization:
+    """Per-channel mean and std of the raw training inputs."""
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> "Normalization":
+        axes = tuple(range(x.ndim - 1))
+        std = np.maximum(x.std(axis=axes), 1e-6)
+        return cls([float(v) for v in x.mean(axis=axes)], [float(v) for v in std])
+
+
+def _spatial(input_shape) -> bool:
+    return len(input_shape) == 3
+
+
+def build(arch: Arch, input_shape: tuple[int, ...], n_classes: int, norm: Normalization | None = None,
+          batchnorm: bool = True, name: str = "model"):
+    """The Keras (tf_keras) model of an architecture. It outputs logits.
+
+    Args:
+        arch: the spec.
+        input_shape: (H, W, C) images or (T, C) windows.
+        n_classes: classifier outputs.
+        norm: when given, a Rescaling layer normalizes raw inputs first.
+        batchnorm: False builds the plain (BN-free) form that ``deployable`` fills.
+        name: the model's name.
+    """
+    keras = _tf.keras()
+    L = keras.layers
+    image = _spatial(input_shape)
+    k2 = (lambda k: (k, k)) if image else (lambda k: (k, 1))
+    inputs = L.Input(input_shape, name="input")
+    x = inputs if image else L.Reshape((input_shape[0], 1, input_shape[1]), name="as_2d")(inputs)
+    if norm is not None:
+        x = L.Rescaling([1 / s for s in norm.std], [-m / s for m, s in zip(norm.mean, norm.std)],
+                        name="normalize")(x)
+
+    def act(t, kind, tag):
+        return L.ReLU(6.0 if kind == "relu6" else None, name=f"{tag}_act")(t)
+
+    def bn(t, tag):
+        return L.BatchNormalization(name=f"{tag}_bn")(t) if batchnorm else t
+
+    for i, b in enumerate(arch.blocks):
+        # The first layer pads VALID so that folding the input normalization into its
+        # weights is exact (zero padding would be normalized differently).
+        pad = "valid" if i == 0 else "same"
+        block_in = x
+        tag = f"b{i}"
+        if b.kind == "conv":
+            x = L.Conv2D(b.filters, k2(b.kernel), k2(b.stride), pad, use_bias=not batchnorm or i == 0,
+                         name=f"{tag}_conv")(x)
+            x = act(bn(x, f"{tag}_conv"), b.activation, f"{tag}_conv")
+        else:
+            x = L.DepthwiseConv2D(k2(b.kernel), k2(b.stride), pad, use_bias=not batchnorm or i == 0,
+                                  name=f"{tag}_dw")(x)
+            x = act(bn(x, f"{tag}_dw"), b.activation, f"{tag}_dw")
+            if b.kind == "separable":
+                x = L.Conv2D(b.filters, 1, use_bias=not batchnorm, name=f"{tag}_pw")(x)
+                x = act(bn(x, f"{tag}_pw"), b.activation, f"{tag}_pw")
+        if b.residual and tuple(x.shape[1:]) == tuple(block_in.shape[1:]) and i > 0:
+            x = L.Add(name=f"{tag}_add")([x, block_in])
+        if b.pool and min(d for d in x.shape[1:3] if d is not None) >= 2:
+            x = L.MaxPooling2D(k2(2), name=f"{tag}_pool")(x)
+    x = L.GlobalAveragePooling2D(name="pool")(x)
+    if arch.head_units:
+        x = L.Dense(arch.head_units, activation="relu", name="head")(x)
+    outputs = L.Dense(n_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _fold_bn(kernel, bias, bn_layer, depthwise: bool):
+    gamma, beta, mean, var = bn_layer.get_weights()
+    factor = gamma / np.sqrt(var + bn_layer.epsilon)
+    if depthwise:  # (kh, kw, C, 1): output channel on axis 2
+        kernel = kernel * factor[None, None, :, None]
+    else:
+        kernel = kernel * factor
+    return kernel, (bias - mean) * factor + beta
+
+
+def deployable(trained, arch: Arch, input_shape, n_classes: int, norm: Normalization | None):
+    """A plain model that takes raw inputs and outputs probabilities.
+
+    The Rescaling normalization is folded into the first layer (VALID padding
+    makes that exact), every BatchNormalization into the layer before it, and a
+    softmax is appended.
+    """
+    keras = _tf.keras()
+    plain = build(arch, input_shape, n_classes, None, batchnorm=False, name="deploy")
+    trained_names = {layer.name for layer in trained.layers}
+    first = True
+    for layer in plain.layers:
+        weights = layer.get_weights()
+        if not weights or layer.name not in trained_names:
+            continue
+        source = trained.get_layer(layer.name)
+        w = source.get_weights()
+        kernel, bias = w[0], (w[1] if len(w) > 1 else np.zeros(weights[1].shape, np.float32))
+        depthwise = isinstance(source, keras.layers.DepthwiseConv2D)
+        if f"{layer.name}_bn" in trained_names:
+            kernel, bias = _fold_bn(kernel, bias, trained.get_layer(f"{layer.name}_bn"), depthwise)
+        if first and norm is not None:
+            mean, std = np.array(norm.mean, np.float32), np.array(norm.std, np.float32)
+            if depthwise:  # (kh, kw, C, 1)
+                bias = bias - (kernel[..., 0] * (mean / std)).sum(axis=(0, 1))
+                kernel = kernel / std[None, None, :, None]
+            else:  # (kh, kw, Cin, Cout)
+                bias = bias - np.einsum("hwio,i->o", kernel, mean / std)
+                kernel = kernel / std[None, None, :, None]
+        first = False
+        layer.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+    probabilities = keras.layers.Softmax(name="probabilities")(plain.output)
+    return keras.Model(plain.input, probabilities, name="deploy")
