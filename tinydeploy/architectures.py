@@ -5,9 +5,9 @@ separable block is DepthwiseConv2D -> BN -> act -> Conv2D 1x1 -> BN -> act
 (tfmot rejects BN after SeparableConv2D). Time series (T, C) run as 2-D
 convolutions over a (T, 1, C) view, the form TFLM executes.
 
-Models output logits; ``deployable`` appends the softmax and folds the input
-normalization and every BatchNormalization into the conv/dense weights, giving
-a plain model that takes raw input values.
+Models output logits. ``fuse`` folds the input normalization and every
+BatchNormalization into the conv/dense weights, giving a plain model that takes
+raw input values; ``with_softmax`` makes it output probabilities for deployment.
 """
 
 from __future__ import annotations
@@ -144,7 +144,8 @@ def build(arch: Arch, input_shape: tuple[int, ...], n_classes: int, norm: Normal
         return L.ReLU(6.0 if kind == "relu6" else None, name=f"{tag}_act")(t)
 
     def bn(t, tag):
-        return L.BatchNormalization(name=f"{tag}_bn")(t) if batchnorm else t
+        # momentum 0.9: moving statistics settle within the few hundred steps of a small dataset
+        return L.BatchNormalization(momentum=0.9, name=f"{tag}_bn")(t) if batchnorm else t
 
     for i, b in enumerate(arch.blocks):
         # The first layer pads VALID so that folding the input normalization into its
@@ -184,15 +185,14 @@ def _fold_bn(kernel, bias, bn_layer, depthwise: bool):
     return kernel, (bias - mean) * factor + beta
 
 
-def deployable(trained, arch: Arch, input_shape, n_classes: int, norm: Normalization | None):
-    """A plain model that takes raw inputs and outputs probabilities.
+def fuse(trained, arch: Arch, input_shape, n_classes: int, norm: Normalization | None):
+    """A plain (BN-free) logits model that takes raw inputs.
 
     The Rescaling normalization is folded into the first layer (VALID padding
-    makes that exact), every BatchNormalization into the layer before it, and a
-    softmax is appended.
+    makes that exact) and every BatchNormalization into the layer before it.
     """
     keras = _tf.keras()
-    plain = build(arch, input_shape, n_classes, None, batchnorm=False, name="deploy")
+    plain = plain_model(arch, input_shape, n_classes)
     trained_names = {layer.name for layer in trained.layers}
     first = True
     for layer in plain.layers:
@@ -215,5 +215,16 @@ def deployable(trained, arch: Arch, input_shape, n_classes: int, norm: Normaliza
                 kernel = kernel / std[None, None, :, None]
         first = False
         layer.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+    return plain
+
+
+def with_softmax(plain):
+    """The deployable form of a plain logits model: it outputs class probabilities."""
+    keras = _tf.keras()
     probabilities = keras.layers.Softmax(name="probabilities")(plain.output)
     return keras.Model(plain.input, probabilities, name="deploy")
+
+
+def plain_model(arch: Arch, input_shape, n_classes: int):
+    """An empty plain (BN-free, raw-input) logits model of an architecture."""
+    return build(arch, input_shape, n_classes, None, batchnorm=False, name="deploy")

@@ -57,10 +57,68 @@ def cmd_inspect(args) -> int:
     if report.problems:
         raise BadInput("; ".join(report.problems))
     if not report.targets_met:
-        missed = ", ".join(f"{t.name} {t.measured:g} {t.unit} > {t.limit:g} {t.unit}"
-                           for t in report.targets if not t.met)
+        missed = ", ".join(t.describe() for t in report.targets if not t.met)
         raise TargetMissed(f"targets missed: {missed}")
     return EXIT_OK
+
+
+def _progress(args):
+    """A progress callback for library functions, or None when quiet or --json."""
+    if args.json or getattr(args, "quiet", False):
+        from contextlib import nullcontext
+        return nullcontext(None)
+    from tinydeploy.display import StageProgress
+    return StageProgress(_console())
+
+
+def cmd_optimize(args) -> int:
+    from tinydeploy import data
+    from tinydeploy.architectures import Arch
+    from tinydeploy.boards import get_board
+    from tinydeploy.optimize import OptimizeConfig, check_stages, optimize
+    from tinydeploy.targets import Targets
+    targets = Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms)
+    if args.min_accuracy is not None and not 0 < args.min_accuracy <= 1:
+        raise BadInput(f"--min-accuracy is a fraction in (0, 1], got {args.min_accuracy}")
+    config = OptimizeConfig(
+        data=data.load(args.data, image_size=args.image_size, seed=args.seed), out=args.out,
+        board=get_board(args.board), targets=targets, min_accuracy=args.min_accuracy, budget=args.budget,
+        seed=args.seed, stages=check_stages(args.stages.split(",")), force=args.force,
+        arch=Arch.load(args.arch) if args.arch else None, data_source=args.data)
+    with _progress(args) as progress:
+        result = optimize(config, progress)
+    if args.json:
+        _emit_json(args, result.report)
+    elif not args.quiet:
+        from tinydeploy.display import optimize_table
+        console = _console()
+        console.print(optimize_table(result.report))
+        chosen = result.report["chosen"]
+        console.print(f"wrote {result.model_path} ({chosen['stage']}), {args.out}/report.json and "
+                      f"{args.out}/report.html")
+    if not result.met:
+        raise TargetMissed(f"no model meets every target; the best found ({result.report['chosen']['stage']}) "
+                           f"was written to {result.model_path}. Missed: {'; '.join(result.missed)}")
+    return EXIT_OK
+
+
+def cmd_evaluate(args) -> int:
+    from tinydeploy.evaluate import evaluate_file
+    result = evaluate_file(args.model, args.data, image_size=args.image_size, seed=args.seed)
+    if args.json:
+        _emit_json(args, result)
+    else:
+        print(f"{result['model']}: int8 accuracy {result['accuracy'] * 100:.2f}% on {result['samples']} samples "
+              f"({result['split']} of {result['data']}), measured on the TFLM interpreter")
+    return EXIT_OK
+
+
+def _add_data(parser, required: bool = True) -> None:
+    parser.add_argument("--data", required=required,
+                        help="'digits' (built-in demo) or a .npz / .csv file of raw labelled samples")
+    parser.add_argument("--image-size", type=int, default=32, metavar="N",
+                        help="side of the built-in digits images (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default %(default)s)")
 
 
 def _add_targets(parser) -> None:
@@ -92,6 +150,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--board", default="esp32-s3-devkitc-1", help="board profile (default %(default)s)")
     _add_targets(p)
     p.set_defaults(func=cmd_inspect)
+
+    from tinydeploy.optimize import BUDGETS, STAGES
+    p = sub.add_parser("optimize", parents=[common],
+                       help="train and optimize a model until its int8 form fits the board")
+    _add_data(p)
+    p.add_argument("--out", required=True, help="folder for every stage's model and the report")
+    p.add_argument("--board", default="esp32-s3-devkitc-1", help="board profile (default %(default)s)")
+    _add_targets(p)
+    p.add_argument("--min-accuracy", type=float, default=None, metavar="A",
+                   help="smallest acceptable int8 validation accuracy, as a fraction")
+    p.add_argument("--budget", choices=list(BUDGETS), default="default", help="training effort (default %(default)s)")
+    p.add_argument("--stages", default=",".join(STAGES),
+                   help=f"comma-separated stages to run, in order (default {','.join(STAGES)})")
+    p.add_argument("--arch", default=None, metavar="FILE.json", help="start from this architecture spec")
+    p.add_argument("--force", action="store_true", help="redo finished stages instead of resuming")
+    p.add_argument("--quiet", action="store_true", help="no progress display or table")
+    p.set_defaults(func=cmd_optimize)
+
+    p = sub.add_parser("evaluate", parents=[common],
+                       help="int8 accuracy of a .tflite model on raw labelled data, on the TFLM interpreter")
+    p.add_argument("model", help="the .tflite file")
+    _add_data(p)
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

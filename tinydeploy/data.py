@@ -36,6 +36,14 @@ class Dataset:
     y_val: np.ndarray
     labels: list[str]  # class names in output order
     name: str
+    val_given: bool = False  # the source had its own validation set
+
+    @property
+    def all_samples(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every labelled sample: the validation set if one was given, else train and val together."""
+        if self.val_given:
+            return self.x_val, self.y_val
+        return np.concatenate([self.x_train, self.x_val]), np.concatenate([self.y_train, self.y_val])
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -100,6 +108,7 @@ def from_arrays(x_train, y_train, x_val, y_val, name: str, val_fraction: float =
             problems.append(f"validation samples are {x_val.shape[1:]}, training samples {x_train.shape[1:]}")
     if problems:
         raise BadInput(f"{origin}: " + "; ".join(problems))
+    given_val = x_val is not None
     classes, counts = np.unique(y_train, return_counts=True)
     if len(classes) < 2:
         raise BadInput(f"{origin}: only one class ({classes[0]!r}); a classifier needs at least 2")
@@ -119,7 +128,7 @@ def from_arrays(x_train, y_train, x_val, y_val, name: str, val_fraction: float =
             raise BadInput(f"{origin}: validation labels not in the training set: {', '.join(unknown)}")
     to_index = np.vectorize(lambda v: index[v], otypes=[np.int64])
     return Dataset(x_train.astype(np.float32), to_index(y_train), x_val.astype(np.float32),
-                   to_index(y_val), labels, name)
+                   to_index(y_val), labels, name, val_given=given_val)
 
 
 def _load_npz(path: Path, val_fraction: float, seed: int) -> Dataset:

@@ -31,7 +31,8 @@ def targets_table(results: list[TargetResult], title: str = "Targets") -> Table:
         table.add_column(column, justify="right" if column in ("measured", "limit") else "left")
     for r in results:
         verdict = Text("met", style="green") if r.met else Text("MISSED", style="bold red")
-        table.add_row(r.name, f"{r.measured:g} {r.unit}", f"{r.limit:g} {r.unit}", r.basis, verdict)
+        relation = "≥ " if r.at_least else "≤ "
+        table.add_row(r.name, f"{r.measured:g} {r.unit}", f"{relation}{r.limit:g} {r.unit}", r.basis, verdict)
     return table
 
 
@@ -87,5 +88,60 @@ def inspect_view(report: dict) -> Group:
     lat = report["latency"]
     latency = Text(f"Latency: {lat['ms']:.3f} ms on {lat['board']} ({lat['kernels']} kernels) — "
                    "an ESTIMATE from the board's cycles-per-MAC coefficients, not a measurement")
-    return Group(head, ops, io, layers, memory, latency, targets_table([TargetResult(
-        t["target"], t["measured"], t["limit"], t["unit"], t["basis"]) for t in report["targets"]]))
+    return Group(head, ops, io, layers, memory, latency,
+                 targets_table([TargetResult.from_dict(t) for t in report["targets"]]))
+
+
+def optimize_table(report: dict) -> Table:
+    table = Table(title=f"optimize: {report['data']['name']} on {report['board']} "
+                        f"(budget {report['budget']}, seed {report['seed']})", title_justify="left")
+    for column in ("stage", "int8 acc (TFLM)", "flash B", "arena B (TFLM)", "MACs", "latency ms (est.)",
+                   "targets", "s"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    chosen = report["chosen"]["stage"]
+    for s in report["stages"]:
+        mark = " ◀ chosen" if s["stage"] == chosen else ""
+        table.add_row(s["stage"] + mark, f"{s['accuracy'] * 100:.2f}%", _n(s["flash_bytes"]),
+                      _n(s["arena_bytes"]), _n(s["macs"]), f"{s['latency_ms']:.3f}",
+                      Text("met", style="green") if s["meets_targets"] else Text("missed", style="red"),
+                      f"{s['seconds']:g}")
+    return table
+
+
+class StageProgress:
+    """A progress display for staged work: one bar for stages, one for epochs."""
+
+    def __init__(self, console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        self.console = console
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
+        self.stages = None
+        self.epochs = None
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.__exit__(*exc)
+
+    def __call__(self, kind: str, info: dict) -> None:
+        if kind == "stage":
+            if self.stages is None:
+                self.stages = self.bar.add_task("stages", total=info["total"], info="")
+            self.bar.update(self.stages, completed=info["index"] - 1, info=info["stage"])
+        elif kind == "epoch":
+            if self.epochs is None:
+                self.epochs = self.bar.add_task("epochs", total=info["epochs"], info="")
+            logs = info["logs"]
+            acc = f"val acc {logs['val_accuracy'] * 100:.1f}%" if "val_accuracy" in logs else ""
+            self.bar.update(self.epochs, total=info["epochs"], completed=info["epoch"],
+                            info=f"{info['stage']} {acc}")
+        elif kind in ("done", "skip"):
+            m = info["metrics"]
+            verb = "skipped (already done)" if kind == "skip" else "done"
+            self.console.print(f"{info['stage']}: {verb} · int8 accuracy {m['accuracy'] * 100:.2f}% · "
+                               f"{m['flash_bytes']:,} B flash · {m['arena_bytes']:,} B arena")
+        elif kind == "note":
+            self.console.print(info["text"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -54,8 +55,7 @@ RESOLVER_METHODS: dict[str, str] = {
     "TRANSPOSE": "AddTranspose", "UNPACK": "AddUnpack", "ZEROS_LIKE": "AddZerosLike",
 }
 
-# Below a few hundred bytes the interpreter cannot even hold its own objects and
-# the Python package crashes instead of raising; no real model fits there anyway.
+# No real model fits in less; the search starts here.
 ARENA_SEARCH_FLOOR = 512
 ARENA_SEARCH_CEILING = 64 << 20
 
@@ -147,13 +147,58 @@ def _parse_allocations(text: str):
     return head, tail, records
 
 
+class _Prober:
+    """Asks a child process whether the interpreter accepts an arena size.
+
+    For some too-small arenas TFLM's allocator crashes the whole process
+    (an unsigned underflow: "available 4294967292") instead of failing, so
+    probes run in a child; a crash counts as a failure and a new child
+    takes over.
+    """
+
+    def __init__(self, model_bytes: bytes):
+        self._file = tempfile.NamedTemporaryFile(suffix=".tflite", delete=False)
+        self._file.write(model_bytes)
+        self._file.close()
+        self._child = None
+        self.crashes = 0
+
+    def _start(self):
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", "tinydeploy._arena_probe", self._file.name],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+
+    def accepts(self, size: int) -> bool:
+        if self._child is None:
+            self._start()
+        try:
+            self._child.stdin.write(f"{size}\n")
+            self._child.stdin.flush()
+            answer = self._child.stdout.readline().strip()
+        except BrokenPipeError:
+            answer = ""
+        if answer in ("ok", "fail"):
+            return answer == "ok"
+        self._child.wait()
+        self._child = None
+        self.crashes += 1
+        return False
+
+    def close(self):
+        if self._child is not None:
+            self._child.stdin.close()
+            self._child.wait()
+        os.unlink(self._file.name)
+
+
 def measure_arena(model: Model) -> ArenaMeasurement:
     """Find the smallest arena_size the TFLM interpreter accepts for this model.
 
     The interpreter either allocates all tensors or fails, and a larger arena
     never fails where a smaller one worked, so a bisection over the byte count
-    finds the exact minimum. The interpreter is then run once on zeros so the
-    recording allocator can report its head/tail split.
+    finds the exact minimum (probes run in a child process, see _Prober). The
+    interpreter is then run once on zeros so the recording allocator can
+    report its head/tail split.
 
     Args:
         model: a parsed model whose operators TFLM supports.
@@ -169,9 +214,10 @@ def measure_arena(model: Model) -> ArenaMeasurement:
     if missing:
         raise BadInput(f"TFLM does not support: {', '.join(missing)}")
     data = model.data
-    with captured_native_output() as log:
+    prober = _Prober(data)
+    try:
         low, high = ARENA_SEARCH_FLOOR, max(ARENA_SEARCH_FLOOR, 4096)
-        while _try_allocate(data, high) is None:
+        while not prober.accepts(high):
             low = high + 1
             high *= 2
             if high > ARENA_SEARCH_CEILING:
@@ -179,15 +225,20 @@ def measure_arena(model: Model) -> ArenaMeasurement:
         else:
             while low < high:
                 mid = (low + high) // 2
-                if _try_allocate(data, mid) is None:
-                    low = mid + 1
-                else:
+                if prober.accepts(mid):
                     high = mid
+                else:
+                    low = mid + 1
+    finally:
+        prober.close()
     if high > ARENA_SEARCH_CEILING:
+        with captured_native_output() as log:
+            _try_allocate(data, ARENA_SEARCH_CEILING)
         last = [line for line in log[0].splitlines() if line.strip()][-3:]
         raise StepFailed(f"TFLM could not allocate this model even with {ARENA_SEARCH_CEILING} bytes: "
                          + " | ".join(last))
-    interpreter = _try_allocate(data, high)
+    with captured_native_output():
+        interpreter = _try_allocate(data, high)
     for index, tensor in enumerate(model.input_tensors):
         interpreter.set_input(np.zeros(tensor.shape, dtype=_numpy_dtype(tensor.dtype)), index)
     with captured_native_output() as report:

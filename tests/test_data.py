@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+
+from tinydeploy import data
+from tinydeploy.errors import BadInput
+
+pytestmark = pytest.mark.unit
+
+
+def save(tmp_path, **arrays):
+    path = tmp_path / "data.npz"
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def images(n, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 8, 8, 1), dtype=np.float32), np.arange(n) % classes
+
+
+def test_digits_are_raw_stratified_and_seeded():
+    a, b = data.load("digits", image_size=16, seed=1), data.load("digits", image_size=16, seed=1)
+    assert a.input_shape == (16, 16, 1) and a.kind == "image"
+    assert a.x_train.max() > 1  # raw pixel values (0..16), not normalized
+    assert a.labels == [str(i) for i in range(10)]
+    assert np.array_equal(a.y_val, b.y_val)
+    shares = np.bincount(a.y_val) / len(a.y_val)
+    assert shares.max() - shares.min() < 0.02  # stratified
+
+
+def test_npz_with_string_labels_and_given_validation(tmp_path):
+    x, y = images(30)
+    names = np.array(["wave", "tap", "idle"])[y]
+    ds = data.load(save(tmp_path, x_train=x, y_train=names, x_val=x[:6], y_val=names[:6]))
+    assert ds.labels == ["idle", "tap", "wave"]
+    assert ds.val_given and len(ds.x_val) == 6
+    assert [ds.labels[i] for i in ds.y_val] == list(names[:6])
+
+
+def test_csv_sensor_windows(tmp_path):
+    path = tmp_path / "gestures.csv"
+    header = ["label"] + [f"{c}_{t}" for t in range(4) for c in ("ax", "ay")]
+    rows = [[("up" if i % 2 else "down")] + [str(i + j) for j in range(8)] for i in range(10)]
+    path.write_text("\n".join(",".join(r) for r in [header] + rows))
+    ds = data.load(str(path))
+    assert ds.input_shape == (4, 2) and ds.kind == "series"
+    assert ds.labels == ["down", "up"]
+    x, _ = ds.all_samples
+    assert sorted(x[:, 0, 1].tolist()) == [float(i + 1) for i in range(10)]  # ay_0 = i + 1
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (lambda x, y: dict(x_train=x, y_train=y[:-1]), "30 samples but 29 labels"),
+    (lambda x, y: dict(x_train=np.where(x > 0.99, np.nan, x), y_train=y), "NaN or Inf"),
+    (lambda x, y: dict(x_train=np.where(x > 0.99, np.inf, x), y_train=y), "NaN or Inf"),
+    (lambda x, y: dict(x_train=x, y_train=np.zeros_like(y)), "only one class"),
+    (lambda x, y: dict(x_train=x[:7], y_train=np.array([0, 0, 0, 1, 1, 1, 2])), "fewer than 2 samples"),
+    (lambda x, y: dict(x_train=x.reshape(30, -1)[:, :5], y_train=y), "not supported"),
+    (lambda x, y: dict(x_train=x[:, :, :, :, None], y_train=y), "not supported"),
+    (lambda x, y: dict(x_train=x[:0], y_train=y[:0]), "no samples"),
+    (lambda x, y: dict(y_train=y), "missing arrays x_train"),
+])
+def test_bad_data_is_refused(tmp_path, arrays, message):
+    x, y = images(30)
+    with pytest.raises(BadInput, match=message):
+        data.load(save(tmp_path, **arrays(x, y)))
+
+
+def test_empty_and_unknown_sources(tmp_path):
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    with pytest.raises(BadInput, match="empty"):
+        data.load(str(empty))
+    with pytest.raises(BadInput, match="give a built-in dataset \\(digits\\) or a .npz or .csv"):
+        data.load("mnist")
+    with pytest.raises(BadInput, match="no such file"):
+        data.load(str(tmp_path / "missing.npz"))

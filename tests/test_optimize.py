@@ -1,0 +1,211 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tinydeploy import architectures as arch_lib
+from tinydeploy import data
+from tinydeploy.boards import get_board
+from tinydeploy.errors import BadInput
+from tinydeploy.evaluate import evaluate
+from tinydeploy.model import load_model
+from tinydeploy.optimize import OptimizeConfig, check_stages, optimize
+
+pytestmark = pytest.mark.host
+
+
+@pytest.fixture(scope="session")
+def digits16():
+    return data.load("digits", image_size=16, seed=0)
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory, digits16):
+    """One full run of every stage on the fast budget, with its progress events."""
+    out = tmp_path_factory.mktemp("optimize")
+    events = []
+    config = OptimizeConfig(digits16, out, get_board("esp32-s3-devkitc-1"), budget="fast", seed=0)
+    result = optimize(config, lambda kind, info: events.append((kind, info.get("stage"))))
+    return config, result, events
+
+
+def stage(result, name):
+    return next(s for s in result.report["stages"] if s["stage"] == name)
+
+
+def test_every_stage_ran_and_was_measured(pipeline):
+    config, result, events = pipeline
+    names = [s["stage"] for s in result.report["stages"]]
+    assert names == ["arch", "qat", "mixed", "progressive", "prune", "distill"]
+    for s in result.report["stages"]:
+        assert 0 <= s["accuracy"] <= 1 and s["flash_bytes"] > 0 and s["arena_bytes"] > 0 and s["macs"] > 0
+        assert (config.out / "stages").glob(f"*-{s['stage']}/model.tflite")
+    assert ("epoch", "arch") in events and ("done", "distill") in events
+    assert (config.out / "model.tflite").read_bytes() == (
+        next((config.out / "stages").glob(f"*-{result.report['chosen']['stage']}")) / "model.tflite").read_bytes()
+
+
+def test_reported_accuracy_is_the_int8_model_on_tflm(pipeline, digits16):
+    config, result, _ = pipeline
+    for name in ("arch", "qat"):
+        folder = next((config.out / "stages").glob(f"*-{name}"))
+        measured = evaluate(load_model(folder / "model.tflite"), digits16.x_val, digits16.y_val)
+        assert round(measured.accuracy, 5) == stage(result, name)["accuracy"]
+    qat = stage(result, "qat")["details"]
+    assert {"float_accuracy", "ptq_accuracy"} <= set(qat)
+
+
+def test_final_model_is_full_int8_and_checked_against_reference(pipeline):
+    config, result, _ = pipeline
+    model = load_model(config.out / "model.tflite")
+    assert model.is_int8
+    check = result.report["chosen"]["reference_check"]
+    assert check["samples"] == len(config.data.x_val)
+    assert check["top1_agreement"] >= 0.99
+
+
+def test_mixed_precision_lists_bits_and_packs_int4(pipeline):
+    _, result, _ = pipeline
+    details = stage(result, "mixed")["details"]
+    assert set(details["bits"].values()) <= {4, 8}
+    assert set(details["bits"]) == set(details["sensitivity"])
+    packing = details["packing"]
+    if packing["int4_layers"]:
+        assert packing["flash_packed_bytes"] < packing["flash_int8_bytes"]
+        assert packing["arena_packed_bytes"] > packing["arena_int8_bytes"]  # the unpack scratch
+
+
+def test_progressive_schedule_really_changes_bits(pipeline):
+    _, result, _ = pipeline
+    details = stage(result, "progressive")["details"]
+    assert details["schedule_bits_per_epoch"] == [8, 6, 4]
+    assert "fixed_4bit_accuracy" in details
+
+
+def test_structured_pruning_shrinks_flash_and_macs(pipeline):
+    _, result, _ = pipeline
+    before, after = stage(result, "progressive"), stage(result, "prune")
+    assert after["flash_bytes"] < before["flash_bytes"]
+    assert after["macs"] < before["macs"]
+    details = after["details"]
+    assert all(details["filters_after"][b] < details["filters_before"][b] for b in details["filters_after"])
+
+
+def test_distilled_student_is_smaller_than_its_teacher(pipeline):
+    _, result, _ = pipeline
+    distill = stage(result, "distill")
+    assert distill["params"] < distill["details"]["teacher_params"]
+
+
+def test_reports_are_written(pipeline):
+    config, result, _ = pipeline
+    saved = json.loads((config.out / "report.json").read_text())
+    assert saved["labels"] == [str(i) for i in range(10)]
+    assert saved["seed"] == 0
+    page = (config.out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3
+
+
+def test_resume_skips_finished_stages(pipeline):
+    config, result, _ = pipeline
+    events = []
+    again = optimize(config, lambda kind, info: events.append((kind, info.get("stage"))))
+    assert [e for e in events if e[0] == "skip"] == [("skip", s["stage"]) for s in result.report["stages"]]
+    assert not [e for e in events if e[0] in ("epoch", "done")]
+    assert again.report["chosen"] == result.report["chosen"]
+
+
+def test_other_settings_in_the_same_folder_are_refused(pipeline):
+    config, _, _ = pipeline
+    other = OptimizeConfig(config.data, config.out, config.board, budget="fast", seed=1)
+    with pytest.raises(BadInput, match="seed differ.*--force"):
+        optimize(other)
+
+
+def test_same_seed_same_figures(tmp_path, digits16):
+    runs = []
+    for name in ("a", "b"):
+        config = OptimizeConfig(digits16, tmp_path / name, get_board("esp32dev"), budget="fast", seed=3,
+                                stages=check_stages(["arch"]))
+        runs.append(optimize(config).report)
+    assert runs[0]["stages"][0]["accuracy"] == runs[1]["stages"][0]["accuracy"]
+    assert runs[0]["chosen"]["sha256"] == runs[1]["chosen"]["sha256"]
+
+
+def test_stage_list_is_validated():
+    assert check_stages(["arch", "prune"]) == ("arch", "prune", "final")
+    with pytest.raises(BadInput, match="unknown stages: quantize. Stages: arch, qat"):
+        check_stages(["arch", "quantize"])
+    with pytest.raises(BadInput, match="must start with 'arch'"):
+        check_stages(["qat", "arch"])
+
+
+def test_time_series_with_string_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 1, 32)[None, :, None]
+    phase = rng.uniform(0, 2 * np.pi, size=(150, 1, 3))
+    slow = np.sin(2 * np.pi * 2 * t + phase) + 0.1 * rng.normal(size=(150, 32, 3))
+    fast = np.sin(2 * np.pi * 7 * t + phase) + 0.1 * rng.normal(size=(150, 32, 3))
+    x = np.concatenate([slow, fast]).astype(np.float32) * 500 + 1000  # raw sensor counts
+    y = np.array(["slow"] * 150 + ["fast"] * 150)
+    np.savez(tmp_path / "gestures.npz", x_train=x, y_train=y)
+    ds = data.load(str(tmp_path / "gestures.npz"))
+    config = OptimizeConfig(ds, tmp_path / "out", get_board("esp32-c3-devkitm-1"), budget="default",
+                            stages=check_stages(["arch"]))
+    result = optimize(config)
+    assert result.report["labels"] == ["fast", "slow"]
+    model = load_model(tmp_path / "out" / "model.tflite")
+    assert model.input_tensors[0].shape == (1, 32, 3) and model.is_int8
+    assert result.report["chosen"]["accuracy_tflm"] >= 0.9
+
+
+def test_normalization_folding_is_exact(digits16):
+    keras_model = arch_lib.build(arch_lib.default_arch(), digits16.input_shape, 10,
+                                 arch_lib.Normalization.of(digits16.x_train))
+    keras_model.compile("adam", "mse")
+    keras_model.fit(digits16.x_train[:64], np.zeros((64, 10)), epochs=1, verbose=0)  # move the BN statistics
+    plain = arch_lib.fuse(keras_model, arch_lib.default_arch(), digits16.input_shape, 10,
+                          arch_lib.Normalization.of(digits16.x_train))
+    x = digits16.x_val[:32]
+    np.testing.assert_allclose(plain(x).numpy(), keras_model(x, training=False).numpy(), atol=1e-4)
+
+
+def test_qat_rejection_names_the_layer_and_the_fix():
+    from tinydeploy import _tf
+    from tinydeploy.quantization import qat_ready
+    keras = _tf.keras()
+    model = keras.Sequential([keras.layers.Input((16, 16, 1)), keras.layers.Conv2D(8, 3),
+                              keras.layers.LayerNormalization(name="ln"), keras.layers.ReLU(),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    with pytest.raises(BadInput, match="layer 'ln' \\(LayerNormalization\\) cannot be quantization-aware "
+                                       "trained: .*replace it with a supported layer"):
+        qat_ready(model)
+
+
+def run_cli(*args):
+    done = subprocess.run([sys.executable, "-m", "tinydeploy", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_cli_missed_target_exits_1_and_still_writes_the_model(tmp_path):
+    code, out, err = run_cli("optimize", "--data", "digits", "--image-size", "16", "--out", tmp_path,
+                             "--budget", "fast", "--stages", "arch", "--max-model-kb", "1", "--quiet")
+    assert code == 1
+    assert "no model meets every target" in err and "model" in err and "needs <= 1 KB" in err
+    assert (tmp_path / "model.tflite").stat().st_size > 1024
+    code, out, err = run_cli("evaluate", tmp_path / "model.tflite", "--data", "digits", "--image-size", "16",
+                             "--json")
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert json.loads(out)["accuracy"] >= report["chosen"]["accuracy_tflm"] - 0.05
+
+
+def test_cli_bad_data_exits_2_before_training(tmp_path):
+    np.savez(tmp_path / "bad.npz", x_train=np.full((10, 8, 8, 1), np.nan), y_train=np.arange(10) % 2)
+    code, out, err = run_cli("optimize", "--data", tmp_path / "bad.npz", "--out", tmp_path / "out")
+    assert code == 2
+    assert "NaN or Inf" in err
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,123 @@
+"""`tinydeploy evaluate`: the accuracy of an int8 model as the board runs it,
+measured on the TFLM interpreter over raw labelled data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinydeploy import tflm
+from tinydeploy.errors import BadInput
+from tinydeploy.model import Model
+
+
+def quantize_input(model: Model, x: np.ndarray) -> np.ndarray:
+    """Raw float inputs -> the model's int8 input, with its own scale and zero point."""
+    tensor = model.input_tensors[0]
+    if tensor.dtype != "INT8" or tensor.quantization is None:
+        raise BadInput(f"{model.path}: the input is {tensor.dtype.lower()}, not quantized int8; "
+                       "run `tinydeploy optimize` or give a fully int8 model")
+    scale, zero = tensor.quantization.scales[0], tensor.quantization.zero_points[0]
+    return np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
+
+
+def _check_shape(model: Model, x: np.ndarray) -> None:
+    expected = tuple(model.input_tensors[0].shape[1:])
+    if tuple(x.shape[1:]) != expected:
+        raise BadInput(f"data samples are {tuple(x.shape[1:])} but {model.path} takes {expected}")
+
+
+class TflmRunner:
+    """Runs a model on the TFLM interpreter, one sample at a time as on the board."""
+
+    def __init__(self, model: Model, arena_bytes: int | None = None):
+        from tflite_micro.python.tflite_micro import runtime
+        self.model = model
+        size = arena_bytes or tflm.measure_arena(model).arena_bytes
+        with tflm.captured_native_output():
+            self.interpreter = runtime.Interpreter.from_bytes(model.data, arena_size=size)
+
+    def invoke_int8(self, sample: np.ndarray) -> np.ndarray:
+        """One int8 input sample (without batch axis) -> the int8 output vector."""
+        self.interpreter.set_input(sample[None, ...], 0)
+        self.interpreter.invoke()
+        return np.asarray(self.interpreter.get_output(0)).reshape(-1)
+
+    def predict_int8(self, x_int8: np.ndarray) -> np.ndarray:
+        return np.stack([self.invoke_int8(s) for s in x_int8])
+
+
+def reference_outputs(model: Model, x_int8: np.ndarray) -> np.ndarray:
+    """Outputs of TFLite's reference kernels (tf.lite.Interpreter, BUILTIN_REF) for int8 inputs."""
+    from tinydeploy import _tf
+    tf = _tf.tensorflow()
+    interpreter = tf.lite.Interpreter(
+        model_content=model.data,
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+    results = []
+    for sample in x_int8:
+        interpreter.set_tensor(inp, sample[None, ...])
+        interpreter.invoke()
+        results.append(interpreter.get_tensor(out).reshape(-1))
+    return np.stack(results)
+
+
+@dataclass
+class Evaluation:
+    accuracy: float
+    samples: int
+    predictions: np.ndarray
+    outputs: np.ndarray  # int8 outputs from TFLM
+
+    def to_dict(self) -> dict:
+        return {"accuracy": round(self.accuracy, 5), "samples": self.samples,
+                "basis": "int8 model on the TFLM interpreter"}
+
+
+def evaluate_file(model_path, source: str, image_size: int = 32, seed: int = 0) -> dict:
+    """`tinydeploy evaluate`: int8 accuracy of a .tflite file on raw labelled data.
+
+    The data's class names, sorted, are taken to be the model's output order
+    (the order `optimize` uses). A source with its own validation set is
+    evaluated on that set; otherwise on every sample.
+    """
+    from tinydeploy import data
+    from tinydeploy.model import load_model
+    model = load_model(model_path)
+    dataset = data.load(source, image_size=image_size, seed=seed)
+    outputs = model.output_tensors[0].elements
+    if outputs != len(dataset.labels):
+        raise BadInput(f"{model.path} has {outputs} outputs but the data has {len(dataset.labels)} classes "
+                       f"({', '.join(dataset.labels[:10])})")
+    x, y = dataset.all_samples
+    result = evaluate(model, x, y)
+    return {"model": str(model_path), "sha256": model.sha256, "data": source, "labels": dataset.labels,
+            "split": "validation" if dataset.val_given else "all samples", **result.to_dict()}
+
+
+def evaluate(model: Model, x: np.ndarray, y: np.ndarray) -> Evaluation:
+    """Top-1 accuracy of the int8 model on the TFLM interpreter over raw inputs x.
+
+    Args:
+        model: a full-int8 model.
+        x: raw inputs (N, ...), as the sensor or image gives them.
+        y: integer class indices (N,).
+    """
+    _check_shape(model, x)
+    if len(x) == 0:
+        raise BadInput("no samples to evaluate")
+    outputs = TflmRunner(model).predict_int8(quantize_input(model, x))
+    predictions = outputs.argmax(axis=1)
+    return Evaluation(float((predictions == y).mean()), int(len(y)), predictions, outputs)
+
+
+def compare_with_reference(model: Model, x: np.ndarray, tflm_outputs: np.ndarray) -> dict:
+    """Top-1 agreement and largest int8 output difference, TFLM vs TFLite's reference kernels."""
+    reference = reference_outputs(model, quantize_input(model, x))
+    diff = np.abs(reference.astype(np.int32) - tflm_outputs.astype(np.int32))
+    return {"top1_agreement": round(float((reference.argmax(1) == tflm_outputs.argmax(1)).mean()), 5),
+            "max_output_diff_lsb": int(diff.max()), "samples": int(len(x)),
+            "reference": "tf.lite.Interpreter with the BUILTIN_REF op resolver"}

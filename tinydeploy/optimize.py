@@ -1,0 +1,480 @@
+"""`tinydeploy optimize`: the progressive optimization pipeline.
+
+Stages run in order, each from the previous stage's model, and each is
+measured the same way: the int8 model's accuracy on the TFLM interpreter over
+the whole validation set, its flash bytes, its measured TFLM arena, its MACs
+and its estimated latency on the board. Every stage's model and metrics are
+kept in OUT/stages/, written atomically, so a rerun resumes where it stopped.
+At the end the best model meeting every target (not simply the last) becomes
+OUT/model.tflite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tinydeploy import _tf, costs, tflm
+from tinydeploy import architectures as arch_lib
+from tinydeploy import quantization as quant
+from tinydeploy.boards import Board
+from tinydeploy.data import Dataset
+from tinydeploy.errors import BadInput
+from tinydeploy.evaluate import compare_with_reference, evaluate
+from tinydeploy.model import parse_model
+from tinydeploy.targets import TargetResult, Targets, check
+
+STAGES = ("arch", "qat", "mixed", "progressive", "prune", "distill", "final")
+
+# Epochs per stage for each --budget.
+BUDGETS = {
+    "fast": {"arch": 8, "qat": 1, "mixed": 1, "progressive": 3, "prune": 1, "distill": 8, "batch": 64},
+    "default": {"arch": 40, "qat": 4, "mixed": 3, "progressive": 6, "prune": 6, "distill": 40, "batch": 32},
+    "thorough": {"arch": 80, "qat": 8, "mixed": 6, "progressive": 12, "prune": 12, "distill": 80, "batch": 32},
+}
+MIXED_TOLERANCE = 0.01  # accuracy a 4-bit layer choice may cost (measured) when flash already fits
+PRUNE_KEEP = 0.75  # share of filters structured pruning keeps per block
+DISTILL_WIDTHS = (0.75, 0.5, 0.35)
+DISTILL_TEMPERATURE, DISTILL_ALPHA = 4.0, 0.5
+
+Progress = Callable[[str, dict], None]
+
+
+@dataclass
+class OptimizeConfig:
+    data: Dataset
+    out: Path
+    board: Board
+    targets: Targets = field(default_factory=Targets)
+    min_accuracy: float | None = None
+    budget: str = "default"
+    seed: int = 0
+    stages: tuple[str, ...] = STAGES
+    force: bool = False
+    arch: arch_lib.Arch | None = None
+    data_source: str = "digits"
+
+    def fingerprint(self) -> dict:
+        """What a finished stage depends on: a rerun with other values starts over."""
+        x = np.ascontiguousarray(self.data.x_train)
+        return {"data": self.data_source, "data_sha256": hashlib.sha256(x.tobytes()).hexdigest()[:16],
+                "budget": self.budget, "seed": self.seed, "board": self.board.name,
+                "arch": (self.arch or arch_lib.default_arch()).to_dict()}
+
+
+def check_stages(stages: list[str]) -> tuple[str, ...]:
+    """Validate --stages: known names, no repeats, 'arch' first; 'final' is added last."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise BadInput(f"unknown stages: {', '.join(unknown)}. Stages: {', '.join(STAGES)}")
+    if len(set(stages)) != len(stages):
+        raise BadInput(f"a stage is repeated in --stages {','.join(stages)}")
+    if not stages or stages[0] != "arch":
+        raise BadInput("--stages must start with 'arch' (it trains the first model)")
+    if "final" in stages[:-1]:
+        raise BadInput("'final' must be the last stage")
+    return tuple(stages if stages[-1] == "final" else [*stages, "final"])
+
+
+@dataclass
+class Candidate:
+    """A stage's model: its architecture, plain float weights, weight bits and int8 flatbuffer."""
+    stage: str
+    arch: arch_lib.Arch
+    plain: object  # Keras plain logits model (BN folded, raw input)
+    bits: dict[str, int]  # layer -> bits for layers below 8
+    tflite: bytes
+    metrics: dict
+
+
+class _EpochReporter:
+    """A Keras callback forwarding per-epoch metrics to the progress function."""
+
+    def __new__(cls, stage: str, epochs: int, progress: Progress | None, history: list):
+        keras = _tf.keras()
+
+        class Reporter(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                logs = {k: float(v) for k, v in (logs or {}).items()}
+                history.append({"epoch": len(history) + 1, **logs})
+                if progress:
+                    progress("epoch", {"stage": stage, "epoch": epoch + 1, "epochs": epochs, "logs": logs})
+
+        return Reporter()
+
+
+class Pipeline:
+    def __init__(self, config: OptimizeConfig, progress: Progress | None = None):
+        self.config = config
+        self.progress = progress
+        self.data = config.data
+        self.epochs = BUDGETS[config.budget]
+        self.n_classes = len(self.data.labels)
+        self.keras = _tf.keras()
+        self.tf = _tf.tensorflow()
+        self.tf.config.experimental.enable_op_determinism()
+        self.histories: dict[str, list] = {}
+
+    # -- shared steps ------------------------------------------------------
+    def _seed(self, stage: str) -> None:
+        self.keras.utils.set_random_seed(self.config.seed + STAGES.index(stage))
+
+    def _note(self, text: str) -> None:
+        if self.progress:
+            self.progress("note", {"text": text})
+
+    def _fit(self, model, stage: str, epochs: int, lr: float, loss, x=None, y=None) -> None:
+        history = self.histories.setdefault(stage, [])
+        steps = int(np.ceil(len(self.data.x_train) / self.epochs["batch"])) * max(epochs, 1)
+        schedule = self.keras.optimizers.schedules.CosineDecay(lr, steps)
+        model.compile(self.keras.optimizers.Adam(schedule), loss, metrics=["accuracy"])
+        model.fit(self.data.x_train if x is None else x, self.data.y_train if y is None else y,
+                  epochs=epochs, batch_size=self.epochs["batch"], verbose=0,
+                  validation_data=(self.data.x_val, self.data.y_val),
+                  callbacks=[_EpochReporter(stage, epochs, self.progress, history)])
+
+    def _float_accuracy(self, plain) -> float:
+        logits = plain.predict(self.data.x_val, verbose=0, batch_size=256)
+        return float((logits.argmax(1) == self.data.y_val).mean())
+
+    def _convert(self, plain, bits: dict[str, int]) -> bytes:
+        from tinydeploy.convert import to_int8_tflite
+        data = to_int8_tflite(arch_lib.with_softmax(plain), self.data.x_train, seed=self.config.seed)
+        four = [name for name, b in bits.items() if b <= 4]
+        if four:
+            data, _ = quant.pack_int4(data, four)
+        return data
+
+    def _finetune(self, plain, arch, bits: dict[str, int], stage: str, epochs: int, key_prefix: str,
+                  schedule: Callable[[int], int] | None = None):
+        """QAT fine-tuning with per-layer bits; returns a new plain model with baked weights."""
+        keys = {name: f"{key_prefix}_{name}" for name, b in bits.items() if b < 8}
+        for name, key in keys.items():
+            quant.bits_variable(key, bits[name])
+        qat = quant.quantize_for_training(arch_lib.with_softmax(plain), keys)
+        callbacks_bits = []
+        if schedule is not None:
+            keras = self.keras
+
+            class BitSchedule(keras.callbacks.Callback):
+                def on_epoch_begin(self, epoch, logs=None):
+                    b = schedule(epoch)
+                    for key in keys.values():
+                        quant.bits_variable(key, b)
+                    callbacks_bits.append(b)
+
+            qat_fit_callbacks = [BitSchedule()]
+        else:
+            qat_fit_callbacks = []
+        history = self.histories.setdefault(stage, [])
+        steps = int(np.ceil(len(self.data.x_train) / self.epochs["batch"])) * max(epochs, 1)
+        qat.compile(self.keras.optimizers.Adam(self.keras.optimizers.schedules.CosineDecay(5e-4, steps)),
+                    self.keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+        qat.fit(self.data.x_train, self.data.y_train, epochs=epochs, batch_size=self.epochs["batch"],
+                verbose=0, validation_data=(self.data.x_val, self.data.y_val),
+                callbacks=qat_fit_callbacks + [_EpochReporter(stage, epochs, self.progress, history)])
+        final_bits = {name: (schedule(epochs - 1) if schedule else b) for name, b in bits.items()}
+        baked = quant.bake(qat, arch_lib.plain_model(arch, self.data.input_shape, self.n_classes), final_bits)
+        return baked, callbacks_bits
+
+    def measure(self, tflite_bytes: bytes) -> dict:
+        """The figures every stage reports, all from the int8 model."""
+        model = parse_model(tflite_bytes)
+        result = evaluate(model, self.data.x_val, self.data.y_val)
+        arena = tflm.measure_arena(model)
+        layers = costs.layer_costs(model)
+        latency_ms = sum(self.config.board.estimate_us(l.op, l.macs) for l in layers) / 1000
+        targets = check(self.config.targets, arena_bytes=arena.arena_bytes, model_bytes=model.size_bytes,
+                        latency_ms=latency_ms, arena_basis="measured (TFLM, host)",
+                        latency_basis=f"estimate ({self.config.board.name})")
+        if self.config.min_accuracy is not None:
+            targets.append(TargetResult("accuracy", round(result.accuracy, 5), self.config.min_accuracy, "",
+                                        "measured (TFLM int8, validation set)", at_least=True))
+        return {"accuracy": round(result.accuracy, 5), "flash_bytes": model.size_bytes,
+                "arena_bytes": arena.arena_bytes, "macs": sum(l.macs for l in layers),
+                "params": costs.param_count(model), "latency_ms": round(latency_ms, 4),
+                "targets": [t.to_dict() for t in targets], "meets_targets": all(t.met for t in targets)}
+
+    # -- stages --------------------------------------------------------------
+    def stage_arch(self, previous: Candidate | None) -> tuple[Candidate, dict]:
+        arch = self.config.arch or arch_lib.default_arch()
+        norm = arch_lib.Normalization.of(self.data.x_train)
+        model = arch_lib.build(arch, self.data.input_shape, self.n_classes, norm)
+        self._fit(model, "arch", self.epochs["arch"], 3e-3,
+                  self.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        plain = arch_lib.fuse(model, arch, self.data.input_shape, self.n_classes, norm)
+        details = {"architecture": arch.to_dict(), "float_accuracy": round(self._float_accuracy(plain), 5),
+                   "normalization": asdict(norm), "epochs": self.epochs["arch"],
+                   "note": "int8 by post-training quantization; the input normalization and "
+                           "BatchNormalization are folded into the weights"}
+        return Candidate("arch", arch, plain, {}, self._convert(plain, {}), {}), details
+
+    def stage_qat(self, previous: Candidate) -> tuple[Candidate, dict]:
+        baked, _ = self._finetune(previous.plain, previous.arch, previous.bits, "qat", self.epochs["qat"], "qat")
+        details = {"float_accuracy": round(self._float_accuracy(previous.plain), 5),
+                   "ptq_accuracy": previous.metrics["accuracy"],
+                   "epochs": self.epochs["qat"],
+                   "note": "QAT accuracy is this stage's accuracy; PTQ is the previous model converted directly"}
+        return Candidate("qat", previous.arch, baked, dict(previous.bits), self._convert(baked, previous.bits),
+                         {}), details
+
+    def _mac_layers(self, plain) -> list:
+        return [layer for layer in plain.layers if type(layer).__name__ in quant.MAC_LAYERS]
+
+    def _accuracy_with_4bit(self, plain, names) -> float:
+        saved = {name: plain.get_layer(name).get_weights() for name in names}
+        for name in names:
+            layer = plain.get_layer(name)
+            kernel, *rest = saved[name]
+            layer.set_weights([quant.fake_quantize_numpy(kernel, 4, quant.channel_axis(type(layer).__name__)),
+                               *rest])
+        accuracy = self._float_accuracy(plain)
+        for name, weights in saved.items():
+            plain.get_layer(name).set_weights(weights)
+        return accuracy
+
+    def stage_mixed(self, previous: Candidate) -> tuple[Candidate, dict]:
+        plain = previous.plain
+        base = self._float_accuracy(plain)
+        layers = self._mac_layers(plain)
+        sensitivity = {layer.name: round(base - self._accuracy_with_4bit(plain, [layer.name]), 5)
+                       for layer in layers}
+        params = {layer.name: int(layer.get_weights()[0].size) for layer in layers}
+        budget_bytes = self.config.targets.max_model_kb * 1024
+        flash = previous.metrics["flash_bytes"]
+        chosen: list[str] = []
+        # Least sensitive first; among equals, the layer that saves the most flash.
+        for name in sorted(sensitivity, key=lambda n: (sensitivity[n], -params[n])):
+            trial = chosen + [name]
+            drop = base - self._accuracy_with_4bit(plain, trial)
+            over_budget = flash > budget_bytes
+            if drop <= MIXED_TOLERANCE or over_budget:
+                chosen = trial
+                flash -= params[name] // 2
+        bits = {name: (4 if name in chosen else 8) for name in params}
+        low = {name: 4 for name in chosen}
+        baked, _ = self._finetune(plain, previous.arch, low, "mixed", self.epochs["mixed"], "mixed")
+        packed_bytes = self._convert(baked, low)
+        details = {"bits": bits, "sensitivity": sensitivity, "tolerance": MIXED_TOLERANCE,
+                   "epochs": self.epochs["mixed"]}
+        packed_layers = quant.pack_int4(self._convert(baked, {}), chosen)[1] if chosen else []
+        if packed_layers:
+            unpacked = parse_model(self._convert(baked, {}))
+            packed = parse_model(packed_bytes)
+            details["packing"] = {
+                "int4_layers": packed_layers,
+                "4bit_in_int8_storage": sorted(set(chosen) - set(packed_layers)),
+                "flash_int8_bytes": unpacked.size_bytes,
+                "flash_packed_bytes": packed.size_bytes,
+                "arena_int8_bytes": tflm.measure_arena(unpacked).arena_bytes,
+                "arena_packed_bytes": tflm.measure_arena(packed).arena_bytes,
+                "note": "weights packed two per byte as TFLM int4; TFLM unpacks them into an arena "
+                        "scratch buffer, so the arena grows while flash shrinks"}
+        elif chosen:
+            details["packing"] = {"int4_layers": [], "4bit_in_int8_storage": chosen,
+                                  "note": "the 4-bit layers are ops TFLM cannot run with packed int4 "
+                                          "weights, so they keep int8 storage and save no flash"}
+        else:
+            details["packing"] = {"int4_layers": [], "note": "no layer could go to 4 bits within the "
+                                  f"{MIXED_TOLERANCE:.0%} accuracy tolerance, so nothing was packed"}
+        return Candidate("mixed", previous.arch, baked, low, packed_bytes, {}), details
+
+    def stage_progressive(self, previous: Candidate) -> tuple[Candidate, dict]:
+        epochs = self.epochs["progressive"]
+        names = [layer.name for layer in self._mac_layers(previous.plain)]
+
+        def schedule(epoch: int) -> int:  # 8 -> 6 -> 4 over thirds of the run
+            return (8, 6, 4)[min(2, epoch * 3 // max(epochs, 1))]
+
+        progressive, seen = self._finetune(previous.plain, previous.arch, {n: 8 for n in names}, "progressive",
+                                           epochs, "progressive", schedule=schedule)
+        self._seed("progressive")
+        fixed, _ = self._finetune(previous.plain, previous.arch, {n: 4 for n in names}, "progressive-fixed4",
+                                  epochs, "fixed4")
+        four = {n: 4 for n in names}
+        fixed_metrics = self.measure(self._convert(fixed, four))
+        details = {"schedule_bits_per_epoch": seen, "final_bits": 4, "epochs": epochs,
+                   "fixed_4bit_accuracy": fixed_metrics["accuracy"],
+                   "note": "the bit-width lives in a tf.Variable the weight fake-quantizers read; "
+                           "the comparison is fixed 4-bit QAT for the same epochs from the same weights"}
+        return Candidate("progressive", previous.arch, progressive, four, self._convert(progressive, four),
+                         {}), details
+
+    def stage_prune(self, previous: Candidate) -> tuple[Candidate, dict]:
+        from tinydeploy.prune import prune
+        narrow, narrow_arch, kept = prune(previous.plain, previous.arch, self.data.input_shape,
+                                          self.n_classes, PRUNE_KEEP)
+        if not kept:
+            self._note("prune: no block can be pruned independently (residual ties); model unchanged")
+        baked, _ = self._finetune(narrow, narrow_arch, previous.bits, "prune", self.epochs["prune"], "prune")
+        details = {"keep_ratio": PRUNE_KEEP, "filters_before": {f"b{i}": previous.arch.blocks[i].filters
+                                                                 for i in kept},
+                   "filters_after": {f"b{i}": n for i, n in kept.items()},
+                   "flash_before_bytes": previous.metrics["flash_bytes"], "macs_before": previous.metrics["macs"],
+                   "architecture": narrow_arch.to_dict(), "epochs": self.epochs["prune"],
+                   "method": "L1 norm of each output filter; whole filters removed and the model rebuilt"}
+        return Candidate("prune", narrow_arch, baked, dict(previous.bits), self._convert(baked, previous.bits),
+                         {}), details
+
+    def stage_distill(self, previous: Candidate, done: list[Candidate]) -> tuple[Candidate, dict]:
+        from tinydeploy.convert import to_int8_tflite
+        from tinydeploy.distill import distillation_model
+        teacher = _best(done, self.config)
+        width, student_arch = None, None
+        for w in DISTILL_WIDTHS:
+            trial = teacher.arch.scaled(w)
+            probe = arch_lib.plain_model(trial, self.data.input_shape, self.n_classes)
+            size = len(to_int8_tflite(arch_lib.with_softmax(probe), self.data.x_train[:16], samples=16))
+            width, student_arch = w, trial
+            if size < teacher.metrics["flash_bytes"] and size <= self.config.targets.max_model_kb * 1024:
+                break
+        norm = arch_lib.Normalization.of(self.data.x_train)
+        student = arch_lib.build(student_arch, self.data.input_shape, self.n_classes, norm)
+        distiller = distillation_model(student, teacher.plain, DISTILL_TEMPERATURE, DISTILL_ALPHA)
+        self._fit(distiller, "distill", self.epochs["distill"], 3e-3, None)
+        plain = arch_lib.fuse(student, student_arch, self.data.input_shape, self.n_classes, norm)
+        baked, _ = self._finetune(plain, student_arch, {}, "distill", self.epochs["qat"], "distill")
+        details = {"teacher_stage": teacher.stage, "teacher_accuracy": teacher.metrics["accuracy"],
+                   "teacher_params": teacher.metrics["params"], "student_width": width,
+                   "student_architecture": student_arch.to_dict(), "temperature": DISTILL_TEMPERATURE,
+                   "alpha": DISTILL_ALPHA, "epochs": self.epochs["distill"],
+                   "loss": "alpha*T^2*KL(softmax(teacher/T) || softmax(student/T)) + (1-alpha)*CE(labels)"}
+        return Candidate("distill", student_arch, baked, {}, self._convert(baked, {}), {}), details
+
+
+def _rank(candidate: Candidate) -> tuple:
+    """Sort key: meets every target, then fewest misses, higher accuracy, smaller flash."""
+    m = candidate.metrics
+    misses = sum(not t["met"] for t in m["targets"])
+    return (m["meets_targets"], -misses, m["accuracy"], -m["flash_bytes"])
+
+
+def _best(done: list[Candidate], config: OptimizeConfig) -> Candidate:
+    return max(done, key=_rank)
+
+
+def _write_atomically(folder: Path, files: dict[str, bytes | str]) -> None:
+    """Write a stage's files into folder so that it exists complete or not at all."""
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, content in files.items():
+        (tmp / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+@dataclass
+class OptimizeReport:
+    report: dict
+    model_path: Path
+    met: bool
+    missed: list[str]
+
+
+def _load_candidate(folder: Path, data: Dataset) -> Candidate:
+    metrics = json.loads((folder / "metrics.json").read_text())
+    arch = arch_lib.Arch.from_dict(metrics["arch"])
+    plain = arch_lib.plain_model(arch, data.input_shape, len(data.labels))
+    plain.load_weights(str(folder / "plain.weights.h5"))
+    return Candidate(metrics["stage"], arch, plain, {k: int(v) for k, v in metrics["bits"].items()},
+                     (folder / "model.tflite").read_bytes(), metrics)
+
+
+def optimize(config: OptimizeConfig, progress: Progress | None = None) -> OptimizeReport:
+    """Run (or resume) the optimization pipeline.
+
+    Args:
+        config: data, output folder, board, targets, budget, seed and stages.
+        progress: optional callback receiving ("stage", ...), ("epoch", ...),
+            ("skip", ...), ("note", ...) and ("done", ...) events.
+
+    Returns:
+        The report; OUT/model.tflite, OUT/report.json and OUT/report.html are written.
+    """
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    run_file = out / "run.json"
+    fingerprint = config.fingerprint()
+    if run_file.exists() and not config.force:
+        previous = json.loads(run_file.read_text())
+        if previous != fingerprint:
+            changed = sorted(k for k in fingerprint if previous.get(k) != fingerprint.get(k))
+            raise BadInput(f"{out} holds a run with other settings ({', '.join(changed)} differ); "
+                           "pass --force to start over there, or choose another --out")
+    if config.force:
+        shutil.rmtree(out / "stages", ignore_errors=True)
+    run_file.write_text(json.dumps(fingerprint, indent=2))
+    pipeline = Pipeline(config, progress)
+    done: list[Candidate] = []
+    details: dict[str, dict] = {}
+    chain: list[str] = []
+    work = [s for s in config.stages if s != "final"]
+    for position, stage in enumerate(work):
+        chain.append(stage)
+        folder = out / "stages" / f"{position + 1:02d}-{stage}"
+        if (folder / "metrics.json").exists():
+            stored = json.loads((folder / "metrics.json").read_text())
+            if stored.get("chain") == chain:
+                candidate = _load_candidate(folder, config.data)
+                done.append(candidate)
+                details[stage] = stored["details"]
+                pipeline.histories[stage] = stored.get("history", [])
+                if progress:
+                    progress("skip", {"stage": stage, "metrics": stored})
+                continue
+        if progress:
+            progress("stage", {"stage": stage, "index": position + 1, "total": len(work) + 1})
+        started = time.perf_counter()
+        pipeline._seed(stage)
+        method = getattr(pipeline, f"stage_{stage}")
+        previous = done[-1] if done else None
+        candidate, info = method(previous, done) if stage == "distill" else method(previous)
+        candidate.metrics = pipeline.measure(candidate.tflite)
+        candidate.metrics.update({"stage": stage, "chain": list(chain), "arch": candidate.arch.to_dict(),
+                                  "bits": candidate.bits, "seconds": round(time.perf_counter() - started, 1),
+                                  "details": info, "history": pipeline.histories.get(stage, [])})
+        if stage == "progressive":
+            candidate.metrics["history_fixed4"] = pipeline.histories.get("progressive-fixed4", [])
+        weights = folder.with_name(folder.name + ".weights.h5")
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        candidate.plain.save_weights(str(weights))
+        _write_atomically(folder, {"model.tflite": candidate.tflite, "plain.weights.h5": weights.read_bytes(),
+                                   "metrics.json": json.dumps(candidate.metrics, indent=2)})
+        weights.unlink()
+        done.append(candidate)
+        details[stage] = info
+        if progress:
+            progress("done", {"stage": stage, "metrics": candidate.metrics})
+    # Final: choose, validate on TFLM, cross-check with TFLite's reference kernels.
+    if progress:
+        progress("stage", {"stage": "final", "index": len(work) + 1, "total": len(work) + 1})
+    best = _best(done, config)
+    model = parse_model(best.tflite)
+    tflm_eval = evaluate(model, config.data.x_val, config.data.y_val)
+    reference = compare_with_reference(model, config.data.x_val, tflm_eval.outputs)
+    (out / "model.tflite").write_bytes(best.tflite)
+    missed = [TargetResult.from_dict(t).describe() for t in best.metrics["targets"] if not t["met"]]
+    report = {
+        "tinydeploy": "optimize", "seed": config.seed, "budget": config.budget, "board": config.board.name,
+        "data": config.data.summary(), "labels": config.data.labels,
+        "targets": {"max_arena_kb": config.targets.max_arena_kb, "max_model_kb": config.targets.max_model_kb,
+                    "max_latency_ms": config.targets.max_latency_ms, "min_accuracy": config.min_accuracy},
+        "stages": [{k: v for k, v in c.metrics.items() if k not in ("chain",)} for c in done],
+        "chosen": {"stage": best.stage, "model": str(out / "model.tflite"), "sha256": model.sha256,
+                   "accuracy_tflm": round(tflm_eval.accuracy, 5), "reference_check": reference,
+                   **{k: best.metrics[k] for k in ("flash_bytes", "arena_bytes", "macs", "latency_ms")}},
+        "met": best.metrics["meets_targets"], "missed": missed,
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    from tinydeploy.report import optimize_html
+    (out / "report.html").write_text(optimize_html(report))
+    return OptimizeReport(report, out / "model.tflite", best.metrics["meets_targets"], missed)

@@ -1,0 +1,98 @@
+"""HTML reports with plots, for people who would rather look than read."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+
+def _figure_png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _scatter(stages: list[dict], key: str, limit: float, xlabel: str):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for s in stages:
+        x = s[key] / 1024
+        ax.scatter(x, s["accuracy"] * 100, s=40)
+        ax.annotate(s["stage"], (x, s["accuracy"] * 100), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.axvline(limit, color="red", linestyle="--", linewidth=1, label=f"budget {limit:g} KB")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("int8 accuracy on TFLM (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    png = _figure_png(fig)
+    plt.close(fig)
+    return png
+
+
+def _curves(stages: list[dict]):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10.5, 3.6))
+    offset = 0
+    for s in stages:
+        curves = [("", s.get("history", []))]
+        if s.get("history_fixed4"):
+            curves.append((" (fixed 4-bit)", s["history_fixed4"]))
+        for suffix, history in curves:
+            values = [h.get("val_accuracy") for h in history if h.get("val_accuracy") is not None]
+            if values:
+                ax.plot(range(offset + 1, offset + len(values) + 1), [v * 100 for v in values],
+                        label=s["stage"] + suffix, linestyle="--" if suffix else "-")
+        offset += max((len(h) for _, h in curves), default=0)
+    ax.set_xlabel("epoch (stages one after another)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=4)
+    png = _figure_png(fig)
+    plt.close(fig)
+    return png
+
+
+def optimize_html(report: dict) -> str:
+    """The optimize report as a self-contained HTML page."""
+    stages = report["stages"]
+    targets = report["targets"]
+    rows = "".join(
+        f"<tr><td>{html.escape(s['stage'])}</td><td>{s['accuracy'] * 100:.2f}%</td><td>{s['flash_bytes']:,}</td>"
+        f"<td>{s['arena_bytes']:,}</td><td>{s['macs']:,}</td><td>{s['latency_ms']:.3f}</td>"
+        f"<td>{'yes' if s['meets_targets'] else 'no'}</td><td>{s['seconds']}</td></tr>" for s in stages)
+    chosen = report["chosen"]
+    verdict = "every target met" if report["met"] else "targets missed: " + "; ".join(report["missed"])
+    images = [
+        ("Accuracy against flash", _scatter(stages, "flash_bytes", targets["max_model_kb"], "flash (KB)")),
+        ("Accuracy against arena", _scatter(stages, "arena_bytes", targets["max_arena_kb"],
+                                            "TFLM arena, measured (KB)")),
+    ]
+    figures = "".join(f"<figure><img src='data:image/png;base64,{png}'><figcaption>{t}</figcaption></figure>"
+                      for t, png in images)
+    curves = _curves(stages)
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>tinydeploy optimize report</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}
+figure{{display:inline-block;margin:0 1em 1em 0}}</style></head><body>
+<h1>tinydeploy optimize</h1>
+<p>data {html.escape(report['data']['name'])} ({report['data']['train']} train / {report['data']['val']} validation),
+board {html.escape(report['board'])}, budget {report['budget']}, seed {report['seed']}.
+Accuracy is the int8 model's on the TFLM interpreter; arena is measured by TFLM; latency is an estimate.</p>
+<p><b>Chosen: {html.escape(chosen['stage'])}</b> — {chosen['accuracy_tflm'] * 100:.2f}% ·
+{chosen['flash_bytes']:,} B flash · {chosen['arena_bytes']:,} B arena · {chosen['latency_ms']:.3f} ms (estimate).
+{html.escape(verdict)}. TFLM vs TFLite reference kernels: top-1 agreement
+{chosen['reference_check']['top1_agreement'] * 100:.2f}%, largest output difference
+{chosen['reference_check']['max_output_diff_lsb']} LSB.</p>
+<table><tr><th>stage</th><th>accuracy</th><th>flash B</th><th>arena B</th><th>MACs</th><th>latency ms (est.)</th>
+<th>meets targets</th><th>seconds</th></tr>{rows}</table>
+<h2>Plots</h2>{figures}
+<figure><img src='data:image/png;base64,{curves}'><figcaption>Training curves</figcaption></figure>
+</body></html>"""
