@@ -1,0 +1,68 @@
+/* tinydeploy device protocol core: the MLPerf Tiny device-under-test command
+ * set plus tinydeploy's `info%`. Portable C99 behind a small platform
+ * interface, so the same code runs on the board and, in the tests, on the host.
+ * Protocol reference: docs/protocol.md. */
+#ifndef TD_PROTOCOL_H_
+#define TD_PROTOCOL_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TD_MAX_COMMAND 80 /* MLPerf Tiny: a command is at most 80 characters */
+
+/* What the protocol needs from the board. */
+typedef struct td_platform {
+  void *ctx;
+  /* Write len bytes to the serial port. */
+  void (*write)(void *ctx, const char *data, size_t len);
+  /* A free-running microsecond clock. */
+  uint64_t (*micros)(void *ctx);
+  /* Run the model once on the input buffer; 0 on success. */
+  int (*invoke)(void *ctx);
+  /* Write the one-line JSON info object (no newline) into buf; returns its length. */
+  size_t (*info)(void *ctx, char *buf, size_t size);
+} td_platform;
+
+/* The model's I/O buffers (e.g. the TFLM input and output tensors). */
+typedef struct td_model_io {
+  int8_t *input;
+  size_t input_size;
+  const int8_t *output;
+  size_t output_size;
+  const char *name;  /* device name for `name%` */
+  const char *model; /* model name for `profile%` */
+} td_model_io;
+
+typedef struct td_protocol {
+  const td_platform *platform;
+  td_model_io io;
+  int ready;             /* 0 when the model could not be set up */
+  char line[TD_MAX_COMMAND + 1];
+  size_t line_length;
+  int overflow;          /* the current command is longer than TD_MAX_COMMAND */
+  size_t expected;       /* bytes announced by `db load N` */
+  size_t loaded;         /* bytes received since */
+} td_protocol;
+
+/* Set up the protocol. ready = 0 makes every model command answer an error
+ * (after e.g. a failed tensor allocation). */
+void td_protocol_init(td_protocol *p, const td_platform *platform, const td_model_io *io, int ready);
+
+/* Print the boot banner: m-init-done and m-ready. */
+void td_protocol_boot(td_protocol *p);
+
+/* Feed one received byte; a complete command (ending in '%') is executed. */
+void td_protocol_feed(td_protocol *p, int byte);
+
+/* Print "e-[message]\r\n" (for errors outside a command, such as a failed allocation). */
+void td_protocol_error(td_protocol *p, const char *message);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TD_PROTOCOL_H_ */
