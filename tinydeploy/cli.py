@@ -113,6 +113,59 @@ def cmd_evaluate(args) -> int:
     return EXIT_OK
 
 
+def cmd_render(args) -> int:
+    from tinydeploy.boards import get_board
+    from tinydeploy.project import create_project
+    from tinydeploy.render import RenderOptions, read_labels
+    options = RenderOptions(args.framework, args.arena_margin, read_labels(args.labels) if args.labels else ())
+    summary = create_project(args.model, get_board(args.board), args.out, options)
+    if args.json:
+        _emit_json(args, summary)
+    else:
+        print(f"rendered {summary['project']} for {summary['board']} ({summary['framework']}): "
+              f"{len(summary['files'])} files, arena {summary['arena_bytes']:,} bytes "
+              f"(measured {summary['measured_arena_bytes']:,} + {summary['arena_margin_percent']:g}%), "
+              f"ops {', '.join(summary['ops'])}")
+        print(f"next: tinydeploy build {summary['project']}")
+    return EXIT_OK
+
+
+def _line_printer(args):
+    """Stream tool output lines unless --json or --quiet."""
+    if args.json or getattr(args, "quiet", False):
+        return None
+    console = _console()
+    return lambda line: console.print(line, markup=False, highlight=False)
+
+
+def cmd_build(args) -> int:
+    from tinydeploy.build import build
+    result = build(args.dir, args.env, _line_printer(args))
+    summary = {"project": str(args.dir), "log": str(result.log), "firmware": [str(p) for p in result.firmware]}
+    if args.json:
+        _emit_json(args, summary)
+    else:
+        print(f"built: {', '.join(summary['firmware']) or '(no firmware.bin found)'}; log {summary['log']}")
+    return EXIT_OK
+
+
+def cmd_flash(args) -> int:
+    from tinydeploy.flash import flash, flash_firmware
+    if args.firmware:
+        if not args.chip:
+            raise BadInput("--firmware needs --chip (e.g. esp32s3)")
+        log = flash_firmware(args.firmware, args.chip, args.port, int(args.offset, 0), on_line=_line_printer(args))
+    elif args.dir:
+        log = flash(args.dir, args.port, args.env, _line_printer(args))
+    else:
+        raise BadInput("give a project folder (tinydeploy flash DIR) or --firmware BIN --chip C")
+    if args.json:
+        _emit_json(args, {"log": str(log), "ok": True})
+    else:
+        print(f"flashed; log {log}")
+    return EXIT_OK
+
+
 def _add_data(parser, required: bool = True) -> None:
     parser.add_argument("--data", required=required,
                         help="'digits' (built-in demo) or a .npz / .csv file of raw labelled samples")
@@ -167,6 +220,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="redo finished stages instead of resuming")
     p.add_argument("--quiet", action="store_true", help="no progress display or table")
     p.set_defaults(func=cmd_optimize)
+
+    from tinydeploy.render import FRAMEWORKS
+    p = sub.add_parser("render", parents=[common], help="write a PlatformIO firmware project for an int8 model")
+    p.add_argument("model", help="the int8 .tflite file")
+    p.add_argument("--board", required=True, help="board profile (see `tinydeploy boards`)")
+    p.add_argument("--out", required=True, help="project folder to write")
+    p.add_argument("--framework", choices=FRAMEWORKS, default="espidf",
+                   help="espidf (default: esp-tflite-micro with ESP-NN) or arduino (no ESP-NN, slower)")
+    p.add_argument("--arena-margin", type=float, default=10.0, metavar="PCT",
+                   help="arena margin over the measured TFLM arena, percent (default %(default)g)")
+    p.add_argument("--labels", default=None, metavar="FILE",
+                   help="class labels: a text file, one per line, or optimize's report.json")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("build", parents=[common], help="compile a rendered project with PlatformIO")
+    p.add_argument("dir", help="the project folder")
+    p.add_argument("--env", default=None, help="PlatformIO environment (default: all)")
+    p.add_argument("--quiet", action="store_true", help="don't stream PlatformIO's output")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("flash", parents=[common],
+                       help="upload a project (PlatformIO) or a prebuilt image (esptool) to a board")
+    p.add_argument("dir", nargs="?", help="the project folder")
+    p.add_argument("--port", default=None, help="serial port or pyserial URL; detected by USB IDs when omitted")
+    p.add_argument("--env", default=None, help="PlatformIO environment")
+    p.add_argument("--firmware", default=None, metavar="BIN", help="write this prebuilt image with esptool")
+    p.add_argument("--chip", default=None, help="esptool chip name for --firmware (esp32, esp32s3, esp32c3, ...)")
+    p.add_argument("--offset", default="0x10000", help="flash address for --firmware (default %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="don't stream the tool's output")
+    p.set_defaults(func=cmd_flash)
 
     p = sub.add_parser("evaluate", parents=[common],
                        help="int8 accuracy of a .tflite model on raw labelled data, on the TFLM interpreter")

@@ -38,3 +38,25 @@ def write_project(files: dict[str, str], out: str | Path) -> list[Path]:
     if lock.exists():
         lock.unlink()
     return written
+
+
+def create_project(model_path: str | Path, board, out: str | Path, options) -> dict:
+    """Load a model, measure its TFLM arena, render the project and write it.
+
+    Returns:
+        A summary: files written, measured and configured arena, ops.
+    """
+    from tinydeploy import tflm
+    from tinydeploy.model import load_model
+    from tinydeploy.render import arena_size, check_deployable, render
+    model = load_model(model_path)
+    check_deployable(model)  # before measuring, so a float or unsupported model fails fast
+    measured = tflm.measure_arena(model).arena_bytes
+    files = render(model, board, measured, options, model_name=Path(model_path).stem)
+    written = write_project(files, out)
+    return {"project": str(out), "files": [str(p) for p in written], "board": board.name,
+            "framework": options.framework, "model_sha256": model.sha256, "model_bytes": model.size_bytes,
+            "measured_arena_bytes": measured,
+            "arena_bytes": arena_size(measured, options.arena_margin_percent),
+            "arena_margin_percent": options.arena_margin_percent,
+            "ops": sorted({op.name for op in model.all_operators})}

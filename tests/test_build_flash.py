@@ -1,0 +1,107 @@
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tinydeploy import build as build_module
+from tinydeploy.build import build
+from tinydeploy.errors import BadInput, StepFailed
+from tinydeploy.flash import choose_port, flash_firmware
+
+pytestmark = pytest.mark.host
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mock_bootloader():
+    """esp32-mock-bootloader: a mock ESP32-S3 ROM bootloader on a loopback TCP port that esptool talks to."""
+    port = free_port()
+    command = str(Path(sys.executable).parent / "esp32-mock-bootloader")
+    server = subprocess.Popen([command, "run", "--chip", "esp32s3", "--port", str(port), "--bind", "127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.time() > deadline:
+                pytest.fail("esp32-mock-bootloader did not start")
+            time.sleep(0.2)
+    yield f"socket://127.0.0.1:{port}"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture
+def image(tmp_path):
+    path = tmp_path / "firmware.bin"
+    path.write_bytes(os.urandom(8192))
+    return path
+
+
+def test_flash_a_prebuilt_image(mock_bootloader, image):
+    log = flash_firmware(image, "esp32s3", mock_bootloader)
+    assert "Hash of data verified" in log.read_text()
+
+
+def test_flash_with_the_wrong_chip(mock_bootloader, image):
+    with pytest.raises(StepFailed, match="wrong chip: the board is ESP32-S3, not ESP32"):
+        flash_firmware(image, "esp32", mock_bootloader)
+
+
+def test_flash_to_a_port_that_does_not_exist(image):
+    with pytest.raises(StepFailed, match="port /dev/ttyTINYDEPLOY0 was not found"):
+        flash_firmware(image, "esp32s3", "/dev/ttyTINYDEPLOY0")
+    with pytest.raises(StepFailed, match=f"port socket://127.0.0.1:{free_port()} was not found|was not found"):
+        flash_firmware(image, "esp32s3", f"socket://127.0.0.1:{free_port()}")
+
+
+def test_flash_input_errors(image, tmp_path):
+    with pytest.raises(BadInput, match="unknown chip 'esp8266x'. Chips: esp32, esp32s2"):
+        flash_firmware(image, "esp8266x", "socket://127.0.0.1:1")
+    with pytest.raises(BadInput, match="no such firmware image"):
+        flash_firmware(tmp_path / "none.bin", "esp32s3", "socket://127.0.0.1:1")
+
+
+def test_no_board_attached_is_a_clear_error():
+    # This machine has no USB serial device of an ESP32 board.
+    with pytest.raises(StepFailed, match="no ESP32 board found on USB"):
+        choose_port(None)
+    assert choose_port("/dev/ttyUSB7") == "/dev/ttyUSB7"
+
+
+def test_build_needs_a_project(tmp_path):
+    with pytest.raises(BadInput, match="not a PlatformIO project"):
+        build(tmp_path)
+
+
+def test_build_offline_is_explained(tmp_path):
+    """PlatformIO's real failure when it cannot download the platform: its proxy is a closed loopback port."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "main.c").write_text("void app_main(void) {}\n")
+    (tmp_path / "platformio.ini").write_text(
+        "[env:esp32dev]\nplatform = espressif32\nboard = esp32dev\nframework = espidf\n")
+    closed = f"http://127.0.0.1:{free_port()}"
+    env = dict(os.environ, HTTPS_PROXY=closed, HTTP_PROXY=closed, https_proxy=closed, http_proxy=closed,
+               PLATFORMIO_CORE_DIR=str(tmp_path / "core"))
+    with pytest.raises(StepFailed, match="could not download the ESP32 platform or toolchain: this machine seems "
+                                         "to be offline.*pio pkg install"):
+        build(tmp_path, process_env=env)
+    assert "Installing espressif32" in (tmp_path / "build.log").read_text()
+
+
+def test_platformio_missing_is_explained(monkeypatch):
+    monkeypatch.setattr(build_module.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(build_module.shutil, "which", lambda name: None)
+    with pytest.raises(StepFailed, match="PlatformIO is not installed: `pip install platformio`"):
+        build_module.pio_command()

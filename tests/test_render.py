@@ -1,0 +1,127 @@
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tinydeploy import tflm
+from tinydeploy.boards import get_board, load_boards
+from tinydeploy.errors import BadInput
+from tinydeploy.model import load_model
+from tinydeploy.project import create_project, write_project
+from tinydeploy.render import BANNER, FRAMEWORKS, RenderOptions, arena_size, render
+
+pytestmark = pytest.mark.host
+
+
+@pytest.fixture(scope="module")
+def measured(int8_cnn):
+    return tflm.measure_arena(load_model(int8_cnn)).arena_bytes
+
+
+def pio_config(project):
+    done = subprocess.run([sys.executable, "-m", "platformio", "project", "config", "-d", str(project),
+                           "--json-output"], capture_output=True, text=True, timeout=120, check=True)
+    return {env: dict(options) for env, options in json.loads(done.stdout)}
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("board_name", sorted(load_boards()))
+def test_rendered_project_for_every_board(tmp_path, int8_cnn, measured, board_name, framework):
+    board = get_board(board_name)
+    labels = tuple(f"class {i}" for i in range(10))
+    model = load_model(int8_cnn)
+    files = render(model, board, measured, RenderOptions(framework, 10.0, labels))
+    write_project(files, tmp_path)
+    # PlatformIO itself parses the generated platformio.ini.
+    env = pio_config(tmp_path)[f"env:{board.name}"]
+    assert env["platform"] == board.platformio["platform"] and env["board"] == board.platformio["board"]
+    assert env["framework"] == [framework]
+    assert env["board_build.f_cpu"] == f"{board.cpu_mhz * 1_000_000}L"
+    assert env["monitor_speed"] == board.baud and env["upload_speed"] == board.fast_baud
+    # The op resolver registers exactly the model's operators, checking every status.
+    runner = files["src/model_runner.cc"]
+    registered = re.findall(r"resolver\.(Add\w+)\(\) != kTfLiteOk", runner)
+    expected = sorted(tflm.RESOLVER_METHODS[op.name] for op in {o.name: o for o in model.operators}.values())
+    assert sorted(registered) == expected
+    assert f"MicroMutableOpResolver<{len(expected)}>" in runner
+    assert "ErrorReporter" not in runner and "AllOpsResolver" not in runner
+    # The arena is the measured one plus the margin.
+    assert f"constexpr size_t kArenaSize = {arena_size(measured, 10.0)};" in runner
+    assert arena_size(measured, 10.0) >= measured * 1.1 and arena_size(measured, 10.0) % 16 == 0
+    for path, text in files.items():
+        assert BANNER in text, path
+    assert "#ifndef TINYDEPLOY_MODEL_DATA_H_" in files["src/model_data.h"]
+    if framework == "espidf":
+        assert 'espressif/esp-tflite-micro: ">=1.3.7"' in files["src/idf_component.yml"]
+        assert f"CONFIG_ESP_DEFAULT_CPU_FREQ_MHZ_{board.cpu_mhz}=y" in files["sdkconfig.defaults"]
+        assert "esp_timer_get_time" in files["src/main.cc"]
+    else:
+        assert "Chirale_TensorFLowLite" in env["lib_deps"][0] if isinstance(env["lib_deps"], list) \
+            else "Chirale_TensorFLowLite" in env["lib_deps"]
+        assert "TensorFlowLite_ESP32" not in "".join(files.values())
+
+
+def test_model_array_compiles_and_decodes_to_the_same_bytes(tmp_path, int8_cnn, measured):
+    """The generated C array, compiled with warnings as errors and run, gives back the .tflite bytes."""
+    model = load_model(int8_cnn)
+    files = render(model, get_board("esp32dev"), measured, RenderOptions(labels=("a",) * 10))
+    write_project(files, tmp_path)
+    (tmp_path / "dump.cc").write_text(
+        '#include <stdio.h>\n#include "model_data.h"\n'
+        "int main() {\n"
+        "  if ((reinterpret_cast<unsigned long>(g_model_data) % 16) != 0) return 3;\n"
+        "  fwrite(g_model_data, 1, g_model_data_len, stdout);\n"
+        "  fprintf(stderr, \"%s %d %s\", g_model_sha256, kLabelCount, g_model_labels[9]);\n"
+        "  return 0;\n}\n")
+    exe = tmp_path / "dump"
+    subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{tmp_path / 'src'}",
+                    str(tmp_path / "src" / "model_data.cc"), str(tmp_path / "dump.cc"), "-o", str(exe)], check=True)
+    done = subprocess.run([str(exe)], capture_output=True, check=True)
+    assert done.stdout == int8_cnn.read_bytes()
+    assert done.stderr.decode() == f"{model.sha256} 10 a"
+    # The protocol core shipped into the project compiles as C99 with warnings as errors too.
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-c", str(tmp_path / "src" / "td_protocol.c"),
+                    "-o", str(tmp_path / "td_protocol.o")], check=True)
+
+
+def test_device_info_line_is_json(int8_cnn, measured):
+    model = load_model(int8_cnn)
+    files = render(model, get_board("esp32-c3-devkitm-1"), measured)
+    literal = re.search(r"kInfoFormat\[\] = (\".*\");", files["src/td_board.h"]).group(1)
+    info = json.loads(json.loads(literal).replace("%lu", "1234"))
+    assert info["arena_used_bytes"] == 1234 and info["arena_bytes"] == arena_size(measured, 10)
+    assert info["model_sha256"] == model.sha256 and info["model_bytes"] == model.size_bytes
+    assert info["board"] == "esp32-c3-devkitm-1" and info["cpu_mhz"] == 160 and info["esp_nn"] is True
+    assert info["input"]["shape"] == [1, 32, 32, 1] and info["input"]["dtype"] == "int8"
+
+
+def test_float_model_is_refused(float_cnn, tmp_path):
+    with pytest.raises(BadInput, match="float model: run `tinydeploy optimize`, or give a fully int8"):
+        create_project(float_cnn, get_board("esp32dev"), tmp_path, RenderOptions())
+    assert not list(tmp_path.iterdir())
+
+
+def test_unsupported_ops_are_all_listed(unsupported_ops_model, tmp_path):
+    with pytest.raises(BadInput, match="ops TFLM does not support: REDUCE_PROD, TOPK_V2"):
+        create_project(unsupported_ops_model, get_board("esp32dev"), tmp_path, RenderOptions())
+
+
+def test_arena_over_the_board_budget_names_both_numbers(int8_cnn, measured):
+    small = dataclasses.replace(get_board("esp32dev"), arena_budget_kb=4)
+    with pytest.raises(BadInput, match=f"needs {arena_size(measured, 10)} bytes .* has 4096 bytes"):
+        render(load_model(int8_cnn), small, measured)
+
+
+def test_label_count_must_match_outputs(int8_cnn, measured):
+    with pytest.raises(BadInput, match="3 labels given but the model has 10 outputs"):
+        render(load_model(int8_cnn), get_board("esp32dev"), measured, RenderOptions(labels=("a", "b", "c")))
+
+
+def test_user_files_are_never_overwritten(tmp_path):
+    (tmp_path / "platformio.ini").write_text("[env:mine]\n")
+    with pytest.raises(BadInput, match="did not generate: platformio.ini"):
+        write_project({"platformio.ini": f"; {BANNER}\n"}, tmp_path)
+    assert (tmp_path / "platformio.ini").read_text() == "[env:mine]\n"
