@@ -3,7 +3,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+TD := $(VENV)/bin/tinydeploy
 INSTALLED := $(VENV)/.installed
+DEMO := build/demo
 PYTEST_ARGS ?=
 
 .PHONY: install demo test clean
@@ -16,9 +18,13 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED)
 
+# The main job on the built-in digits data: optimize until the int8 model fits the
+# ESP32-S3 targets, then render its firmware project (building needs the ESP32 toolchain).
 demo: $(INSTALLED)
-	$(PY) examples/digits_model.py build/demo/model.tflite
-	$(VENV)/bin/tinydeploy inspect build/demo/model.tflite --board esp32-s3-devkitc-1
+	$(TD) optimize --data digits --out $(DEMO)/optimize --board esp32-s3-devkitc-1
+	$(TD) inspect $(DEMO)/optimize/model.tflite --board esp32-s3-devkitc-1
+	$(TD) render $(DEMO)/optimize/model.tflite --board esp32-s3-devkitc-1 --out $(DEMO)/firmware \
+		--labels $(DEMO)/optimize/report.json
 
 test: $(INSTALLED)
 	$(PY) -m pytest -m "unit or host" $(PYTEST_ARGS)

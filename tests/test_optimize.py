@@ -86,10 +86,11 @@ def test_progressive_schedule_really_changes_bits(pipeline):
 
 def test_structured_pruning_shrinks_flash_and_macs(pipeline):
     _, result, _ = pipeline
-    before, after = stage(result, "progressive"), stage(result, "prune")
-    assert after["flash_bytes"] < before["flash_bytes"]
-    assert after["macs"] < before["macs"]
+    after = stage(result, "prune")
     details = after["details"]
+    before = stage(result, details["input_stage"])
+    assert after["flash_bytes"] < before["flash_bytes"] == details["flash_before_bytes"]
+    assert after["macs"] < before["macs"] == details["macs_before"]
     assert all(details["filters_after"][b] < details["filters_before"][b] for b in details["filters_after"])
 
 

@@ -8,6 +8,7 @@ three packages must be the versions pyproject.toml pins.
 from __future__ import annotations
 
 import os
+import sys
 from importlib import metadata
 
 from tinydeploy.errors import StepFailed
@@ -47,10 +48,15 @@ def check_stack() -> dict[str, str]:
 def tensorflow():
     """Import TensorFlow with legacy Keras selected, after checking the pins."""
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ logging (CUDA probing on a CPU machine, graph attribute
+    # notes) is noise to tinydeploy's users; TF_CPP_MIN_LOG_LEVEL=0 brings it back.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     check_stack()
-    import tensorflow as tf
-
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    from tinydeploy.tflm import captured_native_output
+    with captured_native_output():  # absl prints before its log level applies
+        import tensorflow as tf
     return tf
 
 

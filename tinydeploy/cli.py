@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from tinydeploy import __version__
 from tinydeploy.errors import EXIT_FAILED, EXIT_OK, BadInput, TargetMissed, TinyDeployError
@@ -166,6 +167,138 @@ def cmd_flash(args) -> int:
     return EXIT_OK
 
 
+def _validation_samples(args):
+    if not args.validate:
+        return None
+    if args.validate < 1:
+        raise BadInput(f"--validate needs a positive sample count, got {args.validate}")
+    if not args.data:
+        raise BadInput("--validate N needs --data (labelled samples)")
+    from tinydeploy import data
+    x, y = data.load(args.data, image_size=args.image_size, seed=args.seed).all_samples
+    return x[:args.validate], y[:args.validate]
+
+
+def _bench_to(args, out):
+    from tinydeploy.bench import bench
+    progress = None
+    if not args.json:
+        def progress(done, total):
+            if done == total or done % 10 == 0:
+                print(f"validated {done}/{total} samples on the device", file=sys.stderr)
+    return bench(args.port, out, baud=args.baud, runs=args.runs, warmup=args.warmup,
+                 expect_model=args.expect_model, samples=_validation_samples(args), timeout=args.timeout,
+                 progress=progress)
+
+
+def cmd_bench(args) -> int:
+    result = _bench_to(args, args.out)
+    data = result.to_dict()
+    if args.json:
+        _emit_json(args, data)
+    else:
+        from tinydeploy.display import bench_table
+        _console().print(bench_table(data))
+        print(f"results: {args.out}/results.json, serial log: {args.out}/serial.log")
+    return EXIT_OK
+
+
+def _show_verdicts(args, verdicts, payload: dict) -> None:
+    if args.json:
+        _emit_json(args, {**payload, "verdicts": [v.to_dict() for v in verdicts],
+                          "met": all(v.met for v in verdicts)})
+    else:
+        from tinydeploy.display import targets_table
+        _console().print(targets_table(verdicts, title="Verification"))
+
+
+def cmd_verify(args) -> int:
+    from tinydeploy.targets import Targets
+    from tinydeploy.verify import junit_xml, load_results, verify
+    targets = Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms)
+    if args.results and args.port:
+        raise BadInput("give either a results file or --port, not both")
+    if args.port:
+        _bench_to(args, args.out)
+        results = load_results(args.out)
+    elif args.results:
+        results = load_results(args.results)
+    else:
+        raise BadInput("give a results file (from tinydeploy bench --out DIR) or --port")
+    verdicts = verify(results, targets, args.min_agreement)
+    if args.junit:
+        Path(args.junit).write_text(junit_xml(verdicts))
+    _show_verdicts(args, verdicts, {"results": results})
+    missed = [v.describe() for v in verdicts if not v.met]
+    if missed:
+        raise TargetMissed("targets missed: " + "; ".join(missed))
+    return EXIT_OK
+
+
+def cmd_virtual_device(args) -> int:
+    import signal
+    import threading
+    from tinydeploy.virtual_device import VirtualDevice
+    device = VirtualDevice(args.model, baud=args.baud)
+    address = device.open_tcp(args.tcp) if args.tcp is not None else device.open_pty()
+    if args.port_file:
+        Path(args.port_file).write_text(address + "\n")
+    if args.json:
+        _emit_json(args, {"port": address, "model_sha256": device.model.sha256, "virtual": True})
+    else:
+        print(f"virtual device for {args.model} on {address}")
+        print("latency it reports is host time (labelled virtual), not board time; Ctrl-C stops it")
+    sys.stdout.flush()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        device.close()
+    return EXIT_OK
+
+
+def cmd_deploy(args) -> int:
+    from tinydeploy import data
+    from tinydeploy.boards import get_board
+    from tinydeploy.deploy import deploy
+    from tinydeploy.targets import Targets
+    targets = Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms)
+    dataset = data.load(args.data, image_size=args.image_size, seed=args.seed)
+    with _progress(args) as progress:
+        report = deploy(dataset, args.data, get_board(args.board), args.out, targets, port=args.port,
+                        budget=args.budget, seed=args.seed, min_agreement=args.min_agreement, progress=progress)
+    payload = report.to_dict()
+    if args.json:
+        _emit_json(args, payload)
+    else:
+        from tinydeploy.display import bench_table, optimize_table, targets_table
+        console = _console()
+        console.print(optimize_table(report.optimize))
+        console.print(bench_table(report.bench))
+        title = "Verification" + (" — VIRTUAL device: no board attached" if report.virtual else "")
+        console.print(targets_table(report.verdicts, title=title))
+    missed = [v.describe() for v in report.verdicts if not v.met]
+    if missed:
+        raise TargetMissed("targets missed: " + "; ".join(missed))
+    return EXIT_OK
+
+
+def _add_bench_options(parser, required_port: bool) -> None:
+    parser.add_argument("--port", required=required_port, help="device path or pyserial URL (socket://, rfc2217://)")
+    parser.add_argument("--baud", type=int, default=115200, help="line rate (default %(default)s)")
+    parser.add_argument("--runs", type=int, default=20, help="timed single inferences (default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up inferences first (default %(default)s)")
+    parser.add_argument("--validate", type=int, default=0, metavar="N",
+                        help="run N labelled samples on the device and compare with the host TFLM interpreter")
+    parser.add_argument("--expect-model", default=None, metavar="MODEL.tflite",
+                        help="the model the board must be running (SHA-256 checked); the host reference")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a reply (default %(default)g)")
+    parser.add_argument("--out", default="bench-results", help="folder for results.json and serial.log")
+
+
 def _add_data(parser, required: bool = True) -> None:
     parser.add_argument("--data", required=required,
                         help="'digits' (built-in demo) or a .npz / .csv file of raw labelled samples")
@@ -250,6 +383,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offset", default="0x10000", help="flash address for --firmware (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="don't stream the tool's output")
     p.set_defaults(func=cmd_flash)
+
+    p = sub.add_parser("bench", parents=[common], help="measure latency and RAM on a board over serial")
+    _add_bench_options(p, required_port=True)
+    _add_data(p, required=False)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("verify", parents=[common],
+                       help="judge bench results against the targets (exit 1 when one is missed)")
+    p.add_argument("results", nargs="?", help="results.json (or its folder) from tinydeploy bench")
+    _add_bench_options(p, required_port=False)
+    _add_data(p, required=False)
+    _add_targets(p)
+    p.add_argument("--min-agreement", type=float, default=0.99,
+                   help="smallest top-1 agreement with the host TFLM when validated (default %(default)g)")
+    p.add_argument("--junit", default=None, metavar="FILE", help="also write the verdicts as JUnit XML")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("virtual-device", parents=[common],
+                       help="a stand-in board on a pty or TCP port: real TFLM, virtual (host) latency")
+    p.add_argument("model", help="the int8 .tflite file it runs")
+    p.add_argument("--port-file", default=None, metavar="F", help="also write the port to this file")
+    p.add_argument("--tcp", type=int, default=None, metavar="PORT",
+                   help="serve socket://127.0.0.1:PORT instead of a pty (0 picks a free port)")
+    p.add_argument("--baud", type=int, default=None, help="pace the link to this line rate, as a UART would")
+    p.set_defaults(func=cmd_virtual_device)
+
+    p = sub.add_parser("deploy", parents=[common],
+                       help="optimize, render, build, flash, bench and verify in one command")
+    _add_data(p)
+    p.add_argument("--board", default="esp32-s3-devkitc-1", help="board profile (default %(default)s)")
+    p.add_argument("--port", default=None, help="the board's port (detected; the virtual device when none)")
+    p.add_argument("--out", default="build/deploy", help="output folder (default %(default)s)")
+    p.add_argument("--budget", choices=list(BUDGETS), default="default", help="optimize's training effort")
+    p.add_argument("--min-agreement", type=float, default=0.99, help="on-device validation agreement target")
+    _add_targets(p)
+    p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("evaluate", parents=[common],
                        help="int8 accuracy of a .tflite model on raw labelled data, on the TFLM interpreter")

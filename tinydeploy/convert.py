@@ -35,10 +35,20 @@ def to_int8_tflite(keras_model, representative: np.ndarray, samples: int = 200, 
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    return converter.convert()
+    return _quietly(converter.convert)
+
+
+def _quietly(convert) -> bytes:
+    """Run a conversion without the converter's native log lines and calibration warnings."""
+    import warnings
+
+    from tinydeploy.tflm import captured_native_output
+    with warnings.catch_warnings(), captured_native_output():
+        warnings.simplefilter("ignore")
+        return convert()
 
 
 def to_float_tflite(keras_model) -> bytes:
     """Convert without quantization (a float32 model, for comparison only)."""
     tf = _tf.tensorflow()
-    return tf.lite.TFLiteConverter.from_keras_model(keras_model).convert()
+    return _quietly(tf.lite.TFLiteConverter.from_keras_model(keras_model).convert)

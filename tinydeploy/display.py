@@ -145,3 +145,30 @@ class StageProgress:
                                f"{m['flash_bytes']:,} B flash · {m['arena_bytes']:,} B arena")
         elif kind == "note":
             self.console.print(info["text"])
+
+
+def bench_table(results: dict) -> Table:
+    virtual = results.get("virtual")
+    title = "Bench" + (" — VIRTUAL device (host TFLM; latency is host time, not board time)" if virtual else "")
+    table = Table(title=title, title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("basis")
+    device = results.get("device") or {}
+    table.add_row("board", str(device.get("board", "?")), f"{device.get('framework', '?')}, {device.get('tflm', '?')}")
+    table.add_row("model", f"{results.get('model_bytes') or 0:,} B", f"sha256 {str(results.get('model_sha256'))[:16]}…")
+    table.add_row("arena (configured)", f"{results.get('arena_bytes') or 0:,} B", "firmware constant")
+    table.add_row("arena_used_bytes()", f"{results.get('arena_used_bytes') or 0:,} B", "reported by TFLM on the device")
+    latency = results.get("latency_us")
+    if latency:
+        for key in ("min", "median", "mean", "p90", "max"):
+            table.add_row(f"latency {key}", f"{latency[key]:,} µs", latency["basis"] if key == "min" else "")
+    validation = results.get("validation")
+    if validation:
+        table.add_row("top-1 agreement", f"{validation['top1_agreement'] * 100:.1f}%",
+                      f"{validation['samples']} samples vs host TFLM")
+        table.add_row("largest output difference", f"{validation['max_output_diff_lsb']} LSB", "int8 outputs")
+        table.add_row("device accuracy", f"{validation['device_accuracy'] * 100:.1f}%", "against the labels")
+    if results.get("error"):
+        table.add_row("error", Text("run stopped", style="red"), results["error"])
+    return table

@@ -1,6 +1,7 @@
 """`tinydeploy optimize`: the progressive optimization pipeline.
 
-Stages run in order, each from the previous stage's model, and each is
+Stages run in order, each starting from the best model so far (so a stage
+that costs too much accuracy does not drag the later ones down), and each is
 measured the same way: the int8 model's accuracy on the TFLM interpreter over
 the whole validation set, its flash bytes, its measured TFLM arena, its MACs
 and its estimated latency on the board. Every stage's model and metrics are
@@ -315,7 +316,7 @@ class Pipeline:
         if not kept:
             self._note("prune: no block can be pruned independently (residual ties); model unchanged")
         baked, _ = self._finetune(narrow, narrow_arch, previous.bits, "prune", self.epochs["prune"], "prune")
-        details = {"keep_ratio": PRUNE_KEEP, "filters_before": {f"b{i}": previous.arch.blocks[i].filters
+        details = {"input_stage": previous.stage, "keep_ratio": PRUNE_KEEP, "filters_before": {f"b{i}": previous.arch.blocks[i].filters
                                                                  for i in kept},
                    "filters_after": {f"b{i}": n for i, n in kept.items()},
                    "flash_before_bytes": previous.metrics["flash_bytes"], "macs_before": previous.metrics["macs"],
@@ -436,7 +437,7 @@ def optimize(config: OptimizeConfig, progress: Progress | None = None) -> Optimi
         started = time.perf_counter()
         pipeline._seed(stage)
         method = getattr(pipeline, f"stage_{stage}")
-        previous = done[-1] if done else None
+        previous = _best(done, config) if done else None
         candidate, info = method(previous, done) if stage == "distill" else method(previous)
         candidate.metrics = pipeline.measure(candidate.tflite)
         candidate.metrics.update({"stage": stage, "chain": list(chain), "arch": candidate.arch.to_dict(),

@@ -35,23 +35,26 @@ class TargetResult:
     unit: str
     basis: str  # how the figure was obtained: "measured", "estimate", "virtual", ...
     at_least: bool = False  # True for figures that must reach the limit (accuracy, agreement)
+    detail: str = ""  # shown instead of the numbers where they say little (e.g. two hashes)
 
     @property
     def met(self) -> bool:
         return self.measured >= self.limit if self.at_least else self.measured <= self.limit
 
     def describe(self) -> str:
+        if self.detail:
+            return f"{self.name}: {self.detail}"
         relation = ">=" if self.at_least else "<="
         return f"{self.name} {self.measured:g} {self.unit} (needs {relation} {self.limit:g} {self.unit})"
 
     def to_dict(self) -> dict:
         return {"target": self.name, "measured": self.measured, "limit": self.limit, "unit": self.unit,
-                "basis": self.basis, "at_least": self.at_least, "met": self.met}
+                "basis": self.basis, "at_least": self.at_least, "met": self.met, "detail": self.detail}
 
     @classmethod
     def from_dict(cls, raw: dict) -> "TargetResult":
         return cls(raw["target"], raw["measured"], raw["limit"], raw["unit"], raw["basis"],
-                   raw.get("at_least", False))
+                   raw.get("at_least", False), raw.get("detail", ""))
 
 
 def check(targets: Targets, *, arena_bytes: float | None, model_bytes: float | None,

@@ -1,0 +1,163 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinydeploy import tflm
+from tinydeploy.bench import Connection, DeviceTimeout, bench
+from tinydeploy.cli import main
+from tinydeploy.errors import StepFailed
+from tinydeploy.model import load_model
+from tinydeploy.verify import junit_xml, load_results, verify
+from tinydeploy.virtual_device import VirtualDevice
+
+pytestmark = pytest.mark.host
+
+
+@pytest.fixture(scope="module")
+def device(int8_cnn):
+    with VirtualDevice(int8_cnn) as vd:
+        yield vd, vd.open_pty()
+
+
+@pytest.fixture
+def samples():
+    rng = np.random.default_rng(0)
+    return rng.random((12, 32, 32, 1), dtype=np.float32), rng.integers(0, 10, 12)
+
+
+def test_bench_reads_the_device_and_validates_against_host_tflm(device, int8_cnn, samples, tmp_path):
+    vd, port = device
+    result = bench(port, tmp_path, runs=5, warmup=1, expect_model=int8_cnn, samples=samples)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["complete"] and saved["virtual"]
+    model = load_model(int8_cnn)
+    assert saved["model_sha256"] == model.sha256 and saved["model_bytes"] == model.size_bytes
+    assert saved["arena_used_bytes"] == tflm.measure_arena(model).arena_bytes  # TFLM's real figure
+    latency = saved["latency_us"]
+    assert latency["runs"] == 5 and latency["min"] <= latency["median"] <= latency["max"]
+    assert latency["basis"].startswith("virtual")
+    assert result.validation["samples"] == 12 and result.validation["top1_agreement"] == 1.0
+    assert result.validation["max_output_diff_lsb"] == 0
+    log = (tmp_path / "serial.log").read_text()
+    assert ">> info%" in log and "<< m-ready" in log
+
+
+def test_bench_over_a_socket_url(int8_cnn, tmp_path):
+    with VirtualDevice(int8_cnn) as vd:
+        url = vd.open_tcp(0)
+        result = bench(url, tmp_path, runs=2, warmup=0)
+    assert url.startswith("socket://127.0.0.1:") and result.complete and result.virtual
+
+
+def test_a_different_model_fails_with_both_hashes(device, float_cnn, int8_cnn, tmp_path):
+    _, port = device
+    other = load_model(float_cnn).sha256
+    with pytest.raises(StepFailed, match=f"device sha256 {load_model(int8_cnn).sha256}, expected {other}"):
+        bench(port, tmp_path, runs=1, expect_model=float_cnn)
+    verdicts = verify(load_results(tmp_path))
+    hash_check = next(v for v in verdicts if v.name == "model hash")
+    assert not hash_check.met and other in hash_check.describe() and load_model(int8_cnn).sha256 in hash_check.describe()
+
+
+def test_a_silent_device_times_out_and_keeps_the_partial_results(int8_cnn, tmp_path):
+    with VirtualDevice(int8_cnn, stop_after=4) as vd:  # name, info, db load, then silence
+        port = vd.open_pty()
+        with pytest.raises(DeviceTimeout) as err:
+            bench(port, tmp_path, runs=3, timeout=1.0)
+    message = str(err.value)
+    assert "Last lines:" in message and "m-[Expecting" in message and str(tmp_path / "serial.log") in message
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["complete"] is False and saved["device"]["model_sha256"] and "no reply" in saved["error"]
+    assert "<< m-[Expecting" in (tmp_path / "serial.log").read_text()
+
+
+def test_two_benches_on_one_port(device, tmp_path):
+    _, port = device
+    first = Connection(port, 115200, tmp_path / "first.log")
+    try:
+        with pytest.raises(StepFailed, match=f"port {port} is busy"):
+            bench(port, tmp_path / "second", runs=1)
+    finally:
+        first.close()
+
+
+def test_two_benches_on_one_tcp_port(int8_cnn, tmp_path):
+    with VirtualDevice(int8_cnn) as vd:
+        url = vd.open_tcp(0)
+        first = Connection(url, 115200, tmp_path / "first.log")
+        first.sync()
+        try:
+            with pytest.raises(StepFailed, match="is busy"):
+                bench(url, tmp_path / "second", runs=1, timeout=2)
+        finally:
+            first.close()
+
+
+def test_verify_exit_codes_and_junit(device, tmp_path, capsys):
+    _, port = device
+    bench(port, tmp_path, runs=3)
+    assert main(["verify", str(tmp_path), "--max-latency-ms", "1000", "--junit", str(tmp_path / "ok.xml")]) == 0
+    assert 'failures="0"' in (tmp_path / "ok.xml").read_text()
+    assert main(["verify", str(tmp_path / "results.json"), "--max-arena-kb", "1",
+                 "--junit", str(tmp_path / "bad.xml")]) == 1
+    xml = (tmp_path / "bad.xml").read_text()
+    assert 'failures="1"' in xml and '<testcase classname="tinydeploy.verify" name="arena"><failure' in xml
+    assert "targets missed: arena" in capsys.readouterr().err
+    assert main(["verify", str(tmp_path / "missing.json")]) == 2
+
+
+def test_junit_lists_every_target():
+    results = {"virtual": False, "arena_used_bytes": 2048, "model_bytes": 4096, "complete": True,
+               "latency_us": {"median": 2500, "basis": "device m-lap-us stamps"}, "device": {}}
+    xml = junit_xml(verify(results))
+    assert xml.count("<testcase") == 3 and xml.count("<failure") == 1  # 2.5 ms > 1 ms
+
+
+def test_cli_virtual_device_and_bench(int8_cnn, tmp_path):
+    port_file = tmp_path / "port"
+    server = subprocess.Popen([sys.executable, "-m", "tinydeploy", "virtual-device", str(int8_cnn),
+                               "--port-file", str(port_file)], stdout=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        assert "virtual device for" in line and port_file.read_text().strip() in line
+        done = subprocess.run([sys.executable, "-m", "tinydeploy", "bench", "--port", port_file.read_text().strip(),
+                               "--runs", "3", "--out", str(tmp_path / "b"), "--json"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["virtual"] is True
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+PLUGIN_TEST = """
+import numpy as np
+
+def test_latency(tinydeploy_device):
+    assert tinydeploy_device.bench(runs=5).median_us < 10_000_000
+
+def test_info_and_validate(tinydeploy_device):
+    assert tinydeploy_device.info()["virtual"] is True
+    x = np.random.default_rng(1).random((4, 32, 32, 1), dtype=np.float32)
+    report = tinydeploy_device.validate(x, np.zeros(4, dtype=int))
+    assert report["top1_agreement"] == 1.0
+"""
+
+
+def test_pytest_plugin_against_the_virtual_device(pytester, device, int8_cnn):
+    _, port = device
+    pytester.makepyfile(PLUGIN_TEST)
+    result = pytester.runpytest_subprocess(f"--tinydeploy-port={port}", f"--tinydeploy-model={int8_cnn}",
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_pytest_plugin_skips_without_a_port(pytester):
+    pytester.makepyfile(PLUGIN_TEST)
+    result = pytester.runpytest_subprocess("-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["*no board: pass --tinydeploy-port*"])

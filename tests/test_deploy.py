@@ -1,0 +1,40 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tinydeploy import tflm
+from tinydeploy.evaluate import evaluate
+from tinydeploy.model import load_model
+
+pytestmark = pytest.mark.host
+
+
+def test_deploy_without_a_board_uses_the_virtual_device(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "tinydeploy", "deploy", "--data", "digits", "--image-size", "16",
+                           "--budget", "fast", "--board", "esp32-s3-devkitc-1", "--out", str(tmp_path), "--json",
+                           "--max-latency-ms", "5"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode in (0, 1), done.stderr
+    report = json.loads(done.stdout)
+    assert report["virtual"] is True
+    assert any("no board attached: build and flash skipped" in n for n in report["notices"])
+    model_path = tmp_path / "optimize" / "model.tflite"
+    model = load_model(model_path)
+    bench = report["bench"]
+    # The figures in the JSON are TFLM's, checked independently here.
+    assert bench["model_sha256"] == model.sha256 and bench["model_bytes"] == model.size_bytes
+    assert bench["arena_used_bytes"] == tflm.measure_arena(model).arena_bytes
+    assert bench["latency_us"]["basis"].startswith("virtual")
+    assert bench["validation"]["top1_agreement"] == 1.0 and bench["validation"]["samples"] == 50
+    latency = next(v for v in report["verdicts"] if v["target"] == "latency")
+    assert latency["basis"] == "estimate for the board (no board attached)"
+    assert latency["measured"] == round(report["optimize"]["chosen"]["latency_ms"], 3)
+    assert (tmp_path / "firmware" / "platformio.ini").is_file()
+    assert (tmp_path / "bench" / "serial.log").is_file()
+    assert done.returncode == (0 if report["met"] else 1)
+    from tinydeploy import data
+    ds = data.load("digits", image_size=16)
+    device_accuracy = bench["validation"]["device_accuracy"]
+    assert abs(device_accuracy - evaluate(model, ds.x_val[:50], ds.y_val[:50]).accuracy) < 1e-9

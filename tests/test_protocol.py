@@ -1,0 +1,126 @@
+"""The virtual device's protocol equals the firmware's, and the host parser is robust."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tinydeploy.protocol import DeviceProtocol, parse_line
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPTS = [
+    "name%profile%info%",
+    "db load 4%db 0102%db 03fF%infer 10 2%results%",
+    "bogus 1 2%" + "x" * 81 + "%db load 5%db load%db 0102%",
+    "db load 4%db 01020%db zz%db 0102030405%infer 3 1%",
+    "db load 4%db 01020304%infer 0%infer x%infer 2%\r\nname%\n",
+    "infer%db load 4%db 7f7f7f7f%infer 1%results%",
+]
+
+
+def python_device(script: str, ready: bool = True) -> bytes:
+    """The Python twin with the same fake model and clock as tests/protocol_host.c."""
+    out = []
+    clock = {"us": 1000}
+
+    def invoke(data: bytes):
+        total = sum(b - 256 if b > 127 else b for b in data)
+        clock["us"] += 7
+        return [((total + i + 128) % 256) - 128 for i in range(3)]
+
+    device = DeviceProtocol(out.append, lambda: clock["us"], invoke,
+                            lambda: '{"arena_bytes":2048,"board":"host"}', 4, 3, "host", "fake", ready)
+    if not ready:
+        device.error("arena allocation failed: requested 2048 bytes")
+    device.boot()
+    device.feed(script.encode())
+    return "".join(out).encode()
+
+
+@pytest.fixture(scope="module")
+def c_device(tmp_path_factory):
+    exe = tmp_path_factory.mktemp("proto") / "protocol_host"
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'firmware'}",
+                    str(ROOT / "firmware" / "td_protocol.c"), str(ROOT / "tests" / "protocol_host.c"),
+                    "-o", str(exe)], check=True)
+    return exe
+
+
+@pytest.mark.host
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_virtual_device_protocol_matches_the_firmware_byte_for_byte(c_device, script):
+    firmware = subprocess.run([str(c_device)], input=script.encode(), capture_output=True, check=True).stdout
+    assert python_device(script) == firmware
+
+
+@pytest.mark.host
+def test_not_ready_devices_match(c_device):
+    script = "db load 4%infer 1%name%"
+    firmware = subprocess.run([str(c_device), "--not-ready"], input=script.encode(), capture_output=True,
+                              check=True).stdout
+    assert python_device(script, ready=False) == firmware
+
+
+VALID = ["m-ready", "m-init-done", "m-lap-us-123456", "m-results-[1,-2,127,-128]", "e-[db data must be hex digits]",
+         'm-info-{"arena_bytes":1}', "m-name-dut-[esp32]", "m-infer-done"]
+NOISE = st.text(alphabet=st.characters(blacklist_characters="\n"), max_size=60)
+
+
+@pytest.mark.unit
+@given(NOISE)
+@settings(max_examples=400)
+def test_random_text_never_becomes_a_figure(text):
+    line = parse_line(text)
+    if line.kind in ("lap", "results"):
+        # Only possible when the text really carries a well-formed protocol line.
+        assert line.text in text
+        if line.kind == "lap":
+            assert line.text == f"m-lap-us-{line.value}"
+        else:
+            assert line.text == "m-results-[" + ",".join(map(str, line.value)) + "]"
+
+
+@pytest.mark.unit
+@given(NOISE.filter(lambda s: "m-" not in s and "e-[" not in s), st.sampled_from(VALID))
+def test_protocol_lines_survive_boot_noise_before_them(noise, valid):
+    line = parse_line(noise + valid)
+    assert line.text == valid
+    assert line.kind != "noise"
+
+
+@pytest.mark.unit
+@given(st.sampled_from(VALID), st.integers(min_value=1, max_value=40))
+def test_truncated_lines_are_noise_or_exact(valid, cut):
+    if cut >= len(valid):
+        return
+    line = parse_line(valid[:cut])
+    if line.kind == "lap":
+        assert valid.startswith(line.text)  # a shorter number is still that line's digits
+    assert line.kind in ("noise", "other-m", "lap", "ready", "init", "info", "name")
+    assert line.kind != "results"  # an unterminated result list is never taken
+
+
+@pytest.mark.unit
+@given(st.lists(st.one_of(st.sampled_from(["ets Jun  8 2016 00:22:57", "rst:0x1 (POWERON_RESET)",
+                                            "I (31) boot: ESP-IDF v5.5", "\x00\xff\xfe garbage"]),
+                          NOISE), max_size=8))
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+          deadline=None, max_examples=60)
+def test_a_connection_skips_boot_noise_and_reports_errors(tmp_path_factory, noise_lines):
+    """Through a real pyserial loop:// port (a FIFO that also echoes what the host sends):
+    boot noise, the boot m-ready, the reply to name%, then an unexpected error."""
+    from tinydeploy.bench import Connection, DeviceError
+    log = tmp_path_factory.mktemp("loop") / "serial.log"
+    conn = Connection("loop://", 115200, log, timeout=2.0)
+    try:
+        junk = "".join(n.replace("\n", " ").replace("\r", " ") + "\r\n" for n in noise_lines)
+        conn.serial.write((junk + "m-ready\r\nm-name-dut-[loop]\r\nm-ready\r\n").encode("latin-1", "replace"))
+        conn.sync(boot_wait=2.0)
+        conn.serial.write(b"e-[unexpected]\r\nm-ready\r\n")
+        with pytest.raises(DeviceError, match="with an error: unexpected"):
+            conn.command("info")
+    finally:
+        conn.close()

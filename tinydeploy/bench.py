@@ -1,0 +1,307 @@
+"""`tinydeploy bench`: read the truth back from a board over serial.
+
+The host side of docs/protocol.md. Everything received is logged to
+OUT/serial.log as it arrives, and OUT/results.json is written even when a run
+fails half-way, so nothing measured is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tinydeploy.errors import BadInput, StepFailed
+from tinydeploy.protocol import Line, parse_line
+
+CHUNK = 31  # bytes per `db` command, as the MLPerf Tiny runner sends them
+SERIAL_HINT = "likely cabling, drivers or a port in use by another program (a serial monitor?)"
+
+
+class DeviceTimeout(StepFailed):
+    """The device stopped answering."""
+
+
+class DeviceError(StepFailed):
+    """The device answered a command with e-[...]."""
+
+
+class Connection:
+    """A serial connection speaking the protocol, logging every line to a file.
+
+    Args:
+        port: a device path or any pyserial URL (socket://, rfc2217://).
+        baud: the line rate.
+        log_path: where the transcript goes.
+        timeout: seconds to wait for a reply line.
+    """
+
+    def __init__(self, port: str, baud: int, log_path: Path, timeout: float = 10.0):
+        import serial
+        self.port, self.timeout, self.log_path = port, timeout, Path(log_path)
+        self.recent: deque[str] = deque(maxlen=12)
+        self._buffer = b""
+        self.log = open(self.log_path, "a", encoding="utf-8", errors="replace")
+        try:
+            self.serial = serial.serial_for_url(port, baudrate=baud, timeout=0.05, exclusive=True)
+        except serial.SerialException as exc:
+            self.log.close()
+            text = str(exc)
+            if "lock" in text.lower() or "busy" in text.lower():
+                raise StepFailed(f"port {port} is busy: another program (or another bench) is using it") from exc
+            raise StepFailed(f"cannot open {port}: {text} ({SERIAL_HINT})") from exc
+
+    def close(self) -> None:
+        try:
+            self.serial.close()
+        finally:
+            self.log.close()
+
+    def _record(self, direction: str, text: str) -> None:
+        self.log.write(f"{direction} {text}\n")
+        self.log.flush()
+
+    def reset(self) -> bool:
+        """Pulse EN through RTS (IO0 high through DTR), as ESP32 auto-reset circuits wire them.
+        Returns False where the port has no modem lines (a socket, a pty)."""
+        try:
+            self.serial.dtr = False
+            self.serial.rts = True
+            time.sleep(0.1)
+            self.serial.rts = False
+            return True
+        except Exception:  # noqa: BLE001 - ports without modem control raise various errors
+            return False
+
+    def send(self, command: str) -> None:
+        self._record(">>", command + "%")
+        self.serial.write((command + "%").encode())
+        self.serial.flush()
+
+    def read_line(self, deadline: float) -> Line | None:
+        """The next received line, parsed; None at the deadline."""
+        import serial
+        while b"\n" not in self._buffer:
+            if time.monotonic() > deadline:
+                return None
+            try:
+                chunk = self.serial.read(max(1, self.serial.in_waiting))
+            except (serial.SerialException, OSError) as exc:
+                if self._buffer:  # the last words before the link went away still count
+                    self._buffer += b"\n"
+                    break
+                raise StepFailed(f"lost {self.port}: {exc} ({SERIAL_HINT}); log: {self.log_path}") from exc
+            self._buffer += chunk
+        raw, self._buffer = self._buffer.split(b"\n", 1)
+        text = raw.decode("latin-1").rstrip("\r")
+        self._record("<<", text)
+        self.recent.append(text)
+        return parse_line(text)
+
+    def timeout_error(self, waiting_for: str) -> DeviceTimeout:
+        last = " | ".join(self.recent) or "(nothing)"
+        return DeviceTimeout(f"no {waiting_for} from {self.port} within {self.timeout:g} s. Last lines: {last}. "
+                             f"Full log: {self.log_path}")
+
+    def command(self, command: str) -> list[Line]:
+        """Send a command and collect its reply up to m-ready.
+
+        Raises:
+            DeviceError: the device answered e-[...].
+            DeviceTimeout: no m-ready in time.
+        """
+        self.send(command)
+        lines: list[Line] = []
+        deadline = time.monotonic() + self.timeout
+        while True:
+            line = self.read_line(deadline)
+            if line is None:
+                raise self.timeout_error(f"reply to '{command}%'")
+            if line.kind == "ready":
+                break
+            if line.kind != "noise":
+                lines.append(line)
+        errors = [line.value for line in lines if line.kind == "error"]
+        if errors:
+            if any("port busy" in e for e in errors):
+                raise StepFailed(f"port {self.port} is busy: {errors[0]}")
+            raise DeviceError(f"the device answered '{command}%' with an error: {errors[0]}. Log: {self.log_path}")
+        return lines
+
+    def sync(self, boot_wait: float = 2.0) -> None:
+        """Get in step with the device: after a reset, skip the boot noise up to
+        m-ready; then make sure it answers a command."""
+        deadline = time.monotonic() + boot_wait
+        while True:
+            line = self.read_line(deadline)
+            if line is None or line.kind == "ready":
+                break
+            if line.kind == "error" and "port busy" in str(line.value):
+                raise StepFailed(f"port {self.port} is busy: {line.value}")
+        self.command("name")
+
+
+@dataclass
+class BenchResult:
+    port: str
+    info: dict = field(default_factory=dict)
+    latency_us: dict | None = None
+    validation: dict | None = None
+    expected_sha256: str | None = None
+    complete: bool = False
+    error: str | None = None
+
+    @property
+    def virtual(self) -> bool:
+        return bool(self.info.get("virtual"))
+
+    def to_dict(self) -> dict:
+        return {"port": self.port, "virtual": self.virtual, "device": self.info,
+                "model_sha256": self.info.get("model_sha256"), "expected_sha256": self.expected_sha256,
+                "model_bytes": self.info.get("model_bytes"), "arena_bytes": self.info.get("arena_bytes"),
+                "arena_used_bytes": self.info.get("arena_used_bytes"), "latency_us": self.latency_us,
+                "validation": self.validation, "complete": self.complete, "error": self.error}
+
+
+def _latency_stats(samples: list[float], virtual: bool) -> dict:
+    ordered = sorted(samples)
+    p90 = ordered[min(len(ordered) - 1, int(np.ceil(0.9 * len(ordered))) - 1)]
+    return {"runs": len(samples), "min": min(samples), "median": statistics.median(samples),
+            "mean": round(statistics.fmean(samples), 2), "p90": p90, "max": max(samples),
+            "basis": ("virtual: host clock running the TFLM interpreter, not board latency" if virtual
+                      else "device m-lap-us stamps")}
+
+
+def _laps(lines: list[Line]) -> list[int]:
+    return [line.value for line in lines if line.kind == "lap"]
+
+
+def _results(lines: list[Line]) -> list[int]:
+    found = [line.value for line in lines if line.kind == "results"]
+    if not found:
+        raise StepFailed("the device's reply has no m-results line")
+    return found[-1]
+
+
+def load_input(conn: Connection, data: bytes) -> None:
+    conn.command(f"db load {len(data)}")
+    for start in range(0, len(data), CHUNK):
+        conn.command("db " + data[start:start + CHUNK].hex())
+
+
+def read_info(conn: Connection) -> dict:
+    lines = conn.command("info")
+    infos = [line.value for line in lines if line.kind == "info"]
+    if not infos:
+        raise StepFailed(f"the device did not answer info% (is it tinydeploy firmware?). Log: {conn.log_path}")
+    try:
+        return json.loads(infos[-1])
+    except json.JSONDecodeError as exc:
+        raise StepFailed(f"the device's info line is not JSON: {infos[-1][:120]}") from exc
+
+
+def measure_latency(conn: Connection, info: dict, runs: int, warmup: int) -> dict:
+    """Time `runs` single inferences (after `warmup`) from the device's own stamps."""
+    zero = info.get("input", {}).get("zero_point", 0)
+    size = int(np.prod(info.get("input", {}).get("shape", [0])))
+    load_input(conn, np.full(size, zero, dtype=np.int8).tobytes())
+    if warmup:
+        conn.command(f"infer 1 {warmup}")
+    samples = []
+    for _ in range(runs):
+        laps = _laps(conn.command("infer 1 0"))
+        if len(laps) != 2:
+            raise StepFailed(f"expected two m-lap-us stamps, got {laps}")
+        samples.append(laps[1] - laps[0])
+    return _latency_stats(samples, bool(info.get("virtual")))
+
+
+def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, y: np.ndarray,
+                       progress: Callable[[int, int], None] | None = None) -> dict:
+    """Stream samples to the device and compare its outputs with the host TFLM interpreter's."""
+    from tinydeploy.evaluate import TflmRunner, quantize_input
+    from tinydeploy.model import load_model
+    model = load_model(model_path)
+    inputs = quantize_input(model, x)
+    host = TflmRunner(model).predict_int8(inputs)
+    device = []
+    started = time.perf_counter()
+    for i, sample in enumerate(inputs):
+        load_input(conn, sample.tobytes())
+        device.append(_results(conn.command("infer 1 0")))
+        if progress:
+            progress(i + 1, len(inputs))
+    seconds = time.perf_counter() - started
+    device_outputs = np.array(device, dtype=np.int32)
+    diff = np.abs(device_outputs - host.astype(np.int32))
+    return {"samples": int(len(inputs)), "top1_agreement": round(float((device_outputs.argmax(1) == host.argmax(1)).mean()), 5),
+            "max_output_diff_lsb": int(diff.max()), "device_accuracy": round(float((device_outputs.argmax(1) == y).mean()), 5),
+            "host_accuracy": round(float((host.argmax(1) == y).mean()), 5), "seconds": round(seconds, 3),
+            "samples_per_second": round(len(inputs) / seconds, 2) if seconds else None,
+            "reference": "host TFLM interpreter, same int8 inputs"}
+
+
+def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup: int = 2,
+          expect_model: str | Path | None = None, samples: tuple[np.ndarray, np.ndarray] | None = None,
+          timeout: float = 10.0, reset: bool = True, progress: Callable[[int, int], None] | None = None) -> BenchResult:
+    """Connect to a device, read its info, measure latency and optionally validate it.
+
+    Args:
+        port: device path or pyserial URL.
+        out: folder for serial.log and results.json (written also on failure).
+        baud: line rate.
+        runs, warmup: single-inference timings to take, after this many warm-up runs.
+        expect_model: the .tflite the board must be running (its SHA-256 is checked).
+        samples: raw labelled samples (x, y) to validate on the device against the host TFLM.
+        timeout: seconds to wait for any reply.
+        reset: pulse the reset line first where the port allows.
+
+    Returns:
+        The result (also in OUT/results.json).
+
+    Raises:
+        BadInput: bad options.
+        StepFailed: the port, the device or the model check failed; results so far are saved.
+    """
+    if runs < 1:
+        raise BadInput(f"--runs must be at least 1, got {runs}")
+    if warmup < 0:
+        raise BadInput(f"--warmup must be 0 or more, got {warmup}")
+    if samples is not None and expect_model is None:
+        raise BadInput("--validate needs --expect-model MODEL.tflite (the host reference)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = BenchResult(port)
+    expected_sha = None
+    if expect_model is not None:
+        from tinydeploy.model import load_model
+        expected_sha = load_model(expect_model).sha256
+        result.expected_sha256 = expected_sha
+    conn = None
+    try:
+        conn = Connection(port, baud, out / "serial.log", timeout)
+        if reset:
+            conn.reset()
+        conn.sync()
+        result.info = read_info(conn)
+        if expected_sha and result.info.get("model_sha256") != expected_sha:
+            raise StepFailed(f"the device runs a different model: device sha256 {result.info.get('model_sha256')}, "
+                             f"expected {expected_sha} ({expect_model})")
+        result.latency_us = measure_latency(conn, result.info, runs, warmup)
+        if samples is not None:
+            result.validation = validate_on_device(conn, expect_model, *samples, progress=progress)
+        result.complete = True
+    except StepFailed as exc:
+        result.error = str(exc)
+        raise
+    finally:
+        if conn is not None:
+            conn.close()
+        (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2))
+    return result

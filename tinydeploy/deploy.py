@@ -1,0 +1,100 @@
+"""`tinydeploy deploy`: optimize -> render -> build -> flash -> bench -> verify in one go.
+
+Without a port and with no board detected it renders the project, skips build
+and flash (saying so), benches the virtual device, and labels which figures
+are virtual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tinydeploy.boards import Board
+from tinydeploy.data import Dataset
+from tinydeploy.errors import StepFailed
+from tinydeploy.targets import TargetResult, Targets
+
+VALIDATE_SAMPLES = 50
+
+
+@dataclass
+class DeployReport:
+    optimize: dict
+    project: dict
+    bench: dict
+    verdicts: list[TargetResult]
+    virtual: bool
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def met(self) -> bool:
+        return all(v.met for v in self.verdicts)
+
+    def to_dict(self) -> dict:
+        return {"virtual": self.virtual, "notices": self.notices, "met": self.met,
+                "verdicts": [v.to_dict() for v in self.verdicts], "bench": self.bench,
+                "project": self.project, "optimize": {k: self.optimize[k] for k in ("chosen", "met", "missed")}}
+
+
+def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, targets: Targets = Targets(),
+           port: str | None = None, budget: str = "default", seed: int = 0, min_agreement: float = 0.99,
+           progress: Callable[[str, dict], None] | None = None) -> DeployReport:
+    """Run the whole pipeline.
+
+    Args:
+        dataset: training data (its source name is data_source).
+        board: the board profile.
+        out: folder for optimize/, firmware/ and bench/.
+        targets: budgets.
+        port: the board's serial port; detected when None; the virtual device when none is found.
+        budget, seed: optimize's settings.
+        min_agreement: verify's agreement target for on-device validation.
+        progress: receives (event, info) as the stages go.
+    """
+    from tinydeploy import flash as flash_lib
+    from tinydeploy.bench import bench
+    from tinydeploy.build import build
+    from tinydeploy.optimize import OptimizeConfig, optimize
+    from tinydeploy.project import create_project
+    from tinydeploy.render import RenderOptions
+    from tinydeploy.verify import verify
+    out = Path(out)
+    notices: list[str] = []
+
+    def note(text: str) -> None:
+        notices.append(text)
+        if progress:
+            progress("note", {"text": text})
+
+    result = optimize(OptimizeConfig(dataset, out / "optimize", board, targets, budget=budget, seed=seed,
+                                     data_source=data_source), progress)
+    model_path = result.model_path
+    project = create_project(model_path, board, out / "firmware", RenderOptions(labels=tuple(dataset.labels)))
+    note(f"rendered {project['project']} (arena {project['arena_bytes']:,} bytes)")
+    if port is None:
+        found = flash_lib.detect_ports()
+        port = found[0][0] if len(found) == 1 else None
+        if len(found) > 1:
+            raise StepFailed("several ESP32 boards are attached: " + ", ".join(d for d, _ in found) + "; pass --port")
+    virtual = port is None
+    samples = (dataset.x_val[:VALIDATE_SAMPLES], dataset.y_val[:VALIDATE_SAMPLES])
+    if virtual:
+        from tinydeploy.virtual_device import VirtualDevice
+        note("no board attached: build and flash skipped; benching the VIRTUAL device (host TFLM). "
+             "Its latency is host time, not board time; the latency verdict uses the board estimate")
+        with VirtualDevice(model_path) as device:
+            address = device.open_pty()
+            bench_result = bench(address, out / "bench", runs=20, warmup=2, expect_model=model_path,
+                                 samples=samples, reset=False)
+    else:
+        note(f"building {project['project']} with PlatformIO")
+        build(project["project"])
+        note(f"flashing {port}")
+        flash_lib.flash(project["project"], port)
+        bench_result = bench(port, out / "bench", baud=board.baud, expect_model=model_path, samples=samples)
+    results = bench_result.to_dict()
+    estimate = result.report["chosen"]["latency_ms"] if virtual else None
+    verdicts = verify(results, targets, min_agreement, latency_estimate_ms=estimate)
+    return DeployReport(result.report, project, results, verdicts, virtual, notices)

@@ -1,0 +1,197 @@
+"""Both sides of the device protocol (docs/protocol.md).
+
+``DeviceProtocol`` is the device side, line for line what firmware/td_protocol.c
+does; the virtual device runs it, and a test feeds the same scripts to both and
+compares the bytes. ``parse_line`` is the host side's reader: it picks protocol
+lines out of boot noise and never invents a figure.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+MAX_COMMAND = 80
+
+# Every line the device can print starts with one of these.
+_TOKEN = re.compile(r"(m-(?:init-done|ready|name-dut-\[|profile-\[|model-\[|info-|\[Expecting |load-done|"
+                    r"warmup-start-|warmup-done|infer-start-|lap-us-|infer-done|results-\[)|e-\[)")
+
+
+@dataclass(frozen=True)
+class Line:
+    kind: str  # "ready", "init", "error", "lap", "results", "info", "name", "other-m", "noise"
+    text: str  # the protocol line (from its token on), or the raw noise
+    value: object = None  # parsed value: int (lap), list[int] (results), str (error, info JSON, name)
+
+
+def parse_line(raw: str) -> Line:
+    """Classify one received line. Anything that is not a well-formed protocol line is noise."""
+    match = _TOKEN.search(raw)
+    if match is None:
+        return Line("noise", raw)
+    text = raw[match.start():].rstrip()
+    if text == "m-ready":
+        return Line("ready", text)
+    if text == "m-init-done":
+        return Line("init", text)
+    if text.startswith("e-["):
+        return Line("error", text, text[3:-1] if text.endswith("]") else text[3:]) if text.endswith("]") \
+            else Line("noise", raw)
+    if text.startswith("m-lap-us-"):
+        digits = text[len("m-lap-us-"):]
+        return Line("lap", text, int(digits)) if digits.isdigit() else Line("noise", raw)
+    if text.startswith("m-results-["):
+        body = text[len("m-results-["):]
+        if not body.endswith("]"):
+            return Line("noise", raw)
+        try:
+            values = [int(v) for v in body[:-1].split(",")] if body[:-1] else []
+        except ValueError:
+            return Line("noise", raw)
+        return Line("results", text, values) if all(-128 <= v <= 127 for v in values) else Line("noise", raw)
+    if text.startswith("m-info-"):
+        return Line("info", text, text[len("m-info-"):])
+    if text.startswith("m-name-dut-[") and text.endswith("]"):
+        return Line("name", text, text[len("m-name-dut-["):-1])
+    return Line("other-m", text)
+
+
+class DeviceProtocol:
+    """The device side, fed byte by byte; a Python twin of firmware/td_protocol.c.
+
+    Args:
+        write: sends text to the host.
+        micros: a microsecond clock.
+        invoke: runs the model on ``self.input`` and returns the int8 outputs (a list).
+        info: returns the info JSON line.
+        input_size: the model's input size in bytes.
+        name, model: for ``name%`` and ``profile%``.
+        ready: False when the model could not be set up.
+    """
+
+    def __init__(self, write: Callable[[str], None], micros: Callable[[], int], invoke: Callable[[bytes], list],
+                 info: Callable[[], str], input_size: int, output_size: int, name: str, model: str,
+                 ready: bool = True):
+        self._write, self._micros, self._invoke, self._info = write, micros, invoke, info
+        self.input = bytearray(input_size)
+        self.output = [0] * output_size
+        self.name, self.model, self.ready = name, model, ready
+        self._line = ""
+        self._overflow = False
+        self.expected = 0
+        self.loaded = 0
+
+    def _emit(self, text: str) -> None:
+        self._write(text + "\r\n")
+
+    def error(self, message: str) -> None:
+        self._emit(f"e-[{message}]")
+
+    def boot(self) -> None:
+        self._emit("m-init-done")
+        self._emit("m-ready")
+
+    def feed(self, data: bytes) -> None:
+        for byte in data:
+            char = chr(byte)
+            if char == "%":
+                if self._overflow:
+                    self.error("command longer than 80 characters")
+                    self._emit("m-ready")
+                else:
+                    self._execute(self._line)
+                self._line, self._overflow = "", False
+            elif char in "\r\n":
+                continue
+            elif len(self._line) >= MAX_COMMAND:
+                self._overflow = True
+            else:
+                self._line += char
+
+    def _results(self) -> None:
+        self._emit("m-results-[" + ",".join(str(v) for v in self.output) + "]")
+
+    def _execute(self, line: str) -> None:
+        command, _, args = line.partition(" ")
+        if command == "name":
+            self._emit(f"m-name-dut-[{self.name}]")
+        elif command == "profile":
+            self._emit("m-profile-[tinydeploy]")
+            self._emit(f"m-model-[{self.model}]")
+        elif command == "info":
+            self._emit("m-info-" + self._info())
+        elif not self.ready and command in ("db", "infer", "results"):
+            self.error("the model is not set up (see the error printed at boot)")
+        elif command == "db":
+            self._db(args)
+        elif command == "infer":
+            self._infer(args)
+        elif command == "results":
+            self._results()
+        else:
+            self.error(f"unknown command '{command}'")
+        self._emit("m-ready")
+
+    @staticmethod
+    def _count(token: str | None) -> int | None:
+        if not token or not token.isdigit() or not token.isascii() or len(token) > 10:
+            return None
+        value = int(token)
+        return value if value <= 1_000_000_000 else None
+
+    def _db(self, args: str) -> None:
+        if args.startswith("load") and args[4:5] in (" ", ""):
+            count = self._count(args[5:] if len(args) > 4 else None)
+            if not count:
+                self.error("db load needs a byte count: db load N%")
+            elif count != len(self.input):
+                self.error(f"db load {count}: the model input is {len(self.input)} bytes")
+            else:
+                self.expected, self.loaded = count, 0
+                self._emit(f"m-[Expecting {count} bytes]")
+            return
+        if self.expected == 0:
+            self.error("db data before db load N")
+            return
+        if not args or len(args) % 2:
+            self.error("db data must be an even number of hex digits")
+            return
+        if any(c not in "0123456789abcdefABCDEF" for c in args):
+            self.error("db data must be hex digits")
+            return
+        data = bytes.fromhex(args)
+        if self.loaded + len(data) > self.expected:
+            self.error(f"db data exceeds the {self.expected} bytes announced")
+            self.expected, self.loaded = 0, 0
+            return
+        self.input[self.loaded:self.loaded + len(data)] = data
+        self.loaded += len(data)
+        if self.loaded == self.expected:
+            self._emit("m-load-done")
+
+    def _infer(self, args: str) -> None:
+        runs_text, space, warmup_text = args.partition(" ")
+        runs = self._count(runs_text)
+        warmup = self._count(warmup_text) if space else 0
+        if runs is None or warmup is None:
+            self.error("usage: infer N W% (N runs after W warm-up runs)")
+            return
+        if runs == 0:
+            self.error("infer needs a count of at least 1")
+            return
+        if self.expected == 0 or self.loaded != self.expected:
+            self.error("no input loaded: send db load N% and the data first")
+            return
+        self._emit(f"m-warmup-start-{warmup}")
+        for _ in range(warmup):
+            self.output = self._invoke(bytes(self.input))
+        self._emit("m-warmup-done")
+        self._emit(f"m-infer-start-{runs}")
+        self._emit(f"m-lap-us-{self._micros()}")
+        for _ in range(runs):
+            self.output = self._invoke(bytes(self.input))
+        self._emit(f"m-lap-us-{self._micros()}")
+        self._emit("m-infer-done")
+        self._results()

@@ -1,0 +1,83 @@
+"""`tinydeploy verify`: judge bench results against the targets, for people and for CI.
+
+Exit code 0 when every target is met, 1 otherwise; ``junit_xml`` turns the
+verdicts into JUnit XML so CI systems show each target as a test case.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+from tinydeploy.errors import BadInput
+from tinydeploy.targets import TargetResult, Targets, check
+
+
+def load_results(path: str | Path) -> dict:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "results.json"
+    if not p.is_file():
+        raise BadInput(f"{p}: no such results file (tinydeploy bench --out DIR writes DIR/results.json)")
+    try:
+        results = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{p}: not JSON ({exc})") from exc
+    if not isinstance(results, dict) or "device" not in results:
+        raise BadInput(f"{p}: not a tinydeploy bench results file")
+    return results
+
+
+def verify(results: dict, targets: Targets = Targets(), min_agreement: float = 0.99,
+           latency_estimate_ms: float | None = None) -> list[TargetResult]:
+    """The verdict on each target.
+
+    Args:
+        results: bench results (BenchResult.to_dict()).
+        targets: arena, model and latency budgets.
+        min_agreement: smallest top-1 agreement with the host reference, when validated.
+        latency_estimate_ms: for a virtual device, the board's estimated latency to judge instead
+            of the host's timing (which says nothing about the board).
+
+    Returns:
+        One TargetResult per target; a run that did not complete is a missed target too.
+    """
+    virtual = bool(results.get("virtual"))
+    where = "virtual device (host TFLM)" if virtual else "board"
+    latency = results.get("latency_us") or {}
+    if virtual and latency_estimate_ms is not None:
+        latency_ms, latency_basis = latency_estimate_ms, "estimate for the board (no board attached)"
+    elif latency:
+        latency_ms, latency_basis = latency["median"] / 1000, f"median, {latency.get('basis', where)}"
+    else:
+        latency_ms, latency_basis = None, ""
+    verdicts = check(targets, arena_bytes=results.get("arena_used_bytes"), model_bytes=results.get("model_bytes"),
+                     latency_ms=latency_ms, arena_basis=f"arena_used_bytes() on the {where}",
+                     latency_basis=latency_basis)
+    expected, actual = results.get("expected_sha256"), results.get("model_sha256")
+    if expected:
+        same = expected == actual
+        verdicts.insert(0, TargetResult("model hash", float(same), 1.0, "", "SHA-256 from info%", at_least=True,
+                                        detail=(f"matches {expected}" if same
+                                                else f"device runs {actual}, expected {expected}")))
+    validation = results.get("validation")
+    if validation:
+        verdicts.append(TargetResult("agreement", validation["top1_agreement"], min_agreement, "",
+                                     f"top-1 vs host TFLM over {validation['samples']} samples", at_least=True))
+    if not results.get("complete"):
+        verdicts.append(TargetResult("bench completed", 0.0, 1.0, "", "bench run", at_least=True,
+                                     detail=f"the run stopped: {results.get('error')}"))
+    return verdicts
+
+
+def junit_xml(verdicts: list[TargetResult], suite: str = "tinydeploy.verify") -> str:
+    """JUnit XML with one test case per target."""
+    failures = sum(not v.met for v in verdicts)
+    cases = []
+    for v in verdicts:
+        name = quoteattr(v.name)
+        body = "" if v.met else f'<failure message={quoteattr(v.describe())}>{escape(v.basis)}</failure>'
+        cases.append(f'  <testcase classname="{suite}" name={name}>{body}</testcase>')
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="{suite}" tests="{len(verdicts)}" '
+            f'failures="{failures}" errors="0">\n' + "\n".join(cases) + "\n</testsuite>\n")

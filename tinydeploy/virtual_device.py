@@ -1,0 +1,197 @@
+"""`tinydeploy virtual-device`: a stand-in board on a pty or a TCP port.
+
+It speaks the firmware's protocol (tinydeploy.protocol.DeviceProtocol, checked
+byte for byte against firmware/td_protocol.c), runs inference on the real TFLM
+interpreter, reports TFLM's real arena figures, and times inference with the
+host's clock, labelled "virtual" so nobody mistakes it for board latency.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import tty
+from pathlib import Path
+
+import numpy as np
+
+from tinydeploy import __version__, tflm
+from tinydeploy.evaluate import TflmRunner
+from tinydeploy.model import load_model
+from tinydeploy.protocol import DeviceProtocol
+
+BUSY_LINE = "e-[port busy: another client is connected]\r\n"
+
+
+class VirtualDevice:
+    """A virtual board for one model.
+
+    Args:
+        model_path: the int8 .tflite file it runs.
+        baud: when given, output and input are paced to this line rate, as a UART would.
+        stop_after: stop answering after this many commands (to test host timeouts).
+    """
+
+    def __init__(self, model_path: str | Path, baud: int | None = None, stop_after: int | None = None):
+        self.model = load_model(model_path)
+        self.arena = tflm.measure_arena(self.model)
+        self.runner = TflmRunner(self.model, self.arena.arena_bytes)
+        self.baud = baud
+        self.stop_after = stop_after
+        self.commands = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.address = ""
+        input_tensor, output_tensor = self.model.input_tensors[0], self.model.output_tensors[0]
+
+        def describe(t):
+            q = t.quantization
+            return {"shape": list(t.shape), "dtype": t.dtype.lower(),
+                    "scale": q.scales[0] if q else 1.0, "zero_point": q.zero_points[0] if q else 0}
+
+        self._info = json.dumps({
+            "arena_used_bytes": self.arena.arena_bytes, "arena_bytes": self.arena.arena_bytes,
+            "model_sha256": self.model.sha256, "model_bytes": self.model.size_bytes,
+            "input": describe(input_tensor), "output": describe(output_tensor),
+            "board": "virtual", "cpu_mhz": None, "framework": "host",
+            "tflm": f"tflite-micro {tflm.runtime_version()} (host interpreter)", "esp_nn": False,
+            "tinydeploy": __version__, "virtual": True,
+            "latency_basis": "virtual: host wall clock running the TFLM interpreter, not board latency",
+            "arena_basis": "TFLM measured on the host (an upper bound for a 32-bit board)",
+        }, separators=(",", ":"))
+        self._input_shape = input_tensor.shape[1:]
+        self._output_size = output_tensor.elements
+
+    # -- device behaviour ------------------------------------------------------
+    def _invoke(self, data: bytes) -> list[int]:
+        sample = np.frombuffer(data, dtype=np.int8).reshape(self._input_shape)
+        return [int(v) for v in self.runner.invoke_int8(sample)]
+
+    def _protocol(self, write) -> DeviceProtocol:
+        return DeviceProtocol(write, lambda: time.perf_counter_ns() // 1000, self._invoke, lambda: self._info,
+                              self.model.input_tensors[0].nbytes, self._output_size, "tinydeploy-virtual",
+                              f"{Path(self.model.path).stem} {self.model.sha256[:12]}")
+
+    def _pace(self, count: int) -> None:
+        if self.baud:
+            time.sleep(count * 10 / self.baud)  # 8N1: ten bits a byte
+
+    def _serve(self, read, write) -> None:
+        """Run one session: read bytes, feed the protocol, write its replies."""
+        def send(text: str) -> None:
+            data = text.encode()
+            self._pace(len(data))
+            write(data)
+
+        protocol = self._protocol(send)
+        protocol.boot()
+        while not self._stop.is_set():
+            chunk = read()
+            if chunk is None:
+                continue
+            if not chunk:
+                return
+            self._pace(len(chunk))
+            for byte in chunk:
+                if self.stop_after is not None and self.commands >= self.stop_after:
+                    continue  # gone silent
+                protocol.feed(bytes([byte]))
+                if byte == ord("%"):
+                    self.commands += 1
+
+    # -- transports --------------------------------------------------------------
+    def open_pty(self) -> str:
+        """Serve on a new pseudo-terminal; returns the path to open (like /dev/pts/5)."""
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        self._fds = (master, slave)
+        path = os.ttyname(slave)
+
+        def read():
+            import select
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if not ready:
+                return None
+            try:
+                return os.read(master, 4096)
+            except OSError:
+                return None
+
+        def write(data: bytes) -> None:
+            os.write(master, data)
+
+        thread = threading.Thread(target=self._serve, args=(read, write), daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        self.address = path
+        return path
+
+    def open_tcp(self, port: int = 0) -> str:
+        """Serve on a loopback TCP port; returns the socket:// URL. One client at a time."""
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen(4)
+        server.settimeout(0.2)
+        self._server = server
+        busy = threading.Lock()
+
+        def session(conn: socket.socket) -> None:
+            with conn:
+                conn.settimeout(0.1)
+
+                def read():
+                    try:
+                        return conn.recv(4096)
+                    except socket.timeout:
+                        return None
+                    except OSError:
+                        return b""
+
+                try:
+                    self._serve(read, conn.sendall)
+                except OSError:
+                    pass
+                finally:
+                    busy.release()
+
+        def accept_loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    conn, _ = server.accept()
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return
+                if not busy.acquire(blocking=False):
+                    conn.sendall(BUSY_LINE.encode())
+                    conn.close()
+                    continue
+                threading.Thread(target=session, args=(conn,), daemon=True).start()
+
+        thread = threading.Thread(target=accept_loop, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        self.address = f"socket://127.0.0.1:{server.getsockname()[1]}"
+        return self.address
+
+    def close(self) -> None:
+        self._stop.set()
+        if hasattr(self, "_server"):
+            self._server.close()
+        for thread in self._threads:
+            thread.join(timeout=2)
+        for fd in getattr(self, "_fds", ()):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
