@@ -102,7 +102,7 @@ def test_verify_exit_codes_and_junit(device, tmp_path, capsys):
     bench(port, tmp_path, runs=3)
     assert main(["verify", str(tmp_path), "--max-latency-ms", "1000", "--junit", str(tmp_path / "ok.xml")]) == 0
     assert 'failures="0"' in (tmp_path / "ok.xml").read_text()
-    assert main(["verify", str(tmp_path / "results.json"), "--max-arena-kb", "1",
+    assert main(["verify", str(tmp_path / "results.json"), "--max-arena-kb", "1", "--max-latency-ms", "1000",
                  "--junit", str(tmp_path / "bad.xml")]) == 1
     xml = (tmp_path / "bad.xml").read_text()
     assert 'failures="1"' in xml and '<testcase classname="tinydeploy.verify" name="arena"><failure' in xml

@@ -116,7 +116,28 @@ class Connection:
             DeviceError: the device answered e-[...].
             DeviceTimeout: no m-ready in time.
         """
-        self.send(command)
+        return self.pipeline([command])[0]
+
+    def pipeline(self, commands: list[str]) -> list[list[Line]]:
+        """Send several commands back to back, then collect each one's reply in order.
+
+        The device handles bytes as they arrive, so the host need not wait a
+        round trip per command; this keeps --validate near the line rate.
+        """
+        self.send_all(commands)
+        return self.replies(commands)
+
+    def send_all(self, commands: list[str]) -> None:
+        for c in commands:
+            self._record(">>", c + "%")
+        self.serial.write("".join(c + "%" for c in commands).encode())
+        self.serial.flush()
+
+    def replies(self, commands: list[str]) -> list[list[Line]]:
+        """The replies to commands already sent, in order."""
+        return [self._reply(command) for command in commands]
+
+    def _reply(self, command: str) -> list[Line]:
         lines: list[Line] = []
         deadline = time.monotonic() + self.timeout
         while True:
@@ -189,10 +210,12 @@ def _results(lines: list[Line]) -> list[int]:
     return found[-1]
 
 
+def _load_commands(data: bytes) -> list[str]:
+    return [f"db load {len(data)}"] + ["db " + data[i:i + CHUNK].hex() for i in range(0, len(data), CHUNK)]
+
+
 def load_input(conn: Connection, data: bytes) -> None:
-    conn.command(f"db load {len(data)}")
-    for start in range(0, len(data), CHUNK):
-        conn.command("db " + data[start:start + CHUNK].hex())
+    conn.pipeline(_load_commands(data))
 
 
 def read_info(conn: Connection) -> dict:
@@ -232,9 +255,13 @@ def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, 
     host = TflmRunner(model).predict_int8(inputs)
     device = []
     started = time.perf_counter()
-    for i, sample in enumerate(inputs):
-        load_input(conn, sample.tobytes())
-        device.append(_results(conn.command("infer 1 0")))
+    batches = [_load_commands(sample.tobytes()) + ["infer 1 0"] for sample in inputs]
+    if batches:
+        conn.send_all(batches[0])
+    for i, batch in enumerate(batches):
+        if i + 1 < len(batches):  # one sample in flight ahead, so the line never idles
+            conn.send_all(batches[i + 1])
+        device.append(_results(conn.replies(batch)[-1]))
         if progress:
             progress(i + 1, len(inputs))
     seconds = time.perf_counter() - started
@@ -286,9 +313,8 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
     conn = None
     try:
         conn = Connection(port, baud, out / "serial.log", timeout)
-        if reset:
-            conn.reset()
-        conn.sync()
+        was_reset = reset and conn.reset()
+        conn.sync(boot_wait=2.0 if was_reset else 0.3)
         result.info = read_info(conn)
         if expected_sha and result.info.get("model_sha256") != expected_sha:
             raise StepFailed(f"the device runs a different model: device sha256 {result.info.get('model_sha256')}, "

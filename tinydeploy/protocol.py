@@ -94,21 +94,24 @@ class DeviceProtocol:
         self._emit("m-ready")
 
     def feed(self, data: bytes) -> None:
-        for byte in data:
-            char = chr(byte)
-            if char == "%":
-                if self._overflow:
-                    self.error("command longer than 80 characters")
-                    self._emit("m-ready")
-                else:
-                    self._execute(self._line)
-                self._line, self._overflow = "", False
-            elif char in "\r\n":
-                continue
-            elif len(self._line) >= MAX_COMMAND:
+        """Handle received bytes; every '%' ends a command (line breaks are ignored)."""
+        text = data.decode("latin-1")
+        while text:
+            end = text.find("%")
+            part = (text if end < 0 else text[:end]).replace("\r", "").replace("\n", "")
+            room = MAX_COMMAND - len(self._line)
+            if len(part) > room:
                 self._overflow = True
+            self._line += part[:room]
+            if end < 0:
+                return
+            if self._overflow:
+                self.error("command longer than 80 characters")
+                self._emit("m-ready")
             else:
-                self._line += char
+                self._execute(self._line)
+            self._line, self._overflow = "", False
+            text = text[end + 1:]
 
     def _results(self) -> None:
         self._emit("m-results-[" + ",".join(str(v) for v in self.output) + "]")

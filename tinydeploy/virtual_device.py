@@ -23,7 +23,7 @@ from tinydeploy.evaluate import TflmRunner
 from tinydeploy.model import load_model
 from tinydeploy.protocol import DeviceProtocol
 
-BUSY_LINE = "e-[port busy: another client is connected]\r\n"
+BUSY_REPLY = "e-[port busy: another client is connected]\r\nm-ready\r\n"
 
 
 class VirtualDevice:
@@ -75,32 +75,77 @@ class VirtualDevice:
                               self.model.input_tensors[0].nbytes, self._output_size, "tinydeploy-virtual",
                               f"{Path(self.model.path).stem} {self.model.sha256[:12]}")
 
-    def _pace(self, count: int) -> None:
-        if self.baud:
-            time.sleep(count * 10 / self.baud)  # 8N1: ten bits a byte
+    class _Line:
+        """One direction of a UART at `baud` (8N1, ten bits a byte): bytes pass no
+        faster than the line rate. The line's clock runs on across calls (a sleep
+        that overshoots is made up by the next ones, within SLACK) so the
+        emulation's own sleeping does not slow the link below its rate."""
+
+        SLACK = 0.005
+
+        def __init__(self, baud: int | None):
+            self.baud, self.free_at = baud, 0.0
+
+        def pace(self, count: int) -> None:
+            if not self.baud:
+                return
+            now = time.monotonic()
+            self.free_at = max(self.free_at, now - self.SLACK) + count * 10 / self.baud
+            if self.free_at > now:
+                time.sleep(self.free_at - now)
 
     def _serve(self, read, write) -> None:
-        """Run one session: read bytes, feed the protocol, write its replies."""
-        def send(text: str) -> None:
-            data = text.encode()
-            self._pace(len(data))
-            write(data)
+        """Run one session: read bytes, feed the protocol, write its replies.
 
-        protocol = self._protocol(send)
+        Replies go out through their own paced writer thread, so the link is
+        full duplex like a real UART.
+        """
+        import queue
+        outgoing: queue.Queue = queue.Queue()
+        rx, tx = self._Line(self.baud), self._Line(self.baud)
+
+        def writer() -> None:
+            while True:
+                data = outgoing.get()
+                if data is None:
+                    return
+                tx.pace(len(data))
+                try:
+                    write(data)
+                except OSError:
+                    return
+
+        sender = threading.Thread(target=writer, daemon=True)
+        sender.start()
+        protocol = self._protocol(lambda text: outgoing.put(text.encode()))
         protocol.boot()
+        try:
+            self._session(read, protocol, rx)
+        finally:
+            outgoing.put(None)
+            sender.join(timeout=5)
+
+    def _session(self, read, protocol: DeviceProtocol, rx) -> None:
         while not self._stop.is_set():
             chunk = read()
             if chunk is None:
                 continue
             if not chunk:
                 return
-            self._pace(len(chunk))
-            for byte in chunk:
-                if self.stop_after is not None and self.commands >= self.stop_after:
-                    continue  # gone silent
-                protocol.feed(bytes([byte]))
-                if byte == ord("%"):
-                    self.commands += 1
+            for start in range(0, len(chunk), 16):  # bytes arrive a few at a time, as from a UART
+                rx.pace(len(chunk[start:start + 16]))
+                self._feed(protocol, chunk[start:start + 16])
+
+    def _feed(self, protocol: DeviceProtocol, chunk: bytes) -> None:
+        if self.stop_after is not None:
+            left = self.stop_after - self.commands
+            if left <= 0:
+                return  # gone silent
+            ends = [i for i, b in enumerate(chunk) if b == ord("%")]
+            if len(ends) >= left:
+                chunk = chunk[:ends[left - 1] + 1]
+        self.commands += chunk.count(b"%")
+        protocol.feed(chunk)
 
     # -- transports --------------------------------------------------------------
     def open_pty(self) -> str:
@@ -158,6 +203,22 @@ class VirtualDevice:
                 finally:
                     busy.release()
 
+        def refuse(conn: socket.socket) -> None:
+            """Answer a second client's first command with the busy error, then hang up.
+            (Answering at once would be lost: pyserial clears its input when it opens.)"""
+            with conn:
+                conn.settimeout(5)
+                try:
+                    received = b""
+                    while b"%" not in received:
+                        chunk = conn.recv(256)
+                        if not chunk:
+                            return
+                        received += chunk
+                    conn.sendall(BUSY_REPLY.encode())
+                except OSError:
+                    pass
+
         def accept_loop() -> None:
             while not self._stop.is_set():
                 try:
@@ -167,8 +228,7 @@ class VirtualDevice:
                 except OSError:
                     return
                 if not busy.acquire(blocking=False):
-                    conn.sendall(BUSY_LINE.encode())
-                    conn.close()
+                    threading.Thread(target=refuse, args=(conn,), daemon=True).start()
                     continue
                 threading.Thread(target=session, args=(conn,), daemon=True).start()
 
