@@ -19,12 +19,10 @@ $(INSTALLED): pyproject.toml
 install: $(INSTALLED)
 
 # The main job on the built-in digits data: optimize until the int8 model fits the
-# ESP32-S3 targets, then render its firmware project (building needs the ESP32 toolchain).
+# ESP32-S3 targets, render its firmware, then build, flash and bench it on an attached
+# board, or bench the virtual device (clearly labelled) when none is attached.
 demo: $(INSTALLED)
-	$(TD) optimize --data digits --out $(DEMO)/optimize --board esp32-s3-devkitc-1
-	$(TD) inspect $(DEMO)/optimize/model.tflite --board esp32-s3-devkitc-1
-	$(TD) render $(DEMO)/optimize/model.tflite --board esp32-s3-devkitc-1 --out $(DEMO)/firmware \
-		--labels $(DEMO)/optimize/report.json
+	$(TD) deploy --data digits --board esp32-s3-devkitc-1 --out $(DEMO)
 
 test: $(INSTALLED)
 	$(PY) -m pytest -m "unit or host" $(PYTEST_ARGS)

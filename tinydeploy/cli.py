@@ -15,8 +15,6 @@ from pathlib import Path
 from tinydeploy import __version__
 from tinydeploy.errors import EXIT_FAILED, EXIT_OK, BadInput, TargetMissed, TinyDeployError
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 
 def _console():
     from rich.console import Console

@@ -31,6 +31,9 @@ def targets_table(results: list[TargetResult], title: str = "Targets") -> Table:
         table.add_column(column, justify="right" if column in ("measured", "limit") else "left")
     for r in results:
         verdict = Text("met", style="green") if r.met else Text("MISSED", style="bold red")
+        if r.detail:  # a check, not a figure: show what was compared
+            table.add_row(r.name, "yes" if r.met else "no", "", f"{r.basis}: {r.detail}", verdict)
+            continue
         relation = "≥ " if r.at_least else "≤ "
         table.add_row(r.name, f"{r.measured:g} {r.unit}", f"{relation}{r.limit:g} {r.unit}", r.basis, verdict)
     return table

@@ -51,10 +51,13 @@ class TflmRunner:
 def reference_outputs(model: Model, x_int8: np.ndarray) -> np.ndarray:
     """Outputs of TFLite's reference kernels (tf.lite.Interpreter, BUILTIN_REF) for int8 inputs."""
     from tinydeploy import _tf
+    import warnings
     tf = _tf.tensorflow()
-    interpreter = tf.lite.Interpreter(
-        model_content=model.data,
-        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its deprecation notice; the reference kernels are what we need
+        interpreter = tf.lite.Interpreter(
+            model_content=model.data,
+            experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
     interpreter.allocate_tensors()
     inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
     results = []
@@ -81,8 +84,9 @@ def evaluate_file(model_path, source: str, image_size: int = 32, seed: int = 0) 
     """`tinydeploy evaluate`: int8 accuracy of a .tflite file on raw labelled data.
 
     The data's class names, sorted, are taken to be the model's output order
-    (the order `optimize` uses). A source with its own validation set is
-    evaluated on that set; otherwise on every sample.
+    (the order `optimize` uses). The built-in digits are evaluated on the
+    validation split optimize holds out; a file on its validation set if it
+    has one, otherwise on every sample.
     """
     from tinydeploy import data
     from tinydeploy.model import load_model
@@ -92,10 +96,14 @@ def evaluate_file(model_path, source: str, image_size: int = 32, seed: int = 0) 
     if outputs != len(dataset.labels):
         raise BadInput(f"{model.path} has {outputs} outputs but the data has {len(dataset.labels)} classes "
                        f"({', '.join(dataset.labels[:10])})")
-    x, y = dataset.all_samples
+    if source in data.BUILTIN:  # the same seeded validation split optimize holds out
+        x, y, split = dataset.x_val, dataset.y_val, f"validation split (seed {seed})"
+    else:
+        x, y = dataset.all_samples
+        split = "validation set" if dataset.val_given else "all samples"
     result = evaluate(model, x, y)
     return {"model": str(model_path), "sha256": model.sha256, "data": source, "labels": dataset.labels,
-            "split": "validation" if dataset.val_given else "all samples", **result.to_dict()}
+            "split": split, **result.to_dict()}
 
 
 def evaluate(model: Model, x: np.ndarray, y: np.ndarray) -> Evaluation:
