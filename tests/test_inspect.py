@@ -23,7 +23,7 @@ def run_cli(*args):
 def test_measured_arena_is_the_smallest_that_works(int8_cnn):
     model = load_model(int8_cnn)
     arena = tflm.measure_arena(model)
-    prober = tflm._Prober(model.data)  # a fresh interpreter in a child process for each size
+    prober = tflm.TflmProcess(model.data)  # a fresh interpreter in a child process for each size
     try:
         assert prober.accepts(arena.arena_bytes)
         assert not prober.accepts(arena.arena_bytes - 16)

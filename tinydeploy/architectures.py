@@ -166,7 +166,8 @@ def build(arch: Arch, input_shape: tuple[int, ...], n_classes: int, norm: Normal
                 x = act(bn(x, f"{tag}_pw"), b.activation, f"{tag}_pw")
         if b.residual and tuple(x.shape[1:]) == tuple(block_in.shape[1:]) and i > 0:
             x = L.Add(name=f"{tag}_add")([x, block_in])
-        if b.pool and min(d for d in x.shape[1:3] if d is not None) >= 2:
+        pooled_dims = x.shape[1:3] if image else x.shape[1:2]  # a series' width is always 1
+        if b.pool and min(pooled_dims) >= 2:
             x = L.MaxPooling2D(k2(2), name=f"{tag}_pool")(x)
     x = L.GlobalAveragePooling2D(name="pool")(x)
     if arch.head_units:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -72,7 +71,6 @@ def _progress(args):
 
 def cmd_optimize(args) -> int:
     from tinydeploy import data
-    from tinydeploy.architectures import Arch
     from tinydeploy.boards import get_board
     from tinydeploy.optimize import OptimizeConfig, check_stages, optimize
     from tinydeploy.targets import Targets
@@ -83,7 +81,7 @@ def cmd_optimize(args) -> int:
         data=data.load(args.data, image_size=args.image_size, seed=args.seed), out=args.out,
         board=get_board(args.board), targets=targets, min_accuracy=args.min_accuracy, budget=args.budget,
         seed=args.seed, stages=check_stages(args.stages.split(",")), force=args.force,
-        arch=Arch.load(args.arch) if args.arch else None, data_source=args.data)
+        arch=_start_arch(args), data_source=args.data)
     with _progress(args) as progress:
         result = optimize(config, progress)
     if args.json:
@@ -99,6 +97,15 @@ def cmd_optimize(args) -> int:
         raise TargetMissed(f"no model meets every target; the best found ({result.report['chosen']['stage']}) "
                            f"was written to {result.model_path}. Missed: {'; '.join(result.missed)}")
     return EXIT_OK
+
+
+def _start_arch(args):
+    from tinydeploy.architectures import Arch
+    if args.arch and args.search:
+        raise BadInput("give --arch or --search, not both")
+    if args.search:
+        return Arch.load(Path(args.search) / "best_arch.json")
+    return Arch.load(args.arch) if args.arch else None
 
 
 def cmd_evaluate(args) -> int:
@@ -177,13 +184,61 @@ def _validation_samples(args):
     return x[:args.validate], y[:args.validate]
 
 
+def cmd_search(args) -> int:
+    from tinydeploy import data
+    from tinydeploy.boards import get_board
+    from tinydeploy.targets import Targets
+    board = get_board(args.board)
+    dataset = data.load(args.data, image_size=args.image_size, seed=args.seed)
+    if args.show:
+        from tinydeploy.architectures import Arch
+        from tinydeploy.search import cost
+        arch = Arch.load(args.show)
+        figures = cost(arch, dataset, board).__dict__
+        if args.json:
+            _emit_json(args, {"arch": arch.to_dict(), "costs": figures})
+        else:
+            for i, b in enumerate(arch.blocks):
+                print(f"block {i}: {b.kind} {b.filters} filters {b.kernel}x{b.kernel} stride {b.stride} {b.activation}"
+                      + (" +pool" if b.pool else "") + (" +residual" if b.residual else ""))
+            print(f"head units {arch.head_units}; " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
+                                                                 for k, v in figures.items()))
+        return EXIT_OK
+    from tinydeploy.search import SearchConfig, search
+    config = SearchConfig(dataset, Path(args.out), board, Targets(args.max_arena_kb, args.max_model_kb,
+                                                                  args.max_latency_ms),
+                          trials=args.trials, timeout=args.timeout, storage=args.storage, study=args.study,
+                          seed=args.seed, join=args.join, budget=args.budget)
+
+    def progress(kind, info):
+        if args.json or args.quiet:
+            return
+        if kind == "rejected":
+            print(f"trial {info['trial']}: rejected before training (over {', '.join(info['over'])})", file=sys.stderr)
+        elif kind == "trial":
+            print(f"trial {info['trial']}: int8 accuracy {info['accuracy'] * 100:.1f}% · {info['latency_ms']:.3f} ms est. "
+                  f"· {info['arena_bytes']:,} B arena", file=sys.stderr)
+
+    summary = search(config, progress)
+    if args.json:
+        _emit_json(args, summary)
+    else:
+        print(f"{summary['trials']} trials ({summary['complete']} trained, {summary['rejected_before_training']} "
+              f"rejected before training); Pareto front: {len(summary['pareto_front'])}")
+        best = summary.get("best")
+        print(f"best within budget: trial {best['trial']}, {best['accuracy'] * 100:.2f}% -> {args.out}/best_arch.json"
+              if best else "no trial met every budget yet")
+        print(f"report: {args.out}/search.html")
+    if not summary.get("best"):
+        raise TargetMissed("no searched architecture meets every budget yet")
+    return EXIT_OK
+
+
 def _bench_to(args, out):
     from tinydeploy.bench import bench
-    progress = None
-    if not args.json:
-        def progress(done, total):
-            if done == total or done % 10 == 0:
-                print(f"validated {done}/{total} samples on the device", file=sys.stderr)
+    def progress(done, total):
+        if not args.json and (done == total or done % 10 == 0):
+            print(f"validated {done}/{total} samples on the device", file=sys.stderr)
     return bench(args.port, out, baud=args.baud, runs=args.runs, warmup=args.warmup,
                  expect_model=args.expect_model, samples=_validation_samples(args), timeout=args.timeout,
                  progress=progress)
@@ -348,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", default=",".join(STAGES),
                    help=f"comma-separated stages to run, in order (default {','.join(STAGES)})")
     p.add_argument("--arch", default=None, metavar="FILE.json", help="start from this architecture spec")
+    p.add_argument("--search", default=None, metavar="DIR", help="start from a search's best_arch.json")
     p.add_argument("--force", action="store_true", help="redo finished stages instead of resuming")
     p.add_argument("--quiet", action="store_true", help="no progress display or table")
     p.set_defaults(func=cmd_optimize)
@@ -417,6 +473,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-agreement", type=float, default=0.99, help="on-device validation agreement target")
     _add_targets(p)
     p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("search", parents=[common],
+                       help="hardware-aware architecture search (Optuna NSGA-II) within the budgets")
+    _add_data(p, required=False)
+    p.set_defaults(data="digits")
+    p.add_argument("--out", default="build/search", help="folder for the study, best_arch.json and search.html")
+    p.add_argument("--board", default="esp32-s3-devkitc-1", help="board profile (default %(default)s)")
+    p.add_argument("--trials", type=int, default=None, help="trials to run (this worker)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds to search (this worker)")
+    p.add_argument("--storage", default=None, help="RDB URL (default sqlite in --out); postgresql://... for workers")
+    p.add_argument("--study", default="tinydeploy", help="study name (default %(default)s)")
+    p.add_argument("--join", action="store_true", help="add a worker to an existing study")
+    p.add_argument("--budget", choices=["fast", "default"], default="fast", help="training per trial")
+    p.add_argument("--show", default=None, metavar="FILE.json", help="print an architecture's layers and costs")
+    p.add_argument("--quiet", action="store_true", help="no per-trial lines")
+    _add_targets(p)
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("evaluate", parents=[common],
                        help="int8 accuracy of a .tflite model on raw labelled data, on the TFLM interpreter")

@@ -29,23 +29,29 @@ def _check_shape(model: Model, x: np.ndarray) -> None:
 
 
 class TflmRunner:
-    """Runs a model on the TFLM interpreter, one sample at a time as on the board."""
+    """Runs a model on the TFLM interpreter (in a child process), one sample at a time as on the board."""
 
     def __init__(self, model: Model, arena_bytes: int | None = None):
-        from tflite_micro.python.tflite_micro import runtime
         self.model = model
         size = arena_bytes or tflm.measure_arena(model).arena_bytes
-        with tflm.captured_native_output():
-            self.interpreter = runtime.Interpreter.from_bytes(model.data, arena_size=size)
+        self.process = tflm.TflmProcess(model.data)
+        self.process.open(size)
 
     def invoke_int8(self, sample: np.ndarray) -> np.ndarray:
         """One int8 input sample (without batch axis) -> the int8 output vector."""
-        self.interpreter.set_input(sample[None, ...], 0)
-        self.interpreter.invoke()
-        return np.asarray(self.interpreter.get_output(0)).reshape(-1)
+        return np.frombuffer(self.process.run(np.ascontiguousarray(sample, dtype=np.int8).tobytes()), dtype=np.int8)
 
     def predict_int8(self, x_int8: np.ndarray) -> np.ndarray:
         return np.stack([self.invoke_int8(s) for s in x_int8])
+
+    def close(self) -> None:
+        self.process.close()
+
+    def __del__(self):
+        try:
+            self.process.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
 
 
 def reference_outputs(model: Model, x_int8: np.ndarray) -> np.ndarray:

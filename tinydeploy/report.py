@@ -96,3 +96,42 @@ Accuracy is the int8 model's on the TFLM interpreter; arena is measured by TFLM;
 <h2>Plots</h2>{figures}
 <figure><img src='data:image/png;base64,{curves}'><figcaption>Training curves</figcaption></figure>
 </body></html>"""
+
+
+def search_html(summary: dict, trials: list[dict]) -> str:
+    """The search's Pareto front as a table and a plot."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    if trials:
+        points = ax.scatter([t["latency_ms"] for t in trials], [t["accuracy"] * 100 for t in trials],
+                            c=[t["arena_bytes"] / 1024 for t in trials], cmap="viridis", s=30)
+        fig.colorbar(points, ax=ax, label="TFLM arena (KB, measured)")
+    front = summary["pareto_front"]
+    if front:
+        ordered = sorted(front, key=lambda p: p["latency_ms"])
+        ax.plot([p["latency_ms"] for p in ordered], [p["accuracy"] * 100 for p in ordered], "r-o", mfc="none",
+                label="Pareto front (within budget)")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("estimated latency (ms)")
+    ax.set_ylabel("int8 accuracy on TFLM (%)")
+    ax.grid(alpha=0.3)
+    png = _figure_png(fig)
+    plt.close(fig)
+    rows = "".join(
+        f"<tr><td>{p['trial']}</td><td>{p['accuracy'] * 100:.2f}%</td><td>{p['latency_ms']:.3f}</td>"
+        f"<td>{p['arena_bytes']:,}</td><td>{p['flash_bytes']:,}</td><td>{len(p['arch']['blocks'])}</td></tr>"
+        for p in front)
+    best = summary.get("best")
+    chosen = (f"<p><b>Chosen: trial {best['trial']}</b> — {best['accuracy'] * 100:.2f}%, {best['latency_ms']:.3f} ms, "
+              f"{best['arena_bytes']:,} B arena, {best['flash_bytes']:,} B flash (best_arch.json).</p>"
+              if best else "<p>No trial met every budget yet.</p>")
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>tinydeploy search</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head><body>
+<h1>tinydeploy search: {html.escape(summary['study'])}</h1>
+<p>{summary['trials']} trials, {summary['complete']} trained, {summary['rejected_before_training']} rejected before
+training (over a budget), {summary['failed']} failed; board {html.escape(summary['board'])};
+storage {html.escape(summary['storage'])}.</p>{chosen}
+<img src='data:image/png;base64,{png}'>
+<h2>Pareto front</h2><table><tr><th>trial</th><th>accuracy</th><th>latency ms (est.)</th><th>arena B</th>
+<th>flash B</th><th>blocks</th></tr>{rows}</table></body></html>"""

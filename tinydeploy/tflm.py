@@ -9,6 +9,7 @@ upper bound for a 32-bit board.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import re
 import subprocess
@@ -18,7 +19,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 
-import numpy as np
 
 from tinydeploy.errors import BadInput, StepFailed
 from tinydeploy.model import Model
@@ -99,19 +99,6 @@ def captured_native_output():
             result.append(sink.read().decode("utf-8", "replace"))
 
 
-def _runtime():
-    from tflite_micro.python.tflite_micro import runtime
-    return runtime
-
-
-def _try_allocate(model_bytes: bytes, arena_size: int):
-    """An interpreter with this arena, or None if TFLM could not allocate."""
-    try:
-        return _runtime().Interpreter.from_bytes(model_bytes, arena_size=arena_size)
-    except RuntimeError:
-        return None
-
-
 @dataclass(frozen=True)
 class ArenaMeasurement:
     """The smallest tensor arena the TFLM interpreter accepts, with its breakdown."""
@@ -147,13 +134,13 @@ def _parse_allocations(text: str):
     return head, tail, records
 
 
-class _Prober:
-    """Asks a child process whether the interpreter accepts an arena size.
+class TflmProcess:
+    """A TFLM interpreter for one model, in a child process (see tinydeploy._tflm_worker).
 
-    For some too-small arenas TFLM's allocator crashes the whole process
-    (an unsigned underflow: "available 4294967292") instead of failing, so
-    probes run in a child; a crash counts as a failure and a new child
-    takes over.
+    TFLM's allocator can crash the whole process for some too-small arenas (an
+    unsigned underflow: "available 4294967292"), and some models abort when
+    TensorFlow is loaded in the same process; here a crash ends only the child,
+    and a probe that crashed counts as a failure.
     """
 
     def __init__(self, model_bytes: bytes):
@@ -165,30 +152,53 @@ class _Prober:
 
     def _start(self):
         self._child = subprocess.Popen(
-            [sys.executable, "-m", "tinydeploy._arena_probe", self._file.name],
+            [sys.executable, "-m", "tinydeploy._tflm_worker", self._file.name],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
 
-    def accepts(self, size: int) -> bool:
+    def _ask(self, request: str) -> str | None:
+        """The child's answer, or None if it died on the request (it is then restarted next time)."""
         if self._child is None:
             self._start()
         try:
-            self._child.stdin.write(f"{size}\n")
+            self._child.stdin.write(request + "\n")
             self._child.stdin.flush()
-            answer = self._child.stdout.readline().strip()
+            answer = self._child.stdout.readline()
         except BrokenPipeError:
             answer = ""
-        if answer in ("ok", "fail"):
-            return answer == "ok"
+        if answer:
+            return answer.rstrip("\n")
         self._child.wait()
         self._child = None
         self.crashes += 1
-        return False
+        return None
+
+    def accepts(self, size: int) -> bool:
+        """Does an interpreter with this arena size allocate all tensors?"""
+        return self._ask(f"probe {size}") == "ok"
+
+    def open(self, size: int) -> None:
+        if self._ask(f"open {size}") != "ok":
+            raise StepFailed(f"TFLM could not set up the model with a {size}-byte arena")
+
+    def report(self) -> str:
+        answer = self._ask("report")
+        if answer is None:
+            raise StepFailed("TFLM crashed while running the model")
+        return json.loads(answer)
+
+    def run(self, sample: bytes) -> bytes:
+        answer = self._ask("run " + sample.hex())
+        if answer is None or answer == "fail":
+            raise StepFailed("TFLM failed to run the model")
+        return bytes.fromhex(answer)
 
     def close(self):
         if self._child is not None:
             self._child.stdin.close()
             self._child.wait()
-        os.unlink(self._file.name)
+            self._child = None
+        if os.path.exists(self._file.name):
+            os.unlink(self._file.name)
 
 
 def measure_arena(model: Model) -> ArenaMeasurement:
@@ -196,7 +206,7 @@ def measure_arena(model: Model) -> ArenaMeasurement:
 
     The interpreter either allocates all tensors or fails, and a larger arena
     never fails where a smaller one worked, so a bisection over the byte count
-    finds the exact minimum (probes run in a child process, see _Prober). The
+    finds the exact minimum (probes run in a child process, see TflmProcess). The
     interpreter is then run once on zeros so the recording allocator can
     report its head/tail split.
 
@@ -214,7 +224,7 @@ def measure_arena(model: Model) -> ArenaMeasurement:
     if missing:
         raise BadInput(f"TFLM does not support: {', '.join(missing)}")
     data = model.data
-    prober = _Prober(data)
+    prober = TflmProcess(data)
     try:
         low, high = ARENA_SEARCH_FLOOR, max(ARENA_SEARCH_FLOOR, 4096)
         while not prober.accepts(high):
@@ -229,27 +239,10 @@ def measure_arena(model: Model) -> ArenaMeasurement:
                     high = mid
                 else:
                     low = mid + 1
+        if high > ARENA_SEARCH_CEILING:
+            raise StepFailed(f"TFLM could not allocate this model even with {ARENA_SEARCH_CEILING} bytes")
+        prober.open(high)
+        head, tail, records = _parse_allocations(prober.report())
     finally:
         prober.close()
-    if high > ARENA_SEARCH_CEILING:
-        with captured_native_output() as log:
-            _try_allocate(data, ARENA_SEARCH_CEILING)
-        last = [line for line in log[0].splitlines() if line.strip()][-3:]
-        raise StepFailed(f"TFLM could not allocate this model even with {ARENA_SEARCH_CEILING} bytes: "
-                         + " | ".join(last))
-    with captured_native_output():
-        interpreter = _try_allocate(data, high)
-    for index, tensor in enumerate(model.input_tensors):
-        interpreter.set_input(np.zeros(tensor.shape, dtype=_numpy_dtype(tensor.dtype)), index)
-    with captured_native_output() as report:
-        interpreter.invoke()
-        interpreter.print_allocations()
-    head, tail, records = _parse_allocations(report[0])
     return ArenaMeasurement(high, head, tail, records, runtime_version())
-
-
-def _numpy_dtype(name: str):
-    try:
-        return np.dtype(name.lower())
-    except TypeError as exc:
-        raise BadInput(f"input tensors of type {name} are not supported") from exc

@@ -1,0 +1,276 @@
+"""`tinydeploy search`: hardware-aware architecture search on Optuna.
+
+Every candidate is costed before any training: it is built, converted to full
+int8 (untrained weights: sizes don't depend on values) and loaded by the TFLM
+interpreter, so its flash bytes and arena are measured, not guessed, and its
+latency is estimated from its MACs and the board. Candidates over a budget are
+rejected there (Optuna constraints), the rest get a short training run with
+early stopping, and NSGA-II trades int8 accuracy (on TFLM) against estimated
+latency and measured arena. The study lives in an RDB storage: SQLite in OUT
+by default, or PostgreSQL for several workers on several machines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tinydeploy import architectures as arch_lib
+from tinydeploy import costs, tflm
+from tinydeploy.boards import Board
+from tinydeploy.data import Dataset
+from tinydeploy.errors import BadInput, StepFailed
+from tinydeploy.model import parse_model
+from tinydeploy.targets import Targets
+
+SPACE_VERSION = 1  # bump when the search space changes: old studies are then refused
+FILTERS = (8, 12, 16, 24, 32, 48, 64)
+HEAD_UNITS = (0, 16, 32, 64)
+SEARCH_EPOCHS = {"fast": 4, "default": 12}
+
+
+def sample_arch(trial) -> arch_lib.Arch:
+    """An architecture from Optuna's suggestions (the search space)."""
+    n_blocks = trial.suggest_int("blocks", 2, 8)
+    blocks = []
+    for i in range(n_blocks):
+        kind = trial.suggest_categorical(f"b{i}_kind", ("conv", "separable", "depthwise") if i else ("conv", "separable"))
+        blocks.append(arch_lib.Block(
+            kind=kind,
+            filters=trial.suggest_categorical(f"b{i}_filters", FILTERS),
+            kernel=trial.suggest_categorical(f"b{i}_kernel", (3, 5)),
+            stride=trial.suggest_categorical(f"b{i}_stride", (1, 2)) if i < 2 else 1,
+            activation=trial.suggest_categorical(f"b{i}_act", ("relu", "relu6")),
+            pool=trial.suggest_categorical(f"b{i}_pool", (False, True)),
+            residual=trial.suggest_categorical(f"b{i}_residual", (False, True)) if i else False,
+        ))
+    return arch_lib.Arch(tuple(blocks), trial.suggest_categorical("head_units", HEAD_UNITS), name="searched")
+
+
+def smallest_arch() -> arch_lib.Arch:
+    """The cheapest architecture the space holds (for the budget feasibility check)."""
+    return arch_lib.Arch((arch_lib.Block("conv", 8, 3, 2, pool=True), arch_lib.Block("depthwise", 8, 3, 2, pool=True)),
+                         0, name="smallest")
+
+
+@dataclass
+class CandidateCost:
+    params: int
+    flash_bytes: int  # measured: the int8 flatbuffer of the candidate
+    arena_bytes: int  # measured: smallest TFLM arena
+    activation_lower_bound: int
+    macs: int
+    latency_ms: float  # estimated for the board
+
+    def violations(self, targets: Targets) -> dict[str, float]:
+        """Budget name -> how far over it (<= 0 within)."""
+        return {"max_model_kb": self.flash_bytes / 1024 - targets.max_model_kb,
+                "max_arena_kb": self.arena_bytes / 1024 - targets.max_arena_kb,
+                "max_latency_ms": self.latency_ms - targets.max_latency_ms}
+
+
+def _live_weights(plain) -> None:
+    """Deterministic positive weights: every activation stays alive on the calibration
+    samples (a dead ReLU would give a zero quantization range that TFLM refuses), and
+    sizes do not depend on the values."""
+    for layer in plain.layers:
+        weights = layer.get_weights()
+        if len(weights) == 2:
+            kernel, bias = weights
+            fan_in = max(1, kernel.size // kernel.shape[-1])
+            layer.set_weights([np.full_like(kernel, 1.0 / fan_in), np.full_like(bias, 0.1)])
+
+
+def cost(arch: arch_lib.Arch, data: Dataset, board: Board) -> CandidateCost:
+    """Measure a candidate without training it."""
+    from tinydeploy.convert import to_int8_tflite
+    plain = arch_lib.plain_model(arch, data.input_shape, len(data.labels))
+    _live_weights(plain)
+    model = parse_model(to_int8_tflite(arch_lib.with_softmax(plain), data.x_train[:16], samples=16))
+    layers = costs.layer_costs(model)
+    return CandidateCost(plain.count_params(), model.size_bytes, tflm.measure_arena(model).arena_bytes,
+                         costs.activation_lower_bound(model), sum(l.macs for l in layers),
+                         round(sum(board.estimate_us(l.op, l.macs) for l in layers) / 1000, 4))
+
+
+def redact(url: str) -> str:
+    """A storage URL without its password."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def _fingerprint(data: Dataset) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(data.x_train).tobytes())
+    digest.update(np.ascontiguousarray(data.y_train).tobytes())
+    return f"space-v{SPACE_VERSION}:{digest.hexdigest()[:16]}:{list(data.input_shape)}:{len(data.labels)}"
+
+
+def open_study(storage: str, study: str, data: Dataset, seed: int, join: bool):
+    """Create or load the study, refusing one made for other data or another space."""
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+    import warnings
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # Heartbeats let a live worker mark the trial of a killed one as failed.
+            rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=10, grace_period=30,
+                                             engine_kwargs={"pool_pre_ping": True})
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        raise BadInput(f"cannot open the study storage {redact(storage)}: {type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0][:200]}") from exc
+    sampler = optuna.samplers.NSGAIISampler(seed=None if join else seed)
+    names = [s.study_name for s in optuna.study.get_all_study_summaries(rdb)]
+    if join and study not in names:
+        raise BadInput(f"no study '{study}' in {redact(storage)} to join; studies there: {', '.join(names) or 'none'}")
+    handle = optuna.create_study(storage=rdb, study_name=study, load_if_exists=True, sampler=sampler,
+                                 directions=["maximize", "minimize", "minimize"])
+    expected = _fingerprint(data)
+    found = handle.user_attrs.get("fingerprint")
+    if found is None:
+        handle.set_user_attr("fingerprint", expected)
+    elif found != expected:
+        raise BadInput(f"study '{study}' in {redact(storage)} was made for other data or another search space "
+                       f"({found} vs {expected}); choose another --study")
+    return handle
+
+
+@dataclass
+class SearchConfig:
+    data: Dataset
+    out: Path
+    board: Board
+    targets: Targets = Targets()
+    trials: int | None = 10
+    timeout: float | None = None
+    storage: str | None = None
+    study: str = "tinydeploy"
+    seed: int = 0
+    join: bool = False
+    budget: str = "fast"
+
+
+def _objective(config: SearchConfig, progress: Callable[[str, dict], None] | None):
+    import optuna
+
+    from tinydeploy import _tf
+    from tinydeploy.convert import to_int8_tflite
+    from tinydeploy.evaluate import evaluate
+    keras = _tf.keras()
+    data = config.data
+
+    def objective(trial):
+        arch = sample_arch(trial)
+        spec = json.dumps(arch.to_dict(), sort_keys=True)
+        trial.set_user_attr("arch", arch.to_dict())
+        # A finished twin is never trained again.
+        for done in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            if json.dumps(done.user_attrs.get("arch"), sort_keys=True) == spec:
+                for key in ("costs", "constraints", "accuracy"):
+                    trial.set_user_attr(key, done.user_attrs[key])
+                for name, value in zip(("max_model_kb", "max_arena_kb", "max_latency_ms"),
+                                       done.user_attrs["constraints"]):
+                    trial.set_constraint(name, value)
+                trial.set_user_attr("repeat_of", done.number)
+                return tuple(done.values)
+        try:
+            measured = cost(arch, data, config.board)
+        except StepFailed as exc:  # TFLM cannot run this candidate at all
+            trial.set_user_attr("rejected", [f"TFLM: {exc}"])
+            trial.set_user_attr("constraints", [1.0, 1.0, 1.0])
+            if progress:
+                progress("rejected", {"trial": trial.number, "over": ["TFLM cannot run it"]})
+            raise optuna.TrialPruned("TFLM cannot run this candidate") from exc
+        violations = measured.violations(config.targets)
+        trial.set_user_attr("costs", measured.__dict__)
+        trial.set_user_attr("constraints", list(violations.values()))
+        for name, value in violations.items():  # NSGA-II ranks feasible trials first
+            trial.set_constraint(name, value)
+        if any(v > 0 for v in violations.values()):
+            trial.set_user_attr("rejected", [k for k, v in violations.items() if v > 0])
+            if progress:
+                progress("rejected", {"trial": trial.number, "over": trial.user_attrs["rejected"]})
+            raise optuna.TrialPruned("over budget before training")
+        keras.utils.set_random_seed(config.seed + trial.number)
+        norm = arch_lib.Normalization.of(data.x_train)
+        model = arch_lib.build(arch, data.input_shape, len(data.labels), norm)
+        model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+        stop = keras.callbacks.EarlyStopping("val_accuracy", patience=3, restore_best_weights=True)
+        model.fit(data.x_train, data.y_train, epochs=SEARCH_EPOCHS[config.budget], batch_size=64, verbose=0,
+                  validation_data=(data.x_val, data.y_val), callbacks=[stop])
+        plain = arch_lib.fuse(model, arch, data.input_shape, len(data.labels), norm)
+        tflite = parse_model(to_int8_tflite(arch_lib.with_softmax(plain), data.x_train))
+        accuracy = evaluate(tflite, data.x_val, data.y_val).accuracy
+        trial.set_user_attr("accuracy", accuracy)
+        if progress:
+            progress("trial", {"trial": trial.number, "accuracy": accuracy, "latency_ms": measured.latency_ms,
+                               "arena_bytes": measured.arena_bytes})
+        return accuracy, measured.latency_ms, float(measured.arena_bytes)
+
+    return objective
+
+
+def search(config: SearchConfig, progress: Callable[[str, dict], None] | None = None) -> dict:
+    """Run (or resume, or join) a search; write OUT/best_arch.json and OUT/search.html.
+
+    Returns:
+        The summary: trials, rejected, Pareto front and the chosen architecture.
+
+    Raises:
+        BadInput: no trials, unreachable storage, a mismatched study, or budgets
+            that even the smallest architecture misses.
+    """
+    import optuna
+    if config.trials is not None and config.trials < 1:
+        raise BadInput(f"--trials must be at least 1, got {config.trials}")
+    if config.trials is None and config.timeout is None:
+        raise BadInput("give a budget: --trials N or --timeout SECONDS")
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    storage = config.storage or f"sqlite:///{(out / 'search.db').resolve()}"
+    study = open_study(storage, config.study, config.data, config.seed, config.join)
+    floor = cost(smallest_arch(), config.data, config.board)
+    over = {k: v for k, v in floor.violations(config.targets).items() if v > 0}
+    if over:
+        found = {"max_model_kb": f"{floor.flash_bytes / 1024:.1f} KB of flash",
+                 "max_arena_kb": f"{floor.arena_bytes / 1024:.1f} KB of arena",
+                 "max_latency_ms": f"{floor.latency_ms:.3f} ms"}
+        raise BadInput("no architecture in the search space can meet " + ", ".join(
+            f"--{k.replace('_', '-')} {getattr(config.targets, k):g} (the smallest needs {found[k]})" for k in over))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(_objective(config, progress), n_trials=config.trials, timeout=config.timeout,
+                   catch=(), gc_after_trial=True)
+    return summarize(study, config, storage)
+
+
+def summarize(study, config: SearchConfig, storage: str) -> dict:
+    import optuna
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    rejected = [t for t in trials if t.user_attrs.get("rejected")]
+    front = [t for t in study.best_trials if all(c <= 0 for c in t.user_attrs.get("constraints", [1]))]
+    feasible = [t for t in complete if all(c <= 0 for c in t.user_attrs.get("constraints", [1]))]
+    summary = {
+        "study": config.study, "storage": redact(storage), "board": config.board.name,
+        "trials": len(trials), "complete": len(complete), "rejected_before_training": len(rejected),
+        "failed": sum(t.state == optuna.trial.TrialState.FAIL for t in trials),
+        "pareto_front": [{"trial": t.number, "accuracy": t.values[0], "latency_ms": t.values[1],
+                          "arena_bytes": int(t.values[2]), "flash_bytes": t.user_attrs["costs"]["flash_bytes"],
+                          "arch": t.user_attrs["arch"]} for t in sorted(front, key=lambda t: -t.values[0])],
+    }
+    if feasible:
+        best = max(feasible, key=lambda t: (t.values[0], -t.values[1]))
+        summary["best"] = {"trial": best.number, "accuracy": best.values[0], **best.user_attrs["costs"],
+                           "arch": best.user_attrs["arch"]}
+        (Path(config.out) / "best_arch.json").write_text(json.dumps(summary["best"], indent=2))
+    from tinydeploy.report import search_html
+    (Path(config.out) / "search.html").write_text(search_html(summary, [
+        {"trial": t.number, "accuracy": t.values[0], "latency_ms": t.values[1], "arena_bytes": t.values[2]}
+        for t in complete]))
+    return summary
