@@ -210,3 +210,29 @@ def test_cli_bad_data_exits_2_before_training(tmp_path):
     assert code == 2
     assert "NaN or Inf" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_bit_width_variable_drives_the_fake_quantizer():
+    """Changing the variable (not the model) changes what the QAT graph computes."""
+    from tinydeploy import quantization as quant
+    plain = arch_lib.plain_model(arch_lib.default_arch(), (16, 16, 1), 10)
+    keys = {layer.name: f"probe_{layer.name}" for layer in plain.layers
+            if type(layer).__name__ in quant.MAC_LAYERS}
+    for key in keys.values():
+        quant.bits_variable(key, 8)
+    qat = quant.quantize_for_training(arch_lib.with_softmax(plain), keys)
+    wrapper = next(layer for layer in qat.layers if getattr(layer, "layer", None) is not None
+                   and layer.layer.name == "b1_pw")
+    kernel_var, quantizer, quantizer_vars = wrapper._weight_vars[0]
+
+    def levels_per_channel():
+        values = quantizer(kernel_var, training=True, weights=quantizer_vars).numpy()
+        return max(len(np.unique(values[..., c])) for c in range(values.shape[-1]))
+
+    assert levels_per_channel() > 3  # 8-bit: many levels
+    for key in keys.values():
+        quant.bits_variable(key, 2)
+    assert levels_per_channel() <= 3  # 2-bit symmetric: -1, 0, +1 steps
+    kernel = plain.get_layer("b1_pw").get_weights()[0]
+    levels = quant.fake_quantize_numpy(kernel, 4, -1)
+    assert all(len(np.unique(levels[..., c])) <= 15 for c in range(levels.shape[-1]))

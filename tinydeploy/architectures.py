@@ -140,12 +140,16 @@ def build(arch: Arch, input_shape: tuple[int, ...], n_classes: int, norm: Normal
         x = L.Rescaling([1 / s for s in norm.std], [-m / s for m, s in zip(norm.mean, norm.std)],
                         name="normalize")(x)
 
-    def act(t, kind, tag):
-        return L.ReLU(6.0 if kind == "relu6" else None, name=f"{tag}_act")(t)
-
-    def bn(t, tag):
+    def finish(t, kind, tag):
+        """BN and ReLU after a conv when training with BatchNormalization. The plain
+        (BN-free) form fuses the activation into the conv layer itself: tfmot gives a
+        conv followed by a separate ReLU layer a no-op config, so its weights would
+        not be fake-quantized in QAT."""
+        if not batchnorm:
+            return t
         # momentum 0.9: moving statistics settle within the few hundred steps of a small dataset
-        return L.BatchNormalization(momentum=0.9, name=f"{tag}_bn")(t) if batchnorm else t
+        t = L.BatchNormalization(momentum=0.9, name=f"{tag}_bn")(t)
+        return L.ReLU(6.0 if kind == "relu6" else None, name=f"{tag}_act")(t)
 
     for i, b in enumerate(arch.blocks):
         # The first layer pads VALID so that folding the input normalization into its
@@ -153,17 +157,18 @@ def build(arch: Arch, input_shape: tuple[int, ...], n_classes: int, norm: Normal
         pad = "valid" if i == 0 else "same"
         block_in = x
         tag = f"b{i}"
+        fused = None if batchnorm else b.activation
         if b.kind == "conv":
             x = L.Conv2D(b.filters, k2(b.kernel), k2(b.stride), pad, use_bias=not batchnorm or i == 0,
-                         name=f"{tag}_conv")(x)
-            x = act(bn(x, f"{tag}_conv"), b.activation, f"{tag}_conv")
+                         activation=fused, name=f"{tag}_conv")(x)
+            x = finish(x, b.activation, f"{tag}_conv")
         else:
             x = L.DepthwiseConv2D(k2(b.kernel), k2(b.stride), pad, use_bias=not batchnorm or i == 0,
-                                  name=f"{tag}_dw")(x)
-            x = act(bn(x, f"{tag}_dw"), b.activation, f"{tag}_dw")
+                                  activation=fused, name=f"{tag}_dw")(x)
+            x = finish(x, b.activation, f"{tag}_dw")
             if b.kind == "separable":
-                x = L.Conv2D(b.filters, 1, use_bias=not batchnorm, name=f"{tag}_pw")(x)
-                x = act(bn(x, f"{tag}_pw"), b.activation, f"{tag}_pw")
+                x = L.Conv2D(b.filters, 1, use_bias=not batchnorm, activation=fused, name=f"{tag}_pw")(x)
+                x = finish(x, b.activation, f"{tag}_pw")
         if b.residual and tuple(x.shape[1:]) == tuple(block_in.shape[1:]) and i > 0:
             x = L.Add(name=f"{tag}_add")([x, block_in])
         pooled_dims = x.shape[1:3] if image else x.shape[1:2]  # a series' width is always 1

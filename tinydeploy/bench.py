@@ -79,11 +79,6 @@ class Connection:
         except Exception:  # noqa: BLE001 - ports without modem control raise various errors
             return False
 
-    def send(self, command: str) -> None:
-        self._record(">>", command + "%")
-        self.serial.write((command + "%").encode())
-        self.serial.flush()
-
     def read_line(self, deadline: float) -> Line | None:
         """The next received line, parsed; None at the deadline."""
         import serial

@@ -132,15 +132,15 @@ class Pipeline:
         if self.progress:
             self.progress("note", {"text": text})
 
-    def _fit(self, model, stage: str, epochs: int, lr: float, loss, x=None, y=None) -> None:
+    def _fit(self, model, stage: str, epochs: int, lr: float, loss, callbacks=()) -> None:
+        """Train with Adam under a cosine-decayed learning rate, reporting each epoch."""
         history = self.histories.setdefault(stage, [])
         steps = int(np.ceil(len(self.data.x_train) / self.epochs["batch"])) * max(epochs, 1)
         schedule = self.keras.optimizers.schedules.CosineDecay(lr, steps)
         model.compile(self.keras.optimizers.Adam(schedule), loss, metrics=["accuracy"])
-        model.fit(self.data.x_train if x is None else x, self.data.y_train if y is None else y,
-                  epochs=epochs, batch_size=self.epochs["batch"], verbose=0,
+        model.fit(self.data.x_train, self.data.y_train, epochs=epochs, batch_size=self.epochs["batch"], verbose=0,
                   validation_data=(self.data.x_val, self.data.y_val),
-                  callbacks=[_EpochReporter(stage, epochs, self.progress, history)])
+                  callbacks=[*callbacks, _EpochReporter(stage, epochs, self.progress, history)])
 
     def _float_accuracy(self, plain) -> float:
         logits = plain.predict(self.data.x_val, verbose=0, batch_size=256)
@@ -156,35 +156,30 @@ class Pipeline:
 
     def _finetune(self, plain, arch, bits: dict[str, int], stage: str, epochs: int, key_prefix: str,
                   schedule: Callable[[int], int] | None = None):
-        """QAT fine-tuning with per-layer bits; returns a new plain model with baked weights."""
-        keys = {name: f"{key_prefix}_{name}" for name, b in bits.items() if b < 8}
+        """QAT fine-tuning with per-layer weight bits; returns (a plain model with baked
+        weights, the bit-width of each epoch when a schedule drives them)."""
+        # Layers below 8 bits, or every listed layer when a schedule moves the bits, get
+        # the variable-bit quantizer; the rest keep tfmot's default 8-bit scheme.
+        keys = {name: f"{key_prefix}_{name}" for name, b in bits.items() if b < 8 or schedule is not None}
         for name, key in keys.items():
             quant.bits_variable(key, bits[name])
         qat = quant.quantize_for_training(arch_lib.with_softmax(plain), keys)
-        callbacks_bits = []
+        seen: list[int] = []
+        callbacks = []
         if schedule is not None:
             keras = self.keras
 
             class BitSchedule(keras.callbacks.Callback):
                 def on_epoch_begin(self, epoch, logs=None):
-                    b = schedule(epoch)
+                    seen.append(schedule(epoch))
                     for key in keys.values():
-                        quant.bits_variable(key, b)
-                    callbacks_bits.append(b)
+                        quant.bits_variable(key, seen[-1])
 
-            qat_fit_callbacks = [BitSchedule()]
-        else:
-            qat_fit_callbacks = []
-        history = self.histories.setdefault(stage, [])
-        steps = int(np.ceil(len(self.data.x_train) / self.epochs["batch"])) * max(epochs, 1)
-        qat.compile(self.keras.optimizers.Adam(self.keras.optimizers.schedules.CosineDecay(5e-4, steps)),
-                    self.keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
-        qat.fit(self.data.x_train, self.data.y_train, epochs=epochs, batch_size=self.epochs["batch"],
-                verbose=0, validation_data=(self.data.x_val, self.data.y_val),
-                callbacks=qat_fit_callbacks + [_EpochReporter(stage, epochs, self.progress, history)])
+            callbacks.append(BitSchedule())
+        self._fit(qat, stage, epochs, 5e-4, self.keras.losses.SparseCategoricalCrossentropy(), callbacks)
         final_bits = {name: (schedule(epochs - 1) if schedule else b) for name, b in bits.items()}
         baked = quant.bake(qat, arch_lib.plain_model(arch, self.data.input_shape, self.n_classes), final_bits)
-        return baked, callbacks_bits
+        return baked, seen
 
     def measure(self, tflite_bytes: bytes) -> dict:
         """The figures every stage reports, all from the int8 model."""

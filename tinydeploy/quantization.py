@@ -85,7 +85,8 @@ def _classes():
             return {"key": self.key, "axis": self.axis}
 
     class LowBitWeightsConfig(qk.QuantizeConfig):
-        """Weights at the variable's bit-width; the activation after the layer stays 8-bit."""
+        """Weights at the variable's bit-width; the layer's output (after its fused
+        activation) is fake-quantized to 8 bits, as TFLite will store it."""
 
         def __init__(self, key: str, axis: int):
             self.key, self.axis = key, axis
@@ -107,7 +108,8 @@ def _classes():
             pass
 
         def get_output_quantizers(self, layer):
-            return []
+            return [qk.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                         narrow_range=False)]
 
         def get_config(self):
             return {"key": self.key, "axis": self.axis}
