@@ -112,9 +112,11 @@ def _fingerprint(data: Dataset) -> str:
 
 def open_study(storage: str, study: str, data: Dataset, seed: int, join: bool):
     """Create or load the study, refusing one made for other data or another space."""
+    import warnings
+
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
-    import warnings
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -243,7 +245,6 @@ def search(config: SearchConfig, progress: Callable[[str, dict], None] | None = 
                  "max_latency_ms": f"{floor.latency_ms:.3f} ms"}
         raise BadInput("no architecture in the search space can meet " + ", ".join(
             f"--{k.replace('_', '-')} {getattr(config.targets, k):g} (the smallest needs {found[k]})" for k in over))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(_objective(config, progress), n_trials=config.trials, timeout=config.timeout,
                    catch=(), gc_after_trial=True)
     return summarize(study, config, storage)
