@@ -228,7 +228,6 @@ def search(config: SearchConfig, progress: Callable[[str, dict], None] | None = 
         BadInput: no trials, unreachable storage, a mismatched study, or budgets
             that even the smallest architecture misses.
     """
-    import optuna
     if config.trials is not None and config.trials < 1:
         raise BadInput(f"--trials must be at least 1, got {config.trials}")
     if config.trials is None and config.timeout is None:
