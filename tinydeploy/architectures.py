@@ -142,11 +142,12 @@ def build(arch: Arch, input_shape: tuple[int, ...], n_classes: int, norm: Normal
 
     def finish(t, kind, tag):
         """BN and ReLU after a conv when training with BatchNormalization. The plain
-        (BN-free) form fuses the activation into the conv layer itself: tfmot gives a
-        conv followed by a separate ReLU layer a no-op config, so its weights would
-        not be fake-quantized in QAT."""
+        (BN-free) form must not follow a conv with a ReLU *layer*: tfmot then gives the
+        conv a no-op config and its weights are not fake-quantized in QAT. So ReLU is
+        fused into the conv, and ReLU6 (which tfmot cannot quantize fused) is an
+        Activation layer, a pattern tfmot leaves alone."""
         if not batchnorm:
-            return t
+            return L.Activation("relu6", name=f"{tag}_act")(t) if kind == "relu6" else t
         # momentum 0.9: moving statistics settle within the few hundred steps of a small dataset
         t = L.BatchNormalization(momentum=0.9, name=f"{tag}_bn")(t)
         return L.ReLU(6.0 if kind == "relu6" else None, name=f"{tag}_act")(t)
@@ -157,7 +158,7 @@ def build(arch: Arch, input_shape: tuple[int, ...], n_classes: int, norm: Normal
         pad = "valid" if i == 0 else "same"
         block_in = x
         tag = f"b{i}"
-        fused = None if batchnorm else b.activation
+        fused = "relu" if not batchnorm and b.activation == "relu" else None
         if b.kind == "conv":
             x = L.Conv2D(b.filters, k2(b.kernel), k2(b.stride), pad, use_bias=not batchnorm or i == 0,
                          activation=fused, name=f"{tag}_conv")(x)
