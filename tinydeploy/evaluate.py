@@ -112,18 +112,19 @@ def evaluate_file(model_path, source: str, image_size: int = 32, seed: int = 0) 
             "split": split, **result.to_dict()}
 
 
-def evaluate(model: Model, x: np.ndarray, y: np.ndarray) -> Evaluation:
+def evaluate(model: Model, x: np.ndarray, y: np.ndarray, arena_bytes: int | None = None) -> Evaluation:
     """Top-1 accuracy of the int8 model on the TFLM interpreter over raw inputs x.
 
     Args:
         model: a full-int8 model.
         x: raw inputs (N, ...), as the sensor or image gives them.
         y: integer class indices (N,).
+        arena_bytes: the model's measured arena, when already known.
     """
     _check_shape(model, x)
     if len(x) == 0:
         raise BadInput("no samples to evaluate")
-    outputs = TflmRunner(model).predict_int8(quantize_input(model, x))
+    outputs = TflmRunner(model, arena_bytes).predict_int8(quantize_input(model, x))
     predictions = outputs.argmax(axis=1)
     return Evaluation(float((predictions == y).mean()), int(len(y)), predictions, outputs)
 

@@ -184,8 +184,8 @@ class Pipeline:
     def measure(self, tflite_bytes: bytes) -> dict:
         """The figures every stage reports, all from the int8 model."""
         model = parse_model(tflite_bytes)
-        result = evaluate(model, self.data.x_val, self.data.y_val)
         arena = tflm.measure_arena(model)
+        result = evaluate(model, self.data.x_val, self.data.y_val, arena.arena_bytes)
         layers = costs.layer_costs(model)
         latency_ms = sum(self.config.board.estimate_us(l.op, l.macs) for l in layers) / 1000
         targets = check(self.config.targets, arena_bytes=arena.arena_bytes, model_bytes=model.size_bytes,
@@ -258,12 +258,12 @@ class Pipeline:
         bits = {name: (4 if name in chosen else 8) for name in params}
         low = {name: 4 for name in chosen}
         baked, _ = self._finetune(plain, previous.arch, low, "mixed", self.epochs["mixed"], "mixed")
-        packed_bytes = self._convert(baked, low)
+        unpacked_bytes = self._convert(baked, {})
+        packed_bytes, packed_layers = quant.pack_int4(unpacked_bytes, chosen) if chosen else (unpacked_bytes, [])
         details = {"bits": bits, "sensitivity": sensitivity, "tolerance": MIXED_TOLERANCE,
                    "epochs": self.epochs["mixed"]}
-        packed_layers = quant.pack_int4(self._convert(baked, {}), chosen)[1] if chosen else []
         if packed_layers:
-            unpacked = parse_model(self._convert(baked, {}))
+            unpacked = parse_model(unpacked_bytes)
             packed = parse_model(packed_bytes)
             details["packing"] = {
                 "int4_layers": packed_layers,
