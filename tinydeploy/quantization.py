@@ -276,10 +276,3 @@ def pack_int4(tflite_bytes: bytes, layers: list[str]) -> tuple[bytes, list[str]]
     builder = Builder(len(tflite_bytes))
     builder.Finish(model_t.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output()), packed
-
-
-def check_layers(model, names) -> None:
-    known = {layer.name for layer in model.layers if type(layer).__name__ in MAC_LAYERS}
-    unknown = sorted(set(names) - known)
-    if unknown:
-        raise BadInput(f"no such layers: {', '.join(unknown)}; MAC layers are {', '.join(sorted(known))}")
