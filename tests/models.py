@@ -55,3 +55,64 @@ def unsupported_ops() -> bytes:
     module = TwoOps()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([module.__call__.get_concrete_function()], module)
     return converter.convert()
+
+
+def kernel_zoo() -> dict[str, bytes]:
+    """Small int8 models that between them use every C-engine kernel across strides,
+    paddings, kernel sizes, dilations and channel multipliers (random weights)."""
+    keras = _tf.keras()
+    layers = keras.layers
+    keras.utils.set_random_seed(7)
+    rng = np.random.default_rng(7)
+
+    def build(shape, body):
+        inputs = layers.Input(shape)
+        return keras.Model(inputs, body(inputs))
+
+    def convs(x):  # 16x16x3
+        a = layers.Conv2D(6, 3, padding="same", activation="relu")(x)           # out_c not a multiple of 4
+        b = layers.Conv2D(8, 4, strides=2, padding="valid", activation="relu6")(a)  # 7x7
+        c = layers.Conv2D(8, 3, strides=2, padding="valid")(a)                   # 7x7, no activation
+        c = layers.Conv2D(8, 1)(c)                                               # pointwise, odd pixel count
+        joined = layers.Conv2D(8, 1, activation="relu")(layers.Add()([c, b]))
+        d = layers.Conv2D(4, 5, strides=2, padding="same", activation="relu")(a)  # 8x8
+        d = layers.MaxPooling2D(3, strides=2, padding="same")(d)                  # 4x4
+        side = layers.Dense(12)(layers.Flatten()(layers.AveragePooling2D(2)(d)))
+        pooled = layers.Dense(12)(layers.GlobalAveragePooling2D()(joined))
+        return layers.Dense(10, activation="softmax")(layers.Add()([pooled, side]))
+
+    def depthwise(x):  # 19x19x4
+        a = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+        b = layers.DepthwiseConv2D(3, strides=2, depth_multiplier=2, padding="same", activation="relu6")(a)
+        c = layers.DepthwiseConv2D(5, padding="valid")(b)
+        d = layers.DepthwiseConv2D(4, strides=2, padding="same", activation="relu")(c)
+        e = layers.DepthwiseConv2D(2, strides=1, padding="valid", depth_multiplier=3)(d)
+        return layers.GlobalAveragePooling2D(keepdims=True)(e)
+
+    def pools_pads(x):  # 12x13x2
+        a = layers.ZeroPadding2D(((1, 2), (0, 3)))(x)
+        a = layers.Conv2D(5, 3, activation="relu")(a)
+        b = layers.AveragePooling2D(3, strides=2, padding="same")(a)
+        c = layers.AveragePooling2D(2, padding="valid")(a)
+        d = layers.MaxPooling2D(2, strides=1, padding="valid")(b)
+        e = layers.Flatten()(d)
+        f = layers.Flatten()(c)
+        return layers.Dense(7)(layers.Add()([layers.Dense(16)(e), layers.Dense(16)(f)]))
+
+    def series(x):  # (T, C) sensor windows: Conv1D becomes CONV_2D on a 1-row image
+        a = layers.Conv1D(8, 5, strides=2, padding="same", activation="relu")(x)
+        b = layers.SeparableConv1D(12, 3, padding="same", activation="relu")(a)
+        return layers.Dense(4, activation="softmax")(layers.GlobalAveragePooling1D()(b))
+
+    zoo = {"convs": ((16, 16, 3), convs), "depthwise": ((19, 19, 4), depthwise),
+           "pools_pads": ((12, 13, 2), pools_pads), "series": ((40, 3), series)}
+    out = {}
+    for name, (shape, body) in zoo.items():
+        model = build(shape, body)
+        for layer in model.layers:  # spread the weights so that every bit of the arithmetic matters
+            weights = layer.get_weights()
+            if weights:
+                layer.set_weights([rng.normal(0, 0.4, w.shape).astype(np.float32) for w in weights])
+        data = rng.normal(0, 1, (64, *shape)).astype(np.float32)
+        out[name] = to_int8_tflite(model, data)
+    return out

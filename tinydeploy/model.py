@@ -7,6 +7,7 @@ never hand-decodes the format and reading a model does not import TensorFlow.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,7 +141,8 @@ def _options(op_t) -> dict:
     for attr, key in (("strideH", "stride_h"), ("strideW", "stride_w"),
                       ("dilationHFactor", "dilation_h"), ("dilationWFactor", "dilation_w"),
                       ("filterHeight", "filter_h"), ("filterWidth", "filter_w"),
-                      ("depthMultiplier", "depth_multiplier"), ("keepDims", "keep_dims")):
+                      ("depthMultiplier", "depth_multiplier"), ("keepDims", "keep_dims"),
+                      ("beta", "beta")):
         if hasattr(opts, attr):
             out[key] = getattr(opts, attr)
     if hasattr(opts, "padding"):
@@ -231,6 +233,43 @@ def parse_model(data: bytes, path: str = "<bytes>") -> Model:
         raise BadInput(f"{path}: not a readable TFLite flatbuffer (truncated or corrupt: {exc})") from exc
     return Model(path=path, data=bytes(data), tensors=tuple(tensors), operators=tuple(operators),
                  inputs=graph_inputs, outputs=graph_outputs, other_subgraph_ops=tuple(others))
+
+
+@functools.lru_cache(maxsize=4)
+def _buffers(data: bytes) -> tuple[tuple[int, bytes], ...]:
+    """(buffer index, bytes) of each main-subgraph tensor, decoded once per model."""
+    model_t = schema_fb.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    buffers = model_t.buffers or []
+    out = []
+    for t in model_t.subgraphs[0].tensors or []:
+        buffer = buffers[t.buffer] if 0 < t.buffer < len(buffers) else None
+        raw = bytes(bytearray(buffer.data)) if buffer is not None and buffer.data is not None else b""
+        out.append((t.buffer, raw))
+    return tuple(out)
+
+
+_NUMPY_TYPES = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
+                "FLOAT32": np.float32}
+
+
+def constant_values(model: Model, index: int) -> np.ndarray:
+    """The values of a constant tensor, in its shape (packed INT4 is unpacked to int8).
+
+    Raises:
+        BadInput: the tensor has no data or a type tinydeploy cannot read.
+    """
+    tensor = model.tensors[index]
+    raw = _buffers(model.data)[index][1]
+    if not raw:
+        raise BadInput(f"{model.path}: tensor '{tensor.name}' has no constant data")
+    if tensor.dtype == "INT4":
+        packed = np.frombuffer(raw, dtype=np.uint8)
+        nibbles = np.stack([packed & 0x0F, packed >> 4], axis=1).reshape(-1)[:tensor.elements]
+        values = np.where(nibbles > 7, nibbles.astype(np.int16) - 16, nibbles).astype(np.int8)
+        return values.reshape(tensor.shape)
+    if tensor.dtype not in _NUMPY_TYPES:
+        raise BadInput(f"{model.path}: tensor '{tensor.name}' has type {tensor.dtype}, which tinydeploy cannot read")
+    return np.frombuffer(raw, dtype=_NUMPY_TYPES[tensor.dtype]).reshape(tensor.shape)
 
 
 def load_model(path: str | Path) -> Model:

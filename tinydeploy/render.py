@@ -39,7 +39,7 @@ def arena_size(measured: int, margin_percent: float) -> int:
     return int(math.ceil(measured * (1 + margin_percent / 100) / 16) * 16)
 
 
-def _environment() -> jinja2.Environment:
+def environment() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(shipped("templates"))),
                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                               autoescape=False)
@@ -142,7 +142,7 @@ def render(model: Model, board: Board, measured_arena: int, options: RenderOptio
                       "CONFIG_ESP_TASK_WDT_CHECK_IDLE_TASK_CPU0=n"],
         "extra": ([("lib_deps", ARDUINO_TFLM_LIBRARY)] if framework == "arduino" else []),
     }
-    env = _environment()
+    env = environment()
     sources = {"src/model_data.h": "common/model_data.h.j2", "src/model_data.cc": "common/model_data.cc.j2",
                "src/model_runner.h": "common/model_runner.h.j2", "src/model_runner.cc": "common/model_runner.cc.j2",
                "src/td_board.h": "common/td_board.h.j2", "platformio.ini": "common/platformio.ini.j2",

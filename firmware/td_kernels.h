@@ -1,0 +1,134 @@
+/* tinydeploy C engine: int8 kernels with TFLite's integer arithmetic.
+ *
+ * Every kernel reproduces the result of TFLite's reference kernels
+ * (tensorflow/lite/kernels/internal/reference/...) bit for bit: the same
+ * fixed-point requantization (a Q31 multiplier and a power-of-two shift, each
+ * rounded the way TFLite rounds), the same clamping and the same treatment of
+ * padding. The arithmetic is rearranged where that gives identical integers
+ * and fewer instructions, e.g. the input zero point is folded into the bias
+ * when a window lies wholly inside the image.
+ *
+ * All parameters (multipliers, shifts, packed weights) are prepared by
+ * tinydeploy in Python and emitted as constants by the generated td_model.c;
+ * nothing here allocates or computes a scale at run time. Portable C99. */
+#ifndef TD_KERNELS_H_
+#define TD_KERNELS_H_
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One output channel's requantization: TFLite's MultiplyByQuantizedMultiplier
+ * with its shift split into a left part (>= 0) and a right part (>= 0).
+ * round = 1 << (right - 1) and negative = -1 when right > 0, both 0 otherwise. */
+typedef struct td_requant {
+  int32_t multiplier;
+  int32_t left;
+  int32_t right;
+  int32_t round;
+  int32_t negative;
+} td_requant;
+
+/* CONV_2D, per-channel int8 weights. weights are packed by tinydeploy as
+ * [ceil(out_c / 4)][k_h][k_w][in_c][4] (zeros past out_c); bias, bias_full and
+ * rq have ceil(out_c / 4) * 4 entries. bias_full = bias + in_offset * sum of
+ * the channel's weights, used where the whole window is inside the image. */
+typedef struct td_conv {
+  int32_t in_h, in_w, in_c, out_h, out_w, out_c;
+  int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+  int32_t in_offset, out_offset, act_min, act_max;
+  const int8_t *weights;
+  const int32_t *bias;
+  const int32_t *bias_full;
+  const td_requant *rq;
+} td_conv;
+
+/* DEPTHWISE_CONV_2D: weights in TFLite's layout [k_h][k_w][out_c], out
+ * channel o reads input channel o / depth_multiplier. */
+typedef struct td_depthwise {
+  int32_t in_h, in_w, in_c, out_h, out_w, out_c, depth_multiplier;
+  int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+  int32_t in_offset, out_offset, act_min, act_max;
+  const int8_t *weights;
+  const int32_t *bias;
+  const int32_t *bias_full;
+  const td_requant *rq;
+} td_depthwise;
+
+/* FULLY_CONNECTED: weights [units][depth] (TFLite's layout), rq has one entry
+ * per unit (the same for every unit when the weights are per-tensor).
+ * single_rounding: TFLite's per-channel fully connected kernel rounds once,
+ * (acc * multiplier + 2^(s-1)) >> s with s = rq.right, instead of twice. */
+typedef struct td_fully_connected {
+  int32_t batches, depth, units, single_rounding;
+  int32_t out_offset, act_min, act_max;
+  const int8_t *weights;
+  const int32_t *bias_full; /* bias + in_offset * sum of the unit's weights */
+  const td_requant *rq;
+} td_fully_connected;
+
+/* MAX_POOL_2D and AVERAGE_POOL_2D (same quantization in and out). */
+typedef struct td_pool {
+  int32_t in_h, in_w, channels, out_h, out_w;
+  int32_t f_h, f_w, stride_h, stride_w, pad_top, pad_left;
+  int32_t act_min, act_max;
+} td_pool;
+
+/* MEAN over the spatial axes of a [1, H, W, C] tensor (or over T of [1, T, C]):
+ * TFLite's integer QuantizedMeanOrSum, where rq already holds the scale ratio
+ * times 1 / (H * W). */
+typedef struct td_mean {
+  int32_t h, w, channels;
+  int32_t in_zero_point, out_zero_point;
+  td_requant rq;
+} td_mean;
+
+/* ADD of two tensors of the same shape (TFLite's int8 Add with left_shift 20). */
+typedef struct td_add {
+  int32_t size;
+  int32_t in1_offset, in2_offset, out_offset, left_shift;
+  int32_t in1_multiplier, in1_shift, in2_multiplier, in2_shift, out_multiplier, out_shift;
+  int32_t act_min, act_max;
+} td_add;
+
+/* PAD of a 4-D tensor with the output zero point. */
+typedef struct td_pad {
+  int32_t in_dims[4], out_dims[4], before[4];
+  int8_t value;
+} td_pad;
+
+/* SOFTMAX int8 -> int8 (output scale 1/256, zero point -128). */
+typedef struct td_softmax {
+  int32_t rows, depth;
+  int32_t input_multiplier, input_left_shift, diff_min;
+} td_softmax;
+
+/* QUANTIZE int8 -> int8: requantization to another scale and zero point. */
+typedef struct td_requantize {
+  int32_t size, in_zero_point, out_zero_point;
+  td_requant rq;
+} td_requantize;
+
+void td_conv_2d(const td_conv *p, const int8_t *input, int8_t *output);
+void td_depthwise_conv_2d(const td_depthwise *p, const int8_t *input, int8_t *output);
+void td_fully_connected_s8(const td_fully_connected *p, const int8_t *input, int8_t *output);
+void td_max_pool_2d(const td_pool *p, const int8_t *input, int8_t *output);
+void td_average_pool_2d(const td_pool *p, const int8_t *input, int8_t *output);
+void td_mean_s8(const td_mean *p, const int8_t *input, int8_t *output);
+void td_add_s8(const td_add *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+void td_pad_s8(const td_pad *p, const int8_t *input, int8_t *output);
+void td_softmax_s8(const td_softmax *p, const int8_t *input, int8_t *output);
+void td_requantize_s8(const td_requantize *p, const int8_t *input, int8_t *output);
+/* RESHAPE when the planner could not make it a view. */
+void td_copy(const int8_t *input, int8_t *output, int32_t size);
+
+/* Exposed for tests: TFLite's MultiplyByQuantizedMultiplier. */
+int32_t td_multiply_by_quantized_multiplier(int32_t x, const td_requant *rq);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TD_KERNELS_H_ */

@@ -1,0 +1,550 @@
+"""The C engine: an int8 model lowered to plain C99 calls of tinydeploy's kernels.
+
+``lower`` turns every operator into a kernel call with its parameters fixed
+(TFLite's fixed-point multipliers and shifts, activation ranges, paddings,
+weights repacked for the kernels) and plans all activations statically in one
+arena (tinydeploy.memplan). ``render_sources`` turns the result into
+td_model.h / td_model.c. Nothing here writes files.
+
+The arithmetic follows TFLite's reference kernels so the results are
+bit-identical: QuantizeMultiplier (frexp, round half away from zero),
+MultiplyByQuantizedMultiplier, CalculateActivationRangeQuantized and
+ComputePaddingHeightWidth are reproduced below.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tinydeploy import cgen, memplan
+from tinydeploy.costs import activation_lower_bound, op_macs
+from tinydeploy.errors import BadInput
+from tinydeploy.model import Model, Operator, constant_values
+
+ENGINE_OPS = ("ADD", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "EXPAND_DIMS", "FULLY_CONNECTED",
+              "MAX_POOL_2D", "MEAN", "PAD", "QUANTIZE", "RESHAPE", "SOFTMAX", "SQUEEZE")
+ACC_LIMIT = 1 << 30  # the kernels' fast requantization needs |accumulator| below this
+
+
+class Unsupported(Exception):
+    """One operator (or variant) the C engine has no kernel for."""
+
+
+# ---- TFLite's quantization arithmetic ------------------------------------
+
+def tflite_round(value: float) -> int:
+    """TfLiteRound / std::round: half away from zero."""
+    return int(math.copysign(math.floor(abs(value) + 0.5), value))
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLite's QuantizeMultiplier: real = multiplier * 2^(shift - 31), multiplier in [2^30, 2^31)."""
+    if real == 0.0:
+        return 0, 0
+    q, shift = math.frexp(real)
+    q_fixed = tflite_round(q * (1 << 31))
+    if q_fixed == (1 << 31):
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    if shift > 30:
+        return (1 << 31) - 1, 30
+    return q_fixed, shift
+
+
+def requant_fields(multiplier: int, shift: int) -> list[int]:
+    """A td_requant initializer: multiplier, left, right, round, negative."""
+    left, right = max(shift, 0), max(-shift, 0)
+    return [multiplier, left, right, (1 << (right - 1)) if right else 0, -1 if right else 0]
+
+
+def _quant(model: Model, index: int) -> tuple[float, int]:
+    q = model.tensors[index].quantization
+    if q is None:
+        raise Unsupported(f"tensor '{model.tensors[index].name}' is not quantized")
+    return q.scales[0], q.zero_points[0] if q.zero_points else 0
+
+
+def activation_range(activation: str, scale: float, zero_point: int) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized for int8 (f / scale in float32, as TFLite computes it)."""
+    def quantize(f: float) -> int:
+        return zero_point + tflite_round(float(np.float32(f) / np.float32(scale)))
+    if activation == "NONE":
+        return -128, 127
+    if activation == "RELU":
+        return max(-128, quantize(0.0)), 127
+    if activation == "RELU6":
+        return max(-128, quantize(0.0)), min(127, quantize(6.0))
+    if activation == "RELU_N1_TO_1":
+        return max(-128, quantize(-1.0)), min(127, quantize(1.0))
+    raise Unsupported(f"fused activation {activation}")
+
+
+def same_padding(in_size: int, filter_size: int, stride: int, dilation: int, out_size: int) -> int:
+    """ComputePaddingWithOffset: the padding before (the extra odd pixel goes after)."""
+    effective = (filter_size - 1) * dilation + 1
+    return max((out_size - 1) * stride + effective - in_size, 0) // 2
+
+
+# ---- lowering ------------------------------------------------------------
+
+@dataclass
+class Array:
+    name: str
+    ctype: str
+    values: np.ndarray
+
+
+@dataclass
+class Call:
+    op: Operator
+    kernel: str
+    struct: str
+    fields: list[tuple[str, str]]
+    inputs: list[int]
+    output: int
+    arrays: list[Array] = field(default_factory=list)
+    view: bool = False       # RESHAPE: a view, no code when the plan shares the buffer
+    in_place: bool = False
+    macs: int = 0
+
+
+@dataclass
+class Lowered:
+    model: Model
+    calls: list[Call]
+    plan: memplan.Plan
+    input: int
+    output: int
+    lower_bound: int
+
+    @property
+    def arena_bytes(self) -> int:
+        return self.plan.size
+
+    @property
+    def weight_bytes(self) -> int:
+        return int(sum(a.values.nbytes for c in self.calls for a in c.arrays))
+
+    @property
+    def macs(self) -> int:
+        return sum(c.macs for c in self.calls)
+
+
+def _int_fields(**values) -> list[tuple[str, str]]:
+    return [(k, str(int(v))) for k, v in values.items()]
+
+
+def _check_int8(model: Model, indices) -> None:
+    for i in indices:
+        if model.tensors[i].dtype != "INT8":
+            raise Unsupported(f"{model.tensors[i].dtype.lower()} tensor '{model.tensors[i].name}'")
+
+
+def _conv_multipliers(model: Model, op: Operator, channels: int) -> list[list[int]]:
+    in_scale, _ = _quant(model, op.inputs[0])
+    out_scale, _ = _quant(model, op.outputs[0])
+    filter_q = model.tensors[op.inputs[1]].quantization
+    if filter_q is None:
+        raise Unsupported("weights without quantization")
+    scales = list(filter_q.scales) if len(filter_q.scales) > 1 else [filter_q.scales[0]] * channels
+    if len(scales) != channels:
+        raise Unsupported(f"{len(scales)} weight scales for {channels} channels")
+    rows = []
+    for s in scales:  # PopulateConvolutionQuantizationParams: double(in) * double(filter) / double(out)
+        rows.append(requant_fields(*quantize_multiplier(float(in_scale) * float(s) / float(out_scale))))
+    return rows
+
+
+def _bias(model: Model, op: Operator, channels: int) -> np.ndarray:
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        bias = constant_values(model, op.inputs[2]).astype(np.int64).reshape(-1)
+        if model.tensors[op.inputs[2]].dtype != "INT32":
+            raise Unsupported(f"{model.tensors[op.inputs[2]].dtype.lower()} bias")
+        return bias
+    return np.zeros(channels, dtype=np.int64)
+
+
+def _check_accumulator(bias: np.ndarray, weight_abs_sum: np.ndarray) -> None:
+    bound = np.abs(bias) + 255 * weight_abs_sum
+    if bound.max(initial=0) >= ACC_LIMIT:
+        raise Unsupported("accumulators that may reach 2^30 (a layer this wide)")
+
+
+def _pad4(values: np.ndarray, length: int) -> np.ndarray:
+    out = np.zeros((length,) + values.shape[1:], dtype=values.dtype)
+    out[:len(values)] = values
+    return out
+
+
+def _weights(model: Model, op: Operator) -> np.ndarray:
+    w = model.tensors[op.inputs[1]]
+    if w.dtype not in ("INT8", "INT4") or not w.is_constant:
+        raise Unsupported(f"{w.dtype.lower()} or non-constant weights")
+    if w.quantization and any(z != 0 for z in w.quantization.zero_points):
+        raise Unsupported("weights with a non-zero zero point")
+    return constant_values(model, op.inputs[1]).astype(np.int64)
+
+
+def _lower_conv(model: Model, op: Operator, name: str) -> Call:
+    _check_int8(model, [op.inputs[0], op.outputs[0]])
+    x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+    w = _weights(model, op)  # [out_c, k_h, k_w, in_c]
+    out_c, k_h, k_w, in_c = w.shape
+    if len(x.shape) != 4 or x.shape[3] != in_c:
+        raise Unsupported("grouped convolution")
+    o = op.options
+    sh, sw, dh, dw = o.get("stride_h", 1), o.get("stride_w", 1), o.get("dilation_h", 1), o.get("dilation_w", 1)
+    _, in_h, in_w, _ = x.shape
+    _, out_h, out_w, _ = y.shape
+    pad_top = same_padding(in_h, k_h, sh, dh, out_h) if o.get("padding") == "SAME" else 0
+    pad_left = same_padding(in_w, k_w, sw, dw, out_w) if o.get("padding") == "SAME" else 0
+    in_scale, in_zero = _quant(model, op.inputs[0])
+    out_scale, out_zero = _quant(model, op.outputs[0])
+    act_min, act_max = activation_range(o.get("activation", "NONE"), out_scale, out_zero)
+    bias = _bias(model, op, out_c)
+    in_offset = -in_zero
+    _check_accumulator(bias, np.abs(w).reshape(out_c, -1).sum(1))
+    groups = (out_c + 3) // 4
+    padded = groups * 4
+    packed = _pad4(w, padded).reshape(groups, 4, k_h, k_w, in_c).transpose(0, 2, 3, 4, 1)
+    bias_full = bias + in_offset * w.reshape(out_c, -1).sum(1)
+    rq = _conv_multipliers(model, op, out_c)
+    rq += [[0, 0, 0, 0, 0]] * (padded - out_c)
+    arrays = [Array(f"{name}_weights", "int8_t", packed.reshape(-1)),
+              Array(f"{name}_bias", "int32_t", _pad4(bias, padded)),
+              Array(f"{name}_bias_full", "int32_t", _pad4(bias_full, padded)),
+              Array(f"{name}_rq", "td_requant", np.array(rq, dtype=np.int64))]
+    fields = _int_fields(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c, k_h=k_h, k_w=k_w,
+                         stride_h=sh, stride_w=sw, dil_h=dh, dil_w=dw, pad_top=pad_top, pad_left=pad_left,
+                         in_offset=in_offset, out_offset=out_zero, act_min=act_min, act_max=act_max)
+    fields += [("weights", arrays[0].name), ("bias", arrays[1].name), ("bias_full", arrays[2].name),
+               ("rq", arrays[3].name)]
+    return Call(op, "td_conv_2d", "td_conv", fields, [op.inputs[0]], op.outputs[0], arrays)
+
+
+def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
+    _check_int8(model, [op.inputs[0], op.outputs[0]])
+    x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+    w = _weights(model, op)  # [1, k_h, k_w, out_c]
+    _, k_h, k_w, out_c = w.shape
+    _, in_h, in_w, in_c = x.shape
+    _, out_h, out_w, _ = y.shape
+    if out_c % in_c:
+        raise Unsupported("a depth multiplier that does not divide the channels")
+    o = op.options
+    sh, sw, dh, dw = o.get("stride_h", 1), o.get("stride_w", 1), o.get("dilation_h", 1), o.get("dilation_w", 1)
+    pad_top = same_padding(in_h, k_h, sh, dh, out_h) if o.get("padding") == "SAME" else 0
+    pad_left = same_padding(in_w, k_w, sw, dw, out_w) if o.get("padding") == "SAME" else 0
+    _, in_zero = _quant(model, op.inputs[0])
+    out_scale, out_zero = _quant(model, op.outputs[0])
+    act_min, act_max = activation_range(o.get("activation", "NONE"), out_scale, out_zero)
+    bias = _bias(model, op, out_c)
+    in_offset = -in_zero
+    flat = w.reshape(k_h * k_w, out_c)
+    _check_accumulator(bias, np.abs(flat).sum(0))
+    bias_full = bias + in_offset * flat.sum(0)
+    arrays = [Array(f"{name}_weights", "int8_t", flat.reshape(-1)),
+              Array(f"{name}_bias", "int32_t", bias),
+              Array(f"{name}_bias_full", "int32_t", bias_full),
+              Array(f"{name}_rq", "td_requant", np.array(_conv_multipliers(model, op, out_c), dtype=np.int64))]
+    fields = _int_fields(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
+                         depth_multiplier=out_c // in_c, k_h=k_h, k_w=k_w, stride_h=sh, stride_w=sw,
+                         dil_h=dh, dil_w=dw, pad_top=pad_top, pad_left=pad_left, in_offset=in_offset,
+                         out_offset=out_zero, act_min=act_min, act_max=act_max)
+    fields += [("weights", arrays[0].name), ("bias", arrays[1].name), ("bias_full", arrays[2].name),
+               ("rq", arrays[3].name)]
+    return Call(op, "td_depthwise_conv_2d", "td_depthwise", fields, [op.inputs[0]], op.outputs[0], arrays)
+
+
+def _lower_fully_connected(model: Model, op: Operator, name: str) -> Call:
+    _check_int8(model, [op.inputs[0], op.outputs[0]])
+    x = model.tensors[op.inputs[0]]
+    w = _weights(model, op)  # [units, depth]
+    if w.ndim != 2:
+        raise Unsupported(f"{w.ndim}-D weights")
+    units, depth = w.shape
+    if x.elements % depth:
+        raise Unsupported("an input that is not a whole number of weight rows")
+    _, in_zero = _quant(model, op.inputs[0])
+    out_scale, out_zero = _quant(model, op.outputs[0])
+    act_min, act_max = activation_range(op.options.get("activation", "NONE"), out_scale, out_zero)
+    bias = _bias(model, op, units)
+    _check_accumulator(bias, np.abs(w).sum(1))
+    bias_full = bias - in_zero * w.sum(1)
+    rq = _conv_multipliers(model, op, units)
+    # TensorFlow 2.21's reference per-channel fully connected kernel rounds once:
+    # (acc * multiplier + 2^(s-1)) >> s with s = 31 - shift (found by comparing with it).
+    per_channel = len(model.tensors[op.inputs[1]].quantization.scales) > 1
+    if per_channel:
+        rq = [[m, 0, 31 - (left - right), 0, 0] for m, left, right, _, _ in rq]
+    arrays = [Array(f"{name}_weights", "int8_t", w.reshape(-1)),
+              Array(f"{name}_bias_full", "int32_t", bias_full),
+              Array(f"{name}_rq", "td_requant", np.array(rq, dtype=np.int64))]
+    fields = _int_fields(batches=x.elements // depth, depth=depth, units=units, single_rounding=per_channel,
+                         out_offset=out_zero, act_min=act_min, act_max=act_max)
+    fields += [("weights", arrays[0].name), ("bias_full", arrays[1].name), ("rq", arrays[2].name)]
+    return Call(op, "td_fully_connected_s8", "td_fully_connected", fields, [op.inputs[0]], op.outputs[0], arrays)
+
+
+def _lower_pool(model: Model, op: Operator, name: str) -> Call:
+    _check_int8(model, [op.inputs[0], op.outputs[0]])
+    x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+    if _quant(model, op.inputs[0]) != _quant(model, op.outputs[0]):
+        raise Unsupported("pooling that changes the quantization")
+    o = op.options
+    _, in_h, in_w, channels = x.shape
+    _, out_h, out_w, _ = y.shape
+    fh, fw, sh, sw = o["filter_h"], o["filter_w"], o.get("stride_h", 1), o.get("stride_w", 1)
+    pad_top = same_padding(in_h, fh, sh, 1, out_h) if o.get("padding") == "SAME" else 0
+    pad_left = same_padding(in_w, fw, sw, 1, out_w) if o.get("padding") == "SAME" else 0
+    out_scale, out_zero = _quant(model, op.outputs[0])
+    act_min, act_max = activation_range(o.get("activation", "NONE"), out_scale, out_zero)
+    fields = _int_fields(in_h=in_h, in_w=in_w, channels=channels, out_h=out_h, out_w=out_w, f_h=fh, f_w=fw,
+                         stride_h=sh, stride_w=sw, pad_top=pad_top, pad_left=pad_left, act_min=act_min,
+                         act_max=act_max)
+    kernel = "td_max_pool_2d" if op.name == "MAX_POOL_2D" else "td_average_pool_2d"
+    return Call(op, kernel, "td_pool", fields, [op.inputs[0]], op.outputs[0])
+
+
+def _lower_mean(model: Model, op: Operator, name: str) -> Call:
+    _check_int8(model, [op.inputs[0], op.outputs[0]])
+    x = model.tensors[op.inputs[0]]
+    axes = sorted(int(a) % max(len(x.shape), 1) for a in constant_values(model, op.inputs[1]).reshape(-1))
+    if not (len(x.shape) == 4 and axes == [1, 2] or len(x.shape) == 3 and axes == [1]) or x.shape[0] != 1:
+        raise Unsupported(f"MEAN over axes {axes} of a {len(x.shape)}-D tensor "
+                          "(the C engine averages [1, H, W, C] over H, W and [1, T, C] over T)")
+    height, width = x.shape[1], x.shape[2] if len(x.shape) == 4 else 1
+    in_scale, in_zero = _quant(model, op.inputs[0])
+    out_scale, out_zero = _quant(model, op.outputs[0])
+    n = height * width
+    # PrepareMeanOrSum's multiplier; QuantizedMeanOrSum then folds 1/n into it (with
+    # keep_dims too: TensorFlow 2.21's reference kernels take this path for every int8 MEAN).
+    multiplier, shift = quantize_multiplier(float(in_scale) / float(out_scale))
+    extra = min(n.bit_length() - 1, 32, 31 + shift)
+    multiplier, shift = (multiplier << extra) // n, shift - extra
+    fields = _int_fields(h=height, w=width, channels=x.shape[-1],
+                                             in_zero_point=in_zero, out_zero_point=out_zero)
+    fields.append(("rq", "{" + ", ".join(str(v) for v in requant_fields(multiplier, shift)) + "}"))
+    return Call(op, "td_mean_s8", "td_mean", fields, [op.inputs[0]], op.outputs[0])
+
+
+def _lower_add(model: Model, op: Operator, name: str) -> Call:
+    _check_int8(model, [op.inputs[0], op.inputs[1], op.outputs[0]])
+    a, b, y = (model.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    if a.shape != b.shape or a.shape != y.shape:
+        raise Unsupported("ADD with broadcasting")
+    if a.is_constant or b.is_constant:
+        raise Unsupported("ADD of a constant")
+    s1, z1 = _quant(model, op.inputs[0])
+    s2, z2 = _quant(model, op.inputs[1])
+    so, zo = _quant(model, op.outputs[0])
+    left_shift = 20
+    # PrepareInt8AddSub: float arithmetic where TFLite's operands are float, then double.
+    twice_max = float(np.float32(2) * max(np.float32(s1), np.float32(s2)))
+    m1, sh1 = quantize_multiplier(float(s1) / twice_max)
+    m2, sh2 = quantize_multiplier(float(s2) / twice_max)
+    mo, sho = quantize_multiplier(twice_max / float(np.float32(1 << left_shift) * np.float32(so)))
+    act_min, act_max = activation_range(op.options.get("activation", "NONE"), so, zo)
+    fields = _int_fields(size=y.elements, in1_offset=-z1, in2_offset=-z2, out_offset=zo, left_shift=left_shift,
+                         in1_multiplier=m1, in1_shift=sh1, in2_multiplier=m2, in2_shift=sh2,
+                         out_multiplier=mo, out_shift=sho, act_min=act_min, act_max=act_max)
+    return Call(op, "td_add_s8", "td_add", fields, [op.inputs[0], op.inputs[1]], op.outputs[0], in_place=True)
+
+
+def _lower_pad(model: Model, op: Operator, name: str) -> Call:
+    _check_int8(model, [op.inputs[0], op.outputs[0]])
+    x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+    if len(x.shape) > 4:
+        raise Unsupported(f"PAD of a {len(x.shape)}-D tensor")
+    pads = constant_values(model, op.inputs[1]).reshape(-1, 2).astype(int).tolist()
+    extra = 4 - len(x.shape)
+    in_dims = [1] * extra + list(x.shape)
+    out_dims = [1] * extra + list(y.shape)
+    before = [0] * extra + [p[0] for p in pads]
+    _, out_zero = _quant(model, op.outputs[0])
+    fields = [("in_dims", "{" + ", ".join(map(str, in_dims)) + "}"),
+              ("out_dims", "{" + ", ".join(map(str, out_dims)) + "}"),
+              ("before", "{" + ", ".join(map(str, before)) + "}"), ("value", str(out_zero))]
+    return Call(op, "td_pad_s8", "td_pad", fields, [op.inputs[0]], op.outputs[0])
+
+
+def _lower_softmax(model: Model, op: Operator, name: str) -> Call:
+    _check_int8(model, [op.inputs[0], op.outputs[0]])
+    x = model.tensors[op.inputs[0]]
+    in_scale, _ = _quant(model, op.inputs[0])
+    out_scale, out_zero = _quant(model, op.outputs[0])
+    if out_zero != -128 or np.float32(out_scale) != np.float32(1 / 256):
+        raise Unsupported("SOFTMAX output quantization other than scale 1/256, zero point -128")
+    beta = float(op.options.get("beta", 1.0))
+    # PreprocessSoftmaxScaling with 5 integer bits, then CalculateInputRadius.
+    real = min(beta * float(in_scale) * (1 << (31 - 5)), (1 << 31) - 1.0)
+    multiplier, left_shift = quantize_multiplier(real)
+    radius = math.floor(((1 << 5) - 1) * (1 << (31 - 5)) / (1 << left_shift))
+    depth = x.shape[-1]
+    fields = _int_fields(rows=x.elements // depth, depth=depth, input_multiplier=multiplier,
+                         input_left_shift=left_shift, diff_min=-radius)
+    return Call(op, "td_softmax_s8", "td_softmax", fields, [op.inputs[0]], op.outputs[0])
+
+
+def _lower_quantize(model: Model, op: Operator, name: str) -> Call:
+    x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+    if x.dtype != "INT8" or y.dtype != "INT8":
+        raise Unsupported(f"QUANTIZE from {x.dtype.lower()} to {y.dtype.lower()} (int8 to int8 only)")
+    in_scale, in_zero = _quant(model, op.inputs[0])
+    out_scale, out_zero = _quant(model, op.outputs[0])
+    rq = requant_fields(*quantize_multiplier(float(in_scale) / float(out_scale)))
+    fields = _int_fields(size=y.elements, in_zero_point=in_zero, out_zero_point=out_zero)
+    fields.append(("rq", "{" + ", ".join(str(v) for v in rq) + "}"))
+    return Call(op, "td_requantize_s8", "td_requantize", fields, [op.inputs[0]], op.outputs[0], in_place=True)
+
+
+def _lower_reshape(model: Model, op: Operator, name: str) -> Call:
+    x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+    if x.nbytes != y.nbytes:
+        raise Unsupported(f"{op.name} that changes the size")
+    return Call(op, "td_copy", "", [], [op.inputs[0]], op.outputs[0], view=True)
+
+
+_LOWER = {"CONV_2D": _lower_conv, "DEPTHWISE_CONV_2D": _lower_depthwise, "FULLY_CONNECTED": _lower_fully_connected,
+          "MAX_POOL_2D": _lower_pool, "AVERAGE_POOL_2D": _lower_pool, "MEAN": _lower_mean, "ADD": _lower_add,
+          "PAD": _lower_pad, "SOFTMAX": _lower_softmax, "QUANTIZE": _lower_quantize, "RESHAPE": _lower_reshape,
+          "EXPAND_DIMS": _lower_reshape, "SQUEEZE": _lower_reshape}
+
+
+def lower(model: Model) -> Lowered:
+    """Lower a model to kernel calls and a static memory plan.
+
+    Raises:
+        BadInput: the model is not a single-input, single-output int8 model, or it
+            has operators (or variants) the C engine lacks; every one is listed.
+    """
+    problems = []
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        problems.append(f"{len(model.inputs)} inputs and {len(model.outputs)} outputs (the C engine takes one of each)")
+    elif any(t.dtype != "INT8" for t in model.input_tensors + model.output_tensors):
+        problems.append("input and output must be int8")
+    if model.other_subgraph_ops:
+        problems.append("more than one subgraph")
+    calls = []
+    missing: dict[str, list[str]] = {}
+    for op in model.operators:
+        if op.name not in _LOWER:
+            missing.setdefault(op.name, [])
+            continue
+        try:
+            call = _LOWER[op.name](model, op, f"op{op.index}")
+            call.macs = op_macs(model, op)
+            calls.append(call)
+        except Unsupported as exc:
+            missing.setdefault(op.name, []).append(str(exc))
+    if missing:
+        parts = [name + (f" ({'; '.join(sorted(set(why)))})" if why else "") for name, why in sorted(missing.items())]
+        problems.append(f"operators the C engine lacks: {', '.join(parts)}. "
+                        f"The C engine has {', '.join(ENGINE_OPS)}")
+    if problems:
+        raise BadInput(f"{model.path}: " + "; ".join(problems) + ". Render with --engine tflm instead")
+    sizes = {}
+    for call in calls:
+        for t in call.inputs + [call.output]:
+            sizes[t] = model.tensors[t].nbytes
+    sizes[model.inputs[0]] = model.tensors[model.inputs[0]].nbytes
+    steps = [memplan.Step(c.inputs, c.output, view_of=c.inputs[0] if c.view else None, in_place=c.in_place)
+             for c in calls]
+    plan = memplan.plan(steps, sizes, [model.inputs[0]], [model.outputs[0]])
+    return Lowered(model, calls, plan, model.inputs[0], model.outputs[0], activation_lower_bound(model))
+
+
+# ---- C source ------------------------------------------------------------
+
+def _array_rows(array: Array, per_row: int = 16) -> list[str]:
+    if array.ctype == "td_requant":
+        return ["{" + ", ".join(str(int(v)) for v in row) + "}," for row in array.values]
+    flat = [str(int(v)) for v in array.values.reshape(-1)]
+    return [", ".join(flat[i:i + per_row]) + "," for i in range(0, len(flat), per_row)]
+
+
+def source_values(lowered: Lowered, banner: str) -> dict:
+    """The values the td_model.c / td_model.h templates substitute."""
+    model, plan = lowered.model, lowered.plan
+    arrays, params, steps = [], [], []
+    for call in lowered.calls:
+        for array in call.arrays:
+            arrays.append({"name": array.name, "ctype": array.ctype, "length": len(array.values),
+                           "rows": _array_rows(array)})
+        src = [f"arena.bytes + {plan.offsets[t]}" for t in call.inputs]
+        dst = f"arena.bytes + {plan.offsets[call.output]}"
+        tensor = model.tensors[call.output]
+        comment = f"{call.op.index}: {call.op.name} -> {'x'.join(map(str, tensor.shape))}"
+        if call.view:
+            if plan.shares(call.inputs[0], call.output):
+                steps.append({"comment": comment + " (a view: no code)", "lines": []})
+            else:
+                steps.append({"comment": comment, "lines": [f"td_copy({src[0]}, {dst}, {tensor.nbytes});"]})
+            continue
+        symbol = f"op{call.op.index}"
+        params.append({"struct": call.struct, "name": symbol, "fields": call.fields})
+        steps.append({"comment": comment, "lines": [f"{call.kernel}(&{symbol}, {', '.join(src + [dst])});"]})
+    x, y = model.tensors[lowered.input], model.tensors[lowered.output]
+    return {
+        "banner": banner, "sha256": model.sha256, "arrays": arrays, "params": params, "steps": steps,
+        "arena_bytes": plan.size, "input_offset": plan.offsets[lowered.input], "input_bytes": x.nbytes,
+        "output_offset": plan.offsets[lowered.output], "output_bytes": y.nbytes,
+        "lower_bound": lowered.lower_bound, "macs": lowered.macs,
+    }
+
+
+def render_sources(lowered: Lowered, banner: str) -> dict[str, str]:
+    """{file name: text} of the model's C sources: td_model.h, td_model.c and the kernels."""
+    from tinydeploy.render import environment
+    from tinydeploy.resources import shipped
+    env = environment()
+    values = source_values(lowered, banner)
+    files = {name: env.get_template(f"cengine/{name}.j2").render(**values) for name in ("td_model.h", "td_model.c")}
+    firmware = shipped("firmware")
+    for name in ("td_kernels.h", "td_kernels.c"):
+        files[name] = f"/* {banner} (copied from tinydeploy's firmware/) */\n" + (firmware / name).read_text()
+    return files
+
+
+class HostModel:
+    """The generated C compiled with the host compiler into a shared library, with predict()."""
+
+    def __init__(self, lowered: Lowered, workdir, compiler: str = "gcc",
+                 flags: tuple[str, ...] = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror")):
+        import ctypes
+        import subprocess
+        from pathlib import Path
+        folder = Path(workdir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in render_sources(lowered, "host build").items():
+            (folder / name).write_text(text)
+        library = folder / "td_model.so"
+        command = [compiler, *flags, "-shared", "-fPIC", "-o", str(library),
+                   str(folder / "td_model.c"), str(folder / "td_kernels.c")]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr}")
+        self._lib = ctypes.CDLL(str(library))
+        self._lib.td_model_invoke.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        model = lowered.model
+        self.input_shape = model.tensors[lowered.input].shape
+        self.output_shape = model.tensors[lowered.output].shape
+        self.input_bytes = model.tensors[lowered.input].nbytes
+        self.output_bytes = model.tensors[lowered.output].nbytes
+
+    def invoke(self, sample: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(sample, dtype=np.int8).reshape(-1)
+        if x.size != self.input_bytes:
+            raise ValueError(f"expected {self.input_bytes} input values, got {x.size}")
+        y = np.zeros(self.output_bytes, dtype=np.int8)
+        self._lib.td_model_invoke(x.ctypes.data, y.ctypes.data)
+        return y
+
+    def predict(self, x_int8: np.ndarray) -> np.ndarray:
+        """A batch of int8 inputs -> int8 outputs, shaped like the model's output per sample."""
+        return np.stack([self.invoke(s).reshape(self.output_shape[1:]) for s in x_int8])
