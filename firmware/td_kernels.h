@@ -32,15 +32,15 @@ typedef struct td_requant {
 } td_requant;
 
 /* CONV_2D, per-channel int8 weights. weights are packed by tinydeploy as
- * [ceil(out_c / 4)][k_h][k_w][in_c][4] (zeros past out_c); bias, bias_full and
- * rq have ceil(out_c / 4) * 4 entries. bias_full = bias + in_offset * sum of
- * the channel's weights, used where the whole window is inside the image. */
+ * [ceil(out_c / 4)][k_h][k_w][in_c][4] (zeros past out_c); bias_full and rq
+ * have ceil(out_c / 4) * 4 entries. bias_full = bias + in_offset * sum of the
+ * channel's weights (padding taps read the input zero point, which then adds 0). */
 typedef struct td_conv {
   int32_t in_h, in_w, in_c, out_h, out_w, out_c;
   int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
   int32_t in_offset, out_offset, act_min, act_max;
+  int32_t fast_requant; /* every channel has left == 0 and right >= 1 */
   const int8_t *weights;
-  const int32_t *bias;
   const int32_t *bias_full;
   const td_requant *rq;
 } td_conv;
@@ -51,6 +51,7 @@ typedef struct td_depthwise {
   int32_t in_h, in_w, in_c, out_h, out_w, out_c, depth_multiplier;
   int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
   int32_t in_offset, out_offset, act_min, act_max;
+  int32_t fast_requant; /* every channel has left == 0 and right >= 1 */
   const int8_t *weights;
   const int32_t *bias;
   const int32_t *bias_full;
@@ -85,12 +86,13 @@ typedef struct td_mean {
   td_requant rq;
 } td_mean;
 
-/* ADD of two tensors of the same shape (TFLite's int8 Add with left_shift 20). */
+/* ADD of two tensors of the same shape (TFLite's int8 Add with left_shift 20):
+ * rq[0], rq[1] rescale the inputs, rq[2] the sum. */
 typedef struct td_add {
   int32_t size;
   int32_t in1_offset, in2_offset, out_offset, left_shift;
-  int32_t in1_multiplier, in1_shift, in2_multiplier, in2_shift, out_multiplier, out_shift;
   int32_t act_min, act_max;
+  td_requant rq[3];
 } td_add;
 
 /* PAD of a 4-D tensor with the output zero point. */
@@ -111,7 +113,8 @@ typedef struct td_requantize {
   td_requant rq;
 } td_requantize;
 
-void td_conv_2d(const td_conv *p, const int8_t *input, int8_t *output);
+/* scratch: 2 * k_h * k_w * in_c bytes, unused (may be NULL) for a 1x1 convolution without padding. */
+void td_conv_2d(const td_conv *p, const int8_t *input, int8_t *output, int8_t *scratch);
 void td_depthwise_conv_2d(const td_depthwise *p, const int8_t *input, int8_t *output);
 void td_fully_connected_s8(const td_fully_connected *p, const int8_t *input, int8_t *output);
 void td_max_pool_2d(const td_pool *p, const int8_t *input, int8_t *output);

@@ -62,9 +62,9 @@ static void print_results(td_protocol *p) {
   emit_line(p, "]");
 }
 
-static void print_lap(td_protocol *p) {
+static void print_lap(td_protocol *p, uint64_t stamp) {
   char line[40];
-  snprintf(line, sizeof(line), "m-lap-us-%llu", (unsigned long long)p->platform->micros(p->platform->ctx));
+  snprintf(line, sizeof(line), "m-lap-us-%llu", (unsigned long long)stamp);
   emit_line(p, line);
 }
 
@@ -122,6 +122,7 @@ static void command_db(td_protocol *p, char *args) {
 static void command_infer(td_protocol *p, char *args) {
   char *space = strchr(args, ' ');
   unsigned long runs, warmup = 0, i;
+  uint64_t start, end;
   char line[48];
   if (space != NULL) *space = '\0';
   if (!parse_count(args, &runs) || (space != NULL && !parse_count(space + 1, &warmup))) {
@@ -147,14 +148,18 @@ static void command_infer(td_protocol *p, char *args) {
   emit_line(p, "m-warmup-done");
   snprintf(line, sizeof(line), "m-infer-start-%lu", runs);
   emit_line(p, line);
-  print_lap(p);
+  /* Both stamps are printed after the runs, so no serial output (whose timing
+   * depends on the host) falls inside the measured interval. */
+  start = p->platform->micros(p->platform->ctx);
   for (i = 0; i < runs; ++i) {
     if (p->platform->invoke(p->platform->ctx) != 0) {
       td_protocol_error(p, "invoke failed");
       return;
     }
   }
-  print_lap(p);
+  end = p->platform->micros(p->platform->ctx);
+  print_lap(p, start);
+  print_lap(p, end);
   emit_line(p, "m-infer-done");
   print_results(p);
 }

@@ -19,6 +19,10 @@ def test_installed_wheel_finds_its_boards_templates_and_firmware(tmp_path):
     assert "tinydeploy/board_profiles/esp32dev.toml" in names
     assert "tinydeploy/templates/common/model_runner.cc.j2" in names
     assert "tinydeploy/firmware/td_protocol.c" in names
+    # The C engine: its templates, kernels and the emulated board's start code and linker script.
+    assert {"tinydeploy/templates/cengine/td_model.c.j2", "tinydeploy/templates/make/Makefile.j2",
+            "tinydeploy/firmware/td_kernels.c", "tinydeploy/firmware/start_rv32.S",
+            "tinydeploy/firmware/qemu_virt.ld", "tinydeploy/board_profiles/qemu-riscv32.toml"} <= set(names)
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
                     str(wheel)], check=True, timeout=300)

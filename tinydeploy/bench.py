@@ -168,6 +168,7 @@ class BenchResult:
     port: str
     info: dict = field(default_factory=dict)
     latency_us: dict | None = None
+    latency_instructions: dict | None = None  # emulated boards: instructions retired per inference
     validation: dict | None = None
     expected_sha256: str | None = None
     complete: bool = False
@@ -182,6 +183,7 @@ class BenchResult:
                 "model_sha256": self.info.get("model_sha256"), "expected_sha256": self.expected_sha256,
                 "model_bytes": self.info.get("model_bytes"), "arena_bytes": self.info.get("arena_bytes"),
                 "arena_used_bytes": self.info.get("arena_used_bytes"), "latency_us": self.latency_us,
+                "latency_instructions": self.latency_instructions,
                 "validation": self.validation, "complete": self.complete, "error": self.error}
 
 
@@ -224,8 +226,17 @@ def read_info(conn: Connection) -> dict:
         raise StepFailed(f"the device's info line is not JSON: {infos[-1][:120]}") from exc
 
 
+def instructions_to_us(stats: dict, cpu_mhz: float) -> dict:
+    """An estimate in µs from instruction counts, at one instruction per cycle."""
+    scaled = {k: round(stats[k] / cpu_mhz, 3) for k in ("min", "median", "mean", "p90", "max")}
+    return {"runs": stats["runs"], **scaled,
+            "basis": f"estimate: instructions retired / {cpu_mhz:g} MHz at one instruction per cycle "
+                     "(emulated board, not a timing)"}
+
+
 def measure_latency(conn: Connection, info: dict, runs: int, warmup: int) -> dict:
-    """Time `runs` single inferences (after `warmup`) from the device's own stamps."""
+    """Time `runs` single inferences (after `warmup`) from the device's own stamps
+    (microseconds, or instructions retired on an emulated board: info's "timer")."""
     zero = info.get("input", {}).get("zero_point", 0)
     size = int(np.prod(info.get("input", {}).get("shape", [0])))
     load_input(conn, np.full(size, zero, dtype=np.int8).tobytes())
@@ -237,17 +248,27 @@ def measure_latency(conn: Connection, info: dict, runs: int, warmup: int) -> dic
         if len(laps) != 2:
             raise StepFailed(f"expected two m-lap-us stamps, got {laps}")
         samples.append(laps[1] - laps[0])
-    return _latency_stats(samples, bool(info.get("virtual")))
+    stats = _latency_stats(samples, bool(info.get("virtual")))
+    if info.get("timer") == "instructions":
+        stats["basis"] = "minstret: instructions retired per inference, exact and repeatable under QEMU -icount"
+    return stats
 
 
 def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, y: np.ndarray,
-                       progress: Callable[[int, int], None] | None = None) -> dict:
-    """Stream samples to the device and compare its outputs with the host TFLM interpreter's."""
-    from tinydeploy.evaluate import TflmRunner, quantize_input
+                       progress: Callable[[int, int], None] | None = None, engine: str = "tflm") -> dict:
+    """Stream samples to the device and compare its outputs with the host's: the TFLM
+    interpreter for TFLM firmware, TFLite's reference kernels for the C engine (which is
+    bit-exact with them)."""
+    from tinydeploy.evaluate import TflmRunner, quantize_input, reference_outputs
     from tinydeploy.model import load_model
     model = load_model(model_path)
     inputs = quantize_input(model, x)
-    host = TflmRunner(model).predict_int8(inputs)
+    if engine == "c":
+        host = reference_outputs(model, inputs).reshape(len(inputs), -1)
+        reference = "TFLite reference kernels (tf.lite.Interpreter, BUILTIN_REF), same int8 inputs"
+    else:
+        host = TflmRunner(model).predict_int8(inputs)
+        reference = "host TFLM interpreter, same int8 inputs"
     device = []
     started = time.perf_counter()
     batches = [_load_commands(sample.tobytes()) + ["infer 1 0"] for sample in inputs]
@@ -266,7 +287,7 @@ def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, 
             "max_output_diff_lsb": int(diff.max()), "device_accuracy": round(float((device_outputs.argmax(1) == y).mean()), 5),
             "host_accuracy": round(float((host.argmax(1) == y).mean()), 5), "seconds": round(seconds, 3),
             "samples_per_second": round(len(inputs) / seconds, 2) if seconds else None,
-            "reference": "host TFLM interpreter, same int8 inputs"}
+            "identical_outputs": round(float((diff == 0).all(axis=1).mean()), 5), "reference": reference}
 
 
 def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup: int = 2,
@@ -314,9 +335,15 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
         if expected_sha and result.info.get("model_sha256") != expected_sha:
             raise StepFailed(f"the device runs a different model: device sha256 {result.info.get('model_sha256')}, "
                              f"expected {expected_sha} ({expect_model})")
-        result.latency_us = measure_latency(conn, result.info, runs, warmup)
+        latency = measure_latency(conn, result.info, runs, warmup)
+        if result.info.get("timer") == "instructions":
+            result.latency_instructions = latency
+            result.latency_us = instructions_to_us(latency, float(result.info.get("cpu_mhz") or 1))
+        else:
+            result.latency_us = latency
         if samples is not None:
-            result.validation = validate_on_device(conn, expect_model, *samples, progress=progress)
+            result.validation = validate_on_device(conn, expect_model, *samples, progress=progress,
+                                                   engine=result.info.get("engine", "tflm"))
         result.complete = True
     except StepFailed as exc:
         result.error = str(exc)

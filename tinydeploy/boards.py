@@ -14,6 +14,7 @@ from tinydeploy.errors import BadInput
 from tinydeploy.resources import shipped
 
 KERNEL_SETS = ("esp-nn", "ansi")
+ENGINES = ("tflm", "c")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,18 @@ class Board:
     cycles_per_mac: dict  # kernel set -> {op name: cycles per MAC}
     latency_source: str
     path: str
+    engines: tuple[str, ...] = ENGINES
+    toolchain: dict | None = None  # a cross-compiler build (no PlatformIO): [toolchain]
+    emulator: dict | None = None   # the board runs in an emulator: [emulator]
+
+    @property
+    def emulated(self) -> bool:
+        return self.emulator is not None
+
+    @property
+    def timer(self) -> str:
+        """What the firmware's m-lap-us stamps count: "us", or "instructions" on an emulator."""
+        return (self.emulator or {}).get("timer", "us")
 
     def estimate_us(self, op: str, macs: int, kernels: str | None = None) -> float:
         """Estimated microseconds for one op with this many MACs (0 if not costed)."""
@@ -45,13 +58,16 @@ class Board:
             "arena_budget_kb": self.arena_budget_kb, "platformio": dict(self.platformio),
             "baud": self.baud, "fast_baud": self.fast_baud, "kernels": self.kernels,
             "cycles_per_mac": self.cycles_per_mac, "latency_source": self.latency_source,
+            "engines": list(self.engines), "toolchain": self.toolchain, "emulator": self.emulator,
         }
 
 
 _REQUIRED = {
     "name": str, "chip": str, "description": str, "cpu_mhz": int, "sram_kb": int,
-    "flash_kb": int, "arena_budget_kb": int, "platformio": dict, "serial": dict, "latency": dict,
+    "flash_kb": int, "arena_budget_kb": int, "serial": dict, "latency": dict,
 }
+_TOOLCHAIN_KEYS = ("cc", "size", "cflags", "ldflags", "sources", "packages")
+_EMULATOR_KEYS = ("command", "packages", "timer")
 
 
 def parse_board(text: str, origin: str) -> Board:
@@ -72,7 +88,19 @@ def parse_board(text: str, origin: str) -> Board:
     problems += [f"'{key}' must be a {kind.__name__}" for key, kind in _REQUIRED.items()
                  if key in raw and not isinstance(raw[key], kind)]
     pio = raw.get("platformio", {}) if isinstance(raw.get("platformio"), dict) else {}
-    problems += [f"'platformio.{k}' missing" for k in ("platform", "board", "framework") if k not in pio]
+    toolchain = raw.get("toolchain") if isinstance(raw.get("toolchain"), dict) else None
+    emulator = raw.get("emulator") if isinstance(raw.get("emulator"), dict) else None
+    if toolchain is None:
+        problems += [f"'platformio.{k}' missing" for k in ("platform", "board", "framework") if k not in pio]
+    else:
+        problems += [f"'toolchain.{k}' missing" for k in _TOOLCHAIN_KEYS if k not in toolchain]
+    if emulator is not None:
+        problems += [f"'emulator.{k}' missing" for k in _EMULATOR_KEYS if k not in emulator]
+        if emulator.get("timer") not in (None, "us", "instructions"):
+            problems.append(f"'emulator.timer' is '{emulator.get('timer')}'; accepted: us, instructions")
+    engines = tuple(raw.get("engines", ENGINES))
+    problems += [f"engine '{e}' in 'engines' is unknown; accepted: {', '.join(ENGINES)}" for e in engines
+                 if e not in ENGINES]
     latency = raw.get("latency", {}) if isinstance(raw.get("latency"), dict) else {}
     tables = latency.get("cycles_per_mac", {})
     kernels = latency.get("kernels", "esp-nn")
@@ -94,6 +122,7 @@ def parse_board(text: str, origin: str) -> Board:
         kernels=kernels,
         cycles_per_mac={k: {op: float(v) for op, v in t.items()} for k, t in tables.items()},
         latency_source=latency["source"].strip(), path=origin,
+        engines=engines, toolchain=toolchain, emulator=emulator,
     )
 
 

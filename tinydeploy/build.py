@@ -1,12 +1,16 @@
-"""`tinydeploy build`: compile a rendered project with PlatformIO.
+"""`tinydeploy build`: compile a rendered project.
 
-The full PlatformIO output is saved in DIR/build.log; failures are turned into
-one clear message each (PlatformIO missing, offline, a compile error).
+A PlatformIO project (platformio.ini) is built with `pio run`; a project for a
+board with its own cross toolchain (a rendered Makefile, e.g. qemu-riscv32) with
+`make`. The full output is saved in DIR/build.log; failures are turned into one
+clear message each (PlatformIO or the cross compiler missing, offline, a
+compile error).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 import subprocess
@@ -74,11 +78,60 @@ def explain_build_failure(lines: list[str], code: int, log_path: Path) -> str:
 class BuildResult:
     log: Path
     firmware: list[Path]
+    size: dict | None = None  # section sizes of a cross-compiled ELF (text, data, bss)
+
+
+def _project_info(root: Path) -> dict:
+    try:
+        return json.loads((root / "tinydeploy.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def elf_size(size_tool: str, elf: Path) -> dict:
+    """Berkeley sizes from binutils' size: text (code + read-only data), data, bss."""
+    done = subprocess.run([size_tool, str(elf)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise StepFailed(f"{size_tool} {elf} failed: {done.stderr.strip()}")
+    text, data, bss = (int(v) for v in done.stdout.splitlines()[1].split()[:3])
+    return {"text": text, "data": data, "bss": bss, "tool": size_tool}
+
+
+def build_make(root: Path, on_line: Callable[[str], None] | None = None) -> BuildResult:
+    """Build a rendered Makefile project with its cross compiler.
+
+    Raises:
+        StepFailed: make or the compiler is missing (naming the Debian packages), or the build failed.
+    """
+    from tinydeploy.boards import get_board
+    info = _project_info(root)
+    board = get_board(info["board"]) if info.get("board") else None
+    toolchain = (board.toolchain if board else None) or {}
+    packages = " ".join(toolchain.get("packages", []))
+    cc = toolchain.get("cc")
+    if not shutil.which("make"):
+        raise StepFailed("make is not installed (apt-get install make)")
+    if cc and not shutil.which(cc):
+        raise StepFailed(f"the cross compiler {cc} is not installed: apt-get install {packages}")
+    log = root / "build.log"
+    code, lines = run_logged(["make", "-C", str(root)], log, on_line)
+    if code != 0:
+        errors = [line.strip() for line in lines if _COMPILE_ERROR.search(line)]
+        missing = [line.strip() for line in lines if "cannot find" in line or "No such file" in line]
+        if errors:
+            raise StepFailed(f"compile error: {' | '.join(errors[:5])}. Full log: {log}")
+        if missing:
+            raise StepFailed(f"{' | '.join(missing[:3])}: is {packages} installed? Full log: {log}")
+        tail = [line.strip() for line in lines if line.strip()][-3:]
+        raise StepFailed(f"make failed (exit {code}): {' | '.join(tail)}. Full log: {log}")
+    elf = root / "build" / "firmware.elf"
+    size = elf_size(toolchain["size"], elf) if toolchain.get("size") and elf.exists() else None
+    return BuildResult(log, [elf] if elf.exists() else [], size)
 
 
 def build(project_dir: str | Path, env: str | None = None,
           on_line: Callable[[str], None] | None = None, process_env: dict | None = None) -> BuildResult:
-    """Build a PlatformIO project (`pio run`).
+    """Build a rendered project: `pio run`, or `make` for a cross-toolchain board.
 
     Args:
         project_dir: the rendered project.
@@ -94,8 +147,11 @@ def build(project_dir: str | Path, env: str | None = None,
         StepFailed: PlatformIO is missing, offline, or the build failed.
     """
     root = Path(project_dir)
+    if (root / "Makefile").is_file() and (root / "tinydeploy.json").is_file():
+        return build_make(root, on_line)
     if not (root / "platformio.ini").is_file():
-        raise BadInput(f"{root} is not a PlatformIO project (no platformio.ini); run `tinydeploy render` first")
+        raise BadInput(f"{root} is not a rendered project (no platformio.ini or Makefile); "
+                       "run `tinydeploy render` first")
     command = pio_command() + ["run", "-d", str(root)] + (["-e", env] if env else [])
     log = root / "build.log"
     code, lines = run_logged(command, log, on_line, env=process_env)

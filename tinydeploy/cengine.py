@@ -92,6 +92,9 @@ def same_padding(in_size: int, filter_size: int, stride: int, dilation: int, out
 
 # ---- lowering ------------------------------------------------------------
 
+_CTYPE_BYTES = {"int8_t": 1, "int32_t": 4, "td_requant": 4}  # td_requant: 5 int32 per row, counted per value
+
+
 @dataclass
 class Array:
     name: str
@@ -111,6 +114,7 @@ class Call:
     view: bool = False       # RESHAPE: a view, no code when the plan shares the buffer
     in_place: bool = False
     macs: int = 0
+    scratch: int = 0         # bytes of working memory the kernel needs during the call (in the arena)
 
 
 @dataclass
@@ -128,7 +132,8 @@ class Lowered:
 
     @property
     def weight_bytes(self) -> int:
-        return int(sum(a.values.nbytes for c in self.calls for a in c.arrays))
+        """Bytes of the constant arrays as the C code declares them."""
+        return int(sum(a.values.size * _CTYPE_BYTES[a.ctype] for c in self.calls for a in c.arrays))
 
     @property
     def macs(self) -> int:
@@ -175,6 +180,11 @@ def _check_accumulator(bias: np.ndarray, weight_abs_sum: np.ndarray) -> None:
         raise Unsupported("accumulators that may reach 2^30 (a layer this wide)")
 
 
+def _fast(rq: list[list[int]]) -> bool:
+    """Every channel shifts right only (left 0, right >= 1): the kernels' fast requantization applies."""
+    return all(left == 0 and right >= 1 for _, left, right, _, _ in rq)
+
+
 def _pad4(values: np.ndarray, length: int) -> np.ndarray:
     out = np.zeros((length,) + values.shape[1:], dtype=values.dtype)
     out[:len(values)] = values
@@ -216,15 +226,16 @@ def _lower_conv(model: Model, op: Operator, name: str) -> Call:
     rq = _conv_multipliers(model, op, out_c)
     rq += [[0, 0, 0, 0, 0]] * (padded - out_c)
     arrays = [Array(f"{name}_weights", "int8_t", packed.reshape(-1)),
-              Array(f"{name}_bias", "int32_t", _pad4(bias, padded)),
               Array(f"{name}_bias_full", "int32_t", _pad4(bias_full, padded)),
               Array(f"{name}_rq", "td_requant", np.array(rq, dtype=np.int64))]
     fields = _int_fields(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c, k_h=k_h, k_w=k_w,
                          stride_h=sh, stride_w=sw, dil_h=dh, dil_w=dw, pad_top=pad_top, pad_left=pad_left,
-                         in_offset=in_offset, out_offset=out_zero, act_min=act_min, act_max=act_max)
-    fields += [("weights", arrays[0].name), ("bias", arrays[1].name), ("bias_full", arrays[2].name),
-               ("rq", arrays[3].name)]
-    return Call(op, "td_conv_2d", "td_conv", fields, [op.inputs[0]], op.outputs[0], arrays)
+                         in_offset=in_offset, out_offset=out_zero, act_min=act_min, act_max=act_max,
+                         fast_requant=_fast(rq[:out_c]))
+    fields += [("weights", arrays[0].name), ("bias_full", arrays[1].name), ("rq", arrays[2].name)]
+    direct = k_h == 1 and k_w == 1 and pad_top == 0 and pad_left == 0
+    scratch = 0 if direct else 2 * k_h * k_w * in_c  # two gathered patches
+    return Call(op, "td_conv_2d", "td_conv", fields, [op.inputs[0]], op.outputs[0], arrays, scratch=scratch)
 
 
 def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
@@ -248,14 +259,15 @@ def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
     flat = w.reshape(k_h * k_w, out_c)
     _check_accumulator(bias, np.abs(flat).sum(0))
     bias_full = bias + in_offset * flat.sum(0)
+    rq = _conv_multipliers(model, op, out_c)
     arrays = [Array(f"{name}_weights", "int8_t", flat.reshape(-1)),
               Array(f"{name}_bias", "int32_t", bias),
               Array(f"{name}_bias_full", "int32_t", bias_full),
-              Array(f"{name}_rq", "td_requant", np.array(_conv_multipliers(model, op, out_c), dtype=np.int64))]
+              Array(f"{name}_rq", "td_requant", np.array(rq, dtype=np.int64))]
     fields = _int_fields(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
                          depth_multiplier=out_c // in_c, k_h=k_h, k_w=k_w, stride_h=sh, stride_w=sw,
                          dil_h=dh, dil_w=dw, pad_top=pad_top, pad_left=pad_left, in_offset=in_offset,
-                         out_offset=out_zero, act_min=act_min, act_max=act_max)
+                         out_offset=out_zero, act_min=act_min, act_max=act_max, fast_requant=_fast(rq))
     fields += [("weights", arrays[0].name), ("bias", arrays[1].name), ("bias_full", arrays[2].name),
                ("rq", arrays[3].name)]
     return Call(op, "td_depthwise_conv_2d", "td_depthwise", fields, [op.inputs[0]], op.outputs[0], arrays)
@@ -351,8 +363,9 @@ def _lower_add(model: Model, op: Operator, name: str) -> Call:
     mo, sho = quantize_multiplier(twice_max / float(np.float32(1 << left_shift) * np.float32(so)))
     act_min, act_max = activation_range(op.options.get("activation", "NONE"), so, zo)
     fields = _int_fields(size=y.elements, in1_offset=-z1, in2_offset=-z2, out_offset=zo, left_shift=left_shift,
-                         in1_multiplier=m1, in1_shift=sh1, in2_multiplier=m2, in2_shift=sh2,
-                         out_multiplier=mo, out_shift=sho, act_min=act_min, act_max=act_max)
+                         act_min=act_min, act_max=act_max)
+    fields.append(("rq", "{" + ", ".join("{" + ", ".join(map(str, requant_fields(m, sh))) + "}"
+                                         for m, sh in ((m1, sh1), (m2, sh2), (mo, sho))) + "}"))
     return Call(op, "td_add_s8", "td_add", fields, [op.inputs[0], op.inputs[1]], op.outputs[0], in_place=True)
 
 
@@ -453,8 +466,8 @@ def lower(model: Model) -> Lowered:
         for t in call.inputs + [call.output]:
             sizes[t] = model.tensors[t].nbytes
     sizes[model.inputs[0]] = model.tensors[model.inputs[0]].nbytes
-    steps = [memplan.Step(c.inputs, c.output, view_of=c.inputs[0] if c.view else None, in_place=c.in_place)
-             for c in calls]
+    steps = [memplan.Step(c.inputs, c.output, view_of=c.inputs[0] if c.view else None, in_place=c.in_place,
+                          scratch=c.scratch) for c in calls]
     plan = memplan.plan(steps, sizes, [model.inputs[0]], [model.outputs[0]])
     return Lowered(model, calls, plan, model.inputs[0], model.outputs[0], activation_lower_bound(model))
 
@@ -472,7 +485,7 @@ def source_values(lowered: Lowered, banner: str) -> dict:
     """The values the td_model.c / td_model.h templates substitute."""
     model, plan = lowered.model, lowered.plan
     arrays, params, steps = [], [], []
-    for call in lowered.calls:
+    for index, call in enumerate(lowered.calls):
         for array in call.arrays:
             arrays.append({"name": array.name, "ctype": array.ctype, "length": len(array.values),
                            "rows": _array_rows(array)})
@@ -488,7 +501,10 @@ def source_values(lowered: Lowered, banner: str) -> dict:
             continue
         symbol = f"op{call.op.index}"
         params.append({"struct": call.struct, "name": symbol, "fields": call.fields})
-        steps.append({"comment": comment, "lines": [f"{call.kernel}(&{symbol}, {', '.join(src + [dst])});"]})
+        args = src + [dst]
+        if call.kernel == "td_conv_2d":
+            args.append(f"arena.bytes + {plan.scratch[index]}" if call.scratch else "NULL")
+        steps.append({"comment": comment, "lines": [f"{call.kernel}(&{symbol}, {', '.join(args)});"]})
     x, y = model.tensors[lowered.input], model.tensors[lowered.output]
     return {
         "banner": banner, "sha256": model.sha256, "arrays": arrays, "params": params, "steps": steps,

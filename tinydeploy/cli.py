@@ -123,16 +123,49 @@ def cmd_render(args) -> int:
     from tinydeploy.boards import get_board
     from tinydeploy.project import create_project
     from tinydeploy.render import RenderOptions, read_labels
-    options = RenderOptions(args.framework, args.arena_margin, read_labels(args.labels) if args.labels else ())
-    summary = create_project(args.model, get_board(args.board), args.out, options)
+    board = get_board(args.board)
+    engine = args.engine or board.engines[0]
+    options = RenderOptions(args.framework, args.arena_margin, read_labels(args.labels) if args.labels else (),
+                            engine)
+    summary = create_project(args.model, board, args.out, options)
     if args.json:
         _emit_json(args, summary)
+        return EXIT_OK
+    if engine == "c":
+        from tinydeploy.display import engine_arena_table
+        print(f"rendered {summary['project']} for {summary['board']} (C engine): {len(summary['files'])} files, "
+              f"{summary['constant_bytes']:,} bytes of constants, ops {', '.join(summary['ops'])}")
+        _console().print(engine_arena_table(summary))
     else:
         print(f"rendered {summary['project']} for {summary['board']} ({summary['framework']}): "
               f"{len(summary['files'])} files, arena {summary['arena_bytes']:,} bytes "
               f"(measured {summary['measured_arena_bytes']:,} + {summary['arena_margin_percent']:g}%), "
               f"ops {', '.join(summary['ops'])}")
-        print(f"next: tinydeploy build {summary['project']}")
+    print(f"next: tinydeploy build {summary['project']}")
+    return EXIT_OK
+
+
+def cmd_emulate(args) -> int:
+    import signal
+    from tinydeploy import emulate
+    emulator = emulate.start(args.dir, args.tcp)
+    try:
+        if args.port_file:
+            Path(args.port_file).write_text(emulator.url + "\n")
+        if args.json:
+            _emit_json(args, {"port": emulator.url, "log": str(emulator.log), "command": emulator.command})
+        else:
+            print(f"emulating {args.dir}: serial port {emulator.url}", flush=True)
+            print(f"next: tinydeploy bench --port {emulator.url}   (Ctrl-C stops the emulator)", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: emulator.stop())
+        code = emulator.process.wait()
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        emulator.stop()
+    if code not in (0, -15):  # -15: stopped by SIGTERM, as asked
+        from tinydeploy.errors import StepFailed
+        raise StepFailed(f"the emulator stopped with code {code}; log {emulator.log}")
     return EXIT_OK
 
 
@@ -147,11 +180,15 @@ def _line_printer(args):
 def cmd_build(args) -> int:
     from tinydeploy.build import build
     result = build(args.dir, args.env, _line_printer(args))
-    summary = {"project": str(args.dir), "log": str(result.log), "firmware": [str(p) for p in result.firmware]}
+    summary = {"project": str(args.dir), "log": str(result.log), "firmware": [str(p) for p in result.firmware],
+               "size": result.size}
     if args.json:
         _emit_json(args, summary)
     else:
-        print(f"built: {', '.join(summary['firmware']) or '(no firmware.bin found)'}; log {summary['log']}")
+        print(f"built: {', '.join(summary['firmware']) or '(no firmware image found)'}; log {summary['log']}")
+        if result.size:
+            print(f"size: text (code + constants) {result.size['text']:,} B, data {result.size['data']:,} B, "
+                  f"bss {result.size['bss']:,} B")
     return EXIT_OK
 
 
@@ -409,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_optimize)
 
     from tinydeploy.render import FRAMEWORKS
-    p = sub.add_parser("render", parents=[common], help="write a PlatformIO firmware project for an int8 model")
+    p = sub.add_parser("render", parents=[common], help="write a firmware project for an int8 model")
     p.add_argument("model", help="the int8 .tflite file")
     p.add_argument("--board", required=True, help="board profile (see `tinydeploy boards`)")
     p.add_argument("--out", required=True, help="project folder to write")
@@ -419,13 +456,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="arena margin over the measured TFLM arena, percent (default %(default)g)")
     p.add_argument("--labels", default=None, metavar="FILE",
                    help="class labels: a text file, one per line, or optimize's report.json")
+    p.add_argument("--engine", choices=("tflm", "c"), default=None,
+                   help="tflm (the TFLite Micro interpreter; the default where the board has it) or c "
+                        "(the model as plain C, statically planned, no interpreter)")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("build", parents=[common], help="compile a rendered project with PlatformIO")
+    p = sub.add_parser("build", parents=[common],
+                       help="compile a rendered project (PlatformIO, or the board's cross compiler)")
     p.add_argument("dir", help="the project folder")
     p.add_argument("--env", default=None, help="PlatformIO environment (default: all)")
-    p.add_argument("--quiet", action="store_true", help="don't stream PlatformIO's output")
+    p.add_argument("--quiet", action="store_true", help="don't stream the build's output")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("emulate", parents=[common],
+                       help="boot a built project for an emulated board; prints the serial port for bench")
+    p.add_argument("dir", help="the built project folder")
+    p.add_argument("--tcp", type=int, default=0, metavar="PORT",
+                   help="loopback TCP port for the UART (default: any free port)")
+    p.add_argument("--port-file", default=None, metavar="F", help="also write the serial port URL to this file")
+    p.set_defaults(func=cmd_emulate)
 
     p = sub.add_parser("flash", parents=[common],
                        help="upload a project (PlatformIO) or a prebuilt image (esptool) to a board")
@@ -450,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p, required=False)
     _add_targets(p)
     p.add_argument("--min-agreement", type=float, default=0.99,
-                   help="smallest top-1 agreement with the host TFLM when validated (default %(default)g)")
+                   help="smallest top-1 agreement with the host reference when validated (default %(default)g)")
     p.add_argument("--junit", default=None, metavar="FILE", help="also write the verdicts as JUnit XML")
     p.set_defaults(func=cmd_verify)
 

@@ -2,7 +2,8 @@
 
 Without a port and with no board detected it renders the project, skips build
 and flash (saying so), benches the virtual device, and labels which figures
-are virtual.
+are virtual. An emulated board (a profile with [emulator]) is built with its
+cross compiler and benched in its emulator instead of being flashed.
 """
 
 from __future__ import annotations
@@ -71,15 +72,27 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
     result = optimize(OptimizeConfig(dataset, out / "optimize", board, targets, budget=budget, seed=seed,
                                      data_source=data_source), progress)
     model_path = result.model_path
-    project = create_project(model_path, board, out / "firmware", RenderOptions(labels=tuple(dataset.labels)))
-    note(f"rendered {project['project']} (arena {project['arena_bytes']:,} bytes)")
+    project = create_project(model_path, board, out / "firmware",
+                             RenderOptions(labels=tuple(dataset.labels), engine=board.engines[0]))
+    note(f"rendered {project['project']} ({project['engine']} engine, arena {project['arena_bytes']:,} bytes)")
+    samples = (dataset.x_val[:VALIDATE_SAMPLES], dataset.y_val[:VALIDATE_SAMPLES])
+    if board.emulated:
+        from tinydeploy import emulate
+        note(f"building {project['project']} with {board.toolchain['cc']}")
+        build(project["project"])
+        with emulate.start(project["project"]) as emulator:
+            note(f"emulating {board.name}: {' '.join(board.emulator['command'][:1])} on {emulator.url}")
+            bench_result = bench(emulator.url, out / "bench", runs=20, warmup=2, expect_model=model_path,
+                                 samples=samples, reset=False)
+        results = bench_result.to_dict()
+        verdicts = verify(results, targets, min_agreement)
+        return DeployReport(result.report, project, results, verdicts, False, notices)
     if port is None:
         found = flash_lib.detect_ports()
         port = found[0][0] if len(found) == 1 else None
         if len(found) > 1:
             raise StepFailed("several ESP32 boards are attached: " + ", ".join(d for d, _ in found) + "; pass --port")
     virtual = port is None
-    samples = (dataset.x_val[:VALIDATE_SAMPLES], dataset.y_val[:VALIDATE_SAMPLES])
     if virtual:
         from tinydeploy.virtual_device import VirtualDevice
         note("no board attached: build and flash skipped; benching the VIRTUAL device (host TFLM). "

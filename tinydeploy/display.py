@@ -175,3 +175,19 @@ def bench_table(results: dict) -> Table:
     if results.get("error"):
         table.add_row("error", Text("run stopped", style="red"), results["error"])
     return table
+
+
+def engine_arena_table(summary: dict):
+    """The three arena figures of a C-engine render, side by side."""
+    from rich.table import Table
+    table = Table(title="Arena")
+    table.add_column("figure")
+    table.add_column("bytes", justify="right")
+    table.add_column("basis")
+    table.add_row("C engine", f"{summary['arena_bytes']:,}", "static plan: every activation at a fixed offset")
+    tflm = summary.get("tflm_arena_bytes")
+    table.add_row("TFLM", f"{tflm:,}" if tflm else "n/a", "tflite-micro interpreter on this host (measured)"
+                  if tflm else "TFLM cannot load this model")
+    table.add_row("lower bound", f"{summary['lower_bound_bytes']:,}",
+                  "largest sum of live activation tensors (as `tinydeploy inspect`)")
+    return table

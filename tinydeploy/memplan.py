@@ -35,12 +35,14 @@ class Step:
     output: int                # the activation tensor written
     view_of: int | None = None  # the output is a view of this input (RESHAPE)
     in_place: bool = False     # element-wise: the output may take the place of an input read here last
+    scratch: int = 0           # working bytes needed during this step only
 
 
 @dataclass
 class Plan:
     offsets: dict[int, int]       # tensor -> byte offset in the arena
     size: int                     # arena bytes
+    scratch: dict[int, int] = field(default_factory=dict)  # step -> offset of its scratch
     buffers: list[Buffer] = field(default_factory=list)
     peak_live: int = 0            # largest sum of live buffer sizes (this plan's own lower bound)
 
@@ -61,8 +63,9 @@ def plan(steps: list[Step], sizes: dict[int, int], graph_inputs: list[int], grap
         graph_inputs, graph_outputs: tensors the caller writes before / reads after the run.
 
     Returns:
-        The plan: an offset for every tensor in sizes.
+        The plan: an offset for every tensor in sizes and for every step's scratch.
     """
+    sizes = dict(sizes)
     owner: dict[int, Buffer] = {}
     buffers: list[Buffer] = []
     last_read: dict[int, int] = {}
@@ -97,6 +100,11 @@ def plan(steps: list[Step], sizes: dict[int, int], graph_inputs: list[int], grap
             owner[step.output] = target
         else:
             new_buffer(step.output, index)
+        if step.scratch:
+            key = -(index + 1)  # scratch buffers get negative ids, live during their step only
+            sizes[key] = step.scratch
+            new_buffer(key, index)
+            owner[key].last = index
 
     placed: list[Buffer] = []
     for buffer in sorted(buffers, key=lambda b: (-b.size, b.first)):
@@ -111,5 +119,6 @@ def plan(steps: list[Step], sizes: dict[int, int], graph_inputs: list[int], grap
     peak = 0
     for step_index in range(-1, end + 1):
         peak = max(peak, sum(b.size for b in buffers if b.first <= step_index <= b.last))
-    offsets = {t: b.offset for b in buffers for t in b.tensors}
-    return Plan(offsets, size, buffers, peak)
+    offsets = {t: b.offset for b in buffers for t in b.tensors if t >= 0}
+    scratch = {-t - 1: b.offset for b in buffers for t in b.tensors if t < 0}
+    return Plan(offsets, size, scratch=scratch, buffers=buffers, peak_live=peak)

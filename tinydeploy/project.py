@@ -41,22 +41,39 @@ def write_project(files: dict[str, str], out: str | Path) -> list[Path]:
 
 
 def create_project(model_path: str | Path, board, out: str | Path, options) -> dict:
-    """Load a model, measure its TFLM arena, render the project and write it.
+    """Load a model, render the project and write it.
+
+    For the TFLM engine the arena is the measured TFLM arena plus the margin. For
+    the C engine it is the engine's static plan; the TFLM arena is measured too when
+    the interpreter can load the model, so the three figures can be compared.
 
     Returns:
-        A summary: files written, measured and configured arena, ops.
+        A summary: files written, arena figures, ops.
     """
     from tinydeploy import tflm
     from tinydeploy.model import load_model
     from tinydeploy.render import arena_size, check_deployable, render
     model = load_model(model_path)
-    check_deployable(model)  # before measuring, so a float or unsupported model fails fast
-    measured = tflm.measure_arena(model).arena_bytes
-    files = render(model, board, measured, options, model_name=Path(model_path).stem)
-    written = write_project(files, out)
-    return {"project": str(out), "files": [str(p) for p in written], "board": board.name,
-            "framework": options.framework, "model_sha256": model.sha256, "model_bytes": model.size_bytes,
-            "measured_arena_bytes": measured,
-            "arena_bytes": arena_size(measured, options.arena_margin_percent),
-            "arena_margin_percent": options.arena_margin_percent,
-            "ops": sorted({op.name for op in model.all_operators})}
+    summary = {"project": str(out), "board": board.name, "engine": options.engine,
+               "framework": None if board.toolchain else options.framework,
+               "model_sha256": model.sha256, "model_bytes": model.size_bytes,
+               "ops": sorted({op.name for op in model.all_operators})}
+    if options.engine == "c":
+        from tinydeploy import cengine
+        lowered = cengine.lower(model)  # fails fast, listing every operator it lacks
+        measured = None
+        if model.is_int8 and not tflm.unsupported_ops(model):
+            measured = tflm.measure_arena(model).arena_bytes
+        files = render(model, board, measured, options, model_name=Path(model_path).stem)
+        summary.update({"arena_bytes": lowered.arena_bytes, "tflm_arena_bytes": measured,
+                        "lower_bound_bytes": lowered.lower_bound, "constant_bytes": lowered.weight_bytes,
+                        "macs": lowered.macs})
+    else:
+        check_deployable(model)  # before measuring, so a float or unsupported model fails fast
+        measured = tflm.measure_arena(model).arena_bytes
+        files = render(model, board, measured, options, model_name=Path(model_path).stem)
+        summary.update({"measured_arena_bytes": measured,
+                        "arena_bytes": arena_size(measured, options.arena_margin_percent),
+                        "arena_margin_percent": options.arena_margin_percent})
+    summary["files"] = [str(p) for p in write_project(files, out)]
+    return summary

@@ -192,9 +192,11 @@ class DeviceProtocol:
             self.output = self._invoke(bytes(self.input))
         self._emit("m-warmup-done")
         self._emit(f"m-infer-start-{runs}")
-        self._emit(f"m-lap-us-{self._micros()}")
+        start = self._micros()  # both stamps are printed after the runs, as the firmware does
         for _ in range(runs):
             self.output = self._invoke(bytes(self.input))
-        self._emit(f"m-lap-us-{self._micros()}")
+        end = self._micros()
+        self._emit(f"m-lap-us-{start}")
+        self._emit(f"m-lap-us-{end}")
         self._emit("m-infer-done")
         self._results()

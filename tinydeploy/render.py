@@ -27,11 +27,15 @@ ARDUINO_TFLM_LIBRARY = "spaziochirale/Chirale_TensorFLowLite"
 INFO_LIMIT = 480  # the firmware's info buffer is 512 bytes
 
 
+ENGINES = ("tflm", "c")
+
+
 @dataclass(frozen=True)
 class RenderOptions:
     framework: str = "espidf"
     arena_margin_percent: float = 10.0
     labels: tuple[str, ...] = ()
+    engine: str = "tflm"
 
 
 def arena_size(measured: int, margin_percent: float) -> int:
@@ -63,7 +67,7 @@ def _quant(tensor) -> tuple[float, int]:
     return (q.scales[0], q.zero_points[0]) if q else (1.0, 0)
 
 
-def _info_format(model: Model, board: Board, framework: str, arena: int) -> str:
+def _info_format(model: Model, board: Board, framework: str, arena: int, engine: str) -> str:
     """The info JSON with one %lu for arena_used_bytes, which only the board knows."""
     def io(tensor):
         scale, zero = _quant(tensor)
@@ -71,24 +75,65 @@ def _info_format(model: Model, board: Board, framework: str, arena: int) -> str:
 
     info = {"arena_bytes": arena, "model_sha256": model.sha256, "model_bytes": model.size_bytes,
             "input": io(model.input_tensors[0]), "output": io(model.output_tensors[0]),
-            "board": board.name, "cpu_mhz": board.cpu_mhz, "framework": framework,
-            "tflm": f"esp-tflite-micro{ESP_TFLITE_MICRO}" if framework == "espidf" else ARDUINO_TFLM_LIBRARY,
-            "esp_nn": framework == "espidf", "tinydeploy": __version__}
+            "board": board.name, "cpu_mhz": board.cpu_mhz, "engine": engine, "timer": board.timer}
+    if board.toolchain is None:
+        info["framework"] = framework
+    if engine == "tflm":
+        info["tflm"] = f"esp-tflite-micro{ESP_TFLITE_MICRO}" if framework == "espidf" else ARDUINO_TFLM_LIBRARY
+        info["esp_nn"] = framework == "espidf"
+    info["tinydeploy"] = __version__
     text = '{"arena_used_bytes":%lu,' + json.dumps(info, separators=(",", ":"))[1:].replace("%", "%%")
     if len(text) > INFO_LIMIT:
         raise BadInput(f"the device info line would be {len(text)} characters (limit {INFO_LIMIT})")
     return text
 
 
-def render(model: Model, board: Board, measured_arena: int, options: RenderOptions = RenderOptions(),
+def _common_values(model: Model, board: Board, options: RenderOptions, model_name: str) -> dict:
+    return {
+        "banner": BANNER, "board": board, "framework": options.framework, "model_name": model_name,
+        "project_name": cgen.identifier(f"tinydeploy_{board.name.replace('-', '_')}"),
+        "sha256": model.sha256, "model_bytes": model.size_bytes,
+        "device_name": cgen.string_literal(f"tinydeploy-{board.name}"),
+        "model_name_literal": cgen.string_literal(f"{model_name} {model.sha256[:12]}"),
+        "baud": board.baud, "upload_speed": board.fast_baud, "env_name": board.name, "dir_hint": "DIR",
+        "op_names": ", ".join(sorted({op.name for op in model.all_operators})),
+    }
+
+
+def _check_options(model: Model, board: Board, options: RenderOptions) -> None:
+    if options.engine not in ENGINES:
+        raise BadInput(f"unknown engine '{options.engine}'. Engines: {', '.join(ENGINES)}")
+    if options.engine not in board.engines:
+        raise BadInput(f"{board.name} runs the {' and '.join(board.engines)} engine only; "
+                       f"render with --engine {board.engines[0]}")
+    if options.framework not in FRAMEWORKS:
+        raise BadInput(f"unknown framework '{options.framework}'. Frameworks: {', '.join(FRAMEWORKS)}")
+    if options.engine == "c" and board.toolchain is None and options.framework != "espidf":
+        raise BadInput("--engine c renders ESP-IDF projects; use --framework espidf")
+    if not 0 <= options.arena_margin_percent <= 200:
+        raise BadInput(f"--arena-margin must be 0..200 percent, got {options.arena_margin_percent}")
+    outputs = model.output_tensors[0].elements
+    if options.labels and len(options.labels) != outputs:
+        raise BadInput(f"{len(options.labels)} labels given but the model has {outputs} outputs")
+
+
+def _project_file(model: Model, board: Board, options: RenderOptions, arena: int) -> str:
+    """tinydeploy.json: what was rendered, for build, emulate and bench."""
+    return json.dumps({"generated_by": BANNER, "board": board.name, "engine": options.engine,
+                       "framework": None if board.toolchain else options.framework,
+                       "model_sha256": model.sha256, "arena_bytes": arena}, indent=2, ensure_ascii=False) + "\n"
+
+
+def render(model: Model, board: Board, measured_arena: int | None, options: RenderOptions = RenderOptions(),
            model_name: str = "model") -> dict[str, str]:
     """Render the firmware project for a model on a board.
 
     Args:
-        model: a full-int8 model whose operators TFLM supports.
+        model: a full-int8 model whose operators the chosen engine supports.
         board: the board profile.
-        measured_arena: the model's TFLM arena in bytes, as measured (tinydeploy.tflm).
-        options: framework, arena margin and class labels.
+        measured_arena: the model's TFLM arena in bytes, as measured (tinydeploy.tflm);
+            required for --engine tflm, shown for comparison with --engine c.
+        options: engine, framework, arena margin and class labels.
         model_name: a short name for messages and the project README.
 
     Returns:
@@ -96,16 +141,14 @@ def render(model: Model, board: Board, measured_arena: int, options: RenderOptio
 
     Raises:
         BadInput: float model, unsupported ops, an arena over the board's budget,
-            an unknown framework or a label count that doesn't match the outputs.
+            an unknown engine or framework, or a label count that doesn't match the outputs.
     """
+    _check_options(model, board, options)
+    if options.engine == "c":
+        return _render_c(model, board, measured_arena, options, model_name)
     check_deployable(model)
-    if options.framework not in FRAMEWORKS:
-        raise BadInput(f"unknown framework '{options.framework}'. Frameworks: {', '.join(FRAMEWORKS)}")
-    if not 0 <= options.arena_margin_percent <= 200:
-        raise BadInput(f"--arena-margin must be 0..200 percent, got {options.arena_margin_percent}")
-    outputs = model.output_tensors[0].elements
-    if options.labels and len(options.labels) != outputs:
-        raise BadInput(f"{len(options.labels)} labels given but the model has {outputs} outputs")
+    if measured_arena is None:
+        raise BadInput("the TFLM engine needs the measured arena")
     arena = arena_size(measured_arena, options.arena_margin_percent)
     budget = board.arena_budget_kb * 1024
     if arena > budget:
@@ -116,32 +159,24 @@ def render(model: Model, board: Board, measured_arena: int, options: RenderOptio
     ops = [{"name": name, "method": tflm.RESOLVER_METHODS[name]}
            for name in sorted({op.name for op in model.all_operators})]
     framework = options.framework
-    values = {
-        "banner": BANNER, "board": board, "framework": framework, "model_name": model_name,
-        "project_name": cgen.identifier(f"tinydeploy_{board.name.replace('-', '_')}"),
-        "sha256": model.sha256, "sha256_literal": cgen.string_literal(model.sha256),
-        "model_bytes": model.size_bytes, "rows": cgen.byte_rows(model.data),
+    values = _common_values(model, board, options, model_name)
+    values.update({
+        "sha256_literal": cgen.string_literal(model.sha256), "rows": cgen.byte_rows(model.data),
         "input_scale": cgen.float_literal(in_scale), "input_zero_point": in_zero,
         "output_scale": cgen.float_literal(out_scale), "output_zero_point": out_zero,
         "input_bytes": model.input_tensors[0].nbytes, "output_bytes": model.output_tensors[0].nbytes,
         "labels": list(options.labels), "label_literals": [cgen.string_literal(x) for x in options.labels],
         "ops": ops, "op_names": ", ".join(op["name"] for op in ops),
         "arena_size": arena, "measured_arena": measured_arena, "margin_percent": f"{options.arena_margin_percent:g}",
-        "info_format": cgen.string_literal(_info_format(model, board, framework, arena)),
-        "device_name": cgen.string_literal(f"tinydeploy-{board.name}"),
-        "model_name_literal": cgen.string_literal(f"{model_name} {model.sha256[:12]}"),
-        "baud": board.baud, "upload_speed": board.fast_baud, "f_cpu": f"{board.cpu_mhz * 1_000_000}L",
-        "env_name": board.name, "dir_hint": "DIR",
+        "info_format": cgen.string_literal(_info_format(model, board, framework, arena, "tflm")),
+        "f_cpu": f"{board.cpu_mhz * 1_000_000}L",
         "runtime_note": ("ESP-IDF, Espressif's esp-tflite-micro with the ESP-NN optimized kernels"
                          if framework == "espidf" else
                          f"Arduino, {ARDUINO_TFLM_LIBRARY}: current TFLM API but no ESP-NN, so it is slower"),
         "esp_tflite_micro": ESP_TFLITE_MICRO,
-        "sdkconfig": [f"CONFIG_ESP_DEFAULT_CPU_FREQ_MHZ_{board.cpu_mhz}=y",
-                      f"CONFIG_ESP_CONSOLE_UART_BAUDRATE={board.baud}",
-                      "CONFIG_ESP_MAIN_TASK_STACK_SIZE=8192",
-                      "CONFIG_ESP_TASK_WDT_CHECK_IDLE_TASK_CPU0=n"],
+        "sdkconfig": _sdkconfig(board),
         "extra": ([("lib_deps", ARDUINO_TFLM_LIBRARY)] if framework == "arduino" else []),
-    }
+    })
     env = environment()
     sources = {"src/model_data.h": "common/model_data.h.j2", "src/model_data.cc": "common/model_data.cc.j2",
                "src/model_runner.h": "common/model_runner.h.j2", "src/model_runner.cc": "common/model_runner.cc.j2",
@@ -156,10 +191,73 @@ def render(model: Model, board: Board, measured_arena: int, options: RenderOptio
     else:
         sources["src/main.cpp"] = "arduino/main.cpp.j2"
     files = {path: env.get_template(template).render(**values) for path, template in sources.items()}
+    files.update(_copied(("td_protocol.h", "td_protocol.c")))
+    files["tinydeploy.json"] = _project_file(model, board, options, arena)
+    return files
+
+
+def _sdkconfig(board: Board) -> list[str]:
+    return [f"CONFIG_ESP_DEFAULT_CPU_FREQ_MHZ_{board.cpu_mhz}=y",
+            f"CONFIG_ESP_CONSOLE_UART_BAUDRATE={board.baud}",
+            "CONFIG_ESP_MAIN_TASK_STACK_SIZE=8192",
+            "CONFIG_ESP_TASK_WDT_CHECK_IDLE_TASK_CPU0=n"]
+
+
+def _copied(names) -> dict[str, str]:
+    """Files from tinydeploy's firmware/ folder, copied into the project's src/."""
     firmware = shipped("firmware")
-    for name in ("td_protocol.h", "td_protocol.c"):
-        files[f"src/{name}"] = f"/* {BANNER} (copied from tinydeploy's firmware/) */\n" + \
-            (firmware / name).read_text()
+    return {f"src/{name}": f"/* {BANNER} (copied from tinydeploy's firmware/) */\n" + (firmware / name).read_text()
+            for name in names}
+
+
+def _render_c(model: Model, board: Board, measured_arena: int | None, options: RenderOptions,
+              model_name: str) -> dict[str, str]:
+    """The C engine's project: the model as C (tinydeploy.cengine), the protocol firmware, the
+    platform layer, and either a PlatformIO/ESP-IDF project or a Makefile for a cross compiler."""
+    from tinydeploy import cengine
+    lowered = cengine.lower(model)
+    arena = lowered.arena_bytes
+    budget = board.arena_budget_kb * 1024
+    if arena > budget:
+        raise BadInput(f"the C engine's arena is {arena} bytes but {board.name} has {budget} bytes of RAM for it")
+    values = _common_values(model, board, options, model_name)
+    values.update({
+        "arena_bytes": arena, "lower_bound": lowered.lower_bound, "weight_bytes": lowered.weight_bytes,
+        "tflm_arena": f"{measured_arena} bytes" if measured_arena else "not measured",
+        "info_format": cgen.string_literal(_info_format(model, board, options.framework, arena, "c")),
+        "timer_note": ("instructions retired (minstret), not microseconds" if board.timer == "instructions"
+                       else "microseconds"),
+    })
+    env = environment()
+    files = {f"src/{name}": text for name, text in cengine.render_sources(lowered, BANNER).items()}
+    generic = ["td_main.c", "td_model.c", "td_kernels.c", "td_protocol.c"]
+    files.update(_copied(("td_protocol.h", "td_protocol.c", "td_hal.h", "td_main.c")))
+    files["src/td_board.h"] = env.get_template("common/td_board.h.j2").render(**values)
+    if board.toolchain is not None:
+        tc = board.toolchain
+        files.update(_copied(list(tc["sources"]) + ([tc["linker_script"]] if tc.get("linker_script") else [])))
+        values.update({"cc": tc["cc"], "size": tc["size"], "cflags": " ".join(tc["cflags"]),
+                       "ldflags": " ".join(tc["ldflags"]), "packages": " ".join(tc["packages"]),
+                       "sources": generic + list(tc["sources"]),
+                       "linker_script": f"src/{tc['linker_script']}" if tc.get("linker_script") else ""})
+        files["Makefile"] = env.get_template("make/Makefile.j2").render(**values)
+        values["how_to"] = ["```", "tinydeploy build DIR", "tinydeploy emulate DIR --port-file DIR/port.txt &"
+                            if board.emulated else "", "tinydeploy bench --port $(cat DIR/port.txt)"
+                            if board.emulated else "", "```"]
+    else:
+        files.update(_copied(("hal_espidf.c",)))
+        values.update({"sources": generic + ["hal_espidf.c"], "f_cpu": f"{board.cpu_mhz * 1_000_000}L",
+                       "sdkconfig": _sdkconfig(board), "extra": []})
+        for path, template in {"platformio.ini": "common/platformio.ini.j2",
+                               "CMakeLists.txt": "espidf/CMakeLists.txt.j2",
+                               "sdkconfig.defaults": "espidf/sdkconfig.defaults.j2",
+                               "src/CMakeLists.txt": "cengine/src_CMakeLists.txt.j2"}.items():
+            files[path] = env.get_template(template).render(**values)
+        values["how_to"] = ["```", "pio run -d DIR", "pio run -d DIR -t upload --upload-port PORT",
+                            "tinydeploy bench --port PORT", "```"]
+    values["how_to"] = [line for line in values["how_to"] if line]
+    files["README.md"] = env.get_template("cengine/README.md.j2").render(**values)
+    files["tinydeploy.json"] = _project_file(model, board, options, arena)
     return files
 
 

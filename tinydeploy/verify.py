@@ -44,7 +44,13 @@ def verify(results: dict, targets: Targets = Targets(), min_agreement: float = 0
         One TargetResult per target; a run that did not complete is a missed target too.
     """
     virtual = bool(results.get("virtual"))
-    where = "virtual device (host TFLM)" if virtual else "board"
+    device = results.get("device") or {}
+    if virtual:
+        where = "virtual device (host TFLM)"
+    elif device.get("timer") == "instructions":
+        where = f"emulated board {device.get('board', '')} ({device.get('engine', 'tflm')} engine's static plan)"
+    else:
+        where = "board"
     latency = results.get("latency_us") or {}
     if virtual and latency_estimate_ms is not None:
         latency_ms, latency_basis = latency_estimate_ms, "estimate for the board (no board attached)"
@@ -64,7 +70,8 @@ def verify(results: dict, targets: Targets = Targets(), min_agreement: float = 0
     validation = results.get("validation")
     if validation:
         verdicts.append(TargetResult("agreement", validation["top1_agreement"], min_agreement, "",
-                                     f"top-1 vs host TFLM over {validation['samples']} samples", at_least=True))
+                                     f"top-1 vs {validation.get('reference', 'host TFLM')} over "
+                                     f"{validation['samples']} samples", at_least=True))
     if not results.get("complete"):
         verdicts.append(TargetResult("bench completed", 0.0, 1.0, "", "bench run", at_least=True,
                                      detail=f"the run stopped: {results.get('error')}"))

@@ -1,0 +1,57 @@
+/* Firmware for the C engine: the protocol core driving td_model_invoke().
+ * Model-specific strings come from the generated td_board.h, the model from
+ * the generated td_model.c; the platform from td_hal.h. */
+#include <stdio.h>
+
+#include "td_board.h"
+#include "td_hal.h"
+#include "td_model.h"
+#include "td_protocol.h"
+
+/* Word aligned, so td_model_invoke copies them a word at a time. */
+static union {
+  int32_t align;
+  int8_t bytes[TD_MODEL_INPUT_BYTES];
+} input;
+static union {
+  int32_t align;
+  int8_t bytes[TD_MODEL_OUTPUT_BYTES];
+} output;
+
+static void serial_write(void *ctx, const char *data, size_t len) {
+  (void)ctx;
+  td_hal_write(data, len);
+}
+
+static uint64_t ticks(void *ctx) {
+  (void)ctx;
+  return td_hal_ticks();
+}
+
+static int invoke(void *ctx) {
+  (void)ctx;
+  return td_model_invoke(input.bytes, output.bytes);
+}
+
+static size_t info(void *ctx, char *buf, size_t size) {
+  int n;
+  (void)ctx;
+  n = snprintf(buf, size, kInfoFormat, (unsigned long)TD_MODEL_ARENA_BYTES);
+  return n < 0 ? 0 : (size_t)n;
+}
+
+void td_main(void) {
+  static const td_platform platform = {NULL, serial_write, ticks, invoke, info};
+  static td_protocol protocol;
+  td_model_io io;
+  td_hal_init();
+  io.input = input.bytes;
+  io.input_size = sizeof(input.bytes);
+  io.output = output.bytes;
+  io.output_size = sizeof(output.bytes);
+  io.name = kDeviceName;
+  io.model = kModelName;
+  td_protocol_init(&protocol, &platform, &io, 1);
+  td_protocol_boot(&protocol);
+  for (;;) td_protocol_feed(&protocol, td_hal_read());
+}

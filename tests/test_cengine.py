@@ -1,0 +1,319 @@
+"""The C engine: bit-exact kernels, the static memory plan, rendering for ESP32 and the
+emulated RISC-V board, and the whole render -> cross-compile -> boot -> bench -> validate ->
+verify path on that board."""
+
+import ctypes
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinydeploy import cengine, memplan
+from tinydeploy.boards import get_board
+from tinydeploy.errors import BadInput, StepFailed
+from tinydeploy.model import load_model, parse_model
+from tinydeploy.render import RenderOptions, render
+from tinydeploy.resources import shipped
+
+FLAGS = ["-std=c99", "-pedantic", "-O2", "-Wall", "-Wextra", "-Werror"]
+
+
+# ---- TFLite's arithmetic, as Python integers (the reference for the C kernels) ----
+
+def srdhm(a: int, b: int) -> int:
+    """SaturatingRoundingDoublingHighMul exactly as TFLite writes it (division truncating toward zero)."""
+    if a == b == -(2 ** 31):
+        return 2 ** 31 - 1
+    ab = a * b
+    v = ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))
+    q = abs(v) >> 31
+    return q if v >= 0 else -q
+
+
+def rounding_divide_by_pot(x: int, exponent: int) -> int:
+    mask = (1 << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> exponent) + (1 if remainder > threshold else 0)
+
+
+def multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int:
+    left, right = max(shift, 0), max(-shift, 0)
+    return rounding_divide_by_pot(srdhm(x * (1 << left), multiplier), right)
+
+
+@pytest.fixture(scope="module")
+def kernels_lib(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("kernels")
+    firmware = shipped("firmware")
+    library = folder / "kernels.so"
+    subprocess.run(["gcc", *FLAGS, "-shared", "-fPIC", "-I", str(firmware), "-o", str(library),
+                    str(firmware / "td_kernels.c")], check=True)
+    lib = ctypes.CDLL(str(library))
+    lib.td_multiply_by_quantized_multiplier.argtypes = [ctypes.c_int32, ctypes.c_void_p]
+    lib.td_multiply_by_quantized_multiplier.restype = ctypes.c_int32
+    return lib
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("real, expected", [(0.5, (1 << 30, 0)), (0.25, (1 << 30, -1)), (1.0, (1 << 30, 1)),
+                                            (1 / 3, (1431655765, -1)), (0.0, (0, 0))])
+def test_quantize_multiplier_matches_tflite(real, expected):
+    assert cengine.quantize_multiplier(real) == expected
+
+
+@pytest.mark.unit
+@given(st.floats(min_value=1e-9, max_value=1e3, allow_nan=False))
+def test_quantize_multiplier_represents_the_real_value(real):
+    multiplier, shift = cengine.quantize_multiplier(real)
+    assert (1 << 30) <= multiplier < (1 << 31)
+    assert math.isclose(multiplier * 2.0 ** (shift - 31), real, rel_tol=2 ** -30)
+
+
+@pytest.mark.host
+@settings(max_examples=3000, deadline=None)
+@given(acc=st.integers(-(2 ** 30) + 1, 2 ** 30 - 1), real=st.floats(1e-6, 0.99), left=st.sampled_from([0, 0, 0, 2]))
+def test_requantization_is_tflites_double_rounding(kernels_lib, acc, real, left):
+    """The kernels' shortcut (one high multiply, one rounding shift) gives TFLite's result."""
+    multiplier, shift = cengine.quantize_multiplier(real)
+    shift += left
+    acc >>= left  # keep acc * 2^left in int32, as TFLite requires
+    fields = (ctypes.c_int32 * 5)(*cengine.requant_fields(multiplier, shift))
+    got = kernels_lib.td_multiply_by_quantized_multiplier(acc, ctypes.addressof(fields))
+    assert got == multiply_by_quantized_multiplier(acc, multiplier, shift)
+
+
+# ---- the static memory plan ------------------------------------------------
+
+@pytest.mark.unit
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_plan_never_overlaps_live_buffers(data):
+    n = data.draw(st.integers(1, 12))
+    sizes = {0: data.draw(st.integers(1, 500))}
+    steps = []
+    for i in range(1, n + 1):
+        earlier = list(range(i))
+        inputs = data.draw(st.lists(st.sampled_from(earlier), min_size=1, max_size=2, unique=True))
+        sizes[i] = data.draw(st.integers(1, 500))
+        view = data.draw(st.booleans()) and sizes[inputs[0]] == sizes[i]
+        steps.append(memplan.Step(inputs, i, view_of=inputs[0] if view else None,
+                                  in_place=data.draw(st.booleans()), scratch=data.draw(st.sampled_from([0, 0, 64]))))
+    plan = memplan.plan(steps, sizes, [0], [n])
+    assert plan.size >= plan.peak_live
+    for a in plan.buffers:
+        assert a.offset % memplan.ALIGN == 0
+        for b in plan.buffers:
+            if a is not b and a.overlaps_in_time(b):
+                assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset
+    for step in steps:
+        if step.view_of is not None:
+            assert plan.offsets[step.view_of] == plan.offsets[step.output]
+
+
+# ---- bit-exact with TFLite's reference kernels -------------------------------
+
+@pytest.fixture(scope="module")
+def zoo():
+    from tests import models
+    return {name: parse_model(data, name) for name, data in models.kernel_zoo().items()}
+
+
+@pytest.mark.host
+def test_the_zoo_covers_every_kernel_and_variant(zoo):
+    ops = [op for m in zoo.values() for op in m.operators]
+    names = {op.name for op in ops}
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN", "ADD",
+            "RESHAPE", "PAD", "SOFTMAX", "EXPAND_DIMS"} <= names
+    convs = [op for op in ops if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    assert {op.options["stride_h"] for op in convs} >= {1, 2}
+    assert {op.options["padding"] for op in convs} == {"SAME", "VALID"}
+    kernel_sizes = {m.tensors[op.inputs[1]].shape[1] for m in zoo.values() for op in m.operators if op in convs}
+    assert kernel_sizes >= {1, 2, 3, 4, 5}
+    depthwise = [(m, op) for m in zoo.values() for op in m.operators if op.name == "DEPTHWISE_CONV_2D"]
+    assert {m.tensors[op.outputs[0]].shape[3] // m.tensors[op.inputs[0]].shape[3] for m, op in depthwise} >= {1, 2, 3}
+    assert {op.options["activation"] for op in convs} >= {"NONE", "RELU", "RELU6"}
+    pools = [op for op in ops if op.name.endswith("POOL_2D")]
+    assert {op.options["padding"] for op in pools} == {"SAME", "VALID"}
+    assert {op.options.get("keep_dims") for op in ops if op.name == "MEAN"} == {True, False}
+
+
+@pytest.mark.host
+@pytest.mark.parametrize("name", ["convs", "depthwise", "pools_pads", "series"])
+def test_c_engine_is_bit_exact_on_random_inputs(zoo, tmp_path, name):
+    from tinydeploy.evaluate import reference_outputs
+    model = zoo[name]
+    lowered = cengine.lower(model)
+    host = cengine.HostModel(lowered, tmp_path, flags=tuple(FLAGS))
+    x = np.random.default_rng(3).integers(-128, 128, size=(200, *model.input_tensors[0].shape[1:]), dtype=np.int8)
+    expected = reference_outputs(model, x).reshape(len(x), -1)
+    got = host.predict(x).reshape(len(x), -1)
+    assert np.array_equal(got, expected), f"{int((got != expected).sum())} outputs differ"
+    # The static plan is within 5% of the live-tensor lower bound (views can beat it).
+    assert lowered.arena_bytes <= 1.05 * lowered.lower_bound
+
+
+@pytest.mark.host
+def test_c_engine_is_bit_exact_on_real_validation_inputs(int8_cnn, tmp_path):
+    from tinydeploy import data
+    from tinydeploy.evaluate import quantize_input, reference_outputs
+    model = load_model(int8_cnn)
+    dataset = data.load("digits", image_size=32)
+    x = quantize_input(model, dataset.x_val)
+    host = cengine.HostModel(cengine.lower(model), tmp_path, flags=tuple(FLAGS))
+    assert np.array_equal(host.predict(x).reshape(len(x), -1), reference_outputs(model, x).reshape(len(x), -1))
+
+
+@pytest.mark.host
+def test_missing_operators_are_all_listed(unsupported_ops_model):
+    with pytest.raises(BadInput) as err:
+        cengine.lower(load_model(unsupported_ops_model))
+    message = str(err.value)
+    assert "TOPK_V2" in message and "REDUCE_PROD" in message and "--engine tflm" in message
+    assert "CONV_2D" in message  # what the engine does have
+
+
+# ---- rendering ---------------------------------------------------------------
+
+def pio_config(project):
+    done = subprocess.run([sys.executable, "-m", "platformio", "project", "config", "-d", str(project),
+                           "--json-output"], capture_output=True, text=True, timeout=120, check=True)
+    return {env: dict(options) for env, options in json.loads(done.stdout)}
+
+
+@pytest.mark.host
+def test_esp32_project_with_the_c_engine_has_no_tflm(int8_cnn, tmp_path):
+    from tinydeploy.project import write_project
+    board = get_board("esp32-c3-devkitm-1")
+    model = load_model(int8_cnn)
+    files = render(model, board, 12000, RenderOptions(engine="c"))
+    write_project(files, tmp_path)
+    env = pio_config(tmp_path)[f"env:{board.name}"]
+    assert env["platform"] == "espressif32" and env["framework"] == ["espidf"]
+    assert "src/idf_component.yml" not in files  # no esp-tflite-micro dependency
+    assert not any("tflite" in text.lower() and "micro_interpreter" in text.lower() for text in files.values())
+    sources = re.search(r'SRCS((?: "[^"]+")+)', files["src/CMakeLists.txt"]).group(1).split()
+    assert sorted(s.strip('"') for s in sources) == ["hal_espidf.c", "td_kernels.c", "td_main.c", "td_model.c",
+                                                    "td_protocol.c"]
+    info = json.loads(json.loads(re.search(r"kInfoFormat\[\] = (\".*\");", files["src/td_board.h"]).group(1))
+                      .replace("%lu", "1"))
+    assert info["engine"] == "c" and info["timer"] == "us" and "tflm" not in info
+    # The portable part of that firmware compiles with the host compiler, warnings as errors.
+    src = tmp_path / "src"
+    subprocess.run(["gcc", *FLAGS, "-c", "-I", str(src), str(src / "td_model.c"), str(src / "td_kernels.c"),
+                    str(src / "td_main.c"), str(src / "td_protocol.c")], check=True, cwd=tmp_path)
+
+
+@pytest.mark.host
+def test_tflm_is_refused_on_the_emulated_board(int8_cnn):
+    with pytest.raises(BadInput, match="qemu-riscv32 runs the c engine only; render with --engine c"):
+        render(load_model(int8_cnn), get_board("qemu-riscv32"), 12000, RenderOptions(engine="tflm"))
+
+
+# ---- the emulated RISC-V board: the real firmware, end to end ------------------
+
+def run(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "tinydeploy", *args], capture_output=True, text=True,
+                          timeout=600, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def built_rv32(int8_cnn, tmp_path_factory):
+    project = tmp_path_factory.mktemp("rv32") / "fw"
+    done = run("render", str(int8_cnn), "--board", "qemu-riscv32", "--out", str(project), "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    done = run("build", str(project), "--json")
+    assert done.returncode == 0, done.stderr
+    return project, summary, json.loads(done.stdout)
+
+
+@pytest.mark.host
+def test_rv32_firmware_builds_and_reports_its_sizes(built_rv32):
+    project, summary, build = built_rv32
+    assert summary["engine"] == "c" and summary["arena_bytes"] <= summary["tflm_arena_bytes"]
+    assert summary["arena_bytes"] <= 1.05 * summary["lower_bound_bytes"]
+    elf = project / "build" / "firmware.elf"
+    assert build["firmware"] == [str(elf)]
+    header = elf.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF" and header[4] == 1 and int.from_bytes(header[18:20], "little") == 243  # RISC-V
+    assert build["size"]["text"] > summary["constant_bytes"] and build["size"]["bss"] >= summary["arena_bytes"]
+
+
+@pytest.mark.host
+def test_rv32_render_bench_validate_verify(built_rv32, int8_cnn, tmp_path):
+    """The real firmware on QEMU: bench with validation on digits, then verify gates on it."""
+    from tinydeploy import emulate
+    project, summary, _ = built_rv32
+    with emulate.start(project) as emulator:
+        done = run("bench", "--port", emulator.url, "--out", str(tmp_path / "bench"), "--runs", "5",
+                   "--expect-model", str(int8_cnn), "--validate", "40", "--data", "digits", "--json")
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    device = results["device"]
+    assert device["engine"] == "c" and device["timer"] == "instructions" and device["board"] == "qemu-riscv32"
+    assert results["arena_used_bytes"] == summary["arena_bytes"]
+    counts = results["latency_instructions"]
+    assert counts["min"] == counts["max"] > 0  # exact and repeatable under -icount
+    assert results["latency_us"]["basis"].startswith("estimate")
+    assert results["latency_us"]["median"] == round(counts["median"] / 160, 3)
+    validation = results["validation"]
+    assert validation["samples"] == 40 and validation["top1_agreement"] == 1.0
+    assert validation["identical_outputs"] == 1.0 and validation["max_output_diff_lsb"] == 0
+    assert "TFLite reference kernels" in validation["reference"]
+    ok = run("verify", str(tmp_path / "bench"), "--json", "--max-latency-ms", "1000")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    verdicts = {v["target"]: v for v in json.loads(ok.stdout)["verdicts"]}
+    assert verdicts["arena"]["measured"] == round(summary["arena_bytes"] / 1024, 2)
+    assert verdicts["latency"]["basis"].startswith("median, estimate")
+    tight = run("verify", str(tmp_path / "bench"), "--json", "--max-latency-ms", "0.001")
+    assert tight.returncode == 1
+
+
+@pytest.mark.host
+def test_two_emulator_runs_count_the_same_instructions(built_rv32, tmp_path):
+    from tinydeploy import bench, emulate
+    project, _, _ = built_rv32
+    medians = []
+    for i in range(2):
+        with emulate.start(project) as emulator:
+            result = bench.bench(emulator.url, tmp_path / f"run{i}", runs=3, warmup=1, reset=False)
+        medians.append(result.latency_instructions)
+    assert medians[0]["min"] == medians[0]["max"] == medians[1]["min"] == medians[1]["max"]
+
+
+@pytest.mark.host
+def test_build_names_the_packages_when_the_cross_compiler_is_missing(built_rv32, tmp_path):
+    from tinydeploy.build import build
+    project, _, _ = built_rv32
+    env_path = os.environ["PATH"]
+    (tmp_path / "make").symlink_to(shutil.which("make"))
+    try:
+        os.environ["PATH"] = str(tmp_path)  # make, but no cross compiler
+        with pytest.raises(StepFailed, match="apt-get install gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf"):
+            build(project)
+    finally:
+        os.environ["PATH"] = env_path
+
+
+@pytest.mark.host
+def test_emulate_needs_a_built_project_for_an_emulated_board(built_rv32, tmp_path, int8_cnn):
+    from tinydeploy import emulate
+    with pytest.raises(BadInput, match="not a rendered project"):
+        emulate.start(tmp_path)
+    esp = tmp_path / "esp"
+    assert run("render", str(int8_cnn), "--board", "esp32-s3-devkitc-1", "--out", str(esp)).returncode == 0
+    with pytest.raises(BadInput, match="real board"):
+        emulate.start(esp)
+    done = run("emulate", str(tmp_path / "nothing"))
+    assert done.returncode == 2 and "tinydeploy.json" in done.stderr
+    assert Path(built_rv32[0] / "tinydeploy.json").is_file()
