@@ -22,13 +22,17 @@ extern "C" {
 
 /* One output channel's requantization: TFLite's MultiplyByQuantizedMultiplier
  * with its shift split into a left part (>= 0) and a right part (>= 0).
- * round = 1 << (right - 1) and negative = -1 when right > 0, both 0 otherwise. */
+ * multiplier2 is twice TFLite's Q31 multiplier (it fits 32 bits unsigned);
+ * round = 1 << (right - 1) and negative = -1 when right > 0, both 0 otherwise;
+ * round_offset = round + (output offset << right), which folds the output
+ * offset into the rounding shift on the layers tinydeploy marks fast_requant. */
 typedef struct td_requant {
-  int32_t multiplier;
+  uint32_t multiplier2;
   int32_t left;
   int32_t right;
   int32_t round;
   int32_t negative;
+  int32_t round_offset;
 } td_requant;
 
 /* CONV_2D, per-channel int8 weights. weights are packed by tinydeploy as
@@ -39,7 +43,7 @@ typedef struct td_conv {
   int32_t in_h, in_w, in_c, out_h, out_w, out_c;
   int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
   int32_t in_offset, out_offset, act_min, act_max;
-  int32_t fast_requant; /* every channel has left == 0 and right >= 1 */
+  int32_t fast_requant; /* every channel: left == 0, right >= 1, round_offset cannot overflow */
   const int8_t *weights;
   const int32_t *bias_full;
   const td_requant *rq;
@@ -51,7 +55,7 @@ typedef struct td_depthwise {
   int32_t in_h, in_w, in_c, out_h, out_w, out_c, depth_multiplier;
   int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
   int32_t in_offset, out_offset, act_min, act_max;
-  int32_t fast_requant; /* every channel has left == 0 and right >= 1 */
+  int32_t fast_requant; /* every channel: left == 0, right >= 1, round_offset cannot overflow */
   const int8_t *weights;
   const int32_t *bias;
   const int32_t *bias_full;

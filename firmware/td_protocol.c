@@ -177,7 +177,7 @@ static void execute(td_protocol *p, char *command) {
     snprintf(line, sizeof(line), "m-model-[%s]", p->io.model);
     emit_line(p, line);
   } else if (strcmp(command, "info") == 0) {
-    char info[512];
+    char info[768];
     size_t length = p->platform->info(p->platform->ctx, info, sizeof(info));
     emit(p, "m-info-");
     p->platform->write(p->platform->ctx, info, length < sizeof(info) ? length : sizeof(info) - 1);

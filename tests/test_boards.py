@@ -11,7 +11,7 @@ REQUIRED = {"esp32dev": "ESP32", "esp32-s3-devkitc-1": "ESP32-S3", "esp32-c3-dev
 def test_shipped_boards_have_every_field():
     boards = load_boards()
     assert {name: boards[name].chip for name in REQUIRED} == REQUIRED
-    for board in boards.values():
+    for board in (b for b in boards.values() if not b.emulated):
         assert board.cpu_mhz > 0 and board.sram_kb > 0 and board.flash_kb > 0
         assert board.arena_budget_kb < board.sram_kb
         assert board.platformio["platform"] == "espressif32"
@@ -21,6 +21,19 @@ def test_shipped_boards_have_every_field():
             # ESP-NN is faster than the portable kernels on every chip
             assert 0 < board.cycles_per_mac["esp-nn"][op] < board.cycles_per_mac["ansi"][op]
         assert "esp-tflite-micro" in board.latency_source
+
+
+def test_the_emulated_board_is_data_too():
+    board = get_board("qemu-riscv32")
+    assert board.emulated and board.engines == ("c",) and board.timer == "instructions"
+    assert board.toolchain["cc"] == "riscv64-unknown-elf-gcc"
+    assert {"-march=rv32imc", "-mabi=ilp32", "-misa-spec=2.2"} <= set(board.toolchain["cflags"])
+    assert board.emulator["command"][:3] == ["qemu-system-riscv32", "-machine", "virt"]
+    assert "shift=0,sleep=off" in board.emulator["command"] and "none" in board.emulator["command"]
+    assert set(board.toolchain["packages"]) | set(board.emulator["packages"]) == {
+        "gcc-riscv64-unknown-elf", "picolibc-riscv64-unknown-elf", "qemu-system-misc"}
+    assert board.cpu_mhz == 160  # the ESP32-C3's clock, for the labelled estimate
+    assert 0 < board.cycles_per_mac["c-engine"]["CONV_2D"] and "bench/engines.py" in board.latency_source
 
 
 def test_adding_a_board_is_adding_a_file(tmp_path):

@@ -90,7 +90,10 @@ def parse_board(text: str, origin: str) -> Board:
     pio = raw.get("platformio", {}) if isinstance(raw.get("platformio"), dict) else {}
     toolchain = raw.get("toolchain") if isinstance(raw.get("toolchain"), dict) else None
     emulator = raw.get("emulator") if isinstance(raw.get("emulator"), dict) else None
-    if toolchain is None:
+    if toolchain is None and "platformio" not in raw:
+        problems.append("'platformio' missing (a board built with PlatformIO needs it; a board with its own "
+                        "cross compiler has [toolchain] instead)")
+    elif toolchain is None:
         problems += [f"'platformio.{k}' missing" for k in ("platform", "board", "framework") if k not in pio]
     else:
         problems += [f"'toolchain.{k}' missing" for k in _TOOLCHAIN_KEYS if k not in toolchain]

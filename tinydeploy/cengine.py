@@ -27,6 +27,10 @@ from tinydeploy.model import Model, Operator, constant_values
 ENGINE_OPS = ("ADD", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "EXPAND_DIMS", "FULLY_CONNECTED",
               "MAX_POOL_2D", "MEAN", "PAD", "QUANTIZE", "RESHAPE", "SOFTMAX", "SQUEEZE")
 ACC_LIMIT = 1 << 30  # the kernels' fast requantization needs |accumulator| below this
+# Kernels the generated code instantiates once per layer (td_kernels_inline.h), so the
+# compiler folds each layer's sizes into the code: most of the MACs are in these.
+SPECIALIZED = ("td_conv_2d", "td_depthwise_conv_2d", "td_max_pool_2d", "td_add_s8")
+KERNEL_FILES = ("td_kernels.h", "td_kernels_inline.h", "td_kernels.c")
 
 
 class Unsupported(Exception):
@@ -56,10 +60,11 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     return q_fixed, shift
 
 
-def requant_fields(multiplier: int, shift: int) -> list[int]:
-    """A td_requant initializer: multiplier, left, right, round, negative."""
+def requant_fields(multiplier: int, shift: int, offset: int = 0) -> list[int]:
+    """A td_requant initializer: 2 * multiplier, left, right, round, negative, round + (offset << right)."""
     left, right = max(shift, 0), max(-shift, 0)
-    return [multiplier, left, right, (1 << (right - 1)) if right else 0, -1 if right else 0]
+    rounding = (1 << (right - 1)) if right else 0
+    return [2 * multiplier, left, right, rounding, -1 if right else 0, rounding + (offset << right)]
 
 
 def _quant(model: Model, index: int) -> tuple[float, int]:
@@ -152,7 +157,7 @@ def _check_int8(model: Model, indices) -> None:
 
 def _conv_multipliers(model: Model, op: Operator, channels: int) -> list[list[int]]:
     in_scale, _ = _quant(model, op.inputs[0])
-    out_scale, _ = _quant(model, op.outputs[0])
+    out_scale, out_zero = _quant(model, op.outputs[0])
     filter_q = model.tensors[op.inputs[1]].quantization
     if filter_q is None:
         raise Unsupported("weights without quantization")
@@ -161,7 +166,7 @@ def _conv_multipliers(model: Model, op: Operator, channels: int) -> list[list[in
         raise Unsupported(f"{len(scales)} weight scales for {channels} channels")
     rows = []
     for s in scales:  # PopulateConvolutionQuantizationParams: double(in) * double(filter) / double(out)
-        rows.append(requant_fields(*quantize_multiplier(float(in_scale) * float(s) / float(out_scale))))
+        rows.append(requant_fields(*quantize_multiplier(float(in_scale) * float(s) / float(out_scale)), out_zero))
     return rows
 
 
@@ -174,15 +179,19 @@ def _bias(model: Model, op: Operator, channels: int) -> np.ndarray:
     return np.zeros(channels, dtype=np.int64)
 
 
-def _check_accumulator(bias: np.ndarray, weight_abs_sum: np.ndarray) -> None:
+def _check_accumulator(bias: np.ndarray, weight_abs_sum: np.ndarray) -> np.ndarray:
+    """A bound on each channel's accumulator (bias or folded bias, plus 255 * sum |w|)."""
     bound = np.abs(bias) + 255 * weight_abs_sum
     if bound.max(initial=0) >= ACC_LIMIT:
         raise Unsupported("accumulators that may reach 2^30 (a layer this wide)")
+    return bound
 
 
-def _fast(rq: list[list[int]]) -> bool:
-    """Every channel shifts right only (left 0, right >= 1): the kernels' fast requantization applies."""
-    return all(left == 0 and right >= 1 for _, left, right, _, _ in rq)
+def _fast(rq: list[list[int]], acc_bound: np.ndarray) -> bool:
+    """The kernels' fast requantization applies: every channel shifts right only (left 0,
+    right >= 1) and t + round_offset stays within int32 (|t| <= |acc| + 1)."""
+    return all(left == 0 and right >= 1 and int(bound) + 1 + abs(round_offset) < 2 ** 31
+               for (_, left, right, _, _, round_offset), bound in zip(rq, acc_bound))
 
 
 def _pad4(values: np.ndarray, length: int) -> np.ndarray:
@@ -218,20 +227,21 @@ def _lower_conv(model: Model, op: Operator, name: str) -> Call:
     act_min, act_max = activation_range(o.get("activation", "NONE"), out_scale, out_zero)
     bias = _bias(model, op, out_c)
     in_offset = -in_zero
-    _check_accumulator(bias, np.abs(w).reshape(out_c, -1).sum(1))
+    bias_full = bias + in_offset * w.reshape(out_c, -1).sum(1)
+    bound = _check_accumulator(np.maximum(np.abs(bias), np.abs(bias_full)), np.abs(w).reshape(out_c, -1).sum(1))
     groups = (out_c + 3) // 4
     padded = groups * 4
     packed = _pad4(w, padded).reshape(groups, 4, k_h, k_w, in_c).transpose(0, 2, 3, 4, 1)
-    bias_full = bias + in_offset * w.reshape(out_c, -1).sum(1)
     rq = _conv_multipliers(model, op, out_c)
-    rq += [[0, 0, 0, 0, 0]] * (padded - out_c)
+    fast = _fast(rq, bound)
+    rq += [[0] * 6] * (padded - out_c)
     arrays = [Array(f"{name}_weights", "int8_t", packed.reshape(-1)),
               Array(f"{name}_bias_full", "int32_t", _pad4(bias_full, padded)),
               Array(f"{name}_rq", "td_requant", np.array(rq, dtype=np.int64))]
     fields = _int_fields(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c, k_h=k_h, k_w=k_w,
                          stride_h=sh, stride_w=sw, dil_h=dh, dil_w=dw, pad_top=pad_top, pad_left=pad_left,
                          in_offset=in_offset, out_offset=out_zero, act_min=act_min, act_max=act_max,
-                         fast_requant=_fast(rq[:out_c]))
+                         fast_requant=fast)
     fields += [("weights", arrays[0].name), ("bias_full", arrays[1].name), ("rq", arrays[2].name)]
     direct = k_h == 1 and k_w == 1 and pad_top == 0 and pad_left == 0
     scratch = 0 if direct else 2 * k_h * k_w * in_c  # two gathered patches
@@ -257,8 +267,8 @@ def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
     bias = _bias(model, op, out_c)
     in_offset = -in_zero
     flat = w.reshape(k_h * k_w, out_c)
-    _check_accumulator(bias, np.abs(flat).sum(0))
     bias_full = bias + in_offset * flat.sum(0)
+    bound = _check_accumulator(np.maximum(np.abs(bias), np.abs(bias_full)), np.abs(flat).sum(0))
     rq = _conv_multipliers(model, op, out_c)
     arrays = [Array(f"{name}_weights", "int8_t", flat.reshape(-1)),
               Array(f"{name}_bias", "int32_t", bias),
@@ -267,7 +277,7 @@ def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
     fields = _int_fields(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
                          depth_multiplier=out_c // in_c, k_h=k_h, k_w=k_w, stride_h=sh, stride_w=sw,
                          dil_h=dh, dil_w=dw, pad_top=pad_top, pad_left=pad_left, in_offset=in_offset,
-                         out_offset=out_zero, act_min=act_min, act_max=act_max, fast_requant=_fast(rq))
+                         out_offset=out_zero, act_min=act_min, act_max=act_max, fast_requant=_fast(rq, bound))
     fields += [("weights", arrays[0].name), ("bias", arrays[1].name), ("bias_full", arrays[2].name),
                ("rq", arrays[3].name)]
     return Call(op, "td_depthwise_conv_2d", "td_depthwise", fields, [op.inputs[0]], op.outputs[0], arrays)
@@ -293,7 +303,7 @@ def _lower_fully_connected(model: Model, op: Operator, name: str) -> Call:
     # (acc * multiplier + 2^(s-1)) >> s with s = 31 - shift (found by comparing with it).
     per_channel = len(model.tensors[op.inputs[1]].quantization.scales) > 1
     if per_channel:
-        rq = [[m, 0, 31 - (left - right), 0, 0] for m, left, right, _, _ in rq]
+        rq = [[m2, 0, 31 - (left - right), 0, 0, 0] for m2, left, right, _, _, _ in rq]
     arrays = [Array(f"{name}_weights", "int8_t", w.reshape(-1)),
               Array(f"{name}_bias_full", "int32_t", bias_full),
               Array(f"{name}_rq", "td_requant", np.array(rq, dtype=np.int64))]
@@ -484,7 +494,7 @@ def _array_rows(array: Array, per_row: int = 16) -> list[str]:
 def source_values(lowered: Lowered, banner: str) -> dict:
     """The values the td_model.c / td_model.h templates substitute."""
     model, plan = lowered.model, lowered.plan
-    arrays, params, steps = [], [], []
+    arrays, params, steps, functions = [], [], [], []
     for index, call in enumerate(lowered.calls):
         for array in call.arrays:
             arrays.append({"name": array.name, "ctype": array.ctype, "length": len(array.values),
@@ -504,10 +514,16 @@ def source_values(lowered: Lowered, banner: str) -> dict:
         args = src + [dst]
         if call.kernel == "td_conv_2d":
             args.append(f"arena.bytes + {plan.scratch[index]}" if call.scratch else "NULL")
-        steps.append({"comment": comment, "lines": [f"{call.kernel}(&{symbol}, {', '.join(args)});"]})
+        if call.kernel in SPECIALIZED:  # its own copy of the kernel, with this layer's constants folded in
+            name = f"layer{call.op.index}"
+            functions.append({"name": name, "body": f"{call.kernel}_inline(&{symbol}, {', '.join(args)});"})
+            steps.append({"comment": comment, "lines": [f"{name}();"]})
+        else:
+            steps.append({"comment": comment, "lines": [f"{call.kernel}(&{symbol}, {', '.join(args)});"]})
     x, y = model.tensors[lowered.input], model.tensors[lowered.output]
     return {
         "banner": banner, "sha256": model.sha256, "arrays": arrays, "params": params, "steps": steps,
+        "functions": functions,
         "arena_bytes": plan.size, "input_offset": plan.offsets[lowered.input], "input_bytes": x.nbytes,
         "output_offset": plan.offsets[lowered.output], "output_bytes": y.nbytes,
         "lower_bound": lowered.lower_bound, "macs": lowered.macs,
@@ -522,7 +538,7 @@ def render_sources(lowered: Lowered, banner: str) -> dict[str, str]:
     values = source_values(lowered, banner)
     files = {name: env.get_template(f"cengine/{name}.j2").render(**values) for name in ("td_model.h", "td_model.c")}
     firmware = shipped("firmware")
-    for name in ("td_kernels.h", "td_kernels.c"):
+    for name in KERNEL_FILES:
         files[name] = f"/* {banner} (copied from tinydeploy's firmware/) */\n" + (firmware / name).read_text()
     return files
 

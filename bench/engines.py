@@ -1,0 +1,82 @@
+"""TFLM against the C engine on the digits demo model.
+
+Prints the arena three ways (TFLM measured, the C engine's static plan, the
+live-tensor lower bound), flash (the flatbuffer, and the C engine's constants
+plus code from `size` on the RV32 objects and on the whole firmware), and the
+instructions retired per inference on the emulated RV32IMC board, per MAC and
+per layer, with a second boot to show the counts repeat exactly.
+Run after `make demo`: .venv/bin/python bench/engines.py [MODEL.tflite]
+"""
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tinydeploy import bench, cengine, emulate, tflm
+from tinydeploy.boards import get_board
+from tinydeploy.build import build, elf_size
+from tinydeploy.model import load_model
+from tinydeploy.project import write_project
+from tinydeploy.render import RenderOptions, render
+
+DEMO = Path("build/demo/optimize/model.tflite")
+
+
+def object_sizes(project: Path, toolchain: dict) -> dict:
+    """text (code + read-only data) of the C engine's own objects: the model and the kernels."""
+    flags = [f for f in toolchain["cflags"] if not f.startswith("--specs")]
+    sizes = {}
+    for name in ("td_model", "td_kernels"):
+        obj = project / "build" / f"{name}.o"
+        subprocess.run([toolchain["cc"], *flags, "--specs=picolibc.specs", "-c", str(project / "src" / f"{name}.c"),
+                        "-I", str(project / "src"), "-o", str(obj)], check=True)
+        sizes[name] = elf_size(toolchain["size"], obj)["text"]
+    return sizes
+
+
+def boot_and_count(project: Path, out: Path) -> dict:
+    with emulate.start(project) as emulator:
+        result = bench.bench(emulator.url, out, runs=5, warmup=1, reset=False)
+    return result.latency_instructions
+
+
+def main(model_path: Path) -> None:
+    if not model_path.is_file():
+        sys.exit(f"{model_path} not found: run `make demo` first (or pass a .tflite)")
+    model = load_model(model_path)
+    lowered = cengine.lower(model)
+    measured = tflm.measure_arena(model).arena_bytes
+    board = get_board("qemu-riscv32")
+    print(f"model {model_path}: {model.size_bytes:,} B flatbuffer, {lowered.macs:,} MACs")
+    print("arena:")
+    print(f"  TFLM (measured, tflite-micro on this host)  {measured:>8,} B")
+    print(f"  C engine (static plan)                      {lowered.arena_bytes:>8,} B  "
+          f"= {lowered.arena_bytes / measured:.2f} x TFLM")
+    print(f"  lower bound (largest live-tensor sum)       {lowered.lower_bound:>8,} B  "
+          f"C engine is {100 * (lowered.arena_bytes / lowered.lower_bound - 1):+.1f}% of it")
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp) / "fw"
+        write_project(render(model, board, measured, RenderOptions(engine="c"), "demo"), project)
+        firmware = build(project)
+        objects = object_sizes(project, board.toolchain)
+        print("flash:")
+        print(f"  model flatbuffer (what TFLM reads)          {model.size_bytes:>8,} B (plus the interpreter)")
+        print(f"  C engine: model constants + code (td_model) {objects['td_model']:>8,} B")
+        print(f"  C engine: kernels (td_kernels)              {objects['td_kernels']:>8,} B")
+        print(f"  whole RV32 firmware text (.text + .rodata)  {firmware.size['text']:>8,} B "
+              "(with the protocol and picolibc's printf)")
+        first = boot_and_count(project, Path(tmp) / "run1")
+        second = boot_and_count(project, Path(tmp) / "run2")
+    per_inference = first["median"]
+    print("instructions retired on the emulated RV32IMC board (minstret, QEMU -icount):")
+    print(f"  per inference  {per_inference:,.0f}  (estimate at 160 MHz, 1 instruction/cycle: "
+          f"{per_inference / 160:,.0f} µs)")
+    print(f"  per MAC        {per_inference / lowered.macs:.2f}  (requantization, pooling, copies included)")
+    print(f"  repeat runs    first boot {first['min']:,}..{first['max']:,}, second boot "
+          f"{second['min']:,}..{second['max']:,}: "
+          f"{'identical' if first['min'] == first['max'] == second['min'] == second['max'] else 'DIFFERENT'}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else DEMO)

@@ -1,0 +1,389 @@
+/* tinydeploy C engine: the arithmetic and the busiest kernels as inline
+ * functions. td_kernels.c compiles each once (td_conv_2d() and so on); a generated td_model.c includes this file and calls
+ * td_conv_2d_inline(), td_depthwise_conv_2d_inline(), td_max_pool_2d_inline()
+ * and td_add_s8_inline() with each layer's constant parameters, so the compiler specializes every layer (its sizes and
+ * strides become immediates, fixed loops unroll). Results are the same either way. */
+#ifndef TD_KERNELS_INLINE_H_
+#define TD_KERNELS_INLINE_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "td_kernels.h"
+
+#if defined(__GNUC__)
+#define TD_INLINE static inline __attribute__((always_inline))
+#define TD_NOINLINE __attribute__((noinline))
+#else
+#define TD_INLINE static inline
+#define TD_NOINLINE
+#endif
+
+/* ---- TFLite / gemmlowp fixed-point arithmetic --------------------------- */
+
+/* SaturatingRoundingDoublingHighMul. For b >= 0 (every requantization
+ * multiplier) trunc((a*b + nudge) / 2^31), with nudge = 2^30 when a*b >= 0
+ * and 1 - 2^30 otherwise, equals floor((a*b + 2^30) / 2^31). */
+static inline int32_t srdhm(int32_t a, int32_t b) {
+  if (a == b && a == INT32_MIN) return INT32_MAX;
+  return (int32_t)(((int64_t)a * b + ((int64_t)1 << 30)) >> 31);
+}
+
+/* RoundingDivideByPOT, exactly as TFLite writes it (no intermediate overflow). */
+static inline int32_t rounding_divide_by_pot(int32_t x, int exponent) {
+  const int32_t mask = (int32_t)(((uint32_t)1 << exponent) - 1);
+  const int32_t remainder = x & mask;
+  const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+  return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* floor((acc * m + 2^30) / 2^31), TFLite's SaturatingRoundingDoublingHighMul
+ * for m >= 0, as the high word of acc * 2m + 2^31: one signed-by-unsigned high
+ * multiply (RISC-V mulhsu) plus the carry out of the low word; m2 = 2m. */
+TD_INLINE int32_t high_mul(int32_t acc, uint32_t m2) {
+  const uint32_t low = (uint32_t)acc * m2;
+  const int32_t high = (int32_t)(((int64_t)acc * (int64_t)m2) >> 32);
+  return high + (int32_t)(low >> 31);
+}
+
+/* MultiplyByQuantizedMultiplier for accumulators below 2^30 in magnitude
+ * (tinydeploy checks the bound per layer): RoundingDivideByPOT(t, right) is
+ * then (t + 2^(right-1) - (t < 0)) >> right. */
+TD_INLINE int32_t requant(int32_t acc, const td_requant *rq) {
+  int32_t t;
+  if (rq->left) acc = (int32_t)((uint32_t)acc << rq->left);
+  t = high_mul(acc, rq->multiplier2);
+  return (t + rq->round + ((t >> 31) & rq->negative)) >> rq->right;
+}
+
+/* The same plus the output offset, for a channel with left == 0 and right >= 1
+ * (a layer's fast_requant flag): (t >> 31) is -1 for a negative t, which is
+ * the (t < 0) correction, and round_offset adds the offset before the shift. */
+TD_INLINE int32_t requant_fast_offset(int32_t acc, const td_requant *rq) {
+  const int32_t t = high_mul(acc, rq->multiplier2);
+  return (t + rq->round_offset + (t >> 31)) >> rq->right;
+}
+
+TD_INLINE int8_t clamp8(int32_t v, int32_t lo, int32_t hi) {
+  if (v < lo) v = lo;
+  if (v > hi) v = hi;
+  return (int8_t)v;
+}
+
+/* The kernel taps [*lo, *hi) that fall inside [0, size) for a window starting at origin. */
+TD_INLINE void valid_taps(int32_t origin, int32_t dilation, int32_t taps, int32_t size, int32_t *lo, int32_t *hi) {
+  int32_t first = 0, last = taps;
+  if (origin < 0) first = (-origin + dilation - 1) / dilation;
+  if (origin + (taps - 1) * dilation >= size) last = (size - origin + dilation - 1) / dilation;
+  if (last < first) last = first;
+  *lo = first;
+  *hi = last;
+}
+
+/* ---- output stage shared by the convolutions ------------------------------ */
+
+typedef struct out_stage {
+  const td_requant *rq; /* of the first of the four channels */
+  int32_t fast, count, offset, lo, hi;
+} out_stage;
+
+/* Requantize, offset, clamp and store four channels' accumulators. */
+TD_INLINE void store_4(int8_t *restrict out, const out_stage *s, int32_t a0, int32_t a1, int32_t a2,
+                           int32_t a3) {
+  const td_requant *rq = s->rq;
+  const int32_t offset = s->offset, lo = s->lo, hi = s->hi;
+  if (s->fast && s->count == 4) {
+    out[0] = clamp8(requant_fast_offset(a0, &rq[0]), lo, hi);
+    out[1] = clamp8(requant_fast_offset(a1, &rq[1]), lo, hi);
+    out[2] = clamp8(requant_fast_offset(a2, &rq[2]), lo, hi);
+    out[3] = clamp8(requant_fast_offset(a3, &rq[3]), lo, hi);
+  } else {
+    const int32_t acc[4] = {a0, a1, a2, a3};
+    int32_t j;
+    for (j = 0; j < s->count; ++j) out[j] = clamp8(requant(acc[j], &rq[j]) + offset, lo, hi);
+  }
+}
+
+/* ---- CONV_2D ------------------------------------------------------------ */
+
+/* Four output channels of two pixels: patches x0 and x1 of `rows` runs of
+ * `run` contiguous values, `stride` apart (rows = 1 for a gathered patch),
+ * times the weights interleaved by four, each loaded weight serving both
+ * pixels; then the output stage. o1 == NULL computes one pixel. */
+TD_INLINE void conv_block(const int8_t *restrict x0, const int8_t *restrict x1, int32_t rows, int32_t run,
+                          int32_t stride, const int8_t *restrict w, const int32_t *restrict bias,
+                          const out_stage *s, int8_t *restrict o0, int8_t *restrict o1) {
+  int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+  int32_t c0 = a0, c1 = a1, c2 = a2, c3 = a3;
+  int32_t r;
+  for (r = 0; r < rows; ++r) {
+    const int8_t *p0 = x0 + r * stride, *p1 = x1 + r * stride;
+    const int8_t *end = p0 + (run & ~1);
+    while (p0 < end) { /* two values per iteration */
+      int32_t u = p0[0], v = p1[0];
+      a0 += u * w[0]; c0 += v * w[0];
+      a1 += u * w[1]; c1 += v * w[1];
+      a2 += u * w[2]; c2 += v * w[2];
+      a3 += u * w[3]; c3 += v * w[3];
+      u = p0[1];
+      v = p1[1];
+      a0 += u * w[4]; c0 += v * w[4];
+      a1 += u * w[5]; c1 += v * w[5];
+      a2 += u * w[6]; c2 += v * w[6];
+      a3 += u * w[7]; c3 += v * w[7];
+      p0 += 2;
+      p1 += 2;
+      w += 8;
+    }
+    if (run & 1) {
+      const int32_t u = p0[0], v = p1[0];
+      a0 += u * w[0]; c0 += v * w[0];
+      a1 += u * w[1]; c1 += v * w[1];
+      a2 += u * w[2]; c2 += v * w[2];
+      a3 += u * w[3]; c3 += v * w[3];
+      w += 4;
+    }
+  }
+  store_4(o0, s, a0, a1, a2, a3);
+  if (o1) store_4(o1, s, c0, c1, c2, c3);
+}
+
+/* Copy output pixel (oy, ox)'s receptive field into patch as [k_h][k_w][in_c],
+ * taps outside the image set to the input zero point (which contributes
+ * nothing once bias_full's -zero_point * sum(w) is added). */
+TD_INLINE void gather_patch(const td_conv *p, const int8_t *restrict input, int8_t *restrict patch, int32_t oy,
+                         int32_t ox) {
+  const int32_t in_c = p->in_c, in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
+  const int8_t zero = (int8_t)(-p->in_offset);
+  const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
+  int32_t ky, kx, c;
+  if (p->dil_w == 1 && iy0 >= 0 && ix0 >= 0 && iy0 + (k_h - 1) * p->dil_h < in_h && ix0 + k_w <= in_w) {
+    const int32_t row = k_w * in_c; /* inside the image: k_h contiguous runs */
+    for (ky = 0; ky < k_h; ++ky) {
+      const int8_t *src = input + ((iy0 + ky * p->dil_h) * in_w + ix0) * in_c;
+      for (c = 0; c < row; ++c) *patch++ = src[c];
+    }
+    return;
+  }
+  for (ky = 0; ky < k_h; ++ky) {
+    const int32_t iy = iy0 + ky * p->dil_h;
+    for (kx = 0; kx < k_w; ++kx) {
+      const int32_t ix = ix0 + kx * p->dil_w;
+      if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
+        for (c = 0; c < in_c; ++c) *patch++ = zero;
+      } else {
+        const int8_t *src = input + (iy * in_w + ix) * in_c;
+        for (c = 0; c < in_c; ++c) *patch++ = src[c];
+      }
+    }
+  }
+}
+
+/* Is output pixel (oy, ox)'s window inside the image, so the kernel can read
+ * it straight from the input as k_h runs of k_w * in_c values? */
+TD_INLINE int window_inside(const td_conv *p, int32_t oy, int32_t ox) {
+  const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
+  return p->dil_w == 1 && iy0 >= 0 && ix0 >= 0 && iy0 + (p->k_h - 1) * p->dil_h < p->in_h &&
+         ix0 + p->k_w <= p->in_w;
+}
+
+/* Convolution as patches times weights, two output pixels at a time. Windows
+ * inside the image are read in place; a pair with a window over the border
+ * is gathered into scratch (2 * k_h * k_w * in_c bytes, planned in the arena)
+ * with the input zero point in the padding. */
+TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *output, int8_t *scratch) {
+  const int32_t out_c = p->out_c, out_w = p->out_w, pixels = p->out_h * p->out_w, in_c = p->in_c;
+  const int32_t run = p->k_w * in_c, patch = p->k_h * run, groups = (out_c + 3) >> 2;
+  const int32_t in_row = p->dil_h * p->in_w * in_c;
+  out_stage s;
+  int32_t px, g;
+  s.fast = p->fast_requant;
+  s.offset = p->out_offset;
+  s.lo = p->act_min;
+  s.hi = p->act_max;
+  for (px = 0; px < pixels; px += 2) {
+    const int32_t second = px + 1 < pixels ? px + 1 : px; /* an odd last pixel: one pixel only */
+    const int32_t oy0 = px / out_w, ox0 = px % out_w, oy1 = second / out_w, ox1 = second % out_w;
+    const int8_t *x0, *x1;
+    int32_t rows, length, stride;
+    int8_t *o0 = output + px * out_c, *o1 = second != px ? output + second * out_c : NULL;
+    if (window_inside(p, oy0, ox0) && window_inside(p, oy1, ox1)) {
+      x0 = input + ((oy0 * p->stride_h - p->pad_top) * p->in_w + ox0 * p->stride_w - p->pad_left) * in_c;
+      x1 = input + ((oy1 * p->stride_h - p->pad_top) * p->in_w + ox1 * p->stride_w - p->pad_left) * in_c;
+      rows = p->k_h;
+      length = run;
+      stride = in_row;
+    } else {
+      gather_patch(p, input, scratch, oy0, ox0);
+      gather_patch(p, input, scratch + patch, oy1, ox1);
+      x0 = scratch;
+      x1 = scratch + patch;
+      rows = 1;
+      length = patch;
+      stride = 0;
+    }
+    for (g = 0; g < groups; ++g) {
+      s.rq = p->rq + 4 * g;
+      s.count = out_c - 4 * g < 4 ? out_c - 4 * g : 4;
+      conv_block(x0, x1, rows, length, stride, p->weights + g * patch * 4, p->bias_full + 4 * g, &s, o0 + 4 * g,
+                 o1 ? o1 + 4 * g : NULL);
+    }
+  }
+}
+
+/* ---- DEPTHWISE_CONV_2D -------------------------------------------------- */
+
+/* Four channels of one output pixel over the taps [ky_lo, ky_hi) x [kx_lo, kx_hi);
+ * x points at the input for tap (0, 0) and channel c, w at the weights of channel c. */
+TD_INLINE void dw_block(const int8_t *x, const int8_t *w, int32_t x_row, int32_t x_tap, int32_t w_row, int32_t w_tap,
+                     int32_t ky_lo, int32_t ky_hi, int32_t kx_lo, int32_t kx_hi, int32_t offset,
+                     const int32_t *bias, const out_stage *s, int8_t *out) {
+  int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+  int32_t ky, kx;
+  for (ky = ky_lo; ky < ky_hi; ++ky) {
+    const int8_t *xp = x + ky * x_row + kx_lo * x_tap;
+    const int8_t *wp = w + ky * w_row + kx_lo * w_tap;
+    for (kx = kx_lo; kx < kx_hi; ++kx) {
+      a0 += (xp[0] + offset) * wp[0];
+      a1 += (xp[1] + offset) * wp[1];
+      a2 += (xp[2] + offset) * wp[2];
+      a3 += (xp[3] + offset) * wp[3];
+      xp += x_tap;
+      wp += w_tap;
+    }
+  }
+  store_4(out, s, a0, a1, a2, a3);
+}
+
+/* Four channels of two horizontally adjacent output pixels whose windows are
+ * inside the image (no offset: bias_full holds it); pixel 1 is pixel_step
+ * input bytes after pixel 0. */
+TD_INLINE void dw_block_2(const int8_t *restrict x0, int32_t pixel_step, const int8_t *restrict w, int32_t x_row,
+                       int32_t x_tap, int32_t w_row, int32_t w_tap, int32_t k_h, int32_t k_w,
+                       const int32_t *bias, const out_stage *s, int8_t *restrict o0, int8_t *restrict o1) {
+  int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+  int32_t c0 = a0, c1 = a1, c2 = a2, c3 = a3;
+  int32_t ky, kx;
+  for (ky = 0; ky < k_h; ++ky) {
+    const int8_t *xp = x0 + ky * x_row;
+    const int8_t *wp = w + ky * w_row;
+    for (kx = 0; kx < k_w; ++kx) {
+      const int8_t *xq = xp + pixel_step;
+      const int32_t w0 = wp[0], w1 = wp[1], w2 = wp[2], w3 = wp[3];
+      a0 += xp[0] * w0; c0 += xq[0] * w0;
+      a1 += xp[1] * w1; c1 += xq[1] * w1;
+      a2 += xp[2] * w2; c2 += xq[2] * w2;
+      a3 += xp[3] * w3; c3 += xq[3] * w3;
+      xp += x_tap;
+      wp += w_tap;
+    }
+  }
+  store_4(o0, s, a0, a1, a2, a3);
+  store_4(o1, s, c0, c1, c2, c3);
+}
+
+TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *input, int8_t *output) {
+  const int32_t in_c = p->in_c, out_c = p->out_c, in_w = p->in_w, m = p->depth_multiplier;
+  const int32_t k_h = p->k_h, k_w = p->k_w, out_w = p->out_w;
+  const int32_t x_row = p->dil_h * in_w * in_c, x_tap = p->dil_w * in_c, w_row = k_w * out_c, w_tap = out_c;
+  const int32_t pixel_step = p->stride_w * in_c;
+  out_stage s;
+  int32_t oy, ox, c;
+  s.fast = p->fast_requant;
+  s.count = 4;
+  s.offset = p->out_offset;
+  s.lo = p->act_min;
+  s.hi = p->act_max;
+  for (oy = 0; oy < p->out_h; ++oy) {
+    const int32_t iy0 = oy * p->stride_h - p->pad_top;
+    int32_t ky_lo, ky_hi;
+    valid_taps(iy0, p->dil_h, k_h, p->in_h, &ky_lo, &ky_hi);
+    for (ox = 0; ox < out_w; ++ox) {
+      const int32_t ix0 = ox * p->stride_w - p->pad_left;
+      const int8_t *x = input + (iy0 * in_w + ix0) * in_c;
+      int8_t *out = output + (oy * out_w + ox) * out_c;
+      int32_t kx_lo, kx_hi, pair = 0, full;
+      valid_taps(ix0, p->dil_w, k_w, in_w, &kx_lo, &kx_hi);
+      full = ky_lo == 0 && ky_hi == k_h && kx_lo == 0 && kx_hi == k_w;
+      if (full && m == 1 && (out_c & 3) == 0 && ox + 1 < out_w) { /* is the next window inside too? */
+        int32_t lo, hi;
+        valid_taps(ix0 + p->stride_w, p->dil_w, k_w, in_w, &lo, &hi);
+        pair = lo == 0 && hi == k_w;
+      }
+      c = 0;
+      if (m == 1) {
+        const int32_t *bias = full ? p->bias_full : p->bias;
+        for (; c + 3 < out_c; c += 4) {
+          s.rq = p->rq + c;
+          if (pair) {
+            dw_block_2(x + c, pixel_step, p->weights + c, x_row, x_tap, w_row, w_tap, k_h, k_w, bias + c, &s,
+                       out + c, out + out_c + c);
+          } else {
+            dw_block(x + c, p->weights + c, x_row, x_tap, w_row, w_tap, ky_lo, ky_hi, kx_lo, kx_hi,
+                     full ? 0 : p->in_offset, bias + c, &s, out + c);
+          }
+        }
+      }
+      for (; c < out_c; ++c) {
+        const int32_t ic = c / m;
+        int32_t sum = p->bias[c], ky, kx;
+        for (ky = ky_lo; ky < ky_hi; ++ky) {
+          for (kx = kx_lo; kx < kx_hi; ++kx) {
+            sum += (x[ky * x_row + kx * x_tap + ic] + p->in_offset) * p->weights[ky * w_row + kx * w_tap + c];
+          }
+        }
+        out[c] = clamp8(requant(sum, &p->rq[c]) + p->out_offset, p->act_min, p->act_max);
+      }
+      if (pair) ++ox; /* the next pixel is done too */
+    }
+  }
+}
+
+/* ---- MAX_POOL_2D ---------------------------------------------------------- */
+
+TD_INLINE void td_max_pool_2d_inline(const td_pool *p, const int8_t *input, int8_t *output) {
+  const int32_t channels = p->channels, in_w = p->in_w, out_w = p->out_w, lo = p->act_min, hi = p->act_max;
+  const int32_t row = in_w * channels;
+  int32_t oy, ox, c, fy, fx;
+  for (oy = 0; oy < p->out_h; ++oy) {
+    const int32_t iy0 = oy * p->stride_h - p->pad_top;
+    int32_t fy_lo, fy_hi;
+    valid_taps(iy0, 1, p->f_h, p->in_h, &fy_lo, &fy_hi);
+    for (ox = 0; ox < out_w; ++ox) {
+      const int32_t ix0 = ox * p->stride_w - p->pad_left;
+      int8_t *restrict out = output + (oy * out_w + ox) * channels;
+      int32_t fx_lo, fx_hi;
+      valid_taps(ix0, 1, p->f_w, in_w, &fx_lo, &fx_hi);
+      for (c = 0; c < channels; ++c) { /* the window's maximum in a register; strides are constants per layer */
+        const int8_t *restrict x = input + (iy0 * in_w + ix0) * channels + c;
+        int32_t best = -128;
+        for (fy = fy_lo; fy < fy_hi; ++fy) {
+          for (fx = fx_lo; fx < fx_hi; ++fx) {
+            const int32_t v = x[fy * row + fx * channels];
+            if (v > best) best = v;
+          }
+        }
+        out[c] = clamp8(best, lo, hi);
+      }
+    }
+  }
+}
+
+/* ---- ADD ------------------------------------------------------------------ */
+
+/* TFLite's int8 Add: both inputs rescaled to a common scale with 20 bits of
+ * headroom, summed, rescaled to the output (MultiplyByQuantizedMultiplier-
+ * SmallerThanOneExp each time). The operands stay below 2^29, so requant()'s
+ * shortcut is exact here. */
+TD_INLINE void td_add_s8_inline(const td_add *p, const int8_t *input1, const int8_t *input2, int8_t *output) {
+  const int32_t in1 = p->in1_offset, in2 = p->in2_offset, shift = p->left_shift, out = p->out_offset;
+  const int32_t lo = p->act_min, hi = p->act_max;
+  int32_t i;
+  for (i = 0; i < p->size; ++i) {
+    const int32_t a = requant((input1[i] + in1) * (1 << shift), &p->rq[0]);
+    const int32_t b = requant((input2[i] + in2) * (1 << shift), &p->rq[1]);
+    output[i] = clamp8(requant(a + b, &p->rq[2]) + out, lo, hi);
+  }
+}
+
+#endif /* TD_KERNELS_INLINE_H_ */
