@@ -8,7 +8,12 @@ INSTALLED := $(VENV)/.installed
 DEMO := build/demo
 PYTEST_ARGS ?=
 
-.PHONY: install demo test clean
+# Debian packages the test suite uses beyond PyPI: the RV32 cross compiler, its C library
+# and QEMU, for the emulated board that runs the real C-engine firmware.
+DEB_PACKAGES := gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install demo test clean system-packages
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +29,14 @@ install: $(INSTALLED)
 demo: $(INSTALLED)
 	$(TD) deploy --data digits --board esp32-s3-devkitc-1 --out $(DEMO)
 
-test: $(INSTALLED)
+system-packages:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: $(INSTALLED) system-packages
 	$(PY) -m pytest -m "unit or host" $(PYTEST_ARGS)
 
 clean:

@@ -317,3 +317,26 @@ def test_emulate_needs_a_built_project_for_an_emulated_board(built_rv32, tmp_pat
     done = run("emulate", str(tmp_path / "nothing"))
     assert done.returncode == 2 and "tinydeploy.json" in done.stderr
     assert Path(built_rv32[0] / "tinydeploy.json").is_file()
+
+
+@pytest.mark.host
+def test_emulate_command_prints_the_port_and_stops_qemu_on_sigterm(built_rv32, tmp_path):
+    import signal
+    import socket
+    import time
+    project, _, _ = built_rv32
+    port_file = tmp_path / "port.txt"
+    process = subprocess.Popen([sys.executable, "-m", "tinydeploy", "emulate", str(project), "--port-file",
+                                str(port_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not port_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    url = port_file.read_text().strip()
+    assert url.startswith("socket://127.0.0.1:")
+    host, port = url[len("socket://"):].split(":")
+    socket.create_connection((host, int(port)), timeout=5).close()  # QEMU's UART is listening
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=20)
+    assert process.returncode == 0 and url in out
+    with pytest.raises(OSError):
+        socket.create_connection((host, int(port)), timeout=2)

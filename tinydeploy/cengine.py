@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinydeploy import cgen, memplan
+from tinydeploy import memplan
 from tinydeploy.costs import activation_lower_bound, op_macs
 from tinydeploy.errors import BadInput
 from tinydeploy.model import Model, Operator, constant_values

@@ -145,6 +145,10 @@ def cmd_render(args) -> int:
     return EXIT_OK
 
 
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_emulate(args) -> int:
     import signal
     from tinydeploy import emulate
@@ -157,7 +161,7 @@ def cmd_emulate(args) -> int:
         else:
             print(f"emulating {args.dir}: serial port {emulator.url}", flush=True)
             print(f"next: tinydeploy bench --port {emulator.url}   (Ctrl-C stops the emulator)", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: emulator.stop())
+        signal.signal(signal.SIGTERM, _interrupt)  # stop the emulator in `finally`, as Ctrl-C does
         code = emulator.process.wait()
     except KeyboardInterrupt:
         code = 0

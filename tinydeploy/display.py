@@ -16,12 +16,14 @@ def _n(value) -> str:
 
 def boards_table(boards: dict[str, Board]) -> Table:
     table = Table(title="Boards", title_justify="left")
-    for column in ("board", "chip", "CPU MHz", "SRAM KB", "arena budget KB", "flash KB", "framework", "baud"):
+    for column in ("board", "chip", "CPU MHz", "SRAM KB", "arena budget KB", "flash KB", "build", "engines", "baud"):
         table.add_column(column, no_wrap=True,
                          justify="right" if column[0].isupper() or "KB" in column else "left")
     for b in boards.values():
+        build = "cross gcc, emulated" if b.emulated else \
+            ("cross gcc" if b.toolchain else f"pio {b.platformio['framework']}")
         table.add_row(b.name, b.chip, _n(b.cpu_mhz), _n(b.sram_kb), _n(b.arena_budget_kb),
-                      _n(b.flash_kb), b.platformio["framework"], _n(b.baud))
+                      _n(b.flash_kb), build, ", ".join(b.engines), _n(b.baud))
     return table
 
 
@@ -158,10 +160,17 @@ def bench_table(results: dict) -> Table:
     table.add_column("value", justify="right")
     table.add_column("basis")
     device = results.get("device") or {}
-    table.add_row("board", str(device.get("board", "?")), f"{device.get('framework', '?')}, {device.get('tflm', '?')}")
+    c_engine = device.get("engine") == "c"
+    runtime = "C engine (no interpreter)" if c_engine else f"{device.get('framework', '?')}, {device.get('tflm', '?')}"
+    table.add_row("board", str(device.get("board", "?")), runtime)
     table.add_row("model", f"{results.get('model_bytes') or 0:,} B", f"sha256 {str(results.get('model_sha256'))[:16]}…")
     table.add_row("arena (configured)", f"{results.get('arena_bytes') or 0:,} B", "firmware constant")
-    table.add_row("arena_used_bytes()", f"{results.get('arena_used_bytes') or 0:,} B", "reported by TFLM on the device")
+    table.add_row("arena_used_bytes()", f"{results.get('arena_used_bytes') or 0:,} B",
+                  "the C engine's static plan, reported by the device" if c_engine else "reported by TFLM on the device")
+    counts = results.get("latency_instructions")
+    if counts:
+        for key in ("min", "median", "max"):
+            table.add_row(f"instructions {key}", f"{counts[key]:,.0f}", counts["basis"] if key == "min" else "")
     latency = results.get("latency_us")
     if latency:
         for key in ("min", "median", "mean", "p90", "max"):
@@ -169,7 +178,7 @@ def bench_table(results: dict) -> Table:
     validation = results.get("validation")
     if validation:
         table.add_row("top-1 agreement", f"{validation['top1_agreement'] * 100:.1f}%",
-                      f"{validation['samples']} samples vs host TFLM")
+                      f"{validation['samples']} samples vs {validation.get('reference', 'host TFLM')}")
         table.add_row("largest output difference", f"{validation['max_output_diff_lsb']} LSB", "int8 outputs")
         table.add_row("device accuracy", f"{validation['device_accuracy'] * 100:.1f}%", "against the labels")
     if results.get("error"):
