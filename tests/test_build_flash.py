@@ -81,7 +81,7 @@ def test_no_board_attached_is_a_clear_error():
 
 
 def test_build_needs_a_project(tmp_path):
-    with pytest.raises(BadInput, match="not a PlatformIO project"):
+    with pytest.raises(BadInput, match="not a rendered project .no platformio.ini or Makefile."):
         build(tmp_path)
 
 

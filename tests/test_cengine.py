@@ -316,6 +316,8 @@ def test_emulate_needs_a_built_project_for_an_emulated_board(built_rv32, tmp_pat
         emulate.start(esp)
     done = run("emulate", str(tmp_path / "nothing"))
     assert done.returncode == 2 and "tinydeploy.json" in done.stderr
+    done = run("flash", str(built_rv32[0]), "--port", "loop://")
+    assert done.returncode == 2 and "tinydeploy emulate" in done.stderr
     assert Path(built_rv32[0] / "tinydeploy.json").is_file()
 
 

@@ -143,7 +143,7 @@ def build(project_dir: str | Path, env: str | None = None,
         The log path and the firmware images built.
 
     Raises:
-        BadInput: not a PlatformIO project.
+        BadInput: not a rendered project.
         StepFailed: PlatformIO is missing, offline, or the build failed.
     """
     root = Path(project_dir)

@@ -97,7 +97,7 @@ def same_padding(in_size: int, filter_size: int, stride: int, dilation: int, out
 
 # ---- lowering ------------------------------------------------------------
 
-_CTYPE_BYTES = {"int8_t": 1, "int32_t": 4, "td_requant": 4}  # td_requant: 5 int32 per row, counted per value
+_CTYPE_BYTES = {"int8_t": 1, "int32_t": 4, "td_requant": 4}  # td_requant: six 32-bit fields, counted per value
 
 
 @dataclass

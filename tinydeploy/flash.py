@@ -89,6 +89,9 @@ def flash(project_dir: str | Path, port: str | None = None, env: str | None = No
     """
     root = Path(project_dir)
     if not (root / "platformio.ini").is_file():
+        if (root / "Makefile").is_file() and (root / "tinydeploy.json").is_file():
+            raise BadInput(f"{root} is rendered for a board with its own cross compiler, not flashed with "
+                           f"PlatformIO; for the emulated board run `tinydeploy emulate {root}`")
         raise BadInput(f"{root} is not a PlatformIO project (no platformio.ini); run `tinydeploy render` first")
     port = choose_port(port)
     command = pio_command() + ["run", "-d", str(root), "-t", "upload", "--upload-port", port] + \
