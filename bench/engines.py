@@ -35,6 +35,31 @@ def object_sizes(project: Path, toolchain: dict) -> dict:
     return sizes
 
 
+def layer_counts(project: Path, board) -> list[int]:
+    """Instructions retired by each layer: a -DTD_PROFILE build with bench/rv32_layers.c
+    in place of the protocol firmware, run once on the emulator."""
+    tc = board.toolchain
+    src = project / "src"
+    elf = project / "build" / "layers.elf"
+    sources = [src / "td_model.c", src / "td_kernels.c", Path(__file__).with_name("rv32_layers.c")] + \
+        [src / name for name in tc["sources"]]
+    subprocess.run([tc["cc"], *tc["cflags"], "-DTD_PROFILE", "-I", str(src), *map(str, sources), *tc["ldflags"],
+                    "-T", str(src / tc["linker_script"]), "-o", str(elf)], check=True)
+    command = list(board.emulator["command"]) + ["-serial", "stdio", "-kernel", str(elf)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    counts = []
+    try:
+        for line in process.stdout:
+            if line.startswith("done"):
+                break
+            if line.startswith("layer "):
+                counts.append(int(line.split()[2]))
+    finally:
+        process.kill()
+        process.wait()
+    return counts
+
+
 def boot_and_count(project: Path, out: Path) -> dict:
     with emulate.start(project) as emulator:
         result = bench.bench(emulator.url, out, runs=5, warmup=1, reset=False)
@@ -68,6 +93,7 @@ def main(model_path: Path) -> None:
               "(with the protocol and picolibc's printf)")
         first = boot_and_count(project, Path(tmp) / "run1")
         second = boot_and_count(project, Path(tmp) / "run2")
+        layers = layer_counts(project, board)
     per_inference = first["median"]
     print("instructions retired on the emulated RV32IMC board (minstret, QEMU -icount):")
     print(f"  per inference  {per_inference:,.0f}  (estimate at 160 MHz, 1 instruction/cycle: "
@@ -76,6 +102,12 @@ def main(model_path: Path) -> None:
     print(f"  repeat runs    first boot {first['min']:,}..{first['max']:,}, second boot "
           f"{second['min']:,}..{second['max']:,}: "
           f"{'identical' if first['min'] == first['max'] == second['min'] == second['max'] else 'DIFFERENT'}")
+    print("per layer (a -DTD_PROFILE build; the input and output copies are outside the layers):")
+    print(f"  {'#':>3} {'op':<18} {'MACs':>8} {'instructions':>13} {'per MAC':>8}")
+    for call, count in zip(lowered.calls, layers):
+        per_mac = f"{count / call.macs:.2f}" if call.macs else ""
+        print(f"  {call.op.index:>3} {call.op.name:<18} {call.macs:>8,} {count:>13,} {per_mac:>8}")
+    print(f"  layers in all: {sum(layers):,} instructions")
 
 
 if __name__ == "__main__":

@@ -22,17 +22,14 @@ extern "C" {
 
 /* One output channel's requantization: TFLite's MultiplyByQuantizedMultiplier
  * with its shift split into a left part (>= 0) and a right part (>= 0).
- * multiplier2 is twice TFLite's Q31 multiplier (it fits 32 bits unsigned);
- * round = 1 << (right - 1) and negative = -1 when right > 0, both 0 otherwise;
- * round_offset = round + (output offset << right), which folds the output
- * offset into the rounding shift on the layers tinydeploy marks fast_requant. */
+ * multiplier2 is twice TFLite's Q31 multiplier (it fits 32 bits unsigned).
+ * round_offset = 2^(right - 1) + (output offset << right) folds the output
+ * offset into the rounding shift on layers tinydeploy marks fast_requant. */
 typedef struct td_requant {
   uint32_t multiplier2;
-  int32_t left;
-  int32_t right;
-  int32_t round;
-  int32_t negative;
   int32_t round_offset;
+  int16_t left;
+  int16_t right;
 } td_requant;
 
 /* CONV_2D, per-channel int8 weights. weights are packed by tinydeploy as

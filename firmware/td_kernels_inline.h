@@ -50,10 +50,12 @@ TD_INLINE int32_t high_mul(int32_t acc, uint32_t m2) {
  * (tinydeploy checks the bound per layer): RoundingDivideByPOT(t, right) is
  * then (t + 2^(right-1) - (t < 0)) >> right. */
 TD_INLINE int32_t requant(int32_t acc, const td_requant *rq) {
+  const int32_t right = rq->right;
   int32_t t;
   if (rq->left) acc = (int32_t)((uint32_t)acc << rq->left);
   t = high_mul(acc, rq->multiplier2);
-  return (t + rq->round + ((t >> 31) & rq->negative)) >> rq->right;
+  if (right == 0) return t;
+  return (t + (1 << (right - 1)) + (t >> 31)) >> right;
 }
 
 /* The same plus the output offset, for a channel with left == 0 and right >= 1
@@ -104,6 +106,32 @@ TD_INLINE void store_4(int8_t *restrict out, const out_stage *s, int32_t a0, int
   }
 }
 
+/* One channel's output for two pixels: its requantization fields loaded once. */
+TD_INLINE void store_pair(int8_t *restrict o0, int8_t *restrict o1, const td_requant *rq, int32_t a, int32_t c,
+                          int32_t lo, int32_t hi) {
+  const uint32_t m2 = rq->multiplier2;
+  const int32_t round_offset = rq->round_offset, right = rq->right;
+  const int32_t ta = high_mul(a, m2), tc = high_mul(c, m2);
+  *o0 = clamp8((ta + round_offset + (ta >> 31)) >> right, lo, hi);
+  *o1 = clamp8((tc + round_offset + (tc >> 31)) >> right, lo, hi);
+}
+
+/* Four channels of two pixels (o1 may be NULL: one pixel). Channel by
+ * channel, so each channel's fields serve both pixels and few registers are live. */
+TD_INLINE void store_4x2(int8_t *restrict o0, int8_t *restrict o1, const out_stage *s, int32_t a0, int32_t a1,
+                         int32_t a2, int32_t a3, int32_t c0, int32_t c1, int32_t c2, int32_t c3) {
+  if (s->fast && s->count == 4 && o1) {
+    const td_requant *rq = s->rq;
+    store_pair(o0, o1, &rq[0], a0, c0, s->lo, s->hi);
+    store_pair(o0 + 1, o1 + 1, &rq[1], a1, c1, s->lo, s->hi);
+    store_pair(o0 + 2, o1 + 2, &rq[2], a2, c2, s->lo, s->hi);
+    store_pair(o0 + 3, o1 + 3, &rq[3], a3, c3, s->lo, s->hi);
+    return;
+  }
+  store_4(o0, s, a0, a1, a2, a3);
+  if (o1) store_4(o1, s, c0, c1, c2, c3);
+}
+
 /* ---- CONV_2D ------------------------------------------------------------ */
 
 /* Four output channels of two pixels: patches x0 and x1 of `rows` runs of
@@ -144,8 +172,7 @@ TD_INLINE void conv_block(const int8_t *restrict x0, const int8_t *restrict x1, 
       w += 4;
     }
   }
-  store_4(o0, s, a0, a1, a2, a3);
-  if (o1) store_4(o1, s, c0, c1, c2, c3);
+  store_4x2(o0, o1, s, a0, a1, a2, a3, c0, c1, c2, c3);
 }
 
 /* Copy output pixel (oy, ox)'s receptive field into patch as [k_h][k_w][in_c],
@@ -187,7 +214,8 @@ TD_INLINE int window_inside(const td_conv *p, int32_t oy, int32_t ox) {
          ix0 + p->k_w <= p->in_w;
 }
 
-/* Convolution as patches times weights, two output pixels at a time. Windows
+/* Convolution as patches times weights, two output pixels and four channels
+ * at a time. Windows
  * inside the image are read in place; a pair with a window over the border
  * is gathered into scratch (2 * k_h * k_w * in_c bytes, planned in the arena)
  * with the input zero point in the padding. */
@@ -255,38 +283,45 @@ TD_INLINE void dw_block(const int8_t *x, const int8_t *w, int32_t x_row, int32_t
   store_4(out, s, a0, a1, a2, a3);
 }
 
-/* Four channels of two horizontally adjacent output pixels whose windows are
- * inside the image (no offset: bias_full holds it); pixel 1 is pixel_step
- * input bytes after pixel 0. */
+/* Four channels of two horizontally adjacent output pixels whose windows
+ * cover the same taps: rows [ky_lo, ky_hi), every column; pixel 1 is
+ * pixel_step input bytes after pixel 0. offset is 0 for windows inside the
+ * image (bias_full holds it), the input offset for a top or bottom row. */
 TD_INLINE void dw_block_2(const int8_t *restrict x0, int32_t pixel_step, const int8_t *restrict w, int32_t x_row,
-                       int32_t x_tap, int32_t w_row, int32_t w_tap, int32_t k_h, int32_t k_w,
-                       const int32_t *bias, const out_stage *s, int8_t *restrict o0, int8_t *restrict o1) {
+                          int32_t x_tap, int32_t w_row, int32_t w_tap, int32_t ky_lo, int32_t ky_hi, int32_t k_w,
+                          int32_t offset, const int32_t *bias, const out_stage *s, int8_t *restrict o0,
+                          int8_t *restrict o1) {
   int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
   int32_t c0 = a0, c1 = a1, c2 = a2, c3 = a3;
   int32_t ky, kx;
-  for (ky = 0; ky < k_h; ++ky) {
+  for (ky = ky_lo; ky < ky_hi; ++ky) {
     const int8_t *xp = x0 + ky * x_row;
     const int8_t *wp = w + ky * w_row;
     for (kx = 0; kx < k_w; ++kx) {
       const int8_t *xq = xp + pixel_step;
       const int32_t w0 = wp[0], w1 = wp[1], w2 = wp[2], w3 = wp[3];
-      a0 += xp[0] * w0; c0 += xq[0] * w0;
-      a1 += xp[1] * w1; c1 += xq[1] * w1;
-      a2 += xp[2] * w2; c2 += xq[2] * w2;
-      a3 += xp[3] * w3; c3 += xq[3] * w3;
+      a0 += (xp[0] + offset) * w0; c0 += (xq[0] + offset) * w0;
+      a1 += (xp[1] + offset) * w1; c1 += (xq[1] + offset) * w1;
+      a2 += (xp[2] + offset) * w2; c2 += (xq[2] + offset) * w2;
+      a3 += (xp[3] + offset) * w3; c3 += (xq[3] + offset) * w3;
       xp += x_tap;
       wp += w_tap;
     }
   }
-  store_4(o0, s, a0, a1, a2, a3);
-  store_4(o1, s, c0, c1, c2, c3);
+  store_4x2(o0, o1, s, a0, a1, a2, a3, c0, c1, c2, c3);
 }
 
+/* Depthwise convolution. With a depth multiplier of 1 and channels in fours,
+ * horizontally adjacent pixels whose windows cover every column go in pairs
+ * (sharing weight loads); windows inside the image need no offset arithmetic.
+ * Each case is its own call site, so a specialized layer gets straight-line
+ * code for each. */
 TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *input, int8_t *output) {
   const int32_t in_c = p->in_c, out_c = p->out_c, in_w = p->in_w, m = p->depth_multiplier;
   const int32_t k_h = p->k_h, k_w = p->k_w, out_w = p->out_w;
   const int32_t x_row = p->dil_h * in_w * in_c, x_tap = p->dil_w * in_c, w_row = k_w * out_c, w_tap = out_c;
-  const int32_t pixel_step = p->stride_w * in_c;
+  const int32_t pixel_step = p->stride_w * in_c, in_offset = p->in_offset;
+  const int blocks = m == 1 && (out_c & 3) == 0;
   out_stage s;
   int32_t oy, ox, c;
   s.fast = p->fast_requant;
@@ -296,45 +331,51 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
   s.hi = p->act_max;
   for (oy = 0; oy < p->out_h; ++oy) {
     const int32_t iy0 = oy * p->stride_h - p->pad_top;
-    int32_t ky_lo, ky_hi;
+    int32_t ky_lo, ky_hi, rows_full;
     valid_taps(iy0, p->dil_h, k_h, p->in_h, &ky_lo, &ky_hi);
+    rows_full = ky_lo == 0 && ky_hi == k_h;
     for (ox = 0; ox < out_w; ++ox) {
       const int32_t ix0 = ox * p->stride_w - p->pad_left;
       const int8_t *x = input + (iy0 * in_w + ix0) * in_c;
       int8_t *out = output + (oy * out_w + ox) * out_c;
-      int32_t kx_lo, kx_hi, pair = 0, full;
+      int32_t kx_lo, kx_hi, cols_full, pair = 0;
       valid_taps(ix0, p->dil_w, k_w, in_w, &kx_lo, &kx_hi);
-      full = ky_lo == 0 && ky_hi == k_h && kx_lo == 0 && kx_hi == k_w;
-      if (full && m == 1 && (out_c & 3) == 0 && ox + 1 < out_w) { /* is the next window inside too? */
+      cols_full = kx_lo == 0 && kx_hi == k_w;
+      if (blocks && cols_full && ox + 1 < out_w) { /* does the next window cover every column too? */
         int32_t lo, hi;
         valid_taps(ix0 + p->stride_w, p->dil_w, k_w, in_w, &lo, &hi);
         pair = lo == 0 && hi == k_w;
       }
-      c = 0;
-      if (m == 1) {
-        const int32_t *bias = full ? p->bias_full : p->bias;
-        for (; c + 3 < out_c; c += 4) {
+      if (blocks) {
+        for (c = 0; c < out_c; c += 4) {
           s.rq = p->rq + c;
-          if (pair) {
-            dw_block_2(x + c, pixel_step, p->weights + c, x_row, x_tap, w_row, w_tap, k_h, k_w, bias + c, &s,
-                       out + c, out + out_c + c);
+          if (pair && rows_full) {
+            dw_block_2(x + c, pixel_step, p->weights + c, x_row, x_tap, w_row, w_tap, 0, k_h, k_w, 0,
+                       p->bias_full + c, &s, out + c, out + out_c + c);
+          } else if (pair) {
+            dw_block_2(x + c, pixel_step, p->weights + c, x_row, x_tap, w_row, w_tap, ky_lo, ky_hi, k_w, in_offset,
+                       p->bias + c, &s, out + c, out + out_c + c);
+          } else if (rows_full && cols_full) {
+            dw_block(x + c, p->weights + c, x_row, x_tap, w_row, w_tap, 0, k_h, 0, k_w, 0, p->bias_full + c, &s,
+                     out + c);
           } else {
-            dw_block(x + c, p->weights + c, x_row, x_tap, w_row, w_tap, ky_lo, ky_hi, kx_lo, kx_hi,
-                     full ? 0 : p->in_offset, bias + c, &s, out + c);
+            dw_block(x + c, p->weights + c, x_row, x_tap, w_row, w_tap, ky_lo, ky_hi, kx_lo, kx_hi, in_offset,
+                     p->bias + c, &s, out + c);
           }
         }
+        if (pair) ++ox; /* the next pixel is done too */
+        continue;
       }
-      for (; c < out_c; ++c) {
+      for (c = 0; c < out_c; ++c) { /* any depth multiplier, any channel count */
         const int32_t ic = c / m;
         int32_t sum = p->bias[c], ky, kx;
         for (ky = ky_lo; ky < ky_hi; ++ky) {
           for (kx = kx_lo; kx < kx_hi; ++kx) {
-            sum += (x[ky * x_row + kx * x_tap + ic] + p->in_offset) * p->weights[ky * w_row + kx * w_tap + c];
+            sum += (x[ky * x_row + kx * x_tap + ic] + in_offset) * p->weights[ky * w_row + kx * w_tap + c];
           }
         }
         out[c] = clamp8(requant(sum, &p->rq[c]) + p->out_offset, p->act_min, p->act_max);
       }
-      if (pair) ++ox; /* the next pixel is done too */
     }
   }
 }

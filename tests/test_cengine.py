@@ -87,7 +87,10 @@ def test_requantization_is_tflites_double_rounding(kernels_lib, acc, real, left)
     multiplier, shift = cengine.quantize_multiplier(real)
     shift += left
     acc >>= left  # keep acc * 2^left in int32, as TFLite requires
-    fields = (ctypes.c_uint32 * 6)(*[v & 0xFFFFFFFF for v in cengine.requant_fields(multiplier, shift)])
+    class Requant(ctypes.Structure):  # td_requant
+        _fields_ = [("multiplier2", ctypes.c_uint32), ("round_offset", ctypes.c_int32),
+                    ("left", ctypes.c_int16), ("right", ctypes.c_int16)]
+    fields = Requant(*cengine.requant_fields(multiplier, shift))
     got = kernels_lib.td_multiply_by_quantized_multiplier(acc, ctypes.addressof(fields))
     assert got == multiply_by_quantized_multiplier(acc, multiplier, shift)
 

@@ -61,10 +61,10 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 
 
 def requant_fields(multiplier: int, shift: int, offset: int = 0) -> list[int]:
-    """A td_requant initializer: 2 * multiplier, left, right, round, negative, round + (offset << right)."""
+    """A td_requant initializer: 2 * multiplier, 2^(right-1) + (offset << right), left, right."""
     left, right = max(shift, 0), max(-shift, 0)
     rounding = (1 << (right - 1)) if right else 0
-    return [2 * multiplier, left, right, rounding, -1 if right else 0, rounding + (offset << right)]
+    return [2 * multiplier, rounding + (offset << right), left, right]
 
 
 def _quant(model: Model, index: int) -> tuple[float, int]:
@@ -97,7 +97,7 @@ def same_padding(in_size: int, filter_size: int, stride: int, dilation: int, out
 
 # ---- lowering ------------------------------------------------------------
 
-_CTYPE_BYTES = {"int8_t": 1, "int32_t": 4, "td_requant": 4}  # td_requant: six 32-bit fields, counted per value
+_CTYPE_BYTES = {"int8_t": 1, "int32_t": 4, "td_requant": 3}  # td_requant: 12 bytes for its four values
 
 
 @dataclass
@@ -191,7 +191,7 @@ def _fast(rq: list[list[int]], acc_bound: np.ndarray) -> bool:
     """The kernels' fast requantization applies: every channel shifts right only (left 0,
     right >= 1) and t + round_offset stays within int32 (|t| <= |acc| + 1)."""
     return all(left == 0 and right >= 1 and int(bound) + 1 + abs(round_offset) < 2 ** 31
-               for (_, left, right, _, _, round_offset), bound in zip(rq, acc_bound))
+               for (_, round_offset, left, right), bound in zip(rq, acc_bound))
 
 
 def _pad4(values: np.ndarray, length: int) -> np.ndarray:
@@ -234,7 +234,7 @@ def _lower_conv(model: Model, op: Operator, name: str) -> Call:
     packed = _pad4(w, padded).reshape(groups, 4, k_h, k_w, in_c).transpose(0, 2, 3, 4, 1)
     rq = _conv_multipliers(model, op, out_c)
     fast = _fast(rq, bound)
-    rq += [[0] * 6] * (padded - out_c)
+    rq += [[0] * 4] * (padded - out_c)
     arrays = [Array(f"{name}_weights", "int8_t", packed.reshape(-1)),
               Array(f"{name}_bias_full", "int32_t", _pad4(bias_full, padded)),
               Array(f"{name}_rq", "td_requant", np.array(rq, dtype=np.int64))]
@@ -303,7 +303,7 @@ def _lower_fully_connected(model: Model, op: Operator, name: str) -> Call:
     # (acc * multiplier + 2^(s-1)) >> s with s = 31 - shift (found by comparing with it).
     per_channel = len(model.tensors[op.inputs[1]].quantization.scales) > 1
     if per_channel:
-        rq = [[m2, 0, 31 - (left - right), 0, 0, 0] for m2, left, right, _, _, _ in rq]
+        rq = [[m2, 0, 0, 31 - (left - right)] for m2, _, left, right in rq]
     arrays = [Array(f"{name}_weights", "int8_t", w.reshape(-1)),
               Array(f"{name}_bias_full", "int32_t", bias_full),
               Array(f"{name}_rq", "td_requant", np.array(rq, dtype=np.int64))]
@@ -523,7 +523,7 @@ def source_values(lowered: Lowered, banner: str) -> dict:
     x, y = model.tensors[lowered.input], model.tensors[lowered.output]
     return {
         "banner": banner, "sha256": model.sha256, "arrays": arrays, "params": params, "steps": steps,
-        "functions": functions,
+        "functions": functions, "layers": len(steps),
         "arena_bytes": plan.size, "input_offset": plan.offsets[lowered.input], "input_bytes": x.nbytes,
         "output_offset": plan.offsets[lowered.output], "output_bytes": y.nbytes,
         "lower_bound": lowered.lower_bound, "macs": lowered.macs,
