@@ -38,3 +38,24 @@ def test_deploy_without_a_board_uses_the_virtual_device(tmp_path):
     ds = data.load("digits", image_size=16)
     device_accuracy = bench["validation"]["device_accuracy"]
     assert abs(device_accuracy - evaluate(model, ds.x_val[:50], ds.y_val[:50]).accuracy) < 1e-9
+
+
+def test_deploy_on_the_emulated_board_runs_the_real_firmware(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "tinydeploy", "deploy", "--data", "digits", "--image-size", "16",
+                           "--budget", "fast", "--board", "qemu-riscv32", "--out", str(tmp_path), "--json",
+                           "--max-latency-ms", "50"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode in (0, 1), done.stderr
+    report = json.loads(done.stdout)
+    assert report["virtual"] is False and report["project"]["engine"] == "c"
+    assert (tmp_path / "firmware" / "build" / "firmware.elf").is_file()
+    bench = report["bench"]
+    model = load_model(tmp_path / "optimize" / "model.tflite")
+    assert bench["model_sha256"] == model.sha256 and bench["device"]["timer"] == "instructions"
+    assert bench["arena_used_bytes"] == report["project"]["arena_bytes"]
+    counts = bench["latency_instructions"]
+    assert counts["min"] == counts["max"]
+    assert bench["validation"]["identical_outputs"] == 1.0 and bench["validation"]["samples"] == 50
+    latency = next(v for v in report["verdicts"] if v["target"] == "latency")
+    assert latency["basis"].startswith("median, estimate") and latency["measured"] == round(counts["median"] / 160 / 1000, 3)
+    assert done.returncode == (0 if report["met"] else 1)
