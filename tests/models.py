@@ -115,4 +115,38 @@ def kernel_zoo() -> dict[str, bytes]:
                 layer.set_weights([rng.normal(0, 0.4, w.shape).astype(np.float32) for w in weights])
         data = rng.normal(0, 1, (64, *shape)).astype(np.float32)
         out[name] = to_int8_tflite(model, data)
+    out["requantized"] = with_requantized_output(out["depthwise"])  # + QUANTIZE int8 -> int8
     return out
+
+
+def with_requantized_output(tflite_bytes: bytes, scale_factor: float = 1.7, zero_point: int = 9) -> bytes:
+    """The model with a QUANTIZE (int8 to int8) op appended: its output requantized to another
+    scale and zero point, as the converter does where two consumers need different scales."""
+    import copy
+
+    from flatbuffers import Builder
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema_fb
+    model_t = schema_fb.ModelT.InitFromPackedBuf(bytearray(tflite_bytes), 0)
+    graph = model_t.subgraphs[0]
+    old_output = graph.outputs[0]
+    source = graph.tensors[old_output]
+    tensor = copy.deepcopy(source)
+    tensor.name = b"requantized_output"
+    tensor.quantization.scale = [source.quantization.scale[0] * scale_factor]
+    tensor.quantization.zeroPoint = [zero_point]
+    model_t.buffers.append(schema_fb.BufferT())
+    tensor.buffer = len(model_t.buffers) - 1
+    graph.tensors.append(tensor)
+    code = schema_fb.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema_fb.BuiltinOperator.QUANTIZE
+    code.version = 2
+    model_t.operatorCodes.append(code)
+    op = schema_fb.OperatorT()
+    op.opcodeIndex = len(model_t.operatorCodes) - 1
+    op.inputs = [old_output]
+    op.outputs = [len(graph.tensors) - 1]
+    graph.operators.append(op)
+    graph.outputs = [len(graph.tensors) - 1]
+    builder = Builder(len(tflite_bytes) + 1024)
+    builder.Finish(model_t.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

@@ -136,7 +136,7 @@ def test_the_zoo_covers_every_kernel_and_variant(zoo):
     ops = [op for m in zoo.values() for op in m.operators]
     names = {op.name for op in ops}
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN", "ADD",
-            "RESHAPE", "PAD", "SOFTMAX", "EXPAND_DIMS"} <= names
+            "RESHAPE", "PAD", "SOFTMAX", "EXPAND_DIMS", "QUANTIZE"} <= names
     convs = [op for op in ops if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D")]
     assert {op.options["stride_h"] for op in convs} >= {1, 2}
     assert {op.options["padding"] for op in convs} == {"SAME", "VALID"}
@@ -151,7 +151,7 @@ def test_the_zoo_covers_every_kernel_and_variant(zoo):
 
 
 @pytest.mark.host
-@pytest.mark.parametrize("name", ["convs", "depthwise", "pools_pads", "series"])
+@pytest.mark.parametrize("name", ["convs", "depthwise", "pools_pads", "series", "requantized"])
 def test_c_engine_is_bit_exact_on_random_inputs(zoo, tmp_path, name):
     from tinydeploy.evaluate import reference_outputs
     model = zoo[name]
