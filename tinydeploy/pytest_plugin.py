@@ -45,16 +45,20 @@ class DeviceSession:
         return self._info
 
     def bench(self, runs: int = 20, warmup: int = 2) -> Latency:
-        from tinydeploy.bench import measure_latency
-        stats = measure_latency(self.connection, self.info(), runs, warmup)
+        from tinydeploy.bench import instructions_to_us, measure_latency
+        info = self.info()
+        stats = measure_latency(self.connection, info, runs, warmup)
+        if info.get("timer") == "instructions":  # an emulated board: a labelled estimate in µs
+            stats = instructions_to_us(stats, float(info.get("cpu_mhz") or 1))
         return Latency(stats["min"], stats["median"], stats["mean"], stats["p90"], stats["max"], stats["basis"])
 
     def validate(self, x, y) -> dict:
-        """Run raw labelled samples on the device and compare with the host TFLM interpreter."""
+        """Run raw labelled samples on the device and compare with the host reference (the TFLM
+        interpreter, or TFLite's reference kernels for C-engine firmware)."""
         from tinydeploy.bench import validate_on_device
         if self.model is None:
             raise pytest.UsageError("validate() needs --tinydeploy-model (the host reference)")
-        return validate_on_device(self.connection, self.model, x, y)
+        return validate_on_device(self.connection, self.model, x, y, engine=self.info().get("engine", "tflm"))
 
     def close(self) -> None:
         self.connection.close()
