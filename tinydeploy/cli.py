@@ -449,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress display or table")
     p.set_defaults(func=cmd_optimize)
 
+    from tinydeploy.boards import ENGINES
     from tinydeploy.render import FRAMEWORKS
     p = sub.add_parser("render", parents=[common], help="write a firmware project for an int8 model")
     p.add_argument("model", help="the int8 .tflite file")
@@ -460,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="arena margin over the measured TFLM arena, percent (default %(default)g)")
     p.add_argument("--labels", default=None, metavar="FILE",
                    help="class labels: a text file, one per line, or optimize's report.json")
-    p.add_argument("--engine", choices=("tflm", "c"), default=None,
+    p.add_argument("--engine", choices=ENGINES, default=None,
                    help="tflm (the TFLite Micro interpreter; the default where the board has it) or c "
                         "(the model as plain C, statically planned, no interpreter)")
     p.set_defaults(func=cmd_render)

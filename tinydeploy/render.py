@@ -15,7 +15,7 @@ from pathlib import Path
 import jinja2
 
 from tinydeploy import __version__, cgen, tflm
-from tinydeploy.boards import Board
+from tinydeploy.boards import ENGINES, Board
 from tinydeploy.errors import BadInput
 from tinydeploy.model import Model
 from tinydeploy.resources import shipped
@@ -25,9 +25,6 @@ FRAMEWORKS = ("espidf", "arduino")
 ESP_TFLITE_MICRO = ">=1.3.7"  # earlier versions could send every CONV_2D down the slow reference path
 ARDUINO_TFLM_LIBRARY = "spaziochirale/Chirale_TensorFLowLite"
 INFO_LIMIT = 720  # the firmware's info buffer (td_protocol.c) is 768 bytes
-
-
-ENGINES = ("tflm", "c")
 
 
 @dataclass(frozen=True)
