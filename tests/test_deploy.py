@@ -11,11 +11,15 @@ from tinydeploy.model import load_model
 pytestmark = pytest.mark.host
 
 
+def deploy_digits(out, board: str, max_latency_ms: str):
+    """`tinydeploy deploy` on small digits with the fast budget, as JSON."""
+    return subprocess.run([sys.executable, "-m", "tinydeploy", "deploy", "--data", "digits", "--image-size", "16",
+                           "--budget", "fast", "--board", board, "--out", str(out), "--json",
+                           "--max-latency-ms", max_latency_ms], capture_output=True, text=True, timeout=900)
+
+
 def test_deploy_without_a_board_uses_the_virtual_device(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "tinydeploy", "deploy", "--data", "digits", "--image-size", "16",
-                           "--budget", "fast", "--board", "esp32-s3-devkitc-1", "--out", str(tmp_path), "--json",
-                           "--max-latency-ms", "5"],
-                          capture_output=True, text=True, timeout=900)
+    done = deploy_digits(tmp_path, "esp32-s3-devkitc-1", "5")
     assert done.returncode in (0, 1), done.stderr
     report = json.loads(done.stdout)
     assert report["virtual"] is True
@@ -41,10 +45,7 @@ def test_deploy_without_a_board_uses_the_virtual_device(tmp_path):
 
 
 def test_deploy_on_the_emulated_board_runs_the_real_firmware(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "tinydeploy", "deploy", "--data", "digits", "--image-size", "16",
-                           "--budget", "fast", "--board", "qemu-riscv32", "--out", str(tmp_path), "--json",
-                           "--max-latency-ms", "50"],
-                          capture_output=True, text=True, timeout=900)
+    done = deploy_digits(tmp_path, "qemu-riscv32", "50")
     assert done.returncode in (0, 1), done.stderr
     report = json.loads(done.stdout)
     assert report["virtual"] is False and report["project"]["engine"] == "c"

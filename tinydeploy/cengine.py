@@ -209,6 +209,22 @@ def _weights(model: Model, op: Operator) -> np.ndarray:
     return constant_values(model, op.inputs[1]).astype(np.int64)
 
 
+def _window(op: Operator, x, y, k_h: int, k_w: int) -> tuple[int, int, int, int, int, int]:
+    """Strides, dilations and the padding before, of a windowed op (ComputePaddingHeightWidth)."""
+    o = op.options
+    sh, sw, dh, dw = o.get("stride_h", 1), o.get("stride_w", 1), o.get("dilation_h", 1), o.get("dilation_w", 1)
+    same = o.get("padding") == "SAME"
+    pad_top = same_padding(x.shape[1], k_h, sh, dh, y.shape[1]) if same else 0
+    pad_left = same_padding(x.shape[2], k_w, sw, dw, y.shape[2]) if same else 0
+    return sh, sw, dh, dw, pad_top, pad_left
+
+
+def _output_range(model: Model, op: Operator) -> tuple[int, int, int]:
+    """The output zero point and the fused activation's clamp range."""
+    out_scale, out_zero = _quant(model, op.outputs[0])
+    return (out_zero, *activation_range(op.options.get("activation", "NONE"), out_scale, out_zero))
+
+
 def _lower_conv(model: Model, op: Operator, name: str) -> Call:
     _check_int8(model, [op.inputs[0], op.outputs[0]])
     x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
@@ -216,15 +232,11 @@ def _lower_conv(model: Model, op: Operator, name: str) -> Call:
     out_c, k_h, k_w, in_c = w.shape
     if len(x.shape) != 4 or x.shape[3] != in_c:
         raise Unsupported("grouped convolution")
-    o = op.options
-    sh, sw, dh, dw = o.get("stride_h", 1), o.get("stride_w", 1), o.get("dilation_h", 1), o.get("dilation_w", 1)
     _, in_h, in_w, _ = x.shape
     _, out_h, out_w, _ = y.shape
-    pad_top = same_padding(in_h, k_h, sh, dh, out_h) if o.get("padding") == "SAME" else 0
-    pad_left = same_padding(in_w, k_w, sw, dw, out_w) if o.get("padding") == "SAME" else 0
-    in_scale, in_zero = _quant(model, op.inputs[0])
-    out_scale, out_zero = _quant(model, op.outputs[0])
-    act_min, act_max = activation_range(o.get("activation", "NONE"), out_scale, out_zero)
+    sh, sw, dh, dw, pad_top, pad_left = _window(op, x, y, k_h, k_w)
+    _, in_zero = _quant(model, op.inputs[0])
+    out_zero, act_min, act_max = _output_range(model, op)
     bias = _bias(model, op, out_c)
     in_offset = -in_zero
     bias_full = bias + in_offset * w.reshape(out_c, -1).sum(1)
@@ -257,13 +269,9 @@ def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
     _, out_h, out_w, _ = y.shape
     if out_c % in_c:
         raise Unsupported("a depth multiplier that does not divide the channels")
-    o = op.options
-    sh, sw, dh, dw = o.get("stride_h", 1), o.get("stride_w", 1), o.get("dilation_h", 1), o.get("dilation_w", 1)
-    pad_top = same_padding(in_h, k_h, sh, dh, out_h) if o.get("padding") == "SAME" else 0
-    pad_left = same_padding(in_w, k_w, sw, dw, out_w) if o.get("padding") == "SAME" else 0
+    sh, sw, dh, dw, pad_top, pad_left = _window(op, x, y, k_h, k_w)
     _, in_zero = _quant(model, op.inputs[0])
-    out_scale, out_zero = _quant(model, op.outputs[0])
-    act_min, act_max = activation_range(o.get("activation", "NONE"), out_scale, out_zero)
+    out_zero, act_min, act_max = _output_range(model, op)
     bias = _bias(model, op, out_c)
     in_offset = -in_zero
     flat = w.reshape(k_h * k_w, out_c)
@@ -293,8 +301,7 @@ def _lower_fully_connected(model: Model, op: Operator, name: str) -> Call:
     if x.elements % depth:
         raise Unsupported("an input that is not a whole number of weight rows")
     _, in_zero = _quant(model, op.inputs[0])
-    out_scale, out_zero = _quant(model, op.outputs[0])
-    act_min, act_max = activation_range(op.options.get("activation", "NONE"), out_scale, out_zero)
+    out_zero, act_min, act_max = _output_range(model, op)
     bias = _bias(model, op, units)
     _check_accumulator(bias, np.abs(w).sum(1))
     bias_full = bias - in_zero * w.sum(1)
@@ -318,14 +325,11 @@ def _lower_pool(model: Model, op: Operator, name: str) -> Call:
     x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
     if _quant(model, op.inputs[0]) != _quant(model, op.outputs[0]):
         raise Unsupported("pooling that changes the quantization")
-    o = op.options
     _, in_h, in_w, channels = x.shape
     _, out_h, out_w, _ = y.shape
-    fh, fw, sh, sw = o["filter_h"], o["filter_w"], o.get("stride_h", 1), o.get("stride_w", 1)
-    pad_top = same_padding(in_h, fh, sh, 1, out_h) if o.get("padding") == "SAME" else 0
-    pad_left = same_padding(in_w, fw, sw, 1, out_w) if o.get("padding") == "SAME" else 0
-    out_scale, out_zero = _quant(model, op.outputs[0])
-    act_min, act_max = activation_range(o.get("activation", "NONE"), out_scale, out_zero)
+    fh, fw = op.options["filter_h"], op.options["filter_w"]
+    sh, sw, _, _, pad_top, pad_left = _window(op, x, y, fh, fw)
+    _, act_min, act_max = _output_range(model, op)
     fields = _int_fields(in_h=in_h, in_w=in_w, channels=channels, out_h=out_h, out_w=out_w, f_h=fh, f_w=fw,
                          stride_h=sh, stride_w=sw, pad_top=pad_top, pad_left=pad_left, act_min=act_min,
                          act_max=act_max)
