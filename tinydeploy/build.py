@@ -10,7 +10,6 @@ compile error).
 from __future__ import annotations
 
 import importlib.util
-import json
 import re
 import shutil
 import subprocess
@@ -81,13 +80,6 @@ class BuildResult:
     size: dict | None = None  # section sizes of a cross-compiled ELF (text, data, bss)
 
 
-def _project_info(root: Path) -> dict:
-    try:
-        return json.loads((root / "tinydeploy.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 def elf_size(size_tool: str, elf: Path) -> dict:
     """Berkeley sizes from binutils' size: text (code + read-only data), data, bss."""
     done = subprocess.run([size_tool, str(elf)], capture_output=True, text=True)
@@ -97,16 +89,12 @@ def elf_size(size_tool: str, elf: Path) -> dict:
     return {"text": text, "data": data, "bss": bss, "tool": size_tool}
 
 
-def build_make(root: Path, on_line: Callable[[str], None] | None = None) -> BuildResult:
-    """Build a rendered Makefile project with its cross compiler.
+def build_make(root: Path, toolchain: dict, on_line: Callable[[str], None] | None = None) -> BuildResult:
+    """Build a rendered Makefile project with its board's cross compiler.
 
     Raises:
         StepFailed: make or the compiler is missing (naming the Debian packages), or the build failed.
     """
-    from tinydeploy.boards import get_board
-    info = _project_info(root)
-    board = get_board(info["board"]) if info.get("board") else None
-    toolchain = (board.toolchain if board else None) or {}
     packages = " ".join(toolchain.get("packages", []))
     cc = toolchain.get("cc")
     if not shutil.which("make"):
@@ -146,9 +134,11 @@ def build(project_dir: str | Path, env: str | None = None,
         BadInput: not a rendered project.
         StepFailed: PlatformIO is missing, offline, or the build failed.
     """
+    from tinydeploy.project import rendered_board
     root = Path(project_dir)
-    if (root / "Makefile").is_file() and (root / "tinydeploy.json").is_file():
-        return build_make(root, on_line)
+    board = rendered_board(root)
+    if board is not None and board.toolchain is not None:
+        return build_make(root, board.toolchain, on_line)
     if not (root / "platformio.ini").is_file():
         raise BadInput(f"{root} is not a rendered project (no platformio.ini or Makefile); "
                        "run `tinydeploy render` first")

@@ -76,24 +76,21 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
                              RenderOptions(labels=tuple(dataset.labels), engine=board.engines[0]))
     note(f"rendered {project['project']} ({project['engine']} engine, arena {project['arena_bytes']:,} bytes)")
     samples = (dataset.x_val[:VALIDATE_SAMPLES], dataset.y_val[:VALIDATE_SAMPLES])
+    if port is None and not board.emulated:
+        found = flash_lib.detect_ports()
+        port = found[0][0] if len(found) == 1 else None
+        if len(found) > 1:
+            raise StepFailed("several ESP32 boards are attached: " + ", ".join(d for d, _ in found) + "; pass --port")
+    virtual = port is None and not board.emulated
     if board.emulated:
         from tinydeploy import emulate
         note(f"building {project['project']} with {board.toolchain['cc']}")
         build(project["project"])
         with emulate.start(project["project"]) as emulator:
-            note(f"emulating {board.name}: {' '.join(board.emulator['command'][:1])} on {emulator.url}")
+            note(f"emulating {board.name}: {board.emulator['command'][0]} on {emulator.url}")
             bench_result = bench(emulator.url, out / "bench", runs=20, warmup=2, expect_model=model_path,
                                  samples=samples, reset=False)
-        results = bench_result.to_dict()
-        verdicts = verify(results, targets, min_agreement)
-        return DeployReport(result.report, project, results, verdicts, False, notices)
-    if port is None:
-        found = flash_lib.detect_ports()
-        port = found[0][0] if len(found) == 1 else None
-        if len(found) > 1:
-            raise StepFailed("several ESP32 boards are attached: " + ", ".join(d for d, _ in found) + "; pass --port")
-    virtual = port is None
-    if virtual:
+    elif virtual:
         from tinydeploy.virtual_device import VirtualDevice
         note("no board attached: build and flash skipped; benching the VIRTUAL device (host TFLM). "
              "Its latency is host time, not board time; the latency verdict uses the board estimate")

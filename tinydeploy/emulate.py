@@ -9,7 +9,6 @@ client. QEMU's own messages go to DIR/emulator.log.
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import subprocess
@@ -55,13 +54,11 @@ class Emulator:
 
 
 def _board_of(root: Path):
-    from tinydeploy.boards import get_board
-    try:
-        info = json.loads((root / "tinydeploy.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    from tinydeploy.project import rendered_board
+    board = rendered_board(root)
+    if board is None:
         raise BadInput(f"{root} is not a rendered project (no readable tinydeploy.json); "
-                       "run `tinydeploy render` and `tinydeploy build` first") from exc
-    board = get_board(info.get("board", ""))
+                       "run `tinydeploy render` and `tinydeploy build` first")
     if not board.emulated:
         raise BadInput(f"{board.name} is a real board, not an emulated one: flash it with `tinydeploy flash`")
     return board

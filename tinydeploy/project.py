@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinydeploy.errors import BadInput
-from tinydeploy.render import BANNER
+from tinydeploy.render import BANNER, PROJECT_FILE
 
 
 def write_project(files: dict[str, str], out: str | Path) -> list[Path]:
@@ -38,6 +38,19 @@ def write_project(files: dict[str, str], out: str | Path) -> list[Path]:
     if lock.exists():
         lock.unlink()
     return written
+
+
+def rendered_board(project_dir: str | Path):
+    """The board profile a project was rendered for (from its tinydeploy.json), or None
+    when the folder holds no readable tinydeploy.json."""
+    import json
+
+    from tinydeploy.boards import get_board
+    try:
+        info = json.loads((Path(project_dir) / PROJECT_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return get_board(info["board"]) if isinstance(info, dict) and info.get("board") else None
 
 
 def create_project(model_path: str | Path, board, out: str | Path, options) -> dict:
