@@ -536,14 +536,11 @@ def source_values(lowered: Lowered, banner: str) -> dict:
 
 def render_sources(lowered: Lowered, banner: str) -> dict[str, str]:
     """{file name: text} of the model's C sources: td_model.h, td_model.c and the kernels."""
-    from tinydeploy.render import environment
-    from tinydeploy.resources import shipped
+    from tinydeploy.render import copied_firmware, environment
     env = environment()
     values = source_values(lowered, banner)
     files = {name: env.get_template(f"cengine/{name}.j2").render(**values) for name in ("td_model.h", "td_model.c")}
-    firmware = shipped("firmware")
-    for name in KERNEL_FILES:
-        files[name] = f"/* {banner} (copied from tinydeploy's firmware/) */\n" + (firmware / name).read_text()
+    files.update(copied_firmware(KERNEL_FILES, folder=""))
     return files
 
 

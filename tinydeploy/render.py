@@ -189,7 +189,7 @@ def render(model: Model, board: Board, measured_arena: int | None, options: Rend
     else:
         sources["src/main.cpp"] = "arduino/main.cpp.j2"
     files = {path: env.get_template(template).render(**values) for path, template in sources.items()}
-    files.update(_copied(("td_protocol.h", "td_protocol.c")))
+    files.update(copied_firmware(("td_protocol.h", "td_protocol.c")))
     files[PROJECT_FILE] = _project_file(model, board, options, arena)
     return files
 
@@ -201,10 +201,10 @@ def _sdkconfig(board: Board) -> list[str]:
             "CONFIG_ESP_TASK_WDT_CHECK_IDLE_TASK_CPU0=n"]
 
 
-def _copied(names) -> dict[str, str]:
-    """Files from tinydeploy's firmware/ folder, copied into the project's src/."""
+def copied_firmware(names, folder: str = "src/") -> dict[str, str]:
+    """Files from tinydeploy's firmware/ folder, marked as generated, at folder + name."""
     firmware = shipped("firmware")
-    return {f"src/{name}": f"/* {BANNER} (copied from tinydeploy's firmware/) */\n" + (firmware / name).read_text()
+    return {f"{folder}{name}": f"/* {BANNER} (copied from tinydeploy's firmware/) */\n" + (firmware / name).read_text()
             for name in names}
 
 
@@ -229,11 +229,11 @@ def _render_c(model: Model, board: Board, measured_arena: int | None, options: R
     env = environment()
     files = {f"src/{name}": text for name, text in cengine.render_sources(lowered, BANNER).items()}
     generic = ["td_main.c", "td_model.c", "td_kernels.c", "td_protocol.c"]
-    files.update(_copied(("td_protocol.h", "td_protocol.c", "td_hal.h", "td_main.c")))
+    files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", "td_main.c")))
     files["src/td_board.h"] = env.get_template("common/td_board.h.j2").render(**values)
     if board.toolchain is not None:
         tc = board.toolchain
-        files.update(_copied(list(tc["sources"]) + ([tc["linker_script"]] if tc.get("linker_script") else [])))
+        files.update(copied_firmware(list(tc["sources"]) + ([tc["linker_script"]] if tc.get("linker_script") else [])))
         values.update({"cc": tc["cc"], "size": tc["size"], "cflags": " ".join(tc["cflags"]),
                        "ldflags": " ".join(tc["ldflags"]), "packages": " ".join(tc["packages"]),
                        "sources": generic + list(tc["sources"]),
@@ -243,7 +243,7 @@ def _render_c(model: Model, board: Board, measured_arena: int | None, options: R
                             if board.emulated else "", "tinydeploy bench --port $(cat DIR/port.txt)"
                             if board.emulated else "", "```"]
     else:
-        files.update(_copied(("hal_espidf.c",)))
+        files.update(copied_firmware(("hal_espidf.c",)))
         values.update({"sources": generic + ["hal_espidf.c"], "f_cpu": f"{board.cpu_mhz * 1_000_000}L",
                        "sdkconfig": _sdkconfig(board), "extra": []})
         for path, template in {"platformio.ini": "common/platformio.ini.j2",
