@@ -7,7 +7,6 @@ never hand-decodes the format and reading a model does not import TensorFlow.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +53,7 @@ class Tensor:
     quantization: Quantization | None
     is_constant: bool
     is_variable: bool
+    raw: bytes = field(default=b"", repr=False, compare=False)  # a constant tensor's buffer
 
     @property
     def elements(self) -> int:
@@ -215,6 +215,7 @@ def parse_model(data: bytes, path: str = "<bytes>") -> Model:
                 shape=tuple(int(d) for d in (t.shape if t.shape is not None else [])),
                 dtype=DTYPE_NAMES.get(t.type, f"TYPE_{t.type}"),
                 quantization=quant, is_constant=has_data, is_variable=bool(t.isVariable),
+                raw=bytes(bytearray(buffer.data)) if has_data else b"",
             ))
         operators = _operators(model_t, main)
         others = [op for sg in model_t.subgraphs[1:] for op in _operators(model_t, sg)]
@@ -235,19 +236,6 @@ def parse_model(data: bytes, path: str = "<bytes>") -> Model:
                  inputs=graph_inputs, outputs=graph_outputs, other_subgraph_ops=tuple(others))
 
 
-@functools.lru_cache(maxsize=4)
-def _buffers(data: bytes) -> tuple[tuple[int, bytes], ...]:
-    """(buffer index, bytes) of each main-subgraph tensor, decoded once per model."""
-    model_t = schema_fb.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    buffers = model_t.buffers or []
-    out = []
-    for t in model_t.subgraphs[0].tensors or []:
-        buffer = buffers[t.buffer] if 0 < t.buffer < len(buffers) else None
-        raw = bytes(bytearray(buffer.data)) if buffer is not None and buffer.data is not None else b""
-        out.append((t.buffer, raw))
-    return tuple(out)
-
-
 _NUMPY_TYPES = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
                 "FLOAT32": np.float32}
 
@@ -259,7 +247,7 @@ def constant_values(model: Model, index: int) -> np.ndarray:
         BadInput: the tensor has no data or a type tinydeploy cannot read.
     """
     tensor = model.tensors[index]
-    raw = _buffers(model.data)[index][1]
+    raw = tensor.raw
     if not raw:
         raise BadInput(f"{model.path}: tensor '{tensor.name}' has no constant data")
     if tensor.dtype == "INT4":
