@@ -66,7 +66,7 @@ _REQUIRED = {
     "name": str, "chip": str, "description": str, "cpu_mhz": int, "sram_kb": int,
     "flash_kb": int, "arena_budget_kb": int, "serial": dict, "latency": dict,
 }
-_TOOLCHAIN_KEYS = ("cc", "size", "cflags", "ldflags", "sources", "packages")
+_TOOLCHAIN_KEYS = ("cc", "size", "cflags", "ldflags", "linker_script", "sources", "packages")
 _EMULATOR_KEYS = ("command", "packages", "timer")
 
 

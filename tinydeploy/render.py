@@ -233,15 +233,15 @@ def _render_c(model: Model, board: Board, measured_arena: int | None, options: R
     files["src/td_board.h"] = env.get_template("common/td_board.h.j2").render(**values)
     if board.toolchain is not None:
         tc = board.toolchain
-        files.update(copied_firmware(list(tc["sources"]) + ([tc["linker_script"]] if tc.get("linker_script") else [])))
+        files.update(copied_firmware([*tc["sources"], tc["linker_script"]]))
         values.update({"cc": tc["cc"], "size": tc["size"], "cflags": " ".join(tc["cflags"]),
                        "ldflags": " ".join(tc["ldflags"]), "packages": " ".join(tc["packages"]),
-                       "sources": generic + list(tc["sources"]),
-                       "linker_script": f"src/{tc['linker_script']}" if tc.get("linker_script") else ""})
+                       "sources": generic + list(tc["sources"]), "linker_script": f"src/{tc['linker_script']}"})
         files["Makefile"] = env.get_template("make/Makefile.j2").render(**values)
-        values["how_to"] = ["```", "tinydeploy build DIR", "tinydeploy emulate DIR --port-file DIR/port.txt &"
-                            if board.emulated else "", "tinydeploy bench --port $(cat DIR/port.txt)"
-                            if board.emulated else "", "```"]
+        values["how_to"] = ["tinydeploy build DIR"]
+        if board.emulated:
+            values["how_to"] += ["tinydeploy emulate DIR --port-file DIR/port.txt &",
+                                 "tinydeploy bench --port $(cat DIR/port.txt)"]
     else:
         files.update(copied_firmware(("hal_espidf.c",)))
         values.update({"sources": generic + ["hal_espidf.c"], "f_cpu": f"{board.cpu_mhz * 1_000_000}L",
@@ -251,9 +251,8 @@ def _render_c(model: Model, board: Board, measured_arena: int | None, options: R
                                "sdkconfig.defaults": "espidf/sdkconfig.defaults.j2",
                                "src/CMakeLists.txt": "cengine/src_CMakeLists.txt.j2"}.items():
             files[path] = env.get_template(template).render(**values)
-        values["how_to"] = ["```", "pio run -d DIR", "pio run -d DIR -t upload --upload-port PORT",
-                            "tinydeploy bench --port PORT", "```"]
-    values["how_to"] = [line for line in values["how_to"] if line]
+        values["how_to"] = ["pio run -d DIR", "pio run -d DIR -t upload --upload-port PORT",
+                            "tinydeploy bench --port PORT"]
     files["README.md"] = env.get_template("cengine/README.md.j2").render(**values)
     files[PROJECT_FILE] = _project_file(model, board, options, arena)
     return files
