@@ -15,6 +15,8 @@ from tinydeploy.resources import shipped
 
 KERNEL_SETS = ("esp-nn", "ansi")
 ENGINES = ("tflm", "c")
+# TFLM kernel libraries a board's [tflm] table may name per framework (tinydeploy.kernels).
+TFLM_KERNEL_LIBRARIES = ("reference", "esp-nn", "esp-nn-s3")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Board:
     engines: tuple[str, ...] = ENGINES
     toolchain: dict | None = None  # a cross-compiler build (no PlatformIO): [toolchain]
     emulator: dict | None = None   # the board runs in an emulator: [emulator]
+    tflm: dict | None = None  # [tflm]: framework -> TFLM kernel library (sizes the arena)
 
     @property
     def emulated(self) -> bool:
@@ -45,6 +48,11 @@ class Board:
     def timer(self) -> str:
         """What the firmware's m-lap-us stamps count: "us", or "instructions" on an emulator."""
         return (self.emulator or {}).get("timer", "us")
+
+    def tflm_kernels(self, framework: str) -> str:
+        """The TFLM kernel library this board's firmware links for a framework
+        (TFLM's reference kernels where the profile names none)."""
+        return (self.tflm or {}).get(framework, "reference")
 
     def estimate_us(self, op: str, macs: int, kernels: str | None = None) -> float:
         """Estimated microseconds for one op with this many MACs (0 if not costed)."""
@@ -59,6 +67,7 @@ class Board:
             "baud": self.baud, "fast_baud": self.fast_baud, "kernels": self.kernels,
             "cycles_per_mac": self.cycles_per_mac, "latency_source": self.latency_source,
             "engines": list(self.engines), "toolchain": self.toolchain, "emulator": self.emulator,
+            "tflm": self.tflm,
         }
 
 
@@ -104,6 +113,9 @@ def parse_board(text: str, origin: str) -> Board:
     engines = tuple(raw.get("engines", ENGINES))
     problems += [f"engine '{e}' in 'engines' is unknown; accepted: {', '.join(ENGINES)}" for e in engines
                  if e not in ENGINES]
+    tflm = raw.get("tflm") if isinstance(raw.get("tflm"), dict) else None
+    problems += [f"'tflm.{framework}' is '{name}'; accepted: {', '.join(TFLM_KERNEL_LIBRARIES)}"
+                 for framework, name in (tflm or {}).items() if name not in TFLM_KERNEL_LIBRARIES]
     latency = raw.get("latency", {}) if isinstance(raw.get("latency"), dict) else {}
     tables = latency.get("cycles_per_mac", {})
     kernels = latency.get("kernels", "esp-nn")
@@ -125,7 +137,7 @@ def parse_board(text: str, origin: str) -> Board:
         kernels=kernels,
         cycles_per_mac={k: {op: float(v) for op, v in t.items()} for k, t in tables.items()},
         latency_source=latency["source"].strip(), path=origin,
-        engines=engines, toolchain=toolchain, emulator=emulator,
+        engines=engines, toolchain=toolchain, emulator=emulator, tflm=tflm,
     )
 
 

@@ -118,6 +118,12 @@ class ArenaMeasurement:
             "source": f"tflite-micro {self.runtime} interpreter on this host (measured)",
         }
 
+    @classmethod
+    def from_dict(cls, raw: dict) -> "ArenaMeasurement":
+        runtime = raw.get("source", "").removeprefix("tflite-micro ").split(" ")[0]
+        return cls(raw["arena_bytes"], raw.get("head_bytes"), raw.get("tail_bytes"),
+                   tuple((b["what"], b["bytes"], b["detail"]) for b in raw.get("breakdown", [])), runtime)
+
 
 _HEAD_TAIL = re.compile(r"Arena allocation (head|tail) (\d+) bytes")
 _RECORD = re.compile(r"'([^']+)' used (\d+) bytes with alignment overhead \(([^)]*)\)")
