@@ -6,19 +6,23 @@ import sys
 
 import pytest
 
-from tinydeploy import tflm
+from tinydeploy import kernels, tflm
 from tinydeploy.boards import get_board, load_boards
 from tinydeploy.errors import BadInput
 from tinydeploy.model import load_model
 from tinydeploy.project import create_project, write_project
-from tinydeploy.render import BANNER, FRAMEWORKS, RenderOptions, arena_size, render
+from tinydeploy.render import BANNER, FRAMEWORKS, RenderOptions, arena_size, board_arena, render
 
 pytestmark = pytest.mark.host
 
 
 @pytest.fixture(scope="module")
 def measured(int8_cnn):
-    return tflm.measure_arena(load_model(int8_cnn)).arena_bytes
+    return tflm.measure_arena(load_model(int8_cnn))
+
+
+def board_need(int8_cnn, board, framework, measured):
+    return board_arena(load_model(int8_cnn), board, framework, measured).arena_bytes
 
 
 def pio_config(project):
@@ -48,20 +52,29 @@ def test_rendered_project_for_every_board(tmp_path, int8_cnn, measured, board_na
     assert sorted(registered) == expected
     assert f"MicroMutableOpResolver<{len(expected)}>" in runner
     assert "ErrorReporter" not in runner and "AllOpsResolver" not in runner
-    # The arena is the measured one plus the margin.
-    assert f"constexpr size_t kArenaSize = {arena_size(measured, 10.0)};" in runner
-    assert arena_size(measured, 10.0) >= measured * 1.1 and arena_size(measured, 10.0) % 16 == 0
+    # The arena is what this board needs with its kernel library, plus the margin.
+    need = board_need(int8_cnn, board, framework, measured)
+    assert f"constexpr size_t kArenaSize = {arena_size(need, 10.0)};" in runner
+    assert arena_size(need, 10.0) >= need * 1.1 and arena_size(need, 10.0) % 16 == 0
+    assert kernels.library(board.tflm_kernels(framework)).description in runner
+    # No InitializeTarget(): Chirale's restarts Serial at 9600 baud.
+    assert "InitializeTarget()" not in runner.replace("tflite::InitializeTarget() is not called", "")
     for path, text in files.items():
         assert BANNER in text, path
     assert "#ifndef TINYDEPLOY_MODEL_DATA_H_" in files["src/model_data.h"]
     if framework == "espidf":
         assert 'espressif/esp-tflite-micro: ">=1.3.7"' in files["src/idf_component.yml"]
         assert f"CONFIG_ESP_DEFAULT_CPU_FREQ_MHZ_{board.cpu_mhz}=y" in files["sdkconfig.defaults"]
+        assert "CONSOLE_UART_BAUDRATE" not in files["sdkconfig.defaults"]  # Kconfig drops it
+        assert "uart_driver_install(kPort, 4096," in files["src/main.cc"]
         assert "esp_timer_get_time" in files["src/main.cc"]
     else:
         assert "Chirale_TensorFLowLite" in env["lib_deps"][0] if isinstance(env["lib_deps"], list) \
             else "Chirale_TensorFLowLite" in env["lib_deps"]
         assert "TensorFlowLite_ESP32" not in "".join(files.values())
+        main = files["src/main.cpp"]
+        assert main.index("Serial.setRxBufferSize(4096)") < main.index(f"Serial.begin({board.baud})")
+        assert env["build_flags"] == ["-Wl,--wrap=DebugLog"] and "__wrap_DebugLog" in main
 
 
 def test_model_array_compiles_and_decodes_to_the_same_bytes(tmp_path, int8_cnn, measured):
@@ -90,11 +103,15 @@ def test_model_array_compiles_and_decodes_to_the_same_bytes(tmp_path, int8_cnn, 
 def test_device_info_line_is_json(int8_cnn, measured):
     model = load_model(int8_cnn)
     files = render(model, get_board("esp32-c3-devkitm-1"), measured)
-    literal = re.search(r"kInfoFormat\[\] = (\".*\");", files["src/td_board.h"]).group(1)
-    info = json.loads(json.loads(literal).replace("%lu", "1234"))
-    assert info["arena_used_bytes"] == 1234 and info["arena_bytes"] == arena_size(measured, 10)
+    board = get_board("esp32-c3-devkitm-1")
+    literal = json.loads(re.search(r"kInfoFormat\[\] = (\".*\");", files["src/td_board.h"]).group(1))
+    info = json.loads(literal % ("1234", "null"))
+    assert info["arena_used_bytes"] == 1234 and info["setup_error"] is None
+    assert info["arena_bytes"] == arena_size(board_need(int8_cnn, board, "espidf", measured), 10)
     assert info["model_sha256"] == model.sha256 and info["model_bytes"] == model.size_bytes
-    assert info["board"] == "esp32-c3-devkitm-1" and info["cpu_mhz"] == 160 and info["esp_nn"] is True
+    assert info["board"] == "esp32-c3-devkitm-1" and info["cpu_mhz"] == 160 and info["kernels"] == "esp-nn"
+    failed = json.loads(literal % ("null", '"arena allocation failed with 64 bytes"'))
+    assert failed["arena_used_bytes"] is None and failed["setup_error"].startswith("arena allocation failed")
     assert info["input"]["shape"] == [1, 32, 32, 1] and info["input"]["dtype"] == "int8"
 
 
@@ -111,7 +128,8 @@ def test_unsupported_ops_are_all_listed(unsupported_ops_model, tmp_path):
 
 def test_arena_over_the_board_budget_names_both_numbers(int8_cnn, measured):
     small = dataclasses.replace(get_board("esp32dev"), arena_budget_kb=4)
-    with pytest.raises(BadInput, match=f"needs {arena_size(measured, 10)} bytes .* has 4096 bytes"):
+    need = board_need(int8_cnn, small, "espidf", measured)
+    with pytest.raises(BadInput, match=f"needs {arena_size(need, 10)} bytes .* has 4096 bytes"):
         render(load_model(int8_cnn), small, measured)
 
 

@@ -151,16 +151,49 @@ class Connection:
         return lines
 
     def sync(self, boot_wait: float = 2.0) -> None:
-        """Get in step with the device: after a reset, skip the boot noise up to
-        m-ready; then make sure it answers a command."""
+        """Get in step with the device: after a reset, read its boot lines up to m-ready;
+        then send name% and read up to its reply, so that a board that boots late is
+        still read as booting. Every line before the name reply is kept in ``boot``."""
+        self.boot: list[Line] = []
         deadline = time.monotonic() + boot_wait
         while True:
             line = self.read_line(deadline)
             if line is None or line.kind == "ready":
                 break
-            if line.kind == "error" and "port busy" in str(line.value):
-                raise StepFailed(f"port {self.port} is busy: {line.value}")
-        self.command("name")
+            self._boot_line(line)
+        self.send_all(["name"])
+        deadline = time.monotonic() + self.timeout
+        named = False
+        while True:
+            line = self.read_line(deadline)
+            if line is None:
+                raise self.timeout_error("reply to 'name%'")
+            if line.kind == "name":
+                named = True
+            elif line.kind == "ready" and named:
+                return
+            elif not named and line.kind != "ready":
+                self._boot_line(line)
+
+    def _boot_line(self, line: Line) -> None:
+        if line.kind == "error" and "port busy" in str(line.value):
+            raise StepFailed(f"port {self.port} is busy: {line.value}")
+        self.boot.append(line)
+
+    def setup_failure(self, info: dict) -> str | None:
+        """Why the firmware could not set its model up, in its own words, or None.
+
+        The info line says so (setup_error, and no arena_used_bytes); the e-[...] line
+        at boot says so too, and the lines the firmware printed just before it (such
+        as TFLM's "Failed to resize buffer. Requested: ...") say how."""
+        boot_errors = [i for i, line in enumerate(self.boot) if line.kind == "error"]
+        error = info.get("setup_error") or (self.boot[boot_errors[0]].value if boot_errors else None)
+        if not error:
+            return None
+        before = self.boot[:boot_errors[0]] if boot_errors else self.boot
+        printed = [line.text.strip() for line in before if line.kind == "noise" and line.text.strip()][-6:]
+        said = f" It printed at boot: {' | '.join(printed)}." if printed else ""
+        return f"the firmware could not set up the model: {error}.{said} Log: {self.log_path}"
 
 
 @dataclass
@@ -255,10 +288,16 @@ def measure_latency(conn: Connection, info: dict, runs: int, warmup: int) -> dic
 
 
 def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, y: np.ndarray,
-                       progress: Callable[[int, int], None] | None = None, engine: str = "tflm") -> dict:
+                       progress: Callable[[int, int], None] | None = None, engine: str = "tflm",
+                       kernels: str | None = None) -> dict:
     """Stream samples to the device and compare its outputs with the host's: the TFLM
     interpreter for TFLM firmware, TFLite's reference kernels for the C engine (which is
-    bit-exact with them)."""
+    bit-exact with them).
+
+    The result states the device's measured tolerance against that reference: how many
+    outputs differ by 0, 1, 2... LSB, and the largest difference. Another kernel library
+    (ESP-NN, or an older TFLM in an Arduino library) may round differently; the figure
+    says by how much, and nothing is widened to hide it."""
     from tinydeploy.evaluate import TflmRunner, quantize_input, reference_outputs
     from tinydeploy.model import load_model
     model = load_model(model_path)
@@ -283,7 +322,10 @@ def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, 
     seconds = time.perf_counter() - started
     device_outputs = np.array(device, dtype=np.int32)
     diff = np.abs(device_outputs - host.astype(np.int32))
-    return {"samples": int(len(inputs)), "top1_agreement": round(float((device_outputs.argmax(1) == host.argmax(1)).mean()), 5),
+    levels, counts = np.unique(diff, return_counts=True)
+    return {"kernels": kernels or ("c engine" if engine == "c" else "unknown"),
+            "output_diff_lsb_counts": {str(int(k)): int(n) for k, n in zip(levels, counts)},
+            "identical_output_values": round(float((diff == 0).mean()), 5),"samples": int(len(inputs)), "top1_agreement": round(float((device_outputs.argmax(1) == host.argmax(1)).mean()), 5),
             "max_output_diff_lsb": int(diff.max()), "device_accuracy": round(float((device_outputs.argmax(1) == y).mean()), 5),
             "host_accuracy": round(float((host.argmax(1) == y).mean()), 5), "seconds": round(seconds, 3),
             "samples_per_second": round(len(inputs) / seconds, 2) if seconds else None,
@@ -332,6 +374,9 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
         was_reset = reset and conn.reset()
         conn.sync(boot_wait=2.0 if was_reset else 0.3)
         result.info = read_info(conn)
+        failure = conn.setup_failure(result.info)
+        if failure:
+            raise StepFailed(failure)
         if expected_sha and result.info.get("model_sha256") != expected_sha:
             raise StepFailed(f"the device runs a different model: device sha256 {result.info.get('model_sha256')}, "
                              f"expected {expected_sha} ({expect_model})")
@@ -343,7 +388,8 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
             result.latency_us = latency
         if samples is not None:
             result.validation = validate_on_device(conn, expect_model, *samples, progress=progress,
-                                                   engine=result.info.get("engine", "tflm"))
+                                                   engine=result.info.get("engine", "tflm"),
+                                                   kernels=result.info.get("kernels"))
         result.complete = True
     except StepFailed as exc:
         result.error = str(exc)

@@ -45,7 +45,7 @@ def cmd_inspect(args) -> int:
     from tinydeploy.inspect import inspect
     from tinydeploy.targets import Targets
     targets = Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms)
-    report = inspect(args.model, get_board(args.board), targets)
+    report = inspect(args.model, get_board(args.board), targets, args.framework)
     data = report.to_dict()
     if args.json:
         _emit_json(args, data)
@@ -137,9 +137,11 @@ def cmd_render(args) -> int:
               f"{summary['constant_bytes']:,} bytes of constants, ops {', '.join(summary['ops'])}")
         _console().print(engine_arena_table(summary))
     else:
+        need = summary["board_arena"]
         print(f"rendered {summary['project']} for {summary['board']} ({summary['framework']}): "
               f"{len(summary['files'])} files, arena {summary['arena_bytes']:,} bytes "
-              f"(measured {summary['measured_arena_bytes']:,} + {summary['arena_margin_percent']:g}%), "
+              f"({need['arena_bytes']:,} needed with the {need['kernels']} kernels at 32 bits, "
+              f"+ {summary['arena_margin_percent']:g}%; host TFLM measured {summary['measured_arena_bytes']:,}), "
               f"ops {', '.join(summary['ops'])}")
     print(f"next: tinydeploy build {summary['project']}")
     return EXIT_OK
@@ -412,6 +414,7 @@ def _add_targets(parser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tinydeploy.render import FRAMEWORKS
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -428,6 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what a .tflite model costs on a board: ops, MACs, measured TFLM arena, latency")
     p.add_argument("model", help="the .tflite file")
     p.add_argument("--board", default="esp32-s3-devkitc-1", help="board profile (default %(default)s)")
+    p.add_argument("--framework", choices=FRAMEWORKS, default=None,
+                   help="the firmware's framework, which picks the board's TFLM kernel library for the arena "
+                        "(default: the board profile's)")
     _add_targets(p)
     p.set_defaults(func=cmd_inspect)
 
@@ -450,7 +456,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_optimize)
 
     from tinydeploy.boards import ENGINES
-    from tinydeploy.render import FRAMEWORKS
     p = sub.add_parser("render", parents=[common], help="write a firmware project for an int8 model")
     p.add_argument("model", help="the int8 .tflite file")
     p.add_argument("--board", required=True, help="board profile (see `tinydeploy boards`)")

@@ -69,18 +69,27 @@ def inspect_view(report: dict) -> Group:
     for kind in ("inputs", "outputs"):
         for t in report[kind]:
             io.add_row(kind[:-1], t["name"], "×".join(map(str, t["shape"])), t["dtype"], _quant(t["quantization"]))
+    need = report.get("board_arena")
     layers = Table(title=f"Layers: {_n(report['macs'])} MACs in total", title_justify="left")
-    for column in ("#", "op", "output shape", "MACs"):
-        layers.add_column(column, justify="right" if column in ("#", "MACs") else "left")
+    scratch_column = f"scratch B ({need['kernels']})" if need else "scratch B"
+    for column in ("#", "op", "output shape", "MACs", scratch_column):
+        layers.add_column(column, justify="left" if column in ("op", "output shape") else "right")
     for layer in report["layers"]:
-        layers.add_row(str(layer["index"]), layer["op"], "×".join(map(str, layer["output_shape"])), _n(layer["macs"]))
+        layers.add_row(str(layer["index"]), layer["op"], "×".join(map(str, layer["output_shape"])), _n(layer["macs"]),
+                       _n(layer.get("scratch_bytes", 0)) if need else "n/a")
     memory = Table(title="Memory", title_justify="left")
     memory.add_column("figure")
     memory.add_column("bytes", justify="right")
     memory.add_column("basis")
     arena = report["arena"]
+    if need:
+        memory.add_row(f"arena on {need['board']} ({need['framework']})", _n(need["arena_bytes"]), need["basis"])
+        memory.add_row("  head: activations + scratch", _n(need["head_bytes"]),
+                       f"kernel scratch: {_n(need['scratch_bytes'])} B in all, each buffer live only while its operator runs")
+        memory.add_row("  tail: persistent data", _n(need["tail_bytes"]), "32-bit struct sizes")
     if arena:
-        memory.add_row("TFLM tensor arena (smallest that works)", _n(arena["arena_bytes"]), arena["source"])
+        memory.add_row("TFLM tensor arena on this host (smallest that works)", _n(arena["arena_bytes"]),
+                       arena["source"] + "; reference kernels, 64-bit structs")
         if arena["head_bytes"] is not None:
             memory.add_row("  head: activations", _n(arena["head_bytes"]), "recording allocator")
             memory.add_row("  tail: persistent data", _n(arena["tail_bytes"]), "recording allocator")
@@ -165,8 +174,10 @@ def bench_table(results: dict) -> Table:
     table.add_row("board", str(device.get("board", "?")), runtime)
     table.add_row("model", f"{results.get('model_bytes') or 0:,} B", f"sha256 {str(results.get('model_sha256'))[:16]}…")
     table.add_row("arena (configured)", f"{results.get('arena_bytes') or 0:,} B", "firmware constant")
-    table.add_row("arena_used_bytes()", f"{results.get('arena_used_bytes') or 0:,} B",
-                  "the C engine's static plan, reported by the device" if c_engine else "reported by TFLM on the device")
+    used = results.get("arena_used_bytes")
+    table.add_row("arena_used_bytes()", f"{used:,} B" if used is not None else "not set up",
+                  "the C engine's static plan, reported by the device" if c_engine else
+                  f"reported by TFLM on the device ({device.get('kernels', 'kernels not reported')})")
     counts = results.get("latency_instructions")
     if counts:
         for key in ("min", "median", "max"):
@@ -179,7 +190,10 @@ def bench_table(results: dict) -> Table:
     if validation:
         table.add_row("top-1 agreement", f"{validation['top1_agreement'] * 100:.1f}%",
                       f"{validation['samples']} samples vs {validation.get('reference', 'host TFLM')}")
-        table.add_row("largest output difference", f"{validation['max_output_diff_lsb']} LSB", "int8 outputs")
+        counts = validation.get("output_diff_lsb_counts")
+        spread = ", ".join(f"{k} LSB: {n:,}" for k, n in counts.items()) if counts else "int8 outputs"
+        table.add_row("largest output difference", f"{validation['max_output_diff_lsb']} LSB",
+                      f"measured, {validation.get('kernels', '?')} kernels; outputs by difference: {spread}")
         table.add_row("device accuracy", f"{validation['device_accuracy'] * 100:.1f}%", "against the labels")
     if results.get("error"):
         table.add_row("error", Text("run stopped", style="red"), results["error"])

@@ -6,7 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinydeploy import costs, tflm
+from tinydeploy import arena as arena_model
+from tinydeploy import costs, kernels, tflm
 from tinydeploy.boards import Board
 from tinydeploy.model import Model, load_model
 from tinydeploy.targets import TargetResult, Targets, check
@@ -19,6 +20,8 @@ class InspectReport:
     layers: list[costs.LayerCost]
     activation_lower_bound: int
     arena: tflm.ArenaMeasurement | None
+    board_arena: arena_model.BoardArena | None  # what the board's firmware needs, with its kernels
+    framework: str
     latency_ms: float
     targets: list[TargetResult]
     unsupported: list[str]
@@ -34,6 +37,12 @@ class InspectReport:
         return [{"op": name, "version": version, "count": n,
                  "tflm_supported": name not in self.unsupported}
                 for (name, version), n in sorted(counts.items())]
+
+    def _scratch_by_op(self) -> dict[int, int]:
+        found: dict[int, int] = {}
+        for buffer in (self.board_arena.scratch if self.board_arena else ()):
+            found[buffer.op] = found.get(buffer.op, 0) + buffer.size
+        return found
 
     @property
     def targets_met(self) -> bool:
@@ -51,9 +60,12 @@ class InspectReport:
             "operator_count": len(m.all_operators),
             "inputs": [t.describe() for t in m.input_tensors],
             "outputs": [t.describe() for t in m.output_tensors],
-            "layers": [layer.to_dict() for layer in self.layers],
+            "layers": [layer.to_dict() | {"scratch_bytes": self._scratch_by_op().get(layer.index, 0)}
+                       for layer in self.layers],
             "macs": self.macs,
             "arena": self.arena.to_dict() if self.arena else None,
+            "board_arena": (self.board_arena.to_dict() | {"board": self.board.name, "framework": self.framework}
+                            if self.board_arena else None),
             "activation_lower_bound_bytes": self.activation_lower_bound,
             "latency": {"board": self.board.name, "kernels": self.board.kernels,
                         "ms": round(self.latency_ms, 3), "basis": "estimate",
@@ -64,13 +76,17 @@ class InspectReport:
         }
 
 
-def inspect(model_path: str | Path, board: Board, targets: Targets = Targets()) -> InspectReport:
+def inspect(model_path: str | Path, board: Board, targets: Targets = Targets(),
+            framework: str | None = None) -> InspectReport:
     """Measure and estimate what a model costs on a board.
 
     Args:
         model_path: the .tflite file.
-        board: the board profile to estimate latency for.
-        targets: budgets to judge the figures against.
+        board: the board profile to estimate latency and size the arena for.
+        targets: budgets to judge the figures against; the arena target is judged on what
+            the board needs (its kernel library's scratch, 32-bit structs), not the host figure.
+        framework: the firmware framework, which picks the board's TFLM kernel library
+            (default: the board profile's framework).
 
     Returns:
         The report. Problems that make the model undeployable (float, ops that
@@ -90,10 +106,16 @@ def inspect(model_path: str | Path, board: Board, targets: Targets = Targets()) 
         problems.append(f"ops TFLM does not support: {', '.join(unsupported)}. "
                         f"Supported: {', '.join(sorted(tflm.RESOLVER_METHODS))}")
     arena = None if unsupported else tflm.measure_arena(model)
+    framework = framework or board.platformio.get("framework", "espidf")
+    need = (arena_model.board_arena(model, arena, kernels.library(board.tflm_kernels(framework)))
+            if arena and model.is_int8 else None)
     layers = costs.layer_costs(model)
     latency_ms = sum(board.estimate_us(layer.op, layer.macs) for layer in layers) / 1000
-    results = check(targets, arena_bytes=arena.arena_bytes if arena else None,
-                    model_bytes=model.size_bytes, latency_ms=latency_ms,
-                    arena_basis="measured (TFLM, host)", latency_basis=f"estimate ({board.name})")
-    return InspectReport(model, board, layers, costs.activation_lower_bound(model), arena,
+    if need:
+        arena_bytes, arena_basis = need.arena_bytes, f"{board.name}, {need.kernels} kernels, 32-bit (derived)"
+    else:
+        arena_bytes, arena_basis = (arena.arena_bytes if arena else None), "measured (TFLM, host)"
+    results = check(targets, arena_bytes=arena_bytes, model_bytes=model.size_bytes, latency_ms=latency_ms,
+                    arena_basis=arena_basis, latency_basis=f"estimate ({board.name})")
+    return InspectReport(model, board, layers, costs.activation_lower_bound(model), arena, need, framework,
                          latency_ms, results, unsupported, problems)

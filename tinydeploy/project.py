@@ -56,7 +56,8 @@ def rendered_board(project_dir: str | Path):
 def create_project(model_path: str | Path, board, out: str | Path, options) -> dict:
     """Load a model, render the project and write it.
 
-    For the TFLM engine the arena is the measured TFLM arena plus the margin. For
+    For the TFLM engine the arena is what the board needs (tinydeploy.arena: the measured
+    TFLM arena at 32-bit sizes, with the board's kernel scratch) plus the margin. For
     the C engine it is the engine's static plan; the TFLM arena is measured too when
     the interpreter can load the model, so the three figures can be compared.
 
@@ -65,7 +66,7 @@ def create_project(model_path: str | Path, board, out: str | Path, options) -> d
     """
     from tinydeploy import tflm
     from tinydeploy.model import load_model
-    from tinydeploy.render import arena_size, check_deployable, render
+    from tinydeploy.render import arena_size, board_arena, check_deployable, render
     model = load_model(model_path)
     summary = {"project": str(out), "board": board.name, "engine": options.engine,
                "framework": None if board.toolchain else options.framework,
@@ -76,17 +77,19 @@ def create_project(model_path: str | Path, board, out: str | Path, options) -> d
         lowered = cengine.lower(model)  # fails fast, listing every operator it lacks
         measured = None
         if model.is_int8 and not tflm.unsupported_ops(model):
-            measured = tflm.measure_arena(model).arena_bytes
+            measured = tflm.measure_arena(model)
         files = render(model, board, measured, options, model_name=Path(model_path).stem)
-        summary.update({"arena_bytes": lowered.arena_bytes, "tflm_arena_bytes": measured,
+        summary.update({"arena_bytes": lowered.arena_bytes,
+                        "tflm_arena_bytes": measured.arena_bytes if measured else None,
                         "lower_bound_bytes": lowered.lower_bound, "constant_bytes": lowered.weight_bytes,
                         "macs": lowered.macs})
     else:
         check_deployable(model)  # before measuring, so a float or unsupported model fails fast
-        measured = tflm.measure_arena(model).arena_bytes
+        measured = tflm.measure_arena(model)
         files = render(model, board, measured, options, model_name=Path(model_path).stem)
-        summary.update({"measured_arena_bytes": measured,
-                        "arena_bytes": arena_size(measured, options.arena_margin_percent),
+        need = board_arena(model, board, options.framework, measured)
+        summary.update({"measured_arena_bytes": measured.arena_bytes, "board_arena": need.to_dict(),
+                        "arena_bytes": arena_size(need.arena_bytes, options.arena_margin_percent),
                         "arena_margin_percent": options.arena_margin_percent})
     summary["files"] = [str(p) for p in write_project(files, out)]
     return summary

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jinja2
 
-from tinydeploy import __version__, cgen, tflm
+from tinydeploy import __version__, arena, cgen, kernels, tflm
 from tinydeploy.boards import ENGINES, Board
 from tinydeploy.errors import BadInput
 from tinydeploy.model import Model
@@ -26,6 +26,7 @@ ESP_TFLITE_MICRO = ">=1.3.7"  # earlier versions could send every CONV_2D down t
 ARDUINO_TFLM_LIBRARY = "spaziochirale/Chirale_TensorFLowLite"
 PROJECT_FILE = "tinydeploy.json"  # what was rendered, for build, flash and emulate
 INFO_LIMIT = 720  # the firmware's info buffer (td_protocol.c) is 768 bytes
+RX_BUFFER_BYTES = 4096  # the host streams the next validation sample while one inference runs
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,14 @@ class RenderOptions:
     engine: str = "tflm"
 
 
-def arena_size(measured: int, margin_percent: float) -> int:
-    """The firmware's arena: the measured TFLM arena plus the margin, rounded up to 16 bytes."""
-    return int(math.ceil(measured * (1 + margin_percent / 100) / 16) * 16)
+def arena_size(need: int, margin_percent: float) -> int:
+    """The firmware's arena: what the board needs plus the margin, rounded up to 16 bytes."""
+    return int(math.ceil(need * (1 + margin_percent / 100) / 16) * 16)
+
+
+def board_arena(model: Model, board: Board, framework: str, measured: tflm.ArenaMeasurement) -> arena.BoardArena:
+    """The arena the board's firmware needs with the kernel library it links for a framework."""
+    return arena.board_arena(model, measured, kernels.library(board.tflm_kernels(framework)))
 
 
 def environment() -> jinja2.Environment:
@@ -66,7 +72,8 @@ def _quant(tensor) -> tuple[float, int]:
 
 
 def _info_format(model: Model, board: Board, framework: str, arena: int, engine: str) -> str:
-    """The info JSON with one %lu for arena_used_bytes, which only the board knows."""
+    """The info JSON, with two %s for what only the board knows: arena_used_bytes (a number,
+    or null when the model could not be set up) and setup_error (null, or a JSON string)."""
     def io(tensor):
         scale, zero = _quant(tensor)
         return {"shape": list(tensor.shape), "dtype": tensor.dtype.lower(), "scale": scale, "zero_point": zero}
@@ -78,9 +85,9 @@ def _info_format(model: Model, board: Board, framework: str, arena: int, engine:
         info["framework"] = framework
     if engine == "tflm":
         info["tflm"] = f"esp-tflite-micro{ESP_TFLITE_MICRO}" if framework == "espidf" else ARDUINO_TFLM_LIBRARY
-        info["esp_nn"] = framework == "espidf"
+        info["kernels"] = board.tflm_kernels(framework)
     info["tinydeploy"] = __version__
-    text = '{"arena_used_bytes":%lu,' + json.dumps(info, separators=(",", ":"))[1:].replace("%", "%%")
+    text = '{"arena_used_bytes":%s,"setup_error":%s,' + json.dumps(info, separators=(",", ":"))[1:].replace("%", "%%")
     if len(text) > INFO_LIMIT:
         raise BadInput(f"the device info line would be {len(text)} characters (limit {INFO_LIMIT})")
     return text
@@ -119,18 +126,19 @@ def _project_file(model: Model, board: Board, options: RenderOptions, arena: int
     """tinydeploy.json: what was rendered, for build, emulate and bench."""
     return json.dumps({"generated_by": BANNER, "board": board.name, "engine": options.engine,
                        "framework": None if board.toolchain else options.framework,
-                       "model_sha256": model.sha256, "arena_bytes": arena}, indent=2, ensure_ascii=False) + "\n"
+                       "model_sha256": model.sha256, "arena_bytes": arena, "baud": board.baud}, indent=2, ensure_ascii=False) + "\n"
 
 
-def render(model: Model, board: Board, measured_arena: int | None, options: RenderOptions = RenderOptions(),
-           model_name: str = "model") -> dict[str, str]:
+def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
+           options: RenderOptions = RenderOptions(), model_name: str = "model") -> dict[str, str]:
     """Render the firmware project for a model on a board.
 
     Args:
         model: a full-int8 model whose operators the chosen engine supports.
         board: the board profile.
-        measured_arena: the model's TFLM arena in bytes, as measured (tinydeploy.tflm);
-            required for --engine tflm, shown for comparison with --engine c.
+        measured: the model's TFLM arena as the host measures it (tinydeploy.tflm); required
+            for --engine tflm, where the board's arena is derived from it (tinydeploy.arena),
+            and shown for comparison with --engine c.
         options: engine, framework, arena margin and class labels.
         model_name: a short name for messages and the project README.
 
@@ -143,20 +151,23 @@ def render(model: Model, board: Board, measured_arena: int | None, options: Rend
     """
     _check_options(model, board, options)
     if options.engine == "c":
-        return _render_c(model, board, measured_arena, options, model_name)
+        return _render_c(model, board, measured, options, model_name)
     check_deployable(model)
-    if measured_arena is None:
+    if measured is None:
         raise BadInput("the TFLM engine needs the measured arena")
-    arena = arena_size(measured_arena, options.arena_margin_percent)
+    framework = options.framework
+    need = board_arena(model, board, framework, measured)
+    arena_bytes = arena_size(need.arena_bytes, options.arena_margin_percent)
     budget = board.arena_budget_kb * 1024
-    if arena > budget:
-        raise BadInput(f"the arena needs {arena} bytes (measured {measured_arena} + {options.arena_margin_percent:g}% "
-                       f"margin) but {board.name} has {budget} bytes of internal RAM for it")
+    if arena_bytes > budget:
+        raise BadInput(f"the arena needs {arena_bytes} bytes ({need.arena_bytes} with {need.kernels} kernels + "
+                       f"{options.arena_margin_percent:g}% margin) but {board.name} has {budget} bytes of internal "
+                       "RAM for it")
     in_scale, in_zero = _quant(model.input_tensors[0])
     out_scale, out_zero = _quant(model.output_tensors[0])
     ops = [{"name": name, "method": tflm.RESOLVER_METHODS[name]}
            for name in sorted({op.name for op in model.all_operators})]
-    framework = options.framework
+    library = kernels.library(need.kernels)
     values = _common_values(model, board, options, model_name)
     values.update({
         "sha256_literal": cgen.string_literal(model.sha256), "rows": cgen.byte_rows(model.data),
@@ -165,15 +176,23 @@ def render(model: Model, board: Board, measured_arena: int | None, options: Rend
         "input_bytes": model.input_tensors[0].nbytes, "output_bytes": model.output_tensors[0].nbytes,
         "labels": list(options.labels), "label_literals": [cgen.string_literal(x) for x in options.labels],
         "ops": ops, "op_names": ", ".join(op["name"] for op in ops),
-        "arena_size": arena, "measured_arena": measured_arena, "margin_percent": f"{options.arena_margin_percent:g}",
-        "info_format": cgen.string_literal(_info_format(model, board, framework, arena, "tflm")),
+        "arena_size": arena_bytes, "board_arena": need.arena_bytes, "measured_arena": measured.arena_bytes,
+        "margin_percent": f"{options.arena_margin_percent:g}", "kernels": library.description,
+        "arena_note": (f"{library.description}: {need.arena_bytes} bytes = head {need.head_bytes} (activations "
+                       f"and {need.scratch_bytes} bytes of kernel scratch, as TFLM plans them) + tail "
+                       f"{need.tail_bytes} (32-bit); plus {options.arena_margin_percent:g}% margin, rounded up "
+                       "to 16."),
+        "info_format": cgen.string_literal(_info_format(model, board, framework, arena_bytes, "tflm")),
         "f_cpu": f"{board.cpu_mhz * 1_000_000}L",
         "runtime_note": ("ESP-IDF, Espressif's esp-tflite-micro with the ESP-NN optimized kernels"
                          if framework == "espidf" else
                          f"Arduino, {ARDUINO_TFLM_LIBRARY}: current TFLM API but no ESP-NN, so it is slower"),
         "esp_tflite_micro": ESP_TFLITE_MICRO,
         "sdkconfig": _sdkconfig(board),
-        "extra": ([("lib_deps", ARDUINO_TFLM_LIBRARY)] if framework == "arduino" else []),
+        "rx_buffer_bytes": RX_BUFFER_BYTES,
+        # Arduino: the library's log goes to __wrap_DebugLog (main.cpp), not into the protocol stream.
+        "extra": ([("lib_deps", ARDUINO_TFLM_LIBRARY), ("build_flags", "-Wl,--wrap=DebugLog")]
+                  if framework == "arduino" else []),
     })
     env = environment()
     sources = {"src/model_data.h": "common/model_data.h.j2", "src/model_data.cc": "common/model_data.cc.j2",
@@ -190,13 +209,14 @@ def render(model: Model, board: Board, measured_arena: int | None, options: Rend
         sources["src/main.cpp"] = "arduino/main.cpp.j2"
     files = {path: env.get_template(template).render(**values) for path, template in sources.items()}
     files.update(copied_firmware(("td_protocol.h", "td_protocol.c")))
-    files[PROJECT_FILE] = _project_file(model, board, options, arena)
+    files[PROJECT_FILE] = _project_file(model, board, options, arena_bytes)
     return files
 
 
 def _sdkconfig(board: Board) -> list[str]:
+    # No console baud key: Kconfig drops CONFIG_ESP_CONSOLE_UART_BAUDRATE unless a custom console
+    # UART is chosen; the firmware sets UART0's rate itself.
     return [f"CONFIG_ESP_DEFAULT_CPU_FREQ_MHZ_{board.cpu_mhz}=y",
-            f"CONFIG_ESP_CONSOLE_UART_BAUDRATE={board.baud}",
             "CONFIG_ESP_MAIN_TASK_STACK_SIZE=8192",
             "CONFIG_ESP_TASK_WDT_CHECK_IDLE_TASK_CPU0=n"]
 
@@ -208,7 +228,7 @@ def copied_firmware(names, folder: str = "src/") -> dict[str, str]:
             for name in names}
 
 
-def _render_c(model: Model, board: Board, measured_arena: int | None, options: RenderOptions,
+def _render_c(model: Model, board: Board, measured: tflm.ArenaMeasurement | None, options: RenderOptions,
               model_name: str) -> dict[str, str]:
     """The C engine's project: the model as C (tinydeploy.cengine), the protocol firmware, the
     platform layer, and either a PlatformIO/ESP-IDF project or a Makefile for a cross compiler."""
@@ -221,7 +241,7 @@ def _render_c(model: Model, board: Board, measured_arena: int | None, options: R
     values = _common_values(model, board, options, model_name)
     values.update({
         "arena_bytes": arena, "lower_bound": lowered.lower_bound, "weight_bytes": lowered.weight_bytes,
-        "tflm_arena": f"{measured_arena} bytes" if measured_arena else "not measured",
+        "tflm_arena": f"{measured.arena_bytes} bytes" if measured else "not measured",
         "info_format": cgen.string_literal(_info_format(model, board, options.framework, arena, "c")),
         "timer_note": ("instructions retired (minstret), not microseconds" if board.timer == "instructions"
                        else "microseconds"),

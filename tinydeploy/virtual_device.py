@@ -53,11 +53,11 @@ class VirtualDevice:
                     "scale": q.scales[0] if q else 1.0, "zero_point": q.zero_points[0] if q else 0}
 
         self._info = json.dumps({
-            "arena_used_bytes": self.arena.arena_bytes, "arena_bytes": self.arena.arena_bytes,
+            "arena_used_bytes": self.arena.arena_bytes, "setup_error": None, "arena_bytes": self.arena.arena_bytes,
             "model_sha256": self.model.sha256, "model_bytes": self.model.size_bytes,
             "input": describe(input_tensor), "output": describe(output_tensor),
             "board": "virtual", "cpu_mhz": None, "framework": "host",
-            "tflm": f"tflite-micro {tflm.runtime_version()} (host interpreter)", "esp_nn": False,
+            "tflm": f"tflite-micro {tflm.runtime_version()} (host interpreter)", "kernels": "reference",
             "tinydeploy": __version__, "virtual": True,
             "latency_basis": "virtual: host wall clock running the TFLM interpreter, not board latency",
             "arena_basis": "TFLM measured on the host (an upper bound for a 32-bit board)",
