@@ -9,8 +9,9 @@ DEMO := build/demo
 PYTEST_ARGS ?=
 
 # Debian packages the test suite uses beyond PyPI: the RV32 cross compiler, its C library
-# and QEMU, for the emulated board that runs the real C-engine firmware.
-DEB_PACKAGES := gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc
+# and QEMU, for the emulated board that runs the real C-engine firmware; 32-bit host
+# compilers, for the host builds of the ESP32 firmware (bench/firmware_host_check.py).
+DEB_PACKAGES := gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc gcc-multilib g++-multilib
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install demo test clean system-packages
