@@ -344,7 +344,9 @@ def main(argv=None) -> int:
         r = outcome["results"]
         device = r.get("device", {})
         print(f"{project.name}: {kernels} kernels, {args.bits}-bit host build")
-        print(f"  arena: {device.get('arena_bytes')} B in the firmware, {device.get('arena_used_bytes')} B used")
+        used = device.get("arena_used_bytes")
+        print(f"  arena: {device.get('arena_bytes')} B in the firmware, "
+              + (f"{used} B used" if used is not None else "the model is not set up"))
         if r.get("validation"):
             v = r["validation"]
             print(f"  validate: {v['samples']} samples, top-1 agreement {v['top1_agreement']:.2%}, "

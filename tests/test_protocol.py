@@ -124,3 +124,33 @@ def test_a_connection_skips_boot_noise_and_reports_errors(tmp_path_factory, nois
             conn.command("info")
     finally:
         conn.close()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("late", [False, True])
+def test_a_failed_setup_is_reported_in_the_firmwares_own_words(tmp_path, late):
+    """The boot lines before the reply to name% are kept, also when the board boots only after
+    name% was sent; a failed setup is then named with what the firmware printed before it."""
+    import threading
+    from tinydeploy.bench import Connection
+    conn = Connection("loop://", 115200, tmp_path / "serial.log", timeout=2.0)
+    boot = (b"I (31) boot: ESP-IDF v5.5\r\nFailed to resize buffer. Requested: 13168, available 13084\r\n"
+            b"e-[arena allocation failed with 15424 bytes]\r\nm-init-done\r\nm-ready\r\n")
+    reply = b"m-name-dut-[loop]\r\nm-ready\r\n"
+    try:
+        if late:
+            timer = threading.Timer(0.3, lambda: conn.serial.write(b"\r\n" + boot + reply))
+            timer.start()
+            conn.sync(boot_wait=0.1)
+            timer.join()
+        else:
+            conn.serial.write(boot + reply)
+            conn.sync(boot_wait=2.0)
+        failure = conn.setup_failure({"arena_used_bytes": None,
+                                      "setup_error": "arena allocation failed with 15424 bytes"})
+        assert failure.startswith("the firmware could not set up the model: arena allocation failed with 15424 "
+                                  "bytes. It printed at boot:")
+        assert "Failed to resize buffer. Requested: 13168, available 13084" in failure
+        assert conn.setup_failure({"arena_used_bytes": 1000, "setup_error": None}) is not None  # the boot e-[...]
+    finally:
+        conn.close()

@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-from tinydeploy import kernels, tflm
+from tinydeploy import arena, kernels, tflm
 from tinydeploy.boards import get_board, load_boards
 from tinydeploy.errors import BadInput
 from tinydeploy.model import load_model
 from tinydeploy.project import create_project, write_project
-from tinydeploy.render import BANNER, FRAMEWORKS, RenderOptions, arena_size, board_arena, render
+from tinydeploy.render import BANNER, FRAMEWORKS, RenderOptions, arena_size, render
 
 pytestmark = pytest.mark.host
 
@@ -22,7 +22,7 @@ def measured(int8_cnn):
 
 
 def board_need(int8_cnn, board, framework, measured):
-    return board_arena(load_model(int8_cnn), board, framework, measured).arena_bytes
+    return arena.for_board(load_model(int8_cnn), measured, board, framework).arena_bytes
 
 
 def pio_config(project):

@@ -195,6 +195,13 @@ def board_arena(model: Model, measured, kernels: KernelLibrary, tail: dict | Non
     return BoardArena(kernels.name, head, tail_bytes, tuple(b for b in planned if b.op is not None), basis)
 
 
+def for_board(model: Model, measured, board, framework: str | None = None) -> BoardArena:
+    """The arena a board's firmware needs: with the kernel library the board links for the
+    framework (default: the board profile's own framework)."""
+    from tinydeploy.kernels import library
+    return board_arena(model, measured, library(board.tflm_kernels(framework or board.framework)))
+
+
 def fit_tail(rows: list[dict], models: list[Model], libraries) -> dict[str, dict[str, int]]:
     """Fit TAIL_32BIT from measurements (rows of bench/arena_model.py): for each library,
     the 32-bit tail minus the exact savings, against the host's tail, by least squares over

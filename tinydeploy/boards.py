@@ -49,6 +49,11 @@ class Board:
         """What the firmware's m-lap-us stamps count: "us", or "instructions" on an emulator."""
         return (self.emulator or {}).get("timer", "us")
 
+    @property
+    def framework(self) -> str:
+        """The firmware framework the profile builds with by default."""
+        return self.platformio.get("framework", "espidf")
+
     def tflm_kernels(self, framework: str) -> str:
         """The TFLM kernel library this board's firmware links for a framework
         (TFLM's reference kernels where the profile names none)."""

@@ -109,7 +109,7 @@ def inspect_view(report: dict) -> Group:
 def optimize_table(report: dict) -> Table:
     table = Table(title=f"optimize: {report['data']['name']} on {report['board']} "
                         f"(budget {report['budget']}, seed {report['seed']})", title_justify="left")
-    for column in ("stage", "int8 acc (TFLM)", "flash B", "arena B (TFLM)", "MACs", "latency ms (est.)",
+    for column in ("stage", "int8 acc (TFLM)", "flash B", "arena B (board)", "MACs", "latency ms (est.)",
                    "targets", "s"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     chosen = report["chosen"]["stage"]

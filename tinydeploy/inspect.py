@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinydeploy import arena as arena_model
-from tinydeploy import costs, kernels, tflm
+from tinydeploy import costs, tflm
 from tinydeploy.boards import Board
 from tinydeploy.model import Model, load_model
 from tinydeploy.targets import TargetResult, Targets, check
@@ -106,9 +106,8 @@ def inspect(model_path: str | Path, board: Board, targets: Targets = Targets(),
         problems.append(f"ops TFLM does not support: {', '.join(unsupported)}. "
                         f"Supported: {', '.join(sorted(tflm.RESOLVER_METHODS))}")
     arena = None if unsupported else tflm.measure_arena(model)
-    framework = framework or board.platformio.get("framework", "espidf")
-    need = (arena_model.board_arena(model, arena, kernels.library(board.tflm_kernels(framework)))
-            if arena and model.is_int8 else None)
+    framework = framework or board.framework
+    need = arena_model.for_board(model, arena, board, framework) if arena and model.is_int8 else None
     layers = costs.layer_costs(model)
     latency_ms = sum(board.estimate_us(layer.op, layer.macs) for layer in layers) / 1000
     if need:

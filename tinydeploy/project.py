@@ -66,7 +66,8 @@ def create_project(model_path: str | Path, board, out: str | Path, options) -> d
     """
     from tinydeploy import tflm
     from tinydeploy.model import load_model
-    from tinydeploy.render import arena_size, board_arena, check_deployable, render
+    from tinydeploy.arena import for_board
+    from tinydeploy.render import arena_size, check_deployable, render
     model = load_model(model_path)
     summary = {"project": str(out), "board": board.name, "engine": options.engine,
                "framework": None if board.toolchain else options.framework,
@@ -87,7 +88,7 @@ def create_project(model_path: str | Path, board, out: str | Path, options) -> d
         check_deployable(model)  # before measuring, so a float or unsupported model fails fast
         measured = tflm.measure_arena(model)
         files = render(model, board, measured, options, model_name=Path(model_path).stem)
-        need = board_arena(model, board, options.framework, measured)
+        need = for_board(model, measured, board, options.framework)
         summary.update({"measured_arena_bytes": measured.arena_bytes, "board_arena": need.to_dict(),
                         "arena_bytes": arena_size(need.arena_bytes, options.arena_margin_percent),
                         "arena_margin_percent": options.arena_margin_percent})

@@ -41,7 +41,11 @@ class DeviceSession:
     def info(self) -> dict:
         from tinydeploy.bench import read_info
         if self._info is None:
-            self._info = read_info(self.connection)
+            info = read_info(self.connection)
+            failure = self.connection.setup_failure(info)
+            if failure:
+                pytest.fail(failure, pytrace=False)
+            self._info = info
         return self._info
 
     def bench(self, runs: int = 20, warmup: int = 2) -> Latency:
@@ -58,7 +62,9 @@ class DeviceSession:
         from tinydeploy.bench import validate_on_device
         if self.model is None:
             raise pytest.UsageError("validate() needs --tinydeploy-model (the host reference)")
-        return validate_on_device(self.connection, self.model, x, y, engine=self.info().get("engine", "tflm"))
+        info = self.info()
+        return validate_on_device(self.connection, self.model, x, y, engine=info.get("engine", "tflm"),
+                                  kernels=info.get("kernels"))
 
     def close(self) -> None:
         self.connection.close()

@@ -42,11 +42,6 @@ def arena_size(need: int, margin_percent: float) -> int:
     return int(math.ceil(need * (1 + margin_percent / 100) / 16) * 16)
 
 
-def board_arena(model: Model, board: Board, framework: str, measured: tflm.ArenaMeasurement) -> arena.BoardArena:
-    """The arena the board's firmware needs with the kernel library it links for a framework."""
-    return arena.board_arena(model, measured, kernels.library(board.tflm_kernels(framework)))
-
-
 def environment() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(shipped("templates"))),
                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
@@ -156,7 +151,7 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
     if measured is None:
         raise BadInput("the TFLM engine needs the measured arena")
     framework = options.framework
-    need = board_arena(model, board, framework, measured)
+    need = arena.for_board(model, measured, board, framework)
     arena_bytes = arena_size(need.arena_bytes, options.arena_margin_percent)
     budget = board.arena_budget_kb * 1024
     if arena_bytes > budget:

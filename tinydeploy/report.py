@@ -73,7 +73,7 @@ def optimize_html(report: dict) -> str:
     images = [
         ("Accuracy against flash", _scatter(stages, "flash_bytes", targets["max_model_kb"], "flash (KB)")),
         ("Accuracy against arena", _scatter(stages, "arena_bytes", targets["max_arena_kb"],
-                                            "TFLM arena, measured (KB)")),
+                                            "arena on the board (KB): TFLM measured, with its kernels' scratch, 32-bit")),
     ]
     figures = "".join(f"<figure><img src='data:image/png;base64,{png}'><figcaption>{t}</figcaption></figure>"
                       for t, png in images)
@@ -85,7 +85,7 @@ figure{{display:inline-block;margin:0 1em 1em 0}}</style></head><body>
 <h1>tinydeploy optimize</h1>
 <p>data {html.escape(report['data']['name'])} ({report['data']['train']} train / {report['data']['val']} validation),
 board {html.escape(report['board'])}, budget {report['budget']}, seed {report['seed']}.
-Accuracy is the int8 model's on the TFLM interpreter; arena is measured by TFLM; latency is an estimate.</p>
+Accuracy is the int8 model's on the TFLM interpreter; arena is what the board needs (TFLM measured on this host, with the board's kernel scratch, at 32-bit sizes); latency is an estimate.</p>
 <p><b>Chosen: {html.escape(chosen['stage'])}</b> — {chosen['accuracy_tflm'] * 100:.2f}% ·
 {chosen['flash_bytes']:,} B flash · {chosen['arena_bytes']:,} B arena · {chosen['latency_ms']:.3f} ms (estimate).
 {html.escape(verdict)}. TFLM vs TFLite reference kernels: top-1 agreement
@@ -105,7 +105,7 @@ def search_html(summary: dict, trials: list[dict]) -> str:
     if trials:
         points = ax.scatter([t["latency_ms"] for t in trials], [t["accuracy"] * 100 for t in trials],
                             c=[t["arena_bytes"] / 1024 for t in trials], cmap="viridis", s=30)
-        fig.colorbar(points, ax=ax, label="TFLM arena (KB, measured)")
+        fig.colorbar(points, ax=ax, label="arena on the board (KB, TFLM measured + its kernels)")
     front = summary["pareto_front"]
     if front:
         ordered = sorted(front, key=lambda p: p["latency_ms"])

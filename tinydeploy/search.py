@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from tinydeploy import architectures as arch_lib
-from tinydeploy import costs, tflm
+from tinydeploy import arena, costs, tflm
 from tinydeploy.boards import Board
 from tinydeploy.data import Dataset
 from tinydeploy.errors import BadInput, StepFailed
@@ -63,7 +63,7 @@ def smallest_arch() -> arch_lib.Arch:
 class CandidateCost:
     params: int
     flash_bytes: int  # measured: the int8 flatbuffer of the candidate
-    arena_bytes: int  # measured: smallest TFLM arena
+    arena_bytes: int  # the board's arena: TFLM measured, with its kernels' scratch, 32-bit (tinydeploy.arena)
     activation_lower_bound: int
     macs: int
     latency_ms: float  # estimated for the board
@@ -94,7 +94,8 @@ def cost(arch: arch_lib.Arch, data: Dataset, board: Board) -> CandidateCost:
     _live_weights(plain)
     model = parse_model(to_int8_tflite(arch_lib.with_softmax(plain), data.x_train[:16], samples=16))
     layers = costs.layer_costs(model)
-    return CandidateCost(plain.count_params(), model.size_bytes, tflm.measure_arena(model).arena_bytes,
+    need = arena.for_board(model, tflm.measure_arena(model), board)  # the board's kernel scratch, 32-bit
+    return CandidateCost(plain.count_params(), model.size_bytes, need.arena_bytes,
                          costs.activation_lower_bound(model), sum(l.macs for l in layers),
                          round(sum(board.estimate_us(l.op, l.macs) for l in layers) / 1000, 4))
 
