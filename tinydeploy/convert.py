@@ -29,13 +29,23 @@ def to_int8_tflite(keras_model, representative: np.ndarray, samples: int = 200, 
         for x in calibration:
             yield [x[None, ...]]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    converter = _batch_one_converter(keras_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     return _quietly(converter.convert)
+
+
+def _batch_one_converter(keras_model):
+    """A converter for the model with a static batch of 1, as the board runs it. With the batch
+    unknown, every reshape would compute its shape at run time (SHAPE, STRIDED_SLICE, PACK),
+    costing time and arena on TFLM and refused by the C engine."""
+    tf = _tf.tensorflow()
+    spec = tf.TensorSpec([1, *keras_model.input_shape[1:]], tf.float32)
+    function = tf.function(lambda x: keras_model(x, training=False), input_signature=[spec])
+    return tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], keras_model)
 
 
 def _quietly(convert) -> bytes:
