@@ -7,7 +7,8 @@ import numpy as np
 from tinydeploy import _tf
 
 
-def to_int8_tflite(keras_model, representative: np.ndarray, samples: int = 200, seed: int = 0) -> bytes:
+def to_int8_tflite(keras_model, representative: np.ndarray, samples: int = 200, seed: int = 0,
+                   static_batch: bool = True) -> bytes:
     """Convert with full integer quantization: int8 weights, activations, input and output.
 
     Args:
@@ -16,6 +17,8 @@ def to_int8_tflite(keras_model, representative: np.ndarray, samples: int = 200, 
             used to calibrate activation ranges.
         samples: how many of them to use at most.
         seed: which ones are drawn.
+        static_batch: convert for a batch of 1, as the board runs it (False: an unknown batch,
+            as a converter given only the Keras model produces; tests use it for such models).
 
     Returns:
         The .tflite bytes.
@@ -29,7 +32,8 @@ def to_int8_tflite(keras_model, representative: np.ndarray, samples: int = 200, 
         for x in calibration:
             yield [x[None, ...]]
 
-    converter = _batch_one_converter(keras_model)
+    converter = (_batch_one_converter(keras_model) if static_batch
+                 else tf.lite.TFLiteConverter.from_keras_model(keras_model))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
