@@ -75,3 +75,18 @@ def test_empty_and_unknown_sources(tmp_path):
         data.load("mnist")
     with pytest.raises(BadInput, match="no such file"):
         data.load(str(tmp_path / "missing.npz"))
+
+
+def test_few_windows_of_many_classes_still_split_with_every_class_validated():
+    # 40 windows of 10 classes: 20% would be 8 validation samples, fewer than the classes.
+    x, y = images(40, classes=10)
+    dataset = data.from_arrays(x, y, None, None, "few")
+    assert sorted(set(dataset.y_val)) == list(range(10)) and len(dataset.x_train) == 30
+
+
+def test_a_constant_channel_is_not_blown_up_by_normalization():
+    from tinydeploy.architectures import Normalization
+    x = np.random.default_rng(0).normal(5, 2, (50, 8, 3)).astype(np.float32)
+    x[..., 0] = 0.0  # e.g. the always-blank first column of the digits, read as a series
+    norm = Normalization.of(x)
+    assert norm.std[0] == 1.0 and 1.5 < norm.std[1] < 2.5

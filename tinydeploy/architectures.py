@@ -90,15 +90,40 @@ class Arch:
         return cls.from_dict(raw.get("arch", raw), str(p))
 
 
-def default_arch() -> Arch:
-    """A compact CNN in the spirit of the reference gesture model:
-    conv stem -> separable blocks -> global pooling -> dense."""
+def default_arch(input_shape: tuple[int, ...] | None = None) -> Arch:
+    """The starting architecture for an input: for images, a compact CNN in the spirit of the
+    reference gesture model (conv stem -> separable blocks -> global pooling -> dense); for
+    (T, C) series, one sized from the window length (series_arch)."""
+    if input_shape is not None and not _spatial(input_shape):
+        return series_arch(input_shape[0])
     return Arch(name="default", blocks=(
         Block("conv", 8, 3, 2),
         Block("separable", 16, 3, 1, pool=True),
         Block("separable", 32, 3, 1, pool=True),
         Block("separable", 32, 3, 1, residual=True),
     ))
+
+
+def series_arch(steps: int) -> Arch:
+    """A 1-D CNN whose receptive field covers a window of this many steps.
+
+    Short windows (up to 16 steps) keep their full resolution. Longer ones get a stride-2
+    stem and then one pooled separable block each time the sequence is still longer than 8,
+    so the last block sees nearly the whole window (receptive field about 2 * steps for
+    150 steps) before global pooling; the widths grow towards the classifier so that there
+    is capacity before the pooling averages time away.
+    """
+    if steps <= 16:
+        return Arch(name="series-short", blocks=(
+            Block("conv", 16, 3, 1), Block("separable", 32, 3, 1), Block("separable", 32, 3, 1, residual=True)))
+    blocks = [Block("conv", 8, 5, 2)]
+    length, width = (steps - 5) // 2 + 1, 16
+    while length > 8 and len(blocks) < 5:
+        blocks.append(Block("separable", width, 5, 1, pool=True))
+        length //= 2
+        width = min(32, width + 8)
+    blocks.append(Block("separable", width, 3, 1))
+    return Arch(name="series", blocks=tuple(blocks))
 
 
 @dataclass
@@ -110,7 +135,11 @@ class Normalization:
     @classmethod
     def of(cls, x: np.ndarray) -> "Normalization":
         axes = tuple(range(x.ndim - 1))
-        std = np.maximum(x.std(axis=axes), 1e-6)
+        std = x.std(axis=axes)
+        # A channel that (nearly) never changes carries nothing: leave it unscaled. Dividing by a tiny
+        # std would fold a huge weight into the first layer and crush every other weight's
+        # int8 resolution (per-channel scales span the whole filter).
+        std = np.where(std > 1e-3 * max(float(std.max()), 1e-12), std, 1.0)
         return cls([float(v) for v in x.mean(axis=axes)], [float(v) for v in std])
 
 

@@ -120,8 +120,11 @@ def from_arrays(x_train, y_train, x_val, y_val, name: str, val_fraction: float =
     index = {c: i for i, c in enumerate(classes)}
     if x_val is None:
         from sklearn.model_selection import train_test_split
+        # A stratified split needs one validation sample of every class at least: with many
+        # classes and few samples that is more than the fraction asks for.
+        val_count = min(max(int(np.ceil(len(x_train) * val_fraction)), len(classes)), len(x_train) - len(classes))
         x_train, x_val, y_train, y_val = train_test_split(
-            x_train, y_train, test_size=val_fraction, stratify=y_train, random_state=seed)
+            x_train, y_train, test_size=val_count, stratify=y_train, random_state=seed)
     else:
         unknown = sorted({str(v) for v in np.unique(y_val)} - set(labels))
         if unknown:

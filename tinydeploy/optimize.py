@@ -42,6 +42,14 @@ BUDGETS = {
     "default": {"arch": 40, "qat": 4, "mixed": 3, "progressive": 6, "prune": 6, "distill": 40, "batch": 32},
     "thorough": {"arch": 80, "qat": 8, "mixed": 6, "progressive": 12, "prune": 12, "distill": 80, "batch": 32},
 }
+# Training is measured in optimizer steps, not epochs: every budgeted epoch is worth at least
+# this many steps, so a set of 32 windows trains as long as the digits do (about 45 steps an
+# epoch) instead of taking one step an epoch; a small set also gets smaller batches.
+MIN_STEPS_PER_EPOCH = 20
+MIN_BATCH = 8
+# Sets this small are augmented while training (series: time shift, amplitude scaling and
+# jitter; images: shifts of up to two pixels); bench/small_data.py measures what it does.
+AUGMENT_BELOW = 500
 MIXED_TOLERANCE = 0.01  # accuracy a 4-bit layer choice may cost (measured) when flash already fits
 PRUNE_KEEP = 0.75  # share of filters structured pruning keeps per block
 DISTILL_WIDTHS = (0.75, 0.5, 0.35)
@@ -69,7 +77,7 @@ class OptimizeConfig:
         x = np.ascontiguousarray(self.data.x_train)
         return {"data": self.data_source, "data_sha256": hashlib.sha256(x.tobytes()).hexdigest()[:16],
                 "budget": self.budget, "seed": self.seed, "board": self.board.name,
-                "arch": (self.arch or arch_lib.default_arch()).to_dict()}
+                "arch": (self.arch or arch_lib.default_arch(self.data.input_shape)).to_dict()}
 
 
 def check_stages(stages: list[str]) -> tuple[str, ...]:
@@ -133,15 +141,70 @@ class Pipeline:
         if self.progress:
             self.progress("note", {"text": text})
 
-    def _fit(self, model, stage: str, epochs: int, lr: float, loss, callbacks=()) -> None:
-        """Train with Adam under a cosine-decayed learning rate, reporting each epoch."""
+    def _fit(self, model, stage: str, epochs: int, lr: float, loss, callbacks=(), early_stopping: bool = False) -> dict:
+        """Train with Adam under a cosine-decayed learning rate, reporting each epoch.
+
+        Small sets get smaller batches and more epochs, so that each budgeted epoch is worth
+        at least MIN_STEPS_PER_EPOCH optimizer steps. With early_stopping, training stops when
+        the validation loss stops improving and the best epoch's weights are kept.
+
+        Returns:
+            What was run: epochs, batch size, optimizer steps, and the best epoch when stopping early.
+        """
         history = self.histories.setdefault(stage, [])
-        steps = int(np.ceil(len(self.data.x_train) / self.epochs["batch"])) * max(epochs, 1)
-        schedule = self.keras.optimizers.schedules.CosineDecay(lr, steps)
+        n = len(self.data.x_train)
+        batch = min(self.epochs["batch"], max(MIN_BATCH, n // 4))
+        per_epoch = int(np.ceil(n / batch))
+        epochs = max(epochs, int(np.ceil(epochs * MIN_STEPS_PER_EPOCH / per_epoch)))
+        schedule = self.keras.optimizers.schedules.CosineDecay(lr, per_epoch * max(epochs, 1))
         model.compile(self.keras.optimizers.Adam(schedule), loss, metrics=["accuracy"])
-        model.fit(self.data.x_train, self.data.y_train, epochs=epochs, batch_size=self.epochs["batch"], verbose=0,
-                  validation_data=(self.data.x_val, self.data.y_val),
+        stopper = None
+        if early_stopping:
+            stopper = self.keras.callbacks.EarlyStopping(monitor="val_loss", patience=max(8, epochs // 4),
+                                                         restore_best_weights=True)
+            callbacks = [*callbacks, stopper]
+        augmented = n < AUGMENT_BELOW
+        train = self._augmented(batch) if augmented else (self.data.x_train, self.data.y_train)
+        model.fit(*(train if isinstance(train, tuple) else (train,)), epochs=epochs, verbose=0,
+                  batch_size=None if augmented else batch, validation_data=(self.data.x_val, self.data.y_val),
                   callbacks=[*callbacks, _EpochReporter(stage, epochs, self.progress, history)])
+        run = {"epochs": epochs, "batch": batch, "steps": per_epoch * epochs,
+               "augmentation": self._augmentation_note() if augmented else None}
+        if stopper is not None:
+            ran = stopper.stopped_epoch + 1 if stopper.stopped_epoch else epochs
+            run.update({"epochs_run": ran, "steps": per_epoch * ran, "best_epoch": stopper.best_epoch + 1})
+        return run
+
+    def _augmentation_note(self) -> str:
+        if len(self.data.input_shape) == 2:
+            return "series: time shift up to 10% of the window, amplitude x N(1, 0.1) per channel, jitter 5% of std"
+        return "images: shifts of up to 2 pixels (edge padded)"
+
+    def _augmented(self, batch: int):
+        """The training set as a tf.data pipeline that augments every sample each epoch."""
+        tf = self.tf
+        x = np.asarray(self.data.x_train, np.float32)
+        seed = self.config.seed
+        series = x.ndim == 3
+        std = tf.constant(x.reshape(-1, x.shape[-1]).std(0) + 1e-6, tf.float32)
+
+        def augment(sample, label):
+            if series:
+                steps = sample.shape[0]
+                limit = max(1, steps // 10)
+                shift = tf.random.uniform([], -limit, limit + 1, tf.int32)
+                sample = tf.roll(sample, shift, axis=0)
+                sample = sample * tf.random.normal([1, sample.shape[1]], 1.0, 0.1)
+                sample = sample + tf.random.normal(tf.shape(sample), 0.0, 1.0) * 0.05 * std
+            else:
+                h, w = sample.shape[0], sample.shape[1]
+                padded = tf.pad(sample, [[2, 2], [2, 2], [0, 0]], mode="SYMMETRIC")
+                sample = tf.image.random_crop(padded, [h, w, sample.shape[2]])
+            return sample, label
+
+        data = tf.data.Dataset.from_tensor_slices((x, self.data.y_train))
+        return (data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+                .map(augment, num_parallel_calls=1, deterministic=True).batch(batch))
 
     def _float_accuracy(self, plain) -> float:
         logits = plain.predict(self.data.x_val, verbose=0, batch_size=256)
@@ -205,14 +268,14 @@ class Pipeline:
 
     # -- stages --------------------------------------------------------------
     def stage_arch(self, previous: Candidate | None) -> tuple[Candidate, dict]:
-        arch = self.config.arch or arch_lib.default_arch()
+        arch = self.config.arch or arch_lib.default_arch(self.data.input_shape)
         norm = arch_lib.Normalization.of(self.data.x_train)
         model = arch_lib.build(arch, self.data.input_shape, self.n_classes, norm)
-        self._fit(model, "arch", self.epochs["arch"], 3e-3,
-                  self.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        run = self._fit(model, "arch", self.epochs["arch"], 3e-3,
+                        self.keras.losses.SparseCategoricalCrossentropy(from_logits=True), early_stopping=True)
         plain = arch_lib.fuse(model, arch, self.data.input_shape, self.n_classes, norm)
         details = {"architecture": arch.to_dict(), "float_accuracy": round(self._float_accuracy(plain), 5),
-                   "normalization": asdict(norm), "epochs": self.epochs["arch"],
+                   "normalization": asdict(norm), "epochs": run["epochs"], "training": run,
                    "note": "int8 by post-training quantization; the input normalization and "
                            "BatchNormalization are folded into the weights"}
         return Candidate("arch", arch, plain, {}, self._convert(plain, {}), {}), details
