@@ -180,10 +180,10 @@ def board_arena(model: Model, measured, kernels: KernelLibrary, tail: dict | Non
     Returns:
         Head (TFLM's plan replayed with the library's scratch) plus the 32-bit tail.
     """
-    from tinydeploy.kernels import KernelLibrary as Reference
+    from tinydeploy.kernels import library
     planned = buffers(model, kernels)
     _, head = greedy_plan(planned)
-    _, reference_head = greedy_plan(buffers(model, Reference()))
+    _, reference_head = greedy_plan(buffers(model, library("reference")))
     basis = (f"TFLM's greedy plan with the {kernels.name} kernels' scratch, plus the persistent tail "
              "at 32-bit struct sizes (from the host measurement)")
     if measured.head_bytes is not None and reference_head != measured.head_bytes:

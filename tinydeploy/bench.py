@@ -46,6 +46,7 @@ class Connection:
         import serial
         self.port, self.timeout, self.log_path = port, timeout, Path(log_path)
         self.recent: deque[str] = deque(maxlen=12)
+        self.boot: list[Line] = []  # what the device printed before answering name% (sync)
         self._buffer = b""
         self.log = open(self.log_path, "a", encoding="utf-8", errors="replace")
         try:
@@ -154,7 +155,7 @@ class Connection:
         """Get in step with the device: after a reset, read its boot lines up to m-ready;
         then send name% and read up to its reply, so that a board that boots late is
         still read as booting. Every line before the name reply is kept in ``boot``."""
-        self.boot: list[Line] = []
+        self.boot = []
         deadline = time.monotonic() + boot_wait
         while True:
             line = self.read_line(deadline)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tinydeploy.errors import BadInput
 from tinydeploy.model import Model, Operator
 
 
@@ -193,7 +194,7 @@ LIBRARIES: dict[str, KernelLibrary] = {lib.name: lib for lib in (KernelLibrary()
 
 
 def library(name: str) -> KernelLibrary:
-    from tinydeploy.errors import BadInput
+    """The kernel library called name (a board profile's [tflm] value)."""
     if name not in LIBRARIES:
         raise BadInput(f"unknown kernel library '{name}'. Known: {', '.join(LIBRARIES)}")
     return LIBRARIES[name]

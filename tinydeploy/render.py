@@ -82,7 +82,8 @@ def _info_format(model: Model, board: Board, framework: str, arena: int, engine:
         info["tflm"] = f"esp-tflite-micro{ESP_TFLITE_MICRO}" if framework == "espidf" else ARDUINO_TFLM_LIBRARY
         info["kernels"] = board.tflm_kernels(framework)
     info["tinydeploy"] = __version__
-    text = '{"arena_used_bytes":%s,"setup_error":%s,' + json.dumps(info, separators=(",", ":"))[1:].replace("%", "%%")
+    text = ('{"arena_used_bytes":%s,"setup_error":%s,'
+            + json.dumps(info, separators=(",", ":"))[1:].replace("%", "%%"))
     if len(text) > INFO_LIMIT:
         raise BadInput(f"the device info line would be {len(text)} characters (limit {INFO_LIMIT})")
     return text
@@ -121,7 +122,8 @@ def _project_file(model: Model, board: Board, options: RenderOptions, arena: int
     """tinydeploy.json: what was rendered, for build, emulate and bench."""
     return json.dumps({"generated_by": BANNER, "board": board.name, "engine": options.engine,
                        "framework": None if board.toolchain else options.framework,
-                       "model_sha256": model.sha256, "arena_bytes": arena, "baud": board.baud}, indent=2, ensure_ascii=False) + "\n"
+                       "model_sha256": model.sha256, "arena_bytes": arena, "baud": board.baud},
+                      indent=2, ensure_ascii=False) + "\n"
 
 
 def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
@@ -171,8 +173,8 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
         "input_bytes": model.input_tensors[0].nbytes, "output_bytes": model.output_tensors[0].nbytes,
         "labels": list(options.labels), "label_literals": [cgen.string_literal(x) for x in options.labels],
         "ops": ops, "op_names": ", ".join(op["name"] for op in ops),
-        "arena_size": arena_bytes, "board_arena": need.arena_bytes, "measured_arena": measured.arena_bytes,
-        "margin_percent": f"{options.arena_margin_percent:g}", "kernels": library.description,
+        "arena_size": arena_bytes, "measured_arena": measured.arena_bytes,
+        "margin_percent": f"{options.arena_margin_percent:g}",
         "arena_note": (f"{library.description}: {need.arena_bytes} bytes = head {need.head_bytes} (activations "
                        f"and {need.scratch_bytes} bytes of kernel scratch, as TFLM plans them) + tail "
                        f"{need.tail_bytes} (32-bit); plus {options.arena_margin_percent:g}% margin, rounded up "
