@@ -21,7 +21,6 @@ reaches 90% of 1-NN and 95% of the default budget.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -116,16 +115,6 @@ def one_nn(x_train, y_train, x_test, y_test) -> float:
     return max(accuracy(x_train, x_test), accuracy(znorm(x_train), znorm(x_test)))
 
 
-def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion."""
-    if n == 0:
-        return 0.0, 1.0
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", nargs="*", default=list(SETS), choices=list(SETS))
@@ -137,7 +126,6 @@ def main(argv=None) -> int:
 
     from tinydeploy.boards import get_board
     from tinydeploy.data import from_arrays
-    from tinydeploy.evaluate import evaluate
     from tinydeploy.model import load_model
     from tinydeploy.optimize import OptimizeConfig, optimize
     board = get_board(args.board)
@@ -148,21 +136,17 @@ def main(argv=None) -> int:
         x_train, y_train, x_test, y_test = SETS[name](rng)
         baseline = one_nn(x_train, y_train, x_test, y_test)
         for budget in args.budgets:
-            data = from_arrays(x_train, y_train, None, None, name, seed=args.seed)
-            labels = [int(v) for v in data.labels]
+            data = from_arrays(x_train, y_train, None, None, name, seed=args.seed).with_test(x_test, y_test, name)
             started = time.perf_counter()
             report = optimize(OptimizeConfig(data=data, out=args.out / name / budget, board=board, budget=budget,
-                                             seed=args.seed, force=True, data_source=name))
+                                             seed=args.seed, force=True, data_source=name)).report
             seconds = time.perf_counter() - started
             model = load_model(args.out / name / budget / "model.tflite")
-            y_index = np.array([labels.index(int(v)) for v in y_test])
-            result = evaluate(model, x_test, y_index)
-            correct = int(round(result.accuracy * len(y_test)))
-            low, high = wilson(correct, len(y_test))
-            chosen = report.report["chosen"]
+            test, chosen = report["test"], report["chosen"]  # evaluated once, on TFLM, for the chosen model
+            low, high = test["interval95"]
             print(f"{name:11} {budget:8} {len(x_train):>5} {len(x_test):>4} "
-                  f"{result.accuracy:>8.3f} ({low:.2f}-{high:.2f})      {baseline:>6.3f} {seconds:>7.0f} "
-                  f"{model.size_bytes:>8,} {chosen.get('arena_bytes', 0):>8,} {chosen.get('stage', '?')}", flush=True)
+                  f"{test['accuracy']:>8.3f} ({low:.2f}-{high:.2f})      {baseline:>6.3f} {seconds:>7.0f} "
+                  f"{model.size_bytes:>8,} {chosen['arena_bytes']:>8,} {chosen['stage']}", flush=True)
     return 0
 
 

@@ -90,3 +90,11 @@ def test_a_constant_channel_is_not_blown_up_by_normalization():
     x[..., 0] = 0.0  # e.g. the always-blank first column of the digits, read as a series
     norm = Normalization.of(x)
     assert norm.std[0] == 1.0 and 1.5 < norm.std[1] < 2.5
+
+
+def test_wilson_interval_is_honest_for_few_samples():
+    from tinydeploy.evaluate import describe_accuracy, wilson_interval
+    low, high = wilson_interval(8, 10)
+    assert abs(low - 0.490) < 0.002 and abs(high - 0.943) < 0.002
+    assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(0, 10)[0] == 0.0
+    assert describe_accuracy(0.8, 10) == "80.0% of 10 (95% CI 49.0-94.3%)"

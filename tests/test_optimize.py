@@ -151,7 +151,9 @@ def test_time_series_with_string_labels(tmp_path):
     fast = np.sin(2 * np.pi * 7 * t + phase) + 0.1 * rng.normal(size=(150, 32, 3))
     x = np.concatenate([slow, fast]).astype(np.float32) * 500 + 1000  # raw sensor counts
     y = np.array(["slow"] * 150 + ["fast"] * 150)
-    np.savez(tmp_path / "gestures.npz", x_train=x, y_train=y)
+    test = rng.permutation(300)[:60]
+    train = np.setdiff1d(np.arange(300), test)
+    np.savez(tmp_path / "gestures.npz", x_train=x[train], y_train=y[train], x_test=x[test], y_test=y[test])
     ds = data.load(str(tmp_path / "gestures.npz"))
     config = OptimizeConfig(ds, tmp_path / "out", get_board("esp32-c3-devkitm-1"), budget="default",
                             stages=check_stages(["arch"]))
@@ -160,6 +162,11 @@ def test_time_series_with_string_labels(tmp_path):
     model = load_model(tmp_path / "out" / "model.tflite")
     assert model.input_tensors[0].shape == (1, 32, 3) and model.is_int8
     assert result.report["chosen"]["accuracy_tflm"] >= 0.9
+    # The held-out windows, evaluated once for the chosen model, apart from validation.
+    test = result.report["test"]
+    assert test["samples"] == 60 and test["accuracy"] >= 0.9
+    assert test["interval95"][0] < test["accuracy"] <= test["interval95"][1]
+    assert result.report["data"]["test"] == 60
 
 
 def test_normalization_folding_is_exact(digits16):
@@ -210,6 +217,21 @@ def test_cli_bad_data_exits_2_before_training(tmp_path):
     assert code == 2
     assert "NaN or Inf" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_test_data_that_does_not_match_exits_2_before_training(tmp_path):
+    x = np.random.default_rng(0).normal(size=(40, 8, 8, 1)).astype(np.float32)
+    np.savez(tmp_path / "train.npz", x_train=x, y_train=np.arange(40) % 2)
+    np.savez(tmp_path / "test.npz", x_test=x[:10, :4], y_test=np.array([0, 1, 7] * 3 + [0]))
+    code, out, err = run_cli("optimize", "--data", tmp_path / "train.npz", "--test", tmp_path / "test.npz",
+                             "--out", tmp_path / "out")
+    assert code == 2
+    assert "test samples are (4, 8, 1), training samples (8, 8, 1)" in err
+    assert not (tmp_path / "out").exists()
+    np.savez(tmp_path / "test.npz", x_test=x[:10], y_test=np.array([0, 1, 7] * 3 + [0]))
+    code, out, err = run_cli("optimize", "--data", tmp_path / "train.npz", "--test", tmp_path / "test.npz",
+                             "--out", tmp_path / "out")
+    assert code == 2 and "test labels not in the training data: 7" in err
 
 
 def test_the_bit_width_variable_drives_the_fake_quantizer():

@@ -77,8 +77,11 @@ def cmd_optimize(args) -> int:
     targets = Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms)
     if args.min_accuracy is not None and not 0 < args.min_accuracy <= 1:
         raise BadInput(f"--min-accuracy is a fraction in (0, 1], got {args.min_accuracy}")
+    dataset = data.load(args.data, image_size=args.image_size, seed=args.seed)
+    if args.test:
+        dataset = data.add_test(dataset, args.test)  # checked before any training
     config = OptimizeConfig(
-        data=data.load(args.data, image_size=args.image_size, seed=args.seed), out=args.out,
+        data=dataset, out=args.out,
         board=get_board(args.board), targets=targets, min_accuracy=args.min_accuracy, budget=args.budget,
         seed=args.seed, stages=check_stages(args.stages.split(",")), force=args.force,
         arch=_start_arch(args), data_source=args.data)
@@ -91,6 +94,14 @@ def cmd_optimize(args) -> int:
         console = _console()
         console.print(optimize_table(result.report))
         chosen = result.report["chosen"]
+        from tinydeploy.evaluate import describe_accuracy
+        validation = chosen["validation"]
+        console.print(f"chosen: {chosen['stage']} on {chosen['chosen_on']}; int8 validation accuracy "
+                      f"{describe_accuracy(validation['accuracy'], validation['samples'])}")
+        if result.report.get("test"):
+            test = result.report["test"]
+            console.print(f"held-out test accuracy (once, chosen model only): "
+                          f"{describe_accuracy(test['accuracy'], test['samples'])}")
         console.print(f"wrote {result.model_path} ({chosen['stage']}), {args.out}/report.json and "
                       f"{args.out}/report.html")
     if not result.met:
@@ -442,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train and optimize a model until its int8 form fits the board")
     _add_data(p)
     p.add_argument("--out", required=True, help="folder for every stage's model and the report")
+    p.add_argument("--test", default=None, metavar="DATA",
+                   help="held-out test samples (.npz with x_test/y_test or x_train/y_train, or .csv), evaluated "
+                        "once on TFLM for the chosen model; a .npz --data may carry x_test/y_test itself")
     p.add_argument("--board", default="esp32-s3-devkitc-1", help="board profile (default %(default)s)")
     _add_targets(p)
     p.add_argument("--min-accuracy", type=float, default=None, metavar="A",

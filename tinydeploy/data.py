@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,8 @@ class Dataset:
     labels: list[str]  # class names in output order
     name: str
     val_given: bool = False  # the source had its own validation set
+    x_test: np.ndarray | None = None  # held out: evaluated once, for the chosen model only
+    y_test: np.ndarray | None = None
 
     @property
     def all_samples(self) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +58,27 @@ class Dataset:
 
     def summary(self) -> dict:
         return {"name": self.name, "kind": self.kind, "input_shape": list(self.input_shape),
-                "train": int(len(self.x_train)), "val": int(len(self.x_val)), "labels": self.labels}
+                "train": int(len(self.x_train)), "val": int(len(self.x_val)),
+                "test": int(len(self.x_test)) if self.x_test is not None else 0, "labels": self.labels}
+
+    def with_test(self, x, y, origin: str) -> "Dataset":
+        """This dataset with a held-out test set (raw samples, labels as in the training data).
+
+        Raises:
+            BadInput: the test samples' shape or labels don't match the training data.
+        """
+        x, y = np.asarray(x), np.asarray(y).reshape(-1)
+        problems = _check_samples(x, y, "test set", origin)
+        if not problems and tuple(x.shape[1:]) != self.input_shape:
+            problems.append(f"test samples are {tuple(x.shape[1:])}, training samples {self.input_shape}")
+        unknown = sorted({str(v) for v in np.unique(y)} - set(self.labels)) if not problems else []
+        if unknown:
+            problems.append(f"test labels not in the training data: {', '.join(unknown[:10])} "
+                            f"(training labels: {', '.join(self.labels[:20])})")
+        if problems:
+            raise BadInput(f"{origin}: " + "; ".join(problems))
+        index = {label: i for i, label in enumerate(self.labels)}
+        return replace(self, x_test=x.astype(np.float32), y_test=np.array([index[str(v)] for v in y], np.int64))
 
 
 def digits(size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> Dataset:
@@ -147,18 +169,29 @@ def _load_npz(path: Path, val_fraction: float, seed: int) -> Dataset:
         arrays = {k: archive[k] for k in archive.files}
     x_train = arrays["x_train"]
     x_val = arrays.get("x_val") if has_val else None
+    x_test = arrays.get("x_test") if "x_test" in arrays and "y_test" in arrays else None
     # (N, H, W) grayscale images become (N, H, W, 1); (N, T, C) stays a series.
     if x_train.ndim == 3 and arrays.get("layout", np.array("series")).item() == "image":
         x_train = x_train[..., None]
         x_val = x_val[..., None] if x_val is not None else None
-    return from_arrays(x_train, arrays["y_train"], x_val, arrays.get("y_val") if has_val else None,
-                       path.stem, val_fraction, seed, origin=str(path))
+        x_test = x_test[..., None] if x_test is not None and x_test.ndim == 3 else x_test
+    dataset = from_arrays(x_train, arrays["y_train"], x_val, arrays.get("y_val") if has_val else None,
+                          path.stem, val_fraction, seed, origin=str(path))
+    if x_test is not None:
+        dataset = dataset.with_test(x_test, arrays["y_test"], f"{path} (x_test/y_test)")
+    return dataset
 
 
 _COLUMN = re.compile(r"^(.+)_(\d+)$")
 
 
 def _load_csv(path: Path, val_fraction: float, seed: int) -> Dataset:
+    x, y = _read_csv(path)
+    return from_arrays(x, y, None, None, path.stem, val_fraction, seed, origin=str(path))
+
+
+def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Windows and labels of a CSV file: a 'label' column and CHANNEL_STEP feature columns."""
     with path.open(newline="") as handle:
         rows = list(csv.reader(handle))
     if not rows or not rows[0]:
@@ -187,7 +220,35 @@ def _load_csv(path: Path, val_fraction: float, seed: int) -> Dataset:
     y = np.array([row[label_at] for row in body])
     if np.all([v.lstrip("-").isdigit() for v in y]):
         y = y.astype(np.int64)
-    return from_arrays(x, y, None, None, path.stem, val_fraction, seed, origin=str(path))
+    return x, y
+
+
+def add_test(dataset: Dataset, source: str) -> Dataset:
+    """The dataset with a test set from another source (`--test`): that source's x_test/y_test
+    if it has them, else every sample it holds.
+
+    Raises:
+        BadInput: unreadable source, or samples or labels that don't match the training data.
+    """
+    path = Path(source)
+    if path.suffix not in (".npz", ".csv") or not path.is_file() or path.stat().st_size == 0:
+        raise BadInput(f"--test {source}: give a .npz (x_test/y_test, or x_train/y_train) or .csv file "
+                       "of raw labelled samples that exists and is not empty")
+    if path.suffix == ".csv":
+        x, y = _read_csv(path)
+        return dataset.with_test(x, y, source)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except Exception as exc:
+        raise BadInput(f"{path}: not a readable .npz file ({exc})") from exc
+    x_key, y_key = ("x_test", "y_test") if "x_test" in arrays and "y_test" in arrays else ("x_train", "y_train")
+    if x_key not in arrays or y_key not in arrays:
+        raise BadInput(f"{path}: no x_test/y_test or x_train/y_train; it has {', '.join(arrays) or 'nothing'}")
+    x = arrays[x_key]
+    if x.ndim == len(dataset.input_shape) and dataset.kind == "image":
+        x = x[..., None]  # (N, H, W) grayscale
+    return dataset.with_test(x, arrays[y_key], source)
 
 
 def load(source: str, image_size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> Dataset:

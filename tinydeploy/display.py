@@ -107,15 +107,22 @@ def inspect_view(report: dict) -> Group:
 
 
 def optimize_table(report: dict) -> Table:
+    from tinydeploy.evaluate import wilson_interval
     table = Table(title=f"optimize: {report['data']['name']} on {report['board']} "
                         f"(budget {report['budget']}, seed {report['seed']})", title_justify="left")
-    for column in ("stage", "int8 acc (TFLM)", "flash B", "arena B (board)", "MACs", "latency ms (est.)",
-                   "targets", "s"):
+    pooled = any("pooled_accuracy" in s for s in report["stages"])
+    val = report["data"]["val"]
+    columns = ["stage", f"int8 val acc (TFLM, n={val}, 95% CI)"] + (["all samples"] if pooled else [])
+    for column in (*columns, "flash B", "arena B (board)", "MACs", "latency ms (est.)", "targets", "s"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     chosen = report["chosen"]["stage"]
     for s in report["stages"]:
         mark = " ◀ chosen" if s["stage"] == chosen else ""
-        table.add_row(s["stage"] + mark, f"{s['accuracy'] * 100:.2f}%", _n(s["flash_bytes"]),
+        low, high = wilson_interval(round(s["accuracy"] * val), val)
+        accuracy = [f"{s['accuracy'] * 100:.1f}% ({low * 100:.0f}-{high * 100:.0f})"]
+        if pooled:
+            accuracy.append(f"{s['pooled_accuracy'] * 100:.1f}%" if "pooled_accuracy" in s else "")
+        table.add_row(s["stage"] + mark, *accuracy, _n(s["flash_bytes"]),
                       _n(s["arena_bytes"]), _n(s["macs"]), f"{s['latency_ms']:.3f}",
                       Text("met", style="green") if s["meets_targets"] else Text("missed", style="red"),
                       f"{s['seconds']:g}")

@@ -3,6 +3,7 @@ measured on the TFLM interpreter over raw labelled data."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,8 +83,26 @@ class Evaluation:
     outputs: np.ndarray  # int8 outputs from TFLM
 
     def to_dict(self) -> dict:
+        low, high = wilson_interval(round(self.accuracy * self.samples), self.samples)
         return {"accuracy": round(self.accuracy, 5), "samples": self.samples,
-                "basis": "int8 model on the TFLM interpreter"}
+                "interval95": [round(low, 4), round(high, 4)], "basis": "int8 model on the TFLM interpreter"}
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of an accuracy of correct/n (E. B. Wilson, 1927): honest
+    for the few samples a small validation or test set has, where p ± 1.96·se is not."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def describe_accuracy(accuracy: float, samples: int) -> str:
+    """'92.5% of 40 (95% CI 80.1-97.4%)': an accuracy with its sample count and interval."""
+    low, high = wilson_interval(round(accuracy * samples), samples)
+    return f"{accuracy * 100:.1f}% of {samples} (95% CI {low * 100:.1f}-{high * 100:.1f}%)"
 
 
 def evaluate_file(model_path, source: str, image_size: int = 32, seed: int = 0) -> dict:
