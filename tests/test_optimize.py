@@ -169,6 +169,45 @@ def test_time_series_with_string_labels(tmp_path):
     assert result.report["data"]["test"] == 60
 
 
+def _bumps(n: int, steps: int = 120, seed: int = 0):
+    """1-channel windows: a bump or a step at a random place, in noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(steps)[None, :]
+    at = rng.uniform(20, steps - 20, (n, 1))
+    y = np.arange(n) % 2
+    x = np.where(y[:, None] == 0, np.exp(-0.5 * ((t - at) / 6) ** 2), (t > at).astype(float))
+    return (x + rng.normal(0, 0.1, x.shape))[..., None].astype(np.float32), y
+
+
+def test_target_seeking_shrinks_a_series_model_until_it_meets_1ms_on_the_c3(tmp_path):
+    """The first series model misses 1 ms on the ESP32-C3; target seeking finds a narrower one
+    by bisection on its width and trains it, and that one is chosen."""
+    x, y = _bumps(80)
+    config = OptimizeConfig(data.from_arrays(x, y, None, None, "bumps"), tmp_path / "out",
+                            get_board("esp32-c3-devkitm-1"), budget="fast", stages=check_stages(["arch", "seek"]))
+    result = optimize(config)
+    arch, seek = stage(result, "arch"), stage(result, "seek")
+    assert arch["latency_ms"] > 1.0 and not arch["meets_targets"]
+    assert seek["latency_ms"] <= 1.0 and seek["meets_targets"] and result.met
+    assert result.report["chosen"]["stage"] == "seek"
+    tried = seek["details"]["tried"]
+    assert len(tried) >= 4 and any(p["misses"] for p in tried) and any(not p["misses"] for p in tried)
+    assert 0 < seek["details"]["width"] < 1
+
+
+def test_cli_targets_nothing_can_meet_exit_1_naming_the_smallest_model(tmp_path):
+    x, y = _bumps(40, steps=60)
+    np.savez(tmp_path / "bumps.npz", x_train=x, y_train=y)
+    code, out, err = run_cli("optimize", "--data", tmp_path / "bumps.npz", "--out", tmp_path / "out",
+                             "--budget", "fast", "--stages", "arch,seek", "--max-latency-ms", "0.00001", "--quiet")
+    assert code == 1
+    assert "even the smallest model of the family" in err and "width 0.125) misses: latency" in err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    smallest = report["seek"]["smallest"]
+    assert smallest["latency_ms"] > 0.00001 and smallest["stride"] >= 2 and smallest["blocks"] == 1
+    assert (tmp_path / "out" / "model.tflite").exists()  # the best model found is still written
+
+
 def test_normalization_folding_is_exact(digits16):
     keras_model = arch_lib.build(arch_lib.default_arch(), digits16.input_shape, 10,
                                  arch_lib.Normalization.of(digits16.x_train))

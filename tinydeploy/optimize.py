@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -34,7 +34,7 @@ from tinydeploy.evaluate import compare_with_reference, evaluate
 from tinydeploy.model import parse_model
 from tinydeploy.targets import TargetResult, Targets, check
 
-STAGES = ("arch", "qat", "mixed", "progressive", "prune", "distill", "final")
+STAGES = ("arch", "qat", "mixed", "progressive", "prune", "distill", "seek", "final")
 
 # Epochs per stage for each --budget.
 BUDGETS = {
@@ -57,6 +57,10 @@ MIXED_TOLERANCE = 0.01  # accuracy a 4-bit layer choice may cost (measured) when
 PRUNE_KEEP = 0.75  # share of filters structured pruning keeps per block
 DISTILL_WIDTHS = (0.75, 0.5, 0.35)
 DISTILL_TEMPERATURE, DISTILL_ALPHA = 4.0, 0.5
+# Target seeking: widths are searched by bisection between these multipliers; below the
+# smallest, the first layer's stride doubles (up to SEEK_MAX_STRIDE), then blocks are dropped.
+SEEK_MIN_WIDTH, SEEK_STEPS, SEEK_MAX_STRIDE = 0.125, 5, 8
+COST_TARGETS = ("arena", "model", "latency")
 
 Progress = Callable[[str, dict], None]
 
@@ -397,6 +401,80 @@ class Pipeline:
         return Candidate("prune", narrow_arch, baked, dict(previous.bits), self._convert(baked, previous.bits),
                          {}), details
 
+    def stage_seek(self, previous: Candidate, done: list[Candidate]) -> tuple[Candidate | None, dict]:
+        """Target seeking: when the best model so far misses a flash, arena or latency target,
+        find the largest model of its architecture's family that meets them all, and train it.
+
+        The width multiplier is searched by bisection, each candidate costed untrained (sizes
+        and MACs don't depend on the weights: tinydeploy.search.cost). When even the narrowest
+        misses, the first layer's stride doubles (lower resolution for images, fewer steps for
+        series), then the last blocks go. Returns (None, details) when nothing was needed, or
+        when even the smallest model misses (the details name its cost and what it misses).
+        """
+        from tinydeploy.search import cost
+        best = _best(done, self.config)
+        missed = [t["target"] for t in best.metrics["targets"] if not t["met"] and t["target"] in COST_TARGETS]
+        tried: list[dict] = []
+        if not missed:
+            return None, {"needed": False, "note": f"{best.stage} already meets the flash, arena and latency targets"}
+
+        def costed(arch: arch_lib.Arch) -> dict:
+            c = cost(arch, self.data, self.config.board)
+            verdicts = check(self.config.targets, arena_bytes=c.arena_bytes, model_bytes=c.flash_bytes,
+                             latency_ms=c.latency_ms, arena_basis="board arena, untrained model",
+                             latency_basis=f"estimate ({self.config.board.name})")
+            point = {"blocks": len(arch.blocks), "stride": arch.blocks[0].stride, "flash_bytes": c.flash_bytes,
+                     "arena_bytes": c.arena_bytes, "latency_ms": c.latency_ms, "macs": c.macs,
+                     "misses": [v.describe() for v in verdicts if not v.met], "architecture": arch.to_dict()}
+            tried.append(point)
+            return point
+
+        for family in self._seek_families(best.arch):
+            if costed(family.scaled(SEEK_MIN_WIDTH))["misses"]:
+                continue  # even the narrowest of this family misses: a lower resolution or fewer blocks next
+            low, high = SEEK_MIN_WIDTH, 1.0
+            if not costed(family)["misses"]:
+                low = 1.0
+            else:
+                for _ in range(SEEK_STEPS):  # the largest width that meets every cost target, on a log scale
+                    middle = float(np.sqrt(low * high))
+                    low, high = (middle, high) if not costed(family.scaled(middle))["misses"] else (low, middle)
+            chosen = family.scaled(low) if low < 1.0 else family
+            plain = self._train_from_scratch(chosen, "seek")
+            baked, _ = self._finetune(plain, chosen, {}, "seek", self.epochs["qat"], "seek")
+            details = {"needed": True, "missed_by": best.stage, "missed": missed, "width": round(low, 4),
+                       "architecture": chosen.to_dict(), "tried": tried,
+                       "method": "bisection on the width multiplier, candidates costed untrained; then the "
+                                 "first stride doubles and the last blocks go while the narrowest misses"}
+            return Candidate("seek", chosen, baked, {}, self._convert(baked, {}), {}), details
+        smallest = tried[-1]
+        return None, {"needed": True, "missed_by": best.stage, "missed": missed, "tried": tried, "smallest": smallest,
+                      "note": (f"even the smallest model of the family ({smallest['blocks']} blocks, stride "
+                               f"{smallest['stride']}, width {SEEK_MIN_WIDTH:g}) misses: "
+                               + "; ".join(smallest["misses"]))}
+
+    def _seek_families(self, arch: arch_lib.Arch):
+        """The architecture, then ever cheaper variants: the first stride doubled up to
+        SEEK_MAX_STRIDE (while the input stays at least 4 long), then the last block dropped."""
+        first = arch.blocks[0]
+        shortest = min(self.data.input_shape[:2] if self.data.kind == "image" else self.data.input_shape[:1])
+        strides = [first.stride]
+        while strides[-1] * 2 <= SEEK_MAX_STRIDE and shortest // (strides[-1] * 2) >= 4:
+            strides.append(strides[-1] * 2)
+        for depth in range(len(arch.blocks), 0, -1):
+            for stride in strides:
+                blocks = (replace(first, stride=stride), *arch.blocks[1:depth])
+                yield replace(arch, blocks=blocks, name=f"{arch.name}-s{stride}-d{depth}")
+
+    def _train_from_scratch(self, arch: arch_lib.Arch, stage: str):
+        """Train an architecture with BatchNormalization and the input normalization, then fold
+        both into a plain model (as the arch stage does)."""
+        norm = arch_lib.Normalization.of(self.data.x_train)
+        model = arch_lib.build(arch, self.data.input_shape, self.n_classes, norm)
+        self._fit(model, stage, self.epochs["arch"], 3e-3,
+                  self.keras.losses.SparseCategoricalCrossentropy(from_logits=True), early_stopping=True)
+        return arch_lib.fuse(model, arch, self.data.input_shape, self.n_classes, norm)
+
     def stage_distill(self, previous: Candidate, done: list[Candidate]) -> tuple[Candidate, dict]:
         from tinydeploy.convert import to_int8_tflite
         from tinydeploy.distill import distillation_model
@@ -511,7 +589,12 @@ def optimize(config: OptimizeConfig, progress: Progress | None = None) -> Optimi
         pipeline._seed(stage)
         method = getattr(pipeline, f"stage_{stage}")
         previous = _best(done, config) if done else None
-        candidate, info = method(previous, done) if stage == "distill" else method(previous)
+        candidate, info = method(previous, done) if stage in ("distill", "seek") else method(previous)
+        if candidate is None:  # a stage with nothing to add (seek, when the targets are met)
+            details[stage] = info
+            if progress:
+                progress("note", {"text": f"{stage}: {info.get('note', 'nothing to do')}"})
+            continue
         candidate.metrics = pipeline.measure(candidate.tflite)
         candidate.metrics.update({"stage": stage, "chain": list(chain), "arch": candidate.arch.to_dict(),
                                   "bits": candidate.bits, "seconds": round(time.perf_counter() - started, 1),
@@ -541,6 +624,8 @@ def optimize(config: OptimizeConfig, progress: Progress | None = None) -> Optimi
         test = evaluate(model, config.data.x_test, config.data.y_test).to_dict()
         test["basis"] = "int8 model on the TFLM interpreter; the held-out test set, used for nothing else"
     missed = [TargetResult.from_dict(t).describe() for t in best.metrics["targets"] if not t["met"]]
+    if missed and (details.get("seek") or {}).get("smallest"):
+        missed.append(details["seek"]["note"])
     report = {
         "tinydeploy": "optimize", "seed": config.seed, "budget": config.budget, "board": config.board.name,
         "data": config.data.summary(), "labels": config.data.labels,
@@ -555,6 +640,7 @@ def optimize(config: OptimizeConfig, progress: Progress | None = None) -> Optimi
                    "reference_check": reference,
                    **{k: best.metrics[k] for k in ("flash_bytes", "arena_bytes", "macs", "latency_ms")}},
         "test": test,
+        "seek": details.get("seek"),
         "met": best.metrics["meets_targets"], "missed": missed,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))

@@ -37,6 +37,25 @@ def _scatter(stages: list[dict], key: str, limit: float, xlabel: str):
     return png
 
 
+def _seek_plot(tried: list[dict], targets: dict):
+    """Latency against flash of every architecture target seeking costed, met or missed."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for point in tried:
+        ok = not point["misses"]
+        ax.scatter(point["flash_bytes"] / 1024, point["latency_ms"], s=30, marker="o" if ok else "x",
+                   color="tab:green" if ok else "tab:red")
+    ax.axvline(targets["max_model_kb"], color="red", linestyle="--", linewidth=1)
+    ax.axhline(targets["max_latency_ms"], color="red", linestyle=":", linewidth=1)
+    ax.set_xlabel("flash (KB)")
+    ax.set_ylabel("latency (ms, estimate)")
+    ax.set_title("o meets the cost targets, x misses", fontsize=9)
+    ax.grid(alpha=0.3)
+    png = _figure_png(fig)
+    plt.close(fig)
+    return png
+
+
 def _curves(stages: list[dict]):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10.5, 3.6))
@@ -75,6 +94,10 @@ def optimize_html(report: dict) -> str:
         ("Accuracy against arena", _scatter(stages, "arena_bytes", targets["max_arena_kb"],
                                             "arena on the board (KB): TFLM measured, with its kernels' scratch, 32-bit")),
     ]
+    seek = report.get("seek") or {}
+    if seek.get("tried"):
+        images.append(("Target seeking: the costs tried (width bisection, then stride and depth)",
+                       _seek_plot(seek["tried"], targets)))
     figures = "".join(f"<figure><img src='data:image/png;base64,{png}'><figcaption>{t}</figcaption></figure>"
                       for t, png in images)
     curves = _curves(stages)
