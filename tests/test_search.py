@@ -100,7 +100,7 @@ def test_a_killed_worker_does_not_corrupt_the_study(tmp_path, postgres_url):
     import optuna
     worker = subprocess.Popen([sys.executable, "-m", "tinydeploy", "search", "--data", "digits", "--image-size", "16",
                                "--storage", postgres_url, "--study", "kill", "--trials", "20", "--quiet",
-                               "--out", str(tmp_path / "a"), "--max-model-kb", "1000", "--max-latency-ms", "100"],
+                               "--out", str(tmp_path / "a"), "--max-model-kb", "1000", "--max-latency-ms", "100", "--max-arena-kb", "4000"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
     try:
@@ -119,7 +119,7 @@ def test_a_killed_worker_does_not_corrupt_the_study(tmp_path, postgres_url):
         worker.wait()
     code, out, err = run_cli("search", "--data", "digits", "--image-size", "16", "--storage", postgres_url,
                              "--study", "kill", "--join", "--trials", "1", "--out", tmp_path / "b", "--quiet",
-                             "--max-model-kb", "1000", "--max-latency-ms", "100")
+                             "--max-model-kb", "1000", "--max-latency-ms", "100", "--max-arena-kb", "4000")
     assert code in (0, 1), err
     trials = load(postgres_url, "kill").get_trials(deepcopy=False)
     killed = next(t for t in trials if t.number == running[0].number)
