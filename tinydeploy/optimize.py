@@ -418,12 +418,17 @@ class Pipeline:
         if not missed:
             return None, {"needed": False, "note": f"{best.stage} already meets the flash, arena and latency targets"}
 
+        # An untrained model's flatbuffer can differ from the trained one's (quantization
+        # parameters, folded biases): scale every costed flash by what it was for the best model.
+        flash_ratio = best.metrics["flash_bytes"] / cost(best.arch, self.data, self.config.board).flash_bytes
+
         def costed(arch: arch_lib.Arch) -> dict:
             c = cost(arch, self.data, self.config.board)
-            verdicts = check(self.config.targets, arena_bytes=c.arena_bytes, model_bytes=c.flash_bytes,
+            flash = int(round(c.flash_bytes * flash_ratio))
+            verdicts = check(self.config.targets, arena_bytes=c.arena_bytes, model_bytes=flash,
                              latency_ms=c.latency_ms, arena_basis="board arena, untrained model",
                              latency_basis=f"estimate ({self.config.board.name})")
-            point = {"blocks": len(arch.blocks), "stride": arch.blocks[0].stride, "flash_bytes": c.flash_bytes,
+            point = {"blocks": len(arch.blocks), "stride": arch.blocks[0].stride, "flash_bytes": flash,
                      "arena_bytes": c.arena_bytes, "latency_ms": c.latency_ms, "macs": c.macs,
                      "misses": [v.describe() for v in verdicts if not v.met], "architecture": arch.to_dict()}
             tried.append(point)
@@ -433,7 +438,8 @@ class Pipeline:
             if costed(family.scaled(SEEK_MIN_WIDTH))["misses"]:
                 continue  # even the narrowest of this family misses: a lower resolution or fewer blocks next
             low, high = SEEK_MIN_WIDTH, 1.0
-            if not costed(family)["misses"]:
+            same_as_best = (family.blocks, family.head_units) == (best.arch.blocks, best.arch.head_units)
+            if not same_as_best and not costed(family)["misses"]:  # (the best's own width missed)
                 low = 1.0
             else:
                 for _ in range(SEEK_STEPS):  # the largest width that meets every cost target, on a log scale
@@ -443,6 +449,7 @@ class Pipeline:
             plain = self._train_from_scratch(chosen, "seek")
             baked, _ = self._finetune(plain, chosen, {}, "seek", self.epochs["qat"], "seek")
             details = {"needed": True, "missed_by": best.stage, "missed": missed, "width": round(low, 4),
+                       "flash_ratio_trained_to_untrained": round(flash_ratio, 3),
                        "architecture": chosen.to_dict(), "tried": tried,
                        "method": "bisection on the width multiplier, candidates costed untrained; then the "
                                  "first stride doubles and the last blocks go while the narrowest misses"}
