@@ -120,7 +120,7 @@ class Builder:
     """Compiles sources into a cache folder (objects keyed by source, flags and content)."""
 
     def __init__(self, cache: Path, bits: int):
-        self.cache, self.bits = cache, bits
+        self.cache = cache
         self.arch = [f"-m{bits}"]
         cache.mkdir(parents=True, exist_ok=True)
 

@@ -283,11 +283,7 @@ class Pipeline:
     # -- stages --------------------------------------------------------------
     def stage_arch(self, previous: Candidate | None) -> tuple[Candidate, dict]:
         arch = self.config.arch or arch_lib.default_arch(self.data.input_shape)
-        norm = arch_lib.Normalization.of(self.data.x_train)
-        model = arch_lib.build(arch, self.data.input_shape, self.n_classes, norm)
-        run = self._fit(model, "arch", self.epochs["arch"], 3e-3,
-                        self.keras.losses.SparseCategoricalCrossentropy(from_logits=True), early_stopping=True)
-        plain = arch_lib.fuse(model, arch, self.data.input_shape, self.n_classes, norm)
+        plain, norm, run = self._train_from_scratch(arch, "arch")
         details = {"architecture": arch.to_dict(), "float_accuracy": round(self._float_accuracy(plain), 5),
                    "normalization": asdict(norm), "epochs": run["epochs"], "training": run,
                    "note": "int8 by post-training quantization; the input normalization and "
@@ -446,7 +442,7 @@ class Pipeline:
                     middle = float(np.sqrt(low * high))
                     low, high = (middle, high) if not costed(family.scaled(middle))["misses"] else (low, middle)
             chosen = family.scaled(low) if low < 1.0 else family
-            plain = self._train_from_scratch(chosen, "seek")
+            plain, _, _ = self._train_from_scratch(chosen, "seek")
             baked, _ = self._finetune(plain, chosen, {}, "seek", self.epochs["qat"], "seek")
             details = {"needed": True, "missed_by": best.stage, "missed": missed, "width": round(low, 4),
                        "flash_ratio_trained_to_untrained": round(flash_ratio, 3),
@@ -475,12 +471,12 @@ class Pipeline:
 
     def _train_from_scratch(self, arch: arch_lib.Arch, stage: str):
         """Train an architecture with BatchNormalization and the input normalization, then fold
-        both into a plain model (as the arch stage does)."""
+        both into a plain model. Returns (plain model, normalization, what _fit ran)."""
         norm = arch_lib.Normalization.of(self.data.x_train)
         model = arch_lib.build(arch, self.data.input_shape, self.n_classes, norm)
-        self._fit(model, stage, self.epochs["arch"], 3e-3,
-                  self.keras.losses.SparseCategoricalCrossentropy(from_logits=True), early_stopping=True)
-        return arch_lib.fuse(model, arch, self.data.input_shape, self.n_classes, norm)
+        run = self._fit(model, stage, self.epochs["arch"], 3e-3,
+                        self.keras.losses.SparseCategoricalCrossentropy(from_logits=True), early_stopping=True)
+        return arch_lib.fuse(model, arch, self.data.input_shape, self.n_classes, norm), norm, run
 
     def stage_distill(self, previous: Candidate, done: list[Candidate]) -> tuple[Candidate, dict]:
         from tinydeploy.convert import to_int8_tflite
