@@ -1,6 +1,7 @@
 """Small sensor-like sets: tinydeploy optimize's int8 test accuracy against a 1-NN baseline.
 
     python bench/small_data.py [--budgets fast default] [--sets digit-rows imu wave] [--board B] [--out DIR]
+                               [--npz FILE.npz ...] [--stages arch,qat,...]
 
 Sets made from what ships with installed packages, or by a known generator (nothing is
 downloaded); each has few training windows and a separate test set:
@@ -10,6 +11,8 @@ downloaded); each has few training windows and a separate test set:
   is a movement (shake, tilt, circle, tap) with random amplitude, speed, phase and offset;
 - wave: 1-channel gesture series, 150 steps (4 classes, 50 training windows): a bump, a ramp,
   a step and a two-tone burst at random positions and widths, in noise.
+
+--npz adds your own sets: each file holds x_train/y_train and x_test/y_test.
 
 For each set and budget it prints the int8 model's test accuracy on TFLM (evaluated once, on
 the test windows only), its wall time, size and arena, and beside it a 1-nearest-neighbour
@@ -98,6 +101,11 @@ def _split(x, y, train: int, rng):
     return x[picked], y[picked], x[test], y[test]
 
 
+def _from_npz(path: Path):
+    with np.load(path) as f:
+        return f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+
+
 SETS = {"digit-rows": digit_rows, "imu": imu, "wave": wave}
 
 
@@ -122,24 +130,32 @@ def main(argv=None) -> int:
     parser.add_argument("--board", default="esp32-s3-devkitc-1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("build/small_data"))
+    parser.add_argument("--npz", nargs="*", type=Path, default=[],
+                        help="more sets: .npz files with x_train/y_train and x_test/y_test")
+    parser.add_argument("--stages", help="optimize only these stages (comma-separated; default: all)")
     args = parser.parse_args(argv)
 
     from tinydeploy.boards import get_board
     from tinydeploy.data import from_arrays
     from tinydeploy.model import load_model
-    from tinydeploy.optimize import OptimizeConfig, optimize
+    from tinydeploy.optimize import STAGES, OptimizeConfig, check_stages, optimize
     board = get_board(args.board)
+    stages = check_stages(args.stages.split(",")) if args.stages else STAGES
+    sets = {name: SETS[name] for name in args.sets}
+    for path in args.npz:
+        sets[path.stem] = lambda rng, path=path: _from_npz(path)
     print(f"{'set':11} {'budget':8} {'train':>5} {'test':>4} {'int8 test acc (95% CI)':>24} {'1-NN':>6} "
           f"{'time s':>7} {'flash B':>8} {'arena B':>8} chosen")
-    for name in args.sets:
+    for name, make in sets.items():
         rng = np.random.default_rng(args.seed)
-        x_train, y_train, x_test, y_test = SETS[name](rng)
+        x_train, y_train, x_test, y_test = make(rng)
         baseline = one_nn(x_train, y_train, x_test, y_test)
         for budget in args.budgets:
             data = from_arrays(x_train, y_train, None, None, name, seed=args.seed).with_test(x_test, y_test, name)
             started = time.perf_counter()
             report = optimize(OptimizeConfig(data=data, out=args.out / name / budget, board=board, budget=budget,
-                                             seed=args.seed, force=True, data_source=name)).report
+                                             seed=args.seed, force=True, data_source=name,
+                                             stages=stages)).report
             seconds = time.perf_counter() - started
             model = load_model(args.out / name / budget / "model.tflite")
             test, chosen = report["test"], report["chosen"]  # evaluated once, on TFLM, for the chosen model

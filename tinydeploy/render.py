@@ -91,7 +91,8 @@ def _info_format(model: Model, board: Board, framework: str, arena: int, engine:
 
 def _common_values(model: Model, board: Board, options: RenderOptions, model_name: str) -> dict:
     return {
-        "banner": BANNER, "board": board, "framework": options.framework, "model_name": model_name,
+        "banner": BANNER, "board": board, "framework": options.framework,
+        "model_name": cgen.comment(model_name),  # for comments and the README: user text, made inert
         "project_name": cgen.identifier(f"tinydeploy_{board.name.replace('-', '_')}"),
         "sha256": model.sha256, "model_bytes": model.size_bytes,
         "device_name": cgen.string_literal(f"tinydeploy-{board.name}"),
