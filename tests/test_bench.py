@@ -74,6 +74,53 @@ def test_a_silent_device_times_out_and_keeps_the_partial_results(int8_cnn, tmp_p
     assert "<< m-[Expecting" in (tmp_path / "serial.log").read_text()
 
 
+# Commands before validation with runs=2, warmup=0: name, info, a 1,024-byte input in 31-byte
+# db chunks (1 + 34 commands), two infers. Each validated sample is its load and an infer.
+BEFORE_VALIDATION, PER_SAMPLE = 1 + 1 + 35 + 2, 35 + 1
+
+
+def test_a_device_lost_mid_validation_keeps_every_sample_it_answered(int8_cnn, samples, tmp_path):
+    with VirtualDevice(int8_cnn, stop_after=BEFORE_VALIDATION + 3 * PER_SAMPLE) as vd:
+        port = vd.open_pty()
+        with pytest.raises(DeviceTimeout):
+            bench(port, tmp_path, runs=2, warmup=0, expect_model=int8_cnn, samples=samples, timeout=1.0)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["complete"] is False and "no reply" in saved["error"]
+    assert saved["latency_us"]["runs"] == 2 and "partial" not in saved["latency_us"]
+    validation = saved["validation"]
+    assert validation["partial"] and validation["samples"] == 3 and validation["samples_planned"] == 12
+    assert validation["top1_agreement"] == 1.0
+    verdicts = {v.name: v for v in verify(saved)}
+    stopped = verdicts["bench completed"].describe()
+    assert "3 of 12 samples validated" in stopped and "no reply" in stopped
+
+
+def test_a_device_lost_mid_timing_keeps_the_timings_taken(int8_cnn, tmp_path):
+    with VirtualDevice(int8_cnn, stop_after=1 + 1 + 35 + 2) as vd:  # two of five timings answered
+        port = vd.open_pty()
+        with pytest.raises(DeviceTimeout):
+            bench(port, tmp_path, runs=5, warmup=0, timeout=1.0)
+    latency = json.loads((tmp_path / "results.json").read_text())["latency_us"]
+    assert latency["partial"] and latency["runs"] == 2 and latency["runs_planned"] == 5
+
+
+def test_a_closed_link_is_a_step_failure_not_a_crash(int8_cnn, tmp_path):
+    with VirtualDevice(int8_cnn) as vd:
+        url = vd.open_tcp(0)
+        conn = Connection(url, 115200, tmp_path / "serial.log", timeout=1.0)
+        conn.sync()
+        conn.serial.close()  # the link is gone (a board unplugged)
+        with pytest.raises(StepFailed, match="lost socket://"):
+            conn.send_all(["info"])
+        conn.log.close()
+
+
+def test_device_text_is_shown_with_control_characters_escaped(int8_cnn, tmp_path):
+    from tinydeploy.bench import shown
+    assert shown("ok\x1b[2J\x07 done") == "ok\\x1b[2J\\x07 done"
+    assert shown("x" * 300).endswith("... (100 more characters)")
+
+
 def test_two_benches_on_one_port(device, tmp_path):
     _, port = device
     first = Connection(port, 115200, tmp_path / "first.log")

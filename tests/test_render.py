@@ -143,3 +143,56 @@ def test_user_files_are_never_overwritten(tmp_path):
     with pytest.raises(BadInput, match="did not generate: platformio.ini"):
         write_project({"platformio.ini": f"; {BANNER}\n"}, tmp_path)
     assert (tmp_path / "platformio.ini").read_text() == "[env:mine]\n"
+
+
+def _files(*names, extra=""):
+    return {name: f"// {BANNER}\n{extra}" for name in names}
+
+
+@pytest.mark.unit
+def test_an_empty_out_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BadInput, match="--out is empty"):
+        write_project(_files("a.c"), "")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.unit
+def test_symlinks_are_never_followed_out_of_the_folder(tmp_path):
+    out, outside = tmp_path / "project", tmp_path / "elsewhere"
+    (out / "src").mkdir(parents=True)
+    (out / "src" / "main.c").symlink_to(outside / "main.c")  # dangling
+    with pytest.raises(BadInput, match="is a symlink"):
+        write_project(_files("src/main.c", "README.md"), out)
+    (out / "src" / "main.c").unlink()
+    (out / "lib").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(BadInput, match="is a symlink"):
+        write_project(_files("lib/x.c"), out)
+    assert not outside.exists() and not (out / "README.md").exists()
+
+
+@pytest.mark.unit
+def test_a_folder_at_a_generated_path_is_bad_input(tmp_path):
+    (tmp_path / "README.md").mkdir()
+    with pytest.raises(BadInput, match="is a folder where tinydeploy writes a file"):
+        write_project(_files("README.md"), tmp_path)
+
+
+@pytest.mark.unit
+def test_a_rerender_removes_only_its_own_stale_files(tmp_path):
+    write_project(_files("Makefile", "src/board_ld.ld", "src/main.c"), tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    write_project(_files("platformio.ini", "src/main.c"), tmp_path)  # another board's layout
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == \
+        [".tinydeploy-manifest.json", "notes.txt", "platformio.ini", "src/main.c"]
+
+
+@pytest.mark.unit
+def test_the_component_lock_goes_only_when_our_component_list_changes(tmp_path):
+    (tmp_path / "dependencies.lock").write_text("the user's own\n")
+    write_project(_files("src/idf_component.yml", extra="v1"), tmp_path)
+    assert (tmp_path / "dependencies.lock").exists()  # not ours: no earlier render here
+    write_project(_files("src/idf_component.yml", extra="v1"), tmp_path)
+    assert (tmp_path / "dependencies.lock").exists()  # same components: the lock still holds
+    write_project(_files("src/idf_component.yml", extra="v2"), tmp_path)
+    assert not (tmp_path / "dependencies.lock").exists()  # stale pins of the earlier components

@@ -23,6 +23,7 @@ from tinydeploy.errors import BadInput
 
 BLOCK_KINDS = ("conv", "separable", "depthwise")
 ACTIVATIONS = ("relu", "relu6")
+STRIDES = (1, 2, 4, 8)  # 4 and 8 only come from target seeking, on the first block
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class Arch:
 
     @classmethod
     def from_dict(cls, raw: dict, origin: str = "architecture") -> "Arch":
+        if not isinstance(raw, dict) or not isinstance(raw.get("blocks"), list) \
+                or not all(isinstance(b, dict) for b in raw["blocks"]):
+            raise BadInput(f"{origin}: not an architecture spec (an object with a \"blocks\" list of objects)")
         try:
             blocks = tuple(Block(**b) for b in raw["blocks"])
             arch = cls(blocks, int(raw.get("head_units", 0)), str(raw.get("name", "custom")))
@@ -59,13 +63,23 @@ class Arch:
         problems = []
         if not 1 <= len(self.blocks) <= 8:
             problems.append(f"{len(self.blocks)} blocks (1..8 allowed)")
+        types = {"kind": str, "filters": int, "kernel": int, "stride": int, "activation": str, "pool": bool,
+                 "residual": bool}
         for i, b in enumerate(self.blocks):
+            wrong = [f"{name} {getattr(b, name)!r}" for name, kind in types.items()
+                     if not isinstance(getattr(b, name), kind) or (kind is int and isinstance(getattr(b, name), bool))]
+            if wrong:
+                problems.append(f"block {i}: {', '.join(wrong)} (wrong type)")
+                continue
             if b.kind not in BLOCK_KINDS:
                 problems.append(f"block {i}: kind '{b.kind}' (accepted: {', '.join(BLOCK_KINDS)})")
             if b.activation not in ACTIVATIONS:
                 problems.append(f"block {i}: activation '{b.activation}' (accepted: {', '.join(ACTIVATIONS)})")
-            if b.kernel not in (1, 3, 5, 7) or b.stride not in (1, 2) or b.filters < 1:
-                problems.append(f"block {i}: kernel {b.kernel}, stride {b.stride}, filters {b.filters}")
+            if b.kernel not in (1, 3, 5, 7) or b.stride not in STRIDES or not 1 <= b.filters <= 1024:
+                problems.append(f"block {i}: kernel {b.kernel}, stride {b.stride}, filters {b.filters} (accepted: "
+                                f"kernel 1, 3, 5 or 7; stride {', '.join(map(str, STRIDES))}; filters 1..1024)")
+        if not 0 <= self.head_units <= 4096:
+            problems.append(f"head_units {self.head_units} (0..4096)")
         if problems:
             raise BadInput(f"{origin}: " + "; ".join(problems))
 
@@ -84,9 +98,14 @@ class Arch:
         if not p.is_file():
             raise BadInput(f"{p}: no such architecture file")
         try:
-            raw = json.loads(p.read_text())
+            raw = json.loads(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise BadInput(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
         except json.JSONDecodeError as exc:
             raise BadInput(f"{p}: not JSON ({exc})") from exc
+        if not isinstance(raw, dict):
+            raise BadInput(f"{p}: not an architecture spec (a JSON object with \"blocks\"), but a "
+                           f"{type(raw).__name__}")
         return cls.from_dict(raw.get("arch", raw), str(p))
 
 

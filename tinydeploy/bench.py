@@ -24,6 +24,14 @@ CHUNK = 31  # bytes per `db` command, as the MLPerf Tiny runner sends them
 SERIAL_HINT = "likely cabling, drivers or a port in use by another program (a serial monitor?)"
 
 
+def shown(text: str, limit: int = 200) -> str:
+    """Device text made safe to print: control characters (terminal escapes, BEL, NUL) become
+    visible escapes, and long text is cut, saying so."""
+    safe = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+                   for c in text)
+    return safe if len(safe) <= limit else safe[:limit] + f"... ({len(safe) - limit} more characters)"
+
+
 class DeviceTimeout(StepFailed):
     """The device stopped answering."""
 
@@ -101,7 +109,9 @@ class Connection:
         return parse_line(text)
 
     def timeout_error(self, waiting_for: str) -> DeviceTimeout:
-        last = " | ".join(self.recent) or "(nothing)"
+        last = " | ".join(shown(line) for line in self.recent) or "(no complete line)"
+        if self._buffer:
+            last += f"; then, without a line end: {shown(self._buffer.decode('latin-1'))}"
         return DeviceTimeout(f"no {waiting_for} from {self.port} within {self.timeout:g} s. Last lines: {last}. "
                              f"Full log: {self.log_path}")
 
@@ -124,10 +134,14 @@ class Connection:
         return self.replies(commands)
 
     def send_all(self, commands: list[str]) -> None:
+        import serial
         for c in commands:
             self._record(">>", c + "%")
-        self.serial.write("".join(c + "%" for c in commands).encode())
-        self.serial.flush()
+        try:
+            self.serial.write("".join(c + "%" for c in commands).encode())
+            self.serial.flush()
+        except (serial.SerialException, OSError) as exc:
+            raise StepFailed(f"lost {self.port} while sending: {exc} ({SERIAL_HINT}); log: {self.log_path}") from exc
 
     def replies(self, commands: list[str]) -> list[list[Line]]:
         """The replies to commands already sent, in order."""
@@ -147,8 +161,9 @@ class Connection:
         errors = [line.value for line in lines if line.kind == "error"]
         if errors:
             if any("port busy" in e for e in errors):
-                raise StepFailed(f"port {self.port} is busy: {errors[0]}")
-            raise DeviceError(f"the device answered '{command}%' with an error: {errors[0]}. Log: {self.log_path}")
+                raise StepFailed(f"port {self.port} is busy: {shown(errors[0])}")
+            raise DeviceError(f"the device answered '{command}%' with an error: {shown(errors[0])}. "
+                              f"Log: {self.log_path}")
         return lines
 
     def sync(self, boot_wait: float = 2.0) -> None:
@@ -178,7 +193,7 @@ class Connection:
 
     def _boot_line(self, line: Line) -> None:
         if line.kind == "error" and "port busy" in str(line.value):
-            raise StepFailed(f"port {self.port} is busy: {line.value}")
+            raise StepFailed(f"port {self.port} is busy: {shown(str(line.value))}")
         self.boot.append(line)
 
     def setup_failure(self, info: dict) -> str | None:
@@ -192,9 +207,9 @@ class Connection:
         if not error:
             return None
         before = self.boot[:boot_errors[0]] if boot_errors else self.boot
-        printed = [line.text.strip() for line in before if line.kind == "noise" and line.text.strip()][-6:]
+        printed = [shown(line.text.strip()) for line in before if line.kind == "noise" and line.text.strip()][-6:]
         said = f" It printed at boot: {' | '.join(printed)}." if printed else ""
-        return f"the firmware could not set up the model: {error}.{said} Log: {self.log_path}"
+        return f"the firmware could not set up the model: {shown(str(error))}.{said} Log: {self.log_path}"
 
 
 @dataclass
@@ -257,7 +272,7 @@ def read_info(conn: Connection) -> dict:
     try:
         return json.loads(infos[-1])
     except json.JSONDecodeError as exc:
-        raise StepFailed(f"the device's info line is not JSON: {infos[-1][:120]}") from exc
+        raise StepFailed(f"the device's info line is not JSON: {shown(infos[-1], 120)}") from exc
 
 
 def instructions_to_us(stats: dict, cpu_mhz: float) -> dict:
@@ -268,20 +283,29 @@ def instructions_to_us(stats: dict, cpu_mhz: float) -> dict:
                      "(emulated board, not a timing)"}
 
 
-def measure_latency(conn: Connection, info: dict, runs: int, warmup: int) -> dict:
+def measure_latency(conn: Connection, info: dict, runs: int, warmup: int,
+                    on_timing: Callable[[dict], None] | None = None) -> dict:
     """Time `runs` single inferences (after `warmup`) from the device's own stamps
-    (microseconds, or instructions retired on an emulated board: info's "timer")."""
+    (microseconds, or instructions retired on an emulated board: info's "timer").
+    on_timing gets the statistics so far after every timing (marked partial until the last),
+    so that a run that stops half-way keeps what it measured."""
     zero = info.get("input", {}).get("zero_point", 0)
     size = int(np.prod(info.get("input", {}).get("shape", [0])))
     load_input(conn, np.full(size, zero, dtype=np.int8).tobytes())
     if warmup:
         conn.command(f"infer 1 {warmup}")
-    samples = []
+    samples: list[int] = []
     for _ in range(runs):
         laps = _laps(conn.command("infer 1 0"))
         if len(laps) != 2:
             raise StepFailed(f"expected two m-lap-us stamps, got {laps}")
         samples.append(laps[1] - laps[0])
+        if on_timing and len(samples) < runs:
+            on_timing({**_timer_stats(samples, info), "partial": True, "runs_planned": runs})
+    return _timer_stats(samples, info)
+
+
+def _timer_stats(samples: list[int], info: dict) -> dict:
     stats = _latency_stats(samples, bool(info.get("virtual")))
     if info.get("timer") == "instructions":
         stats["basis"] = "minstret: instructions retired per inference, exact and repeatable under QEMU -icount"
@@ -290,7 +314,7 @@ def measure_latency(conn: Connection, info: dict, runs: int, warmup: int) -> dic
 
 def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, y: np.ndarray,
                        progress: Callable[[int, int], None] | None = None, engine: str = "tflm",
-                       kernels: str | None = None) -> dict:
+                       kernels: str | None = None, on_sample: Callable[[dict], None] | None = None) -> dict:
     """Stream samples to the device and compare its outputs with the host's: the TFLM
     interpreter for TFLM firmware, TFLite's reference kernels for the C engine (which is
     bit-exact with them).
@@ -298,7 +322,8 @@ def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, 
     The result states the device's measured tolerance against that reference: how many
     outputs differ by 0, 1, 2... LSB, and the largest difference. Another kernel library
     (ESP-NN, or an older TFLM in an Arduino library) may round differently; the figure
-    says by how much, and nothing is widened to hide it."""
+    says by how much, and nothing is widened to hide it. on_sample gets the figures so far
+    after every sample (marked partial until the last)."""
     from tinydeploy.evaluate import TflmRunner, quantize_input, reference_outputs
     from tinydeploy.model import load_model
     model = load_model(model_path)
@@ -309,8 +334,27 @@ def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, 
     else:
         host = TflmRunner(model).predict_int8(inputs)
         reference = "host TFLM interpreter, same int8 inputs"
-    device = []
+    device: list[list[int]] = []
     started = time.perf_counter()
+
+    def summary() -> dict:
+        seconds = time.perf_counter() - started
+        done = len(device)
+        device_outputs = np.array(device, dtype=np.int32).reshape(done, -1)
+        diff = np.abs(device_outputs - host[:done].astype(np.int32))
+        levels, counts = np.unique(diff, return_counts=True)
+        agree = device_outputs.argmax(1) == host[:done].argmax(1)
+        return {"kernels": kernels or ("c engine" if engine == "c" else "unknown"),
+                "samples": done, "top1_agreement": round(float(agree.mean()), 5),
+                "output_diff_lsb_counts": {str(int(k)): int(n) for k, n in zip(levels, counts)},
+                "identical_output_values": round(float((diff == 0).mean()), 5),
+                "identical_outputs": round(float((diff == 0).all(axis=1).mean()), 5),
+                "max_output_diff_lsb": int(diff.max()),
+                "device_accuracy": round(float((device_outputs.argmax(1) == y[:done]).mean()), 5),
+                "host_accuracy": round(float((host[:done].argmax(1) == y[:done]).mean()), 5),
+                "seconds": round(seconds, 3), "samples_per_second": round(done / seconds, 2) if seconds else None,
+                "reference": reference}
+
     batches = [_load_commands(sample.tobytes()) + ["infer 1 0"] for sample in inputs]
     if batches:
         conn.send_all(batches[0])
@@ -318,19 +362,11 @@ def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, 
         if i + 1 < len(batches):  # one sample in flight ahead, so the line never idles
             conn.send_all(batches[i + 1])
         device.append(_results(conn.replies(batch)[-1]))
+        if on_sample and len(device) < len(batches):
+            on_sample({**summary(), "partial": True, "samples_planned": len(batches)})
         if progress:
             progress(i + 1, len(inputs))
-    seconds = time.perf_counter() - started
-    device_outputs = np.array(device, dtype=np.int32)
-    diff = np.abs(device_outputs - host.astype(np.int32))
-    levels, counts = np.unique(diff, return_counts=True)
-    return {"kernels": kernels or ("c engine" if engine == "c" else "unknown"),
-            "output_diff_lsb_counts": {str(int(k)): int(n) for k, n in zip(levels, counts)},
-            "identical_output_values": round(float((diff == 0).mean()), 5),"samples": int(len(inputs)), "top1_agreement": round(float((device_outputs.argmax(1) == host.argmax(1)).mean()), 5),
-            "max_output_diff_lsb": int(diff.max()), "device_accuracy": round(float((device_outputs.argmax(1) == y).mean()), 5),
-            "host_accuracy": round(float((host.argmax(1) == y).mean()), 5), "seconds": round(seconds, 3),
-            "samples_per_second": round(len(inputs) / seconds, 2) if seconds else None,
-            "identical_outputs": round(float((diff == 0).all(axis=1).mean()), 5), "reference": reference}
+    return summary()
 
 
 def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup: int = 2,
@@ -361,9 +397,26 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
         raise BadInput(f"--warmup must be 0 or more, got {warmup}")
     if samples is not None and expect_model is None:
         raise BadInput("--validate needs --expect-model MODEL.tflite (the host reference)")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    from tinydeploy.outputs import output_folder, write_atomically
+    out = output_folder(out, "--out")
     result = BenchResult(port)
+
+    def save() -> None:  # after every timing and sample: a run that stops keeps what it measured
+        write_atomically(out / "results.json", json.dumps(result.to_dict(), indent=2))
+
+    def timed(stats: dict) -> None:
+        if result.info.get("timer") == "instructions":
+            result.latency_instructions = stats
+            result.latency_us = {**instructions_to_us(stats, float(result.info.get("cpu_mhz") or 1)),
+                                 **{k: stats[k] for k in ("partial", "runs_planned") if k in stats}}
+        else:
+            result.latency_us = stats
+        save()
+
+    def validated(figures: dict) -> None:
+        result.validation = figures
+        save()
+
     expected_sha = None
     if expect_model is not None:
         from tinydeploy.model import load_model
@@ -375,28 +428,27 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
         was_reset = reset and conn.reset()
         conn.sync(boot_wait=2.0 if was_reset else 0.3)
         result.info = read_info(conn)
+        save()
         failure = conn.setup_failure(result.info)
         if failure:
             raise StepFailed(failure)
         if expected_sha and result.info.get("model_sha256") != expected_sha:
             raise StepFailed(f"the device runs a different model: device sha256 {result.info.get('model_sha256')}, "
                              f"expected {expected_sha} ({expect_model})")
-        latency = measure_latency(conn, result.info, runs, warmup)
-        if result.info.get("timer") == "instructions":
-            result.latency_instructions = latency
-            result.latency_us = instructions_to_us(latency, float(result.info.get("cpu_mhz") or 1))
-        else:
-            result.latency_us = latency
+        timed(measure_latency(conn, result.info, runs, warmup, on_timing=timed))
         if samples is not None:
-            result.validation = validate_on_device(conn, expect_model, *samples, progress=progress,
-                                                   engine=result.info.get("engine", "tflm"),
-                                                   kernels=result.info.get("kernels"))
+            validated(validate_on_device(conn, expect_model, *samples, progress=progress,
+                                         engine=result.info.get("engine", "tflm"),
+                                         kernels=result.info.get("kernels"), on_sample=validated))
         result.complete = True
     except StepFailed as exc:
         result.error = str(exc)
         raise
+    except BaseException as exc:  # an interruption, or a bug: still say why the run stopped
+        result.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise
     finally:
         if conn is not None:
             conn.close()
-        (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2))
+        save()
     return result

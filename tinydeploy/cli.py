@@ -15,6 +15,72 @@ from tinydeploy import __version__
 from tinydeploy.errors import EXIT_FAILED, EXIT_OK, BadInput, TargetMissed, TinyDeployError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors raised as BadInput so that they exit 2 through main's one
+    path (and give a JSON document with --json) instead of argparse's own exit."""
+
+    def error(self, message):
+        raise BadInput(f"{message} (see: {self.prog} --help)")
+
+
+def _number(kind, low=None, high=None, low_open=False, what="a number"):
+    """An argparse type: a finite int or float within [low, high] (low excluded when low_open),
+    named in the message when the value is outside."""
+    import math
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not {what}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"'{text}' is not {what}")
+        if (low is not None and (value <= low if low_open else value < low)) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: {what}")
+        return value
+    return parse
+
+
+def _text_arg(what: str):
+    """An argparse type for a path or name that must not be empty."""
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"empty: give {what}")
+        return text
+    return parse
+
+
+POSITIVE_SECONDS = _number(float, 0, None, True, "a positive number of seconds")
+BAUD = _number(int, 1, 20_000_000, what="a line rate in baud, 1..20000000")
+TCP_PORT = _number(int, 0, 65535, what="a TCP port, 0..65535 (0: any free port)")
+COUNT = _number(int, 1, None, what="a whole number, at least 1")
+NON_NEGATIVE = _number(int, 0, None, what="a whole number, 0 or more")
+BUDGET_KB = _number(float, 0, None, True, what="a positive number of KB")
+BUDGET_MS = _number(float, 0, None, True, what="a positive number of milliseconds")
+FRACTION = _number(float, 0, 1, True, what="a fraction in (0, 1]")
+PERCENT = _number(float, 0, 200, what="a percentage, 0..200")
+FOLDER = _text_arg("a folder")
+FILE = _text_arg("a file")
+
+
+def _flash_offset(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a flash address (e.g. 0x10000)") from None
+    if not 0 <= value < 1 << 32:
+        raise argparse.ArgumentTypeError(f"{text} is not a flash address (0..0xffffffff)")
+    return value
+
+
+def _write_option_file(path: str, text: str, option: str) -> None:
+    """Write a file the user named with an option (--junit, --port-file)."""
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"{option} {path}: can't write it ({exc.strerror or exc})") from exc
+
+
 def _console():
     from rich.console import Console
     console = Console()
@@ -75,8 +141,6 @@ def cmd_optimize(args) -> int:
     from tinydeploy.optimize import OptimizeConfig, check_stages, optimize
     from tinydeploy.targets import Targets
     targets = Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms)
-    if args.min_accuracy is not None and not 0 < args.min_accuracy <= 1:
-        raise BadInput(f"--min-accuracy is a fraction in (0, 1], got {args.min_accuracy}")
     dataset = data.load(args.data, image_size=args.image_size, seed=args.seed)
     if args.test:
         dataset = data.add_test(dataset, args.test)  # checked before any training
@@ -168,7 +232,7 @@ def cmd_emulate(args) -> int:
     emulator = emulate.start(args.dir, args.tcp)
     try:
         if args.port_file:
-            Path(args.port_file).write_text(emulator.url + "\n")
+            _write_option_file(args.port_file, emulator.url + "\n", "--port-file")
         if args.json:
             _emit_json(args, {"port": emulator.url, "log": str(emulator.log), "command": emulator.command})
         else:
@@ -214,7 +278,7 @@ def cmd_flash(args) -> int:
     if args.firmware:
         if not args.chip:
             raise BadInput("--firmware needs --chip (e.g. esp32s3)")
-        log = flash_firmware(args.firmware, args.chip, args.port, int(args.offset, 0), on_line=_line_printer(args))
+        log = flash_firmware(args.firmware, args.chip, args.port, args.offset, on_line=_line_printer(args))
     elif args.dir:
         log = flash(args.dir, args.port, args.env, _line_printer(args))
     else:
@@ -334,7 +398,7 @@ def cmd_verify(args) -> int:
         raise BadInput("give a results file (from tinydeploy bench --out DIR) or --port")
     verdicts = verify(results, targets, args.min_agreement)
     if args.junit:
-        Path(args.junit).write_text(junit_xml(verdicts))
+        _write_option_file(args.junit, junit_xml(verdicts), "--junit")
     _show_verdicts(args, verdicts, {"results": results})
     missed = [v.describe() for v in verdicts if not v.met]
     if missed:
@@ -349,7 +413,7 @@ def cmd_virtual_device(args) -> int:
     device = VirtualDevice(args.model, baud=args.baud)
     address = device.open_tcp(args.tcp) if args.tcp is not None else device.open_pty()
     if args.port_file:
-        Path(args.port_file).write_text(address + "\n")
+        _write_option_file(args.port_file, address + "\n", "--port-file")
     if args.json:
         _emit_json(args, {"port": address, "model_sha256": device.model.sha256, "virtual": True})
     else:
@@ -395,41 +459,43 @@ def cmd_deploy(args) -> int:
 
 def _add_bench_options(parser, required_port: bool) -> None:
     parser.add_argument("--port", required=required_port, help="device path or pyserial URL (socket://, rfc2217://)")
-    parser.add_argument("--baud", type=int, default=115200, help="line rate (default %(default)s)")
-    parser.add_argument("--runs", type=int, default=20, help="timed single inferences (default %(default)s)")
-    parser.add_argument("--warmup", type=int, default=2, help="warm-up inferences first (default %(default)s)")
-    parser.add_argument("--validate", type=int, default=0, metavar="N",
+    parser.add_argument("--baud", type=BAUD, default=115200, help="line rate (default %(default)s)")
+    parser.add_argument("--runs", type=COUNT, default=20, help="timed single inferences (default %(default)s)")
+    parser.add_argument("--warmup", type=NON_NEGATIVE, default=2, help="warm-up inferences first (default %(default)s)")
+    parser.add_argument("--validate", type=NON_NEGATIVE, default=0, metavar="N",
                         help="run N labelled samples on the device and compare with the host TFLM interpreter")
     parser.add_argument("--expect-model", default=None, metavar="MODEL.tflite",
                         help="the model the board must be running (SHA-256 checked); the host reference")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a reply (default %(default)g)")
-    parser.add_argument("--out", default="bench-results", help="folder for results.json and serial.log")
+    parser.add_argument("--timeout", type=POSITIVE_SECONDS, default=10.0,
+                        help="seconds to wait for a reply (default %(default)g)")
+    parser.add_argument("--out", type=FOLDER, default="bench-results", help="folder for results.json and serial.log")
 
 
 def _add_data(parser, required: bool = True) -> None:
     parser.add_argument("--data", required=required,
                         help="'digits' (built-in demo) or a .npz / .csv file of raw labelled samples")
-    parser.add_argument("--image-size", type=int, default=32, metavar="N",
+    parser.add_argument("--image-size", type=_number(int, 4, 512, what="an image side in pixels, 4..512"),
+                        default=32, metavar="N",
                         help="side of the built-in digits images (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default %(default)s)")
+    parser.add_argument("--seed", type=_number(int, 0, 2**32 - 1, what="a seed, 0..4294967295"), default=0, help="seed of every random choice (default %(default)s)")
 
 
 def _add_targets(parser) -> None:
     from tinydeploy.targets import DEFAULT_MAX_ARENA_KB, DEFAULT_MAX_LATENCY_MS, DEFAULT_MAX_MODEL_KB
-    parser.add_argument("--max-arena-kb", type=float, default=DEFAULT_MAX_ARENA_KB, metavar="KB",
+    parser.add_argument("--max-arena-kb", type=BUDGET_KB, default=DEFAULT_MAX_ARENA_KB, metavar="KB",
                         help="tensor arena budget (default %(default)g)")
-    parser.add_argument("--max-model-kb", type=float, default=DEFAULT_MAX_MODEL_KB, metavar="KB",
+    parser.add_argument("--max-model-kb", type=BUDGET_KB, default=DEFAULT_MAX_MODEL_KB, metavar="KB",
                         help="model flash budget (default %(default)g)")
-    parser.add_argument("--max-latency-ms", type=float, default=DEFAULT_MAX_LATENCY_MS, metavar="MS",
+    parser.add_argument("--max-latency-ms", type=BUDGET_MS, default=DEFAULT_MAX_LATENCY_MS, metavar="MS",
                         help="inference latency budget (default %(default)g)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from tinydeploy.render import FRAMEWORKS
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tinydeploy", parents=[common],
         description="From data to a verified TinyML firmware for ESP32 boards.")
     parser.add_argument("--version", action="version", version=f"tinydeploy {__version__}")
@@ -452,13 +518,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("optimize", parents=[common],
                        help="train and optimize a model until its int8 form fits the board")
     _add_data(p)
-    p.add_argument("--out", required=True, help="folder for every stage's model and the report")
+    p.add_argument("--out", type=FOLDER, required=True, help="folder for every stage's model and the report")
     p.add_argument("--test", default=None, metavar="DATA",
                    help="held-out test samples (.npz with x_test/y_test or x_train/y_train, or .csv), evaluated "
                         "once on TFLM for the chosen model; a .npz --data may carry x_test/y_test itself")
     p.add_argument("--board", default="esp32-s3-devkitc-1", help="board profile (default %(default)s)")
     _add_targets(p)
-    p.add_argument("--min-accuracy", type=float, default=None, metavar="A",
+    p.add_argument("--min-accuracy", type=FRACTION, default=None, metavar="A",
                    help="smallest acceptable int8 validation accuracy, as a fraction")
     p.add_argument("--budget", choices=list(BUDGETS), default="default", help="training effort (default %(default)s)")
     p.add_argument("--stages", default=",".join(STAGES),
@@ -473,10 +539,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("render", parents=[common], help="write a firmware project for an int8 model")
     p.add_argument("model", help="the int8 .tflite file")
     p.add_argument("--board", required=True, help="board profile (see `tinydeploy boards`)")
-    p.add_argument("--out", required=True, help="project folder to write")
+    p.add_argument("--out", type=FOLDER, required=True, help="project folder to write")
     p.add_argument("--framework", choices=FRAMEWORKS, default="espidf",
                    help="espidf (default: esp-tflite-micro with ESP-NN) or arduino (no ESP-NN, slower)")
-    p.add_argument("--arena-margin", type=float, default=10.0, metavar="PCT",
+    p.add_argument("--arena-margin", type=PERCENT, default=10.0, metavar="PCT",
                    help="arena margin over the measured TFLM arena, percent (default %(default)g)")
     p.add_argument("--labels", default=None, metavar="FILE",
                    help="class labels: a text file, one per line, or optimize's report.json")
@@ -495,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("emulate", parents=[common],
                        help="boot a built project for an emulated board; prints the serial port for bench")
     p.add_argument("dir", help="the built project folder")
-    p.add_argument("--tcp", type=int, default=0, metavar="PORT",
+    p.add_argument("--tcp", type=TCP_PORT, default=0, metavar="PORT",
                    help="loopback TCP port for the UART (default: any free port)")
     p.add_argument("--port-file", default=None, metavar="F", help="also write the serial port URL to this file")
     p.set_defaults(func=cmd_emulate)
@@ -507,7 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", default=None, help="PlatformIO environment")
     p.add_argument("--firmware", default=None, metavar="BIN", help="write this prebuilt image with esptool")
     p.add_argument("--chip", default=None, help="esptool chip name for --firmware (esp32, esp32s3, esp32c3, ...)")
-    p.add_argument("--offset", default="0x10000", help="flash address for --firmware (default %(default)s)")
+    p.add_argument("--offset", type=_flash_offset, default=0x10000,
+                   help="flash address for --firmware (default 0x10000)")
     p.add_argument("--quiet", action="store_true", help="don't stream the tool's output")
     p.set_defaults(func=cmd_flash)
 
@@ -522,18 +589,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_options(p, required_port=False)
     _add_data(p, required=False)
     _add_targets(p)
-    p.add_argument("--min-agreement", type=float, default=0.99,
+    p.add_argument("--min-agreement", type=FRACTION, default=0.99,
                    help="smallest top-1 agreement with the host reference when validated (default %(default)g)")
-    p.add_argument("--junit", default=None, metavar="FILE", help="also write the verdicts as JUnit XML")
+    p.add_argument("--junit", type=FILE, default=None, metavar="FILE", help="also write the verdicts as JUnit XML")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("virtual-device", parents=[common],
                        help="a stand-in board on a pty or TCP port: real TFLM, virtual (host) latency")
     p.add_argument("model", help="the int8 .tflite file it runs")
     p.add_argument("--port-file", default=None, metavar="F", help="also write the port to this file")
-    p.add_argument("--tcp", type=int, default=None, metavar="PORT",
+    p.add_argument("--tcp", type=TCP_PORT, default=None, metavar="PORT",
                    help="serve socket://127.0.0.1:PORT instead of a pty (0 picks a free port)")
-    p.add_argument("--baud", type=int, default=None, help="pace the link to this line rate, as a UART would")
+    p.add_argument("--baud", type=BAUD, default=None, help="pace the link to this line rate, as a UART would")
     p.set_defaults(func=cmd_virtual_device)
 
     p = sub.add_parser("deploy", parents=[common],
@@ -541,9 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     p.add_argument("--board", default="esp32-s3-devkitc-1", help="board profile (default %(default)s)")
     p.add_argument("--port", default=None, help="the board's port (detected; the virtual device when none)")
-    p.add_argument("--out", default="build/deploy", help="output folder (default %(default)s)")
+    p.add_argument("--out", type=FOLDER, default="build/deploy", help="output folder (default %(default)s)")
     p.add_argument("--budget", choices=list(BUDGETS), default="default", help="optimize's training effort")
-    p.add_argument("--min-agreement", type=float, default=0.99, help="on-device validation agreement target")
+    p.add_argument("--min-agreement", type=FRACTION, default=0.99, help="on-device validation agreement target")
     _add_targets(p)
     p.set_defaults(func=cmd_deploy)
 
@@ -551,10 +618,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="hardware-aware architecture search (Optuna NSGA-II) within the budgets")
     _add_data(p, required=False)
     p.set_defaults(data="digits")
-    p.add_argument("--out", default="build/search", help="folder for the study, best_arch.json and search.html")
+    p.add_argument("--out", type=FOLDER, default="build/search", help="folder for the study, best_arch.json and search.html")
     p.add_argument("--board", default="esp32-s3-devkitc-1", help="board profile (default %(default)s)")
-    p.add_argument("--trials", type=int, default=None, help="trials to run (this worker)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds to search (this worker)")
+    p.add_argument("--trials", type=COUNT, default=None, help="trials to run (this worker)")
+    p.add_argument("--timeout", type=POSITIVE_SECONDS, default=None, help="seconds to search (this worker)")
     p.add_argument("--storage", default=None, help="RDB URL (default sqlite in --out); postgresql://... for workers")
     p.add_argument("--study", default="tinydeploy", help="study name (default %(default)s)")
     p.add_argument("--join", action="store_true", help="add a worker to an existing study")
@@ -574,7 +641,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except BadInput as exc:  # usage: an unknown option, a value out of range
+        if "--json" in argv:
+            print(json.dumps({"error": str(exc), "exit_code": exc.exit_code}, indent=2))
+        print(f"tinydeploy: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     try:
         return args.func(args)
     except TinyDeployError as exc:

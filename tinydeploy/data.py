@@ -69,6 +69,8 @@ class Dataset:
         """
         x, y = np.asarray(x), np.asarray(y).reshape(-1)
         problems = _check_samples(x, y, "test set", origin)
+        if not problems and y.dtype.kind == "f":
+            y = y.astype(np.int64)  # whole numbers stored as floats (checked above)
         if not problems and tuple(x.shape[1:]) != self.input_shape:
             problems.append(f"test samples are {tuple(x.shape[1:])}, training samples {self.input_shape}")
         unknown = sorted({str(v) for v in np.unique(y)} - set(self.labels)) if not problems else []
@@ -97,6 +99,8 @@ def digits(size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> Dataset:
 
 def _check_samples(x: np.ndarray, y: np.ndarray, part: str, origin: str) -> list[str]:
     problems = []
+    if x.ndim == 0 or y.ndim == 0:
+        return [f"{part}: a single value (0-d array), not samples"]
     if len(x) == 0:
         problems.append(f"{part}: no samples")
         return problems
@@ -105,12 +109,34 @@ def _check_samples(x: np.ndarray, y: np.ndarray, part: str, origin: str) -> list
     if x.ndim - 1 not in (2, 3):
         problems.append(f"{part}: samples of shape {tuple(x.shape[1:])} are not supported; "
                         "give images (H, W, C) or (H, W), or sensor windows (T, C)")
-    if not np.issubdtype(x.dtype, np.number):
-        problems.append(f"{part}: values must be numbers, got {x.dtype}")
+    elif 0 in x.shape[1:]:
+        problems.append(f"{part}: samples of shape {tuple(x.shape[1:])} hold no values")
+    if np.issubdtype(x.dtype, np.complexfloating):
+        problems.append(f"{part}: values are complex numbers ({x.dtype}); give real values "
+                        "(e.g. magnitudes, or real and imaginary parts as channels)")
+    elif not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        problems.append(f"{part}: values must be real numbers, got {x.dtype}")
     elif not np.all(np.isfinite(x)):
         bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
         problems.append(f"{part}: {bad} NaN or Inf values")
+    problems += _check_labels(y, part)
     return problems
+
+
+def _check_labels(y: np.ndarray, part: str) -> list[str]:
+    """Labels are whole numbers, booleans or text; never NaN, floats with fractions or objects."""
+    if y.dtype.kind in "iub":
+        return []
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)):
+            return [f"{part}: {int(np.size(y) - np.count_nonzero(np.isfinite(y)))} labels are NaN or Inf"]
+        if not np.all(y == np.round(y)):
+            return [f"{part}: labels are fractional numbers ({y[y != np.round(y)][:3].tolist()}); "
+                    "give class numbers or names"]
+        return []
+    if y.dtype.kind == "U":
+        return [] if all(v.strip() for v in y) else [f"{part}: some labels are empty"]
+    return [f"{part}: labels must be class numbers or names, got {y.dtype}"]
 
 
 def from_arrays(x_train, y_train, x_val, y_val, name: str, val_fraction: float = 0.2,
@@ -131,6 +157,8 @@ def from_arrays(x_train, y_train, x_val, y_val, name: str, val_fraction: float =
     if problems:
         raise BadInput(f"{origin}: " + "; ".join(problems))
     given_val = x_val is not None
+    y_train = y_train.astype(np.int64) if y_train.dtype.kind == "f" else y_train
+    y_val = y_val.astype(np.int64) if y_val is not None and y_val.dtype.kind == "f" else y_val
     classes, counts = np.unique(y_train, return_counts=True)
     if len(classes) < 2:
         raise BadInput(f"{origin}: only one class ({classes[0]!r}); a classifier needs at least 2")
@@ -192,11 +220,16 @@ def _load_csv(path: Path, val_fraction: float, seed: int) -> Dataset:
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Windows and labels of a CSV file: a 'label' column and CHANNEL_STEP feature columns."""
-    with path.open(newline="") as handle:
-        rows = list(csv.reader(handle))
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except csv.Error as exc:
+        raise BadInput(f"{path}: not a CSV file ({exc})") from exc
     if not rows or not rows[0]:
         raise BadInput(f"{path}: the file is empty")
-    header, body = rows[0], [r for r in rows[1:] if r]
+    header, body = rows[0], [(n, r) for n, r in enumerate(rows[1:], start=2) if r]
     if "label" not in header:
         raise BadInput(f"{path}: no 'label' column; columns are {', '.join(header[:8])}")
     label_at = header.index("label")
@@ -206,18 +239,26 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise BadInput(f"{path}: feature columns must be named CHANNEL_STEP (e.g. ax_0): {', '.join(bad[:5])}")
     channels = list(dict.fromkeys(m.group(1) for _, m in features))
     steps = sorted({int(m.group(2)) for _, m in features})
-    if len(features) != len(channels) * len(steps):
-        raise BadInput(f"{path}: every channel needs a column for every step ({len(channels)} channels, "
+    if len(features) != len(channels) * len(steps) or len({(m.group(1), int(m.group(2))) for _, m in features}) \
+            != len(features):
+        raise BadInput(f"{path}: every channel needs one column for every step ({len(channels)} channels, "
                        f"{len(steps)} steps, {len(features)} columns)")
     if not body:
         raise BadInput(f"{path}: no data rows")
+    ragged = [n for n, row in body if len(row) != len(header)]
+    if ragged:
+        raise BadInput(f"{path}: rows {', '.join(map(str, ragged[:5]))} have a cell count other than the "
+                       f"header's {len(header)}")
+    unlabelled = [n for n, row in body if not row[label_at].strip()]
+    if unlabelled:
+        raise BadInput(f"{path}: rows {', '.join(map(str, unlabelled[:5]))} have no label")
     order = {(m.group(1), int(m.group(2))): i for i, m in features}
     try:
-        x = np.array([[[float(row[order[(c, t)]]) for c in channels] for t in steps] for row in body],
+        x = np.array([[[float(row[order[(c, t)]]) for c in channels] for t in steps] for _, row in body],
                      dtype=np.float32)
-    except (ValueError, IndexError) as exc:
+    except ValueError as exc:
         raise BadInput(f"{path}: a row has a missing or non-numeric value ({exc})") from exc
-    y = np.array([row[label_at] for row in body])
+    y = np.array([row[label_at].strip() for _, row in body])
     if np.all([v.lstrip("-").isdigit() for v in y]):
         y = y.astype(np.int64)
     return x, y

@@ -32,6 +32,7 @@ from tinydeploy.data import Dataset
 from tinydeploy.errors import BadInput
 from tinydeploy.evaluate import compare_with_reference, evaluate
 from tinydeploy.model import parse_model
+from tinydeploy.outputs import output_folder, write_atomically
 from tinydeploy.targets import TargetResult, Targets, check
 
 STAGES = ("arch", "qat", "mixed", "progressive", "prune", "distill", "seek", "final")
@@ -555,8 +556,7 @@ def optimize(config: OptimizeConfig, progress: Progress | None = None) -> Optimi
     Returns:
         The report; OUT/model.tflite, OUT/report.json and OUT/report.html are written.
     """
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(config.out, "--out")
     run_file = out / "run.json"
     fingerprint = config.fingerprint()
     if run_file.exists() and not config.force:
@@ -621,7 +621,7 @@ def optimize(config: OptimizeConfig, progress: Progress | None = None) -> Optimi
     model = parse_model(best.tflite)
     tflm_eval = evaluate(model, config.data.x_val, config.data.y_val)
     reference = compare_with_reference(model, config.data.x_val, tflm_eval.outputs)
-    (out / "model.tflite").write_bytes(best.tflite)
+    write_atomically(out / "model.tflite", best.tflite)
     test = None
     if config.data.x_test is not None:  # once, for the chosen model only
         test = evaluate(model, config.data.x_test, config.data.y_test).to_dict()
@@ -646,7 +646,7 @@ def optimize(config: OptimizeConfig, progress: Progress | None = None) -> Optimi
         "seek": details.get("seek"),
         "met": best.metrics["meets_targets"], "missed": missed,
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_atomically(out / "report.json", json.dumps(report, indent=2))
     from tinydeploy.report import optimize_html
-    (out / "report.html").write_text(optimize_html(report))
+    write_atomically(out / "report.html", optimize_html(report))
     return OptimizeReport(report, out / "model.tflite", best.metrics["meets_targets"], missed)

@@ -278,16 +278,26 @@ def _render_c(model: Model, board: Board, measured: tflm.ArenaMeasurement | None
 
 def read_labels(path: str | Path) -> tuple[str, ...]:
     """Class labels from a text file (one per line) or a JSON file with a "labels" list
-    (such as optimize's report.json)."""
+    (such as optimize's report.json). Labels are text or numbers, one line each."""
     p = Path(path)
     if not p.is_file():
         raise BadInput(f"{p}: no such labels file")
-    text = p.read_text(encoding="utf-8")
-    if p.suffix == ".json":
-        try:
-            labels = json.loads(text)
-            labels = labels["labels"] if isinstance(labels, dict) else labels
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise BadInput(f"{p}: expected a JSON list of labels or an object with \"labels\"") from exc
-        return tuple(str(x) for x in labels)
-    return tuple(line.strip() for line in text.splitlines() if line.strip())
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{p}: the labels file is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    if p.suffix != ".json":
+        return tuple(line.strip() for line in text.splitlines() if line.strip())
+    expected = f"{p}: expected a JSON list of labels (text or numbers) or an object with a \"labels\" list"
+    try:
+        labels = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{expected} ({exc})") from exc
+    labels = labels.get("labels") if isinstance(labels, dict) else labels
+    if not isinstance(labels, list) or not all(isinstance(x, (str, int, float)) and not isinstance(x, bool)
+                                               for x in labels):
+        raise BadInput(expected)
+    shown = tuple(str(x) for x in labels)
+    if any(not x.strip() or "\n" in x or "\r" in x for x in shown):
+        raise BadInput(f"{p}: labels must be non-empty single lines")
+    return shown

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from tinydeploy.boards import Board
 from tinydeploy.data import Dataset
 from tinydeploy.errors import BadInput, StepFailed
 from tinydeploy.model import parse_model
+from tinydeploy.outputs import output_folder, write_atomically
 from tinydeploy.targets import Targets
 
 SPACE_VERSION = 1  # bump when the search space changes: old studies are then refused
@@ -233,8 +235,9 @@ def search(config: SearchConfig, progress: Callable[[str, dict], None] | None = 
         raise BadInput(f"--trials must be at least 1, got {config.trials}")
     if config.trials is None and config.timeout is None:
         raise BadInput("give a budget: --trials N or --timeout SECONDS")
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if config.timeout is not None and not (config.timeout > 0 and math.isfinite(config.timeout)):
+        raise BadInput(f"--timeout must be a positive number of seconds, got {config.timeout}")
+    out = output_folder(config.out, "--out")
     storage = config.storage or f"sqlite:///{(out / 'search.db').resolve()}"
     study = open_study(storage, config.study, config.data, config.seed, config.join)
     floor = cost(smallest_arch(), config.data, config.board)
@@ -269,9 +272,9 @@ def summarize(study, config: SearchConfig, storage: str) -> dict:
         best = max(feasible, key=lambda t: (t.values[0], -t.values[1]))
         summary["best"] = {"trial": best.number, "accuracy": best.values[0], **best.user_attrs["costs"],
                            "arch": best.user_attrs["arch"]}
-        (Path(config.out) / "best_arch.json").write_text(json.dumps(summary["best"], indent=2))
+        write_atomically(out / "best_arch.json", json.dumps(summary["best"], indent=2))
     from tinydeploy.report import search_html
-    (Path(config.out) / "search.html").write_text(search_html(summary, [
+    write_atomically(out / "search.html", search_html(summary, [
         {"trial": t.number, "accuracy": t.values[0], "latency_ms": t.values[1], "arena_bytes": t.values[2]}
         for t in complete]))
     return summary

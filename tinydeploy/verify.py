@@ -26,7 +26,28 @@ def load_results(path: str | Path) -> dict:
         raise BadInput(f"{p}: not JSON ({exc})") from exc
     if not isinstance(results, dict) or "device" not in results:
         raise BadInput(f"{p}: not a tinydeploy bench results file")
+    _check_figures(results, str(p))
     return results
+
+
+def _check_figures(results: dict, origin: str) -> None:
+    """Every figure verify judges is a number (or absent): a hand-edited or foreign file
+    is named with its bad field instead of failing half-way."""
+    def number(value) -> bool:
+        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                 and value == value and abs(value) != float("inf"))
+
+    fields = {key: results.get(key) for key in ("arena_used_bytes", "model_bytes")}
+    for part, keys in (("latency_us", ("median",)), ("validation", ("top1_agreement", "samples"))):
+        section = results.get(part)
+        if section is not None and not isinstance(section, dict):
+            raise BadInput(f"{origin}: '{part}' is not an object")
+        fields.update({f"{part}.{key}": (section or {}).get(key) for key in keys})
+    bad = [f"{key}={value!r}" for key, value in fields.items() if not number(value)]
+    if bad:
+        raise BadInput(f"{origin}: not numbers: {', '.join(bad)}")
+    if not isinstance(results.get("device"), dict):
+        raise BadInput(f"{origin}: 'device' is not an object")
 
 
 def verify(results: dict, targets: Targets = Targets(), min_agreement: float = 0.99,
@@ -74,8 +95,34 @@ def verify(results: dict, targets: Targets = Targets(), min_agreement: float = 0
                                      f"{validation['samples']} samples", at_least=True))
     if not results.get("complete"):
         verdicts.append(TargetResult("bench completed", 0.0, 1.0, "", "bench run", at_least=True,
-                                     detail=f"the run stopped: {results.get('error')}"))
+                                     detail=_what_stopped(results)))
     return verdicts
+
+
+def _what_stopped(results: dict) -> str:
+    """A partial run in words: why it stopped, what it measured and what is missing."""
+    why = results.get("error") or "no error was recorded (the bench process itself was stopped)"
+    measured, missing = [], []
+    if results.get("device"):
+        measured.append("device info")
+    else:
+        missing.append("device info")
+    latency = results.get("latency_us") or {}
+    if latency.get("partial"):
+        measured.append(f"{latency['runs']} of {latency.get('runs_planned', '?')} timings")
+        missing.append("the rest of the timings")
+    elif latency:
+        measured.append(f"{latency.get('runs')} timings")
+    else:
+        missing.append("latency")
+    validation = results.get("validation") or {}
+    if validation.get("partial"):
+        measured.append(f"{validation['samples']} of {validation.get('samples_planned', '?')} samples validated")
+        missing.append("the rest of the validation")
+    elif validation:
+        measured.append(f"{validation.get('samples')} samples validated")
+    return (f"the run stopped: {why}. Measured: {', '.join(measured) or 'nothing'}; "
+            f"missing: {', '.join(missing) or 'validation, if it was asked for'}")
 
 
 def junit_xml(verdicts: list[TargetResult], suite: str = "tinydeploy.verify") -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tinydeploy import __version__, tflm
+from tinydeploy.errors import BadInput
 from tinydeploy.evaluate import TflmRunner
 from tinydeploy.model import load_model
 from tinydeploy.protocol import DeviceProtocol
@@ -37,6 +38,9 @@ class VirtualDevice:
 
     def __init__(self, model_path: str | Path, baud: int | None = None, stop_after: int | None = None):
         self.model = load_model(model_path)
+        if not self.model.is_int8:
+            raise BadInput(f"{model_path}: the virtual device runs int8 models, as the firmware does; "
+                           "this one is not int8 (convert it with full-integer quantization)")
         self.arena = tflm.measure_arena(self.model)
         self.runner = TflmRunner(self.model, self.arena.arena_bytes)
         self.baud = baud
@@ -176,9 +180,16 @@ class VirtualDevice:
 
     def open_tcp(self, port: int = 0) -> str:
         """Serve on a loopback TCP port; returns the socket:// URL. One client at a time."""
+        if not 0 <= port <= 65535:
+            raise BadInput(f"--tcp {port}: a TCP port is 0..65535 (0: any free port)")
         server = socket.socket()
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", port))
+        try:
+            server.bind(("127.0.0.1", port))
+        except OSError as exc:
+            server.close()
+            raise BadInput(f"--tcp {port}: can't serve on 127.0.0.1:{port} ({exc.strerror or exc}); "
+                           "choose another port, or 0 for any free one") from exc
         server.listen(4)
         server.settimeout(0.2)
         self._server = server
