@@ -45,7 +45,7 @@ def mock_bootloader():
 @pytest.fixture
 def image(tmp_path):
     path = tmp_path / "firmware.bin"
-    path.write_bytes(os.urandom(8192))
+    path.write_bytes(b"\xe9" + os.urandom(8191))  # an ESP image's magic byte, then anything
     return path
 
 
@@ -71,6 +71,12 @@ def test_flash_input_errors(image, tmp_path):
         flash_firmware(image, "esp8266x", "socket://127.0.0.1:1")
     with pytest.raises(BadInput, match="no such firmware image"):
         flash_firmware(tmp_path / "none.bin", "esp32s3", "socket://127.0.0.1:1")
+    (tmp_path / "empty.bin").write_bytes(b"")
+    with pytest.raises(BadInput, match="empty.bin: the firmware image is empty"):
+        flash_firmware(tmp_path / "empty.bin", "esp32s3", "socket://127.0.0.1:1")
+    (tmp_path / "notes.bin").write_text("not firmware\n")
+    with pytest.raises(BadInput, match=r"not an ESP32 firmware image \(it starts with byte 0x6e"):
+        flash_firmware(tmp_path / "notes.bin", "esp32s3", "socket://127.0.0.1:1")
 
 
 def test_no_board_attached_is_a_clear_error():

@@ -200,7 +200,10 @@ def cmd_render(args) -> int:
     from tinydeploy.render import RenderOptions, read_labels
     board = get_board(args.board)
     engine = args.engine or board.engines[0]
-    options = RenderOptions(args.framework, args.arena_margin, read_labels(args.labels) if args.labels else (),
+    if args.framework and board.toolchain is not None:
+        raise BadInput(f"--framework {args.framework}: {board.name} builds with its own cross compiler "
+                       "(a Makefile), so no framework applies; drop --framework")
+    options = RenderOptions(args.framework or "espidf", args.arena_margin, read_labels(args.labels) if args.labels else (),
                             engine)
     summary = create_project(args.model, board, args.out, options)
     if args.json:
@@ -540,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="the int8 .tflite file")
     p.add_argument("--board", required=True, help="board profile (see `tinydeploy boards`)")
     p.add_argument("--out", type=FOLDER, required=True, help="project folder to write")
-    p.add_argument("--framework", choices=FRAMEWORKS, default="espidf",
+    p.add_argument("--framework", choices=FRAMEWORKS, default=None,
                    help="espidf (default: esp-tflite-micro with ESP-NN) or arduino (no ESP-NN, slower)")
     p.add_argument("--arena-margin", type=PERCENT, default=10.0, metavar="PCT",
                    help="arena margin over the measured TFLM arena, percent (default %(default)g)")

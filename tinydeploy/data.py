@@ -184,22 +184,30 @@ def from_arrays(x_train, y_train, x_val, y_val, name: str, val_fraction: float =
                    to_index(y_val), labels, name, val_given=given_val)
 
 
-def _load_npz(path: Path, val_fraction: float, seed: int) -> Dataset:
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a .npz file, read eagerly (numpy reads lazily, so a damaged member or an
+    object array would otherwise fail later, outside this check)."""
     try:
-        archive = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise BadInput(f"{path}: not a readable .npz file ({exc})") from exc
-    with archive:
-        missing = [k for k in ("x_train", "y_train") if k not in archive.files]
-        if missing:
-            raise BadInput(f"{path}: missing arrays {', '.join(missing)}; it has {', '.join(archive.files) or 'none'}")
-        has_val = "x_val" in archive.files and "y_val" in archive.files
-        arrays = {k: archive[k] for k in archive.files}
+        with np.load(path, allow_pickle=False) as archive:
+            return {k: archive[k] for k in archive.files}
+    except Exception as exc:  # zip, format and pickle errors all mean: not a usable .npz
+        reason = "it holds Python objects, which are not loaded (give numeric arrays)" \
+            if "allow_pickle" in str(exc) else str(exc)
+        raise BadInput(f"{path}: not a readable .npz file ({reason})") from exc
+
+
+def _load_npz(path: Path, val_fraction: float, seed: int) -> Dataset:
+    arrays = _read_npz(path)
+    missing = [k for k in ("x_train", "y_train") if k not in arrays]
+    if missing:
+        raise BadInput(f"{path}: missing arrays {', '.join(missing)}; it has {', '.join(arrays) or 'none'}")
+    has_val = "x_val" in arrays and "y_val" in arrays
     x_train = arrays["x_train"]
     x_val = arrays.get("x_val") if has_val else None
     x_test = arrays.get("x_test") if "x_test" in arrays and "y_test" in arrays else None
     # (N, H, W) grayscale images become (N, H, W, 1); (N, T, C) stays a series.
-    if x_train.ndim == 3 and arrays.get("layout", np.array("series")).item() == "image":
+    layout = arrays.get("layout", np.array("series"))
+    if x_train.ndim == 3 and layout.size == 1 and str(layout.reshape(-1)[0]) == "image":
         x_train = x_train[..., None]
         x_val = x_val[..., None] if x_val is not None else None
         x_test = x_test[..., None] if x_test is not None and x_test.ndim == 3 else x_test
@@ -278,11 +286,7 @@ def add_test(dataset: Dataset, source: str) -> Dataset:
     if path.suffix == ".csv":
         x, y = _read_csv(path)
         return dataset.with_test(x, y, source)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except Exception as exc:
-        raise BadInput(f"{path}: not a readable .npz file ({exc})") from exc
+    arrays = _read_npz(path)
     x_key, y_key = ("x_test", "y_test") if "x_test" in arrays and "y_test" in arrays else ("x_train", "y_train")
     if x_key not in arrays or y_key not in arrays:
         raise BadInput(f"{path}: no x_test/y_test or x_train/y_train; it has {', '.join(arrays) or 'nothing'}")

@@ -35,7 +35,7 @@ class TflmRunner:
     def __init__(self, model: Model, arena_bytes: int | None = None):
         self.model = model
         size = arena_bytes or tflm.measure_arena(model).arena_bytes
-        self.process = tflm.TflmProcess(model.data)
+        self.process = tflm.TflmProcess(model.data, model.path or "the model")
         self.process.open(size)
 
     def invoke_int8(self, sample: np.ndarray) -> np.ndarray:

@@ -105,6 +105,11 @@ def flash(project_dir: str | Path, port: str | None = None, env: str | None = No
     return log
 
 
+# The first byte of every ESP application and bootloader image (esp_image_header_t.magic,
+# ESP_IMAGE_HEADER_MAGIC in ESP-IDF's esp_app_format.h).
+ESP_IMAGE_MAGIC = 0xE9
+
+
 def flash_firmware(firmware: str | Path, chip: str, port: str | None, offset: int = 0x10000,
                    log_path: str | Path | None = None, on_line: Callable[[str], None] | None = None) -> Path:
     """Write a prebuilt image with esptool (for farms of boards and CI).
@@ -122,6 +127,13 @@ def flash_firmware(firmware: str | Path, chip: str, port: str | None, offset: in
     image = Path(firmware)
     if not image.is_file():
         raise BadInput(f"{image}: no such firmware image")
+    with image.open("rb") as handle:
+        head = handle.read(1)
+    if not head:
+        raise BadInput(f"{image}: the firmware image is empty")
+    if head[0] != ESP_IMAGE_MAGIC:
+        raise BadInput(f"{image}: not an ESP32 firmware image (it starts with byte 0x{head[0]:02x}; ESP images "
+                       f"start with 0x{ESP_IMAGE_MAGIC:02x}). Give the .bin that `pio run` or esptool made")
     if chip not in ESPTOOL_CHIPS:
         raise BadInput(f"unknown chip '{chip}'. Chips: {', '.join(ESPTOOL_CHIPS)}")
     port = choose_port(port)

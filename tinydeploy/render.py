@@ -112,6 +112,9 @@ def _check_options(model: Model, board: Board, options: RenderOptions) -> None:
         raise BadInput(f"unknown framework '{options.framework}'. Frameworks: {', '.join(FRAMEWORKS)}")
     if options.engine == "c" and board.toolchain is None and options.framework != "espidf":
         raise BadInput("--engine c renders ESP-IDF projects; use --framework espidf")
+    if options.engine == "c" and options.labels:
+        raise BadInput("--labels: the C engine's firmware reports class indices, not names; "
+                       "drop --labels, or render with --engine tflm")
     if not 0 <= options.arena_margin_percent <= 200:
         raise BadInput(f"--arena-margin must be 0..200 percent, got {options.arena_margin_percent}")
     outputs = model.output_tensors[0].elements

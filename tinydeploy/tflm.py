@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from importlib import metadata
 
 
-from tinydeploy.errors import BadInput, StepFailed
+from tinydeploy.errors import BadInput
 from tinydeploy.model import Model
 
 # Builtin ops that TFLM's MicroMutableOpResolver can register, with the method
@@ -149,7 +149,8 @@ class TflmProcess:
     and a probe that crashed counts as a failure.
     """
 
-    def __init__(self, model_bytes: bytes):
+    def __init__(self, model_bytes: bytes, name: str = "the model"):
+        self.name = name
         self._file = tempfile.NamedTemporaryFile(suffix=".tflite", delete=False)
         self._file.write(model_bytes)
         self._file.close()
@@ -184,18 +185,20 @@ class TflmProcess:
 
     def open(self, size: int) -> None:
         if self._ask(f"open {size}") != "ok":
-            raise StepFailed(f"TFLM could not set up the model with a {size}-byte arena")
+            raise BadInput(f"{self.name}: TFLM could not set it up with a {size}-byte arena, which it accepted "
+                           "before (a corrupt flatbuffer?)")
 
     def report(self) -> str:
         answer = self._ask("report")
         if answer is None:
-            raise StepFailed("TFLM crashed while running the model")
+            raise BadInput(f"{self.name}: TFLM crashed running it on zeros (a corrupt flatbuffer?)")
         return json.loads(answer)
 
     def run(self, sample: bytes) -> bytes:
         answer = self._ask("run " + sample.hex())
         if answer is None or answer == "fail":
-            raise StepFailed("TFLM failed to run the model")
+            raise BadInput(f"{self.name}: TFLM " + ("crashed running it" if answer is None else "failed to run it")
+                           + " (a corrupt flatbuffer?)")
         return bytes.fromhex(answer)
 
     def close(self):
@@ -223,14 +226,14 @@ def measure_arena(model: Model) -> ArenaMeasurement:
         The measurement.
 
     Raises:
-        BadInput: the model uses operators TFLM lacks.
-        StepFailed: TFLM rejected the model at every arena size tried.
+        BadInput: the model uses operators TFLM lacks, TFLM rejected it at every arena size
+            tried, or crashed on it (a corrupt model that still parses).
     """
     missing = unsupported_ops(model)
     if missing:
         raise BadInput(f"TFLM does not support: {', '.join(missing)}")
     data = model.data
-    prober = TflmProcess(data)
+    prober = TflmProcess(data, model.path or "the model")
     try:
         low, high = ARENA_SEARCH_FLOOR, max(ARENA_SEARCH_FLOOR, 4096)
         while not prober.accepts(high):
@@ -246,7 +249,9 @@ def measure_arena(model: Model) -> ArenaMeasurement:
                 else:
                     low = mid + 1
         if high > ARENA_SEARCH_CEILING:
-            raise StepFailed(f"TFLM could not allocate this model even with {ARENA_SEARCH_CEILING} bytes")
+            raise BadInput(f"{model.path or 'the model'}: TFLM can't set it up with any arena up to "
+                           f"{ARENA_SEARCH_CEILING} bytes (a corrupt flatbuffer, or a model far beyond any "
+                           "microcontroller)")
         prober.open(high)
         head, tail, records = _parse_allocations(prober.report())
     finally:
