@@ -193,6 +193,10 @@ def test_target_seeking_shrinks_a_series_model_until_it_meets_1ms_on_the_c3(tmp_
     tried = seek["details"]["tried"]
     assert len(tried) >= 4 and any(p["misses"] for p in tried) and any(not p["misses"] for p in tried)
     assert 0 < seek["details"]["width"] < 1
+    chosen = result.report["chosen"]
+    assert chosen["engine"] in ("tflm", "c") and chosen["engine_why"]
+    c_engine = next(e for e in seek["engines"] if e["engine"] == "c")
+    assert c_engine["latency_basis"].startswith("estimate from emulated RV32IMC instructions at 160 MHz")
 
 
 def test_cli_targets_nothing_can_meet_exit_1_naming_the_smallest_model(tmp_path):

@@ -129,7 +129,7 @@ def test_a_killed_worker_does_not_corrupt_the_study(tmp_path, postgres_url):
 
 def test_bad_input(tmp_path, digits16):
     code, _, err = run_cli("search", "--trials", "0", "--out", tmp_path)
-    assert code == 2 and "--trials must be at least 1, got 0" in err
+    assert code == 2 and "argument --trials: 0 is out of range" in err
     code, _, err = run_cli("search", "--trials", "1", "--out", tmp_path,
                            "--storage", "postgresql://someone:s3cret@127.0.0.1:1/nowhere")
     assert code == 2 and "postgresql://someone:***@127.0.0.1:1/nowhere" in err and "s3cret" not in err

@@ -14,6 +14,7 @@ from tinydeploy.errors import BadInput
 from tinydeploy.resources import shipped
 
 KERNEL_SETS = ("esp-nn", "ansi")
+ISAS = ("rv32imc",)  # instruction sets the C engine's cost can be measured on, under QEMU
 ENGINES = ("tflm", "c")
 # TFLM kernel libraries a board's [tflm] table may name per framework (tinydeploy.kernels).
 TFLM_KERNEL_LIBRARIES = ("reference", "esp-nn", "esp-nn-s3")
@@ -36,6 +37,7 @@ class Board:
     latency_source: str
     path: str
     engines: tuple[str, ...] = ENGINES
+    isa: str | None = None  # the CPU's instruction set where tinydeploy can emulate it ("rv32imc")
     toolchain: dict | None = None  # a cross-compiler build (no PlatformIO): [toolchain]
     emulator: dict | None = None   # the board runs in an emulator: [emulator]
     tflm: dict | None = None  # [tflm]: framework -> TFLM kernel library (sizes the arena)
@@ -72,7 +74,7 @@ class Board:
             "baud": self.baud, "fast_baud": self.fast_baud, "kernels": self.kernels,
             "cycles_per_mac": self.cycles_per_mac, "latency_source": self.latency_source,
             "engines": list(self.engines), "toolchain": self.toolchain, "emulator": self.emulator,
-            "tflm": self.tflm,
+            "tflm": self.tflm, "isa": self.isa,
         }
 
 
@@ -116,6 +118,9 @@ def parse_board(text: str, origin: str) -> Board:
         if emulator.get("timer") not in (None, "us", "instructions"):
             problems.append(f"'emulator.timer' is '{emulator.get('timer')}'; accepted: us, instructions")
     engines = tuple(raw.get("engines", ENGINES))
+    isa = raw.get("isa")
+    if isa is not None and isa not in ISAS:
+        problems.append(f"'isa' is '{isa}'; accepted: {', '.join(ISAS)}")
     problems += [f"engine '{e}' in 'engines' is unknown; accepted: {', '.join(ENGINES)}" for e in engines
                  if e not in ENGINES]
     tflm = raw.get("tflm") if isinstance(raw.get("tflm"), dict) else None
@@ -142,7 +147,7 @@ def parse_board(text: str, origin: str) -> Board:
         kernels=kernels,
         cycles_per_mac={k: {op: float(v) for op, v in t.items()} for k, t in tables.items()},
         latency_source=latency["source"].strip(), path=origin,
-        engines=engines, toolchain=toolchain, emulator=emulator, tflm=tflm,
+        engines=engines, toolchain=toolchain, emulator=emulator, tflm=tflm, isa=isa,
     )
 
 

@@ -162,6 +162,7 @@ def cmd_optimize(args) -> int:
         validation = chosen["validation"]
         console.print(f"chosen: {chosen['stage']} on {chosen['chosen_on']}; int8 validation accuracy "
                       f"{describe_accuracy(validation['accuracy'], validation['samples'])}")
+        console.print(f"engine: {chosen['engine']} ({chosen['engine_why']})")
         if result.report.get("test"):
             test = result.report["test"]
             console.print(f"held-out test accuracy (once, chosen model only): "

@@ -72,8 +72,10 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
     result = optimize(OptimizeConfig(dataset, out / "optimize", board, targets, budget=budget, seed=seed,
                                      data_source=data_source), progress)
     model_path = result.model_path
+    engine = result.report["chosen"]["engine"]  # the engine optimize chose for this board (and why)
+    note(f"engine: {engine} ({result.report['chosen']['engine_why']})")
     project = create_project(model_path, board, out / "firmware",
-                             RenderOptions(labels=tuple(dataset.labels), engine=board.engines[0]))
+                             RenderOptions(labels=() if engine == "c" else tuple(dataset.labels), engine=engine))
     note(f"rendered {project['project']} ({project['engine']} engine, arena {project['arena_bytes']:,} bytes)")
     samples = (dataset.x_val[:VALIDATE_SAMPLES], dataset.y_val[:VALIDATE_SAMPLES])
     if port is None and not board.emulated:

@@ -113,7 +113,7 @@ def optimize_table(report: dict) -> Table:
     pooled = any("pooled_accuracy" in s for s in report["stages"])
     val = report["data"]["val"]
     columns = ["stage", f"int8 val acc (TFLM, n={val}, 95% CI)"] + (["all samples"] if pooled else [])
-    for column in (*columns, "flash B", "arena B (board)", "MACs", "latency ms (est.)", "targets", "s"):
+    for column in (*columns, "engine", "flash B", "arena B (board)", "MACs", "latency ms (est.)", "targets", "s"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     chosen = report["chosen"]["stage"]
     for s in report["stages"]:
@@ -122,7 +122,7 @@ def optimize_table(report: dict) -> Table:
         accuracy = [f"{s['accuracy'] * 100:.1f}% ({low * 100:.0f}-{high * 100:.0f})"]
         if pooled:
             accuracy.append(f"{s['pooled_accuracy'] * 100:.1f}%" if "pooled_accuracy" in s else "")
-        table.add_row(s["stage"] + mark, *accuracy, _n(s["flash_bytes"]),
+        table.add_row(s["stage"] + mark, *accuracy, s.get("engine", "tflm"), _n(s["flash_bytes"]),
                       _n(s["arena_bytes"]), _n(s["macs"]), f"{s['latency_ms']:.3f}",
                       Text("met", style="green") if s["meets_targets"] else Text("missed", style="red"),
                       f"{s['seconds']:g}")

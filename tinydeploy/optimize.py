@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from tinydeploy import _tf, arena, costs, tflm
+from tinydeploy import _tf, costs, engines, tflm
 from tinydeploy import architectures as arch_lib
 from tinydeploy import quantization as quant
 from tinydeploy.boards import Board
@@ -33,7 +33,7 @@ from tinydeploy.errors import BadInput
 from tinydeploy.evaluate import compare_with_reference, evaluate
 from tinydeploy.model import parse_model
 from tinydeploy.outputs import output_folder, write_atomically
-from tinydeploy.targets import TargetResult, Targets, check
+from tinydeploy.targets import TargetResult, Targets
 
 STAGES = ("arch", "qat", "mixed", "progressive", "prune", "distill", "seek", "final")
 
@@ -254,17 +254,16 @@ class Pipeline:
         return baked, seen
 
     def measure(self, tflite_bytes: bytes) -> dict:
-        """The figures every stage reports, all from the int8 model."""
+        """The figures every stage reports: the int8 model's accuracy on TFLM, and its cost on
+        each engine the board lists (tinydeploy.engines); the targets are judged on the engine
+        chosen for it, and its flash, arena and latency are that engine's."""
         model = parse_model(tflite_bytes)
         measured = tflm.measure_arena(model)
         result = evaluate(model, self.data.x_val, self.data.y_val, measured.arena_bytes)
-        board = self.config.board
-        need = arena.for_board(model, measured, board)  # the board's kernel scratch, 32-bit structs
-        layers = costs.layer_costs(model)
-        latency_ms = sum(board.estimate_us(l.op, l.macs) for l in layers) / 1000
-        targets = check(self.config.targets, arena_bytes=need.arena_bytes, model_bytes=model.size_bytes,
-                        latency_ms=latency_ms, arena_basis=f"{board.name}, {need.kernels} kernels (derived)",
-                        latency_basis=f"estimate ({board.name})")
+        options = engines.cost_all(model, self.config.board, self.config.targets, measured=measured,
+                                   emulate_in=Path(self.config.out) / "engines")
+        chosen, why = engines.choose(options)
+        targets = list(chosen.verdicts)
         if self.config.min_accuracy is not None:
             targets.append(TargetResult("accuracy", round(result.accuracy, 5), self.config.min_accuracy, "",
                                         "measured (TFLM int8, validation set)", at_least=True))
@@ -274,11 +273,13 @@ class Pipeline:
             y_all = np.concatenate([self.data.y_train, self.data.y_val])
             pooled = {"pooled_accuracy": round(evaluate(model, x_all, y_all, measured.arena_bytes).accuracy, 5),
                       "pooled_samples": int(len(x_all))}
+        layers = costs.layer_costs(model)
         return {"accuracy": round(result.accuracy, 5), "val_samples": int(len(self.data.x_val)), **pooled,
-                "flash_bytes": model.size_bytes,
-                "arena_bytes": need.arena_bytes, "host_arena_bytes": measured.arena_bytes,
-                "macs": sum(l.macs for l in layers),
-                "params": costs.param_count(model), "latency_ms": round(latency_ms, 4),
+                "engine": chosen.engine, "engine_why": why, "engines": [o.to_dict() for o in options],
+                "flash_bytes": chosen.flash_bytes, "arena_bytes": chosen.arena_bytes,
+                "latency_ms": chosen.latency_ms, "latency_basis": chosen.latency_basis,
+                "model_bytes": model.size_bytes, "host_arena_bytes": measured.arena_bytes,
+                "macs": sum(l.macs for l in layers), "params": costs.param_count(model),
                 "targets": [t.to_dict() for t in targets], "meets_targets": all(t.met for t in targets)}
 
     # -- stages --------------------------------------------------------------
@@ -408,26 +409,35 @@ class Pipeline:
         series), then the last blocks go. Returns (None, details) when nothing was needed, or
         when even the smallest model misses (the details name its cost and what it misses).
         """
-        from tinydeploy.search import cost
         best = _best(done, self.config)
         missed = [t["target"] for t in best.metrics["targets"] if not t["met"] and t["target"] in COST_TARGETS]
         tried: list[dict] = []
         if not missed:
             return None, {"needed": False, "note": f"{best.stage} already meets the flash, arena and latency targets"}
 
-        # An untrained model's flatbuffer can differ from the trained one's (quantization
-        # parameters, folded biases): scale every costed flash by what it was for the best model.
-        flash_ratio = best.metrics["flash_bytes"] / cost(best.arch, self.data, self.config.board).flash_bytes
+        # Candidates are costed untrained. What training changes (a flatbuffer's quantization
+        # parameters and folded biases; on an emulated board, the C engine's measured rather
+        # than fitted latency) is carried over from the best model: each engine's flash and
+        # latency are scaled by the best model's figure over its untrained twin's.
+        twin = {c.engine: c for c in self._untrained_costs(best.arch)[0]}
+        scale = {}
+        for trained in best.metrics["engines"]:
+            ref = twin.get(trained["engine"])
+            if trained["unavailable"] or ref is None or ref.unavailable:
+                continue
+            scale[trained["engine"]] = (trained["flash_bytes"] / max(ref.flash_bytes, 1),
+                                        trained["latency_ms"] / ref.latency_ms if ref.latency_ms else 1.0)
 
         def costed(arch: arch_lib.Arch) -> dict:
-            c = cost(arch, self.data, self.config.board)
-            flash = int(round(c.flash_bytes * flash_ratio))
-            verdicts = check(self.config.targets, arena_bytes=c.arena_bytes, model_bytes=flash,
-                             latency_ms=c.latency_ms, arena_basis="board arena, untrained model",
-                             latency_basis=f"estimate ({self.config.board.name})")
-            point = {"blocks": len(arch.blocks), "stride": arch.blocks[0].stride, "flash_bytes": flash,
-                     "arena_bytes": c.arena_bytes, "latency_ms": c.latency_ms, "macs": c.macs,
-                     "misses": [v.describe() for v in verdicts if not v.met], "architecture": arch.to_dict()}
+            untrained, macs = self._untrained_costs(arch)
+            options = [c.scaled(*scale.get(c.engine, (1.0, 1.0)), self.config.targets) for c in untrained]
+            chosen, _ = engines.choose(options)
+            point = {"blocks": len(arch.blocks), "stride": arch.blocks[0].stride, "engine": chosen.engine,
+                     "flash_bytes": chosen.flash_bytes, "arena_bytes": chosen.arena_bytes,
+                     "latency_ms": chosen.latency_ms, "macs": macs,
+                     "misses": [v.describe() for v in chosen.verdicts if not v.met] or
+                               ([chosen.unavailable] if chosen.unavailable else []),
+                     "architecture": arch.to_dict()}
             tried.append(point)
             return point
 
@@ -446,16 +456,27 @@ class Pipeline:
             plain, _, _ = self._train_from_scratch(chosen, "seek")
             baked, _ = self._finetune(plain, chosen, {}, "seek", self.epochs["qat"], "seek")
             details = {"needed": True, "missed_by": best.stage, "missed": missed, "width": round(low, 4),
-                       "flash_ratio_trained_to_untrained": round(flash_ratio, 3),
+                       "trained_to_untrained": {e: {"flash": round(f, 3), "latency": round(l, 3)}
+                                                for e, (f, l) in scale.items()},
                        "architecture": chosen.to_dict(), "tried": tried,
-                       "method": "bisection on the width multiplier, candidates costed untrained; then the "
-                                 "first stride doubles and the last blocks go while the narrowest misses"}
+                       "method": "bisection on the width multiplier, candidates costed untrained on every "
+                                 "engine of the board; then the first stride doubles and the last blocks go "
+                                 "while the narrowest misses"}
             return Candidate("seek", chosen, baked, {}, self._convert(baked, {}), {}), details
         smallest = tried[-1]
         return None, {"needed": True, "missed_by": best.stage, "missed": missed, "tried": tried, "smallest": smallest,
                       "note": (f"even the smallest model of the family ({smallest['blocks']} blocks, stride "
                                f"{smallest['stride']}, width {SEEK_MIN_WIDTH:g}) misses: "
                                + "; ".join(smallest["misses"]))}
+
+    def _untrained_costs(self, arch: arch_lib.Arch) -> tuple[list, int]:
+        """An architecture's cost on every engine of the board, untrained (sizes, MACs and the
+        instructions the C engine runs don't depend on the weights' values), and its MACs."""
+        from tinydeploy.search import untrained_model
+        model = untrained_model(arch, self.data)
+        return (engines.cost_all(model, self.config.board, self.config.targets,
+                                 emulate_in=Path(self.config.out) / "engines"),
+                sum(l.macs for l in costs.layer_costs(model)))
 
     def _seek_families(self, arch: arch_lib.Arch):
         """The architecture, then ever cheaper variants: the first stride doubled up to
@@ -489,7 +510,7 @@ class Pipeline:
             probe = arch_lib.plain_model(trial, self.data.input_shape, self.n_classes)
             size = len(to_int8_tflite(arch_lib.with_softmax(probe), self.data.x_train[:16], samples=16))
             width, student_arch = w, trial
-            if size < teacher.metrics["flash_bytes"] and size <= self.config.targets.max_model_kb * 1024:
+            if size < teacher.metrics["model_bytes"] and size <= self.config.targets.max_model_kb * 1024:
                 break
         norm = arch_lib.Normalization.of(self.data.x_train)
         student = arch_lib.build(student_arch, self.data.input_shape, self.n_classes, norm)
@@ -641,7 +662,8 @@ def optimize(config: OptimizeConfig, progress: Progress | None = None) -> Optimi
                                  f"validation set of {len(config.data.x_val)} is too small to choose on alone)"
                                  if "pooled_accuracy" in best.metrics else "validation accuracy"),
                    "reference_check": reference,
-                   **{k: best.metrics[k] for k in ("flash_bytes", "arena_bytes", "macs", "latency_ms")}},
+                   **{k: best.metrics[k] for k in ("flash_bytes", "arena_bytes", "macs", "latency_ms", "latency_basis",
+                                                   "model_bytes", "engine", "engine_why", "engines")}},
         "test": test,
         "seek": details.get("seek"),
         "met": best.metrics["meets_targets"], "missed": missed,

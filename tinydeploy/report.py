@@ -84,7 +84,8 @@ def optimize_html(report: dict) -> str:
     stages = report["stages"]
     targets = report["targets"]
     rows = "".join(
-        f"<tr><td>{html.escape(s['stage'])}</td><td>{s['accuracy'] * 100:.2f}%</td><td>{s['flash_bytes']:,}</td>"
+        f"<tr><td>{html.escape(s['stage'])}</td><td>{s['accuracy'] * 100:.2f}%</td>"
+        f"<td>{html.escape(s.get('engine', 'tflm'))}</td><td>{s['flash_bytes']:,}</td>"
         f"<td>{s['arena_bytes']:,}</td><td>{s['macs']:,}</td><td>{s['latency_ms']:.3f}</td>"
         f"<td>{'yes' if s['meets_targets'] else 'no'}</td><td>{s['seconds']}</td></tr>" for s in stages)
     chosen = report["chosen"]
@@ -111,10 +112,12 @@ board {html.escape(report['board'])}, budget {report['budget']}, seed {report['s
 Accuracy is the int8 model's on the TFLM interpreter; arena is what the board needs (TFLM measured on this host, with the board's kernel scratch, at 32-bit sizes); latency is an estimate.</p>
 <p><b>Chosen: {html.escape(chosen['stage'])}</b> — {chosen['accuracy_tflm'] * 100:.2f}% ·
 {chosen['flash_bytes']:,} B flash · {chosen['arena_bytes']:,} B arena · {chosen['latency_ms']:.3f} ms (estimate).
-{html.escape(verdict)}. TFLM vs TFLite reference kernels: top-1 agreement
+{html.escape(verdict)}.</p>
+<p>Engine: <b>{html.escape(chosen.get('engine', 'tflm'))}</b> — {html.escape(chosen.get('engine_why', ''))}.
+Latency basis: {html.escape(chosen.get('latency_basis', 'estimate'))}. TFLM vs TFLite reference kernels: top-1 agreement
 {chosen['reference_check']['top1_agreement'] * 100:.2f}%, largest output difference
 {chosen['reference_check']['max_output_diff_lsb']} LSB.</p>
-<table><tr><th>stage</th><th>accuracy</th><th>flash B</th><th>arena B</th><th>MACs</th><th>latency ms (est.)</th>
+<table><tr><th>stage</th><th>accuracy</th><th>engine</th><th>flash B</th><th>arena B</th><th>MACs</th><th>latency ms (est.)</th>
 <th>meets targets</th><th>seconds</th></tr>{rows}</table>
 <h2>Plots</h2>{figures}
 <figure><img src='data:image/png;base64,{curves}'><figcaption>Training curves</figcaption></figure>

@@ -89,15 +89,22 @@ def _live_weights(plain) -> None:
             layer.set_weights([np.full_like(kernel, 1.0 / fan_in), np.full_like(bias, 0.1)])
 
 
-def cost(arch: arch_lib.Arch, data: Dataset, board: Board) -> CandidateCost:
-    """Measure a candidate without training it."""
+def untrained_model(arch: arch_lib.Arch, data: Dataset):
+    """The int8 model of an architecture with placeholder weights: its sizes, operators and
+    MACs are those of the trained model (the weights' values don't change them)."""
     from tinydeploy.convert import to_int8_tflite
     plain = arch_lib.plain_model(arch, data.input_shape, len(data.labels))
     _live_weights(plain)
-    model = parse_model(to_int8_tflite(arch_lib.with_softmax(plain), data.x_train[:16], samples=16))
+    return parse_model(to_int8_tflite(arch_lib.with_softmax(plain), data.x_train[:16], samples=16))
+
+
+def cost(arch: arch_lib.Arch, data: Dataset, board: Board) -> CandidateCost:
+    """Measure a candidate without training it."""
+    model = untrained_model(arch, data)
+    plain_params = costs.param_count(model)
     layers = costs.layer_costs(model)
     need = arena.for_board(model, tflm.measure_arena(model), board)  # the board's kernel scratch, 32-bit
-    return CandidateCost(plain.count_params(), model.size_bytes, need.arena_bytes,
+    return CandidateCost(plain_params, model.size_bytes, need.arena_bytes,
                          costs.activation_lower_bound(model), sum(l.macs for l in layers),
                          round(sum(board.estimate_us(l.op, l.macs) for l in layers) / 1000, 4))
 
@@ -255,6 +262,7 @@ def search(config: SearchConfig, progress: Callable[[str, dict], None] | None = 
 
 def summarize(study, config: SearchConfig, storage: str) -> dict:
     import optuna
+    out = Path(config.out)
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     rejected = [t for t in trials if t.user_attrs.get("rejected")]
