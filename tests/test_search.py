@@ -175,3 +175,23 @@ def test_show_and_optimize_from_a_search(tmp_path):
     assert code in (0, 1), err
     report = json.loads(out)
     assert report["stages"][0]["arch"]["blocks"][1]["filters"] == 16
+
+
+def test_over_budget_candidates_are_scaled_to_fit_not_rejected(tmp_path):
+    """On a long series and a slow board most sampled candidates are over budget; each is
+    scaled down (width, then first stride) until it fits, and trained."""
+    rng = np.random.default_rng(0)
+    steps, n = 251, 36
+    t = np.arange(steps)[None, :]
+    at = rng.uniform(40, steps - 40, (n, 1))
+    y = np.arange(n) % 3
+    x = np.stack([np.exp(-0.5 * ((t - at) / 10) ** 2), (t > at).astype(float),
+                  np.sin(t / 5.0) * (np.abs(t - at) < 20)])[y, np.arange(n)]
+    series = data.from_arrays((x + rng.normal(0, 0.1, x.shape))[..., None].astype(np.float32), y, None, None, "long")
+    summary = search(SearchConfig(series, tmp_path, get_board("esp32-c3-devkitm-1"), trials=2, seed=3))
+    assert summary["rejection_rate"] < 0.25 and summary["complete"] == 2
+    assert summary["scaled_to_fit"] >= 1
+    trials = load(f"sqlite:///{tmp_path / 'search.db'}").get_trials(deepcopy=False)
+    scaled = [t for t in trials if t.user_attrs.get("scaled")]
+    assert all(t.user_attrs["costs"]["latency_ms"] <= 1.0 for t in scaled)
+    assert all("scaled to width" in t.user_attrs["scaled"]["note"] for t in scaled)

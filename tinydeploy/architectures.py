@@ -212,7 +212,9 @@ def build(arch: Arch, input_shape: tuple[int, ...], n_classes: int, norm: Normal
                          activation=fused, name=f"{tag}_conv")(x)
             x = finish(x, b.activation, f"{tag}_conv")
         else:
-            x = L.DepthwiseConv2D(k2(b.kernel), k2(b.stride), pad, use_bias=not batchnorm or i == 0,
+            # A series' width is 1, so a (s, s) stride is the (s, 1) one; TensorFlow's CPU kernel
+            # trains depthwise convolutions with equal strides only.
+            x = L.DepthwiseConv2D(k2(b.kernel), (b.stride, b.stride), pad, use_bias=not batchnorm or i == 0,
                                   activation=fused, name=f"{tag}_dw")(x)
             x = finish(x, b.activation, f"{tag}_dw")
             if b.kind == "separable":

@@ -345,8 +345,10 @@ def cmd_search(args) -> int:
     if args.json:
         _emit_json(args, summary)
     else:
-        print(f"{summary['trials']} trials ({summary['complete']} trained, {summary['rejected_before_training']} "
-              f"rejected before training); Pareto front: {len(summary['pareto_front'])}")
+        rate = summary["rejection_rate"]
+        print(f"{summary['trials']} trials ({summary['complete']} trained, {summary['scaled_to_fit']} of them scaled "
+              f"down to fit the budgets; {summary['rejected_before_training']} rejected before training"
+              + (f", {rate:.0%}" if rate is not None else "") + f"); Pareto front: {len(summary['pareto_front'])}")
         best = summary.get("best")
         print(f"best within budget: trial {best['trial']}, {best['accuracy'] * 100:.2f}% -> {args.out}/best_arch.json"
               if best else "no trial met every budget yet")

@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -31,10 +31,11 @@ from tinydeploy.model import parse_model
 from tinydeploy.outputs import output_folder, write_atomically
 from tinydeploy.targets import Targets
 
-SPACE_VERSION = 1  # bump when the search space changes: old studies are then refused
+SPACE_VERSION = 2  # bump when the search space changes: old studies are then refused
+# (2: over-budget candidates are scaled to fit before training; small sets train as optimize does)
 FILTERS = (8, 12, 16, 24, 32, 48, 64)
 HEAD_UNITS = (0, 16, 32, 64)
-SEARCH_EPOCHS = {"fast": 4, "default": 12}
+SEARCH_EPOCHS = {"fast": 4, "default": 12}  # per trial; small sets get optimize's minimum of steps
 
 
 def sample_arch(trial) -> arch_lib.Arch:
@@ -53,6 +54,42 @@ def sample_arch(trial) -> arch_lib.Arch:
             residual=trial.suggest_categorical(f"b{i}_residual", (False, True)) if i else False,
         ))
     return arch_lib.Arch(tuple(blocks), trial.suggest_categorical("head_units", HEAD_UNITS), name="searched")
+
+
+FIT_MIN_WIDTH, FIT_STEPS, FIT_MAX_STRIDE = 0.125, 4, 8
+
+
+def fit_to_budgets(arch: arch_lib.Arch, data: Dataset, board: Board,
+                   targets: Targets) -> tuple[arch_lib.Arch, "CandidateCost", str] | None:
+    """An over-budget candidate scaled until it fits, so that the trial is spent training
+    instead of rejected: the largest width multiplier in [FIT_MIN_WIDTH, 1] that fits
+    (bisection on a log scale); when even the narrowest misses, the first block's stride
+    doubles (up to FIT_MAX_STRIDE) and the width is searched again. None when nothing fits."""
+    def fits(c: CandidateCost) -> bool:
+        return all(v <= 0 for v in c.violations(targets).values())
+
+    shortest = min(data.input_shape[:2] if data.kind == "image" else data.input_shape[:1])
+    stride = arch.blocks[0].stride
+    family = arch
+    while True:
+        narrow = family.scaled(FIT_MIN_WIDTH)
+        narrow_cost = cost(narrow, data, board)
+        if fits(narrow_cost):
+            low, high, best = FIT_MIN_WIDTH, 1.0, (narrow, narrow_cost)
+            for _ in range(FIT_STEPS):
+                middle = float(np.sqrt(low * high))
+                trial = family.scaled(middle)
+                trial_cost = cost(trial, data, board)
+                if fits(trial_cost):
+                    low, best = middle, (trial, trial_cost)
+                else:
+                    high = middle
+            note = f"scaled to width {low:.3g}" + (f", first stride {stride}" if stride != arch.blocks[0].stride else "")
+            return replace(best[0], name="searched"), best[1], note
+        if stride * 2 > FIT_MAX_STRIDE or shortest // (stride * 2) < 4:
+            return None
+        stride *= 2
+        family = replace(arch, blocks=(replace(arch.blocks[0], stride=stride), *arch.blocks[1:]))
 
 
 def smallest_arch() -> arch_lib.Arch:
@@ -170,10 +207,9 @@ class SearchConfig:
 def _objective(config: SearchConfig, progress: Callable[[str, dict], None] | None):
     import optuna
 
-    from tinydeploy import _tf
     from tinydeploy.convert import to_int8_tflite
     from tinydeploy.evaluate import evaluate
-    keras = _tf.keras()
+    from tinydeploy.optimize import OptimizeConfig, Pipeline
     data = config.data
 
     def objective(trial):
@@ -192,6 +228,13 @@ def _objective(config: SearchConfig, progress: Callable[[str, dict], None] | Non
                 return tuple(done.values)
         try:
             measured = cost(arch, data, config.board)
+            over = [k for k, v in measured.violations(config.targets).items() if v > 0]
+            if over:
+                fitted = fit_to_budgets(arch, data, config.board, config.targets)
+                if fitted is not None:
+                    arch, measured, note = fitted
+                    trial.set_user_attr("arch", arch.to_dict())
+                    trial.set_user_attr("scaled", {"over": over, "note": note})
         except StepFailed as exc:  # TFLM cannot run this candidate at all
             trial.set_user_attr("rejected", [f"TFLM: {exc}"])
             trial.set_user_attr("constraints", [1.0, 1.0, 1.0])
@@ -207,16 +250,12 @@ def _objective(config: SearchConfig, progress: Callable[[str, dict], None] | Non
             trial.set_user_attr("rejected", [k for k, v in violations.items() if v > 0])
             if progress:
                 progress("rejected", {"trial": trial.number, "over": trial.user_attrs["rejected"]})
-            raise optuna.TrialPruned("over budget before training")
-        keras.utils.set_random_seed(config.seed + trial.number)
-        norm = arch_lib.Normalization.of(data.x_train)
-        model = arch_lib.build(arch, data.input_shape, len(data.labels), norm)
-        model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
-        stop = keras.callbacks.EarlyStopping("val_accuracy", patience=3, restore_best_weights=True)
-        model.fit(data.x_train, data.y_train, epochs=SEARCH_EPOCHS[config.budget], batch_size=64, verbose=0,
-                  validation_data=(data.x_val, data.y_val), callbacks=[stop])
-        plain = arch_lib.fuse(model, arch, data.input_shape, len(data.labels), norm)
+            raise optuna.TrialPruned("over budget before training, even scaled down")
+        # Trained as optimize trains (a minimum of steps and augmentation on small sets).
+        pipeline = Pipeline(OptimizeConfig(data=data, out=Path(config.out), board=config.board,
+                                           budget=config.budget, seed=config.seed + trial.number))
+        pipeline._seed("arch")
+        plain, _, _ = pipeline.train_from_scratch(arch, "search", epochs=SEARCH_EPOCHS[config.budget])
         tflite = parse_model(to_int8_tflite(arch_lib.with_softmax(plain), data.x_train))
         accuracy = evaluate(tflite, data.x_val, data.y_val).accuracy
         trial.set_user_attr("accuracy", accuracy)
@@ -271,6 +310,8 @@ def summarize(study, config: SearchConfig, storage: str) -> dict:
     summary = {
         "study": config.study, "storage": redact(storage), "board": config.board.name,
         "trials": len(trials), "complete": len(complete), "rejected_before_training": len(rejected),
+        "rejection_rate": round(len(rejected) / len(trials), 3) if trials else None,
+        "scaled_to_fit": sum(1 for t in trials if t.user_attrs.get("scaled")),
         "failed": sum(t.state == optuna.trial.TrialState.FAIL for t in trials),
         "pareto_front": [{"trial": t.number, "accuracy": t.values[0], "latency_ms": t.values[1],
                           "arena_bytes": int(t.values[2]), "flash_bytes": t.user_attrs["costs"]["flash_bytes"],
