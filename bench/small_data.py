@@ -15,7 +15,8 @@ downloaded); each has few training windows and a separate test set:
 --npz adds your own sets: each file holds x_train/y_train and x_test/y_test.
 
 For each set and budget it prints the int8 model's test accuracy on TFLM (evaluated once, on
-the test windows only), its wall time, size and arena, and beside it a 1-nearest-neighbour
+the test windows only), its wall time, and the engine optimize chose with its flash, arena
+and latency estimate on the board, and beside it a 1-nearest-neighbour
 Euclidean classifier of the same training windows (raw and z-normalised per window; the
 better one). Goal (issue 11): the default budget beats 1-NN on every set; the fast budget
 reaches 90% of 1-NN and 95% of the default budget.
@@ -137,7 +138,6 @@ def main(argv=None) -> int:
 
     from tinydeploy.boards import get_board
     from tinydeploy.data import from_arrays
-    from tinydeploy.model import load_model
     from tinydeploy.optimize import STAGES, OptimizeConfig, check_stages, optimize
     board = get_board(args.board)
     stages = check_stages(args.stages.split(",")) if args.stages else STAGES
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
     for path in args.npz:
         sets[path.stem] = lambda rng, path=path: _from_npz(path)
     print(f"{'set':11} {'budget':8} {'train':>5} {'test':>4} {'int8 test acc (95% CI)':>24} {'1-NN':>6} "
-          f"{'time s':>7} {'flash B':>8} {'arena B':>8} chosen")
+          f"{'time s':>7} {'flash B':>8} {'arena B':>8} {'ms est.':>7} engine stage")
     for name, make in sets.items():
         rng = np.random.default_rng(args.seed)
         x_train, y_train, x_test, y_test = make(rng)
@@ -157,12 +157,12 @@ def main(argv=None) -> int:
                                              seed=args.seed, force=True, data_source=name,
                                              stages=stages)).report
             seconds = time.perf_counter() - started
-            model = load_model(args.out / name / budget / "model.tflite")
             test, chosen = report["test"], report["chosen"]  # evaluated once, on TFLM, for the chosen model
             low, high = test["interval95"]
             print(f"{name:11} {budget:8} {len(x_train):>5} {len(x_test):>4} "
                   f"{test['accuracy']:>8.3f} ({low:.2f}-{high:.2f})      {baseline:>6.3f} {seconds:>7.0f} "
-                  f"{model.size_bytes:>8,} {chosen['arena_bytes']:>8,} {chosen['stage']}", flush=True)
+                  f"{chosen['flash_bytes']:>8,} {chosen['arena_bytes']:>8,} {chosen['latency_ms']:>7.3f} "
+                  f"{chosen['engine']:6} {chosen['stage']}", flush=True)
     return 0
 
 
