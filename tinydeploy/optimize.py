@@ -614,6 +614,8 @@ def optimize(config: OptimizeConfig, progress: Progress | None = None) -> Optimi
             stored = json.loads((folder / "metrics.json").read_text())
             if stored.get("chain") == chain:
                 candidate = _load_candidate(folder, config.data)
+                if "engines" not in candidate.metrics:  # kept by a tinydeploy that costed TFLM only
+                    candidate.metrics.update(pipeline.measure(candidate.tflite))
                 done.append(candidate)
                 details[stage] = stored["details"]
                 pipeline.histories[stage] = stored.get("history", [])
