@@ -267,3 +267,29 @@ def test_odd_option_values_never_crash(tmp_path_factory, capsys, int8_cnn, optio
             "virtual-device": ["virtual-device", str(tmp_path / "missing.tflite")],
             "search": ["search", "--data", str(tmp_path / "missing.npz"), "--out", out]}[command]
     _run_sandboxed(tmp_path, [*base, f"{name}={value}"], capsys)
+
+
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.floats(allow_nan=False), st.text(max_size=6)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.sampled_from(["blocks", "labels", "device", "latency_us", "median",
+                                                             "kind", "filters", "kernel", "stride", "validation",
+                                                             "arena_used_bytes", "complete", "head_units"]),
+                                            inner, max_size=5)),
+    max_leaves=12)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=JSON_VALUES, raw=st.one_of(st.none(), st.binary(max_size=40)),
+       command=st.sampled_from(["verify", "arch", "show", "labels"]))
+def test_odd_json_files_never_crash(tmp_path_factory, capsys, int8_cnn, value, raw, command):
+    """Results, architecture and label files holding any JSON (or not JSON at all)."""
+    tmp_path = tmp_path_factory.mktemp("fuzz")
+    path = tmp_path / "f.json"
+    path.write_bytes(raw if raw is not None else json.dumps(value).encode())
+    out = str(tmp_path / "out")
+    argv = {"verify": ["verify", str(path)],
+            "arch": ["optimize", "--data", str(tmp_path / "missing.npz"), "--arch", str(path), "--out", out],
+            "show": ["search", "--data", "digits", "--image-size", "8", "--show", str(path)],
+            "labels": ["render", str(int8_cnn), "--board", "esp32dev", "--out", out, "--labels", str(path)]}[command]
+    _run_sandboxed(tmp_path, argv, capsys)

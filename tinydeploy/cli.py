@@ -141,14 +141,14 @@ def cmd_optimize(args) -> int:
     from tinydeploy.optimize import OptimizeConfig, check_stages, optimize
     from tinydeploy.targets import Targets
     targets = Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms)
+    stages, start = check_stages(args.stages.split(",")), _start_arch(args)  # cheap checks first
     dataset = data.load(args.data, image_size=args.image_size, seed=args.seed)
     if args.test:
         dataset = data.add_test(dataset, args.test)  # checked before any training
     config = OptimizeConfig(
         data=dataset, out=args.out,
         board=get_board(args.board), targets=targets, min_accuracy=args.min_accuracy, budget=args.budget,
-        seed=args.seed, stages=check_stages(args.stages.split(",")), force=args.force,
-        arch=_start_arch(args), data_source=args.data)
+        seed=args.seed, stages=stages, force=args.force, arch=start, data_source=args.data)
     with _progress(args) as progress:
         result = optimize(config, progress)
     if args.json:

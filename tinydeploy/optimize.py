@@ -570,6 +570,14 @@ class OptimizeReport:
     missed: list[str]
 
 
+def _read_json(path: Path):
+    """A JSON file's content, or None when it is missing or not readable JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def _load_candidate(folder: Path, data: Dataset) -> Candidate:
     metrics = json.loads((folder / "metrics.json").read_text())
     arch = arch_lib.Arch.from_dict(metrics["arch"])
@@ -594,7 +602,10 @@ def optimize(config: OptimizeConfig, progress: Progress | None = None) -> Optimi
     run_file = out / "run.json"
     fingerprint = config.fingerprint()
     if run_file.exists() and not config.force:
-        previous = json.loads(run_file.read_text())
+        previous = _read_json(run_file)
+        if not isinstance(previous, dict):
+            raise BadInput(f"{run_file} is not a run record tinydeploy can read; pass --force to start over "
+                           "there, or choose another --out")
         if previous != fingerprint:
             changed = sorted(k for k in fingerprint if previous.get(k) != fingerprint.get(k))
             raise BadInput(f"{out} holds a run with other settings ({', '.join(changed)} differ); "
@@ -610,8 +621,8 @@ def optimize(config: OptimizeConfig, progress: Progress | None = None) -> Optimi
     for position, stage in enumerate(work):
         chain.append(stage)
         folder = out / "stages" / f"{position + 1:02d}-{stage}"
-        if (folder / "metrics.json").exists():
-            stored = json.loads((folder / "metrics.json").read_text())
+        stored = _read_json(folder / "metrics.json")  # None (redo the stage) when missing or damaged
+        if isinstance(stored, dict):
             if stored.get("chain") == chain:
                 candidate = _load_candidate(folder, config.data)
                 if "engines" not in candidate.metrics:  # kept by a tinydeploy that costed TFLM only

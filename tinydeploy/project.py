@@ -52,7 +52,7 @@ def write_project(files: dict[str, str], out: str | Path) -> list[Path]:
         raise BadInput(f"{root} already has files tinydeploy did not generate: {', '.join(sorted(foreign))}; "
                        "choose another --out or move them")
     component = root / COMPONENT_FILE
-    old_component = component.read_text(encoding="utf-8") if COMPONENT_FILE in earlier and _ours(component) else None
+    old_component = component.read_text(encoding="utf-8", errors="replace") if COMPONENT_FILE in earlier and _ours(component) else None
     written = []
     for path, text in sorted(files.items()):
         target = targets[path]
@@ -89,8 +89,8 @@ def rendered_board(project_dir: str | Path):
     when the folder holds no readable tinydeploy.json."""
     from tinydeploy.boards import get_board
     try:
-        info = json.loads((Path(project_dir) / PROJECT_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
+        info = json.loads((Path(project_dir) / PROJECT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
     return get_board(info["board"]) if isinstance(info, dict) and info.get("board") else None
 

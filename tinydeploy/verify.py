@@ -21,7 +21,9 @@ def load_results(path: str | Path) -> dict:
     if not p.is_file():
         raise BadInput(f"{p}: no such results file (tinydeploy bench --out DIR writes DIR/results.json)")
     try:
-        results = json.loads(p.read_text())
+        results = json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise BadInput(f"{p}: not JSON ({exc})") from exc
     if not isinstance(results, dict) or "device" not in results:
