@@ -258,6 +258,16 @@ def test_cli_missed_target_exits_1_and_still_writes_the_model(tmp_path):
     assert json.loads(out)["accuracy"] >= report["chosen"]["accuracy_tflm"] - 0.05
 
 
+def test_cli_unreachable_accuracy_exits_1_showing_what_each_cost_reached(tmp_path):
+    x, _ = _bumps(40, steps=60)
+    y = np.random.default_rng(1).integers(0, 2, 40)  # labels with nothing to learn
+    np.savez(tmp_path / "noise.npz", x_train=x, y_train=y)
+    code, out, err = run_cli("optimize", "--data", tmp_path / "noise.npz", "--out", tmp_path / "out", "--budget",
+                             "fast", "--stages", "arch", "--min-accuracy", "0.99", "--quiet")
+    assert code == 1 and "accuracy" in err and "(needs >= 0.99)" in err
+    assert "Accuracy reached at each cost: arch 0." in err and " B, " in err
+
+
 def test_cli_bad_data_exits_2_before_training(tmp_path):
     np.savez(tmp_path / "bad.npz", x_train=np.full((10, 8, 8, 1), np.nan), y_train=np.arange(10) % 2)
     code, out, err = run_cli("optimize", "--data", tmp_path / "bad.npz", "--out", tmp_path / "out")

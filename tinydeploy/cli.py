@@ -170,8 +170,13 @@ def cmd_optimize(args) -> int:
         console.print(f"wrote {result.model_path} ({chosen['stage']}), {args.out}/report.json and "
                       f"{args.out}/report.html")
     if not result.met:
+        reached = ""
+        if any(m.startswith("accuracy") for m in result.missed):  # what each cost bought
+            reached = " Accuracy reached at each cost: " + "; ".join(
+                f"{s['stage']} {s['accuracy']:.3f} at {s['flash_bytes']:,} B, {s['latency_ms']:.3f} ms"
+                for s in result.report["stages"]) + "."
         raise TargetMissed(f"no model meets every target; the best found ({result.report['chosen']['stage']}) "
-                           f"was written to {result.model_path}. Missed: {'; '.join(result.missed)}")
+                           f"was written to {result.model_path}. Missed: {'; '.join(result.missed)}.{reached}")
     return EXIT_OK
 
 

@@ -45,7 +45,8 @@ class TargetResult:
         if self.detail:
             return f"{self.name}: {self.detail}"
         relation = ">=" if self.at_least else "<="
-        return f"{self.name} {self.measured:g} {self.unit} (needs {relation} {self.limit:g} {self.unit})"
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.name} {self.measured:g}{unit} (needs {relation} {self.limit:g}{unit})"
 
     def to_dict(self) -> dict:
         return {"target": self.name, "measured": self.measured, "limit": self.limit, "unit": self.unit,
