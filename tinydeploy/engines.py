@@ -58,11 +58,8 @@ class EngineCost:
         gave its twin), judged again."""
         if self.unavailable:
             return self
-        return EngineCost(self.engine, self.arena_bytes, int(round(self.flash_bytes * flash)),
-                          round(self.latency_ms * latency, 4), self.latency_basis,
-                          check(targets, arena_bytes=self.arena_bytes, model_bytes=int(round(self.flash_bytes * flash)),
-                                latency_ms=round(self.latency_ms * latency, 4), arena_basis="untrained model",
-                                latency_basis=self.latency_basis))
+        return _judged(EngineCost(self.engine, self.arena_bytes, int(round(self.flash_bytes * flash)),
+                                  round(self.latency_ms * latency, 4), self.latency_basis), targets, "untrained model")
 
     def to_dict(self) -> dict:
         return {"engine": self.engine, "arena_bytes": self.arena_bytes, "flash_bytes": self.flash_bytes,
@@ -70,7 +67,7 @@ class EngineCost:
                 "targets": [v.to_dict() for v in self.verdicts], "unavailable": self.unavailable}
 
 
-def _judged(cost: EngineCost, targets: Targets, board: Board, arena_basis: str) -> EngineCost:
+def _judged(cost: EngineCost, targets: Targets, arena_basis: str) -> EngineCost:
     cost.verdicts = check(targets, arena_bytes=cost.arena_bytes, model_bytes=cost.flash_bytes,
                           latency_ms=cost.latency_ms, arena_basis=arena_basis, latency_basis=cost.latency_basis)
     return cost
@@ -89,7 +86,7 @@ class TflmEngine:
         latency = sum(board.estimate_us(l.op, l.macs) for l in costs.layer_costs(model)) / 1000
         cost = EngineCost(self.name, need.arena_bytes, model.size_bytes,
                           round(latency, 4), f"estimate ({board.name}, {board.kernels} cycles per MAC)")
-        return _judged(cost, targets, board, f"{board.name}, {need.kernels} kernels (derived)")
+        return _judged(cost, targets, f"{board.name}, {need.kernels} kernels (derived)")
 
 
 class CEngine:
@@ -122,7 +119,7 @@ class CEngine:
             basis = (f"estimate from per-MAC instruction counts fitted on earlier emulator runs "
                      f"({EMULATED_BOARD}), at {board.cpu_mhz:g} MHz ({where})")
         cost = EngineCost(self.name, lowered.arena_bytes, lowered.weight_bytes, round(latency, 4), basis)
-        return _judged(cost, targets, board, "the C engine's static plan")
+        return _judged(cost, targets, "the C engine's static plan")
 
 
 ENGINES = {engine.name: engine for engine in (TflmEngine(), CEngine())}
