@@ -195,3 +195,15 @@ def test_over_budget_candidates_are_scaled_to_fit_not_rejected(tmp_path):
     scaled = [t for t in trials if t.user_attrs.get("scaled")]
     assert all(t.user_attrs["costs"]["latency_ms"] <= 1.0 for t in scaled)
     assert all("scaled to width" in t.user_attrs["scaled"]["note"] for t in scaled)
+
+
+def test_widest_fitting_width_is_found_by_bisection():
+    from tinydeploy.architectures import widest_fitting
+    asked = []
+
+    def fits(width):
+        asked.append(width)
+        return width <= 0.3
+    width = widest_fitting(fits, 0.125, 5)
+    assert 0.25 < width <= 0.3 and len(asked) == 5
+    assert widest_fitting(lambda w: True, 0.125, 5) > 0.9  # everything fits: nearly the full width

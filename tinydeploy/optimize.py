@@ -449,14 +449,12 @@ class Pipeline:
         for family in self._seek_families(best.arch):
             if costed(family.scaled(SEEK_MIN_WIDTH))["misses"]:
                 continue  # even the narrowest of this family misses: a lower resolution or fewer blocks next
-            low, high = SEEK_MIN_WIDTH, 1.0
             same_as_best = (family.blocks, family.head_units) == (best.arch.blocks, best.arch.head_units)
             if not same_as_best and not costed(family)["misses"]:  # (the best's own width missed)
                 low = 1.0
-            else:
-                for _ in range(SEEK_STEPS):  # the largest width that meets every cost target, on a log scale
-                    middle = float(np.sqrt(low * high))
-                    low, high = (middle, high) if not costed(family.scaled(middle))["misses"] else (low, middle)
+            else:  # the largest width that meets every cost target
+                low = arch_lib.widest_fitting(lambda w: not costed(family.scaled(w))["misses"], SEEK_MIN_WIDTH,
+                                              SEEK_STEPS)
             chosen = family.scaled(low) if low < 1.0 else family
             plain, _, _ = self.train_from_scratch(chosen, "seek")
             baked, _ = self._finetune(plain, chosen, {}, "seek", self.epochs["qat"], "seek")

@@ -72,20 +72,16 @@ def fit_to_budgets(arch: arch_lib.Arch, data: Dataset, board: Board,
     stride = arch.blocks[0].stride
     family = arch
     while True:
-        narrow = family.scaled(FIT_MIN_WIDTH)
-        narrow_cost = cost(narrow, data, board)
-        if fits(narrow_cost):
-            low, high, best = FIT_MIN_WIDTH, 1.0, (narrow, narrow_cost)
-            for _ in range(FIT_STEPS):
-                middle = float(np.sqrt(low * high))
-                trial = family.scaled(middle)
-                trial_cost = cost(trial, data, board)
-                if fits(trial_cost):
-                    low, best = middle, (trial, trial_cost)
-                else:
-                    high = middle
+        costed: dict[float, CandidateCost] = {}
+
+        def fitting(width: float, family=family) -> bool:
+            costed[width] = cost(family.scaled(width), data, board)
+            return fits(costed[width])
+
+        if fitting(FIT_MIN_WIDTH):
+            low = arch_lib.widest_fitting(fitting, FIT_MIN_WIDTH, FIT_STEPS)
             note = f"scaled to width {low:.3g}" + (f", first stride {stride}" if stride != arch.blocks[0].stride else "")
-            return replace(best[0], name="searched"), best[1], note
+            return replace(family.scaled(low), name="searched"), costed[low], note
         if stride * 2 > FIT_MAX_STRIDE or shortest // (stride * 2) < 4:
             return None
         stride *= 2
