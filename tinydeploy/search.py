@@ -123,7 +123,7 @@ def _live_weights(plain) -> None:
 
 
 def untrained_model(arch: arch_lib.Arch, data: Dataset):
-    """The int8 model of an architecture with placeholder weights: its sizes, operators and
+    """The int8 model of an architecture with stand-in weights (_live_weights): its sizes, operators and
     MACs are those of the trained model (the weights' values don't change them)."""
     from tinydeploy.convert import to_int8_tflite
     plain = arch_lib.plain_model(arch, data.input_shape, len(data.labels))

@@ -109,20 +109,18 @@ def _what_stopped(results: dict) -> str:
         measured.append("device info")
     else:
         missing.append("device info")
-    latency = results.get("latency_us") or {}
-    if latency.get("partial"):
-        measured.append(f"{latency['runs']} of {latency.get('runs_planned', '?')} timings")
-        missing.append("the rest of the timings")
-    elif latency:
-        measured.append(f"{latency.get('runs')} timings")
-    else:
-        missing.append("latency")
-    validation = results.get("validation") or {}
-    if validation.get("partial"):
-        measured.append(f"{validation['samples']} of {validation.get('samples_planned', '?')} samples validated")
-        missing.append("the rest of the validation")
-    elif validation:
-        measured.append(f"{validation.get('samples')} samples validated")
+    # (results key, count field, what was measured, what a partial run lacks, what a missing part lacks)
+    parts = (("latency_us", "runs", "timings", "the rest of the timings", "latency"),
+             ("validation", "samples", "samples validated", "the rest of the validation", None))
+    for key, count, measure, rest, absent in parts:
+        figures = results.get(key) or {}
+        if figures.get("partial"):
+            measured.append(f"{figures[count]} of {figures.get(count + '_planned', '?')} {measure}")
+            missing.append(rest)
+        elif figures:
+            measured.append(f"{figures.get(count)} {measure}")
+        elif absent:
+            missing.append(absent)
     return (f"the run stopped: {why}. Measured: {', '.join(measured) or 'nothing'}; "
             f"missing: {', '.join(missing) or 'validation, if it was asked for'}")
 
