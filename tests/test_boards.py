@@ -64,3 +64,59 @@ def test_latency_estimate_is_macs_times_cycles_over_clock():
     assert board.estimate_us("CONV_2D", 240_000) == pytest.approx(240_000 * cycles / 240)
     assert board.estimate_us("CONV_2D", 240_000, kernels="ansi") > board.estimate_us("CONV_2D", 240_000)
     assert board.estimate_us("SOFTMAX", 0) == 0
+
+
+def _profile(name: str, **fields) -> str:
+    text = open(get_board("esp32dev").path).read().replace('name = "esp32dev"', f'name = "{name}"')
+    for key, value in fields.items():
+        text = text.replace(f'\n{key} = ', f'\n{key} = {value}\n# was: ', 1)
+    return text
+
+
+def test_every_esp_board_names_its_esptool_chip():
+    from tinydeploy.boards import ESPTOOL_CHIPS
+    for board in load_boards().values():
+        if board.toolchain is None:  # flashed over USB, with PlatformIO or esptool
+            assert board.esptool_chip in ESPTOOL_CHIPS
+            assert board.esptool_chip == board.chip.lower().replace("-", "")  # "ESP32-S3" -> "esp32s3"
+    with pytest.raises(BadInput, match="'esptool_chip' is 'esp8266'; accepted: esp32, esp32s2"):
+        parse_board(_profile("x", esptool_chip='"esp8266"'), "x.toml")
+
+
+@pytest.mark.parametrize("name", ["my board", "my/board", "bоard", "-dash", ""])
+def test_a_board_name_that_cannot_name_files_and_environments_is_bad_input(name):
+    with pytest.raises(BadInput, match="'name' is .*letters, digits"):
+        parse_board(_profile(name), "x.toml")
+
+
+def test_a_board_name_with_a_dot_renders_into_valid_c(tmp_path):
+    from tinydeploy import cgen
+    from tinydeploy.render import _common_values, RenderOptions
+    board = parse_board(_profile("acme.v2-board"), "x.toml")
+    assert board.name == "acme.v2-board"
+
+    class Stub:  # _common_values reads only these from the model
+        sha256, size_bytes, all_operators = "0" * 64, 10, []
+    values = _common_values(Stub(), board, RenderOptions(), "m")
+    assert values["project_name"] == cgen.identifier("tinydeploy_acme_v2_board")
+
+
+def test_user_profile_folders_come_from_the_environment_and_the_cli(tmp_path, monkeypatch, capsys):
+    import json
+    from tinydeploy.cli import main
+    mine, yours = tmp_path / "mine", tmp_path / "yours"
+    mine.mkdir(), yours.mkdir()
+    (mine / "lab-board.toml").write_text(_profile("lab-board"))
+    (yours / "esp32dev.toml").write_text(_profile("esp32dev").replace("Espressif ESP32", "a local ESP32"))
+    monkeypatch.setenv("TINYDEPLOY_BOARDS", str(mine))
+    assert "lab-board" in load_boards()
+    assert main(["boards", "--json", "--boards-dir", str(yours)]) == 0
+    listed = {b["name"]: b for b in json.loads(capsys.readouterr().out)}
+    assert "lab-board" in listed
+    assert listed["esp32dev"]["path"] == str(yours / "esp32dev.toml")
+    assert listed["esp32dev"]["shadows"].endswith("esp32dev.toml") and listed["esp32dev"]["shadows"] != listed["esp32dev"]["path"]
+    assert main(["boards", "--boards-dir", str(tmp_path / "none")]) == 2
+    assert "--boards-dir " + str(tmp_path / "none") + ": no such folder" in capsys.readouterr().err
+    monkeypatch.setenv("TINYDEPLOY_BOARDS", str(tmp_path / "gone"))
+    with pytest.raises(BadInput, match=r"\$TINYDEPLOY_BOARDS .*gone: no such folder"):
+        load_boards()

@@ -12,6 +12,7 @@ from tinydeploy.errors import BadInput
 from tinydeploy.evaluate import evaluate
 from tinydeploy.model import load_model
 from tinydeploy.optimize import OptimizeConfig, check_stages, optimize
+from tinydeploy.targets import Targets
 
 pytestmark = pytest.mark.host
 
@@ -126,6 +127,15 @@ def test_other_settings_in_the_same_folder_are_refused(pipeline):
     config, _, _ = pipeline
     other = OptimizeConfig(config.data, config.out, config.board, budget="fast", seed=1)
     with pytest.raises(BadInput, match="seed differ.*--force"):
+        optimize(other)
+
+
+@pytest.mark.parametrize("change, differ", [({"targets": Targets(max_latency_ms=0.5)}, "targets"),
+                                            ({"min_accuracy": 0.9}, "min_accuracy")])
+def test_a_rerun_with_other_targets_is_refused_not_judged_by_the_old_ones(pipeline, change, differ):
+    config, _, _ = pipeline
+    other = OptimizeConfig(config.data, config.out, config.board, budget="fast", seed=0, **change)
+    with pytest.raises(BadInput, match=f"{differ} differ"):
         optimize(other)
 
 

@@ -39,3 +39,48 @@ def test_installed_wheel_finds_its_boards_templates_and_firmware(tmp_path):
     assert module_file.startswith(str(target))
     assert has_template and has_firmware
     assert {"esp32dev", "esp32-s3-devkitc-1", "esp32-c3-devkitm-1"} <= set(boards)
+
+
+def _pyproject() -> dict:
+    import tomllib
+    from pathlib import Path
+    return tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+
+
+# Standard-library modules newer than Python 3.8, with the version that added each (the
+# Python documentation's "Added in version" notes).
+STDLIB_ADDED = {"tomllib": (3, 11), "zoneinfo": (3, 9), "graphlib": (3, 9)}
+
+
+@pytest.mark.unit
+def test_the_declared_python_has_every_standard_module_tinydeploy_imports():
+    import ast
+    import re
+    from pathlib import Path
+    lowest = tuple(int(x) for x in re.search(r">=\s*(\d+)\.(\d+)", _pyproject()["project"]["requires-python"]).groups())
+    used = set()
+    for source in (Path(__file__).resolve().parents[1] / "tinydeploy").rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                used |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                used.add(node.module.split(".")[0])
+    assert "tomllib" in used  # the module that made 3.10 unsupported
+    too_new = {m: v for m, v in STDLIB_ADDED.items() if m in used and v > lowest}
+    assert not too_new, f"requires-python allows {lowest}, but these modules are newer: {too_new}"
+
+
+@pytest.mark.unit
+def test_the_declared_esptool_has_the_write_flash_command_that_flash_runs():
+    import inspect
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+    from tinydeploy import flash
+    assert '"write-flash"' in inspect.getsource(flash.flash_firmware)
+    spec = next(Requirement(r).specifier for r in _pyproject()["project"]["dependencies"]
+                if Requirement(r).name == "esptool")
+    # `write-flash` (with a hyphen) is esptool v5's spelling; v4 knew only `write_flash`.
+    assert not spec.contains(Version("4.9")) and spec.contains(Version("5.0"))
+    installed = subprocess.run([sys.executable, "-m", "esptool", "write-flash", "--help"], capture_output=True,
+                               text=True, timeout=60)
+    assert installed.returncode == 0 and "<address>" in installed.stdout

@@ -196,3 +196,19 @@ def test_the_component_lock_goes_only_when_our_component_list_changes(tmp_path):
     assert (tmp_path / "dependencies.lock").exists()  # same components: the lock still holds
     write_project(_files("src/idf_component.yml", extra="v2"), tmp_path)
     assert not (tmp_path / "dependencies.lock").exists()  # stale pins of the earlier components
+
+
+def test_a_project_for_a_user_board_finds_its_profile_again(tmp_path, int8_cnn, monkeypatch):
+    """build, flash and emulate read the board from the project: a user's profile too, without --boards-dir."""
+    from tinydeploy.boards import board_from_file
+    from tinydeploy.project import rendered_board
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    text = open(get_board("esp32dev").path).read().replace('name = "esp32dev"', 'name = "lab.esp32"')
+    (profiles / "lab.toml").write_text(text)
+    board = board_from_file(profiles / "lab.toml")
+    create_project(int8_cnn, board, tmp_path / "fw", RenderOptions())
+    recorded = json.loads((tmp_path / "fw" / "tinydeploy.json").read_text())
+    assert recorded["board"] == "lab.esp32" and recorded["board_profile"] == str(profiles / "lab.toml")
+    assert rendered_board(tmp_path / "fw") == board
+    assert "env:lab.esp32" in pio_config(tmp_path / "fw")  # PlatformIO accepts the name as an environment

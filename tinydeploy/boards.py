@@ -6,8 +6,10 @@ without a source tree (see tinydeploy.resources).
 
 from __future__ import annotations
 
+import os
+import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tinydeploy.errors import BadInput
@@ -18,6 +20,11 @@ ISAS = ("rv32imc",)  # instruction sets the C engine's cost can be measured on, 
 ENGINES = ("tflm", "c")
 # TFLM kernel libraries a board's [tflm] table may name per framework (tinydeploy.kernels).
 TFLM_KERNEL_LIBRARIES = ("reference", "esp-nn", "esp-nn-s3")
+# esptool's --chip names (esptool v5 `esptool --help`).
+ESPTOOL_CHIPS = ("esp32", "esp32s2", "esp32s3", "esp32c2", "esp32c3", "esp32c5", "esp32c6", "esp32h2", "esp32p4")
+# A board's name becomes a file name, a PlatformIO environment ([env:NAME]) and part of C names.
+BOARD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+BOARDS_PATH = "TINYDEPLOY_BOARDS"  # environment variable: folders of user board profiles (os.pathsep)
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,8 @@ class Board:
     toolchain: dict | None = None  # a cross-compiler build (no PlatformIO): [toolchain]
     emulator: dict | None = None   # the board runs in an emulator: [emulator]
     tflm: dict | None = None  # [tflm]: framework -> TFLM kernel library (sizes the arena)
+    esptool_chip: str | None = None  # esptool's --chip name, for boards flashed with esptool
+    shadows: str | None = None  # the profile file of the same name this one overrides
 
     @property
     def emulated(self) -> bool:
@@ -74,7 +83,8 @@ class Board:
             "baud": self.baud, "fast_baud": self.fast_baud, "kernels": self.kernels,
             "cycles_per_mac": self.cycles_per_mac, "latency_source": self.latency_source,
             "engines": list(self.engines), "toolchain": self.toolchain, "emulator": self.emulator,
-            "tflm": self.tflm, "isa": self.isa,
+            "tflm": self.tflm, "isa": self.isa, "esptool_chip": self.esptool_chip,
+            "path": self.path, "shadows": self.shadows,
         }
 
 
@@ -117,6 +127,12 @@ def parse_board(text: str, origin: str) -> Board:
         problems += [f"'emulator.{k}' missing" for k in _EMULATOR_KEYS if k not in emulator]
         if emulator.get("timer") not in (None, "us", "instructions"):
             problems.append(f"'emulator.timer' is '{emulator.get('timer')}'; accepted: us, instructions")
+    if isinstance(raw.get("name"), str) and not BOARD_NAME.fullmatch(raw["name"]):
+        problems.append(f"'name' is '{raw['name']}'; a name is letters, digits, '_', '.' and '-', "
+                        "starting with a letter or digit (it names files and the PlatformIO environment)")
+    esptool_chip = raw.get("esptool_chip")
+    if esptool_chip is not None and esptool_chip not in ESPTOOL_CHIPS:
+        problems.append(f"'esptool_chip' is '{esptool_chip}'; accepted: {', '.join(ESPTOOL_CHIPS)}")
     engines = tuple(raw.get("engines", ENGINES))
     isa = raw.get("isa")
     if isa is not None and isa not in ISAS:
@@ -147,19 +163,36 @@ def parse_board(text: str, origin: str) -> Board:
         kernels=kernels,
         cycles_per_mac={k: {op: float(v) for op, v in t.items()} for k, t in tables.items()},
         latency_source=latency["source"].strip(), path=origin,
-        engines=engines, toolchain=toolchain, emulator=emulator, tflm=tflm, isa=isa,
+        engines=engines, toolchain=toolchain, emulator=emulator, tflm=tflm, isa=isa, esptool_chip=esptool_chip,
     )
+
+
+def board_dirs(extra_dirs: tuple[str | Path, ...] = ()) -> tuple[Path, ...]:
+    """The folders of user board profiles: those in $TINYDEPLOY_BOARDS (a path list), then
+    extra_dirs (--boards-dir). Each must be a folder."""
+    listed = [p for p in os.environ.get(BOARDS_PATH, "").split(os.pathsep) if p]
+    folders = []
+    for folder, where in [(p, f"${BOARDS_PATH}") for p in listed] + [(p, "--boards-dir") for p in extra_dirs]:
+        if not Path(folder).is_dir():
+            raise BadInput(f"{where} {folder}: no such folder of board profiles")
+        folders.append(Path(folder))
+    return tuple(folders)
 
 
 def _profile_files(extra_dirs) -> list[tuple[str, str]]:
     files = []
-    for folder in (shipped("boards"), *extra_dirs):
-        files += [(str(p), p.read_text(encoding="utf-8")) for p in sorted(Path(folder).glob("*.toml"))]
+    for folder in (shipped("boards"), *board_dirs(tuple(extra_dirs))):
+        for p in sorted(Path(folder).glob("*.toml")):
+            try:
+                files.append((str(p), p.read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise BadInput(f"board profile {p}: can't read it as UTF-8 text ({exc})") from exc
     return files
 
 
 def load_boards(extra_dirs: tuple[str | Path, ...] = ()) -> dict[str, Board]:
-    """All board profiles, by name: the shipped ones plus any in extra_dirs.
+    """All board profiles, by name: the shipped ones, then those in $TINYDEPLOY_BOARDS and
+    extra_dirs (--boards-dir).
 
     Args:
         extra_dirs: folders of further profiles (a later one overrides a name).
@@ -167,9 +200,11 @@ def load_boards(extra_dirs: tuple[str | Path, ...] = ()) -> dict[str, Board]:
     Returns:
         {name: Board}, sorted by name.
     """
-    boards = {}
+    boards: dict[str, Board] = {}
     for origin, text in _profile_files(extra_dirs):
         board = parse_board(text, origin)
+        if board.name in boards:
+            board = replace(board, shadows=boards[board.name].path)
         boards[board.name] = board
     return dict(sorted(boards.items()))
 
@@ -184,3 +219,12 @@ def get_board(name: str, extra_dirs: tuple[str | Path, ...] = ()) -> Board:
     if name not in boards:
         raise BadInput(f"unknown board '{name}'. Known boards: {', '.join(boards)}")
     return boards[name]
+
+
+def board_from_file(path: str | Path) -> Board:
+    """The board profile in one file (a project records where its board came from)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"board profile {path}: can't read it ({exc})") from exc
+    return parse_board(text, str(path))

@@ -95,9 +95,15 @@ def _emit_json(args, payload) -> None:
     args.json_emitted = True
 
 
+def _board(args):
+    """The --board profile, looked up with the user's profile folders too."""
+    from tinydeploy.boards import get_board
+    return get_board(args.board, tuple(args.boards_dir))
+
+
 def cmd_boards(args) -> int:
     from tinydeploy.boards import load_boards
-    boards = load_boards()
+    boards = load_boards(tuple(args.boards_dir))
     if args.json:
         _emit_json(args, [b.to_dict() for b in boards.values()])
     else:
@@ -107,11 +113,10 @@ def cmd_boards(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from tinydeploy.boards import get_board
     from tinydeploy.inspect import inspect
     from tinydeploy.targets import Targets
     targets = Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms)
-    report = inspect(args.model, get_board(args.board), targets, args.framework)
+    report = inspect(args.model, _board(args), targets, args.framework)
     data = report.to_dict()
     if args.json:
         _emit_json(args, data)
@@ -137,7 +142,6 @@ def _progress(args):
 
 def cmd_optimize(args) -> int:
     from tinydeploy import data
-    from tinydeploy.boards import get_board
     from tinydeploy.optimize import OptimizeConfig, check_stages, optimize
     from tinydeploy.targets import Targets
     targets = Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms)
@@ -147,7 +151,7 @@ def cmd_optimize(args) -> int:
         dataset = data.add_test(dataset, args.test)  # checked before any training
     config = OptimizeConfig(
         data=dataset, out=args.out,
-        board=get_board(args.board), targets=targets, min_accuracy=args.min_accuracy, budget=args.budget,
+        board=_board(args), targets=targets, min_accuracy=args.min_accuracy, budget=args.budget,
         seed=args.seed, stages=stages, force=args.force, arch=start, data_source=args.data)
     with _progress(args) as progress:
         result = optimize(config, progress)
@@ -201,10 +205,9 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from tinydeploy.boards import get_board
     from tinydeploy.project import create_project
     from tinydeploy.render import RenderOptions, read_labels
-    board = get_board(args.board)
+    board = _board(args)
     engine = args.engine or board.engines[0]
     if args.framework and board.toolchain is not None:
         raise BadInput(f"--framework {args.framework}: {board.name} builds with its own cross compiler "
@@ -285,9 +288,12 @@ def cmd_build(args) -> int:
 def cmd_flash(args) -> int:
     from tinydeploy.flash import flash, flash_firmware
     if args.firmware:
-        if not args.chip:
-            raise BadInput("--firmware needs --chip (e.g. esp32s3)")
-        log = flash_firmware(args.firmware, args.chip, args.port, args.offset, on_line=_line_printer(args))
+        if not args.chip and not args.board:
+            raise BadInput("--firmware needs --chip (e.g. esp32s3) or --board")
+        log = flash_firmware(args.firmware, args.chip, args.port, args.offset, on_line=_line_printer(args),
+                             board=_board(args) if args.board else None)
+    elif args.board:
+        raise BadInput("--board is for --firmware; a project folder was rendered for its board")
     elif args.dir:
         log = flash(args.dir, args.port, args.env, _line_printer(args))
     else:
@@ -313,9 +319,8 @@ def _validation_samples(args):
 
 def cmd_search(args) -> int:
     from tinydeploy import data
-    from tinydeploy.boards import get_board
     from tinydeploy.targets import Targets
-    board = get_board(args.board)
+    board = _board(args)
     dataset = data.load(args.data, image_size=args.image_size, seed=args.seed)
     if args.show:
         from tinydeploy.architectures import Arch
@@ -444,13 +449,12 @@ def cmd_virtual_device(args) -> int:
 
 def cmd_deploy(args) -> int:
     from tinydeploy import data
-    from tinydeploy.boards import get_board
     from tinydeploy.deploy import deploy
     from tinydeploy.targets import Targets
     targets = Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms)
     dataset = data.load(args.data, image_size=args.image_size, seed=args.seed)
     with _progress(args) as progress:
-        report = deploy(dataset, args.data, get_board(args.board), args.out, targets, port=args.port,
+        report = deploy(dataset, args.data, _board(args), args.out, targets, port=args.port,
                         budget=args.budget, seed=args.seed, min_agreement=args.min_agreement, progress=progress)
     payload = report.to_dict()
     if args.json:
@@ -506,6 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("--boards-dir", type=FOLDER, action="append", default=[], metavar="DIR",
+                        help="a folder of your own board profiles (*.toml), besides $TINYDEPLOY_BOARDS; repeatable")
     parser = _Parser(
         prog="tinydeploy", parents=[common],
         description="From data to a verified TinyML firmware for ESP32 boards.")
@@ -584,6 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", default=None, help="PlatformIO environment")
     p.add_argument("--firmware", default=None, metavar="BIN", help="write this prebuilt image with esptool")
     p.add_argument("--chip", default=None, help="esptool chip name for --firmware (esp32, esp32s3, esp32c3, ...)")
+    p.add_argument("--board", default=None, help="for --firmware: the board profile whose chip to flash")
     p.add_argument("--offset", type=_flash_offset, default=0x10000,
                    help="flash address for --firmware (default 0x10000)")
     p.add_argument("--quiet", action="store_true", help="don't stream the tool's output")

@@ -14,7 +14,6 @@ from typing import Callable
 
 from tinydeploy.boards import Board
 from tinydeploy.data import Dataset
-from tinydeploy.errors import StepFailed
 from tinydeploy.targets import TargetResult, Targets
 
 VALIDATE_SAMPLES = 50
@@ -79,10 +78,7 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
     note(f"rendered {project['project']} ({project['engine']} engine, arena {project['arena_bytes']:,} bytes)")
     samples = (dataset.x_val[:VALIDATE_SAMPLES], dataset.y_val[:VALIDATE_SAMPLES])
     if port is None and not board.emulated:
-        found = flash_lib.detect_ports()
-        port = found[0][0] if len(found) == 1 else None
-        if len(found) > 1:
-            raise StepFailed("several ESP32 boards are attached: " + ", ".join(d for d, _ in found) + "; pass --port")
+        port = flash_lib.attached_port()
     virtual = port is None and not board.emulated
     if board.emulated:
         from tinydeploy import emulate

@@ -22,7 +22,7 @@ def boards_table(boards: dict[str, Board]) -> Table:
     for b in boards.values():
         build = "cross gcc, emulated" if b.emulated else \
             ("cross gcc" if b.toolchain else f"pio {b.platformio['framework']}")
-        table.add_row(b.name, b.chip, _n(b.cpu_mhz), _n(b.sram_kb), _n(b.arena_budget_kb),
+        table.add_row(b.name + (" (user, shadows a profile)" if b.shadows else ""), b.chip, _n(b.cpu_mhz), _n(b.sram_kb), _n(b.arena_budget_kb),
                       _n(b.flash_kb), build, ", ".join(b.engines), _n(b.baud))
     return table
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from tinydeploy.boards import ESPTOOL_CHIPS, Board, load_boards
 from tinydeploy.build import pio_command, run_logged
 from tinydeploy.errors import BadInput, StepFailed
 
@@ -25,7 +26,6 @@ ESP_USB_IDS = {
     (0x0403, 0x6001): "FTDI FT232 USB-UART bridge",
     (0x0403, 0x6010): "FTDI FT2232 (ESP-Prog)",
 }
-ESPTOOL_CHIPS = ("esp32", "esp32s2", "esp32s3", "esp32c2", "esp32c3", "esp32c5", "esp32c6", "esp32h2", "esp32p4")
 
 
 def detect_ports() -> list[tuple[str, str]]:
@@ -39,6 +39,19 @@ def detect_ports() -> list[tuple[str, str]]:
     return found
 
 
+def attached_port() -> str | None:
+    """The port of the one ESP32 board attached, or None when there is none.
+
+    Raises:
+        BadInput: several boards are attached (which one is meant needs --port).
+    """
+    found = detect_ports()
+    if len(found) > 1:
+        raise BadInput("several ESP32 boards are attached: " + ", ".join(f"{d} ({k})" for d, k in found)
+                       + "; pass --port")
+    return found[0][0] if found else None
+
+
 def choose_port(port: str | None) -> str:
     """The given port, or the one ESP32 board attached.
 
@@ -46,25 +59,35 @@ def choose_port(port: str | None) -> str:
         StepFailed: no board found.
         BadInput: several boards attached and no --port.
     """
-    if port:
-        return port
-    found = detect_ports()
-    if not found:
+    port = port or attached_port()
+    if port is None:
         raise StepFailed("no ESP32 board found on USB: connect one (a data cable, not a charge-only one) "
                          "or pass --port")
-    if len(found) > 1:
-        raise BadInput("several ESP32 boards are attached: " + ", ".join(f"{d} ({k})" for d, k in found)
-                       + "; pass --port")
-    return found[0][0]
+    return port
 
 
-def explain_upload_failure(lines: list[str], code: int, port: str, log_path: Path) -> str:
-    """One message, with a hint, for a failed upload."""
+def _wrong_chip_hint(found: str, remedy: str) -> str:
+    """What to do when the board's chip is `found` (as esptool prints it, e.g. ESP32-S3): the
+    board profiles with that chip, in the remedy's form ("--board {}" or "--chip {}")."""
+    chip = found.lower().replace("-", "")
+    names = [b.name for b in load_boards().values() if b.esptool_chip == chip]
+    if remedy == "chip":
+        return f"pass --chip {chip}" + (f" (or --board {names[0]})" if names else "")
+    if names:
+        return f"render the project for a board with that chip: --board {' or --board '.join(names)}"
+    return f"no board profile has the chip {chip}: add one (tinydeploy boards lists them)"
+
+
+def explain_upload_failure(lines: list[str], code: int, port: str, log_path: Path, remedy: str = "board") -> str:
+    """One message, with a hint, for a failed upload. remedy: how this command picks the chip,
+    "board" (a project rendered for a board) or "chip" (--chip/--board with --firmware)."""
     text = "\n".join(lines)
     if re.search(r"Wrong (--)?chip argument|This chip is ([\w-]+), not", text):
         match = re.search(r"This chip is ([\w-]+), not ([\w-]+)", text)
-        detail = f": the board is {match.group(1)}, not {match.group(2)}" if match else ""
-        return f"wrong chip{detail}. Pass the board's chip (or the matching --board). Log: {log_path}"
+        if match:
+            return (f"wrong chip: the board is {match.group(1)}, not {match.group(2)}; "
+                    f"{_wrong_chip_hint(match.group(1), remedy)}. Log: {log_path}")
+        return f"wrong chip: the attached board's chip differs from the one flashed for. Log: {log_path}"
     if re.search(r"Resource busy|port is busy|Permission denied|being used by another", text) and \
             not re.search(r"No such file|Connection refused|could not open port .*doesn't exist", text, re.IGNORECASE):
         return (f"port {port} is busy: close serial monitors (pio device monitor, screen, an IDE) using it, "
@@ -110,16 +133,18 @@ def flash(project_dir: str | Path, port: str | None = None, env: str | None = No
 ESP_IMAGE_MAGIC = 0xE9
 
 
-def flash_firmware(firmware: str | Path, chip: str, port: str | None, offset: int = 0x10000,
-                   log_path: str | Path | None = None, on_line: Callable[[str], None] | None = None) -> Path:
+def flash_firmware(firmware: str | Path, chip: str | None = None, port: str | None = None, offset: int = 0x10000,
+                   log_path: str | Path | None = None, on_line: Callable[[str], None] | None = None,
+                   board: Board | None = None) -> Path:
     """Write a prebuilt image with esptool (for farms of boards and CI).
 
     Args:
         firmware: the .bin image.
-        chip: esptool's chip name (esp32, esp32s3, esp32c3, ...).
+        chip: esptool's chip name (esp32, esp32s3, esp32c3, ...); the board's when None.
         port: serial port or pyserial URL (socket://...); detected when None.
         offset: flash address (0x10000 for a PlatformIO application image).
         log_path: where to save esptool's output (default: beside the image).
+        board: the board profile, whose esptool_chip is used when chip is None.
 
     Returns:
         The log path.
@@ -134,6 +159,13 @@ def flash_firmware(firmware: str | Path, chip: str, port: str | None, offset: in
     if head[0] != ESP_IMAGE_MAGIC:
         raise BadInput(f"{image}: not an ESP32 firmware image (it starts with byte 0x{head[0]:02x}; ESP images "
                        f"start with 0x{ESP_IMAGE_MAGIC:02x}). Give the .bin that `pio run` or esptool made")
+    if chip is None and board is not None:
+        if board.esptool_chip is None:
+            raise BadInput(f"board {board.name} is not flashed with esptool (its profile has no esptool_chip); "
+                           f"boards that are: {', '.join(b.name for b in load_boards().values() if b.esptool_chip)}")
+        chip = board.esptool_chip
+    if chip is None:
+        raise BadInput(f"which chip? pass --chip ({', '.join(ESPTOOL_CHIPS)}) or --board")
     if chip not in ESPTOOL_CHIPS:
         raise BadInput(f"unknown chip '{chip}'. Chips: {', '.join(ESPTOOL_CHIPS)}")
     port = choose_port(port)
@@ -142,5 +174,5 @@ def flash_firmware(firmware: str | Path, chip: str, port: str | None, offset: in
                hex(offset), str(image)]
     code, lines = run_logged(command, log, on_line)
     if code != 0:
-        raise StepFailed(explain_upload_failure(lines, code, port, log))
+        raise StepFailed(explain_upload_failure(lines, code, port, log, remedy="chip"))
     return log

@@ -85,11 +85,14 @@ class OptimizeConfig:
     data_source: str = "digits"
 
     def fingerprint(self) -> dict:
-        """What a finished stage depends on: a rerun with other values starts over."""
+        """What a finished stage depends on: a rerun with other values starts over. The targets
+        are part of it: they choose the engine, the 4-bit layers and the seek stage's widths, and
+        every stage's verdicts are judged against them."""
         x = np.ascontiguousarray(self.data.x_train)
         return {"data": self.data_source, "data_sha256": hashlib.sha256(x.tobytes()).hexdigest()[:16],
                 "budget": self.budget, "seed": self.seed, "board": self.board.name,
-                "arch": (self.arch or arch_lib.default_arch(self.data.input_shape)).to_dict()}
+                "arch": (self.arch or arch_lib.default_arch(self.data.input_shape)).to_dict(),
+                "targets": asdict(self.targets), "min_accuracy": self.min_accuracy}
 
 
 def check_stages(stages: list[str]) -> tuple[str, ...]:

@@ -85,14 +85,22 @@ def _remove_empty_parents(folder: Path, root: Path) -> None:
 
 
 def rendered_board(project_dir: str | Path):
-    """The board profile a project was rendered for (from its tinydeploy.json), or None
-    when the folder holds no readable tinydeploy.json."""
-    from tinydeploy.boards import get_board
+    """The board profile a project was rendered for (from its tinydeploy.json: the profile file
+    it was rendered with, a user's too, else the known board of that name), or None when the
+    folder holds no readable tinydeploy.json."""
+    from tinydeploy.boards import board_from_file, get_board
     try:
         info = json.loads((Path(project_dir) / PROJECT_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return get_board(info["board"]) if isinstance(info, dict) and info.get("board") else None
+    if not isinstance(info, dict) or not info.get("board"):
+        return None
+    profile = info.get("board_profile")
+    if isinstance(profile, str) and Path(profile).is_file():  # the very profile it was rendered with
+        board = board_from_file(profile)
+        if board.name == info["board"]:
+            return board
+    return get_board(info["board"])
 
 
 def create_project(model_path: str | Path, board, out: str | Path, options) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def _common_values(model: Model, board: Board, options: RenderOptions, model_nam
     return {
         "banner": BANNER, "board": board, "framework": options.framework,
         "model_name": cgen.comment(model_name),  # for comments and the README: user text, made inert
-        "project_name": cgen.identifier(f"tinydeploy_{board.name.replace('-', '_')}"),
+        "project_name": cgen.identifier("tinydeploy_" + re.sub(r"\W", "_", board.name, flags=re.ASCII)),
         "sha256": model.sha256, "model_bytes": model.size_bytes,
         "device_name": cgen.string_literal(f"tinydeploy-{board.name}"),
         "model_name_literal": cgen.string_literal(f"{model_name} {model.sha256[:12]}"),
@@ -124,7 +125,8 @@ def _check_options(model: Model, board: Board, options: RenderOptions) -> None:
 
 def _project_file(model: Model, board: Board, options: RenderOptions, arena: int) -> str:
     """tinydeploy.json: what was rendered, for build, emulate and bench."""
-    return json.dumps({"generated_by": BANNER, "board": board.name, "engine": options.engine,
+    return json.dumps({"generated_by": BANNER, "board": board.name, "board_profile": board.path,
+                       "engine": options.engine,
                        "framework": None if board.toolchain else options.framework,
                        "model_sha256": model.sha256, "arena_bytes": arena, "baud": board.baud},
                       indent=2, ensure_ascii=False) + "\n"
