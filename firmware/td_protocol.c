@@ -37,7 +37,7 @@ static int parse_count(const char *token, unsigned long *value) {
   if (token == NULL || *token == '\0') return 0;
   for (; *token; ++token) {
     if (*token < '0' || *token > '9') return 0;
-    if (v > 100000000UL) return 0; /* far beyond any buffer or run count */
+    if (v > TD_MAX_COUNT / 10UL) return 0; /* far beyond any buffer or run count */
     v = v * 10UL + (unsigned long)(*token - '0');
   }
   *value = v;
@@ -166,18 +166,19 @@ static void command_infer(td_protocol *p, char *args) {
 
 static void execute(td_protocol *p, char *command) {
   char *args = strchr(command, ' ');
-  char line[TD_MAX_COMMAND + 32];
   if (args != NULL) *args++ = '\0';
   else args = command + strlen(command);
   if (strcmp(command, "name") == 0) {
-    snprintf(line, sizeof(line), "m-name-dut-[%s]", p->io.name);
-    emit_line(p, line);
+    emit(p, "m-name-dut-[");
+    emit(p, p->io.name);
+    emit_line(p, "]");
   } else if (strcmp(command, "profile") == 0) {
     emit_line(p, "m-profile-[tinydeploy]");
-    snprintf(line, sizeof(line), "m-model-[%s]", p->io.model);
-    emit_line(p, line);
+    emit(p, "m-model-[");
+    emit(p, p->io.model);
+    emit_line(p, "]");
   } else if (strcmp(command, "info") == 0) {
-    char info[768];
+    char info[TD_INFO_SIZE];
     size_t length = p->platform->info(p->platform->ctx, info, sizeof(info));
     emit(p, "m-info-");
     p->platform->write(p->platform->ctx, info, length < sizeof(info) ? length : sizeof(info) - 1);
@@ -192,8 +193,9 @@ static void execute(td_protocol *p, char *command) {
   } else if (strcmp(command, "results") == 0) {
     print_results(p);
   } else {
-    snprintf(line, sizeof(line), "unknown command '%s'", command);
-    td_protocol_error(p, line);
+    emit(p, "e-[unknown command '");
+    emit(p, command);
+    emit_line(p, "']");
   }
   emit_line(p, "m-ready");
 }

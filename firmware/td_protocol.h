@@ -13,6 +13,8 @@ extern "C" {
 #endif
 
 #define TD_MAX_COMMAND 80 /* MLPerf Tiny: a command is at most 80 characters */
+#define TD_INFO_SIZE 768  /* the buffer `info%` fills: the info line is at most TD_INFO_SIZE - 1 bytes */
+#define TD_MAX_COUNT 1000000009UL /* the largest N parse_count takes (db load N, infer N W) */
 
 /* What the protocol needs from the board. */
 typedef struct td_platform {

@@ -1,7 +1,10 @@
 /* Host harness for the protocol core: serial on stdin/stdout, a fake model
  * whose output[i] is the sum of the input bytes plus i (wrapping), a fake
- * clock that advances 7 us per invoke. Compiled by tests/test_firmware.py. */
+ * clock that advances 7 us per invoke. `--not-ready` starts as after a failed
+ * setup; `--fail-at K` makes the K-th invoke (and every later one) fail.
+ * Compiled by tests/test_protocol.py. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "td_protocol.h"
@@ -9,6 +12,7 @@
 static int8_t input[4];
 static int8_t output[3];
 static uint64_t clock_us = 1000;
+static unsigned long invokes = 0, fail_at = 0; /* 0: never fail */
 
 static void host_write(void *ctx, const char *data, size_t len) {
   (void)ctx;
@@ -25,6 +29,7 @@ static int host_invoke(void *ctx) {
   int sum = 0;
   size_t i;
   (void)ctx;
+  if (fail_at != 0 && ++invokes >= fail_at) return 1;
   for (i = 0; i < sizeof(input); ++i) sum += input[i];
   for (i = 0; i < sizeof(output); ++i) output[i] = (int8_t)(sum + (int)i);
   clock_us += 7;
@@ -40,7 +45,11 @@ int main(int argc, char **argv) {
   td_platform platform = {NULL, host_write, host_micros, host_invoke, host_info};
   td_model_io io = {input, sizeof(input), output, sizeof(output), "host", "fake"};
   td_protocol protocol;
-  int c, ready = !(argc > 1 && strcmp(argv[1], "--not-ready") == 0);
+  int c, i, ready = 1;
+  for (i = 1; i < argc; ++i) {
+    if (strcmp(argv[i], "--not-ready") == 0) ready = 0;
+    if (strcmp(argv[i], "--fail-at") == 0 && i + 1 < argc) fail_at = strtoul(argv[++i], NULL, 10);
+  }
   td_protocol_init(&protocol, &platform, &io, ready);
   if (!ready) td_protocol_error(&protocol, "arena allocation failed: requested 2048 bytes");
   td_protocol_boot(&protocol);

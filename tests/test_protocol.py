@@ -1,5 +1,6 @@
 """The virtual device's protocol equals the firmware's, and the host parser is robust."""
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -21,23 +22,33 @@ SCRIPTS = [
 ]
 
 
-def python_device(script: str, ready: bool = True) -> bytes:
+def python_device(script: bytes | str, ready: bool = True, fail_at: int = 0) -> bytes:
     """The Python twin with the same fake model and clock as tests/protocol_host.c."""
     out = []
-    clock = {"us": 1000}
+    state = {"us": 1000, "invokes": 0}
 
     def invoke(data: bytes):
+        if fail_at:
+            state["invokes"] += 1
+            if state["invokes"] >= fail_at:
+                return None
         total = sum(b - 256 if b > 127 else b for b in data)
-        clock["us"] += 7
+        state["us"] += 7
         return [((total + i + 128) % 256) - 128 for i in range(3)]
 
-    device = DeviceProtocol(out.append, lambda: clock["us"], invoke,
+    device = DeviceProtocol(out.append, lambda: state["us"], invoke,
                             lambda: '{"arena_bytes":2048,"board":"host"}', 4, 3, "host", "fake", ready)
     if not ready:
         device.error("arena allocation failed: requested 2048 bytes")
     device.boot()
-    device.feed(script.encode())
-    return "".join(out).encode()
+    device.feed(script.encode() if isinstance(script, str) else script)
+    return b"".join(out)
+
+
+def firmware_device(exe, script: bytes | str, ready: bool = True, fail_at: int = 0) -> bytes:
+    args = [str(exe)] + ([] if ready else ["--not-ready"]) + (["--fail-at", str(fail_at)] if fail_at else [])
+    return subprocess.run(args, input=script.encode() if isinstance(script, str) else script,
+                          capture_output=True, check=True, timeout=30).stdout
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +63,70 @@ def c_device(tmp_path_factory):
 @pytest.mark.host
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_virtual_device_protocol_matches_the_firmware_byte_for_byte(c_device, script):
-    firmware = subprocess.run([str(c_device)], input=script.encode(), capture_output=True, check=True).stdout
-    assert python_device(script) == firmware
+    assert python_device(script) == firmware_device(c_device, script)
 
 
 @pytest.mark.host
 def test_not_ready_devices_match(c_device):
     script = "db load 4%infer 1%name%"
-    firmware = subprocess.run([str(c_device), "--not-ready"], input=script.encode(), capture_output=True,
-                              check=True).stdout
-    assert python_device(script, ready=False) == firmware
+    assert python_device(script, ready=False) == firmware_device(c_device, script, ready=False)
+
+
+# Cases where the two sides once disagreed: leading zeros, counts past 10 digits, a NUL in a
+# command, bytes above 127, a failing invoke.
+DRIFTED = [("db load 4%db 01020304%infer 00000000001%", 0), ("db load 00000000004%", 0),
+           ("db load 4%db 01020304%infer 1000000005 0%", 3), ("db load 4%db 01020304%infer 1000000010 0%", 0),
+           ("na\0me%db\0 load 4%", 0), ("\xe9t\xe9%", 0), ("db load 4%db 01020304%infer 2 3%", 2),
+           ("db load 4%db 01020304%infer 5 1%results%", 4)]
+
+
+@pytest.mark.host
+@pytest.mark.parametrize("script, fail_at", DRIFTED)
+def test_the_cases_that_once_drifted_agree(c_device, script, fail_at):
+    script = script.encode("latin-1")
+    assert python_device(script, fail_at=fail_at) == firmware_device(c_device, script, fail_at=fail_at)
+
+
+def _command():
+    """One command of a random script: real commands with good and bad arguments, and junk."""
+    count = st.one_of(st.integers(0, 12).map(str), st.integers(0, 2 * 10**9).map(str),
+                      st.tuples(st.integers(0, 12), st.integers(1, 12)).map(lambda nz: "0" * nz[1] + str(nz[0])),
+                      st.text("0123456789", min_size=1, max_size=14), st.text("0123456789 x-+", max_size=6))
+    hexes = st.one_of(st.binary(max_size=6).map(bytes.hex), st.text("0123456789abcdefABCDEFgx ", max_size=12))
+    pieces = st.lists(st.sampled_from(["\0", "\xff", "\xe9", "\x7f", " ", "  ", "name", "info", "db", "load", "infer",
+                                       "results", "4", "01", "0102030405", "9" * 11]), max_size=8).map("".join)
+    junk = st.one_of(pieces, st.binary(max_size=90).map(lambda b: b.replace(b"%", b"").decode("latin-1")))
+    return st.one_of(
+        st.sampled_from(["name", "profile", "info", "results", "db load 4", "db 01020304", "db load", "infer",
+                         "infer 1"]),
+        count.map(lambda n: f"db load {n}"), hexes.map(lambda h: f"db {h}"),
+        st.tuples(count, count).map(lambda nw: f"infer {nw[0]} {nw[1]}"), count.map(lambda n: f"infer {n}"),
+        junk, st.text(st.characters(max_codepoint=255, blacklist_characters="%"), max_size=3).map(lambda t: "x" * 78 + t))
+
+
+SCRIPT = st.lists(st.tuples(_command(), st.sampled_from(["%", "%\r\n", "\n%", "%%"])), max_size=12).map(
+    lambda parts: "".join(c + end for c, end in parts).encode("latin-1"))
+
+
+@pytest.mark.host
+@given(script=SCRIPT, ready=st.booleans(), fail_at=st.sampled_from([0, 0, 1, 2, 3, 7, 40]))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_random_scripts_get_byte_identical_answers_from_the_firmware_and_its_twin(c_device, script, ready, fail_at):
+    """A differential test: Hypothesis writes command scripts (digits, long numbers, bad hex,
+    overlong lines, NULs, invoke failures) and both sides must print the same bytes. Huge
+    infer counts run only with a failing invoke, which ends them."""
+    if not fail_at and re.search(rb"infer [0-9]{5,}", script):
+        fail_at = 40
+    assert python_device(script, ready, fail_at) == firmware_device(c_device, script, ready, fail_at)
+
+
+@pytest.mark.unit
+def test_shared_constants_match_the_firmware_header():
+    from tinydeploy import protocol
+    header = (ROOT / "firmware" / "td_protocol.h").read_text()
+    defined = {name: int(value) for name, value in re.findall(r"#define (TD_\w+) +(\d+)(?:UL)?\b", header)}
+    assert defined == {"TD_MAX_COMMAND": protocol.MAX_COMMAND, "TD_INFO_SIZE": protocol.INFO_SIZE,
+                       "TD_MAX_COUNT": protocol.MAX_COUNT}
 
 
 VALID = ["m-ready", "m-init-done", "m-lap-us-123456", "m-results-[1,-2,127,-128]", "e-[db data must be hex digits]",

@@ -12,7 +12,10 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-MAX_COMMAND = 80
+# The same constants as firmware/td_protocol.h (a test reads them from there).
+MAX_COMMAND = 80  # TD_MAX_COMMAND: MLPerf Tiny's longest command
+INFO_SIZE = 768  # TD_INFO_SIZE: the buffer `info%` fills, so the info line is at most INFO_SIZE - 1 bytes
+MAX_COUNT = 1_000_000_009  # TD_MAX_COUNT: the largest N the firmware's parse_count takes
 
 # Every line the device can print starts with one of these.
 _TOKEN = re.compile(r"(m-(?:init-done|ready|name-dut-\[|profile-\[|model-\[|info-|\[Expecting |load-done|"
@@ -59,32 +62,37 @@ def parse_line(raw: str) -> Line:
 
 
 class DeviceProtocol:
-    """The device side, fed byte by byte; a Python twin of firmware/td_protocol.c.
+    """The device side, fed byte by byte; a Python twin of firmware/td_protocol.c that
+    answers with the same bytes (tests/test_protocol.py proves it on random scripts).
+
+    Text inside is bytes held as latin-1 characters, one character per byte, as the C code
+    sees them; the device's own strings (name, model, info) are sent as UTF-8.
 
     Args:
-        write: sends text to the host.
+        write: sends bytes to the host.
         micros: a microsecond clock.
-        invoke: runs the model on ``self.input`` and returns the int8 outputs (a list).
+        invoke: runs the model on the input bytes and returns the int8 outputs (a list),
+            or None when the run failed (the firmware's "invoke failed").
         info: returns the info JSON line.
         input_size: the model's input size in bytes.
         name, model: for ``name%`` and ``profile%``.
         ready: False when the model could not be set up.
     """
 
-    def __init__(self, write: Callable[[str], None], micros: Callable[[], int], invoke: Callable[[bytes], list],
-                 info: Callable[[], str], input_size: int, output_size: int, name: str, model: str,
-                 ready: bool = True):
+    def __init__(self, write: Callable[[bytes], None], micros: Callable[[], int],
+                 invoke: Callable[[bytes], list | None], info: Callable[[], str], input_size: int,
+                 output_size: int, name: str, model: str, ready: bool = True):
         self._write, self._micros, self._invoke, self._info = write, micros, invoke, info
         self.input = bytearray(input_size)
         self.output = [0] * output_size
-        self.name, self.model, self.ready = name, model, ready
+        self.name, self.model, self.ready = _as_bytes(name), _as_bytes(model), ready
         self._line = ""
         self._overflow = False
         self.expected = 0
         self.loaded = 0
 
     def _emit(self, text: str) -> None:
-        self._write(text + "\r\n")
+        self._write((text + "\r\n").encode("latin-1"))
 
     def error(self, message: str) -> None:
         self._emit(f"e-[{message}]")
@@ -106,7 +114,7 @@ class DeviceProtocol:
             if end < 0:
                 return
             if self._overflow:
-                self.error("command longer than 80 characters")
+                self.error(f"command longer than {MAX_COMMAND} characters")
                 self._emit("m-ready")
             else:
                 self._execute(self._line)
@@ -117,6 +125,7 @@ class DeviceProtocol:
         self._emit("m-results-[" + ",".join(str(v) for v in self.output) + "]")
 
     def _execute(self, line: str) -> None:
+        line = line.partition("\0")[0]  # C strings end at the first NUL byte
         command, _, args = line.partition(" ")
         if command == "name":
             self._emit(f"m-name-dut-[{self.name}]")
@@ -124,7 +133,7 @@ class DeviceProtocol:
             self._emit("m-profile-[tinydeploy]")
             self._emit(f"m-model-[{self.model}]")
         elif command == "info":
-            self._emit("m-info-" + self._info())
+            self._emit("m-info-" + _as_bytes(self._info())[:INFO_SIZE - 1])
         elif not self.ready and command in ("db", "infer", "results"):
             self.error("the model is not set up (see the error printed at boot)")
         elif command == "db":
@@ -139,10 +148,15 @@ class DeviceProtocol:
 
     @staticmethod
     def _count(token: str | None) -> int | None:
-        if not token or not token.isdigit() or not token.isascii() or len(token) > 10:
+        """parse_count: ASCII digits only, any leading zeros, at most MAX_COUNT."""
+        if not token:
             return None
-        value = int(token)
-        return value if value <= 1_000_000_000 else None
+        value = 0
+        for c in token:
+            if not "0" <= c <= "9" or value > MAX_COUNT // 10:
+                return None
+            value = value * 10 + ord(c) - ord("0")
+        return value
 
     def _db(self, args: str) -> None:
         if args.startswith("load") and args[4:5] in (" ", ""):
@@ -188,15 +202,30 @@ class DeviceProtocol:
             self.error("no input loaded: send db load N% and the data first")
             return
         self._emit(f"m-warmup-start-{warmup}")
-        for _ in range(warmup):
-            self.output = self._invoke(bytes(self.input))
+        if not self._run(warmup):
+            return
         self._emit("m-warmup-done")
         self._emit(f"m-infer-start-{runs}")
         start = self._micros()  # both stamps are printed after the runs, as the firmware does
-        for _ in range(runs):
-            self.output = self._invoke(bytes(self.input))
+        if not self._run(runs):
+            return
         end = self._micros()
         self._emit(f"m-lap-us-{start}")
         self._emit(f"m-lap-us-{end}")
         self._emit("m-infer-done")
         self._results()
+
+    def _run(self, times: int) -> bool:
+        """Invoke the model `times` times; on a failed run, say so and stop (False)."""
+        for _ in range(times):
+            output = self._invoke(bytes(self.input))
+            if output is None:
+                self.error("invoke failed")
+                return False
+            self.output = output
+        return True
+
+
+def _as_bytes(text: str) -> str:
+    """UTF-8 text as one latin-1 character per byte, as the firmware holds its strings."""
+    return text.encode("utf-8").decode("latin-1")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jinja2
 
-from tinydeploy import __version__, arena, cgen, kernels, tflm
+from tinydeploy import __version__, arena, cgen, kernels, protocol, tflm
 from tinydeploy.boards import ENGINES, Board
 from tinydeploy.errors import BadInput
 from tinydeploy.model import Model
@@ -26,7 +26,11 @@ FRAMEWORKS = ("espidf", "arduino")
 ESP_TFLITE_MICRO = ">=1.3.7"  # earlier versions could send every CONV_2D down the slow reference path
 ARDUINO_TFLM_LIBRARY = "spaziochirale/Chirale_TensorFLowLite"
 PROJECT_FILE = "tinydeploy.json"  # what was rendered, for build, flash and emulate
-INFO_LIMIT = 720  # the firmware's info buffer (td_protocol.c) is 768 bytes
+SETUP_ERROR_BYTES = 192  # model_runner.cc's buffer for a setup error (with its NUL)
+# The info line is the info format with its two %s filled in: arena_used_bytes (at most 20
+# digits) and setup_error (null, or the error quoted). Filled, it must fit the firmware's info
+# buffer (TD_INFO_SIZE bytes with the NUL), or the host would read a cut JSON line.
+INFO_LIMIT = protocol.INFO_SIZE - 1 - 20 - (SETUP_ERROR_BYTES + 1) + len("%s%s")
 RX_BUFFER_BYTES = 4096  # the host streams the next validation sample while one inference runs
 
 
@@ -86,7 +90,8 @@ def _info_format(model: Model, board: Board, framework: str, arena: int, engine:
     text = ('{"arena_used_bytes":%s,"setup_error":%s,'
             + json.dumps(info, separators=(",", ":"))[1:].replace("%", "%%"))
     if len(text) > INFO_LIMIT:
-        raise BadInput(f"the device info line would be {len(text)} characters (limit {INFO_LIMIT})")
+        raise BadInput(f"the device info line would be {len(text)} characters (limit {INFO_LIMIT}: the firmware's "
+                       f"info buffer is {protocol.INFO_SIZE} bytes, with room for a setup error)")
     return text
 
 
@@ -192,7 +197,7 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
                          f"Arduino, {ARDUINO_TFLM_LIBRARY}: current TFLM API but no ESP-NN, so it is slower"),
         "esp_tflite_micro": ESP_TFLITE_MICRO,
         "sdkconfig": _sdkconfig(board),
-        "rx_buffer_bytes": RX_BUFFER_BYTES,
+        "rx_buffer_bytes": RX_BUFFER_BYTES, "setup_error_bytes": SETUP_ERROR_BYTES,
         # Arduino: the library's log goes to __wrap_DebugLog (main.cpp), not into the protocol stream.
         "extra": ([("lib_deps", ARDUINO_TFLM_LIBRARY), ("build_flags", "-Wl,--wrap=DebugLog")]
                   if framework == "arduino" else []),

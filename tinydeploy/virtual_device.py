@@ -70,9 +70,14 @@ class VirtualDevice:
         self._output_size = output_tensor.elements
 
     # -- device behaviour ------------------------------------------------------
-    def _invoke(self, data: bytes) -> list[int]:
+    def _invoke(self, data: bytes) -> list[int] | None:
+        """One inference; None when the interpreter fails, which the device reports as the
+        firmware does (e-[invoke failed])."""
         sample = np.frombuffer(data, dtype=np.int8).reshape(self._input_shape)
-        return [int(v) for v in self.runner.invoke_int8(sample)]
+        try:
+            return [int(v) for v in self.runner.invoke_int8(sample)]
+        except Exception:  # noqa: BLE001 - any failure of the interpreter is the device's answer
+            return None
 
     def _protocol(self, write) -> DeviceProtocol:
         return DeviceProtocol(write, lambda: time.perf_counter_ns() // 1000, self._invoke, lambda: self._info,
@@ -121,7 +126,7 @@ class VirtualDevice:
 
         sender = threading.Thread(target=writer, daemon=True)
         sender.start()
-        protocol = self._protocol(lambda text: outgoing.put(text.encode()))
+        protocol = self._protocol(outgoing.put)
         protocol.boot()
         try:
             self._session(read, protocol, rx)
