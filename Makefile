@@ -38,7 +38,7 @@ system-packages:
 	fi
 
 test: $(INSTALLED) system-packages
-	$(PY) -m pytest -m "unit or host" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "unit or host or slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

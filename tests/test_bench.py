@@ -12,6 +12,7 @@ from tinydeploy.errors import StepFailed
 from tinydeploy.model import load_model
 from tinydeploy.verify import junit_xml, load_results, verify
 from tinydeploy.virtual_device import VirtualDevice
+from tests.helpers import run_cli
 
 pytestmark = pytest.mark.host
 
@@ -170,9 +171,8 @@ def test_cli_virtual_device_and_bench(int8_cnn, tmp_path):
     try:
         line = server.stdout.readline()
         assert "virtual device for" in line and port_file.read_text().strip() in line
-        done = subprocess.run([sys.executable, "-m", "tinydeploy", "bench", "--port", port_file.read_text().strip(),
-                               "--runs", "3", "--out", str(tmp_path / "b"), "--json"],
-                              capture_output=True, text=True, timeout=120)
+        done = run_cli("bench", "--port", port_file.read_text().strip(), "--runs", "3", "--out", tmp_path / "b",
+                       "--json", timeout=120)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["virtual"] is True
     finally:
@@ -207,3 +207,15 @@ def test_pytest_plugin_skips_without_a_port(pytester):
     result = pytester.runpytest_subprocess("-rs", "-p", "no:cacheprovider")
     result.assert_outcomes(skipped=2)
     result.stdout.fnmatch_lines(["*no board: pass --tinydeploy-port*"])
+
+
+@pytest.mark.unit
+def test_instruction_counts_are_never_shown_as_microseconds_without_a_clock():
+    from tinydeploy.bench import latency_us
+    stats = {"runs": 3, "min": 1600, "median": 3200, "mean": 3200, "p90": 4800, "max": 4800}
+    assert latency_us(stats, {"timer": "us"}) is stats
+    estimate = latency_us({**stats, "partial": True}, {"timer": "instructions", "cpu_mhz": 160})
+    assert estimate["median"] == 20 and estimate["partial"] and estimate["basis"].startswith("estimate")
+    for bad in (None, 0, -5, "160", True):
+        with pytest.raises(StepFailed, match="counts instructions, not µs, but its info gives no clock rate"):
+            latency_us(stats, {"timer": "instructions", "cpu_mhz": bad})

@@ -23,6 +23,7 @@ from tinydeploy.errors import BadInput, StepFailed
 from tinydeploy.model import load_model, parse_model
 from tinydeploy.render import RenderOptions, render
 from tinydeploy.resources import shipped
+from tests.helpers import run_cli
 
 FLAGS = ["-std=c99", "-pedantic", "-O2", "-Wall", "-Wextra", "-Werror"]
 
@@ -224,18 +225,15 @@ def test_tflm_is_refused_on_the_emulated_board(int8_cnn):
 
 # ---- the emulated RISC-V board: the real firmware, end to end ------------------
 
-def run(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "tinydeploy", *args], capture_output=True, text=True,
-                          timeout=600, **kwargs)
 
 
 @pytest.fixture(scope="module")
-def built_rv32(int8_cnn, tmp_path_factory):
+def built_rv32(int8_cnn, tmp_path_factory, rv32_tools):
     project = tmp_path_factory.mktemp("rv32") / "fw"
-    done = run("render", str(int8_cnn), "--board", "qemu-riscv32", "--out", str(project), "--json")
+    done = run_cli("render", str(int8_cnn), "--board", "qemu-riscv32", "--out", str(project), "--json")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    done = run("build", str(project), "--json")
+    done = run_cli("build", str(project), "--json")
     assert done.returncode == 0, done.stderr
     return project, summary, json.loads(done.stdout)
 
@@ -258,7 +256,7 @@ def test_rv32_render_bench_validate_verify(built_rv32, int8_cnn, tmp_path):
     from tinydeploy import emulate
     project, summary, _ = built_rv32
     with emulate.start(project) as emulator:
-        done = run("bench", "--port", emulator.url, "--out", str(tmp_path / "bench"), "--runs", "5",
+        done = run_cli("bench", "--port", emulator.url, "--out", str(tmp_path / "bench"), "--runs", "5",
                    "--expect-model", str(int8_cnn), "--validate", "40", "--data", "digits", "--json")
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout)
@@ -273,12 +271,12 @@ def test_rv32_render_bench_validate_verify(built_rv32, int8_cnn, tmp_path):
     assert validation["samples"] == 40 and validation["top1_agreement"] == 1.0
     assert validation["identical_outputs"] == 1.0 and validation["max_output_diff_lsb"] == 0
     assert "TFLite reference kernels" in validation["reference"]
-    ok = run("verify", str(tmp_path / "bench"), "--json", "--max-latency-ms", "1000")
+    ok = run_cli("verify", str(tmp_path / "bench"), "--json", "--max-latency-ms", "1000")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     verdicts = {v["target"]: v for v in json.loads(ok.stdout)["verdicts"]}
     assert verdicts["arena"]["measured"] == round(summary["arena_bytes"] / 1024, 2)
     assert verdicts["latency"]["basis"].startswith("median, estimate")
-    tight = run("verify", str(tmp_path / "bench"), "--json", "--max-latency-ms", "0.001")
+    tight = run_cli("verify", str(tmp_path / "bench"), "--json", "--max-latency-ms", "0.001")
     assert tight.returncode == 1
 
 
@@ -314,12 +312,12 @@ def test_emulate_needs_a_built_project_for_an_emulated_board(built_rv32, tmp_pat
     with pytest.raises(BadInput, match="not a rendered project"):
         emulate.start(tmp_path)
     esp = tmp_path / "esp"
-    assert run("render", str(int8_cnn), "--board", "esp32-s3-devkitc-1", "--out", str(esp)).returncode == 0
+    assert run_cli("render", str(int8_cnn), "--board", "esp32-s3-devkitc-1", "--out", str(esp)).returncode == 0
     with pytest.raises(BadInput, match="real board"):
         emulate.start(esp)
-    done = run("emulate", str(tmp_path / "nothing"))
+    done = run_cli("emulate", str(tmp_path / "nothing"))
     assert done.returncode == 2 and "tinydeploy.json" in done.stderr
-    done = run("flash", str(built_rv32[0]), "--port", "loop://")
+    done = run_cli("flash", str(built_rv32[0]), "--port", "loop://")
     assert done.returncode == 2 and "tinydeploy emulate" in done.stderr
     assert Path(built_rv32[0] / "tinydeploy.json").is_file()
 

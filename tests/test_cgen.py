@@ -1,7 +1,6 @@
 """User text (model names, labels) entering generated C and C++: escaped so that any Unicode
 compiles with warnings as errors and reads back byte for byte on the device."""
 
-import shutil
 import subprocess
 
 import pytest
@@ -13,6 +12,7 @@ from tinydeploy.boards import get_board
 from tinydeploy.model import load_model
 from tinydeploy.project import write_project
 from tinydeploy.render import RenderOptions, render
+from tests.helpers import need_programs
 
 WARNINGS = ["-Wall", "-Wextra", "-Werror"]
 # Pieces that have broken generated code: comment ends, line splices, trigraphs, quotes,
@@ -52,9 +52,7 @@ def test_reserved_or_malformed_identifiers_are_refused(name):
 
 @pytest.fixture(scope="module")
 def compilers():
-    missing = [c for c in ("gcc", "g++") if shutil.which(c) is None]
-    if missing:
-        pytest.fail(f"host tests need {', '.join(missing)}")
+    need_programs("gcc", "g++", packages="gcc g++")
 
 
 def _run(tmp_path, compile_command, sources, main_name, main_text):

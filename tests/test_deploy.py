@@ -1,21 +1,19 @@
 import json
-import subprocess
-import sys
 
 import pytest
 
 from tinydeploy import tflm
 from tinydeploy.evaluate import evaluate
 from tinydeploy.model import load_model
+from tests.helpers import run_cli
 
-pytestmark = pytest.mark.host
+pytestmark = pytest.mark.slow
 
 
 def deploy_digits(out, board: str, max_latency_ms: str):
     """`tinydeploy deploy` on small digits with the fast budget, as JSON."""
-    return subprocess.run([sys.executable, "-m", "tinydeploy", "deploy", "--data", "digits", "--image-size", "16",
-                           "--budget", "fast", "--board", board, "--out", str(out), "--json",
-                           "--max-latency-ms", max_latency_ms], capture_output=True, text=True, timeout=900)
+    return run_cli("deploy", "--data", "digits", "--image-size", "16", "--budget", "fast", "--board", board,
+                   "--out", out, "--json", "--max-latency-ms", max_latency_ms, timeout=900)
 
 
 def test_deploy_without_a_board_uses_the_virtual_device(tmp_path):

@@ -35,7 +35,7 @@ def test_an_engine_that_cannot_run_the_model_is_never_chosen_over_one_that_can()
 
 
 @pytest.mark.host
-def test_on_the_c3_the_c_engine_is_costed_from_emulated_instructions_and_cached(int8_cnn, tmp_path):
+def test_on_the_c3_the_c_engine_is_costed_from_emulated_instructions_and_cached(int8_cnn, tmp_path, rv32_tools):
     model = load_model(int8_cnn)
     board = get_board("esp32-c3-devkitm-1")
     tflm, c = engines.cost_all(model, board, Targets(), emulate_in=tmp_path)

@@ -1,10 +1,10 @@
 """The portable firmware core, compiled with the host compiler and driven like a serial port."""
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from tests.helpers import need_programs
 
 pytestmark = pytest.mark.host
 
@@ -14,8 +14,7 @@ WARNINGS = ["-Wall", "-Wextra", "-Werror"]
 
 @pytest.fixture(scope="module")
 def device(tmp_path_factory):
-    if shutil.which("gcc") is None:
-        pytest.fail("gcc is needed for host tests")
+    need_programs("gcc", packages="gcc")
     exe = tmp_path_factory.mktemp("fw") / "protocol_host"
     subprocess.run(["gcc", "-std=c99", "-pedantic", *WARNINGS, f"-I{ROOT / 'firmware'}",
                     str(ROOT / "firmware" / "td_protocol.c"), str(ROOT / "tests" / "protocol_host.c"),

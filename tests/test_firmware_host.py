@@ -5,7 +5,6 @@ those tests run when TINYDEPLOY_TFLM_SRC (an esp-tflite-micro tree), TINYDEPLOY_
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from tinydeploy.boards import get_board
 from tinydeploy.project import create_project
 from tinydeploy.render import RenderOptions
+from tests.helpers import missing, need_programs
 
 pytestmark = pytest.mark.host
 
@@ -30,9 +30,10 @@ def source(variable: str, what: str) -> Path:
 
 
 def host_check(project: Path, model: Path, work: Path, *extra: str, validate: int = 100) -> dict:
-    if shutil.which("gcc") is None or subprocess.run(["gcc", "-m32", "-x", "c", "-", "-o", "/dev/null"],
-                                                     input=b"int main(void){return 0;}").returncode:
-        pytest.fail("a 32-bit host compiler is needed (Debian: gcc-multilib g++-multilib)")
+    need_programs("gcc", "g++", packages="gcc-multilib g++-multilib")
+    if subprocess.run(["gcc", "-m32", "-x", "c", "-", "-o", "/dev/null"], input=b"int main(void){return 0;}",
+                      capture_output=True).returncode:
+        missing("needs a 32-bit host compiler (Debian: apt-get install gcc-multilib g++-multilib)")
     done = subprocess.run([sys.executable, str(ROOT / "bench/firmware_host_check.py"), str(project), "--model",
                            str(model), "--validate", str(validate), "--work", str(work), "--json", *extra],
                           capture_output=True, text=True, timeout=1800)

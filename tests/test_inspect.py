@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -9,15 +7,11 @@ from tinydeploy.boards import get_board
 from tinydeploy.cli import main
 from tinydeploy.inspect import inspect
 from tinydeploy.model import load_model
+from tests.helpers import run_cli
 
 pytestmark = pytest.mark.host
 
 
-def run_cli(*args):
-    """The installed CLI in a fresh process: exit code, stdout, stderr."""
-    done = subprocess.run([sys.executable, "-m", "tinydeploy", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
-    return done.returncode, done.stdout, done.stderr
 
 
 def test_measured_arena_is_the_smallest_that_works(int8_cnn):

@@ -13,8 +13,9 @@ from tinydeploy import data
 from tinydeploy.boards import get_board
 from tinydeploy.errors import BadInput
 from tinydeploy.search import SearchConfig, open_study, redact, sample_arch, search
+from tests.helpers import missing, run_cli
 
-pytestmark = pytest.mark.host
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def postgres_url():
     """A fresh database on the real PostgreSQL server that .ci/run starts on loopback."""
     base = os.environ.get("TINYDEPLOY_TEST_POSTGRES")
     if not base:
-        pytest.skip("needs PostgreSQL: set TINYDEPLOY_TEST_POSTGRES (.ci/run starts a server and sets it)")
+        missing("needs PostgreSQL: set TINYDEPLOY_TEST_POSTGRES (.ci/run starts a server and sets it)")
     import psycopg
     name = f"td_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(base, autocommit=True) as admin:
@@ -37,10 +38,6 @@ def postgres_url():
         admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
-def run_cli(*args, timeout=600):
-    done = subprocess.run([sys.executable, "-m", "tinydeploy", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
-    return done.returncode, done.stdout, done.stderr
 
 
 def load(storage, study="tinydeploy"):

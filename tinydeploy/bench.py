@@ -275,6 +275,22 @@ def read_info(conn: Connection) -> dict:
         raise StepFailed(f"the device's info line is not JSON: {shown(infos[-1], 120)}") from exc
 
 
+def latency_us(stats: dict, info: dict) -> dict:
+    """The device's timings in µs: as measured where its timer counts µs; where it counts
+    instructions (an emulated board: info's "timer"), an estimate at its info's cpu_mhz.
+
+    Raises:
+        StepFailed: the device counts instructions but reports no clock rate to convert them with.
+    """
+    if info.get("timer") != "instructions":
+        return stats
+    mhz = info.get("cpu_mhz")
+    if isinstance(mhz, bool) or not isinstance(mhz, (int, float)) or not mhz > 0:
+        raise StepFailed(f"the device counts instructions, not µs, but its info gives no clock rate to convert "
+                         f"them with (cpu_mhz is {json.dumps(mhz)}); the instruction counts are kept")
+    return {**instructions_to_us(stats, float(mhz)), **{k: stats[k] for k in ("partial", "runs_planned") if k in stats}}
+
+
 def instructions_to_us(stats: dict, cpu_mhz: float) -> dict:
     """An estimate in µs from instruction counts, at one instruction per cycle."""
     scaled = {k: round(stats[k] / cpu_mhz, 3) for k in ("min", "median", "mean", "p90", "max")}
@@ -407,10 +423,8 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
     def timed(stats: dict) -> None:
         if result.info.get("timer") == "instructions":
             result.latency_instructions = stats
-            result.latency_us = {**instructions_to_us(stats, float(result.info.get("cpu_mhz") or 1)),
-                                 **{k: stats[k] for k in ("partial", "runs_planned") if k in stats}}
-        else:
-            result.latency_us = stats
+            save()  # kept even when they can't be converted
+        result.latency_us = latency_us(stats, result.info)
         save()
 
     def validated(figures: dict) -> None:

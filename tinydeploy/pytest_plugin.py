@@ -49,11 +49,9 @@ class DeviceSession:
         return self._info
 
     def bench(self, runs: int = 20, warmup: int = 2) -> Latency:
-        from tinydeploy.bench import instructions_to_us, measure_latency
+        from tinydeploy.bench import latency_us, measure_latency
         info = self.info()
-        stats = measure_latency(self.connection, info, runs, warmup)
-        if info.get("timer") == "instructions":  # an emulated board: a labelled estimate in µs
-            stats = instructions_to_us(stats, float(info.get("cpu_mhz") or 1))
+        stats = latency_us(measure_latency(self.connection, info, runs, warmup), info)  # emulated: an estimate
         return Latency(stats["min"], stats["median"], stats["mean"], stats["p90"], stats["max"], stats["basis"])
 
     def validate(self, x, y) -> dict:
