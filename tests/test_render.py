@@ -11,7 +11,8 @@ from tinydeploy.boards import get_board, load_boards
 from tinydeploy.errors import BadInput
 from tinydeploy.model import load_model
 from tinydeploy.project import create_project, write_project
-from tinydeploy.render import BANNER, FRAMEWORKS, RenderOptions, arena_size, render
+from tinydeploy.render import FRAMEWORKS, RenderOptions, arena_size, render
+from tinydeploy.templating import BANNER
 
 pytestmark = pytest.mark.host
 
@@ -201,7 +202,7 @@ def test_the_component_lock_goes_only_when_our_component_list_changes(tmp_path):
 def test_a_project_for_a_user_board_finds_its_profile_again(tmp_path, int8_cnn, monkeypatch):
     """build, flash and emulate read the board from the project: a user's profile too, without --boards-dir."""
     from tinydeploy.boards import board_from_file
-    from tinydeploy.project import rendered_board
+    from tinydeploy.manifest import rendered_board
     profiles = tmp_path / "profiles"
     profiles.mkdir()
     text = open(get_board("esp32dev").path).read().replace('name = "esp32dev"', 'name = "lab.esp32"')

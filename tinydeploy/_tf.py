@@ -54,7 +54,7 @@ def tensorflow():
     check_stack()
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    from tinydeploy.tflm import captured_native_output
+    from tinydeploy._native import captured_native_output
     with captured_native_output():  # absl prints before its log level applies
         import tensorflow as tf
     return tf

@@ -300,3 +300,25 @@ def with_softmax(plain):
 def plain_model(arch: Arch, input_shape, n_classes: int):
     """An empty plain (BN-free, raw-input) logits model of an architecture."""
     return build(arch, input_shape, n_classes, None, batchnorm=False, name="deploy")
+
+
+def untrained_model(arch: Arch, data):
+    """The int8 model of an architecture with stand-in weights (_live_weights): its sizes, operators and
+    MACs are those of the trained model (the weights' values don't change them). data: a Dataset."""
+    from tinydeploy.convert import to_int8_tflite
+    from tinydeploy.model import parse_model
+    plain = plain_model(arch, data.input_shape, len(data.labels))
+    _live_weights(plain)
+    return parse_model(to_int8_tflite(with_softmax(plain), data.x_train[:16], samples=16))
+
+
+def _live_weights(plain) -> None:
+    """Deterministic positive weights: every activation stays alive on the calibration
+    samples (a dead ReLU would give a zero quantization range that TFLM refuses), and
+    sizes do not depend on the values."""
+    for layer in plain.layers:
+        weights = layer.get_weights()
+        if len(weights) == 2:
+            kernel, bias = weights
+            fan_in = max(1, kernel.size // kernel.shape[-1])
+            layer.set_weights([np.full_like(kernel, 1.0 / fan_in), np.full_like(bias, 0.1)])

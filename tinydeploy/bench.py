@@ -340,7 +340,8 @@ def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, 
     (ESP-NN, or an older TFLM in an Arduino library) may round differently; the figure
     says by how much, and nothing is widened to hide it. on_sample gets the figures so far
     after every sample (marked partial until the last)."""
-    from tinydeploy.evaluate import TflmRunner, quantize_input, reference_outputs
+    from tinydeploy.evaluate import quantize_input, reference_outputs
+    from tinydeploy.tflm import TflmRunner
     from tinydeploy.model import load_model
     model = load_model(model_path)
     inputs = quantize_input(model, x)

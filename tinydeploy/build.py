@@ -134,7 +134,7 @@ def build(project_dir: str | Path, env: str | None = None,
         BadInput: not a rendered project.
         StepFailed: PlatformIO is missing, offline, or the build failed.
     """
-    from tinydeploy.project import rendered_board
+    from tinydeploy.manifest import rendered_board
     root = Path(project_dir)
     board = rendered_board(root)
     if board is not None and board.toolchain is not None:

@@ -56,7 +56,7 @@ def _quietly(convert) -> bytes:
     """Run a conversion without the converter's native log lines and calibration warnings."""
     import warnings
 
-    from tinydeploy.tflm import captured_native_output
+    from tinydeploy._native import captured_native_output
     with warnings.catch_warnings(), captured_native_output():
         warnings.simplefilter("ignore")
         return convert()

@@ -7,8 +7,12 @@ comes from ``tinydeploy.tflm``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tinydeploy.model import Model, Operator
+
+if TYPE_CHECKING:
+    from tinydeploy.boards import Board
 
 
 @dataclass(frozen=True)
@@ -105,3 +109,15 @@ def activation_lower_bound(model: Model) -> int:
         live = sum(model.tensors[t].nbytes for t in first if first[t] <= step <= last[t])
         peak = max(peak, live)
     return peak
+
+
+def same_padding(in_size: int, filter_size: int, stride: int, dilation: int, out_size: int) -> int:
+    """ComputePaddingWithOffset: the padding before (the extra odd pixel goes after)."""
+    effective = (filter_size - 1) * dilation + 1
+    return max((out_size - 1) * stride + effective - in_size, 0) // 2
+
+
+def latency_estimate_ms(model: Model, board: "Board", kernels: str | None = None) -> float:
+    """The board's latency estimate for a model: each layer's MACs at the board profile's cycles
+    per MAC for its operator (kernels: which of the profile's tables; default its own)."""
+    return sum(board.estimate_us(layer.op, layer.macs, kernels) for layer in layer_costs(model)) / 1000

@@ -54,7 +54,7 @@ class Emulator:
 
 
 def _board_of(root: Path):
-    from tinydeploy.project import rendered_board
+    from tinydeploy.manifest import rendered_board
     board = rendered_board(root)
     if board is None:
         raise BadInput(f"{root} is not a rendered project (no readable tinydeploy.json); "

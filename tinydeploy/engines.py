@@ -83,7 +83,7 @@ class TflmEngine:
             return EngineCost(self.name, unavailable=f"TFLM lacks {', '.join(missing)}")
         measured = measured or tflm.measure_arena(model)
         need = arena.for_board(model, measured, board)
-        latency = sum(board.estimate_us(l.op, l.macs) for l in costs.layer_costs(model)) / 1000
+        latency = costs.latency_estimate_ms(model, board)
         cost = EngineCost(self.name, need.arena_bytes, model.size_bytes,
                           round(latency, 4), f"estimate ({board.name}, {board.kernels} cycles per MAC)")
         return _judged(cost, targets, f"{board.name}, {need.kernels} kernels (derived)")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinydeploy import tflm
+from tinydeploy.tflm import TflmRunner
 from tinydeploy.errors import BadInput
 from tinydeploy.model import Model
 
@@ -28,31 +28,6 @@ def _check_shape(model: Model, x: np.ndarray) -> None:
     if tuple(x.shape[1:]) != expected:
         raise BadInput(f"data samples are {tuple(x.shape[1:])} but {model.path} takes {expected}")
 
-
-class TflmRunner:
-    """Runs a model on the TFLM interpreter (in a child process), one sample at a time as on the board."""
-
-    def __init__(self, model: Model, arena_bytes: int | None = None):
-        self.model = model
-        size = arena_bytes or tflm.measure_arena(model).arena_bytes
-        self.process = tflm.TflmProcess(model.data, model.path or "the model")
-        self.process.open(size)
-
-    def invoke_int8(self, sample: np.ndarray) -> np.ndarray:
-        """One int8 input sample (without batch axis) -> the int8 output vector."""
-        return np.frombuffer(self.process.run(np.ascontiguousarray(sample, dtype=np.int8).tobytes()), dtype=np.int8)
-
-    def predict_int8(self, x_int8: np.ndarray) -> np.ndarray:
-        return np.stack([self.invoke_int8(s) for s in x_int8])
-
-    def close(self) -> None:
-        self.process.close()
-
-    def __del__(self):
-        try:
-            self.process.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
 
 
 def reference_outputs(model: Model, x_int8: np.ndarray) -> np.ndarray:

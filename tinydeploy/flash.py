@@ -112,7 +112,7 @@ def flash(project_dir: str | Path, port: str | None = None, env: str | None = No
     """
     root = Path(project_dir)
     if not (root / "platformio.ini").is_file():
-        from tinydeploy.project import rendered_board
+        from tinydeploy.manifest import rendered_board
         board = rendered_board(root)
         if board is not None and board.toolchain is not None:
             raise BadInput(f"{root} is rendered for a board with its own cross compiler, not flashed with "

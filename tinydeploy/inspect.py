@@ -109,7 +109,7 @@ def inspect(model_path: str | Path, board: Board, targets: Targets = Targets(),
     framework = framework or board.framework
     need = arena_model.for_board(model, arena, board, framework) if arena and model.is_int8 else None
     layers = costs.layer_costs(model)
-    latency_ms = sum(board.estimate_us(layer.op, layer.macs) for layer in layers) / 1000
+    latency_ms = costs.latency_estimate_ms(model, board)
     if need:
         arena_bytes, arena_basis = need.arena_bytes, f"{board.name}, {need.kernels} kernels, 32-bit (derived)"
     else:

@@ -48,7 +48,7 @@ class Window:
 
 def window(model: Model, op: Operator) -> Window:
     """The geometry of a CONV_2D or DEPTHWISE_CONV_2D, with TFLM's padding (ComputePaddingHeightWidth)."""
-    from tinydeploy.cengine import same_padding
+    from tinydeploy.costs import same_padding
     x, w, y = (model.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
     o = op.options
     sh, sw = o.get("stride_h", 1), o.get("stride_w", 1)

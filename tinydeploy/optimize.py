@@ -478,8 +478,7 @@ class Pipeline:
     def _untrained_costs(self, arch: arch_lib.Arch) -> tuple[list, int]:
         """An architecture's cost on every engine of the board, untrained (sizes, MACs and the
         instructions the C engine runs don't depend on the weights' values), and its MACs."""
-        from tinydeploy.search import untrained_model
-        model = untrained_model(arch, self.data)
+        model = arch_lib.untrained_model(arch, self.data)
         return (engines.cost_all(model, self.config.board, self.config.targets,
                                  emulate_in=Path(self.config.out) / "engines"),
                 sum(l.macs for l in costs.layer_costs(model)))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tinydeploy.errors import BadInput
 from tinydeploy.outputs import inside, output_folder, write_atomically
-from tinydeploy.render import BANNER, PROJECT_FILE
+from tinydeploy.templating import BANNER
 
 
 MANIFEST = ".tinydeploy-manifest.json"  # what the last render wrote here, so a re-render can clean up
@@ -82,25 +82,6 @@ def _remove_empty_parents(folder: Path, root: Path) -> None:
     while folder != root and root in folder.parents and not any(folder.iterdir()):
         folder.rmdir()
         folder = folder.parent
-
-
-def rendered_board(project_dir: str | Path):
-    """The board profile a project was rendered for (from its tinydeploy.json: the profile file
-    it was rendered with, a user's too, else the known board of that name), or None when the
-    folder holds no readable tinydeploy.json."""
-    from tinydeploy.boards import board_from_file, get_board
-    try:
-        info = json.loads((Path(project_dir) / PROJECT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(info, dict) or not info.get("board"):
-        return None
-    profile = info.get("board_profile")
-    if isinstance(profile, str) and Path(profile).is_file():  # the very profile it was rendered with
-        board = board_from_file(profile)
-        if board.name == info["board"]:
-            return board
-    return get_board(info["board"])
 
 
 def create_project(model_path: str | Path, board, out: str | Path, options) -> dict:

@@ -110,36 +110,15 @@ class CandidateCost:
                 "max_latency_ms": self.latency_ms - targets.max_latency_ms}
 
 
-def _live_weights(plain) -> None:
-    """Deterministic positive weights: every activation stays alive on the calibration
-    samples (a dead ReLU would give a zero quantization range that TFLM refuses), and
-    sizes do not depend on the values."""
-    for layer in plain.layers:
-        weights = layer.get_weights()
-        if len(weights) == 2:
-            kernel, bias = weights
-            fan_in = max(1, kernel.size // kernel.shape[-1])
-            layer.set_weights([np.full_like(kernel, 1.0 / fan_in), np.full_like(bias, 0.1)])
-
-
-def untrained_model(arch: arch_lib.Arch, data: Dataset):
-    """The int8 model of an architecture with stand-in weights (_live_weights): its sizes, operators and
-    MACs are those of the trained model (the weights' values don't change them)."""
-    from tinydeploy.convert import to_int8_tflite
-    plain = arch_lib.plain_model(arch, data.input_shape, len(data.labels))
-    _live_weights(plain)
-    return parse_model(to_int8_tflite(arch_lib.with_softmax(plain), data.x_train[:16], samples=16))
-
-
 def cost(arch: arch_lib.Arch, data: Dataset, board: Board) -> CandidateCost:
     """Measure a candidate without training it."""
-    model = untrained_model(arch, data)
+    model = arch_lib.untrained_model(arch, data)
     plain_params = costs.param_count(model)
     layers = costs.layer_costs(model)
     need = arena.for_board(model, tflm.measure_arena(model), board)  # the board's kernel scratch, 32-bit
     return CandidateCost(plain_params, model.size_bytes, need.arena_bytes,
                          costs.activation_lower_bound(model), sum(l.macs for l in layers),
-                         round(sum(board.estimate_us(l.op, l.macs) for l in layers) / 1000, 4))
+                         round(costs.latency_estimate_ms(model, board), 4))
 
 
 def redact(url: str) -> str:

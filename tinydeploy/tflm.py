@@ -8,17 +8,16 @@ upper bound for a 32-bit board.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 
+import numpy as np
 
 from tinydeploy.errors import BadInput
 from tinydeploy.model import Model
@@ -72,31 +71,6 @@ def unsupported_ops(model: Model) -> list[str]:
     """Names of the model's operators that TFLM cannot register, sorted, unique."""
     return sorted({op.name for op in model.all_operators if op.is_custom or op.name not in RESOLVER_METHODS})
 
-
-@contextmanager
-def captured_native_output():
-    """Capture what C/C++ code writes to file descriptors 1 and 2.
-
-    Yields a list that receives the captured text when the block ends. TFLM
-    logs with printf, which Python's sys.stdout never sees.
-    """
-    libc = ctypes.CDLL(None)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    result: list[str] = []
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        try:
-            for fd in (1, 2):
-                os.dup2(sink.fileno(), fd)
-            yield result
-        finally:
-            libc.fflush(None)
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
-            sink.seek(0)
-            result.append(sink.read().decode("utf-8", "replace"))
 
 
 @dataclass(frozen=True)
@@ -257,3 +231,29 @@ def measure_arena(model: Model) -> ArenaMeasurement:
     finally:
         prober.close()
     return ArenaMeasurement(high, head, tail, records, runtime_version())
+
+
+class TflmRunner:
+    """Runs a model on the TFLM interpreter (in a child process), one sample at a time as on the board."""
+
+    def __init__(self, model: Model, arena_bytes: int | None = None):
+        self.model = model
+        size = arena_bytes or measure_arena(model).arena_bytes
+        self.process = TflmProcess(model.data, model.path or "the model")
+        self.process.open(size)
+
+    def invoke_int8(self, sample: np.ndarray) -> np.ndarray:
+        """One int8 input sample (without batch axis) -> the int8 output vector."""
+        return np.frombuffer(self.process.run(np.ascontiguousarray(sample, dtype=np.int8).tobytes()), dtype=np.int8)
+
+    def predict_int8(self, x_int8: np.ndarray) -> np.ndarray:
+        return np.stack([self.invoke_int8(s) for s in x_int8])
+
+    def close(self) -> None:
+        self.process.close()
+
+    def __del__(self):
+        try:
+            self.process.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass

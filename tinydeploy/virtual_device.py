@@ -20,7 +20,6 @@ import numpy as np
 
 from tinydeploy import __version__, tflm
 from tinydeploy.errors import BadInput
-from tinydeploy.evaluate import TflmRunner
 from tinydeploy.model import load_model
 from tinydeploy.protocol import DeviceProtocol
 
@@ -42,7 +41,7 @@ class VirtualDevice:
             raise BadInput(f"{model_path}: the virtual device runs int8 models, as the firmware does; "
                            "this one is not int8 (convert it with full-integer quantization)")
         self.arena = tflm.measure_arena(self.model)
-        self.runner = TflmRunner(self.model, self.arena.arena_bytes)
+        self.runner = tflm.TflmRunner(self.model, self.arena.arena_bytes)
         self.baud = baud
         self.stop_after = stop_after
         self.commands = 0

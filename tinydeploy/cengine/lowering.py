@@ -1,16 +1,7 @@
-"""The C engine: an int8 model lowered to plain C99 calls of tinydeploy's kernels.
-
-``lower`` turns every operator into a kernel call with its parameters fixed
-(TFLite's fixed-point multipliers and shifts, activation ranges, paddings,
-weights repacked for the kernels) and plans all activations statically in one
-arena (tinydeploy.memplan). ``render_sources`` turns the result into
-td_model.h / td_model.c. Nothing here writes files.
-
-The arithmetic follows TFLite's reference kernels so the results are
-bit-identical: QuantizeMultiplier (frexp, round half away from zero),
-MultiplyByQuantizedMultiplier, CalculateActivationRangeQuantized and
-ComputePaddingHeightWidth are reproduced below.
-"""
+"""Lowering: every operator of an int8 model becomes a call of one of tinydeploy's C
+kernels with its parameters fixed (multipliers and shifts, activation ranges, paddings,
+weights repacked for the kernels), and all activations are planned statically in one
+arena (tinydeploy.memplan)."""
 
 from __future__ import annotations
 
@@ -20,83 +11,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tinydeploy import memplan
-from tinydeploy.costs import activation_lower_bound, op_macs
+from tinydeploy.cengine.arithmetic import Unsupported, activation_range, quant_of, quantize_multiplier, requant_fields
+from tinydeploy.costs import activation_lower_bound, op_macs, same_padding
 from tinydeploy.errors import BadInput
 from tinydeploy.model import Model, Operator, constant_values
 
 ENGINE_OPS = ("ADD", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "EXPAND_DIMS", "FULLY_CONNECTED",
               "MAX_POOL_2D", "MEAN", "PAD", "QUANTIZE", "RESHAPE", "SOFTMAX", "SQUEEZE")
 ACC_LIMIT = 1 << 30  # the kernels' fast requantization needs |accumulator| below this
-# Kernels the generated code instantiates once per layer (td_kernels_inline.h), so the
-# compiler folds each layer's sizes into the code: most of the MACs are in these.
-SPECIALIZED = ("td_conv_2d", "td_depthwise_conv_2d", "td_max_pool_2d", "td_add_s8")
-KERNEL_FILES = ("td_kernels.h", "td_kernels_inline.h", "td_kernels.c")
-
-
-class Unsupported(Exception):
-    """One operator (or variant) the C engine has no kernel for."""
-
-
-# ---- TFLite's quantization arithmetic ------------------------------------
-
-def tflite_round(value: float) -> int:
-    """TfLiteRound / std::round: half away from zero."""
-    return int(math.copysign(math.floor(abs(value) + 0.5), value))
-
-
-def quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLite's QuantizeMultiplier: real = multiplier * 2^(shift - 31), multiplier in [2^30, 2^31)."""
-    if real == 0.0:
-        return 0, 0
-    q, shift = math.frexp(real)
-    q_fixed = tflite_round(q * (1 << 31))
-    if q_fixed == (1 << 31):
-        q_fixed //= 2
-        shift += 1
-    if shift < -31:
-        return 0, 0
-    if shift > 30:
-        return (1 << 31) - 1, 30
-    return q_fixed, shift
-
-
-def requant_fields(multiplier: int, shift: int, offset: int = 0) -> list[int]:
-    """A td_requant initializer: 2 * multiplier, 2^(right-1) + (offset << right), left, right."""
-    left, right = max(shift, 0), max(-shift, 0)
-    rounding = (1 << (right - 1)) if right else 0
-    return [2 * multiplier, rounding + (offset << right), left, right]
-
-
-def _quant(model: Model, index: int) -> tuple[float, int]:
-    q = model.tensors[index].quantization
-    if q is None:
-        raise Unsupported(f"tensor '{model.tensors[index].name}' is not quantized")
-    return q.scales[0], q.zero_points[0] if q.zero_points else 0
-
-
-def activation_range(activation: str, scale: float, zero_point: int) -> tuple[int, int]:
-    """CalculateActivationRangeQuantized for int8 (f / scale in float32, as TFLite computes it)."""
-    def quantize(f: float) -> int:
-        return zero_point + tflite_round(float(np.float32(f) / np.float32(scale)))
-    if activation == "NONE":
-        return -128, 127
-    if activation == "RELU":
-        return max(-128, quantize(0.0)), 127
-    if activation == "RELU6":
-        return max(-128, quantize(0.0)), min(127, quantize(6.0))
-    if activation == "RELU_N1_TO_1":
-        return max(-128, quantize(-1.0)), min(127, quantize(1.0))
-    raise Unsupported(f"fused activation {activation}")
-
-
-def same_padding(in_size: int, filter_size: int, stride: int, dilation: int, out_size: int) -> int:
-    """ComputePaddingWithOffset: the padding before (the extra odd pixel goes after)."""
-    effective = (filter_size - 1) * dilation + 1
-    return max((out_size - 1) * stride + effective - in_size, 0) // 2
-
-
-# ---- lowering ------------------------------------------------------------
-
 _CTYPE_BYTES = {"int8_t": 1, "int32_t": 4, "td_requant": 3}  # td_requant: 12 bytes for its four values
 
 
@@ -156,8 +78,8 @@ def _check_int8(model: Model, indices) -> None:
 
 
 def _conv_multipliers(model: Model, op: Operator, channels: int) -> list[list[int]]:
-    in_scale, _ = _quant(model, op.inputs[0])
-    out_scale, out_zero = _quant(model, op.outputs[0])
+    in_scale, _ = quant_of(model, op.inputs[0])
+    out_scale, out_zero = quant_of(model, op.outputs[0])
     filter_q = model.tensors[op.inputs[1]].quantization
     if filter_q is None:
         raise Unsupported("weights without quantization")
@@ -221,7 +143,7 @@ def _window(op: Operator, x, y, k_h: int, k_w: int) -> tuple[int, int, int, int,
 
 def _output_range(model: Model, op: Operator) -> tuple[int, int, int]:
     """The output zero point and the fused activation's clamp range."""
-    out_scale, out_zero = _quant(model, op.outputs[0])
+    out_scale, out_zero = quant_of(model, op.outputs[0])
     return (out_zero, *activation_range(op.options.get("activation", "NONE"), out_scale, out_zero))
 
 
@@ -235,7 +157,7 @@ def _lower_conv(model: Model, op: Operator, name: str) -> Call:
     _, in_h, in_w, _ = x.shape
     _, out_h, out_w, _ = y.shape
     sh, sw, dh, dw, pad_top, pad_left = _window(op, x, y, k_h, k_w)
-    _, in_zero = _quant(model, op.inputs[0])
+    _, in_zero = quant_of(model, op.inputs[0])
     out_zero, act_min, act_max = _output_range(model, op)
     bias = _bias(model, op, out_c)
     in_offset = -in_zero
@@ -270,7 +192,7 @@ def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
     if out_c % in_c:
         raise Unsupported("a depth multiplier that does not divide the channels")
     sh, sw, dh, dw, pad_top, pad_left = _window(op, x, y, k_h, k_w)
-    _, in_zero = _quant(model, op.inputs[0])
+    _, in_zero = quant_of(model, op.inputs[0])
     out_zero, act_min, act_max = _output_range(model, op)
     bias = _bias(model, op, out_c)
     in_offset = -in_zero
@@ -300,7 +222,7 @@ def _lower_fully_connected(model: Model, op: Operator, name: str) -> Call:
     units, depth = w.shape
     if x.elements % depth:
         raise Unsupported("an input that is not a whole number of weight rows")
-    _, in_zero = _quant(model, op.inputs[0])
+    _, in_zero = quant_of(model, op.inputs[0])
     out_zero, act_min, act_max = _output_range(model, op)
     bias = _bias(model, op, units)
     _check_accumulator(bias, np.abs(w).sum(1))
@@ -323,7 +245,7 @@ def _lower_fully_connected(model: Model, op: Operator, name: str) -> Call:
 def _lower_pool(model: Model, op: Operator, name: str) -> Call:
     _check_int8(model, [op.inputs[0], op.outputs[0]])
     x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
-    if _quant(model, op.inputs[0]) != _quant(model, op.outputs[0]):
+    if quant_of(model, op.inputs[0]) != quant_of(model, op.outputs[0]):
         raise Unsupported("pooling that changes the quantization")
     _, in_h, in_w, channels = x.shape
     _, out_h, out_w, _ = y.shape
@@ -345,8 +267,8 @@ def _lower_mean(model: Model, op: Operator, name: str) -> Call:
         raise Unsupported(f"MEAN over axes {axes} of a {len(x.shape)}-D tensor "
                           "(the C engine averages [1, H, W, C] over H, W and [1, T, C] over T)")
     height, width = x.shape[1], x.shape[2] if len(x.shape) == 4 else 1
-    in_scale, in_zero = _quant(model, op.inputs[0])
-    out_scale, out_zero = _quant(model, op.outputs[0])
+    in_scale, in_zero = quant_of(model, op.inputs[0])
+    out_scale, out_zero = quant_of(model, op.outputs[0])
     n = height * width
     # PrepareMeanOrSum's multiplier; QuantizedMeanOrSum then folds 1/n into it (with
     # keep_dims too: TensorFlow 2.21's reference kernels take this path for every int8 MEAN).
@@ -366,9 +288,9 @@ def _lower_add(model: Model, op: Operator, name: str) -> Call:
         raise Unsupported("ADD with broadcasting")
     if a.is_constant or b.is_constant:
         raise Unsupported("ADD of a constant")
-    s1, z1 = _quant(model, op.inputs[0])
-    s2, z2 = _quant(model, op.inputs[1])
-    so, zo = _quant(model, op.outputs[0])
+    s1, z1 = quant_of(model, op.inputs[0])
+    s2, z2 = quant_of(model, op.inputs[1])
+    so, zo = quant_of(model, op.outputs[0])
     left_shift = 20
     # PrepareInt8AddSub: float arithmetic where TFLite's operands are float, then double.
     twice_max = float(np.float32(2) * max(np.float32(s1), np.float32(s2)))
@@ -393,7 +315,7 @@ def _lower_pad(model: Model, op: Operator, name: str) -> Call:
     in_dims = [1] * extra + list(x.shape)
     out_dims = [1] * extra + list(y.shape)
     before = [0] * extra + [p[0] for p in pads]
-    _, out_zero = _quant(model, op.outputs[0])
+    _, out_zero = quant_of(model, op.outputs[0])
     fields = [("in_dims", "{" + ", ".join(map(str, in_dims)) + "}"),
               ("out_dims", "{" + ", ".join(map(str, out_dims)) + "}"),
               ("before", "{" + ", ".join(map(str, before)) + "}"), ("value", str(out_zero))]
@@ -403,8 +325,8 @@ def _lower_pad(model: Model, op: Operator, name: str) -> Call:
 def _lower_softmax(model: Model, op: Operator, name: str) -> Call:
     _check_int8(model, [op.inputs[0], op.outputs[0]])
     x = model.tensors[op.inputs[0]]
-    in_scale, _ = _quant(model, op.inputs[0])
-    out_scale, out_zero = _quant(model, op.outputs[0])
+    in_scale, _ = quant_of(model, op.inputs[0])
+    out_scale, out_zero = quant_of(model, op.outputs[0])
     if out_zero != -128 or np.float32(out_scale) != np.float32(1 / 256):
         raise Unsupported("SOFTMAX output quantization other than scale 1/256, zero point -128")
     beta = float(op.options.get("beta", 1.0))
@@ -422,8 +344,8 @@ def _lower_quantize(model: Model, op: Operator, name: str) -> Call:
     x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
     if x.dtype != "INT8" or y.dtype != "INT8":
         raise Unsupported(f"QUANTIZE from {x.dtype.lower()} to {y.dtype.lower()} (int8 to int8 only)")
-    in_scale, in_zero = _quant(model, op.inputs[0])
-    out_scale, out_zero = _quant(model, op.outputs[0])
+    in_scale, in_zero = quant_of(model, op.inputs[0])
+    out_scale, out_zero = quant_of(model, op.outputs[0])
     rq = requant_fields(*quantize_multiplier(float(in_scale) / float(out_scale)))
     fields = _int_fields(size=y.elements, in_zero_point=in_zero, out_zero_point=out_zero)
     fields.append(("rq", "{" + ", ".join(str(v) for v in rq) + "}"))
@@ -484,100 +406,3 @@ def lower(model: Model) -> Lowered:
                           scratch=c.scratch) for c in calls]
     plan = memplan.plan(steps, sizes, [model.inputs[0]], [model.outputs[0]])
     return Lowered(model, calls, plan, model.inputs[0], model.outputs[0], activation_lower_bound(model))
-
-
-# ---- C source ------------------------------------------------------------
-
-def _array_rows(array: Array, per_row: int = 16) -> list[str]:
-    if array.ctype == "td_requant":
-        return ["{" + ", ".join(str(int(v)) for v in row) + "}," for row in array.values]
-    flat = [str(int(v)) for v in array.values.reshape(-1)]
-    return [", ".join(flat[i:i + per_row]) + "," for i in range(0, len(flat), per_row)]
-
-
-def source_values(lowered: Lowered, banner: str) -> dict:
-    """The values the td_model.c / td_model.h templates substitute."""
-    model, plan = lowered.model, lowered.plan
-    arrays, params, steps, functions = [], [], [], []
-    for index, call in enumerate(lowered.calls):
-        for array in call.arrays:
-            arrays.append({"name": array.name, "ctype": array.ctype, "length": len(array.values),
-                           "rows": _array_rows(array)})
-        src = [f"arena.bytes + {plan.offsets[t]}" for t in call.inputs]
-        dst = f"arena.bytes + {plan.offsets[call.output]}"
-        tensor = model.tensors[call.output]
-        comment = f"{call.op.index}: {call.op.name} -> {'x'.join(map(str, tensor.shape))}"
-        if call.view:
-            if plan.shares(call.inputs[0], call.output):
-                steps.append({"comment": comment + " (a view: no code)", "lines": []})
-            else:
-                steps.append({"comment": comment, "lines": [f"td_copy({src[0]}, {dst}, {tensor.nbytes});"]})
-            continue
-        symbol = f"op{call.op.index}"
-        params.append({"struct": call.struct, "name": symbol, "fields": call.fields})
-        args = src + [dst]
-        if call.kernel == "td_conv_2d":
-            args.append(f"arena.bytes + {plan.scratch[index]}" if call.scratch else "NULL")
-        if call.kernel in SPECIALIZED:  # its own copy of the kernel, with this layer's constants folded in
-            name = f"layer{call.op.index}"
-            functions.append({"name": name, "body": f"{call.kernel}_inline(&{symbol}, {', '.join(args)});"})
-            steps.append({"comment": comment, "lines": [f"{name}();"]})
-        else:
-            steps.append({"comment": comment, "lines": [f"{call.kernel}(&{symbol}, {', '.join(args)});"]})
-    x, y = model.tensors[lowered.input], model.tensors[lowered.output]
-    return {
-        "banner": banner, "sha256": model.sha256, "arrays": arrays, "params": params, "steps": steps,
-        "functions": functions, "layers": len(steps),
-        "arena_bytes": plan.size, "input_offset": plan.offsets[lowered.input], "input_bytes": x.nbytes,
-        "output_offset": plan.offsets[lowered.output], "output_bytes": y.nbytes,
-        "lower_bound": lowered.lower_bound, "macs": lowered.macs,
-    }
-
-
-def render_sources(lowered: Lowered, banner: str) -> dict[str, str]:
-    """{file name: text} of the model's C sources: td_model.h, td_model.c and the kernels."""
-    from tinydeploy.render import copied_firmware, environment
-    env = environment()
-    values = source_values(lowered, banner)
-    files = {name: env.get_template(f"cengine/{name}.j2").render(**values) for name in ("td_model.h", "td_model.c")}
-    files.update(copied_firmware(KERNEL_FILES, folder=""))
-    return files
-
-
-class HostModel:
-    """The generated C compiled with the host compiler into a shared library, with predict()."""
-
-    def __init__(self, lowered: Lowered, workdir, compiler: str = "gcc",
-                 flags: tuple[str, ...] = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror")):
-        import ctypes
-        import subprocess
-        from pathlib import Path
-        folder = Path(workdir)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, text in render_sources(lowered, "host build").items():
-            (folder / name).write_text(text)
-        library = folder / "td_model.so"
-        command = [compiler, *flags, "-shared", "-fPIC", "-o", str(library),
-                   str(folder / "td_model.c"), str(folder / "td_kernels.c")]
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr}")
-        self._lib = ctypes.CDLL(str(library))
-        self._lib.td_model_invoke.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-        model = lowered.model
-        self.input_shape = model.tensors[lowered.input].shape
-        self.output_shape = model.tensors[lowered.output].shape
-        self.input_bytes = model.tensors[lowered.input].nbytes
-        self.output_bytes = model.tensors[lowered.output].nbytes
-
-    def invoke(self, sample: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(sample, dtype=np.int8).reshape(-1)
-        if x.size != self.input_bytes:
-            raise ValueError(f"expected {self.input_bytes} input values, got {x.size}")
-        y = np.zeros(self.output_bytes, dtype=np.int8)
-        self._lib.td_model_invoke(x.ctypes.data, y.ctypes.data)
-        return y
-
-    def predict(self, x_int8: np.ndarray) -> np.ndarray:
-        """A batch of int8 inputs -> int8 outputs, shaped like the model's output per sample."""
-        return np.stack([self.invoke(s).reshape(self.output_shape[1:]) for s in x_int8])
