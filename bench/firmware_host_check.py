@@ -234,7 +234,7 @@ def build(project_dir: Path, tflm: Path | None, esp_nn: Path | None, arduino_lib
         return builder.link(objects, work / "firmware", cxx=False), "c engine"
     lib = tflm_library(builder, framework, kernels or _board_kernels(project), tflm, esp_nn, arduino_lib, line_baud)
     main = src / ("main.cpp" if framework == "arduino" else "main.cc")
-    app = [main, src / "model_runner.cc", src / "model_data.cc", src / "td_protocol.c"]
+    app = [main, src / "model_runner.cc", src / "model_data.cc", src / "td_board.c", src / "td_protocol.c"]
     objects = lib.objects + builder.compile(app, [*STRICT, "-O2", *lib.platform, f"-I{src}",
                                                   *(f"-isystem{p}" for p in lib.includes), "-DTF_LITE_STATIC_MEMORY"])
     return builder.link(objects, work / "firmware", extra=_link_flags(project_dir)), lib.kernels

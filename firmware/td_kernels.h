@@ -16,6 +16,16 @@
 
 #include <stdint.h>
 
+/* 16-byte alignment for weights and the arena, where a SIMD kernel (the ESP32-S3's 128-bit
+ * loads, ESP-NN) could read them whole. */
+#if defined(__GNUC__)
+#define TD_ALIGN16 __attribute__((aligned(16)))
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define TD_ALIGN16 _Alignas(16)
+#else
+#define TD_ALIGN16
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif

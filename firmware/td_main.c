@@ -5,18 +5,19 @@
 
 #include "td_board.h"
 #include "td_hal.h"
+#include "td_kernels.h"
 #include "td_model.h"
 #include "td_protocol.h"
 
-/* Word aligned, so td_model_invoke copies them a word at a time. */
+/* Aligned, so td_model_invoke copies them a word at a time. */
 static union {
   int32_t align;
   int8_t bytes[TD_MODEL_INPUT_BYTES];
-} input;
+} input TD_ALIGN16;
 static union {
   int32_t align;
   int8_t bytes[TD_MODEL_OUTPUT_BYTES];
-} output;
+} output TD_ALIGN16;
 
 static void serial_write(void *ctx, const char *data, size_t len) {
   (void)ctx;

@@ -1,6 +1,7 @@
 """The house rules that code review alone would let slip: the layers import downwards only
 (the import-linter contracts in pyproject.toml), and no module imports another in a cycle."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,3 +17,23 @@ def test_the_import_contracts_hold():
                            "sys.exit(lint_imports_command())"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "2 kept, 0 broken" in done.stdout
+
+
+ENGINE_OR_FRAMEWORK_TEST = re.compile(
+    r"""(engine|framework)\w*(\.name|\[["'](engine|framework)["']\]|\.get\(["'](engine|framework)["'][^)]*\))?"""
+    r"""\s*(==|!=|\bin\b)\s*[("']|["'](engine|framework)["'][^=!]{0,12}(==|!=)\s*["']"""
+    r"""|["'](tflm|c|espidf|arduino|make)["']\s*(==|!=)""")
+
+
+@pytest.mark.unit
+def test_engines_and_frameworks_differ_only_inside_their_registries():
+    """What differs by engine is in tinydeploy/engines.py, by framework in frameworks.py:
+    elsewhere no code asks which engine or framework it has."""
+    registries = {ROOT / "tinydeploy" / "engines.py", ROOT / "tinydeploy" / "frameworks.py"}
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+             for path in sorted((ROOT / "tinydeploy").rglob("*.py")) if path not in registries
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if ENGINE_OR_FRAMEWORK_TEST.search(line.split("#")[0])]
+    assert not found, "\n".join(found)
+    assert ENGINE_OR_FRAMEWORK_TEST.search('c_engine = device.get("engine") == "c"')  # what it looks for
+    assert ENGINE_OR_FRAMEWORK_TEST.search('if options.framework != "espidf":')

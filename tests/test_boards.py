@@ -89,18 +89,6 @@ def test_a_board_name_that_cannot_name_files_and_environments_is_bad_input(name)
         parse_board(_profile(name), "x.toml")
 
 
-def test_a_board_name_with_a_dot_renders_into_valid_c(tmp_path):
-    from tinydeploy import cgen
-    from tinydeploy.render import _common_values, RenderOptions
-    board = parse_board(_profile("acme.v2-board"), "x.toml")
-    assert board.name == "acme.v2-board"
-
-    class Stub:  # _common_values reads only these from the model
-        sha256, size_bytes, all_operators = "0" * 64, 10, []
-    values = _common_values(Stub(), board, RenderOptions(), "m")
-    assert values["project_name"] == cgen.identifier("tinydeploy_acme_v2_board")
-
-
 def test_user_profile_folders_come_from_the_environment_and_the_cli(tmp_path, monkeypatch, capsys):
     import json
     from tinydeploy.cli import main

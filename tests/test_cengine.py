@@ -206,15 +206,15 @@ def test_esp32_project_with_the_c_engine_has_no_tflm(int8_cnn, tmp_path):
     assert "src/idf_component.yml" not in files  # no esp-tflite-micro dependency
     assert not any("tflite" in text.lower() and "micro_interpreter" in text.lower() for text in files.values())
     sources = re.search(r'SRCS((?: "[^"]+")+)', files["src/CMakeLists.txt"]).group(1).split()
-    assert sorted(s.strip('"') for s in sources) == ["hal_espidf.c", "td_kernels.c", "td_main.c", "td_model.c",
-                                                    "td_protocol.c"]
-    info = json.loads(json.loads(re.search(r"kInfoFormat\[\] = (\".*\");", files["src/td_board.h"]).group(1))
+    assert sorted(s.strip('"') for s in sources) == ["hal_espidf.c", "td_board.c", "td_kernels.c", "td_main.c",
+                                                    "td_model.c", "td_protocol.c"]
+    info = json.loads(json.loads(re.search(r"kInfoFormat\[\] = (\".*\");", files["src/td_board.c"]).group(1))
                       % ("1", "null"))
     assert info["engine"] == "c" and info["timer"] == "us" and "tflm" not in info
     # The portable part of that firmware compiles with the host compiler, warnings as errors.
     src = tmp_path / "src"
     subprocess.run(["gcc", *FLAGS, "-c", "-I", str(src), str(src / "td_model.c"), str(src / "td_kernels.c"),
-                    str(src / "td_main.c"), str(src / "td_protocol.c")], check=True, cwd=tmp_path)
+                    str(src / "td_main.c"), str(src / "td_protocol.c"), str(src / "td_board.c")], check=True, cwd=tmp_path)
 
 
 @pytest.mark.host

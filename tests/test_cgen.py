@@ -51,6 +51,11 @@ def test_reserved_or_malformed_identifiers_are_refused(name):
 
 
 @pytest.fixture(scope="module")
+def measured_cnn(int8_cnn):
+    return tflm.measure_arena(load_model(int8_cnn))
+
+
+@pytest.fixture(scope="module")
 def compilers():
     need_programs("gcc", "g++", packages="gcc g++")
 
@@ -67,20 +72,22 @@ def _run(tmp_path, compile_command, sources, main_name, main_text):
 @pytest.mark.host
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=TEXT, labels=st.lists(TEXT, min_size=10, max_size=10))
-def test_any_model_name_and_labels_compile_and_read_back_tflm(tmp_path_factory, compilers, int8_cnn, name, labels):
+def test_any_model_name_and_labels_compile_and_read_back_tflm(tmp_path_factory, compilers, int8_cnn, measured_cnn,
+                                                              name, labels):
     """The TFLM project's model data and board header, with user text in them, compile as C++
     with warnings as errors, and the program prints that text's bytes back."""
     tmp_path = tmp_path_factory.mktemp("tflm")
     model = load_model(int8_cnn)
-    files = render(model, get_board("esp32dev"), tflm.measure_arena(model), RenderOptions(labels=tuple(labels)),
+    files = render(model, get_board("esp32dev"), measured_cnn, RenderOptions(labels=tuple(labels)),
                    model_name=name)
     write_project(files, tmp_path)
     header = files["src/model_data.h"].splitlines()
     assert header[1].startswith("// Model: ") and header[2].startswith("#ifndef")  # the comment stayed one line
-    out = _run(tmp_path, ["g++", "-std=c++17"], [str(tmp_path / "src" / "model_data.cc")], "show.cc",
+    out = _run(tmp_path, ["g++", "-std=c++17"], [str(tmp_path / "src" / "model_data.cc"),
+                                                str(tmp_path / "src" / "td_board.c")], "show.cc",
                '#include <stdio.h>\n#include <string.h>\n#include "model_data.h"\n#include "td_board.h"\n'
                "int main() {\n"
-               "  fwrite(kModelName, 1, sizeof(kModelName) - 1, stdout);\n"
+               "  fwrite(kModelName, 1, strlen(kModelName), stdout);\n"
                "  for (int i = 0; i < kLabelCount; ++i) { printf(\"\\n%zu:%s\", strlen(g_model_labels[i]), g_model_labels[i]); }\n"
                "  return kInfoFormat[0] == '{' ? 0 : 3;\n}\n")
     shown = cgen._utf8(name) + b" " + model.sha256[:12].encode()
@@ -103,9 +110,9 @@ def test_any_model_name_compiles_and_reads_back_c_engine(tmp_path_factory, compi
     files = render(load_model(int8_cnn), get_board("esp32-c3-devkitm-1"), None, RenderOptions(engine="c"),
                    model_name=name)
     write_project(files, tmp_path)
-    out = _run(tmp_path, ["gcc", "-std=c99", "-pedantic"], [], "show.c",
-               '#include <stdio.h>\n#include "td_board.h"\n'
+    out = _run(tmp_path, ["gcc", "-std=c99", "-pedantic"], [str(tmp_path / "src" / "td_board.c")], "show.c",
+               '#include <stdio.h>\n#include <string.h>\n#include "td_board.h"\n'
                "int main(void) {\n"
-               "  fwrite(kModelName, 1, sizeof(kModelName) - 1, stdout);\n"
+               "  fwrite(kModelName, 1, strlen(kModelName), stdout);\n"
                "  return kInfoFormat[0] == '{' && kDeviceName[0] == 't' ? 0 : 3;\n}\n")
     assert out == cgen._utf8(name) + b" " + load_model(int8_cnn).sha256[:12].encode()

@@ -32,8 +32,9 @@ def pio_config(project):
     return {env: dict(options) for env, options in json.loads(done.stdout)}
 
 
-@pytest.mark.parametrize("framework", FRAMEWORKS)
-@pytest.mark.parametrize("board_name", sorted(name for name, b in load_boards().items() if "tflm" in b.engines))
+@pytest.mark.parametrize("board_name, framework", [(name, f) for name, b in sorted(load_boards().items())
+                                                   if "tflm" in b.engines
+                                                   for f, framework in FRAMEWORKS.items() if framework.applies_to(b)])
 def test_rendered_project_for_every_board(tmp_path, int8_cnn, measured, board_name, framework):
     board = get_board(board_name)
     labels = tuple(f"class {i}" for i in range(10))
@@ -105,7 +106,7 @@ def test_device_info_line_is_json(int8_cnn, measured):
     model = load_model(int8_cnn)
     files = render(model, get_board("esp32-c3-devkitm-1"), measured)
     board = get_board("esp32-c3-devkitm-1")
-    literal = json.loads(re.search(r"kInfoFormat\[\] = (\".*\");", files["src/td_board.h"]).group(1))
+    literal = json.loads(re.search(r"kInfoFormat\[\] = (\".*\");", files["src/td_board.c"]).group(1))
     info = json.loads(literal % ("1234", "null"))
     assert info["arena_used_bytes"] == 1234 and info["setup_error"] is None
     assert info["arena_bytes"] == arena_size(board_need(int8_cnn, board, "espidf", measured), 10)
@@ -130,7 +131,7 @@ def test_unsupported_ops_are_all_listed(unsupported_ops_model, tmp_path):
 def test_arena_over_the_board_budget_names_both_numbers(int8_cnn, measured):
     small = dataclasses.replace(get_board("esp32dev"), arena_budget_kb=4)
     need = board_need(int8_cnn, small, "espidf", measured)
-    with pytest.raises(BadInput, match=f"needs {arena_size(need, 10)} bytes .* has 4096 bytes"):
+    with pytest.raises(BadInput, match=f"arena is {arena_size(need, 10)} bytes .* has 4096 bytes"):
         render(load_model(int8_cnn), small, measured)
 
 
@@ -213,3 +214,25 @@ def test_a_project_for_a_user_board_finds_its_profile_again(tmp_path, int8_cnn, 
     assert recorded["board"] == "lab.esp32" and recorded["board_profile"] == str(profiles / "lab.toml")
     assert rendered_board(tmp_path / "fw") == board
     assert "env:lab.esp32" in pio_config(tmp_path / "fw")  # PlatformIO accepts the name as an environment
+
+
+def _combinations():
+    """Every (board, engine, framework) tinydeploy renders."""
+    from tinydeploy.engines import ENGINES
+    for name, board in sorted(load_boards().items()):
+        for engine in board.engines:
+            for framework, f in FRAMEWORKS.items():
+                if f.applies_to(board) and engine in f.engines:
+                    yield name, engine, framework
+    assert all(any(e in f.engines for f in FRAMEWORKS.values()) for e in ENGINES)  # every engine is built
+
+
+@pytest.mark.parametrize("board_name, engine, framework", list(_combinations()))
+def test_every_generated_file_of_every_engine_and_framework_carries_the_banner(int8_cnn, measured, board_name,
+                                                                               engine, framework):
+    files = render(load_model(int8_cnn), get_board(board_name), measured, RenderOptions(framework, engine=engine))
+    assert "src/td_board.c" in files and "tinydeploy.json" in files
+    unmarked = [path for path, text in files.items() if BANNER not in text]
+    assert not unmarked, f"generated without the banner: {unmarked}"
+    header = files["src/td_board.h"]
+    assert "extern const char kInfoFormat[];" in header and "static" not in header  # data lives in td_board.c

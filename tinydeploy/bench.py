@@ -340,17 +340,16 @@ def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, 
     (ESP-NN, or an older TFLM in an Arduino library) may round differently; the figure
     says by how much, and nothing is widened to hide it. on_sample gets the figures so far
     after every sample (marked partial until the last)."""
-    from tinydeploy.evaluate import quantize_input, reference_outputs
-    from tinydeploy.tflm import TflmRunner
+    from tinydeploy.engines import ENGINES
+    from tinydeploy.evaluate import quantize_input
     from tinydeploy.model import load_model
+    if engine not in ENGINES:
+        raise StepFailed(f"the device runs an engine tinydeploy doesn't know ('{engine}'; engines: "
+                         f"{', '.join(ENGINES)}), so there is no host reference to validate it against")
     model = load_model(model_path)
     inputs = quantize_input(model, x)
-    if engine == "c":
-        host = reference_outputs(model, inputs).reshape(len(inputs), -1)
-        reference = "TFLite reference kernels (tf.lite.Interpreter, BUILTIN_REF), same int8 inputs"
-    else:
-        host = TflmRunner(model).predict_int8(inputs)
-        reference = "host TFLM interpreter, same int8 inputs"
+    host = ENGINES[engine].reference(model, inputs)
+    reference = ENGINES[engine].reference_basis
     device: list[list[int]] = []
     started = time.perf_counter()
 
@@ -361,7 +360,7 @@ def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, 
         diff = np.abs(device_outputs - host[:done].astype(np.int32))
         levels, counts = np.unique(diff, return_counts=True)
         agree = device_outputs.argmax(1) == host[:done].argmax(1)
-        return {"kernels": kernels or ("c engine" if engine == "c" else "unknown"),
+        return {"kernels": kernels or f"{engine} engine",
                 "samples": done, "top1_agreement": round(float(agree.mean()), 5),
                 "output_diff_lsb_counts": {str(int(k)): int(n) for k, n in zip(levels, counts)},
                 "identical_output_values": round(float((diff == 0).mean()), 5),

@@ -25,6 +25,7 @@ ESPTOOL_CHIPS = ("esp32", "esp32s2", "esp32s3", "esp32c2", "esp32c3", "esp32c5",
 # A board's name becomes a file name, a PlatformIO environment ([env:NAME]) and part of C names.
 BOARD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 BOARDS_PATH = "TINYDEPLOY_BOARDS"  # environment variable: folders of user board profiles (os.pathsep)
+DEFAULT_BOARD = "esp32-s3-devkitc-1"  # the board commands use when none is named
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,9 @@ class Board:
 
     @property
     def framework(self) -> str:
-        """The firmware framework the profile builds with by default."""
-        return self.platformio.get("framework", "espidf")
+        """The firmware framework the profile builds with by default (tinydeploy.frameworks):
+        "make" for a board with its own cross compiler."""
+        return "make" if self.toolchain is not None else self.platformio.get("framework", "espidf")
 
     def tflm_kernels(self, framework: str) -> str:
         """The TFLM kernel library this board's firmware links for a framework

@@ -207,29 +207,16 @@ def cmd_evaluate(args) -> int:
 def cmd_render(args) -> int:
     from tinydeploy.project import create_project
     from tinydeploy.render import RenderOptions, read_labels
-    board = _board(args)
-    engine = args.engine or board.engines[0]
-    if args.framework and board.toolchain is not None:
-        raise BadInput(f"--framework {args.framework}: {board.name} builds with its own cross compiler "
-                       "(a Makefile), so no framework applies; drop --framework")
-    options = RenderOptions(args.framework or "espidf", args.arena_margin, read_labels(args.labels) if args.labels else (),
-                            engine)
-    summary = create_project(args.model, board, args.out, options)
+    options = RenderOptions(args.framework, args.arena_margin, read_labels(args.labels) if args.labels else (),
+                            args.engine)
+    summary = create_project(args.model, _board(args), args.out, options)
     if args.json:
         _emit_json(args, summary)
         return EXIT_OK
-    if engine == "c":
+    print(summary["description"])
+    if "lower_bound_bytes" in summary:  # a static plan: its arena beside TFLM's and the lower bound
         from tinydeploy.display import engine_arena_table
-        print(f"rendered {summary['project']} for {summary['board']} (C engine): {len(summary['files'])} files, "
-              f"{summary['constant_bytes']:,} bytes of constants, ops {', '.join(summary['ops'])}")
         _console().print(engine_arena_table(summary))
-    else:
-        need = summary["board_arena"]
-        print(f"rendered {summary['project']} for {summary['board']} ({summary['framework']}): "
-              f"{len(summary['files'])} files, arena {summary['arena_bytes']:,} bytes "
-              f"({need['arena_bytes']:,} needed with the {need['kernels']} kernels at 32 bits, "
-              f"+ {summary['arena_margin_percent']:g}%; host TFLM measured {summary['measured_arena_bytes']:,}), "
-              f"ops {', '.join(summary['ops'])}")
     print(f"next: tinydeploy build {summary['project']}")
     return EXIT_OK
 
@@ -506,7 +493,7 @@ def _add_targets(parser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tinydeploy.render import FRAMEWORKS
+    from tinydeploy.frameworks import FRAMEWORKS
     common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -525,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what a .tflite model costs on a board: ops, MACs, measured TFLM arena, latency")
     p.add_argument("model", help="the .tflite file")
     p.add_argument("--board", default="esp32-s3-devkitc-1", help="board profile (default %(default)s)")
-    p.add_argument("--framework", choices=FRAMEWORKS, default=None,
+    p.add_argument("--framework", choices=list(FRAMEWORKS), default=None,
                    help="the firmware's framework, which picks the board's TFLM kernel library for the arena "
                         "(default: the board profile's)")
     _add_targets(p)
@@ -557,8 +544,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="the int8 .tflite file")
     p.add_argument("--board", required=True, help="board profile (see `tinydeploy boards`)")
     p.add_argument("--out", type=FOLDER, required=True, help="project folder to write")
-    p.add_argument("--framework", choices=FRAMEWORKS, default=None,
-                   help="espidf (default: esp-tflite-micro with ESP-NN) or arduino (no ESP-NN, slower)")
+    p.add_argument("--framework", choices=list(FRAMEWORKS), default=None,
+                   help="espidf (esp-tflite-micro with ESP-NN), arduino (no ESP-NN, slower) or make (a board's own "
+                        "cross compiler); default: the board profile's")
     p.add_argument("--arena-margin", type=PERCENT, default=10.0, metavar="PCT",
                    help="arena margin over the measured TFLM arena, percent (default %(default)g)")
     p.add_argument("--labels", default=None, metavar="FILE",

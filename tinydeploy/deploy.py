@@ -58,6 +58,7 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
     from tinydeploy.build import build
     from tinydeploy.optimize import OptimizeConfig, optimize
     from tinydeploy.project import create_project
+    from tinydeploy.engines import ENGINES
     from tinydeploy.render import RenderOptions
     from tinydeploy.verify import verify
     out = Path(out)
@@ -74,7 +75,7 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
     engine = result.report["chosen"]["engine"]  # the engine optimize chose for this board (and why)
     note(f"engine: {engine} ({result.report['chosen']['engine_why']})")
     project = create_project(model_path, board, out / "firmware",
-                             RenderOptions(labels=() if engine == "c" else tuple(dataset.labels), engine=engine))
+                             RenderOptions(labels=tuple(dataset.labels) if ENGINES[engine].labels else (), engine=engine))
     note(f"rendered {project['project']} ({project['engine']} engine, arena {project['arena_bytes']:,} bytes)")
     samples = (dataset.x_val[:VALIDATE_SAMPLES], dataset.y_val[:VALIDATE_SAMPLES])
     if port is None and not board.emulated:

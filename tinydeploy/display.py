@@ -176,15 +176,14 @@ def bench_table(results: dict) -> Table:
     table.add_column("value", justify="right")
     table.add_column("basis")
     device = results.get("device") or {}
-    c_engine = device.get("engine") == "c"
-    runtime = "C engine (no interpreter)" if c_engine else f"{device.get('framework', '?')}, {device.get('tflm', '?')}"
+    from tinydeploy.engines import ENGINES
+    engine = ENGINES.get(device.get("engine", "tflm"))
+    runtime, arena_basis = engine.on_device(device) if engine else (f"engine {device.get('engine')}", "reported")
     table.add_row("board", str(device.get("board", "?")), runtime)
     table.add_row("model", f"{results.get('model_bytes') or 0:,} B", f"sha256 {str(results.get('model_sha256'))[:16]}…")
     table.add_row("arena (configured)", f"{results.get('arena_bytes') or 0:,} B", "firmware constant")
     used = results.get("arena_used_bytes")
-    table.add_row("arena_used_bytes()", f"{used:,} B" if used is not None else "not set up",
-                  "the C engine's static plan, reported by the device" if c_engine else
-                  f"reported by TFLM on the device ({device.get('kernels', 'kernels not reported')})")
+    table.add_row("arena_used_bytes()", f"{used:,} B" if used is not None else "not set up", arena_basis)
     counts = results.get("latency_instructions")
     if counts:
         for key in ("min", "median", "max"):

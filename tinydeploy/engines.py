@@ -1,187 +1,246 @@
-"""Which engine should run a model on a board: each engine's costs there, and the choice.
+"""Engines: what runs the model on the board. A registry of small classes; adding an engine
+is adding a class here (and its templates), with no `if engine` anywhere else.
 
-Engines are a registry of small classes; each costs a model on a board:
-- ``tflm``: the TFLite Micro interpreter. Arena: the measured TFLM arena with the board's
-  kernel scratch at 32-bit sizes (tinydeploy.arena); flash: the flatbuffer; latency: the
-  board's estimate.
-- ``c``: tinydeploy's C engine. Arena: its static plan; flash: its constant arrays; latency:
-  on a board whose instruction set tinydeploy emulates (``isa = "rv32imc"``: the ESP32-C3),
-  the instructions retired by the generated C running under QEMU, cached per model, at the
-  board's clock. Where QEMU or the cross compiler is missing, or the board's CPU is another,
-  per-MAC instruction counts fitted on earlier emulator runs (the qemu-riscv32 profile),
-  labelled as such.
+- ``tflm``: the TFLite Micro interpreter with the model's flatbuffer. Its arena is the measured
+  TFLM arena with the board's kernel scratch at 32-bit sizes (tinydeploy.arena), plus a margin.
+- ``c``: tinydeploy's C engine (tinydeploy.cengine): the model as C calls of tinydeploy's
+  kernels, its activations planned statically in one arena.
 
-Both engines run the same int8 model with the same results on the host (the C engine is
-bit-exact with TFLite's reference kernels, as TFLM is), so accuracy does not separate them:
-the choice is the engine that meets every target, the board's preferred one (first listed)
-when both do, and otherwise the one that misses fewest targets.
+Each answers ``check`` (can it run the model?), ``prepare`` (its view of the model),
+``arena``, ``files``, ``summary`` and ``describe`` for render, ``cost`` for optimize's choice,
+and ``reference`` (the host outputs its firmware must reproduce) for bench's validation.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
-from dataclasses import dataclass, field
-from pathlib import Path
+import math
+from dataclasses import dataclass
 
-from tinydeploy import arena, costs, tflm
-from tinydeploy.boards import Board, get_board
-from tinydeploy.errors import BadInput, TinyDeployError
+import numpy as np
+
+from tinydeploy import arena as arena_model
+from tinydeploy import cengine, cgen, costs, kernels, tflm
+from tinydeploy.boards import Board
+from tinydeploy.errors import BadInput
 from tinydeploy.model import Model
-from tinydeploy.targets import TargetResult, Targets, check
+from tinydeploy.templating import copied_firmware
 
-EMULATED_BOARD = "qemu-riscv32"  # the profile whose firmware runs under QEMU and counts instructions
-FITTED_KERNELS = "c-engine"  # its per-MAC table, fitted from emulator runs
+RX_BUFFER_BYTES = 4096  # the host streams the next validation sample while one inference runs
+SETUP_ERROR_BYTES = 192  # model_runner.cc's buffer for a setup error (with its NUL)
+EMULATED_KERNELS = "c-engine"  # the per-MAC table fitted from emulator runs (qemu-riscv32's profile)
+
+
+def arena_size(need: int, margin_percent: float) -> int:
+    """The firmware's arena: what the board needs plus the margin, rounded up to 16 bytes."""
+    return int(math.ceil(need * (1 + margin_percent / 100) / 16) * 16)
+
+
+def _quant(tensor) -> tuple[float, int]:
+    q = tensor.quantization
+    return (q.scales[0], q.zero_points[0]) if q else (1.0, 0)
 
 
 @dataclass
-class EngineCost:
-    engine: str
-    arena_bytes: int | None = None
-    flash_bytes: int | None = None
-    latency_ms: float | None = None
-    latency_basis: str = ""
-    verdicts: list[TargetResult] = field(default_factory=list)
-    unavailable: str | None = None  # why this engine can't run the model at all
-
-    @property
-    def met(self) -> bool:
-        return self.unavailable is None and all(v.met for v in self.verdicts)
-
-    @property
-    def misses(self) -> int:
-        return len(self.verdicts) + 1 if self.unavailable else sum(not v.met for v in self.verdicts)
-
-    def scaled(self, flash: float, latency: float, targets: Targets) -> "EngineCost":
-        """These costs with flash and latency scaled (from an untrained model to what training
-        gave its twin), judged again."""
-        if self.unavailable:
-            return self
-        return _judged(EngineCost(self.engine, self.arena_bytes, int(round(self.flash_bytes * flash)),
-                                  round(self.latency_ms * latency, 4), self.latency_basis), targets, "untrained model")
-
-    def to_dict(self) -> dict:
-        return {"engine": self.engine, "arena_bytes": self.arena_bytes, "flash_bytes": self.flash_bytes,
-                "latency_ms": self.latency_ms, "latency_basis": self.latency_basis, "met": self.met,
-                "targets": [v.to_dict() for v in self.verdicts], "unavailable": self.unavailable}
+class Prepared:
+    """An engine's view of one model: what render, summary and cost need, computed once."""
+    model: Model
+    measured: tflm.ArenaMeasurement | None = None  # the TFLM arena on the host, where TFLM can load it
+    lowered: cengine.Lowered | None = None
 
 
-def _judged(cost: EngineCost, targets: Targets, arena_basis: str) -> EngineCost:
-    cost.verdicts = check(targets, arena_bytes=cost.arena_bytes, model_bytes=cost.flash_bytes,
-                          latency_ms=cost.latency_ms, arena_basis=arena_basis, latency_basis=cost.latency_basis)
-    return cost
+@dataclass
+class Figures:
+    """An engine's cost of a model on a board, before judging: bytes, ms and how they were had."""
+    arena_bytes: int
+    flash_bytes: int
+    latency_ms: float
+    latency_basis: str
+    arena_basis: str
 
 
 class TflmEngine:
     name = "tflm"
+    labels = True  # its firmware prints class names
+    emulated = False  # it has no build for the emulated board
+    reference_basis = "host TFLM interpreter, same int8 inputs"
 
-    def cost(self, model: Model, board: Board, targets: Targets, *, measured: tflm.ArenaMeasurement | None = None,
-             **_) -> EngineCost:
+    def check(self, model: Model) -> None:
+        """Raise BadInput unless the model is full int8 with only operators TFLM has."""
+        problems = []
+        if not model.is_int8:
+            problems.append("float model: run `tinydeploy optimize`, or give a fully int8-quantized model")
         missing = tflm.unsupported_ops(model)
         if missing:
-            return EngineCost(self.name, unavailable=f"TFLM lacks {', '.join(missing)}")
-        measured = measured or tflm.measure_arena(model)
-        need = arena.for_board(model, measured, board)
-        latency = costs.latency_estimate_ms(model, board)
-        cost = EngineCost(self.name, need.arena_bytes, model.size_bytes,
-                          round(latency, 4), f"estimate ({board.name}, {board.kernels} cycles per MAC)")
-        return _judged(cost, targets, f"{board.name}, {need.kernels} kernels (derived)")
+            problems.append(f"ops TFLM does not support: {', '.join(missing)}. "
+                            f"Supported: {', '.join(sorted(tflm.RESOLVER_METHODS))}")
+        if problems:
+            raise BadInput(f"{model.path}: " + "; ".join(problems))
+
+    def prepare(self, model: Model, measured: tflm.ArenaMeasurement | None = None) -> Prepared:
+        self.check(model)  # before measuring, so a float or unsupported model fails fast
+        return Prepared(model, measured or tflm.measure_arena(model))
+
+    def check_options(self, labels: tuple[str, ...]) -> None:
+        pass
+
+    def arena(self, prepared: Prepared, board: Board, framework, margin_percent: float):
+        """(the firmware's arena in bytes, what it is made of)."""
+        need = arena_model.for_board(prepared.model, prepared.measured, board, framework.name)
+        return arena_size(need.arena_bytes, margin_percent), need
+
+    def info(self, board: Board, framework) -> dict:
+        return {"tflm": framework.tflm_library, "kernels": board.tflm_kernels(framework.name)}
+
+    def files(self, prepared: Prepared, board: Board, framework, values: dict, env) -> dict[str, str]:
+        model, measured = prepared.model, prepared.measured
+        arena_bytes, need = values["arena_bytes"], values["arena_need"]
+        in_scale, in_zero = _quant(model.input_tensors[0])
+        out_scale, out_zero = _quant(model.output_tensors[0])
+        ops = [{"name": name, "method": tflm.RESOLVER_METHODS[name]}
+               for name in sorted({op.name for op in model.all_operators})]
+        margin = values["margin_percent"]
+        values.update({
+            "sha256_literal": cgen.string_literal(model.sha256), "rows": cgen.byte_rows(model.data),
+            "input_scale": cgen.float_literal(in_scale), "input_zero_point": in_zero,
+            "output_scale": cgen.float_literal(out_scale), "output_zero_point": out_zero,
+            "input_bytes": model.input_tensors[0].nbytes, "output_bytes": model.output_tensors[0].nbytes,
+            "ops": ops, "arena_size": arena_bytes, "measured_arena": measured.arena_bytes,
+            "arena_note": (f"{kernels.library(need.kernels).description}: {need.arena_bytes} bytes = head "
+                           f"{need.head_bytes} (activations and {need.scratch_bytes} bytes of kernel scratch, as "
+                           f"TFLM plans them) + tail {need.tail_bytes} (32-bit); plus {margin}% margin, rounded "
+                           "up to 16."),
+            "runtime_note": framework.runtime_note,
+            "rx_buffer_bytes": RX_BUFFER_BYTES, "setup_error_bytes": SETUP_ERROR_BYTES, "sources": [],
+        })
+        templates = {"src/model_data.h": "common/model_data.h.j2", "src/model_data.cc": "common/model_data.cc.j2",
+                     "src/model_runner.h": "common/model_runner.h.j2",
+                     "src/model_runner.cc": "common/model_runner.cc.j2", "README.md": "common/README.md.j2",
+                     **framework.tflm_files(values["sources"])}
+        files = {path: env.get_template(template).render(**values) for path, template in templates.items()}
+        files.update(copied_firmware(("td_protocol.h", "td_protocol.c")))
+        return files
+
+    def summary(self, prepared: Prepared, board: Board, framework, margin_percent: float) -> dict:
+        arena_bytes, need = self.arena(prepared, board, framework, margin_percent)
+        return {"measured_arena_bytes": prepared.measured.arena_bytes, "board_arena": need.to_dict(),
+                "arena_bytes": arena_bytes, "arena_margin_percent": margin_percent}
+
+    def describe(self, summary: dict) -> str:
+        need = summary["board_arena"]
+        return (f"rendered {summary['project']} for {summary['board']} ({summary['framework']}): "
+                f"{len(summary['files'])} files, arena {summary['arena_bytes']:,} bytes "
+                f"({need['arena_bytes']:,} needed with the {need['kernels']} kernels at 32 bits, "
+                f"+ {summary['arena_margin_percent']:g}%; host TFLM measured {summary['measured_arena_bytes']:,}), "
+                f"ops {', '.join(summary['ops'])}")
+
+    def cost(self, model: Model, board: Board, measured: tflm.ArenaMeasurement | None = None, **_) -> Figures:
+        """Arena as the board needs it, the flatbuffer's size, and the board's latency estimate."""
+        self.check(model)
+        need = arena_model.for_board(model, measured or tflm.measure_arena(model), board)
+        return Figures(need.arena_bytes, model.size_bytes, round(costs.latency_estimate_ms(model, board), 4),
+                       f"estimate ({board.name}, {board.kernels} cycles per MAC)",
+                       f"{board.name}, {need.kernels} kernels (derived)")
+
+    def reference(self, model: Model, x_int8: np.ndarray) -> np.ndarray:
+        return tflm.TflmRunner(model).predict_int8(x_int8)
+
+    def on_device(self, device: dict) -> tuple[str, str]:
+        """What a device's info says it runs, and where its arena_used_bytes comes from."""
+        return (f"{device.get('framework', '?')}, {device.get('tflm', '?')}",
+                f"reported by TFLM on the device ({device.get('kernels', 'kernels not reported')})")
 
 
 class CEngine:
     name = "c"
+    labels = False  # its firmware reports class indices
+    emulated = True  # its firmware runs on the emulated RV32 board, which counts instructions
+    reference_basis = "TFLite reference kernels (tf.lite.Interpreter, BUILTIN_REF), same int8 inputs"
 
-    def cost(self, model: Model, board: Board, targets: Targets, *, emulate_in: Path | None = None,
-             **_) -> EngineCost:
-        from tinydeploy import cengine
-        try:
-            lowered = cengine.lower(model)
-        except BadInput as exc:
-            return EngineCost(self.name, unavailable=str(exc))
-        instructions, failed = None, None
-        if board.isa == "rv32imc" and emulate_in is not None:
-            try:
-                instructions = emulated_instructions(model, emulate_in)
-            except TinyDeployError as exc:  # the fitted estimate below stands in, saying why
-                failed = f"the emulator run failed: {exc}"
+    def check(self, model: Model) -> None:
+        cengine.lower(model)  # BadInput listing every operator it lacks
+
+    def prepare(self, model: Model, measured: tflm.ArenaMeasurement | None = None) -> Prepared:
+        lowered = cengine.lower(model)  # fails fast, listing every operator it lacks
+        if measured is None and model.is_int8 and not tflm.unsupported_ops(model):
+            measured = tflm.measure_arena(model)  # the TFLM arena, where TFLM runs it, for comparison
+        return Prepared(model, measured, lowered)
+
+    def check_options(self, labels: tuple[str, ...]) -> None:
+        if labels:
+            raise BadInput("--labels: the C engine's firmware reports class indices, not names; "
+                           "drop --labels, or render with --engine tflm")
+
+    def arena(self, prepared: Prepared, board: Board, framework, margin_percent: float):
+        return prepared.lowered.arena_bytes, None  # the static plan: exact, no margin needed
+
+    def info(self, board: Board, framework) -> dict:
+        return {}
+
+    def files(self, prepared: Prepared, board: Board, framework, values: dict, env) -> dict[str, str]:
+        lowered, measured = prepared.lowered, prepared.measured
+        values.update({
+            "lower_bound": lowered.lower_bound, "weight_bytes": lowered.weight_bytes,
+            "tflm_arena": f"{measured.arena_bytes} bytes" if measured else "not measured",
+            "timer_note": ("instructions retired (minstret), not microseconds" if board.timer == "instructions"
+                           else "microseconds"),
+            "sources": ["td_main.c", "td_model.c", "td_kernels.c", "td_protocol.c", "td_board.c"],
+        })
+        templates, firmware, values["how_to"] = framework.c_files(board, values["sources"])
+        files = {f"src/{name}": text for name, text in cengine.render_sources(lowered, values["banner"]).items()}
+        files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", "td_main.c", *firmware)))
+        templates["README.md"] = "cengine/README.md.j2"
+        files.update({path: env.get_template(template).render(**values) for path, template in templates.items()})
+        return files
+
+    def summary(self, prepared: Prepared, board: Board, framework, margin_percent: float) -> dict:
+        lowered = prepared.lowered
+        return {"arena_bytes": lowered.arena_bytes,
+                "tflm_arena_bytes": prepared.measured.arena_bytes if prepared.measured else None,
+                "lower_bound_bytes": lowered.lower_bound, "constant_bytes": lowered.weight_bytes,
+                "macs": lowered.macs}
+
+    def describe(self, summary: dict) -> str:
+        return (f"rendered {summary['project']} for {summary['board']} (C engine): {len(summary['files'])} files, "
+                f"{summary['constant_bytes']:,} bytes of constants, ops {', '.join(summary['ops'])}")
+
+    def cost(self, model: Model, board: Board, measured: tflm.ArenaMeasurement | None = None,
+             instructions: int | None = None, fitted: Board | None = None, why_fitted: str = "") -> Figures:
+        """Latency: from instructions retired under emulation where given, else from per-MAC
+        instruction counts fitted on earlier emulator runs (the fitted board's table)."""
+        lowered = cengine.lower(model)
         if instructions is not None:
             latency = instructions / board.cpu_mhz / 1000
             basis = (f"estimate from emulated RV32IMC instructions at {board.cpu_mhz:g} MHz "
                      f"({instructions:,} per inference under QEMU, one instruction per cycle)")
         else:
-            fitted = get_board(EMULATED_BOARD)
-            per_mac = fitted.cycles_per_mac[FITTED_KERNELS]
+            per_mac = fitted.cycles_per_mac[EMULATED_KERNELS]
             latency = sum(l.macs * per_mac.get(l.op, 0.0) for l in costs.layer_costs(model)) / board.cpu_mhz / 1000
-            where = failed or (f"{board.chip} is not emulated" if board.isa != "rv32imc" else
-                               "QEMU or the RV32 cross compiler is missing" if emulate_in is not None else
-                               "no emulator run asked for")
             basis = (f"estimate from per-MAC instruction counts fitted on earlier emulator runs "
-                     f"({EMULATED_BOARD}), at {board.cpu_mhz:g} MHz ({where})")
-        cost = EngineCost(self.name, lowered.arena_bytes, lowered.weight_bytes, round(latency, 4), basis)
-        return _judged(cost, targets, "the C engine's static plan")
+                     f"({fitted.name}), at {board.cpu_mhz:g} MHz ({why_fitted})")
+        return Figures(lowered.arena_bytes, lowered.weight_bytes, round(latency, 4), basis,
+                       "the C engine's static plan")
+
+    def reference(self, model: Model, x_int8: np.ndarray) -> np.ndarray:
+        from tinydeploy.evaluate import reference_outputs
+        return reference_outputs(model, x_int8).reshape(len(x_int8), -1)
+
+    def on_device(self, device: dict) -> tuple[str, str]:
+        return "C engine (no interpreter)", "the C engine's static plan, reported by the device"
 
 
 ENGINES = {engine.name: engine for engine in (TflmEngine(), CEngine())}
 
 
-def cost_all(model: Model, board: Board, targets: Targets, **options) -> list[EngineCost]:
-    """The model's cost on every engine the board lists, in the board's order of preference."""
-    return [ENGINES[name].cost(model, board, targets, **options) for name in board.engines]
-
-
-def choose(options: list[EngineCost]) -> tuple[EngineCost, str]:
-    """The engine to use, and why, in words."""
-    best = min(options, key=lambda c: (not c.met, c.misses, options.index(c)))
-    others = [c for c in options if c is not best]
-
-    def figures(c: EngineCost) -> str:
-        if c.unavailable:
-            return f"{c.engine} can't run it ({c.unavailable})"
-        missed = [v.describe() for v in c.verdicts if not v.met]
-        return f"{c.engine} " + (f"misses {'; '.join(missed)}" if missed else
-                                 f"meets every target ({c.latency_ms:g} ms, {c.arena_bytes:,} B arena)")
-
-    if not others:
-        why = f"the board runs only the {best.engine} engine: {figures(best)}"
-    elif best.met and all(c.met for c in others):
-        why = f"every engine meets the targets; {best.engine} is the board's first choice"
-    else:
-        why = "; ".join(figures(c) for c in [best, *others])
-    return best, why
-
-
-def emulated_instructions(model: Model, cache: Path) -> int | None:
-    """Instructions retired by one inference of the model's C engine firmware on the emulated
-    RV32IMC board (median of three), cached in cache/ by the model's SHA-256. None when the
-    cross compiler or QEMU is missing.
+def engine_for(board: Board, name: str | None = None):
+    """The engine to render with (the board's first when name is None).
 
     Raises:
-        TinyDeployError: the render, build or emulator run failed.
+        BadInput: an unknown engine, or one the board doesn't run.
     """
-    board = get_board(EMULATED_BOARD)
-    tools = [board.toolchain["cc"], board.emulator["command"][0]]
-    cached = Path(cache) / f"{model.sha256}.json"
-    if cached.is_file():
-        try:
-            return int(json.loads(cached.read_text())["instructions"])
-        except (ValueError, KeyError, TypeError):
-            pass
-    if any(shutil.which(tool) is None for tool in tools):
-        return None
-    from tinydeploy import emulate
-    from tinydeploy.bench import bench
-    from tinydeploy.build import build
-    from tinydeploy.outputs import write_atomically
-    from tinydeploy.project import write_project
-    from tinydeploy.render import RenderOptions, render
-    with tempfile.TemporaryDirectory(prefix="tinydeploy-rv32-") as work:
-        write_project(render(model, board, None, RenderOptions(engine="c")), work)
-        build(work)
-        with emulate.start(work) as emulator:
-            result = bench(emulator.url, Path(work) / "bench", runs=3, warmup=1, reset=False)
-    instructions = int(result.latency_instructions["median"])
-    Path(cache).mkdir(parents=True, exist_ok=True)
-    write_atomically(cached, json.dumps({"instructions": instructions, "model_sha256": model.sha256,
-                                         "board": EMULATED_BOARD}))
-    return instructions
+    name = name or board.engines[0]
+    if name not in ENGINES:
+        raise BadInput(f"unknown engine '{name}'. Engines: {', '.join(ENGINES)}")
+    if name not in board.engines:
+        raise BadInput(f"{board.name} runs the {' and '.join(board.engines)} engine only; "
+                       f"render with --engine {board.engines[0]}")
+    return ENGINES[name]

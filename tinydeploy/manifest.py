@@ -14,7 +14,7 @@ PROJECT_FILE = "tinydeploy.json"
 def project_file(banner: str, board: Board, engine: str, framework: str, model_sha256: str, arena_bytes: int) -> str:
     """tinydeploy.json's text: what was rendered, for build, flash, emulate and bench."""
     return json.dumps({"generated_by": banner, "board": board.name, "board_profile": board.path, "engine": engine,
-                       "framework": None if board.toolchain else framework, "model_sha256": model_sha256,
+                       "framework": framework, "model_sha256": model_sha256,
                        "arena_bytes": arena_bytes, "baud": board.baud}, indent=2, ensure_ascii=False) + "\n"
 
 

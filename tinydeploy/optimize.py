@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from tinydeploy import _tf, costs, engines, tflm
+from tinydeploy import _tf, costs, engine_choice, tflm
 from tinydeploy import architectures as arch_lib
 from tinydeploy import quantization as quant
 from tinydeploy.boards import Board
@@ -268,9 +268,9 @@ class Pipeline:
         model = parse_model(tflite_bytes)
         measured = tflm.measure_arena(model)
         result = evaluate(model, self.data.x_val, self.data.y_val, measured.arena_bytes)
-        options = engines.cost_all(model, self.config.board, self.config.targets, measured=measured,
+        options = engine_choice.cost_all(model, self.config.board, self.config.targets, measured=measured,
                                    emulate_in=Path(self.config.out) / "engines")
-        chosen, why = engines.choose(options)
+        chosen, why = engine_choice.choose(options)
         targets = list(chosen.verdicts)
         if self.config.min_accuracy is not None:
             targets.append(TargetResult("accuracy", round(result.accuracy, 5), self.config.min_accuracy, "",
@@ -439,7 +439,7 @@ class Pipeline:
         def costed(arch: arch_lib.Arch) -> dict:
             untrained, macs = self._untrained_costs(arch)
             options = [c.scaled(*scale.get(c.engine, (1.0, 1.0)), self.config.targets) for c in untrained]
-            chosen, _ = engines.choose(options)
+            chosen, _ = engine_choice.choose(options)
             point = {"blocks": len(arch.blocks), "stride": arch.blocks[0].stride, "engine": chosen.engine,
                      "flash_bytes": chosen.flash_bytes, "arena_bytes": chosen.arena_bytes,
                      "latency_ms": chosen.latency_ms, "macs": macs,
@@ -479,7 +479,7 @@ class Pipeline:
         """An architecture's cost on every engine of the board, untrained (sizes, MACs and the
         instructions the C engine runs don't depend on the weights' values), and its MACs."""
         model = arch_lib.untrained_model(arch, self.data)
-        return (engines.cost_all(model, self.config.board, self.config.targets,
+        return (engine_choice.cost_all(model, self.config.board, self.config.targets,
                                  emulate_in=Path(self.config.out) / "engines"),
                 sum(l.macs for l in costs.layer_costs(model)))
 

@@ -84,7 +84,7 @@ def _remove_empty_parents(folder: Path, root: Path) -> None:
         folder = folder.parent
 
 
-def create_project(model_path: str | Path, board, out: str | Path, options) -> dict:
+def create_project(model_path: str | Path, board, out: str | Path, options=None) -> dict:
     """Load a model, render the project and write it.
 
     For the TFLM engine the arena is what the board needs (tinydeploy.arena: the measured
@@ -92,36 +92,26 @@ def create_project(model_path: str | Path, board, out: str | Path, options) -> d
     the C engine it is the engine's static plan; the TFLM arena is measured too when
     the interpreter can load the model, so the three figures can be compared.
 
+    Args:
+        options: a RenderOptions (default: the board's engine and framework).
+
     Returns:
         A summary: files written, arena figures, ops.
     """
-    from tinydeploy import tflm
+    from tinydeploy.engines import engine_for
+    from tinydeploy.frameworks import framework_for
     from tinydeploy.model import load_model
-    from tinydeploy.arena import for_board
-    from tinydeploy.render import arena_size, check_deployable, render
+    from tinydeploy.render import RenderOptions, render
+    options = options or RenderOptions()
     model = load_model(model_path)
-    summary = {"project": str(out), "board": board.name, "engine": options.engine,
-               "framework": None if board.toolchain else options.framework,
+    engine = engine_for(board, options.engine)
+    framework = framework_for(board, options.framework, engine.name)
+    prepared = engine.prepare(model)  # fails fast: a float model, or operators the engine lacks
+    files = render(model, board, prepared.measured, options, model_name=Path(model_path).stem, prepared=prepared)
+    summary = {"project": str(out), "board": board.name, "engine": engine.name, "framework": framework.name,
                "model_sha256": model.sha256, "model_bytes": model.size_bytes,
-               "ops": sorted({op.name for op in model.all_operators})}
-    if options.engine == "c":
-        from tinydeploy import cengine
-        lowered = cengine.lower(model)  # fails fast, listing every operator it lacks
-        measured = None
-        if model.is_int8 and not tflm.unsupported_ops(model):
-            measured = tflm.measure_arena(model)
-        files = render(model, board, measured, options, model_name=Path(model_path).stem)
-        summary.update({"arena_bytes": lowered.arena_bytes,
-                        "tflm_arena_bytes": measured.arena_bytes if measured else None,
-                        "lower_bound_bytes": lowered.lower_bound, "constant_bytes": lowered.weight_bytes,
-                        "macs": lowered.macs})
-    else:
-        check_deployable(model)  # before measuring, so a float or unsupported model fails fast
-        measured = tflm.measure_arena(model)
-        files = render(model, board, measured, options, model_name=Path(model_path).stem)
-        need = for_board(model, measured, board, options.framework)
-        summary.update({"measured_arena_bytes": measured.arena_bytes, "board_arena": need.to_dict(),
-                        "arena_bytes": arena_size(need.arena_bytes, options.arena_margin_percent),
-                        "arena_margin_percent": options.arena_margin_percent})
+               "ops": sorted({op.name for op in model.all_operators}),
+               **engine.summary(prepared, board, framework, options.arena_margin_percent)}
     summary["files"] = [str(p) for p in write_project(files, out)]
+    summary["description"] = engine.describe(summary)
     return summary

@@ -22,6 +22,19 @@ _TOKEN = re.compile(r"(m-(?:init-done|ready|name-dut-\[|profile-\[|model-\[|info
                     r"warmup-start-|warmup-done|infer-start-|lap-us-|infer-done|results-\[)|e-\[)")
 
 
+def device_info(model, arena_bytes: int, **fields) -> dict:
+    """The `info%` object that firmware and the virtual device both report (docs/protocol.md):
+    the model's identity and I/O, its arena, then fields (board, cpu_mhz, engine, timer, ...).
+    model: a tinydeploy.model.Model."""
+    def io(tensor):
+        q = tensor.quantization
+        return {"shape": list(tensor.shape), "dtype": tensor.dtype.lower(), "scale": q.scales[0] if q else 1.0,
+                "zero_point": q.zero_points[0] if q else 0}
+
+    return {"arena_bytes": arena_bytes, "model_sha256": model.sha256, "model_bytes": model.size_bytes,
+            "input": io(model.input_tensors[0]), "output": io(model.output_tensors[0]), **fields}
+
+
 @dataclass(frozen=True)
 class Line:
     kind: str  # "ready", "init", "error", "lap", "results", "info", "name", "other-m", "noise"

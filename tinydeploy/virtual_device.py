@@ -21,7 +21,7 @@ import numpy as np
 from tinydeploy import __version__, tflm
 from tinydeploy.errors import BadInput
 from tinydeploy.model import load_model
-from tinydeploy.protocol import DeviceProtocol
+from tinydeploy.protocol import DeviceProtocol, device_info
 
 BUSY_REPLY = "e-[port busy: another client is connected]\r\nm-ready\r\n"
 
@@ -50,20 +50,14 @@ class VirtualDevice:
         self.address = ""
         input_tensor, output_tensor = self.model.input_tensors[0], self.model.output_tensors[0]
 
-        def describe(t):
-            q = t.quantization
-            return {"shape": list(t.shape), "dtype": t.dtype.lower(),
-                    "scale": q.scales[0] if q else 1.0, "zero_point": q.zero_points[0] if q else 0}
-
         self._info = json.dumps({
-            "arena_used_bytes": self.arena.arena_bytes, "setup_error": None, "arena_bytes": self.arena.arena_bytes,
-            "model_sha256": self.model.sha256, "model_bytes": self.model.size_bytes,
-            "input": describe(input_tensor), "output": describe(output_tensor),
-            "board": "virtual", "cpu_mhz": None, "framework": "host",
-            "tflm": f"tflite-micro {tflm.runtime_version()} (host interpreter)", "kernels": "reference",
-            "tinydeploy": __version__, "virtual": True,
-            "latency_basis": "virtual: host wall clock running the TFLM interpreter, not board latency",
-            "arena_basis": "TFLM measured on the host (an upper bound for a 32-bit board)",
+            "arena_used_bytes": self.arena.arena_bytes, "setup_error": None,
+            **device_info(self.model, self.arena.arena_bytes, board="virtual", cpu_mhz=None, engine="tflm",
+                          timer="us", framework="host",
+                          tflm=f"tflite-micro {tflm.runtime_version()} (host interpreter)", kernels="reference",
+                          tinydeploy=__version__, virtual=True,
+                          latency_basis="virtual: host wall clock running the TFLM interpreter, not board latency",
+                          arena_basis="TFLM measured on the host (an upper bound for a 32-bit board)"),
         }, separators=(",", ":"))
         self._input_shape = input_tensor.shape[1:]
         self._output_size = output_tensor.elements
