@@ -48,3 +48,44 @@ def test_tensorflow_stack_matches_the_pins():
     assert versions["tensorflow-cpu"].startswith("2.21.")
     assert versions["tf-keras"].startswith("2.21.")
     assert versions["tensorflow-model-optimization"].startswith("0.8.")
+
+
+@pytest.mark.unit
+def test_every_command_is_a_python_api_function_of_the_same_name_and_defaults():
+    import inspect
+
+    from tinydeploy import api, cli
+    from tinydeploy.optimize import STAGES
+    from tinydeploy.targets import Targets
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    checked = 0
+    for name, command in commands.items():
+        function = getattr(api, name.replace("-", "_"))
+        parameters = inspect.signature(function).parameters
+        for action in command._actions:
+            default = tuple(action.default) if isinstance(action.default, list) else action.default
+            if action.dest == "stages":
+                assert tuple(default.split(",")) == STAGES and parameters["stages"].default is None
+            elif action.dest.startswith("max_"):
+                assert getattr(parameters["targets"].default, action.dest) == getattr(Targets(), action.dest) == default
+            elif action.dest in parameters:
+                assert parameters[action.dest].default in (default, inspect.Parameter.empty), (name, action.dest)
+            else:
+                continue
+            checked += 1
+    assert checked > 60
+
+
+@pytest.mark.unit
+def test_the_library_checks_what_the_cli_checks():
+    """Options the CLI's parser checks are checked by the library too, for callers of the API."""
+    from tinydeploy.boards import get_board
+    from tinydeploy.errors import BadInput
+    from tinydeploy.optimize import OptimizeConfig
+    board = get_board("esp32dev")
+    with pytest.raises(BadInput, match="unknown budget 'huge'. Budgets: fast, default"):
+        OptimizeConfig(data=None, out="x", board=board, budget="huge")
+    for bad in (0, 1.5, -0.1):
+        with pytest.raises(BadInput, match=r"--min-accuracy is a fraction in \(0, 1\]"):
+            OptimizeConfig(data=None, out="x", board=board, min_accuracy=bad)

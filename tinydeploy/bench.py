@@ -385,6 +385,25 @@ def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, 
     return summary()
 
 
+def _check_options(runs: int, warmup: int, samples, expect_model) -> None:
+    if runs < 1:
+        raise BadInput(f"--runs must be at least 1, got {runs}")
+    if warmup < 0:
+        raise BadInput(f"--warmup must be 0 or more, got {warmup}")
+    if samples is not None and expect_model is None:
+        raise BadInput("--validate needs --expect-model MODEL.tflite (the host reference)")
+
+
+def _check_device(conn: Connection, info: dict, expected_sha: str | None, expect_model) -> None:
+    """Fail unless the device set its model up, and runs the model expected (when one is)."""
+    failure = conn.setup_failure(info)
+    if failure:
+        raise StepFailed(failure)
+    if expected_sha and info.get("model_sha256") != expected_sha:
+        raise StepFailed(f"the device runs a different model: device sha256 {info.get('model_sha256')}, "
+                         f"expected {expected_sha} ({expect_model})")
+
+
 def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup: int = 2,
           expect_model: str | Path | None = None, samples: tuple[np.ndarray, np.ndarray] | None = None,
           timeout: float = 10.0, reset: bool = True, progress: Callable[[int, int], None] | None = None) -> BenchResult:
@@ -407,12 +426,7 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
         BadInput: bad options.
         StepFailed: the port, the device or the model check failed; results so far are saved.
     """
-    if runs < 1:
-        raise BadInput(f"--runs must be at least 1, got {runs}")
-    if warmup < 0:
-        raise BadInput(f"--warmup must be 0 or more, got {warmup}")
-    if samples is not None and expect_model is None:
-        raise BadInput("--validate needs --expect-model MODEL.tflite (the host reference)")
+    _check_options(runs, warmup, samples, expect_model)
     from tinydeploy.outputs import output_folder, write_atomically
     out = output_folder(out, "--out")
     result = BenchResult(port)
@@ -443,12 +457,7 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
         conn.sync(boot_wait=2.0 if was_reset else 0.3)
         result.info = read_info(conn)
         save()
-        failure = conn.setup_failure(result.info)
-        if failure:
-            raise StepFailed(failure)
-        if expected_sha and result.info.get("model_sha256") != expected_sha:
-            raise StepFailed(f"the device runs a different model: device sha256 {result.info.get('model_sha256')}, "
-                             f"expected {expected_sha} ({expect_model})")
+        _check_device(conn, result.info, expected_sha, expect_model)
         timed(measure_latency(conn, result.info, runs, warmup, on_timing=timed))
         if samples is not None:
             validated(validate_on_device(conn, expect_model, *samples, progress=progress,

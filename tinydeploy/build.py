@@ -59,18 +59,24 @@ def run_logged(command: list[str], log_path: Path, on_line: Callable[[str], None
     return process.wait(), lines
 
 
-def explain_build_failure(lines: list[str], code: int, log_path: Path) -> str:
-    """One message for a failed `pio run`, by what its output shows."""
+def explain_build_failure(lines: list[str], code: int, log_path: Path, tool: str = "pio run",
+                          packages: str | None = None) -> str:
+    """One message for a failed build (`pio run`, or `make` with the board's cross compiler
+    from the Debian packages named), by what its output shows."""
     text = "\n".join(lines)
-    if _OFFLINE.search(text) and re.search(r"Install|Manager|download|registry", text, re.IGNORECASE):
+    if packages is None and _OFFLINE.search(text) and re.search(r"Install|Manager|download|registry", text,
+                                                                re.IGNORECASE):
         return ("PlatformIO could not download the ESP32 platform or toolchain: this machine seems to be "
                 "offline. On a connected machine run `pio pkg install -g --platform espressif32` and build "
                 f"once so the toolchain is fetched, then copy ~/.platformio here. Full log: {log_path}")
     errors = [line.strip() for line in lines if _COMPILE_ERROR.search(line)]
     if errors:
         return f"compile error: {' | '.join(errors[:5])}. Full log: {log_path}"
+    missing = [line.strip() for line in lines if "cannot find" in line or "No such file" in line]
+    if packages and missing:
+        return f"{' | '.join(missing[:3])}: is {packages} installed? Full log: {log_path}"
     tail = [line.strip() for line in lines if line.strip()][-3:]
-    return f"pio run failed (exit {code}): {' | '.join(tail)}. Full log: {log_path}"
+    return f"{tool} failed (exit {code}): {' | '.join(tail)}. Full log: {log_path}"
 
 
 @dataclass
@@ -104,14 +110,7 @@ def build_make(root: Path, toolchain: dict, on_line: Callable[[str], None] | Non
     log = root / "build.log"
     code, lines = run_logged(["make", "-C", str(root)], log, on_line)
     if code != 0:
-        errors = [line.strip() for line in lines if _COMPILE_ERROR.search(line)]
-        missing = [line.strip() for line in lines if "cannot find" in line or "No such file" in line]
-        if errors:
-            raise StepFailed(f"compile error: {' | '.join(errors[:5])}. Full log: {log}")
-        if missing:
-            raise StepFailed(f"{' | '.join(missing[:3])}: is {packages} installed? Full log: {log}")
-        tail = [line.strip() for line in lines if line.strip()][-3:]
-        raise StepFailed(f"make failed (exit {code}): {' | '.join(tail)}. Full log: {log}")
+        raise StepFailed(explain_build_failure(lines, code, log, tool="make", packages=packages))
     elf = root / "build" / "firmware.elf"
     size = elf_size(toolchain["size"], elf) if toolchain.get("size") and elf.exists() else None
     return BuildResult(log, [elf] if elf.exists() else [], size)

@@ -11,8 +11,10 @@ import json
 import sys
 from pathlib import Path
 
-from tinydeploy import __version__
+from tinydeploy import __version__, api
 from tinydeploy.errors import EXIT_FAILED, EXIT_OK, BadInput, TargetMissed, TinyDeployError
+from tinydeploy.boards import DEFAULT_BOARD
+from tinydeploy.targets import require_met
 
 
 class _Parser(argparse.ArgumentParser):
@@ -95,15 +97,17 @@ def _emit_json(args, payload) -> None:
     args.json_emitted = True
 
 
-def _board(args):
-    """The --board profile, looked up with the user's profile folders too."""
-    from tinydeploy.boards import get_board
-    return get_board(args.board, tuple(args.boards_dir))
+def _boards_dir(args) -> tuple[str, ...]:
+    return tuple(args.boards_dir)
+
+
+def _targets(args):
+    from tinydeploy.targets import Targets
+    return Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms)
 
 
 def cmd_boards(args) -> int:
-    from tinydeploy.boards import load_boards
-    boards = load_boards(tuple(args.boards_dir))
+    boards = api.boards(_boards_dir(args))
     if args.json:
         _emit_json(args, [b.to_dict() for b in boards.values()])
     else:
@@ -113,10 +117,7 @@ def cmd_boards(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from tinydeploy.inspect import inspect
-    from tinydeploy.targets import Targets
-    targets = Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms)
-    report = inspect(args.model, _board(args), targets, args.framework)
+    report = api.inspect(args.model, args.board, _targets(args), args.framework, _boards_dir(args))
     data = report.to_dict()
     if args.json:
         _emit_json(args, data)
@@ -125,9 +126,7 @@ def cmd_inspect(args) -> int:
         _console().print(inspect_view(data))
     if report.problems:
         raise BadInput("; ".join(report.problems))
-    if not report.targets_met:
-        missed = ", ".join(t.describe() for t in report.targets if not t.met)
-        raise TargetMissed(f"targets missed: {missed}")
+    require_met(report.targets)
     return EXIT_OK
 
 
@@ -141,61 +140,26 @@ def _progress(args):
 
 
 def cmd_optimize(args) -> int:
-    from tinydeploy import data
-    from tinydeploy.optimize import OptimizeConfig, check_stages, optimize
-    from tinydeploy.targets import Targets
-    targets = Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms)
-    stages, start = check_stages(args.stages.split(",")), _start_arch(args)  # cheap checks first
-    dataset = data.load(args.data, image_size=args.image_size, seed=args.seed)
-    if args.test:
-        dataset = data.add_test(dataset, args.test)  # checked before any training
-    config = OptimizeConfig(
-        data=dataset, out=args.out,
-        board=_board(args), targets=targets, min_accuracy=args.min_accuracy, budget=args.budget,
-        seed=args.seed, stages=stages, force=args.force, arch=start, data_source=args.data)
     with _progress(args) as progress:
-        result = optimize(config, progress)
+        result = api.optimize(args.data, args.out, args.board, _targets(args), test=args.test,
+                              min_accuracy=args.min_accuracy, budget=args.budget, stages=tuple(args.stages.split(",")),
+                              arch=args.arch, search=args.search, force=args.force, image_size=args.image_size,
+                              seed=args.seed, boards_dir=_boards_dir(args), progress=progress)
     if args.json:
         _emit_json(args, result.report)
     elif not args.quiet:
-        from tinydeploy.display import optimize_table
+        from tinydeploy.display import optimize_lines, optimize_table
         console = _console()
         console.print(optimize_table(result.report))
-        chosen = result.report["chosen"]
-        from tinydeploy.evaluate import describe_accuracy
-        validation = chosen["validation"]
-        console.print(f"chosen: {chosen['stage']} on {chosen['chosen_on']}; int8 validation accuracy "
-                      f"{describe_accuracy(validation['accuracy'], validation['samples'])}")
-        console.print(f"engine: {chosen['engine']} ({chosen['engine_why']})")
-        if result.report.get("test"):
-            test = result.report["test"]
-            console.print(f"held-out test accuracy (once, chosen model only): "
-                          f"{describe_accuracy(test['accuracy'], test['samples'])}")
-        console.print(f"wrote {result.model_path} ({chosen['stage']}), {args.out}/report.json and "
-                      f"{args.out}/report.html")
+        for line in optimize_lines(result.report, args.out):
+            console.print(line)
     if not result.met:
-        reached = ""
-        if any(m.startswith("accuracy") for m in result.missed):  # what each cost bought
-            reached = " Accuracy reached at each cost: " + "; ".join(
-                f"{s['stage']} {s['accuracy']:.3f} at {s['flash_bytes']:,} B, {s['latency_ms']:.3f} ms"
-                for s in result.report["stages"]) + "."
-        raise TargetMissed(f"no model meets every target; the best found ({result.report['chosen']['stage']}) "
-                           f"was written to {result.model_path}. Missed: {'; '.join(result.missed)}.{reached}")
+        raise TargetMissed(result.explanation())
     return EXIT_OK
 
 
-def _start_arch(args):
-    from tinydeploy.architectures import Arch
-    if args.arch and args.search:
-        raise BadInput("give --arch or --search, not both")
-    if args.search:
-        return Arch.load(Path(args.search) / "best_arch.json")
-    return Arch.load(args.arch) if args.arch else None
-
-
 def cmd_evaluate(args) -> int:
-    from tinydeploy.evaluate import evaluate_file
-    result = evaluate_file(args.model, args.data, image_size=args.image_size, seed=args.seed)
+    result = api.evaluate(args.model, args.data, image_size=args.image_size, seed=args.seed)
     if args.json:
         _emit_json(args, result)
     else:
@@ -205,11 +169,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from tinydeploy.project import create_project
-    from tinydeploy.render import RenderOptions, read_labels
-    options = RenderOptions(args.framework, args.arena_margin, read_labels(args.labels) if args.labels else (),
-                            args.engine)
-    summary = create_project(args.model, _board(args), args.out, options)
+    summary = api.render(args.model, args.board, args.out, args.framework, args.arena_margin, args.labels,
+                         args.engine, _boards_dir(args))
     if args.json:
         _emit_json(args, summary)
         return EXIT_OK
@@ -227,8 +188,7 @@ def _interrupt(*_) -> None:
 
 def cmd_emulate(args) -> int:
     import signal
-    from tinydeploy import emulate
-    emulator = emulate.start(args.dir, args.tcp)
+    emulator = api.emulate(args.dir, args.tcp)
     try:
         if args.port_file:
             _write_option_file(args.port_file, emulator.url + "\n", "--port-file")
@@ -258,8 +218,7 @@ def _line_printer(args):
 
 
 def cmd_build(args) -> int:
-    from tinydeploy.build import build
-    result = build(args.dir, args.env, _line_printer(args))
+    result = api.build(args.dir, args.env, _line_printer(args))
     summary = {"project": str(args.dir), "log": str(result.log), "firmware": [str(p) for p in result.firmware],
                "size": result.size}
     if args.json:
@@ -273,18 +232,8 @@ def cmd_build(args) -> int:
 
 
 def cmd_flash(args) -> int:
-    from tinydeploy.flash import flash, flash_firmware
-    if args.firmware:
-        if not args.chip and not args.board:
-            raise BadInput("--firmware needs --chip (e.g. esp32s3) or --board")
-        log = flash_firmware(args.firmware, args.chip, args.port, args.offset, on_line=_line_printer(args),
-                             board=_board(args) if args.board else None)
-    elif args.board:
-        raise BadInput("--board is for --firmware; a project folder was rendered for its board")
-    elif args.dir:
-        log = flash(args.dir, args.port, args.env, _line_printer(args))
-    else:
-        raise BadInput("give a project folder (tinydeploy flash DIR) or --firmware BIN --chip C")
+    log = api.flash(args.dir, args.port, args.env, args.firmware, args.chip, args.board, args.offset,
+                    _line_printer(args), _boards_dir(args))
     if args.json:
         _emit_json(args, {"log": str(log), "ok": True})
     else:
@@ -292,82 +241,49 @@ def cmd_flash(args) -> int:
     return EXIT_OK
 
 
-def _validation_samples(args):
-    if not args.validate:
-        return None
-    if args.validate < 1:
-        raise BadInput(f"--validate needs a positive sample count, got {args.validate}")
-    if not args.data:
-        raise BadInput("--validate N needs --data (labelled samples)")
-    from tinydeploy import data
-    x, y = data.load(args.data, image_size=args.image_size, seed=args.seed).all_samples
-    return x[:args.validate], y[:args.validate]
-
-
 def cmd_search(args) -> int:
-    from tinydeploy import data
-    from tinydeploy.targets import Targets
-    board = _board(args)
-    dataset = data.load(args.data, image_size=args.image_size, seed=args.seed)
     if args.show:
-        from tinydeploy.architectures import Arch
-        from tinydeploy.search import cost
-        arch = Arch.load(args.show)
-        figures = cost(arch, dataset, board).__dict__
+        arch, figures = api.arch_cost(args.show, args.data, args.board, args.image_size, args.seed, _boards_dir(args))
         if args.json:
-            _emit_json(args, {"arch": arch.to_dict(), "costs": figures})
+            _emit_json(args, {"arch": arch.to_dict(), "costs": figures.__dict__})
         else:
-            for i, b in enumerate(arch.blocks):
-                print(f"block {i}: {b.kind} {b.filters} filters {b.kernel}x{b.kernel} stride {b.stride} {b.activation}"
-                      + (" +pool" if b.pool else "") + (" +residual" if b.residual else ""))
-            print(f"head units {arch.head_units}; " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
-                                                                 for k, v in figures.items()))
+            from tinydeploy.display import arch_lines
+            for line in arch_lines(arch, figures.__dict__):
+                print(line)
         return EXIT_OK
-    from tinydeploy.search import SearchConfig, search
-    config = SearchConfig(dataset, Path(args.out), board, Targets(args.max_arena_kb, args.max_model_kb,
-                                                                  args.max_latency_ms),
-                          trials=args.trials, timeout=args.timeout, storage=args.storage, study=args.study,
-                          seed=args.seed, join=args.join, budget=args.budget)
 
     def progress(kind, info):
-        if args.json or args.quiet:
-            return
-        if kind == "rejected":
-            print(f"trial {info['trial']}: rejected before training (over {', '.join(info['over'])})", file=sys.stderr)
-        elif kind == "trial":
-            print(f"trial {info['trial']}: int8 accuracy {info['accuracy'] * 100:.1f}% · {info['latency_ms']:.3f} ms est. "
-                  f"· {info['arena_bytes']:,} B arena", file=sys.stderr)
+        if not (args.json or args.quiet):
+            from tinydeploy.display import search_trial_line
+            line = search_trial_line(kind, info)
+            if line:
+                print(line, file=sys.stderr)
 
-    summary = search(config, progress)
+    summary = api.search(args.data, args.out, args.board, _targets(args), trials=args.trials, timeout=args.timeout,
+                         storage=args.storage, study=args.study, join=args.join, budget=args.budget,
+                         image_size=args.image_size, seed=args.seed, boards_dir=_boards_dir(args), progress=progress)
     if args.json:
         _emit_json(args, summary)
     else:
-        rate = summary["rejection_rate"]
-        print(f"{summary['trials']} trials ({summary['complete']} trained, {summary['scaled_to_fit']} of them scaled "
-              f"down to fit the budgets; {summary['rejected_before_training']} rejected before training"
-              + (f", {rate:.0%}" if rate is not None else "") + f"); Pareto front: {len(summary['pareto_front'])}")
-        best = summary.get("best")
-        print(f"best within budget: trial {best['trial']}, {best['accuracy'] * 100:.2f}% -> {args.out}/best_arch.json"
-              if best else "no trial met every budget yet")
-        print(f"report: {args.out}/search.html")
+        from tinydeploy.display import search_lines
+        for line in search_lines(summary, args.out):
+            print(line)
     if not summary.get("best"):
         raise TargetMissed("no searched architecture meets every budget yet")
     return EXIT_OK
 
 
-def _bench_to(args, out):
-    from tinydeploy.bench import bench
+def _bench_options(args) -> dict:
     def progress(done, total):
         if not args.json and (done == total or done % 10 == 0):
             print(f"validated {done}/{total} samples on the device", file=sys.stderr)
-    return bench(args.port, out, baud=args.baud, runs=args.runs, warmup=args.warmup,
-                 expect_model=args.expect_model, samples=_validation_samples(args), timeout=args.timeout,
-                 progress=progress)
+    return {"baud": args.baud, "runs": args.runs, "warmup": args.warmup, "validate": args.validate, "data": args.data,
+            "expect_model": args.expect_model, "timeout": args.timeout, "image_size": args.image_size,
+            "seed": args.seed, "progress": progress}
 
 
 def cmd_bench(args) -> int:
-    result = _bench_to(args, args.out)
-    data = result.to_dict()
+    data = api.bench(args.port, args.out, **_bench_options(args)).to_dict()
     if args.json:
         _emit_json(args, data)
     else:
@@ -387,33 +303,20 @@ def _show_verdicts(args, verdicts, payload: dict) -> None:
 
 
 def cmd_verify(args) -> int:
-    from tinydeploy.targets import Targets
-    from tinydeploy.verify import junit_xml, load_results, verify
-    targets = Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms)
-    if args.results and args.port:
-        raise BadInput("give either a results file or --port, not both")
-    if args.port:
-        _bench_to(args, args.out)
-        results = load_results(args.out)
-    elif args.results:
-        results = load_results(args.results)
-    else:
-        raise BadInput("give a results file (from tinydeploy bench --out DIR) or --port")
-    verdicts = verify(results, targets, args.min_agreement)
+    from tinydeploy.verify import junit_xml
+    verdicts, results = api.verify(args.results, args.port, _targets(args), args.min_agreement, args.out,
+                                   **(_bench_options(args) if args.port else {}))
     if args.junit:
         _write_option_file(args.junit, junit_xml(verdicts), "--junit")
     _show_verdicts(args, verdicts, {"results": results})
-    missed = [v.describe() for v in verdicts if not v.met]
-    if missed:
-        raise TargetMissed("targets missed: " + "; ".join(missed))
+    require_met(verdicts)
     return EXIT_OK
 
 
 def cmd_virtual_device(args) -> int:
     import signal
     import threading
-    from tinydeploy.virtual_device import VirtualDevice
-    device = VirtualDevice(args.model, baud=args.baud)
+    device = api.virtual_device(args.model, baud=args.baud)
     address = device.open_tcp(args.tcp) if args.tcp is not None else device.open_pty()
     if args.port_file:
         _write_option_file(args.port_file, address + "\n", "--port-file")
@@ -435,14 +338,10 @@ def cmd_virtual_device(args) -> int:
 
 
 def cmd_deploy(args) -> int:
-    from tinydeploy import data
-    from tinydeploy.deploy import deploy
-    from tinydeploy.targets import Targets
-    targets = Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms)
-    dataset = data.load(args.data, image_size=args.image_size, seed=args.seed)
     with _progress(args) as progress:
-        report = deploy(dataset, args.data, _board(args), args.out, targets, port=args.port,
-                        budget=args.budget, seed=args.seed, min_agreement=args.min_agreement, progress=progress)
+        report = api.deploy(args.data, args.board, args.out, args.port, _targets(args), budget=args.budget,
+                            min_agreement=args.min_agreement, image_size=args.image_size, seed=args.seed,
+                            boards_dir=_boards_dir(args), progress=progress)
     payload = report.to_dict()
     if args.json:
         _emit_json(args, payload)
@@ -453,9 +352,7 @@ def cmd_deploy(args) -> int:
         console.print(bench_table(report.bench))
         title = "Verification" + (" — VIRTUAL device: no board attached" if report.virtual else "")
         console.print(targets_table(report.verdicts, title=title))
-    missed = [v.describe() for v in report.verdicts if not v.met]
-    if missed:
-        raise TargetMissed("targets missed: " + "; ".join(missed))
+    require_met(report.verdicts)
     return EXIT_OK
 
 
@@ -492,41 +389,28 @@ def _add_targets(parser) -> None:
                         help="inference latency budget (default %(default)g)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _options_boards(p) -> None:
+    pass
+
+
+def _options_inspect(p) -> None:
     from tinydeploy.frameworks import FRAMEWORKS
-    common = _Parser(add_help=False)
-    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
-    common.add_argument("--boards-dir", type=FOLDER, action="append", default=[], metavar="DIR",
-                        help="a folder of your own board profiles (*.toml), besides $TINYDEPLOY_BOARDS; repeatable")
-    parser = _Parser(
-        prog="tinydeploy", parents=[common],
-        description="From data to a verified TinyML firmware for ESP32 boards.")
-    parser.add_argument("--version", action="version", version=f"tinydeploy {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("boards", parents=[common], help="list the board profiles and their budgets")
-    p.set_defaults(func=cmd_boards)
-
-    p = sub.add_parser("inspect", parents=[common],
-                       help="what a .tflite model costs on a board: ops, MACs, measured TFLM arena, latency")
     p.add_argument("model", help="the .tflite file")
-    p.add_argument("--board", default="esp32-s3-devkitc-1", help="board profile (default %(default)s)")
+    p.add_argument("--board", default=DEFAULT_BOARD, help="board profile (default %(default)s)")
     p.add_argument("--framework", choices=list(FRAMEWORKS), default=None,
                    help="the firmware's framework, which picks the board's TFLM kernel library for the arena "
                         "(default: the board profile's)")
     _add_targets(p)
-    p.set_defaults(func=cmd_inspect)
 
+
+def _options_optimize(p) -> None:
     from tinydeploy.optimize import BUDGETS, STAGES
-    p = sub.add_parser("optimize", parents=[common],
-                       help="train and optimize a model until its int8 form fits the board")
     _add_data(p)
     p.add_argument("--out", type=FOLDER, required=True, help="folder for every stage's model and the report")
     p.add_argument("--test", default=None, metavar="DATA",
                    help="held-out test samples (.npz with x_test/y_test or x_train/y_train, or .csv), evaluated "
                         "once on TFLM for the chosen model; a .npz --data may carry x_test/y_test itself")
-    p.add_argument("--board", default="esp32-s3-devkitc-1", help="board profile (default %(default)s)")
+    p.add_argument("--board", default=DEFAULT_BOARD, help="board profile (default %(default)s)")
     _add_targets(p)
     p.add_argument("--min-accuracy", type=FRACTION, default=None, metavar="A",
                    help="smallest acceptable int8 validation accuracy, as a fraction")
@@ -537,10 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search", default=None, metavar="DIR", help="start from a search's best_arch.json")
     p.add_argument("--force", action="store_true", help="redo finished stages instead of resuming")
     p.add_argument("--quiet", action="store_true", help="no progress display or table")
-    p.set_defaults(func=cmd_optimize)
 
+
+def _options_render(p) -> None:
+    from tinydeploy.frameworks import FRAMEWORKS
     from tinydeploy.boards import ENGINES
-    p = sub.add_parser("render", parents=[common], help="write a firmware project for an int8 model")
     p.add_argument("model", help="the int8 .tflite file")
     p.add_argument("--board", required=True, help="board profile (see `tinydeploy boards`)")
     p.add_argument("--out", type=FOLDER, required=True, help="project folder to write")
@@ -554,25 +439,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=ENGINES, default=None,
                    help="tflm (the TFLite Micro interpreter; the default where the board has it) or c "
                         "(the model as plain C, statically planned, no interpreter)")
-    p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("build", parents=[common],
-                       help="compile a rendered project (PlatformIO, or the board's cross compiler)")
+
+def _options_build(p) -> None:
     p.add_argument("dir", help="the project folder")
     p.add_argument("--env", default=None, help="PlatformIO environment (default: all)")
     p.add_argument("--quiet", action="store_true", help="don't stream the build's output")
-    p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("emulate", parents=[common],
-                       help="boot a built project for an emulated board; prints the serial port for bench")
+
+def _options_emulate(p) -> None:
     p.add_argument("dir", help="the built project folder")
     p.add_argument("--tcp", type=TCP_PORT, default=0, metavar="PORT",
                    help="loopback TCP port for the UART (default: any free port)")
     p.add_argument("--port-file", default=None, metavar="F", help="also write the serial port URL to this file")
-    p.set_defaults(func=cmd_emulate)
 
-    p = sub.add_parser("flash", parents=[common],
-                       help="upload a project (PlatformIO) or a prebuilt image (esptool) to a board")
+
+def _options_flash(p) -> None:
     p.add_argument("dir", nargs="?", help="the project folder")
     p.add_argument("--port", default=None, help="serial port or pyserial URL; detected by USB IDs when omitted")
     p.add_argument("--env", default=None, help="PlatformIO environment")
@@ -582,15 +464,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offset", type=_flash_offset, default=0x10000,
                    help="flash address for --firmware (default 0x10000)")
     p.add_argument("--quiet", action="store_true", help="don't stream the tool's output")
-    p.set_defaults(func=cmd_flash)
 
-    p = sub.add_parser("bench", parents=[common], help="measure latency and RAM on a board over serial")
+
+def _options_bench(p) -> None:
     _add_bench_options(p, required_port=True)
     _add_data(p, required=False)
-    p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("verify", parents=[common],
-                       help="judge bench results against the targets (exit 1 when one is missed)")
+
+def _options_verify(p) -> None:
     p.add_argument("results", nargs="?", help="results.json (or its folder) from tinydeploy bench")
     _add_bench_options(p, required_port=False)
     _add_data(p, required=False)
@@ -598,34 +479,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-agreement", type=FRACTION, default=0.99,
                    help="smallest top-1 agreement with the host reference when validated (default %(default)g)")
     p.add_argument("--junit", type=FILE, default=None, metavar="FILE", help="also write the verdicts as JUnit XML")
-    p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("virtual-device", parents=[common],
-                       help="a stand-in board on a pty or TCP port: real TFLM, virtual (host) latency")
+
+def _options_virtual_device(p) -> None:
     p.add_argument("model", help="the int8 .tflite file it runs")
     p.add_argument("--port-file", default=None, metavar="F", help="also write the port to this file")
     p.add_argument("--tcp", type=TCP_PORT, default=None, metavar="PORT",
                    help="serve socket://127.0.0.1:PORT instead of a pty (0 picks a free port)")
     p.add_argument("--baud", type=BAUD, default=None, help="pace the link to this line rate, as a UART would")
-    p.set_defaults(func=cmd_virtual_device)
 
-    p = sub.add_parser("deploy", parents=[common],
-                       help="optimize, render, build, flash, bench and verify in one command")
+
+def _options_deploy(p) -> None:
+    from tinydeploy.optimize import BUDGETS
     _add_data(p)
-    p.add_argument("--board", default="esp32-s3-devkitc-1", help="board profile (default %(default)s)")
+    p.add_argument("--board", default=DEFAULT_BOARD, help="board profile (default %(default)s)")
     p.add_argument("--port", default=None, help="the board's port (detected; the virtual device when none)")
     p.add_argument("--out", type=FOLDER, default="build/deploy", help="output folder (default %(default)s)")
     p.add_argument("--budget", choices=list(BUDGETS), default="default", help="optimize's training effort")
     p.add_argument("--min-agreement", type=FRACTION, default=0.99, help="on-device validation agreement target")
     _add_targets(p)
-    p.set_defaults(func=cmd_deploy)
 
-    p = sub.add_parser("search", parents=[common],
-                       help="hardware-aware architecture search (Optuna NSGA-II) within the budgets")
+
+def _options_search(p) -> None:
     _add_data(p, required=False)
     p.set_defaults(data="digits")
     p.add_argument("--out", type=FOLDER, default="build/search", help="folder for the study, best_arch.json and search.html")
-    p.add_argument("--board", default="esp32-s3-devkitc-1", help="board profile (default %(default)s)")
+    p.add_argument("--board", default=DEFAULT_BOARD, help="board profile (default %(default)s)")
     p.add_argument("--trials", type=COUNT, default=None, help="trials to run (this worker)")
     p.add_argument("--timeout", type=POSITIVE_SECONDS, default=None, help="seconds to search (this worker)")
     p.add_argument("--storage", default=None, help="RDB URL (default sqlite in --out); postgresql://... for workers")
@@ -635,13 +514,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", default=None, metavar="FILE.json", help="print an architecture's layers and costs")
     p.add_argument("--quiet", action="store_true", help="no per-trial lines")
     _add_targets(p)
-    p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("evaluate", parents=[common],
-                       help="int8 accuracy of a .tflite model on raw labelled data, on the TFLM interpreter")
+
+def _options_evaluate(p) -> None:
     p.add_argument("model", help="the .tflite file")
     _add_data(p)
-    p.set_defaults(func=cmd_evaluate)
+
+
+COMMANDS = [  # name, summary, options, handler
+    ("boards", "list the board profiles and their budgets",
+     _options_boards, cmd_boards),
+    ("inspect", "what a .tflite model costs on a board: ops, MACs, measured TFLM arena, latency",
+     _options_inspect, cmd_inspect),
+    ("optimize", "train and optimize a model until its int8 form fits the board",
+     _options_optimize, cmd_optimize),
+    ("render", "write a firmware project for an int8 model",
+     _options_render, cmd_render),
+    ("build", "compile a rendered project (PlatformIO, or the board's cross compiler)",
+     _options_build, cmd_build),
+    ("emulate", "boot a built project for an emulated board; prints the serial port for bench",
+     _options_emulate, cmd_emulate),
+    ("flash", "upload a project (PlatformIO) or a prebuilt image (esptool) to a board",
+     _options_flash, cmd_flash),
+    ("bench", "measure latency and RAM on a board over serial",
+     _options_bench, cmd_bench),
+    ("verify", "judge bench results against the targets (exit 1 when one is missed)",
+     _options_verify, cmd_verify),
+    ("virtual-device", "a stand-in board on a pty or TCP port: real TFLM, virtual (host) latency",
+     _options_virtual_device, cmd_virtual_device),
+    ("deploy", "optimize, render, build, flash, bench and verify in one command",
+     _options_deploy, cmd_deploy),
+    ("search", "hardware-aware architecture search (Optuna NSGA-II) within the budgets",
+     _options_search, cmd_search),
+    ("evaluate", "int8 accuracy of a .tflite model on raw labelled data, on the TFLM interpreter",
+     _options_evaluate, cmd_evaluate),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("--boards-dir", type=FOLDER, action="append", default=[], metavar="DIR",
+                        help="a folder of your own board profiles (*.toml), besides $TINYDEPLOY_BOARDS; repeatable")
+    parser = _Parser(
+        prog="tinydeploy", parents=[common],
+        description="From data to a verified TinyML firmware for ESP32 boards.")
+    parser.add_argument("--version", action="version", version=f"tinydeploy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, summary, options, handler in COMMANDS:
+        command = sub.add_parser(name, parents=[common], help=summary)
+        options(command)
+        command.set_defaults(func=handler)
     return parser
 
 

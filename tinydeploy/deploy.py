@@ -54,11 +54,9 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
         progress: receives (event, info) as the stages go.
     """
     from tinydeploy import flash as flash_lib
-    from tinydeploy.bench import bench
-    from tinydeploy.build import build
+    from tinydeploy.engines import ENGINES
     from tinydeploy.optimize import OptimizeConfig, optimize
     from tinydeploy.project import create_project
-    from tinydeploy.engines import ENGINES
     from tinydeploy.render import RenderOptions
     from tinydeploy.verify import verify
     out = Path(out)
@@ -81,29 +79,36 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
     if port is None and not board.emulated:
         port = flash_lib.attached_port()
     virtual = port is None and not board.emulated
-    if board.emulated:
-        from tinydeploy import emulate
-        note(f"building {project['project']} with {board.toolchain['cc']}")
-        build(project["project"])
-        with emulate.start(project["project"]) as emulator:
-            note(f"emulating {board.name}: {board.emulator['command'][0]} on {emulator.url}")
-            bench_result = bench(emulator.url, out / "bench", runs=20, warmup=2, expect_model=model_path,
-                                 samples=samples, reset=False)
-    elif virtual:
-        from tinydeploy.virtual_device import VirtualDevice
-        note("no board attached: build and flash skipped; benching the VIRTUAL device (host TFLM). "
-             "Its latency is host time, not board time; the latency verdict uses the board estimate")
-        with VirtualDevice(model_path) as device:
-            address = device.open_pty()
-            bench_result = bench(address, out / "bench", runs=20, warmup=2, expect_model=model_path,
-                                 samples=samples, reset=False)
-    else:
-        note(f"building {project['project']} with PlatformIO")
-        build(project["project"])
-        note(f"flashing {port}")
-        flash_lib.flash(project["project"], port)
-        bench_result = bench(port, out / "bench", baud=board.baud, expect_model=model_path, samples=samples)
+    bench_result = _bench_on(board, project["project"], port, out / "bench", model_path, samples, note)
     results = bench_result.to_dict()
     estimate = result.report["chosen"]["latency_ms"] if virtual else None
     verdicts = verify(results, targets, min_agreement, latency_estimate_ms=estimate)
     return DeployReport(result.report, project, results, verdicts, virtual, notices)
+
+
+def _bench_on(board: Board, project: str, port: str | None, out: Path, model_path: Path, samples,
+              note: Callable[[str], None]):
+    """Bench the rendered firmware where it can run: an emulated board in its emulator, a board
+    on port once built and flashed, or (no board attached) the virtual device, saying so."""
+    from tinydeploy import flash as flash_lib
+    from tinydeploy.bench import bench
+    from tinydeploy.build import build
+    if board.emulated:
+        from tinydeploy import emulate
+        note(f"building {project} with {board.toolchain['cc']}")
+        build(project)
+        with emulate.start(project) as emulator:
+            note(f"emulating {board.name}: {board.emulator['command'][0]} on {emulator.url}")
+            return bench(emulator.url, out, runs=20, warmup=2, expect_model=model_path, samples=samples, reset=False)
+    if port is None:
+        from tinydeploy.virtual_device import VirtualDevice
+        note("no board attached: build and flash skipped; benching the VIRTUAL device (host TFLM). "
+             "Its latency is host time, not board time; the latency verdict uses the board estimate")
+        with VirtualDevice(model_path) as device:
+            return bench(device.open_pty(), out, runs=20, warmup=2, expect_model=model_path, samples=samples,
+                         reset=False)
+    note(f"building {project} with PlatformIO")
+    build(project)
+    note(f"flashing {port}")
+    flash_lib.flash(project, port)
+    return bench(port, out, baud=board.baud, expect_model=model_path, samples=samples)

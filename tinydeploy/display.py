@@ -220,3 +220,47 @@ def engine_arena_table(summary: dict):
     table.add_row("lower bound", f"{summary['lower_bound_bytes']:,}",
                   "largest sum of live activation tensors (as `tinydeploy inspect`)")
     return table
+
+
+def optimize_lines(report: dict, out) -> list[str]:
+    """What optimize chose and why, below its table."""
+    from tinydeploy.evaluate import describe_accuracy
+    chosen, validation = report["chosen"], report["chosen"]["validation"]
+    lines = [f"chosen: {chosen['stage']} on {chosen['chosen_on']}; int8 validation accuracy "
+             f"{describe_accuracy(validation['accuracy'], validation['samples'])}",
+             f"engine: {chosen['engine']} ({chosen['engine_why']})"]
+    if report.get("test"):
+        lines.append(f"held-out test accuracy (once, chosen model only): "
+                     f"{describe_accuracy(report['test']['accuracy'], report['test']['samples'])}")
+    lines.append(f"wrote {chosen['model']} ({chosen['stage']}), {out}/report.json and {out}/report.html")
+    return lines
+
+
+def arch_lines(arch, figures: dict) -> list[str]:
+    """An architecture's blocks, then its costs (search --show)."""
+    lines = [f"block {i}: {b.kind} {b.filters} filters {b.kernel}x{b.kernel} stride {b.stride} {b.activation}"
+             + (" +pool" if b.pool else "") + (" +residual" if b.residual else "") for i, b in enumerate(arch.blocks)]
+    lines.append(f"head units {arch.head_units}; " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
+                                                               for k, v in figures.items()))
+    return lines
+
+
+def search_trial_line(kind: str, info: dict) -> str | None:
+    """One line per search trial, or None for events that need none."""
+    if kind == "rejected":
+        return f"trial {info['trial']}: rejected before training (over {', '.join(info['over'])})"
+    if kind == "trial":
+        return (f"trial {info['trial']}: int8 accuracy {info['accuracy'] * 100:.1f}% · {info['latency_ms']:.3f} ms "
+                f"est. · {info['arena_bytes']:,} B arena")
+    return None
+
+
+def search_lines(summary: dict, out) -> list[str]:
+    """A search's outcome."""
+    rate, best = summary["rejection_rate"], summary.get("best")
+    return [f"{summary['trials']} trials ({summary['complete']} trained, {summary['scaled_to_fit']} of them scaled "
+            f"down to fit the budgets; {summary['rejected_before_training']} rejected before training"
+            + (f", {rate:.0%}" if rate is not None else "") + f"); Pareto front: {len(summary['pareto_front'])}",
+            f"best within budget: trial {best['trial']}, {best['accuracy'] * 100:.2f}% -> {out}/best_arch.json"
+            if best else "no trial met every budget yet",
+            f"report: {out}/search.html"]

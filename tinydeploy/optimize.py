@@ -84,6 +84,12 @@ class OptimizeConfig:
     arch: arch_lib.Arch | None = None
     data_source: str = "digits"
 
+    def __post_init__(self):
+        if self.budget not in BUDGETS:
+            raise BadInput(f"unknown budget '{self.budget}'. Budgets: {', '.join(BUDGETS)}")
+        if self.min_accuracy is not None and not 0 < self.min_accuracy <= 1:
+            raise BadInput(f"--min-accuracy is a fraction in (0, 1], got {self.min_accuracy}")
+
     def fingerprint(self) -> dict:
         """What a finished stage depends on: a rerun with other values starts over. The targets
         are part of it: they choose the engine, the 4-bit layers and the seek stage's widths, and
@@ -149,6 +155,11 @@ class Pipeline:
         self.histories: dict[str, list] = {}
 
     # -- shared steps ------------------------------------------------------
+    def extra_histories(self, stage: str) -> dict[str, list]:
+        """Training histories a stage kept beside its own ("progressive-fixed4" -> "fixed4")."""
+        return {key[len(stage) + 1:]: history for key, history in self.histories.items()
+                if key.startswith(stage + "-")}
+
     def _seed(self, stage: str) -> None:
         self.keras.utils.set_random_seed(self.config.seed + STAGES.index(stage))
 
@@ -291,7 +302,7 @@ class Pipeline:
                 "targets": [t.to_dict() for t in targets], "meets_targets": all(t.met for t in targets)}
 
     # -- stages --------------------------------------------------------------
-    def stage_arch(self, previous: Candidate | None) -> tuple[Candidate, dict]:
+    def stage_arch(self, previous: Candidate | None, done: list[Candidate]) -> tuple[Candidate, dict]:
         arch = self.config.arch or arch_lib.default_arch(self.data.input_shape)
         plain, norm, run = self.train_from_scratch(arch, "arch")
         details = {"architecture": arch.to_dict(), "float_accuracy": round(self._float_accuracy(plain), 5),
@@ -300,7 +311,7 @@ class Pipeline:
                            "BatchNormalization are folded into the weights"}
         return Candidate("arch", arch, plain, {}, self._convert(plain, {}), {}), details
 
-    def stage_qat(self, previous: Candidate) -> tuple[Candidate, dict]:
+    def stage_qat(self, previous: Candidate, done: list[Candidate]) -> tuple[Candidate, dict]:
         baked, _ = self._finetune(previous.plain, previous.arch, previous.bits, "qat", self.epochs["qat"], "qat")
         details = {"float_accuracy": round(self._float_accuracy(previous.plain), 5),
                    "ptq_accuracy": previous.metrics["accuracy"],
@@ -324,7 +335,7 @@ class Pipeline:
             plain.get_layer(name).set_weights(weights)
         return accuracy
 
-    def stage_mixed(self, previous: Candidate) -> tuple[Candidate, dict]:
+    def stage_mixed(self, previous: Candidate, done: list[Candidate]) -> tuple[Candidate, dict]:
         plain = previous.plain
         base = self._float_accuracy(plain)
         layers = self._mac_layers(plain)
@@ -370,7 +381,7 @@ class Pipeline:
                                   f"{MIXED_TOLERANCE:.0%} accuracy tolerance, so nothing was packed"}
         return Candidate("mixed", previous.arch, baked, low, packed_bytes, {}), details
 
-    def stage_progressive(self, previous: Candidate) -> tuple[Candidate, dict]:
+    def stage_progressive(self, previous: Candidate, done: list[Candidate]) -> tuple[Candidate, dict]:
         epochs = self.epochs["progressive"]
         names = [layer.name for layer in self._mac_layers(previous.plain)]
 
@@ -391,7 +402,7 @@ class Pipeline:
         return Candidate("progressive", previous.arch, progressive, four, self._convert(progressive, four),
                          {}), details
 
-    def stage_prune(self, previous: Candidate) -> tuple[Candidate, dict]:
+    def stage_prune(self, previous: Candidate, done: list[Candidate]) -> tuple[Candidate, dict]:
         from tinydeploy.prune import prune
         narrow, narrow_arch, kept = prune(previous.plain, previous.arch, self.data.input_shape,
                                           self.n_classes, PRUNE_KEEP)
@@ -574,6 +585,17 @@ class OptimizeReport:
     met: bool
     missed: list[str]
 
+    def explanation(self) -> str:
+        """Why no model meets every target, and where the best one found was written; when
+        accuracy is what missed, the accuracy each stage bought at its cost."""
+        reached = ""
+        if any(m.startswith("accuracy") for m in self.missed):
+            reached = " Accuracy reached at each cost: " + "; ".join(
+                f"{s['stage']} {s['accuracy']:.3f} at {s['flash_bytes']:,} B, {s['latency_ms']:.3f} ms"
+                for s in self.report["stages"]) + "."
+        return (f"no model meets every target; the best found ({self.report['chosen']['stage']}) was written to "
+                f"{self.model_path}. Missed: {'; '.join(self.missed)}.{reached}")
+
 
 def _read_json(path: Path):
     """A JSON file's content, or None when it is missing or not readable JSON."""
@@ -592,18 +614,8 @@ def _load_candidate(folder: Path, data: Dataset) -> Candidate:
                      (folder / "model.tflite").read_bytes(), metrics)
 
 
-def optimize(config: OptimizeConfig, progress: Progress | None = None) -> OptimizeReport:
-    """Run (or resume) the optimization pipeline.
-
-    Args:
-        config: data, output folder, board, targets, budget, seed and stages.
-        progress: optional callback receiving ("stage", ...), ("epoch", ...),
-            ("skip", ...), ("note", ...) and ("done", ...) events.
-
-    Returns:
-        The report; OUT/model.tflite, OUT/report.json and OUT/report.html are written.
-    """
-    out = output_folder(config.out, "--out")
+def _resume_check(out: Path, config: OptimizeConfig) -> None:
+    """Refuse a folder that holds a run with other settings (unless --force), then record ours."""
     run_file = out / "run.json"
     fingerprint = config.fingerprint()
     if run_file.exists() and not config.force:
@@ -618,7 +630,31 @@ def optimize(config: OptimizeConfig, progress: Progress | None = None) -> Optimi
     if config.force:
         shutil.rmtree(out / "stages", ignore_errors=True)
     run_file.write_text(json.dumps(fingerprint, indent=2))
-    pipeline = Pipeline(config, progress)
+
+
+def _resumed(folder: Path, chain: list[str], pipeline: Pipeline, data: Dataset) -> Candidate | None:
+    """A stage finished by an earlier run of the same chain, or None (redo it: missing or damaged)."""
+    stored = _read_json(folder / "metrics.json")
+    if not isinstance(stored, dict) or stored.get("chain") != chain:
+        return None
+    candidate = _load_candidate(folder, data)
+    if "engines" not in candidate.metrics:  # kept by a tinydeploy that costed TFLM only
+        candidate.metrics.update(pipeline.measure(candidate.tflite))
+    pipeline.histories[candidate.stage] = stored.get("history", [])
+    return candidate
+
+
+def _save_stage(folder: Path, candidate: Candidate) -> None:
+    weights = folder.with_name(folder.name + ".weights.h5")
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    candidate.plain.save_weights(str(weights))
+    _write_atomically(folder, {"model.tflite": candidate.tflite, "plain.weights.h5": weights.read_bytes(),
+                               "metrics.json": json.dumps(candidate.metrics, indent=2)})
+    weights.unlink()
+
+
+def _run_stages(config: OptimizeConfig, out: Path, pipeline: Pipeline, progress: Progress | None):
+    """Every stage before final, resuming the finished ones: (candidates, each stage's details)."""
     done: list[Candidate] = []
     details: dict[str, dict] = {}
     chain: list[str] = []
@@ -626,49 +662,57 @@ def optimize(config: OptimizeConfig, progress: Progress | None = None) -> Optimi
     for position, stage in enumerate(work):
         chain.append(stage)
         folder = out / "stages" / f"{position + 1:02d}-{stage}"
-        stored = _read_json(folder / "metrics.json")  # None (redo the stage) when missing or damaged
-        if isinstance(stored, dict):
-            if stored.get("chain") == chain:
-                candidate = _load_candidate(folder, config.data)
-                if "engines" not in candidate.metrics:  # kept by a tinydeploy that costed TFLM only
-                    candidate.metrics.update(pipeline.measure(candidate.tflite))
-                done.append(candidate)
-                details[stage] = stored["details"]
-                pipeline.histories[stage] = stored.get("history", [])
-                if progress:
-                    progress("skip", {"stage": stage, "metrics": stored})
-                continue
+        kept = _resumed(folder, chain, pipeline, config.data)
+        if kept is not None:
+            done.append(kept)
+            details[stage] = kept.metrics["details"]
+            if progress:
+                progress("skip", {"stage": stage, "metrics": kept.metrics})
+            continue
         if progress:
             progress("stage", {"stage": stage, "index": position + 1, "total": len(work) + 1})
         started = time.perf_counter()
         pipeline._seed(stage)
-        method = getattr(pipeline, f"stage_{stage}")
-        previous = _best(done, config) if done else None
-        candidate, info = method(previous, done) if stage in ("distill", "seek") else method(previous)
+        candidate, info = getattr(pipeline, f"stage_{stage}")(_best(done, config) if done else None, done)
+        details[stage] = info
         if candidate is None:  # a stage with nothing to add (seek, when the targets are met)
-            details[stage] = info
             if progress:
                 progress("note", {"text": f"{stage}: {info.get('note', 'nothing to do')}"})
             continue
         candidate.metrics = pipeline.measure(candidate.tflite)
         candidate.metrics.update({"stage": stage, "chain": list(chain), "arch": candidate.arch.to_dict(),
                                   "bits": candidate.bits, "seconds": round(time.perf_counter() - started, 1),
-                                  "details": info, "history": pipeline.histories.get(stage, [])})
-        if stage == "progressive":
-            candidate.metrics["history_fixed4"] = pipeline.histories.get("progressive-fixed4", [])
-        weights = folder.with_name(folder.name + ".weights.h5")
-        weights.parent.mkdir(parents=True, exist_ok=True)
-        candidate.plain.save_weights(str(weights))
-        _write_atomically(folder, {"model.tflite": candidate.tflite, "plain.weights.h5": weights.read_bytes(),
-                                   "metrics.json": json.dumps(candidate.metrics, indent=2)})
-        weights.unlink()
+                                  "details": info, "history": pipeline.histories.get(stage, []),
+                                  **{f"history_{k}": v for k, v in pipeline.extra_histories(stage).items()}})
+        _save_stage(folder, candidate)
         done.append(candidate)
-        details[stage] = info
         if progress:
             progress("done", {"stage": stage, "metrics": candidate.metrics})
-    # Final: choose, validate on TFLM, cross-check with TFLite's reference kernels.
+    return done, details
+
+
+def optimize(config: OptimizeConfig, progress: Progress | None = None) -> OptimizeReport:
+    """Run (or resume) the optimization pipeline.
+
+    Args:
+        config: data, output folder, board, targets, budget, seed and stages.
+        progress: optional callback receiving ("stage", ...), ("epoch", ...),
+            ("skip", ...), ("note", ...) and ("done", ...) events.
+
+    Returns:
+        The report; OUT/model.tflite, OUT/report.json and OUT/report.html are written.
+    """
+    out = output_folder(config.out, "--out")
+    _resume_check(out, config)
+    done, details = _run_stages(config, out, Pipeline(config, progress), progress)
+    total = len([s for s in config.stages if s != "final"]) + 1
     if progress:
-        progress("stage", {"stage": "final", "index": len(work) + 1, "total": len(work) + 1})
+        progress("stage", {"stage": "final", "index": total, "total": total})
+    return _final(config, out, done, details)
+
+
+def _final(config: OptimizeConfig, out: Path, done: list[Candidate], details: dict) -> OptimizeReport:
+    """Choose, validate on TFLM, cross-check with TFLite's reference kernels, and report."""
     best = _best(done, config)
     model = parse_model(best.tflite)
     tflm_eval = evaluate(model, config.data.x_val, config.data.y_val)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tinydeploy.errors import BadInput
+from tinydeploy.errors import BadInput, TargetMissed
 
 # The reference targets: a 64 KB tensor arena, a 20 KB model, 1 ms inference.
 DEFAULT_MAX_ARENA_KB = 64.0
@@ -78,3 +78,10 @@ def check(targets: Targets, *, arena_bytes: float | None, model_bytes: float | N
     if latency_ms is not None:
         results.append(TargetResult("latency", round(latency_ms, 3), targets.max_latency_ms, "ms", latency_basis))
     return results
+
+
+def require_met(verdicts: list[TargetResult]) -> None:
+    """Raise TargetMissed (exit 1) naming every verdict that missed its target."""
+    missed = [v.describe() for v in verdicts if not v.met]
+    if missed:
+        raise TargetMissed("targets missed: " + "; ".join(missed))

@@ -194,39 +194,10 @@ class VirtualDevice:
         busy = threading.Lock()
 
         def session(conn: socket.socket) -> None:
-            with conn:
-                conn.settimeout(0.1)
-
-                def read():
-                    try:
-                        return conn.recv(4096)
-                    except socket.timeout:
-                        return None
-                    except OSError:
-                        return b""
-
-                try:
-                    self._serve(read, conn.sendall)
-                except OSError:
-                    pass
-                finally:
-                    busy.release()
-
-        def refuse(conn: socket.socket) -> None:
-            """Answer a second client's first command with the busy error, then hang up.
-            (Answering at once would be lost: pyserial clears its input when it opens.)"""
-            with conn:
-                conn.settimeout(5)
-                try:
-                    received = b""
-                    while b"%" not in received:
-                        chunk = conn.recv(256)
-                        if not chunk:
-                            return
-                        received += chunk
-                    conn.sendall(BUSY_REPLY.encode())
-                except OSError:
-                    pass
+            try:
+                self._tcp_session(conn)
+            finally:
+                busy.release()
 
         def accept_loop() -> None:
             while not self._stop.is_set():
@@ -237,7 +208,7 @@ class VirtualDevice:
                 except OSError:
                     return
                 if not busy.acquire(blocking=False):
-                    threading.Thread(target=refuse, args=(conn,), daemon=True).start()
+                    threading.Thread(target=_refuse_busy, args=(conn,), daemon=True).start()
                     continue
                 threading.Thread(target=session, args=(conn,), daemon=True).start()
 
@@ -246,6 +217,23 @@ class VirtualDevice:
         self._threads.append(thread)
         self.address = f"socket://127.0.0.1:{server.getsockname()[1]}"
         return self.address
+
+    def _tcp_session(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(0.1)
+
+            def read():
+                try:
+                    return conn.recv(4096)
+                except socket.timeout:
+                    return None
+                except OSError:
+                    return b""
+
+            try:
+                self._serve(read, conn.sendall)
+            except OSError:
+                pass
 
     def close(self) -> None:
         self._stop.set()
@@ -264,3 +252,20 @@ class VirtualDevice:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _refuse_busy(conn: socket.socket) -> None:
+    """Answer a second client's first command with the busy error, then hang up. (Answering
+    at once would be lost: pyserial clears its input when it opens.)"""
+    with conn:
+        conn.settimeout(5)
+        try:
+            received = b""
+            while b"%" not in received:
+                chunk = conn.recv(256)
+                if not chunk:
+                    return
+                received += chunk
+            conn.sendall(BUSY_REPLY.encode())
+        except OSError:
+            pass

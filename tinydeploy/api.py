@@ -1,0 +1,197 @@
+"""The Python API: one function per command, of the same name and with the same defaults
+(`tinydeploy render` is ``api.render``, `tinydeploy virtual-device` is
+``api.virtual_device``). The CLI parses its options, calls these and shows what they
+return; docs/api.md shows them at work. They raise tinydeploy.errors.BadInput for bad
+input and StepFailed for a failed step, and return verdicts rather than raising when a
+target is missed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from tinydeploy.boards import DEFAULT_BOARD, Board, get_board, load_boards
+from tinydeploy.errors import BadInput
+from tinydeploy.targets import Targets
+
+Progress = Callable[[str, dict], None]
+
+
+def _board(board: str | Board, boards_dir: tuple[str, ...] = ()) -> Board:
+    return board if isinstance(board, Board) else get_board(board, tuple(boards_dir))
+
+
+def boards(boards_dir: tuple[str, ...] = ()) -> dict[str, Board]:
+    """Every board profile: the shipped ones, $TINYDEPLOY_BOARDS's and boards_dir's."""
+    return load_boards(tuple(boards_dir))
+
+
+def inspect(model: str | Path, board: str | Board = DEFAULT_BOARD, targets: Targets = Targets(),
+            framework: str | None = None, boards_dir: tuple[str, ...] = ()):
+    """What a .tflite model costs on a board (tinydeploy.inspect.InspectReport)."""
+    from tinydeploy.inspect import inspect as inspect_model
+    return inspect_model(model, _board(board, boards_dir), targets, framework)
+
+
+def start_arch(arch: str | Path | None = None, search: str | Path | None = None):
+    """The architecture optimize starts from: an Arch JSON file, a search's best_arch.json, or None
+    (the default for the data's shape)."""
+    from tinydeploy.architectures import Arch
+    if arch and search:
+        raise BadInput("give --arch or --search, not both")
+    if search:
+        return Arch.load(Path(search) / "best_arch.json")
+    return Arch.load(arch) if arch else None
+
+
+def optimize(data: str, out: str | Path, board: str | Board = DEFAULT_BOARD, targets: Targets = Targets(),
+             test: str | None = None, min_accuracy: float | None = None, budget: str = "default",
+             stages: tuple[str, ...] | None = None, arch: str | Path | None = None, search: str | Path | None = None,
+             force: bool = False, image_size: int = 32, seed: int = 0, boards_dir: tuple[str, ...] = (),
+             progress: Progress | None = None):
+    """Train and optimize a model on data until its int8 form fits the board
+    (tinydeploy.optimize.OptimizeReport; OUT/model.tflite, report.json and report.html)."""
+    from tinydeploy import data as data_lib
+    from tinydeploy.optimize import STAGES, OptimizeConfig, check_stages
+    from tinydeploy.optimize import optimize as run
+    stages, start = check_stages(list(stages or STAGES)), start_arch(arch, search)  # cheap checks first
+    dataset = data_lib.load(data, image_size=image_size, seed=seed)
+    if test:
+        dataset = data_lib.add_test(dataset, test)  # checked before any training
+    config = OptimizeConfig(data=dataset, out=out, board=_board(board, boards_dir), targets=targets,
+                            min_accuracy=min_accuracy, budget=budget, seed=seed, stages=stages, force=force,
+                            arch=start, data_source=data)
+    return run(config, progress)
+
+
+def evaluate(model: str | Path, data: str, image_size: int = 32, seed: int = 0) -> dict:
+    """The int8 accuracy of a .tflite model on raw labelled data, on the TFLM interpreter."""
+    from tinydeploy.evaluate import evaluate_file
+    return evaluate_file(model, data, image_size=image_size, seed=seed)
+
+
+def render(model: str | Path, board: str | Board, out: str | Path, framework: str | None = None,
+           arena_margin: float = 10.0, labels: str | Path | None = None, engine: str | None = None,
+           boards_dir: tuple[str, ...] = ()) -> dict:
+    """Write a firmware project for an int8 model; returns its summary. framework and engine
+    default to the board's own; labels is a text file (one per line) or optimize's report.json."""
+    from tinydeploy.project import create_project
+    from tinydeploy.render import RenderOptions, read_labels
+    options = RenderOptions(framework, arena_margin, read_labels(labels) if labels else (), engine)
+    return create_project(model, _board(board, boards_dir), out, options)
+
+
+def build(dir: str | Path, env: str | None = None, on_line: Callable[[str], None] | None = None):
+    """Compile a rendered project (tinydeploy.build.BuildResult)."""
+    from tinydeploy.build import build as build_project
+    return build_project(dir, env, on_line)
+
+
+def emulate(dir: str | Path, tcp: int = 0):
+    """Boot a built project for an emulated board (a running tinydeploy.emulate.Emulator; use it
+    as a context manager, or call stop())."""
+    from tinydeploy.emulate import start
+    return start(dir, tcp)
+
+
+def flash(dir: str | Path | None = None, port: str | None = None, env: str | None = None,
+          firmware: str | Path | None = None, chip: str | None = None, board: str | Board | None = None,
+          offset: int = 0x10000, on_line: Callable[[str], None] | None = None,
+          boards_dir: tuple[str, ...] = ()) -> Path:
+    """Upload a project (PlatformIO) or, with firmware=, a prebuilt image (esptool, with chip= or
+    board=); returns the log's path."""
+    from tinydeploy.flash import flash as flash_project
+    from tinydeploy.flash import flash_firmware
+    if firmware:
+        if not chip and not board:
+            raise BadInput("--firmware needs --chip (e.g. esp32s3) or --board")
+        return flash_firmware(firmware, chip, port, offset, on_line=on_line,
+                              board=_board(board, boards_dir) if board else None)
+    if board:
+        raise BadInput("--board is for --firmware; a project folder was rendered for its board")
+    if not dir:
+        raise BadInput("give a project folder (tinydeploy flash DIR) or --firmware BIN --chip C")
+    return flash_project(dir, port, env, on_line)
+
+
+def validation_samples(data: str | None, validate: int, image_size: int = 32, seed: int = 0):
+    """The first `validate` labelled samples of data, (x, y), or None when validate is 0."""
+    if not validate:
+        return None
+    if validate < 1:
+        raise BadInput(f"--validate needs a positive sample count, got {validate}")
+    if not data:
+        raise BadInput("--validate N needs --data (labelled samples)")
+    from tinydeploy import data as data_lib
+    x, y = data_lib.load(data, image_size=image_size, seed=seed).all_samples
+    return x[:validate], y[:validate]
+
+
+def bench(port: str, out: str | Path = "bench-results", baud: int = 115200, runs: int = 20, warmup: int = 2,
+          validate: int = 0, data: str | None = None, expect_model: str | Path | None = None, timeout: float = 10.0,
+          image_size: int = 32, seed: int = 0, progress: Callable[[int, int], None] | None = None):
+    """Measure latency and RAM on a board over serial, and validate `validate` labelled samples of
+    data there (tinydeploy.bench.BenchResult; OUT/results.json and serial.log)."""
+    from tinydeploy.bench import bench as run
+    return run(port, out, baud=baud, runs=runs, warmup=warmup, expect_model=expect_model,
+               samples=validation_samples(data, validate, image_size, seed), timeout=timeout, progress=progress)
+
+
+def verify(results: str | Path | None = None, port: str | None = None, targets: Targets = Targets(),
+           min_agreement: float = 0.99, out: str | Path = "bench-results", **bench_options):
+    """Judge bench results (a results.json or its folder), or a fresh bench of the board on port,
+    against the targets: (verdicts, the results judged)."""
+    from tinydeploy.verify import load_results
+    from tinydeploy.verify import verify as judge
+    if results and port:
+        raise BadInput("give either a results file or --port, not both")
+    if port:
+        bench(port, out, **bench_options)
+        results = out
+    elif not results:
+        raise BadInput("give a results file (from tinydeploy bench --out DIR) or --port")
+    loaded = load_results(results)
+    return judge(loaded, targets, min_agreement), loaded
+
+
+def virtual_device(model: str | Path, baud: int | None = None):
+    """A stand-in board for a model (tinydeploy.virtual_device.VirtualDevice): call open_pty() or
+    open_tcp(port) for its address, close() when done."""
+    from tinydeploy.virtual_device import VirtualDevice
+    return VirtualDevice(model, baud=baud)
+
+
+def deploy(data: str, board: str | Board = DEFAULT_BOARD, out: str | Path = "build/deploy", port: str | None = None,
+           targets: Targets = Targets(), budget: str = "default", min_agreement: float = 0.99, image_size: int = 32,
+           seed: int = 0, boards_dir: tuple[str, ...] = (), progress: Progress | None = None):
+    """optimize, render, build, flash, bench and verify in one go (tinydeploy.deploy.DeployReport)."""
+    from tinydeploy import data as data_lib
+    from tinydeploy.deploy import deploy as run
+    dataset = data_lib.load(data, image_size=image_size, seed=seed)
+    return run(dataset, data, _board(board, boards_dir), out, targets, port=port, budget=budget, seed=seed,
+               min_agreement=min_agreement, progress=progress)
+
+
+def search(data: str = "digits", out: str | Path = "build/search", board: str | Board = DEFAULT_BOARD,
+           targets: Targets = Targets(), trials: int | None = None, timeout: float | None = None,
+           storage: str | None = None, study: str = "tinydeploy", join: bool = False, budget: str = "fast",
+           image_size: int = 32, seed: int = 0, boards_dir: tuple[str, ...] = (), progress: Progress | None = None):
+    """Hardware-aware architecture search within the budgets (a summary; OUT/best_arch.json, search.html)."""
+    from tinydeploy import data as data_lib
+    from tinydeploy.search import SearchConfig
+    from tinydeploy.search import search as run
+    dataset = data_lib.load(data, image_size=image_size, seed=seed)
+    config = SearchConfig(dataset, Path(out), _board(board, boards_dir), targets, trials=trials, timeout=timeout,
+                          storage=storage, study=study, seed=seed, join=join, budget=budget)
+    return run(config, progress)
+
+
+def arch_cost(arch: str | Path, data: str = "digits", board: str | Board = DEFAULT_BOARD, image_size: int = 32,
+              seed: int = 0, boards_dir: tuple[str, ...] = ()):
+    """`search --show`: an architecture and what it costs on the board, untrained: (Arch, figures)."""
+    from tinydeploy import data as data_lib
+    from tinydeploy.architectures import Arch
+    from tinydeploy.search import cost
+    spec = Arch.load(arch)
+    return spec, cost(spec, data_lib.load(data, image_size=image_size, seed=seed), _board(board, boards_dir))
