@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 DEB_PACKAGES := gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc gcc-multilib g++-multilib
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test clean system-packages
+.PHONY: install demo test docs clean system-packages
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ system-packages:
 
 test: $(INSTALLED) system-packages
 	$(PY) -m pytest -m "unit or host or slow" $(PYTEST_ARGS)
+
+# The documentation's generated parts: synopses and the command table from the CLI's parser,
+# and the real output of the commands it shows, run on the built-in digits data in build/docs.
+docs: $(INSTALLED) system-packages
+	$(PY) docs/generate.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache
