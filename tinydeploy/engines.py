@@ -110,12 +110,14 @@ class TflmEngine:
                            f"TFLM plans them) + tail {need.tail_bytes} (32-bit); plus {margin}% margin, rounded "
                            "up to 16."),
             "runtime_note": framework.runtime_note,
-            "rx_buffer_bytes": RX_BUFFER_BYTES, "setup_error_bytes": SETUP_ERROR_BYTES, "sources": [],
+            "rx_buffer_bytes": RX_BUFFER_BYTES, "setup_error_bytes": SETUP_ERROR_BYTES,
         })
+        build = framework.tflm_files(board)
+        values["sources"] = build.sources
         templates = {"src/model_data.h": "common/model_data.h.j2", "src/model_data.cc": "common/model_data.cc.j2",
                      "src/model_runner.h": "common/model_runner.h.j2",
                      "src/model_runner.cc": "common/model_runner.cc.j2", "README.md": "common/README.md.j2",
-                     **framework.tflm_files(values["sources"])}
+                     **build.templates}
         files = {path: env.get_template(template).render(**values) for path, template in templates.items()}
         files.update(copied_firmware(("td_protocol.h", "td_protocol.c")))
         return files
@@ -183,12 +185,13 @@ class CEngine:
             "tflm_arena": f"{measured.arena_bytes} bytes" if measured else "not measured",
             "timer_note": ("instructions retired (minstret), not microseconds" if board.timer == "instructions"
                            else "microseconds"),
-            "sources": ["td_main.c", "td_model.c", "td_kernels.c", "td_protocol.c", "td_board.c"],
         })
-        templates, firmware, values["how_to"] = framework.c_files(board, values["sources"])
+        build = framework.c_files(board)
+        values["sources"] = ["td_main.c", "td_model.c", "td_kernels.c", "td_protocol.c", "td_board.c", *build.sources]
+        values["how_to"] = build.how_to
         files = {f"src/{name}": text for name, text in cengine.render_sources(lowered, values["banner"]).items()}
-        files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", "td_main.c", *firmware)))
-        templates["README.md"] = "cengine/README.md.j2"
+        files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", "td_main.c", *build.firmware)))
+        templates = {**build.templates, "README.md": "cengine/README.md.j2"}
         files.update({path: env.get_template(template).render(**values) for path, template in templates.items()})
         return files
 

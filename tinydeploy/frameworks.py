@@ -9,11 +9,23 @@ classes; adding a framework is adding a class here (and its templates), with no
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from tinydeploy.boards import Board
 from tinydeploy.errors import BadInput
 
 ESP_TFLITE_MICRO = ">=1.3.7"  # earlier versions could send every CONV_2D down the slow reference path
 ARDUINO_TFLM_LIBRARY = "spaziochirale/Chirale_TensorFLowLite"
+
+
+@dataclass
+class BuildFiles:
+    """What a framework adds to a project: {project path: template}, the sources its build
+    compiles (beyond the engine's own), tinydeploy firmware/ files to copy, and how to run it."""
+    templates: dict[str, str]
+    sources: list[str] = field(default_factory=list)
+    firmware: list[str] = field(default_factory=list)
+    how_to: list[str] = field(default_factory=list)
 
 
 def sdkconfig(board: Board) -> list[str]:
@@ -37,22 +49,23 @@ class EspIdf:
         return {"f_cpu": f"{board.cpu_mhz * 1_000_000}L", "sdkconfig": sdkconfig(board), "extra": [],
                 "esp_tflite_micro": ESP_TFLITE_MICRO}
 
-    def tflm_files(self, sources: list[str]) -> dict[str, str]:
-        """{project path: template} of a TFLM project's build files and main, beyond the common ones."""
-        sources.extend(["main.cc", "model_data.cc", "model_runner.cc", "td_board.c", "td_protocol.c"])
-        return {"platformio.ini": "common/platformio.ini.j2", "src/main.cc": "espidf/main.cc.j2",
-                "CMakeLists.txt": "espidf/CMakeLists.txt.j2", "src/CMakeLists.txt": "espidf/src_CMakeLists.txt.j2",
-                "src/idf_component.yml": "espidf/idf_component.yml.j2",
-                "sdkconfig.defaults": "espidf/sdkconfig.defaults.j2"}
+    def tflm_files(self, board: Board) -> BuildFiles:
+        """A TFLM project's build files and main, beyond the engine's own files."""
+        return BuildFiles({"platformio.ini": "common/platformio.ini.j2", "src/main.cc": "espidf/main.cc.j2",
+                           "CMakeLists.txt": "espidf/CMakeLists.txt.j2",
+                           "src/CMakeLists.txt": "espidf/src_CMakeLists.txt.j2",
+                           "src/idf_component.yml": "espidf/idf_component.yml.j2",
+                           "sdkconfig.defaults": "espidf/sdkconfig.defaults.j2"},
+                          sources=["main.cc", "model_data.cc", "model_runner.cc", "td_board.c", "td_protocol.c"])
 
-    def c_files(self, board: Board, sources: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
-        """The C engine's build files: ({project path: template}, firmware files to copy, how to run it)."""
-        sources.append("hal_espidf.c")
-        templates = {"platformio.ini": "common/platformio.ini.j2", "CMakeLists.txt": "espidf/CMakeLists.txt.j2",
-                     "sdkconfig.defaults": "espidf/sdkconfig.defaults.j2",
-                     "src/CMakeLists.txt": "cengine/src_CMakeLists.txt.j2"}
-        return templates, ["hal_espidf.c"], ["pio run -d DIR", "pio run -d DIR -t upload --upload-port PORT",
-                                             "tinydeploy bench --port PORT"]
+    def c_files(self, board: Board) -> BuildFiles:
+        """The C engine's build files, with its ESP-IDF platform layer."""
+        return BuildFiles({"platformio.ini": "common/platformio.ini.j2", "CMakeLists.txt": "espidf/CMakeLists.txt.j2",
+                           "sdkconfig.defaults": "espidf/sdkconfig.defaults.j2",
+                           "src/CMakeLists.txt": "cengine/src_CMakeLists.txt.j2"},
+                          sources=["hal_espidf.c"], firmware=["hal_espidf.c"],
+                          how_to=["pio run -d DIR", "pio run -d DIR -t upload --upload-port PORT",
+                                  "tinydeploy bench --port PORT"])
 
 
 class Arduino:
@@ -69,8 +82,8 @@ class Arduino:
         return {"f_cpu": f"{board.cpu_mhz * 1_000_000}L", "sdkconfig": [],
                 "extra": [("lib_deps", ARDUINO_TFLM_LIBRARY), ("build_flags", "-Wl,--wrap=DebugLog")]}
 
-    def tflm_files(self, sources: list[str]) -> dict[str, str]:
-        return {"platformio.ini": "common/platformio.ini.j2", "src/main.cpp": "arduino/main.cpp.j2"}
+    def tflm_files(self, board: Board) -> BuildFiles:
+        return BuildFiles({"platformio.ini": "common/platformio.ini.j2", "src/main.cpp": "arduino/main.cpp.j2"})
 
 
 class Make:
@@ -88,13 +101,13 @@ class Make:
                 "ldflags": " ".join(tc["ldflags"]), "packages": " ".join(tc["packages"]),
                 "linker_script": f"src/{tc['linker_script']}"}
 
-    def c_files(self, board: Board, sources: list[str]):
+    def c_files(self, board: Board) -> BuildFiles:
         tc = board.toolchain
-        sources.extend(tc["sources"])
         how_to = ["tinydeploy build DIR"]
         if board.emulated:
             how_to += ["tinydeploy emulate DIR --port-file DIR/port.txt &", "tinydeploy bench --port $(cat DIR/port.txt)"]
-        return {"Makefile": "make/Makefile.j2"}, [*tc["sources"], tc["linker_script"]], how_to
+        return BuildFiles({"Makefile": "make/Makefile.j2"}, sources=list(tc["sources"]),
+                          firmware=[*tc["sources"], tc["linker_script"]], how_to=how_to)
 
 
 FRAMEWORKS = {framework.name: framework for framework in (EspIdf(), Arduino(), Make())}
