@@ -89,3 +89,14 @@ def test_the_library_checks_what_the_cli_checks():
     for bad in (0, 1.5, -0.1):
         with pytest.raises(BadInput, match=r"--min-accuracy is a fraction in \(0, 1\]"):
             OptimizeConfig(data=None, out="x", board=board, min_accuracy=bad)
+
+
+@pytest.mark.unit
+def test_inspect_takes_only_frameworks_that_build_tflm_for_the_board(capsys):
+    from tinydeploy import api
+    from tinydeploy.cli import main
+    from tinydeploy.errors import BadInput
+    with pytest.raises(BadInput, match="--framework make doesn't build for esp32dev; frameworks for it: espidf, arduino"):
+        api.inspect("model.tflite", "esp32dev", framework="make")
+    assert main(["inspect", "model.tflite", "--framework", "make"]) == 2
+    assert "invalid choice: 'make'" in capsys.readouterr().err

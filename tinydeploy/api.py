@@ -29,9 +29,14 @@ def boards(boards_dir: tuple[str, ...] = ()) -> dict[str, Board]:
 
 def inspect(model: str | Path, board: str | Board = DEFAULT_BOARD, targets: Targets = Targets(),
             framework: str | None = None, boards_dir: tuple[str, ...] = ()):
-    """What a .tflite model costs on a board (tinydeploy.inspect.InspectReport)."""
+    """What a .tflite model costs on a board (tinydeploy.inspect.InspectReport); framework picks
+    the board's TFLM kernel library (default: the board profile's framework)."""
+    from tinydeploy.frameworks import framework_for
     from tinydeploy.inspect import inspect as inspect_model
-    return inspect_model(model, _board(board, boards_dir), targets, framework)
+    board = _board(board, boards_dir)
+    if framework is not None:
+        framework_for(board, framework, "tflm")  # one that builds TFLM firmware for this board
+    return inspect_model(model, board, targets, framework)
 
 
 def start_arch(arch: str | Path | None = None, search: str | Path | None = None):

@@ -397,9 +397,9 @@ def _options_inspect(p) -> None:
     from tinydeploy.frameworks import FRAMEWORKS
     p.add_argument("model", help="the .tflite file")
     p.add_argument("--board", default=DEFAULT_BOARD, help="board profile (default %(default)s)")
-    p.add_argument("--framework", choices=list(FRAMEWORKS), default=None,
-                   help="the firmware's framework, which picks the board's TFLM kernel library for the arena "
-                        "(default: the board profile's)")
+    p.add_argument("--framework", choices=[name for name, f in FRAMEWORKS.items() if "tflm" in f.engines],
+                   default=None, help="the TFLM firmware's framework, which picks the board's TFLM kernel library "
+                                      "for the arena (default: the board profile's)")
     _add_targets(p)
 
 
