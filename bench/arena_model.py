@@ -44,9 +44,9 @@ def make_models(folder: Path, count: int, seed: int = 0) -> list[Path]:
     import optuna
 
     from tinydeploy import _tf
-    from tinydeploy.architectures import plain_model, with_softmax
-    from tinydeploy.convert import to_int8_tflite
-    from tinydeploy.search import sample_arch
+    from tinydeploy.optimize.architectures import plain_model, with_softmax
+    from tinydeploy.optimize.convert import to_int8_tflite
+    from tinydeploy.optimize.search import sample_arch
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     keras = _tf.keras()
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))

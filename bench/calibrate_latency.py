@@ -14,7 +14,7 @@ Run: .venv/bin/python bench/calibrate_latency.py
 import numpy as np
 
 from tinydeploy import _tf, costs
-from tinydeploy.convert import to_int8_tflite
+from tinydeploy.optimize.convert import to_int8_tflite
 from tinydeploy.model import parse_model
 
 PUBLISHED_MS = {  # chip: (MHz, ms without ESP-NN, ms with ESP-NN)

@@ -14,10 +14,10 @@ import sys
 
 import optuna
 
-from tinydeploy import architectures as arch_lib
+from tinydeploy.optimize import architectures as arch_lib
 from tinydeploy import data
 from tinydeploy.boards import get_board
-from tinydeploy.search import cost, sample_arch
+from tinydeploy.optimize.search import cost, sample_arch
 
 
 def parameter_bytes(arch, ds) -> int:

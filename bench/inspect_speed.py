@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tinydeploy import _tf
-from tinydeploy.convert import to_int8_tflite
+from tinydeploy.optimize.convert import to_int8_tflite
 
 
 def twenty_kb_model() -> bytes:

@@ -15,7 +15,7 @@ import numpy as np
 
 from tinydeploy import _tf
 from tinydeploy.bench import CHUNK, Connection, validate_on_device
-from tinydeploy.convert import to_int8_tflite
+from tinydeploy.optimize.convert import to_int8_tflite
 from tinydeploy.virtual_device import VirtualDevice
 
 SAMPLES = 20

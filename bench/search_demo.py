@@ -16,7 +16,7 @@ import optuna
 from tinydeploy import data
 from tinydeploy.boards import get_board
 from tinydeploy.optimize import OptimizeConfig, check_stages, optimize
-from tinydeploy.search import SearchConfig, search
+from tinydeploy.optimize.search import SearchConfig, search
 
 
 def main(trials: int = 20) -> None:
@@ -36,7 +36,7 @@ def main(trials: int = 20) -> None:
         print(f"best within budget (search training): {best['accuracy'] * 100:.2f}% · {best['latency_ms']:.3f} ms · "
               f"{best['arena_bytes']:,} B arena · {best['flash_bytes']:,} B flash")
         arch_only = check_stages(["arch"])
-        from tinydeploy.architectures import Arch
+        from tinydeploy.optimize.architectures import Arch
         searched = optimize(OptimizeConfig(ds, Path(tmp) / "searched", board, budget="default", stages=arch_only,
                                            arch=Arch.from_dict(best["arch"]))).report["chosen"]
         default = optimize(OptimizeConfig(ds, Path(tmp) / "default", board, budget="default",

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from tinydeploy import _tf
-from tinydeploy.convert import to_float_tflite, to_int8_tflite
+from tinydeploy.optimize.convert import to_float_tflite, to_int8_tflite
 
 INPUT_SHAPE = (32, 32, 1)
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from tinydeploy import cengine
-from tinydeploy.architectures import Arch, Block, plain_model, with_softmax
-from tinydeploy.convert import to_int8_tflite
+from tinydeploy.optimize.architectures import Arch, Block, plain_model, with_softmax
+from tinydeploy.optimize.convert import to_int8_tflite
 from tinydeploy.model import parse_model
 
 pytestmark = pytest.mark.host

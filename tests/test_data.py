@@ -85,7 +85,7 @@ def test_few_windows_of_many_classes_still_split_with_every_class_validated():
 
 
 def test_a_constant_channel_is_not_blown_up_by_normalization():
-    from tinydeploy.architectures import Normalization
+    from tinydeploy.optimize.architectures import Normalization
     x = np.random.default_rng(0).normal(5, 2, (50, 8, 3)).astype(np.float32)
     x[..., 0] = 0.0  # e.g. the always-blank first column of the digits, read as a series
     norm = Normalization.of(x)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tinydeploy import engine_choice as engines
+from tinydeploy.optimize import engine_choice as engines
 from tinydeploy.boards import get_board
 from tinydeploy.model import load_model
 from tinydeploy.targets import TargetResult, Targets

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from tinydeploy import architectures as arch_lib
+from tinydeploy.optimize import architectures as arch_lib
 from tinydeploy import data
 from tinydeploy.boards import get_board
 from tinydeploy.errors import BadInput
@@ -242,7 +242,7 @@ def test_normalization_folding_is_exact(digits16):
 
 def test_qat_rejection_names_the_layer_and_the_fix():
     from tinydeploy import _tf
-    from tinydeploy.quantization import qat_ready
+    from tinydeploy.optimize.quantization import qat_ready
     keras = _tf.keras()
     model = keras.Sequential([keras.layers.Input((16, 16, 1)), keras.layers.Conv2D(8, 3),
                               keras.layers.LayerNormalization(name="ln"), keras.layers.ReLU(),
@@ -302,7 +302,7 @@ def test_cli_test_data_that_does_not_match_exits_2_before_training(tmp_path):
 
 def test_the_bit_width_variable_drives_the_fake_quantizer():
     """Changing the variable (not the model) changes what the QAT graph computes."""
-    from tinydeploy import quantization as quant
+    from tinydeploy.optimize import quantization as quant
     plain = arch_lib.plain_model(arch_lib.default_arch(), (16, 16, 1), 10)
     keys = {layer.name: f"probe_{layer.name}" for layer in plain.layers
             if type(layer).__name__ in quant.MAC_LAYERS}

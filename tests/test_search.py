@@ -12,7 +12,7 @@ import pytest
 from tinydeploy import data
 from tinydeploy.boards import get_board
 from tinydeploy.errors import BadInput
-from tinydeploy.search import SearchConfig, open_study, redact, sample_arch, search
+from tinydeploy.optimize.search import SearchConfig, open_study, redact, sample_arch, search
 from tests.helpers import missing, run_cli
 
 pytestmark = pytest.mark.slow
@@ -144,9 +144,9 @@ def test_bad_input(tmp_path, digits16):
 def test_every_candidate_builds_quantizes_and_converts(input_shape):
     import optuna
 
-    from tinydeploy import architectures as arch_lib
-    from tinydeploy.quantization import quantize_for_training
-    from tinydeploy.search import cost
+    from tinydeploy.optimize import architectures as arch_lib
+    from tinydeploy.optimize.quantization import quantize_for_training
+    from tinydeploy.optimize.search import cost
     rng = np.random.default_rng(0)
     ds = data.from_arrays(rng.random((40, *input_shape), dtype=np.float32), np.arange(40) % 2, None, None, "random")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
@@ -195,7 +195,7 @@ def test_over_budget_candidates_are_scaled_to_fit_not_rejected(tmp_path):
 
 
 def test_widest_fitting_width_is_found_by_bisection():
-    from tinydeploy.architectures import widest_fitting
+    from tinydeploy.optimize.architectures import widest_fitting
     asked = []
 
     def fits(width):

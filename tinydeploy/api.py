@@ -42,7 +42,7 @@ def inspect(model: str | Path, board: str | Board = DEFAULT_BOARD, targets: Targ
 def start_arch(arch: str | Path | None = None, search: str | Path | None = None):
     """The architecture optimize starts from: an Arch JSON file, a search's best_arch.json, or None
     (the default for the data's shape)."""
-    from tinydeploy.architectures import Arch
+    from tinydeploy.optimize.architectures import Arch
     if arch and search:
         raise BadInput("give --arch or --search, not both")
     if search:
@@ -184,8 +184,8 @@ def search(data: str = "digits", out: str | Path = "build/search", board: str | 
            image_size: int = 32, seed: int = 0, boards_dir: tuple[str, ...] = (), progress: Progress | None = None):
     """Hardware-aware architecture search within the budgets (a summary; OUT/best_arch.json, search.html)."""
     from tinydeploy import data as data_lib
-    from tinydeploy.search import SearchConfig
-    from tinydeploy.search import search as run
+    from tinydeploy.optimize.search import SearchConfig
+    from tinydeploy.optimize.search import search as run
     dataset = data_lib.load(data, image_size=image_size, seed=seed)
     config = SearchConfig(dataset, Path(out), _board(board, boards_dir), targets, trials=trials, timeout=timeout,
                           storage=storage, study=study, seed=seed, join=join, budget=budget)
@@ -196,7 +196,7 @@ def arch_cost(arch: str | Path, data: str = "digits", board: str | Board = DEFAU
               seed: int = 0, boards_dir: tuple[str, ...] = ()):
     """`search --show`: an architecture and what it costs on the board, untrained: (Arch, figures)."""
     from tinydeploy import data as data_lib
-    from tinydeploy.architectures import Arch
-    from tinydeploy.search import cost
+    from tinydeploy.optimize.architectures import Arch
+    from tinydeploy.optimize.search import cost
     spec = Arch.load(arch)
     return spec, cost(spec, data_lib.load(data, image_size=image_size, seed=seed), _board(board, boards_dir))

@@ -305,7 +305,7 @@ def plain_model(arch: Arch, input_shape, n_classes: int):
 def untrained_model(arch: Arch, data):
     """The int8 model of an architecture with stand-in weights (_live_weights): its sizes, operators and
     MACs are those of the trained model (the weights' values don't change them). data: a Dataset."""
-    from tinydeploy.convert import to_int8_tflite
+    from tinydeploy.optimize.convert import to_int8_tflite
     from tinydeploy.model import parse_model
     plain = plain_model(arch, data.input_shape, len(data.labels))
     _live_weights(plain)

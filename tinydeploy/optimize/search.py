@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from tinydeploy import architectures as arch_lib
+from tinydeploy.optimize import architectures as arch_lib
 from tinydeploy import arena, costs, tflm
 from tinydeploy.boards import Board
 from tinydeploy.data import Dataset
@@ -182,9 +182,9 @@ class SearchConfig:
 def _objective(config: SearchConfig, progress: Callable[[str, dict], None] | None):
     import optuna
 
-    from tinydeploy.convert import to_int8_tflite
+    from tinydeploy.optimize.convert import to_int8_tflite
     from tinydeploy.evaluate import evaluate
-    from tinydeploy.optimize import OptimizeConfig, Pipeline
+    from tinydeploy.optimize.pipeline import OptimizeConfig, Pipeline
     data = config.data
 
     def objective(trial):

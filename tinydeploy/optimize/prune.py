@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from tinydeploy.architectures import Arch, plain_model
+from tinydeploy.optimize.architectures import Arch, plain_model
 
 
 def _output_layer(block_index: int, kind: str) -> str:

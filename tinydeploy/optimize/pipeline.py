@@ -24,14 +24,15 @@ from typing import Callable
 
 import numpy as np
 
-from tinydeploy import _tf, costs, engine_choice, tflm
-from tinydeploy import architectures as arch_lib
-from tinydeploy import quantization as quant
+from tinydeploy import _tf, costs, tflm
 from tinydeploy.boards import Board
 from tinydeploy.data import Dataset
 from tinydeploy.errors import BadInput
 from tinydeploy.evaluate import compare_with_reference, evaluate
 from tinydeploy.model import parse_model
+from tinydeploy.optimize import architectures as arch_lib
+from tinydeploy.optimize import engine_choice
+from tinydeploy.optimize import quantization as quant
 from tinydeploy.outputs import output_folder, write_atomically
 from tinydeploy.targets import TargetResult, Targets
 
@@ -238,7 +239,7 @@ class Pipeline:
         return float((logits.argmax(1) == self.data.y_val).mean())
 
     def _convert(self, plain, bits: dict[str, int]) -> bytes:
-        from tinydeploy.convert import to_int8_tflite
+        from tinydeploy.optimize.convert import to_int8_tflite
         data = to_int8_tflite(arch_lib.with_softmax(plain), self.data.x_train, seed=self.config.seed)
         four = [name for name, b in bits.items() if b <= 4]
         if four:
@@ -403,7 +404,7 @@ class Pipeline:
                          {}), details
 
     def stage_prune(self, previous: Candidate, done: list[Candidate]) -> tuple[Candidate, dict]:
-        from tinydeploy.prune import prune
+        from tinydeploy.optimize.prune import prune
         narrow, narrow_arch, kept = prune(previous.plain, previous.arch, self.data.input_shape,
                                           self.n_classes, PRUNE_KEEP)
         if not kept:
@@ -423,7 +424,7 @@ class Pipeline:
         find the largest model of its architecture's family that meets them all, and train it.
 
         The width multiplier is searched by bisection, each candidate costed untrained (sizes
-        and MACs don't depend on the weights: tinydeploy.search.cost). When even the narrowest
+        and MACs don't depend on the weights: tinydeploy.optimize.search.cost). When even the narrowest
         misses, the first layer's stride doubles (lower resolution for images, fewer steps for
         series), then the last blocks go. Returns (None, details) when nothing was needed, or
         when even the smallest model misses (the details name its cost and what it misses).
@@ -524,8 +525,8 @@ class Pipeline:
         return arch_lib.fuse(model, arch, self.data.input_shape, self.n_classes, norm), norm, run
 
     def stage_distill(self, previous: Candidate, done: list[Candidate]) -> tuple[Candidate, dict]:
-        from tinydeploy.convert import to_int8_tflite
-        from tinydeploy.distill import distillation_model
+        from tinydeploy.optimize.convert import to_int8_tflite
+        from tinydeploy.optimize.distill import distillation_model
         teacher = _best(done, self.config)
         width, student_arch = None, None
         for w in DISTILL_WIDTHS:
