@@ -83,14 +83,15 @@ def test_any_model_name_and_labels_compile_and_read_back_tflm(tmp_path_factory, 
     write_project(files, tmp_path)
     header = files["src/model_data.h"].splitlines()
     assert header[1].startswith("// Model: ") and header[2].startswith("#ifndef")  # the comment stayed one line
-    out = _run(tmp_path, ["g++", "-std=c++17"], [str(tmp_path / "src" / "model_data.cc"),
-                                                str(tmp_path / "src" / "td_board.c")], "show.cc",
+    shown = cgen._utf8(name) + b" " + model.sha256[:12].encode()
+    out = _run(tmp_path, ["g++", "-std=c++17", f"-DNAME_BYTES={len(shown)}"],
+               [str(tmp_path / "src" / "model_data.cc"), str(tmp_path / "src" / "td_board.c")], "show.cc",
                '#include <stdio.h>\n#include <string.h>\n#include "model_data.h"\n#include "td_board.h"\n'
                "int main() {\n"
-               "  fwrite(kModelName, 1, strlen(kModelName), stdout);\n"
+               "  fwrite(kModelName, 1, NAME_BYTES, stdout);  // the name may hold NUL bytes\n"
+               "  if (kModelName[NAME_BYTES] != 0) return 4;\n"
                "  for (int i = 0; i < kLabelCount; ++i) { printf(\"\\n%zu:%s\", strlen(g_model_labels[i]), g_model_labels[i]); }\n"
                "  return kInfoFormat[0] == '{' ? 0 : 3;\n}\n")
-    shown = cgen._utf8(name) + b" " + model.sha256[:12].encode()
     assert out.startswith(shown)
     rest, shown_labels = out[len(shown):], []
     while rest:  # "\n<length>:<bytes>" per label
@@ -110,9 +111,12 @@ def test_any_model_name_compiles_and_reads_back_c_engine(tmp_path_factory, compi
     files = render(load_model(int8_cnn), get_board("esp32-c3-devkitm-1"), None, RenderOptions(engine="c"),
                    model_name=name)
     write_project(files, tmp_path)
-    out = _run(tmp_path, ["gcc", "-std=c99", "-pedantic"], [str(tmp_path / "src" / "td_board.c")], "show.c",
+    shown = cgen._utf8(name) + b" " + load_model(int8_cnn).sha256[:12].encode()
+    out = _run(tmp_path, ["gcc", "-std=c99", "-pedantic", f"-DNAME_BYTES={len(shown)}"],
+               [str(tmp_path / "src" / "td_board.c")], "show.c",
                '#include <stdio.h>\n#include <string.h>\n#include "td_board.h"\n'
                "int main(void) {\n"
-               "  fwrite(kModelName, 1, strlen(kModelName), stdout);\n"
+               "  fwrite(kModelName, 1, NAME_BYTES, stdout);  /* the name may hold NUL bytes */\n"
+               "  if (kModelName[NAME_BYTES] != 0) return 4;\n"
                "  return kInfoFormat[0] == '{' && kDeviceName[0] == 't' ? 0 : 3;\n}\n")
-    assert out == cgen._utf8(name) + b" " + load_model(int8_cnn).sha256[:12].encode()
+    assert out == shown
