@@ -12,6 +12,7 @@ void td_main(void) {
   char line[48];
   int i, n;
   td_hal_init();
+  td_profile_on = 1;
   td_model_invoke(input, output);
   for (i = 0; i < TD_MODEL_LAYERS; ++i) {
     n = snprintf(line, sizeof(line), "layer %d %lu\n", i,

@@ -149,9 +149,10 @@ def outputs() -> dict[str, str]:
     out["build-rv32"] = run("build", f"{WORK}/rv32", "--quiet")
     with background("emulate", f"{WORK}/rv32", port_file=ROOT / WORK / "rv32-port.txt") as port:
         out["bench-rv32"] = run("bench", "--port", port, "--expect-model", MODEL, "--validate", "100", *DATA,
-                                "--out", f"{WORK}/rv32-bench", shown="tinydeploy bench --port $(cat build/docs/"
-                                "rv32-port.txt) --expect-model " + MODEL + " --validate 100 " + " ".join(DATA)
-                                + f" --out {WORK}/rv32-bench")
+                                "--profile", "--out", f"{WORK}/rv32-bench",
+                                shown="tinydeploy bench --port $(cat build/docs/rv32-port.txt) --expect-model "
+                                + MODEL + " --validate 100 " + " ".join(DATA) + f" --profile --out {WORK}/rv32-bench")
+    out["calibrate"] = run("calibrate", f"{WORK}/rv32-bench", "--board", "qemu-riscv32", "--out", f"{WORK}/boards")
     with background("virtual-device", MODEL, port_file=ROOT / WORK / "virtual-port.txt") as port:
         out["bench"] = run("bench", "--port", port, "--expect-model", MODEL, "--validate", "100", *DATA,
                            "--out", f"{WORK}/bench", shown="tinydeploy bench --port $(cat build/docs/"

@@ -43,8 +43,28 @@ static size_t info(void *ctx, char *buf, size_t size) {
   return n < 0 ? 0 : (size_t)n;
 }
 
+#ifdef TD_PROFILE
+/* layers%: one more inference with the clock stamped around every layer. */
+static size_t profile(void *ctx, const uint64_t **durations) {
+  static uint64_t each[TD_MODEL_LAYERS];
+  size_t i;
+  int failed;
+  (void)ctx;
+  td_profile_on = 1;
+  failed = td_model_invoke(input.bytes, output.bytes);
+  td_profile_on = 0;
+  if (failed) return 0;
+  for (i = 0; i < TD_MODEL_LAYERS; ++i) each[i] = td_profile_ticks[i + 1] - td_profile_ticks[i];
+  *durations = each;
+  return TD_MODEL_LAYERS;
+}
+#define TD_PROFILE_CALLBACK profile
+#else
+#define TD_PROFILE_CALLBACK NULL
+#endif
+
 void td_main(void) {
-  static const td_platform platform = {NULL, serial_write, ticks, invoke, info};
+  static const td_platform platform = {NULL, serial_write, ticks, invoke, info, TD_PROFILE_CALLBACK};
   static td_protocol protocol;
   td_model_io io;
   td_hal_init();

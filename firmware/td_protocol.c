@@ -164,6 +164,29 @@ static void command_infer(td_protocol *p, char *args) {
   print_results(p);
 }
 
+static void command_layers(td_protocol *p) {
+  const uint64_t *durations = NULL;
+  size_t count, i;
+  char line[48];
+  if (p->platform->profile == NULL) {
+    td_protocol_error(p, "this firmware has no per-layer profile");
+    return;
+  }
+  if (p->expected == 0 || p->loaded != p->expected) {
+    td_protocol_error(p, "no input loaded: send db load N% and the data first");
+    return;
+  }
+  count = p->platform->profile(p->platform->ctx, &durations);
+  if (count == 0 || durations == NULL) {
+    td_protocol_error(p, "invoke failed");
+    return;
+  }
+  for (i = 0; i < count; ++i) {
+    snprintf(line, sizeof(line), "m-layer-%lu-%llu", (unsigned long)i, (unsigned long long)durations[i]);
+    emit_line(p, line);
+  }
+}
+
 static void execute(td_protocol *p, char *command) {
   char *args = strchr(command, ' ');
   if (args != NULL) *args++ = '\0';
@@ -184,7 +207,7 @@ static void execute(td_protocol *p, char *command) {
     p->platform->write(p->platform->ctx, info, length < sizeof(info) ? length : sizeof(info) - 1);
     emit(p, "\r\n");
   } else if (!p->ready && (strcmp(command, "db") == 0 || strcmp(command, "infer") == 0 ||
-                           strcmp(command, "results") == 0)) {
+                           strcmp(command, "results") == 0 || strcmp(command, "layers") == 0)) {
     td_protocol_error(p, "the model is not set up (see the error printed at boot)");
   } else if (strcmp(command, "db") == 0) {
     command_db(p, args);
@@ -192,6 +215,8 @@ static void execute(td_protocol *p, char *command) {
     command_infer(p, args);
   } else if (strcmp(command, "results") == 0) {
     print_results(p);
+  } else if (strcmp(command, "layers") == 0) {
+    command_layers(p);
   } else {
     emit(p, "e-[unknown command '");
     emit(p, command);

@@ -27,6 +27,10 @@ typedef struct td_platform {
   int (*invoke)(void *ctx);
   /* Write the one-line JSON info object (no newline) into buf; returns its length. */
   size_t (*info)(void *ctx, char *buf, size_t size);
+  /* Run the model once more, timing each layer (operator) with the micros clock: point
+   * *durations at the layers' times, in order, and return how many; 0 when the run failed.
+   * NULL when the firmware has no per-layer profile (`layers%` then says so). */
+  size_t (*profile)(void *ctx, const uint64_t **durations);
 } td_platform;
 
 /* The model's I/O buffers (e.g. the TFLM input and output tensors). */

@@ -36,17 +36,29 @@ static int host_invoke(void *ctx) {
   return 0;
 }
 
+static uint64_t durations[3];
+
+/* Three fake layers, each a run of the fake model's clock plus the first input byte. */
+static size_t host_profile(void *ctx, const uint64_t **out) {
+  size_t i;
+  if (host_invoke(ctx) != 0) return 0;
+  for (i = 0; i < 3; ++i) durations[i] = (uint64_t)(i + 1) * 7 + (uint8_t)input[0];
+  *out = durations;
+  return 3;
+}
+
 static size_t host_info(void *ctx, char *buf, size_t size) {
   (void)ctx;
   return (size_t)snprintf(buf, size, "{\"arena_bytes\":2048,\"board\":\"host\"}");
 }
 
 int main(int argc, char **argv) {
-  td_platform platform = {NULL, host_write, host_micros, host_invoke, host_info};
+  td_platform platform = {NULL, host_write, host_micros, host_invoke, host_info, host_profile};
   td_model_io io = {input, sizeof(input), output, sizeof(output), "host", "fake"};
   td_protocol protocol;
   int c, i, ready = 1;
   for (i = 1; i < argc; ++i) {
+    if (strcmp(argv[i], "--no-profile") == 0) platform.profile = NULL;
     if (strcmp(argv[i], "--not-ready") == 0) ready = 0;
     if (strcmp(argv[i], "--fail-at") == 0 && i + 1 < argc) fail_at = strtoul(argv[++i], NULL, 10);
   }

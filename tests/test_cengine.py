@@ -281,6 +281,48 @@ def test_rv32_render_bench_validate_verify(built_rv32, int8_cnn, tmp_path):
 
 
 @pytest.mark.host
+def test_bench_profile_times_every_layer_and_calibrate_learns_the_boards_costs(built_rv32, int8_cnn, tmp_path):
+    """bench --profile on the real firmware: one time per operator, summing to the whole inference;
+    calibrate fits the board's costs on it, writes a profile that reads back, and its estimates
+    are closer to what was measured."""
+    from tinydeploy import emulate
+    from tinydeploy.boards import load_boards
+    from tinydeploy.costs import layer_costs
+    project, _, _ = built_rv32
+    with emulate.start(project) as emulator:
+        done = run_cli("bench", "--port", emulator.url, "--out", str(tmp_path / "bench"), "--runs", "3",
+                       "--expect-model", str(int8_cnn), "--profile", "--json")
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    layers = results["profile"]["layers"]
+    ops = layer_costs(load_model(int8_cnn))
+    assert [layer["op"] for layer in layers] == [op.op for op in ops]
+    assert all(layer["ticks"] > 0 for layer in layers if layer["macs"])
+    total = sum(layer["ticks"] for layer in layers)  # the input and output copies are outside the layers
+    assert 0.9 * results["latency_instructions"]["median"] < total <= results["latency_instructions"]["median"]
+    assert (tmp_path / "bench" / "bench.html").read_text().count("data:image/png;base64,") == 1
+    done = run_cli("calibrate", str(tmp_path / "bench"), "--board", "qemu-riscv32", "--out", str(tmp_path / "cal"),
+                   "--json")
+    assert done.returncode == 0, done.stderr
+    calibration = json.loads(done.stdout)
+    assert calibration["fitted"]["CONV_2D"]["how"].startswith("non-negative least squares")  # several sizes here
+    assert set(calibration["fitted"]) | set(calibration["uncalibrated"]) == {op.op for op in ops}
+    once = [op.op for op in ops if sum(o.op == op.op for o in ops) == 1]
+    assert all(calibration["fitted"][op]["how"].startswith("proportional: one size") for op in once)
+    assert calibration["error_after"]["median_layer_error"] < calibration["error_before"]["median_layer_error"]
+    assert calibration["error_after"]["median_network_error"] < calibration["error_before"]["median_network_error"]
+    board = load_boards((tmp_path / "cal",))["qemu-riscv32"]
+    assert board.kernels == "calibrated" and board.shadows and "tinydeploy calibrate" in board.latency_source
+    conv = next(op for op in ops if op.op == "CONV_2D")
+    fit = calibration["fitted"]["CONV_2D"]
+    outputs = int(np.prod(conv.output_shape))
+    assert board.estimate_us("CONV_2D", conv.work, outputs=outputs) == pytest.approx(
+        (fit["per_unit"] * conv.work + fit["per_output"] * outputs + fit["fixed"]) / 160)
+    done = run_cli("calibrate", str(tmp_path / "bench"), "--board", "esp32dev", "--out", str(tmp_path / "x"))
+    assert done.returncode == 2 and "measured on board 'qemu-riscv32', not esp32dev" in done.stderr
+
+
+@pytest.mark.host
 def test_two_emulator_runs_count_the_same_instructions(built_rv32, tmp_path):
     from tinydeploy import bench, emulate
     project, _, _ = built_rv32

@@ -22,7 +22,7 @@ SCRIPTS = [
 ]
 
 
-def python_device(script: bytes | str, ready: bool = True, fail_at: int = 0) -> bytes:
+def python_device(script: bytes | str, ready: bool = True, fail_at: int = 0, profile: bool = True) -> bytes:
     """The Python twin with the same fake model and clock as tests/protocol_host.c."""
     out = []
     state = {"us": 1000, "invokes": 0}
@@ -36,8 +36,13 @@ def python_device(script: bytes | str, ready: bool = True, fail_at: int = 0) -> 
         state["us"] += 7
         return [((total + i + 128) % 256) - 128 for i in range(3)]
 
+    def profiled(data: bytes):
+        outputs = invoke(data)
+        return None if outputs is None else (outputs, [(i + 1) * 7 + data[0] for i in range(3)])
+
     device = DeviceProtocol(out.append, lambda: state["us"], invoke,
-                            lambda: '{"arena_bytes":2048,"board":"host"}', 4, 3, "host", "fake", ready)
+                            lambda: '{"arena_bytes":2048,"board":"host"}', 4, 3, "host", "fake", ready,
+                            profiled if profile else None)
     if not ready:
         device.error("arena allocation failed: requested 2048 bytes")
     device.boot()
@@ -45,8 +50,9 @@ def python_device(script: bytes | str, ready: bool = True, fail_at: int = 0) -> 
     return b"".join(out)
 
 
-def firmware_device(exe, script: bytes | str, ready: bool = True, fail_at: int = 0) -> bytes:
-    args = [str(exe)] + ([] if ready else ["--not-ready"]) + (["--fail-at", str(fail_at)] if fail_at else [])
+def firmware_device(exe, script: bytes | str, ready: bool = True, fail_at: int = 0, profile: bool = True) -> bytes:
+    args = [str(exe)] + ([] if ready else ["--not-ready"]) + (["--fail-at", str(fail_at)] if fail_at else []) \
+        + ([] if profile else ["--no-profile"])
     return subprocess.run(args, input=script.encode() if isinstance(script, str) else script,
                           capture_output=True, check=True, timeout=30).stdout
 
@@ -77,7 +83,8 @@ def test_not_ready_devices_match(c_device):
 DRIFTED = [("db load 4%db 01020304%infer 00000000001%", 0), ("db load 00000000004%", 0),
            ("db load 4%db 01020304%infer 1000000005 0%", 3), ("db load 4%db 01020304%infer 1000000010 0%", 0),
            ("na\0me%db\0 load 4%", 0), ("\xe9t\xe9%", 0), ("db load 4%db 01020304%infer 2 3%", 2),
-           ("db load 4%db 01020304%infer 5 1%results%", 4)]
+           ("db load 4%db 01020304%infer 5 1%results%", 4), ("layers%db load 4%db ff020304%layers%results%", 0),
+           ("db load 4%db 01020304%layers%layers%", 2)]
 
 
 @pytest.mark.host
@@ -98,7 +105,7 @@ def _command():
     junk = st.one_of(pieces, st.binary(max_size=90).map(lambda b: b.replace(b"%", b"").decode("latin-1")))
     return st.one_of(
         st.sampled_from(["name", "profile", "info", "results", "db load 4", "db 01020304", "db load", "infer",
-                         "infer 1"]),
+                         "infer 1", "layers", "layers 2"]),
         count.map(lambda n: f"db load {n}"), hexes.map(lambda h: f"db {h}"),
         st.tuples(count, count).map(lambda nw: f"infer {nw[0]} {nw[1]}"), count.map(lambda n: f"infer {n}"),
         junk, st.text(st.characters(max_codepoint=255, blacklist_characters="%"), max_size=3).map(lambda t: "x" * 78 + t))
@@ -109,15 +116,16 @@ SCRIPT = st.lists(st.tuples(_command(), st.sampled_from(["%", "%\r\n", "\n%", "%
 
 
 @pytest.mark.host
-@given(script=SCRIPT, ready=st.booleans(), fail_at=st.sampled_from([0, 0, 1, 2, 3, 7, 40]))
+@given(script=SCRIPT, ready=st.booleans(), fail_at=st.sampled_from([0, 0, 1, 2, 3, 7, 40]), profile=st.booleans())
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_random_scripts_get_byte_identical_answers_from_the_firmware_and_its_twin(c_device, script, ready, fail_at):
+def test_random_scripts_get_byte_identical_answers_from_the_firmware_and_its_twin(c_device, script, ready, fail_at,
+                                                                                 profile):
     """A differential test: Hypothesis writes command scripts (digits, long numbers, bad hex,
     overlong lines, NULs, invoke failures) and both sides must print the same bytes. Huge
     infer counts run only with a failing invoke, which ends them."""
     if not fail_at and re.search(rb"infer [0-9]{5,}", script):
         fail_at = 40
-    assert python_device(script, ready, fail_at) == firmware_device(c_device, script, ready, fail_at)
+    assert python_device(script, ready, fail_at, profile) == firmware_device(c_device, script, ready, fail_at, profile)
 
 
 @pytest.mark.unit
@@ -130,6 +138,7 @@ def test_shared_constants_match_the_firmware_header():
 
 
 VALID = ["m-ready", "m-init-done", "m-lap-us-123456", "m-results-[1,-2,127,-128]", "e-[db data must be hex digits]",
+         "m-layer-3-12345",
          'm-info-{"arena_bytes":1}', "m-name-dut-[esp32]", "m-infer-done"]
 NOISE = st.text(alphabet=st.characters(blacklist_characters="\n"), max_size=60)
 
@@ -162,9 +171,9 @@ def test_truncated_lines_are_noise_or_exact(valid, cut):
     if cut >= len(valid):
         return
     line = parse_line(valid[:cut])
-    if line.kind == "lap":
+    if line.kind in ("lap", "layer"):
         assert valid.startswith(line.text)  # a shorter number is still that line's digits
-    assert line.kind in ("noise", "other-m", "lap", "ready", "init", "info", "name")
+    assert line.kind in ("noise", "other-m", "lap", "layer", "ready", "init", "info", "name")
     assert line.kind != "results"  # an unterminated result list is never taken
 
 

@@ -135,12 +135,23 @@ def validation_samples(data: str | None, validate: int, image_size: int = 32, se
 
 def bench(port: str, out: str | Path = "bench-results", baud: int = 115200, runs: int = 20, warmup: int = 2,
           validate: int = 0, data: str | None = None, expect_model: str | Path | None = None, timeout: float = 10.0,
-          image_size: int = 32, seed: int = 0, progress: Callable[[int, int], None] | None = None):
-    """Measure latency and RAM on a board over serial, and validate `validate` labelled samples of
-    data there (tinydeploy.bench.BenchResult; OUT/results.json and serial.log)."""
+          image_size: int = 32, seed: int = 0, profile: bool = False,
+          progress: Callable[[int, int], None] | None = None):
+    """Measure latency and RAM on a board over serial, validate `validate` labelled samples of
+    data there, and with profile time each layer (tinydeploy.bench.BenchResult; OUT/results.json
+    and serial.log)."""
     from tinydeploy.bench import bench as run
     return run(port, out, baud=baud, runs=runs, warmup=warmup, expect_model=expect_model,
-               samples=validation_samples(data, validate, image_size, seed), timeout=timeout, progress=progress)
+               samples=validation_samples(data, validate, image_size, seed), timeout=timeout, progress=progress,
+               profile=profile)
+
+
+def calibrate(results: list[str | Path], board: str | Board, out: str | Path = "calibrated-boards",
+              boards_dir: tuple[str, ...] = ()):
+    """Fit the board's per-operator costs on `bench --profile` runs and write OUT/BOARD.toml, a
+    profile that later commands use with --boards-dir OUT (tinydeploy.calibrate.Calibration)."""
+    from tinydeploy.calibrate import calibrate as fit
+    return fit(list(results), _board(board, boards_dir), out)
 
 
 def verify(results: str | Path | None = None, port: str | None = None, targets: Targets = Targets(),

@@ -219,6 +219,7 @@ class BenchResult:
     latency_us: dict | None = None
     latency_instructions: dict | None = None  # emulated boards: instructions retired per inference
     validation: dict | None = None
+    profile: dict | None = None  # each layer's time (bench --profile)
     expected_sha256: str | None = None
     complete: bool = False
     error: str | None = None
@@ -233,7 +234,8 @@ class BenchResult:
                 "model_bytes": self.info.get("model_bytes"), "arena_bytes": self.info.get("arena_bytes"),
                 "arena_used_bytes": self.info.get("arena_used_bytes"), "latency_us": self.latency_us,
                 "latency_instructions": self.latency_instructions,
-                "validation": self.validation, "complete": self.complete, "error": self.error}
+                "validation": self.validation, "profile": self.profile, "complete": self.complete,
+                "error": self.error}
 
 
 def _latency_stats(samples: list[float], virtual: bool) -> dict:
@@ -385,6 +387,41 @@ def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, 
     return summary()
 
 
+def profile_layers(conn: Connection, info: dict, model_path: str | Path | None = None) -> dict:
+    """Each layer's time on the device (the protocol's layers%: one more inference, timed per
+    operator by the firmware's own clock), beside the board profile's estimate for it when the
+    host has the model and knows the board.
+
+    Raises:
+        DeviceError: the firmware has no per-layer profile, or the run failed.
+    """
+    lines = [line for line in conn.command("layers") if line.kind == "layer"]
+    ticks = [line.value[1] for line in sorted(lines, key=lambda line: line.value[0])]
+    timer, total = info.get("timer", "us"), sum(ticks)
+    mhz = info.get("cpu_mhz")
+    per_us = (1 / mhz) if timer == "instructions" and isinstance(mhz, (int, float)) and mhz > 0 else \
+        (1.0 if timer == "us" else None)
+    layers = [{"index": i, "ticks": t, "us": round(t * per_us, 3) if per_us else None,
+               "share": round(t / total, 4) if total else None} for i, t in enumerate(ticks)]
+    basis = ("instructions retired per layer (emulated board); µs at one instruction per cycle at "
+             f"{mhz} MHz, an estimate" if timer == "instructions" else "the device's µs clock around each layer")
+    if model_path is not None:
+        from tinydeploy import costs
+        from tinydeploy.boards import load_boards
+        from tinydeploy.model import load_model
+        model = load_model(model_path)
+        board = load_boards().get(str(info.get("board")))
+        per_op = costs.layer_costs(model)
+        if len(per_op) == len(layers):  # the firmware times each operator, in order
+            for layer, cost in zip(layers, per_op):
+                outputs = int(np.prod(cost.output_shape))
+                layer.update({"op": cost.op, "shape": list(cost.output_shape), "macs": cost.macs, "work": cost.work,
+                              "outputs": outputs})
+                if board is not None:  # the profile's cycles per MAC: what every estimate before flashing uses
+                    layer["estimate_us"] = round(board.estimate_us(cost.op, cost.work, outputs=outputs), 3)
+    return {"timer": timer, "basis": basis, "total_ticks": total, "layers": layers}
+
+
 def _check_options(runs: int, warmup: int, samples, expect_model) -> None:
     if runs < 1:
         raise BadInput(f"--runs must be at least 1, got {runs}")
@@ -406,7 +443,8 @@ def _check_device(conn: Connection, info: dict, expected_sha: str | None, expect
 
 def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup: int = 2,
           expect_model: str | Path | None = None, samples: tuple[np.ndarray, np.ndarray] | None = None,
-          timeout: float = 10.0, reset: bool = True, progress: Callable[[int, int], None] | None = None) -> BenchResult:
+          timeout: float = 10.0, reset: bool = True, progress: Callable[[int, int], None] | None = None,
+          profile: bool = False) -> BenchResult:
     """Connect to a device, read its info, measure latency and optionally validate it.
 
     Args:
@@ -418,6 +456,7 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
         samples: raw labelled samples (x, y) to validate on the device against the host TFLM.
         timeout: seconds to wait for any reply.
         reset: pulse the reset line first where the port allows.
+        profile: also time each layer on the device (profile_layers), last.
 
     Returns:
         The result (also in OUT/results.json).
@@ -463,6 +502,11 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
             validated(validate_on_device(conn, expect_model, *samples, progress=progress,
                                          engine=result.info.get("engine", "tflm"),
                                          kernels=result.info.get("kernels"), on_sample=validated))
+        if profile:
+            result.profile = profile_layers(conn, result.info, expect_model)
+            save()
+            from tinydeploy.report import profile_html
+            write_atomically(out / "bench.html", profile_html(result.to_dict()))
         result.complete = True
     except StepFailed as exc:
         result.error = str(exc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tinydeploy.errors import BadInput
@@ -51,6 +51,8 @@ class Board:
     tflm: dict | None = None  # [tflm]: framework -> TFLM kernel library (sizes the arena)
     esptool_chip: str | None = None  # esptool's --chip name, for boards flashed with esptool
     shadows: str | None = None  # the profile file of the same name this one overrides
+    cycles_per_op: dict = field(default_factory=dict)  # kernel set -> {op: fixed cycles} (calibrated profiles)
+    cycles_per_output: dict = field(default_factory=dict)  # kernel set -> {op: cycles per output element}
 
     @property
     def emulated(self) -> bool:
@@ -72,10 +74,16 @@ class Board:
         (TFLM's reference kernels where the profile names none)."""
         return (self.tflm or {}).get(framework, "reference")
 
-    def estimate_us(self, op: str, macs: int, kernels: str | None = None) -> float:
-        """Estimated microseconds for one op with this many MACs (0 if not costed)."""
-        table = self.cycles_per_mac[kernels or self.kernels]
-        return macs * table.get(op, 0.0) / self.cpu_mhz
+    def estimate_us(self, op: str, work: int, kernels: str | None = None, outputs: int = 0) -> float:
+        """Estimated microseconds for one op: its work (MACs, or for an op without MACs its
+        largest tensor's elements; tinydeploy.costs.op_work) at the profile's cycles per unit,
+        plus, where the profile has them (a calibrated one), cycles per output element (the
+        requantization of a MAC op's outputs) and fixed cycles. 0 if not costed."""
+        kernels = kernels or self.kernels
+        cycles = (work * self.cycles_per_mac[kernels].get(op, 0.0)
+                  + outputs * self.cycles_per_output.get(kernels, {}).get(op, 0.0)
+                  + self.cycles_per_op.get(kernels, {}).get(op, 0.0))
+        return cycles / self.cpu_mhz
 
     def to_dict(self) -> dict:
         return {
@@ -86,7 +94,8 @@ class Board:
             "cycles_per_mac": self.cycles_per_mac, "latency_source": self.latency_source,
             "engines": list(self.engines), "toolchain": self.toolchain, "emulator": self.emulator,
             "tflm": self.tflm, "isa": self.isa, "esptool_chip": self.esptool_chip,
-            "path": self.path, "shadows": self.shadows,
+            "path": self.path, "shadows": self.shadows, "cycles_per_op": self.cycles_per_op,
+            "cycles_per_output": self.cycles_per_output,
         }
 
 
@@ -164,6 +173,9 @@ def parse_board(text: str, origin: str) -> Board:
         baud=serial["baud"], fast_baud=serial.get("fast_baud", serial["baud"]),
         kernels=kernels,
         cycles_per_mac={k: {op: float(v) for op, v in t.items()} for k, t in tables.items()},
+        cycles_per_op={k: {op: float(v) for op, v in t.items()} for k, t in latency.get("cycles_per_op", {}).items()},
+        cycles_per_output={k: {op: float(v) for op, v in t.items()}
+                           for k, t in latency.get("cycles_per_output", {}).items()},
         latency_source=latency["source"].strip(), path=origin,
         engines=engines, toolchain=toolchain, emulator=emulator, tflm=tflm, isa=isa, esptool_chip=esptool_chip,
     )

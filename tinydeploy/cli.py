@@ -279,7 +279,7 @@ def _bench_options(args) -> dict:
             print(f"validated {done}/{total} samples on the device", file=sys.stderr)
     return {"baud": args.baud, "runs": args.runs, "warmup": args.warmup, "validate": args.validate, "data": args.data,
             "expect_model": args.expect_model, "timeout": args.timeout, "image_size": args.image_size,
-            "seed": args.seed, "progress": progress}
+            "seed": args.seed, "profile": args.profile, "progress": progress}
 
 
 def cmd_bench(args) -> int:
@@ -287,9 +287,23 @@ def cmd_bench(args) -> int:
     if args.json:
         _emit_json(args, data)
     else:
-        from tinydeploy.display import bench_table
+        from tinydeploy.display import bench_table, layers_table
         _console().print(bench_table(data))
-        print(f"results: {args.out}/results.json, serial log: {args.out}/serial.log")
+        if data.get("profile"):
+            _console().print(layers_table(data["profile"]))
+        print(f"results: {args.out}/results.json, serial log: {args.out}/serial.log"
+              + (f", per-layer chart: {args.out}/bench.html" if data.get("profile") else ""))
+    return EXIT_OK
+
+
+def cmd_calibrate(args) -> int:
+    calibration = api.calibrate(args.results, args.board, args.out, _boards_dir(args))
+    if args.json:
+        _emit_json(args, calibration.to_dict())
+        return EXIT_OK
+    from tinydeploy.display import calibration_lines
+    for line in calibration_lines(calibration.to_dict()):
+        print(line)
     return EXIT_OK
 
 
@@ -368,6 +382,8 @@ def _add_bench_options(parser, required_port: bool) -> None:
     parser.add_argument("--timeout", type=POSITIVE_SECONDS, default=10.0,
                         help="seconds to wait for a reply (default %(default)g)")
     parser.add_argument("--out", type=FOLDER, default="bench-results", help="folder for results.json and serial.log")
+    parser.add_argument("--profile", action="store_true",
+                        help="also time each layer on the device, beside the board profile's estimate")
 
 
 def _add_data(parser, required: bool = True) -> None:
@@ -471,6 +487,13 @@ def _options_bench(p) -> None:
     _add_data(p, required=False)
 
 
+def _options_calibrate(p) -> None:
+    p.add_argument("results", nargs="+", help="results.json files (or their folders) of `bench --profile` runs")
+    p.add_argument("--board", required=True, help="the board the runs were measured on")
+    p.add_argument("--out", type=FOLDER, default="calibrated-boards",
+                   help="folder for the calibrated profile BOARD.toml (default %(default)s)")
+
+
 def _options_verify(p) -> None:
     p.add_argument("results", nargs="?", help="results.json (or its folder) from tinydeploy bench")
     _add_bench_options(p, required_port=False)
@@ -538,6 +561,8 @@ COMMANDS = [  # name, summary, options, handler
      _options_flash, cmd_flash),
     ("bench", "measure latency and RAM on a board over serial",
      _options_bench, cmd_bench),
+    ("calibrate", "fit a board's per-operator costs on profiled bench runs; writes a board profile",
+     _options_calibrate, cmd_calibrate),
     ("verify", "judge bench results against the targets (exit 1 when one is missed)",
      _options_verify, cmd_verify),
     ("virtual-device", "a stand-in board on a pty or TCP port: real TFLM, virtual (host) latency",

@@ -21,9 +21,10 @@ class LayerCost:
     op: str
     macs: int
     output_shape: tuple[int, ...]
+    work: int = 0  # what the op's time grows with: its MACs, or for an op without MACs its largest tensor's elements
 
     def to_dict(self) -> dict:
-        return {"index": self.index, "op": self.op, "macs": self.macs,
+        return {"index": self.index, "op": self.op, "macs": self.macs, "work": self.work,
                 "output_shape": list(self.output_shape)}
 
 
@@ -62,13 +63,23 @@ def op_macs(model: Model, op: Operator) -> int:
     return 0
 
 
+def op_work(model: Model, op: Operator, macs: int) -> int:
+    """The size an op's time grows with: its MACs; for an op without MACs (pooling, ADD,
+    SOFTMAX, a copy) the elements of its largest input or output tensor."""
+    if macs:
+        return macs
+    tensors = [model.tensors[i] for i in (*op.inputs[:1], *op.outputs) if i >= 0]
+    return max((t.elements for t in tensors), default=0)
+
+
 def layer_costs(model: Model) -> list[LayerCost]:
-    """MACs and output shape for every operator of the main subgraph, in order."""
-    return [
-        LayerCost(op.index, op.name, op_macs(model, op),
-                  model.tensors[op.outputs[0]].shape if op.outputs else ())
-        for op in model.operators
-    ]
+    """MACs, work and output shape for every operator of the main subgraph, in order."""
+    layers = []
+    for op in model.operators:
+        macs = op_macs(model, op)
+        layers.append(LayerCost(op.index, op.name, macs, model.tensors[op.outputs[0]].shape if op.outputs else (),
+                                op_work(model, op, macs)))
+    return layers
 
 
 def param_count(model: Model) -> int:
@@ -120,4 +131,5 @@ def same_padding(in_size: int, filter_size: int, stride: int, dilation: int, out
 def latency_estimate_ms(model: Model, board: "Board", kernels: str | None = None) -> float:
     """The board's latency estimate for a model: each layer's MACs at the board profile's cycles
     per MAC for its operator (kernels: which of the profile's tables; default its own)."""
-    return sum(board.estimate_us(layer.op, layer.macs, kernels) for layer in layer_costs(model)) / 1000
+    return sum(board.estimate_us(layer.op, layer.work, kernels, _elements(layer.output_shape))
+               for layer in layer_costs(model)) / 1000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -264,3 +266,35 @@ def search_lines(summary: dict, out) -> list[str]:
             f"best within budget: trial {best['trial']}, {best['accuracy'] * 100:.2f}% -> {out}/best_arch.json"
             if best else "no trial met every budget yet",
             f"report: {out}/search.html"]
+
+
+def layers_table(profile: dict) -> Table:
+    """bench --profile: each layer's time on the device, its share, and the board's estimate."""
+    table = Table(title=f"Per layer — {profile['basis']}", title_justify="left")
+    for column in ("#", "op", "output", "MACs", "ticks", "µs", "share", "estimate µs"):
+        table.add_column(column, justify="left" if column in ("op", "output") else "right")
+    for layer in profile["layers"]:
+        table.add_row(str(layer["index"]), layer.get("op", ""), "×".join(map(str, layer.get("shape", []))),
+                      _n(layer["macs"]) if "macs" in layer else "", _n(layer["ticks"]),
+                      "" if layer["us"] is None else f"{layer['us']:,}",
+                      "" if layer["share"] is None else f"{layer['share'] * 100:.1f}%",
+                      f"{layer['estimate_us']:,}" if "estimate_us" in layer else "")
+    return table
+
+
+def calibration_lines(calibration: dict) -> list[str]:
+    """What calibrate fitted, what it could not, and the estimates' error before and after."""
+    lines = [f"{op}: {fit['per_unit']:g} cycles per unit + {fit['per_output']:g} per output + {fit['fixed']:g} fixed "
+             f"({fit['layers']} layers; {fit['how']})" for op, fit in calibration["fitted"].items()]
+    lines += [f"{op}: uncalibrated ({why}); the profile's own coefficients stay" for op, why
+              in calibration["uncalibrated"].items()]
+
+    def shown(figures: dict) -> str:
+        def pct(value):
+            return "n/a" if value is None else f"{value * 100:.1f}%"
+        return (f"median layer error {pct(figures['median_layer_error'])}, largest {pct(figures['max_layer_error'])}; "
+                f"whole-network error {pct(figures['median_network_error'])} (median over runs)")
+
+    lines += [f"before: {shown(calibration['error_before'])}", f"after:  {shown(calibration['error_after'])}",
+              f"wrote {calibration['profile']}: use it with --boards-dir {Path(calibration['profile']).parent}"]
+    return lines

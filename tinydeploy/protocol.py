@@ -19,7 +19,7 @@ MAX_COUNT = 1_000_000_009  # TD_MAX_COUNT: the largest N the firmware's parse_co
 
 # Every line the device can print starts with one of these.
 _TOKEN = re.compile(r"(m-(?:init-done|ready|name-dut-\[|profile-\[|model-\[|info-|\[Expecting |load-done|"
-                    r"warmup-start-|warmup-done|infer-start-|lap-us-|infer-done|results-\[)|e-\[)")
+                    r"warmup-start-|warmup-done|infer-start-|lap-us-|infer-done|results-\[|layer-)|e-\[)")
 
 
 def device_info(model, arena_bytes: int, **fields) -> dict:
@@ -37,9 +37,9 @@ def device_info(model, arena_bytes: int, **fields) -> dict:
 
 @dataclass(frozen=True)
 class Line:
-    kind: str  # "ready", "init", "error", "lap", "results", "info", "name", "other-m", "noise"
+    kind: str  # "ready", "init", "error", "lap", "results", "info", "name", "layer", "other-m", "noise"
     text: str  # the protocol line (from its token on), or the raw noise
-    value: object = None  # parsed value: int (lap), list[int] (results), str (error, info JSON, name)
+    value: object = None  # int (lap), list[int] (results), (index, ticks) (layer), str (error, info, name)
 
 
 def parse_line(raw: str) -> Line:
@@ -67,6 +67,10 @@ def parse_line(raw: str) -> Line:
         except ValueError:
             return Line("noise", raw)
         return Line("results", text, values) if all(-128 <= v <= 127 for v in values) else Line("noise", raw)
+    if text.startswith("m-layer-"):
+        index, _, ticks = text[len("m-layer-"):].partition("-")
+        return Line("layer", text, (int(index), int(ticks))) if index.isdigit() and ticks.isdigit() \
+            and index.isascii() and ticks.isascii() else Line("noise", raw)
     if text.startswith("m-info-"):
         return Line("info", text, text[len("m-info-"):])
     if text.startswith("m-name-dut-[") and text.endswith("]"):
@@ -87,6 +91,9 @@ class DeviceProtocol:
         invoke: runs the model on the input bytes and returns the int8 outputs (a list),
             or None when the run failed (the firmware's "invoke failed").
         info: returns the info JSON line.
+        profile: runs the model once on the input bytes, timing each layer: (the int8 outputs,
+            the layers' durations), or None when the run failed; None when the device has no
+            per-layer profile.
         input_size: the model's input size in bytes.
         name, model: for ``name%`` and ``profile%``.
         ready: False when the model could not be set up.
@@ -94,8 +101,10 @@ class DeviceProtocol:
 
     def __init__(self, write: Callable[[bytes], None], micros: Callable[[], int],
                  invoke: Callable[[bytes], list | None], info: Callable[[], str], input_size: int,
-                 output_size: int, name: str, model: str, ready: bool = True):
+                 output_size: int, name: str, model: str, ready: bool = True,
+                 profile: Callable[[bytes], tuple[list, list[int]] | None] | None = None):
         self._write, self._micros, self._invoke, self._info = write, micros, invoke, info
+        self._profile = profile
         self.input = bytearray(input_size)
         self.output = [0] * output_size
         self.name, self.model, self.ready = _as_bytes(name), _as_bytes(model), ready
@@ -147,7 +156,7 @@ class DeviceProtocol:
             self._emit(f"m-model-[{self.model}]")
         elif command == "info":
             self._emit("m-info-" + _as_bytes(self._info())[:INFO_SIZE - 1])
-        elif not self.ready and command in ("db", "infer", "results"):
+        elif not self.ready and command in ("db", "infer", "results", "layers"):
             self.error("the model is not set up (see the error printed at boot)")
         elif command == "db":
             self._db(args)
@@ -155,6 +164,8 @@ class DeviceProtocol:
             self._infer(args)
         elif command == "results":
             self._results()
+        elif command == "layers":
+            self._layers()
         else:
             self.error(f"unknown command '{command}'")
         self._emit("m-ready")
@@ -227,6 +238,21 @@ class DeviceProtocol:
         self._emit(f"m-lap-us-{end}")
         self._emit("m-infer-done")
         self._results()
+
+    def _layers(self) -> None:
+        if self._profile is None:
+            self.error("this firmware has no per-layer profile")
+            return
+        if self.expected == 0 or self.loaded != self.expected:
+            self.error("no input loaded: send db load N% and the data first")
+            return
+        profiled = self._profile(bytes(self.input))
+        if not profiled or not profiled[1]:
+            self.error("invoke failed")
+            return
+        self.output, durations = profiled
+        for index, ticks in enumerate(durations):
+            self._emit(f"m-layer-{index}-{ticks}")
 
     def _run(self, times: int) -> bool:
         """Invoke the model `times` times; on a failed run, say so and stop (False)."""

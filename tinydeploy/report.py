@@ -161,3 +161,46 @@ storage {html.escape(summary['storage'])}.</p>{chosen}
 <img src='data:image/png;base64,{png}'>
 <h2>Pareto front</h2><table><tr><th>trial</th><th>accuracy</th><th>latency ms (est.)</th><th>arena B</th>
 <th>flash B</th><th>blocks</th></tr>{rows}</table></body></html>"""
+
+
+def _layers_plot(layers: list[dict], unit: str):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 0.3 * len(layers) + 1.2))
+    names = [f"{layer['index']} {layer.get('op', '')}" for layer in layers]
+    measured = [layer["us"] if layer["us"] is not None else layer["ticks"] for layer in layers]
+    positions = list(range(len(layers)))
+    ax.barh([p + 0.2 for p in positions], measured, height=0.4, label="measured on the device")
+    if any("estimate_us" in layer for layer in layers):
+        ax.barh([p - 0.2 for p in positions], [layer.get("estimate_us", 0) for layer in layers], height=0.4,
+                label="board profile's estimate")
+    ax.set_yticks(positions, names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(unit)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8)
+    png = _figure_png(fig)
+    plt.close(fig)
+    return png
+
+
+def profile_html(results: dict) -> str:
+    """bench --profile: each layer's time on the device beside its estimate, as bars and a table."""
+    profile, device = results["profile"], results.get("device") or {}
+    layers = profile["layers"]
+    unit = "µs" if layers and layers[0]["us"] is not None else "ticks"
+    def row(layer: dict) -> str:
+        cells = [layer["index"], layer.get("op", ""), "×".join(map(str, layer.get("shape", []))),
+                 layer.get("macs", ""), f"{layer['ticks']:,}", "" if layer["us"] is None else layer["us"],
+                 "" if layer["share"] is None else f"{layer['share'] * 100:.1f}%", layer.get("estimate_us", "")]
+        return "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in cells) + "</tr>"
+
+    rows = "".join(row(layer) for layer in layers)
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>tinydeploy bench profile</title>
+<style>body{{font-family:sans-serif;max-width:60em}}td,th{{padding:2px 8px;text-align:right}}</style></head><body>
+<h1>tinydeploy bench: per layer</h1>
+<p>board {html.escape(str(device.get('board', '?')))}, engine {html.escape(str(device.get('engine', '?')))},
+model sha256 {html.escape(str(results.get('model_sha256', ''))[:16])}…; {html.escape(profile['basis'])}.</p>
+<img src="data:image/png;base64,{_layers_plot(layers, unit)}">
+<table><tr><th>#</th><th>op</th><th>output</th><th>MACs</th><th>ticks</th><th>µs</th><th>share</th>
+<th>estimate µs</th></tr>{rows}</table>
+</body></html>"""
