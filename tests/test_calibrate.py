@@ -51,5 +51,5 @@ def test_runs_without_a_profile_or_from_another_board_are_refused(tmp_path):
                                                      "profile": {"layers": [{"op": "ADD", "ticks": 1}]}}))
     with pytest.raises(BadInput, match="measured on board 'esp32dev', not esp32-s3-devkitc-1"):
         calibrate([tmp_path / "other.json"], get_board("esp32-s3-devkitc-1"), tmp_path / "out")
-    with pytest.raises(BadInput, match="not a readable results.json"):
+    with pytest.raises(BadInput, match="no such results file"):
         calibrate([tmp_path / "missing.json"], get_board("esp32dev"), tmp_path / "out")

@@ -162,15 +162,11 @@ def calibrate(results_paths: list[str | Path], board: Board, out: str | Path) ->
     import tomllib
     if not results_paths:
         raise BadInput("give at least one results.json from `tinydeploy bench --profile`")
+    from tinydeploy.verify import load_results
     layers = []
     for path in results_paths:
-        path = Path(path)
-        file = path / "results.json" if path.is_dir() else path
-        try:
-            results = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise BadInput(f"{file}: not a readable results.json ({exc})") from exc
-        layers += _measured_layers(results, str(file), board)
+        file = Path(path) / "results.json" if Path(path).is_dir() else Path(path)
+        layers += _measured_layers(load_results(file), str(file), board)
     kinds = sorted({layer["op"] for layer in layers})
     fitted, uncalibrated = {}, {}
     for op in kinds:

@@ -1,8 +1,10 @@
 """Where tinydeploy writes: output folders checked once, files written whole or not at all,
-and nothing written through a symlink or outside the folder it was given."""
+and nothing written through a symlink or outside the folder it was given; and the one way
+it reads back a JSON file it wrote (or a user gave)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -61,3 +63,19 @@ def write_atomically(path: Path, content: str | bytes) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise StepFailed(f"{path}: can't write ({exc.strerror or exc})") from exc
+
+
+def read_json(path: Path, missing: str):
+    """A JSON file's content.
+
+    Raises:
+        BadInput: the file is missing (with the `missing` explanation), not UTF-8 or not JSON.
+    """
+    if not path.is_file():
+        raise BadInput(f"{path}: {missing}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{path}: not JSON ({exc})") from exc

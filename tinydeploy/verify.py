@@ -6,11 +6,11 @@ verdicts into JUnit XML so CI systems show each target as a test case.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from tinydeploy.errors import BadInput
+from tinydeploy.outputs import read_json
 from tinydeploy.targets import TargetResult, Targets, check
 
 
@@ -18,14 +18,7 @@ def load_results(path: str | Path) -> dict:
     p = Path(path)
     if p.is_dir():
         p = p / "results.json"
-    if not p.is_file():
-        raise BadInput(f"{p}: no such results file (tinydeploy bench --out DIR writes DIR/results.json)")
-    try:
-        results = json.loads(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{p}: not JSON ({exc})") from exc
+    results = read_json(p, "no such results file (tinydeploy bench --out DIR writes DIR/results.json)")
     if not isinstance(results, dict) or "device" not in results:
         raise BadInput(f"{p}: not a tinydeploy bench results file")
     _check_figures(results, str(p))

@@ -94,15 +94,9 @@ class Arch:
 
     @classmethod
     def load(cls, path: str | Path) -> "Arch":
+        from tinydeploy.outputs import read_json
         p = Path(path)
-        if not p.is_file():
-            raise BadInput(f"{p}: no such architecture file")
-        try:
-            raw = json.loads(p.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as exc:
-            raise BadInput(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"{p}: not JSON ({exc})") from exc
+        raw = read_json(p, "no such architecture file")
         if not isinstance(raw, dict):
             raise BadInput(f"{p}: not an architecture spec (a JSON object with \"blocks\"), but a "
                            f"{type(raw).__name__}")
