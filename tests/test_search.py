@@ -47,14 +47,14 @@ def load(storage, study="tinydeploy"):
 
 def test_search_rejects_before_training_and_resumes(tmp_path, digits16):
     board = get_board("esp32-s3-devkitc-1")
-    first = search(SearchConfig(digits16, tmp_path, board, trials=4, seed=1))
+    first = search(SearchConfig(digits16, tmp_path, board, trials=3, seed=1))
     storage = f"sqlite:///{tmp_path / 'search.db'}"
     before = {t.number: t.params for t in load(storage).get_trials(deepcopy=False)}
-    assert first["trials"] == 4 and len(before) == 4
-    assert first["rejected_before_training"] + first["complete"] == 4
-    second = search(SearchConfig(digits16, tmp_path, board, trials=2, seed=1))
+    assert first["trials"] == 3 and len(before) == 3
+    assert first["rejected_before_training"] + first["complete"] == 3
+    second = search(SearchConfig(digits16, tmp_path, board, trials=1, seed=1))
     after = load(storage).get_trials(deepcopy=False)
-    assert second["trials"] == 6
+    assert second["trials"] == 4
     assert {t.number: t.params for t in after if t.number in before} == before  # nothing redone
     for t in after:
         if t.user_attrs.get("rejected"):
@@ -70,7 +70,7 @@ def test_search_rejects_before_training_and_resumes(tmp_path, digits16):
 
 def test_two_workers_share_a_postgresql_study(tmp_path, postgres_url):
     common = ["search", "--data", "digits", "--image-size", "16", "--storage", postgres_url, "--study", "shared",
-              "--trials", "3", "--quiet"]
+              "--trials", "2", "--quiet"]
     first = subprocess.Popen([sys.executable, "-m", "tinydeploy", *common, "--out", str(tmp_path / "a")],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -86,7 +86,7 @@ def test_two_workers_share_a_postgresql_study(tmp_path, postgres_url):
         worker.wait(timeout=600)
         assert worker.returncode in (0, 1), worker.stderr.read()
     trials = load(postgres_url, "shared").get_trials(deepcopy=False)
-    assert len(trials) == 6 and len({t.number for t in trials}) == 6  # distinct trials
+    assert len(trials) == 4 and len({t.number for t in trials}) == 4  # distinct trials
     import optuna
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     assert all(t.state in finished for t in trials)  # every finished trial recorded

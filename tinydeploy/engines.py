@@ -27,7 +27,6 @@ from tinydeploy.templating import copied_firmware
 
 RX_BUFFER_BYTES = 4096  # the host streams the next validation sample while one inference runs
 SETUP_ERROR_BYTES = 192  # model_runner.cc's buffer for a setup error (with its NUL)
-EMULATED_KERNELS = "c-engine"  # the per-MAC table fitted from emulator runs (qemu-riscv32's profile)
 
 
 def arena_size(need: int, margin_percent: float) -> int:
@@ -215,9 +214,10 @@ class CEngine:
             latency = instructions / board.cpu_mhz / 1000
             basis = (f"estimate from emulated RV32IMC instructions at {board.cpu_mhz:g} MHz "
                      f"({instructions:,} per inference under QEMU, one instruction per cycle)")
-        else:
-            per_mac = fitted.cycles_per_mac[EMULATED_KERNELS]
-            latency = sum(l.macs * per_mac.get(l.op, 0.0) for l in costs.layer_costs(model)) / board.cpu_mhz / 1000
+        else:  # the emulated board's own estimate (its fitted table, or a calibration of it), in cycles
+            cycles = sum(fitted.estimate_us(l.op, l.work, outputs=int(np.prod(l.output_shape))) * fitted.cpu_mhz
+                         for l in costs.layer_costs(model))
+            latency = cycles / board.cpu_mhz / 1000
             basis = (f"estimate from per-MAC instruction counts fitted on earlier emulator runs "
                      f"({fitted.name}), at {board.cpu_mhz:g} MHz ({why_fitted})")
         return Figures(lowered.arena_bytes, lowered.weight_bytes, round(latency, 4), basis,
