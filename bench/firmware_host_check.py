@@ -1,13 +1,13 @@
 """Build a rendered tinydeploy project's real firmware on this computer and bench it over a pty.
 
     python bench/firmware_host_check.py PROJECT --tflm DIR [--esp-nn DIR] [--arduino-lib DIR]
-        [--model MODEL.tflite] [--data digits] [--validate N] [--bits 32|64] [--work DIR] [--json]
+        [--model MODEL.tflite] [--data digits] [--validate N] [--profile] [--bits 32|64] [--work DIR] [--json]
 
 The project's own sources (main, model runner, model data, protocol core; for the C engine
 its model, kernels and hal_espidf.c) are compiled unchanged, with `-Wall -Wextra -Werror`,
 against a TFLite Micro source tree and the small ESP-IDF / Arduino stand-ins in
 bench/host_shim/ (our own code). The binary then runs behind a pty, and `tinydeploy bench`
-talks to it exactly as to a board: boot, info%, latency and `--validate`.
+talks to it exactly as to a board: boot, info%, latency, `--validate` and `--profile`.
 
 Kernel libraries, by the board profile's [tflm] table and the project's framework:
 - reference: TFLM's reference kernels (esp-tflite-micro's tree without ESP-NN, or the Arduino
@@ -287,7 +287,7 @@ class PtyDevice:
 
 
 def run_bench(binary: Path, out: Path, model: Path | None, data: str | None, validate: int,
-              runs: int = 5, timeout: float = 20.0) -> dict:
+              runs: int = 5, timeout: float = 20.0, profile: bool = False) -> dict:
     """Bench the host firmware through `tinydeploy bench`; returns results.json plus the exit code."""
     out.mkdir(parents=True, exist_ok=True)
     device = PtyDevice(binary, out / "firmware-stderr.log")
@@ -299,6 +299,8 @@ def run_bench(binary: Path, out: Path, model: Path | None, data: str | None, val
         command += ["--expect-model", str(model)]
     if validate:
         command += ["--validate", str(validate), "--data", data or "digits"]
+    if profile:
+        command.append("--profile")
     if (out / "results.json").exists():
         (out / "results.json").unlink()
     bench = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -319,6 +321,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", type=Path, help="the .tflite the project was rendered from (hash check, --validate)")
     parser.add_argument("--data", default="digits", help="labelled samples for --validate (default digits)")
     parser.add_argument("--validate", type=int, default=0, metavar="N")
+    parser.add_argument("--profile", action="store_true", help="also time each layer (bench --profile)")
     parser.add_argument("--kernels", choices=("reference", "esp-nn", "esp-nn-s3"),
                         help="link another kernel library than the board profile's (ESP-IDF projects)")
     parser.add_argument("--bits", type=int, choices=(32, 64), default=32, help="host build width (default 32)")
@@ -336,7 +339,7 @@ def main(argv=None) -> int:
     except CheckError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    outcome = run_bench(binary, work / "bench", args.model, args.data, args.validate)
+    outcome = run_bench(binary, work / "bench", args.model, args.data, args.validate, profile=args.profile)
     outcome.update({"project": str(project), "kernels": kernels, "bits": args.bits, "binary": str(binary)})
     if args.json:
         print(json.dumps(outcome, indent=2))
@@ -351,6 +354,10 @@ def main(argv=None) -> int:
             v = r["validation"]
             print(f"  validate: {v['samples']} samples, top-1 agreement {v['top1_agreement']:.2%}, "
                   f"max diff {v['max_output_diff_lsb']} LSB")
+        if r.get("profile"):
+            layers = r["profile"]["layers"]
+            print(f"  profile: {len(layers)} layers, " + ", ".join(f"{layer.get('op', '?')} {layer['ticks']}"
+                                                              for layer in layers) + f" ({r['profile']['timer']})")
         print(f"  received bytes dropped by the firmware's UART buffer: {outcome['rx_dropped_bytes']}")
         print(f"  bench exit code {outcome['exit_code']}" + (f": {outcome['stderr']}" if outcome["stderr"] else ""))
         if outcome["firmware_stderr"]:

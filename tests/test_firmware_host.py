@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tinydeploy.boards import get_board
+from tinydeploy.model import load_model
 from tinydeploy.project import create_project
 from tinydeploy.render import RenderOptions
 from tests.helpers import missing, need_programs
@@ -41,6 +42,16 @@ def host_check(project: Path, model: Path, work: Path, *extra: str, validate: in
     return json.loads(done.stdout)
 
 
+def assert_profiled(results: dict, model_path: Path) -> None:
+    """layers% timed each operator of the model, in order, with the firmware's µs clock (TFLM's
+    profiler hook), and the layers add up to about one whole inference."""
+    ops = [op.name for op in load_model(model_path).operators]
+    profile = results["profile"]
+    assert profile["timer"] == "us" and [layer["op"] for layer in profile["layers"]] == ops
+    assert all(layer["ticks"] >= 0 for layer in profile["layers"]) and profile["total_ticks"] > 0
+    assert profile["total_ticks"] <= 3 * results["latency_us"]["max"] + 100
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     # TFLM's objects are cached across runs when a folder is given (they take minutes to compile).
@@ -68,9 +79,10 @@ def test_esp_idf_firmware_boots_and_validates_with_no_margin(int8_cnn, tmp_path,
     if board.tflm_kernels("espidf") != "reference":
         extra += ["--esp-nn", str(source("TINYDEPLOY_ESP_NN_SRC", "an espressif/esp-nn tree"))]
     summary = create_project(int8_cnn, board, tmp_path / "p", RenderOptions(arena_margin_percent=0))
-    outcome = host_check(tmp_path / "p", int8_cnn, work, *extra)
+    outcome = host_check(tmp_path / "p", int8_cnn, work, *extra, "--profile")
     assert outcome["exit_code"] == 0, outcome["stderr"]
     results = outcome["results"]
+    assert_profiled(results, int8_cnn)
     assert results["device"]["kernels"] == board.tflm_kernels("espidf") == outcome["kernels"]
     used = results["arena_used_bytes"]
     assert used <= summary["arena_bytes"] <= used * 1.10  # enough, and not much more than needed
@@ -95,8 +107,9 @@ def test_a_boot_failure_shows_tflms_own_words(int8_cnn, tmp_path, work):
 def test_arduino_firmware_keeps_the_protocols_baud_and_states_its_tolerance(int8_cnn, tmp_path, work):
     library = source("TINYDEPLOY_ARDUINO_TFLM_SRC", "a Chirale_TensorFlowLite tree")
     create_project(int8_cnn, get_board("esp32dev"), tmp_path / "a", RenderOptions(framework="arduino"))
-    outcome = host_check(tmp_path / "a", int8_cnn, work, "--arduino-lib", str(library))
+    outcome = host_check(tmp_path / "a", int8_cnn, work, "--arduino-lib", str(library), "--profile")
     assert outcome["exit_code"] == 0, outcome["stderr"]
+    assert_profiled(outcome["results"], int8_cnn)
     validation = outcome["results"]["validation"]
     assert validation["samples"] == 100 and validation["kernels"] == "reference"
     counts = validation["output_diff_lsb_counts"]

@@ -103,7 +103,7 @@ class TflmEngine:
             "input_scale": cgen.float_literal(in_scale), "input_zero_point": in_zero,
             "output_scale": cgen.float_literal(out_scale), "output_zero_point": out_zero,
             "input_bytes": model.input_tensors[0].nbytes, "output_bytes": model.output_tensors[0].nbytes,
-            "ops": ops, "arena_size": arena_bytes, "measured_arena": measured.arena_bytes,
+            "ops": ops, "layer_count": len(model.operators), "arena_size": arena_bytes, "measured_arena": measured.arena_bytes,
             "arena_note": (f"{kernels.library(need.kernels).description}: {need.arena_bytes} bytes = head "
                            f"{need.head_bytes} (activations and {need.scratch_bytes} bytes of kernel scratch, as "
                            f"TFLM plans them) + tail {need.tail_bytes} (32-bit); plus {margin}% margin, rounded "
