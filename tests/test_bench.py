@@ -9,7 +9,7 @@ from tinydeploy import tflm
 from tinydeploy.bench import Connection, DeviceTimeout, bench
 from tinydeploy.cli import main
 from tinydeploy.errors import StepFailed
-from tinydeploy.model import load_model
+from tinydeploy.model import load_model, parse_model
 from tinydeploy.verify import junit_xml, load_results, verify
 from tinydeploy.virtual_device import VirtualDevice
 from tests.helpers import run_cli
@@ -44,6 +44,30 @@ def test_bench_reads_the_device_and_validates_against_host_tflm(device, int8_cnn
     assert result.validation["max_output_diff_lsb"] == 0
     log = (tmp_path / "serial.log").read_text()
     assert ">> info%" in log and "<< m-ready" in log
+
+
+def test_the_virtual_device_profiles_each_operator_on_the_host_and_says_so(device, int8_cnn, tmp_path):
+    _, port = device
+    result = bench(port, tmp_path, runs=1, warmup=0, expect_model=int8_cnn, profile=True)
+    model = load_model(int8_cnn)
+    layers = result.profile["layers"]
+    assert [layer["op"] for layer in layers] == [op.name for op in model.operators]
+    assert result.profile["basis"].startswith("virtual: host wall clock of each operator run alone")
+    heaviest = max(layers, key=lambda layer: layer["macs"])  # the 64,800-MAC convolution, 3x the next
+    assert max(layers, key=lambda layer: layer["ticks"]) is heaviest
+    assert "data:image/png;base64," in (tmp_path / "bench.html").read_text()
+
+
+def test_each_operator_model_holds_one_operator_fed_by_its_own_inputs(int8_cnn):
+    model = load_model(int8_cnn)
+    ones = tflm.operator_models(model)
+    assert len(ones) == len(model.operators)
+    for op, data in zip(model.operators, ones):
+        one = parse_model(data)
+        assert [o.name for o in one.operators] == [op.name]
+        assert [t.name for t in one.input_tensors] == [model.tensors[i].name for i in op.inputs
+                                                        if i >= 0 and not model.tensors[i].is_constant]
+        assert [t.name for t in one.output_tensors] == [model.tensors[i].name for i in op.outputs]
 
 
 def test_bench_over_a_socket_url(int8_cnn, tmp_path):

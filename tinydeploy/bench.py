@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from tinydeploy.errors import BadInput, StepFailed
-from tinydeploy.protocol import Line, parse_line
+from tinydeploy.protocol import VIRTUAL_LAYER_BASIS, Line, parse_line
 
 CHUNK = 31  # bytes per `db` command, as the MLPerf Tiny runner sends them
 SERIAL_HINT = "likely cabling, drivers or a port in use by another program (a serial monitor?)"
@@ -403,8 +403,9 @@ def profile_layers(conn: Connection, info: dict, model_path: str | Path | None =
         (1.0 if timer == "us" else None)
     layers = [{"index": i, "ticks": t, "us": round(t * per_us, 3) if per_us else None,
                "share": round(t / total, 4) if total else None} for i, t in enumerate(ticks)]
-    basis = ("instructions retired per layer (emulated board); µs at one instruction per cycle at "
-             f"{mhz} MHz, an estimate" if timer == "instructions" else "the device's µs clock around each layer")
+    basis = VIRTUAL_LAYER_BASIS if info.get("virtual") else (
+        f"instructions retired per layer (emulated board); µs at one instruction per cycle at {mhz} MHz, an estimate"
+        if timer == "instructions" else "the device's µs clock around each layer")
     if model_path is not None:
         from tinydeploy import costs
         from tinydeploy.boards import load_boards

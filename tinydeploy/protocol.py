@@ -22,6 +22,13 @@ _TOKEN = re.compile(r"(m-(?:init-done|ready|name-dut-\[|profile-\[|model-\[|info
                     r"warmup-start-|warmup-done|infer-start-|lap-us-|infer-done|results-\[|layer-)|e-\[)")
 
 
+# The virtual device's layers%: each operator alone on the host's TFLM interpreter (its info%
+# says "virtual": true; the basis is not sent, to keep the info line short).
+VIRTUAL_LAYER_REPEATS = 20
+VIRTUAL_LAYER_BASIS = (f"virtual: host wall clock of each operator run alone on the TFLM interpreter (median of "
+                       f"{VIRTUAL_LAYER_REPEATS} runs on zeros, whole µs), not board latency")
+
+
 def device_info(model, arena_bytes: int, **fields) -> dict:
     """The `info%` object that firmware and the virtual device both report (docs/protocol.md):
     the model's identity and I/O, its arena, then fields (board, cpu_mhz, engine, timer, ...).

@@ -175,6 +175,16 @@ class TflmProcess:
                            + " (a corrupt flatbuffer?)")
         return bytes.fromhex(answer)
 
+    def time_models(self, folder: str, arena_bytes: int, repeats: int) -> list[float]:
+        """Median µs of one invoke of each model in folder (0.tflite, 1.tflite, ...), each on
+        zeros in an interpreter of its own (arena_bytes, doubled until it fits), timed with the
+        host's clock in this process's child; the interpreters are kept for the next call."""
+        answer = self._ask(f"time {repeats} {arena_bytes} {folder}")
+        if answer is None or answer == "fail":
+            raise BadInput(f"{self.name}: TFLM " + ("crashed" if answer is None else "failed")
+                           + " running its operators one at a time")
+        return [float(us) for us in json.loads(answer)]
+
     def close(self):
         if self._child is not None:
             self._child.stdin.close()
@@ -182,6 +192,26 @@ class TflmProcess:
             self._child = None
         if os.path.exists(self._file.name):
             os.unlink(self._file.name)
+
+
+def operator_models(model: Model) -> list[bytes]:
+    """Each operator of the main graph as a model of its own: its non-constant inputs are the
+    model's inputs and its outputs the model's outputs; tensors, buffers and other subgraphs
+    are kept as they are (the virtual device times its layers with these)."""
+    from flatbuffers import Builder
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema_fb
+
+    models = []
+    for op in model.operators:
+        model_t = schema_fb.ModelT.InitFromPackedBuf(bytearray(model.data), 0)
+        graph = model_t.subgraphs[0]
+        graph.operators = [graph.operators[op.index]]
+        graph.inputs = [i for i in op.inputs if i >= 0 and not model.tensors[i].is_constant]
+        graph.outputs = list(op.outputs)
+        builder = Builder(len(model.data) + 1024)
+        builder.Finish(model_t.Pack(builder), file_identifier=b"TFL3")
+        models.append(bytes(builder.Output()))
+    return models
 
 
 def measure_arena(model: Model) -> ArenaMeasurement:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import tty
@@ -21,7 +23,7 @@ import numpy as np
 from tinydeploy import __version__, tflm
 from tinydeploy.errors import BadInput
 from tinydeploy.model import load_model
-from tinydeploy.protocol import DeviceProtocol, device_info
+from tinydeploy.protocol import VIRTUAL_LAYER_REPEATS, DeviceProtocol, device_info
 
 BUSY_REPLY = "e-[port busy: another client is connected]\r\nm-ready\r\n"
 
@@ -61,6 +63,7 @@ class VirtualDevice:
         }, separators=(",", ":"))
         self._input_shape = input_tensor.shape[1:]
         self._output_size = output_tensor.elements
+        self._layer_models = ""  # a folder of one-operator models, made at the first layers%
 
     # -- device behaviour ------------------------------------------------------
     def _invoke(self, data: bytes) -> list[int] | None:
@@ -72,10 +75,28 @@ class VirtualDevice:
         except Exception:  # noqa: BLE001 - any failure of the interpreter is the device's answer
             return None
 
+    def _profile(self, data: bytes) -> tuple[list[int], list[int]] | None:
+        """layers%: one inference's outputs, and each operator's time (protocol.VIRTUAL_LAYER_BASIS);
+        None when the interpreter fails."""
+        outputs = self._invoke(data)
+        if outputs is None:
+            return None
+        if not self._layer_models:
+            folder = tempfile.mkdtemp(prefix="tinydeploy-layers-")
+            for index, one in enumerate(tflm.operator_models(self.model)):
+                Path(folder, f"{index}.tflite").write_bytes(one)
+            self._layer_models = folder
+        try:
+            times = self.runner.process.time_models(self._layer_models, self.arena.arena_bytes,
+                                                       VIRTUAL_LAYER_REPEATS)
+        except BadInput:
+            return None
+        return outputs, [round(us) for us in times]
+
     def _protocol(self, write) -> DeviceProtocol:
         return DeviceProtocol(write, lambda: time.perf_counter_ns() // 1000, self._invoke, lambda: self._info,
                               self.model.input_tensors[0].nbytes, self._output_size, "tinydeploy-virtual",
-                              f"{Path(self.model.path).stem} {self.model.sha256[:12]}")
+                              f"{Path(self.model.path).stem} {self.model.sha256[:12]}", profile=self._profile)
 
     class _Line:
         """One direction of a UART at `baud` (8N1, ten bits a byte): bytes pass no
@@ -246,6 +267,8 @@ class VirtualDevice:
                 os.close(fd)
             except OSError:
                 pass
+        if self._layer_models:
+            shutil.rmtree(self._layer_models, ignore_errors=True)
 
     def __enter__(self):
         return self
