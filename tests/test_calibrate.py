@@ -33,14 +33,22 @@ def test_no_coefficient_is_negative_and_one_size_is_only_proportional():
 
 def test_the_calibrated_profile_is_toml_that_reads_back(tmp_path):
     board = get_board("esp32dev")
-    fitted = calibrated_board(board, {"CONV_2D": (2.5, 9.0, 120.0, "test")}, "a test")
+    fitted = calibrated_board(board, {"CONV_2D": (2.5, 9.0, 120.0, "test")}, "a test", "tflm")
     text = to_toml({"name": "x-y", "latency": {"source": "line 1\nline \"2\"", "cycles_per_op": fitted.cycles_per_op},
                     "list": [1, 2.5, "a"], "flag": True})
     import tomllib
     assert tomllib.loads(text)["latency"]["cycles_per_op"]["calibrated"]["CONV_2D"] == 120.0
     assert tomllib.loads(text)["latency"]["source"] == "line 1\nline \"2\""
-    assert fitted.estimate_us("CONV_2D", 1000, outputs=10) == pytest.approx((2500 + 90 + 120) / 240)
-    assert fitted.estimate_us("DEPTHWISE_CONV_2D", 1000) == board.estimate_us("DEPTHWISE_CONV_2D", 1000)
+    assert fitted.estimate_us("CONV_2D", 1000, "calibrated", 10) == pytest.approx((2500 + 90 + 120) / 240)
+    assert fitted.estimate_us("DEPTHWISE_CONV_2D", 1000, "calibrated") == board.estimate_us("DEPTHWISE_CONV_2D", 1000)
+
+
+def test_a_calibration_serves_only_the_engine_whose_runs_made_it():
+    board = get_board("esp32dev")
+    on_c = calibrated_board(board, {"CONV_2D": (9.0, 0.0, 0.0, "test")}, "a test", "c")
+    assert on_c.kernels_for("c") == "calibrated" and on_c.kernels_for("tflm") == board.kernels == "esp-nn"
+    assert on_c.estimate_basis("tflm") == "esp-nn cycles per MAC"
+    assert on_c.estimate_basis("c").startswith("calibrated on this board's profiled c runs")
 
 
 def test_runs_without_a_profile_or_from_another_board_are_refused(tmp_path):
@@ -51,5 +59,10 @@ def test_runs_without_a_profile_or_from_another_board_are_refused(tmp_path):
                                                      "profile": {"layers": [{"op": "ADD", "ticks": 1}]}}))
     with pytest.raises(BadInput, match="measured on board 'esp32dev', not esp32-s3-devkitc-1"):
         calibrate([tmp_path / "other.json"], get_board("esp32-s3-devkitc-1"), tmp_path / "out")
+    for name, engine in (("tflm.json", "tflm"), ("c.json", "c")):
+        (tmp_path / name).write_text(json.dumps({"device": {"board": "esp32dev", "engine": engine}, "profile": {
+            "layers": [{"op": "ADD", "ticks": 1, "work": 10, "macs": 0}]}}))
+    with pytest.raises(BadInput, match=r"different engines \(c, tflm\); .* calibrate one engine at a time"):
+        calibrate([tmp_path / "tflm.json", tmp_path / "c.json"], get_board("esp32dev"), tmp_path / "out")
     with pytest.raises(BadInput, match="no such results file"):
         calibrate([tmp_path / "missing.json"], get_board("esp32dev"), tmp_path / "out")

@@ -312,12 +312,18 @@ def test_bench_profile_times_every_layer_and_calibrate_learns_the_boards_costs(b
     assert calibration["error_after"]["median_layer_error"] < calibration["error_before"]["median_layer_error"]
     assert calibration["error_after"]["median_network_error"] < calibration["error_before"]["median_network_error"]
     board = load_boards((tmp_path / "cal",))["qemu-riscv32"]
-    assert board.kernels == "calibrated" and board.shadows and "tinydeploy calibrate" in board.latency_source
+    assert board.kernels_for("c") == "calibrated" and board.calibrated_engine == "c" and board.shadows
+    assert "tinydeploy calibrate" in board.latency_source
     conv = next(op for op in ops if op.op == "CONV_2D")
     fit = calibration["fitted"]["CONV_2D"]
     outputs = int(np.prod(conv.output_shape))
-    assert board.estimate_us("CONV_2D", conv.work, outputs=outputs) == pytest.approx(
+    assert board.estimate_us("CONV_2D", conv.work, "calibrated", outputs) == pytest.approx(
         (fit["per_unit"] * conv.work + fit["per_output"] * outputs + fit["fixed"]) / 160)
+    # optimize and search cost the C engine with it, and say so
+    from tinydeploy.optimize.engine_choice import cost_all
+    from tinydeploy.targets import Targets
+    (c_cost,) = cost_all(load_model(int8_cnn), board, Targets())
+    assert f"calibrated on this board's profiled c runs ({tmp_path / 'cal' / 'qemu-riscv32.toml'})" in c_cost.latency_basis
     done = run_cli("calibrate", str(tmp_path / "bench"), "--board", "esp32dev", "--out", str(tmp_path / "x"))
     assert done.returncode == 2 and "measured on board 'qemu-riscv32', not esp32dev" in done.stderr
 

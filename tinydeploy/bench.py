@@ -419,7 +419,8 @@ def profile_layers(conn: Connection, info: dict, model_path: str | Path | None =
                 layer.update({"op": cost.op, "shape": list(cost.output_shape), "macs": cost.macs, "work": cost.work,
                               "outputs": outputs})
                 if board is not None:  # the profile's cycles per MAC: what every estimate before flashing uses
-                    layer["estimate_us"] = round(board.estimate_us(cost.op, cost.work, outputs=outputs), 3)
+                    kernels = board.kernels_for(str(info.get("engine", "tflm")))
+                    layer["estimate_us"] = round(board.estimate_us(cost.op, cost.work, kernels, outputs), 3)
     return {"timer": timer, "basis": basis, "total_ticks": total, "layers": layers}
 
 

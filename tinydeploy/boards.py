@@ -24,6 +24,7 @@ TFLM_KERNEL_LIBRARIES = ("reference", "esp-nn", "esp-nn-s3")
 ESPTOOL_CHIPS = ("esp32", "esp32s2", "esp32s3", "esp32c2", "esp32c3", "esp32c5", "esp32c6", "esp32h2", "esp32p4")
 # A board's name becomes a file name, a PlatformIO environment ([env:NAME]) and part of C names.
 BOARD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+CALIBRATED = "calibrated"  # the kernel set `tinydeploy calibrate` fits from an engine's profiled runs
 BOARDS_PATH = "TINYDEPLOY_BOARDS"  # environment variable: folders of user board profiles (os.pathsep)
 DEFAULT_BOARD = "esp32-s3-devkitc-1"  # the board commands use when none is named
 
@@ -53,6 +54,7 @@ class Board:
     shadows: str | None = None  # the profile file of the same name this one overrides
     cycles_per_op: dict = field(default_factory=dict)  # kernel set -> {op: fixed cycles} (calibrated profiles)
     cycles_per_output: dict = field(default_factory=dict)  # kernel set -> {op: cycles per output element}
+    calibrated_engine: str | None = None  # the engine whose profiled runs made the CALIBRATED set
 
     @property
     def emulated(self) -> bool:
@@ -73,6 +75,18 @@ class Board:
         """The TFLM kernel library this board's firmware links for a framework
         (TFLM's reference kernels where the profile names none)."""
         return (self.tflm or {}).get(framework, "reference")
+
+    def kernels_for(self, engine: str) -> str:
+        """The kernel set that estimates an engine's latency: the calibrated one where this
+        profile was calibrated on that engine's runs, else the profile's own."""
+        return CALIBRATED if self.calibrated_engine == engine and CALIBRATED in self.cycles_per_mac else self.kernels
+
+    def estimate_basis(self, engine: str) -> str:
+        """Where an engine's latency estimate on this board comes from, in a few words."""
+        kernels = self.kernels_for(engine)
+        if kernels == CALIBRATED:
+            return f"calibrated on this board's profiled {engine} runs ({self.path})"
+        return f"{kernels} cycles per MAC"
 
     def estimate_us(self, op: str, work: int, kernels: str | None = None, outputs: int = 0) -> float:
         """Estimated microseconds for one op: its work (MACs, or for an op without MACs its
@@ -95,7 +109,7 @@ class Board:
             "engines": list(self.engines), "toolchain": self.toolchain, "emulator": self.emulator,
             "tflm": self.tflm, "isa": self.isa, "esptool_chip": self.esptool_chip,
             "path": self.path, "shadows": self.shadows, "cycles_per_op": self.cycles_per_op,
-            "cycles_per_output": self.cycles_per_output,
+            "cycles_per_output": self.cycles_per_output, "calibrated_engine": self.calibrated_engine,
         }
 
 
@@ -159,6 +173,10 @@ def parse_board(text: str, origin: str) -> Board:
     if kernels not in tables:
         problems.append(f"'latency.kernels' is '{kernels}' but latency.cycles_per_mac has "
                         f"{', '.join(tables) or 'no tables'}")
+    calibrated_engine = latency.get("calibrated_engine")
+    if calibrated_engine is not None and (calibrated_engine not in ENGINES or CALIBRATED not in tables):
+        problems.append(f"'latency.calibrated_engine' is '{calibrated_engine}'; it names the engine of a "
+                        f"'{CALIBRATED}' kernel set in latency.cycles_per_mac, one of: {', '.join(ENGINES)}")
     if not latency.get("source"):
         problems.append("'latency.source' missing: say where the coefficients come from")
     serial = raw.get("serial", {}) if isinstance(raw.get("serial"), dict) else {}
@@ -178,6 +196,7 @@ def parse_board(text: str, origin: str) -> Board:
                            for k, t in latency.get("cycles_per_output", {}).items()},
         latency_source=latency["source"].strip(), path=origin,
         engines=engines, toolchain=toolchain, emulator=emulator, tflm=tflm, isa=isa, esptool_chip=esptool_chip,
+        calibrated_engine=calibrated_engine,
     )
 
 

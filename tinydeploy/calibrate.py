@@ -5,7 +5,8 @@ it fits, per operator kind, cycles = per_unit × work + per_output × outputs + 
 squares (work: the layer's MACs, or its largest tensor's elements for an op without MACs,
 tinydeploy.costs; outputs: a MAC op's output elements, each requantized once),
 checks the fit is sane (no negative cost), and writes a user board profile whose estimates
-use it. A kind measured at one size only gets a proportional fit with no fixed cost, and
+for that engine use it (a "calibrated" kernel set, tied to the engine the runs came from:
+TFLM's kernels and the C engine's cost differently on one board). A kind measured at one size only gets a proportional fit with no fixed cost, and
 says so; a kind with no sane fit keeps the profile's own coefficients and is listed as
 uncalibrated.
 """
@@ -19,11 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydeploy.boards import Board, parse_board
+from tinydeploy.boards import CALIBRATED, Board, parse_board
 from tinydeploy.errors import BadInput
 from tinydeploy.outputs import output_folder, write_atomically
-
-KERNELS = "calibrated"  # the kernel-set name of the fitted tables in the profile
 
 
 @dataclass
@@ -52,9 +51,10 @@ def _measured_layers(results: dict, origin: str, board: Board) -> list[dict]:
     if any("work" not in layer for layer in layers):
         raise BadInput(f"{origin}: the layers are not matched to the model's operators; bench with --expect-model")
     per_cycle = 1.0 if profile.get("timer") == "instructions" else float(board.cpu_mhz)  # µs -> cycles
+    engine = str(device.get("engine", "tflm"))
     return [{"op": layer["op"], "work": int(layer["work"]), "macs": int(layer["macs"]),
-             "outputs": int(layer.get("outputs", 0)), "cycles": layer["ticks"] * per_cycle, "run": origin}
-            for layer in layers]
+             "outputs": int(layer.get("outputs", 0)), "cycles": layer["ticks"] * per_cycle, "run": origin,
+             "engine": engine} for layer in layers]
 
 
 def _fit(points: list[dict]) -> tuple[float, float, float, str] | str:
@@ -91,12 +91,13 @@ def _fit(points: list[dict]) -> tuple[float, float, float, str] | str:
     return fit.get(0, 0.0), fit.get(1, 0.0), fit.get(2, 0.0), how
 
 
-def _errors(board: Board, layers: list[dict]) -> dict:
-    """How far the board's estimates are from the measured layers and runs: median and largest
-    relative error per layer (layers over 1% of their run), and per whole run."""
+def _errors(board: Board, layers: list[dict], engine: str) -> dict:
+    """How far the board's estimates for the engine are from the measured layers and runs:
+    median and largest relative error per layer (layers over 1% of their run), and per whole run."""
     per_layer, runs = [], {}
+    kernels = board.kernels_for(engine)
     for layer in layers:
-        estimate = board.estimate_us(layer["op"], layer["work"], outputs=layer["outputs"]) * board.cpu_mhz
+        estimate = board.estimate_us(layer["op"], layer["work"], kernels, layer["outputs"]) * board.cpu_mhz
         run = runs.setdefault(layer["run"], [0.0, 0.0])
         run[0] += layer["cycles"]
         run[1] += estimate
@@ -111,15 +112,18 @@ def _errors(board: Board, layers: list[dict]) -> dict:
             "median_network_error": round(statistics.median(whole), 4) if whole else None}
 
 
-def calibrated_board(board: Board, fitted: dict[str, tuple[float, float, float, str]], source: str) -> Board:
-    """The board with a "calibrated" kernel set: the fitted kinds, and the profile's own
-    coefficients for the rest."""
+def calibrated_board(board: Board, fitted: dict[str, tuple[float, float, float, str]], source: str,
+                     engine: str) -> Board:
+    """The board with a "calibrated" kernel set for the engine: the fitted kinds, and the
+    coefficients the engine's estimates used so far for the rest."""
+    base = board.kernels_for(engine)
+
     def table(own: dict, slot: int, digits: int) -> dict:
-        return {**own.get(board.kernels, {}), **{op: round(fit[slot], digits) for op, fit in fitted.items()}}
-    return replace(board, kernels=KERNELS, latency_source=source,
-                   cycles_per_mac={**board.cycles_per_mac, KERNELS: table(board.cycles_per_mac, 0, 4)},
-                   cycles_per_output={**board.cycles_per_output, KERNELS: table(board.cycles_per_output, 1, 3)},
-                   cycles_per_op={**board.cycles_per_op, KERNELS: table(board.cycles_per_op, 2, 1)})
+        return {**own.get(base, {}), **{op: round(fit[slot], digits) for op, fit in fitted.items()}}
+    return replace(board, calibrated_engine=engine, latency_source=source,
+                   cycles_per_mac={**board.cycles_per_mac, CALIBRATED: table(board.cycles_per_mac, 0, 4)},
+                   cycles_per_output={**board.cycles_per_output, CALIBRATED: table(board.cycles_per_output, 1, 3)},
+                   cycles_per_op={**board.cycles_per_op, CALIBRATED: table(board.cycles_per_op, 2, 1)})
 
 
 def _toml_value(value) -> str:
@@ -147,7 +151,8 @@ def to_toml(table: dict, prefix: str = "") -> str:
 
 def _profile_table(board: Board, raw: dict) -> dict:
     latency = dict(raw["latency"])
-    latency.update({"kernels": board.kernels, "source": board.latency_source,
+    latency.update({"kernels": board.kernels, "calibrated_engine": board.calibrated_engine,
+                    "source": board.latency_source,
                     "cycles_per_mac": board.cycles_per_mac, "cycles_per_output": board.cycles_per_output,
                     "cycles_per_op": board.cycles_per_op})
     return {**raw, "latency": latency}
@@ -167,6 +172,11 @@ def calibrate(results_paths: list[str | Path], board: Board, out: str | Path) ->
     for path in results_paths:
         file = Path(path) / "results.json" if Path(path).is_dir() else Path(path)
         layers += _measured_layers(load_results(file), str(file), board)
+    engines = sorted({layer["engine"] for layer in layers})
+    if len(engines) > 1:
+        raise BadInput(f"the runs come from firmware of different engines ({', '.join(engines)}); their kernels "
+                       "cost differently, so calibrate one engine at a time")
+    engine = engines[0]
     kinds = sorted({layer["op"] for layer in layers})
     fitted, uncalibrated = {}, {}
     for op in kinds:
@@ -177,8 +187,8 @@ def calibrate(results_paths: list[str | Path], board: Board, out: str | Path) ->
             fitted[op] = result
     runs = sorted({layer["run"] for layer in layers})
     new = calibrated_board(board, fitted, f"tinydeploy calibrate: least squares on {len(layers)} layers of "
-                                          f"{len(runs)} profiled run(s) ({', '.join(runs)}); "
-                                          f"before: {board.latency_source}")
+                                          f"{len(runs)} profiled {engine} run(s) ({', '.join(runs)}); "
+                                          f"before: {board.latency_source}", engine)
     raw = tomllib.loads(Path(board.path).read_text(encoding="utf-8"))
     folder = output_folder(out, "--out")
     target = folder / f"{board.name}.toml"
@@ -189,5 +199,5 @@ def calibrate(results_paths: list[str | Path], board: Board, out: str | Path) ->
                        {op: {"per_unit": round(a, 4), "per_output": round(c, 3), "fixed": round(b, 1), "how": how,
                              "layers": sum(layer["op"] == op for layer in layers)}
                         for op, (a, c, b, how) in fitted.items()},
-                       uncalibrated, _errors(board, [dict(layer) for layer in layers]),
-                       _errors(written, [dict(layer) for layer in layers]))
+                       uncalibrated, _errors(board, [dict(layer) for layer in layers], engine),
+                       _errors(written, [dict(layer) for layer in layers], engine))

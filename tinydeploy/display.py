@@ -102,8 +102,8 @@ def inspect_view(report: dict) -> Group:
     memory.add_row("activation lower bound", _n(report["activation_lower_bound_bytes"]),
                    "largest sum of live tensors in execution order")
     lat = report["latency"]
-    latency = Text(f"Latency: {lat['ms']:.3f} ms on {lat['board']} ({lat['kernels']} kernels) — "
-                   "an ESTIMATE from the board's cycles-per-MAC coefficients, not a measurement")
+    latency = Text(f"Latency: {lat['ms']:.3f} ms on {lat['board']} ({lat['basis']}) — "
+                   "an ESTIMATE from the board profile's per-operator cycles, not a measurement")
     return Group(head, ops, io, layers, memory, latency,
                  targets_table([TargetResult.from_dict(t) for t in report["targets"]]))
 

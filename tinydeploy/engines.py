@@ -138,8 +138,9 @@ class TflmEngine:
         """Arena as the board needs it, the flatbuffer's size, and the board's latency estimate."""
         self.check(model)
         need = arena_model.for_board(model, measured or tflm.measure_arena(model), board)
-        return Figures(need.arena_bytes, model.size_bytes, round(costs.latency_estimate_ms(model, board), 4),
-                       f"estimate ({board.name}, {board.kernels} cycles per MAC)",
+        latency = costs.latency_estimate_ms(model, board, board.kernels_for(self.name))
+        return Figures(need.arena_bytes, model.size_bytes, round(latency, 4),
+                       f"estimate ({board.name}, {board.estimate_basis(self.name)})",
                        f"{board.name}, {need.kernels} kernels (derived)")
 
     def reference(self, model: Model, x_int8: np.ndarray) -> np.ndarray:
@@ -207,19 +208,22 @@ class CEngine:
 
     def cost(self, model: Model, board: Board, measured: tflm.ArenaMeasurement | None = None,
              instructions: int | None = None, fitted: Board | None = None, why_fitted: str = "") -> Figures:
-        """Latency: from instructions retired under emulation where given, else from per-MAC
+        """Latency: from instructions retired under emulation where given; else the board's own
+        estimate where it is the emulated board or was calibrated on C-engine runs; else per-MAC
         instruction counts fitted on earlier emulator runs (the fitted board's table)."""
         lowered = cengine.lower(model)
         if instructions is not None:
             latency = instructions / board.cpu_mhz / 1000
             basis = (f"estimate from emulated RV32IMC instructions at {board.cpu_mhz:g} MHz "
                      f"({instructions:,} per inference under QEMU, one instruction per cycle)")
-        else:  # the emulated board's own estimate (its fitted table, or a calibration of it), in cycles
-            cycles = sum(fitted.estimate_us(l.op, l.work, outputs=int(np.prod(l.output_shape))) * fitted.cpu_mhz
+        else:  # an estimate in cycles, at the board's clock
+            source = board if board.emulated or board.calibrated_engine == self.name else fitted
+            kernels = source.kernels_for(self.name)
+            cycles = sum(source.estimate_us(l.op, l.work, kernels, int(np.prod(l.output_shape))) * source.cpu_mhz
                          for l in costs.layer_costs(model))
             latency = cycles / board.cpu_mhz / 1000
-            basis = (f"estimate from per-MAC instruction counts fitted on earlier emulator runs "
-                     f"({fitted.name}), at {board.cpu_mhz:g} MHz ({why_fitted})")
+            basis = (f"estimate from the per-operator cycles of {source.name} ({source.estimate_basis(self.name)}), "
+                     f"at {board.cpu_mhz:g} MHz ({why_fitted})")
         return Figures(lowered.arena_bytes, lowered.weight_bytes, round(latency, 4), basis,
                        "the C engine's static plan")
 

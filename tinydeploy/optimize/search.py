@@ -118,7 +118,7 @@ def cost(arch: arch_lib.Arch, data: Dataset, board: Board) -> CandidateCost:
     need = arena.for_board(model, tflm.measure_arena(model), board)  # the board's kernel scratch, 32-bit
     return CandidateCost(plain_params, model.size_bytes, need.arena_bytes,
                          costs.activation_lower_bound(model), sum(l.macs for l in layers),
-                         round(costs.latency_estimate_ms(model, board), 4))
+                         round(costs.latency_estimate_ms(model, board, board.kernels_for("tflm")), 4))
 
 
 def redact(url: str) -> str:
