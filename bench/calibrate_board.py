@@ -65,7 +65,8 @@ def main() -> None:
             train = [path for name, path in runs.items() if name != held_out]
             fitted = calibrate(train, board, work / f"cal-{held_out}")
             test = _measured_layers(json.loads(runs[held_out].read_text()), held_out, board)
-            before, after = _errors(board, [dict(l) for l in test]), _errors(fitted.board, [dict(l) for l in test])
+            before, after = (_errors(board, [dict(l) for l in test], "c"),
+                             _errors(fitted.board, [dict(l) for l in test], "c"))
             print(f"held out {held_out}: median layer error {before['median_layer_error']:.1%} -> "
                   f"{after['median_layer_error']:.1%} (goal <= 10%); whole network {before['median_network_error']:.1%} "
                   f"-> {after['median_network_error']:.1%} (goal <= 5%); uncalibrated kinds: "
