@@ -38,11 +38,11 @@ def stage(result, name):
 def test_every_stage_ran_and_was_measured(pipeline):
     config, result, events = pipeline
     names = [s["stage"] for s in result.report["stages"]]
-    assert names == ["arch", "qat", "mixed", "progressive", "prune", "distill"]
+    assert names == ["arch", "qat", "mixed", "progressive", "prune", "distill", "nearest"]
     for s in result.report["stages"]:
         assert 0 <= s["accuracy"] <= 1 and s["flash_bytes"] > 0 and s["arena_bytes"] > 0 and s["macs"] > 0
         assert len(list((config.out / "stages").glob(f"*-{s['stage']}/model.tflite"))) == 1
-    assert ("epoch", "arch") in events and ("done", "distill") in events
+    assert ("epoch", "arch") in events and ("done", "nearest") in events
     assert (config.out / "model.tflite").read_bytes() == (
         next((config.out / "stages").glob(f"*-{result.report['chosen']['stage']}")) / "model.tflite").read_bytes()
 
@@ -158,6 +158,9 @@ def test_stage_list_is_validated():
         check_stages(["arch", "quantize"])
     with pytest.raises(BadInput, match="must start with 'arch'"):
         check_stages(["qat", "arch"])
+    assert check_stages(["nearest"]) == ("nearest", "final")
+    with pytest.raises(BadInput, match="'nearest' must come after the other stages"):
+        check_stages(["arch", "nearest", "qat"])
 
 
 def test_time_series_with_string_labels(tmp_path):
@@ -184,6 +187,23 @@ def test_time_series_with_string_labels(tmp_path):
     assert test["samples"] == 60 and test["accuracy"] >= 0.9
     assert test["interval95"][0] < test["accuracy"] <= test["interval95"][1]
     assert result.report["data"]["test"] == 60
+
+
+def test_a_chosen_nearest_prototype_classifier_is_deployed_made_from_every_labelled_window(tmp_path):
+    x, y = _bumps(60, steps=48)
+    test_x, test_y = _bumps(40, steps=48, seed=1)
+    np.savez(tmp_path / "bumps.npz", x_train=x, y_train=y, x_test=test_x, y_test=test_y)
+    config = OptimizeConfig(data.load(str(tmp_path / "bumps.npz")), tmp_path / "out", get_board("esp32dev"),
+                            budget="fast", stages=check_stages(["nearest"]))
+    result = optimize(config)
+    chosen, (nearest,) = result.report["chosen"], result.report["stages"]
+    assert chosen["stage"] == "nearest" and nearest["arch"]["prototypes"] == nearest["details"]["prototypes_per_class"]
+    assert nearest["details"]["prototypes"] == f"every one of {len(config.data.x_train)} windows"
+    assert chosen["deployed"].startswith("the chosen nearest-prototype classifier made again, and trained the "
+                                         "same way, from every one of 60 windows (training and validation)")
+    stage_model = next((tmp_path / "out" / "stages").glob("*-nearest")) / "model.tflite"
+    assert (tmp_path / "out" / "model.tflite").read_bytes() != stage_model.read_bytes()
+    assert result.report["test"]["samples"] == 40 and result.report["test"]["accuracy"] >= 0.9
 
 
 def _bumps(n: int, steps: int = 120, seed: int = 0):

@@ -8,6 +8,11 @@ convolutions over a (T, 1, C) view, the form TFLM executes.
 Models output logits. ``fuse`` folds the input normalization and every
 BatchNormalization into the conv/dense weights, giving a plain model that takes
 raw input values; ``with_softmax`` makes it output probabilities for deployment.
+
+An architecture with ``prototypes`` is a nearest-prototype classifier instead of a CNN: one
+dense layer scores the input against stored windows of each class (the score grows as the
+Euclidean distance shrinks) and a max pool keeps each class's best, so it is a 1-nearest-
+neighbour classifier in the normalized input space (tinydeploy.optimize.nearest).
 """
 
 from __future__ import annotations
@@ -42,9 +47,11 @@ class Arch:
     blocks: tuple[Block, ...]
     head_units: int = 0  # a hidden dense layer before the classifier; 0 for none
     name: str = "custom"
+    prototypes: int = 0  # > 0: a nearest-prototype classifier with this many per class, and no blocks
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "head_units": self.head_units, "blocks": [asdict(b) for b in self.blocks]}
+        return {"name": self.name, "head_units": self.head_units, "blocks": [asdict(b) for b in self.blocks],
+                **({"prototypes": self.prototypes} if self.prototypes else {})}
 
     @classmethod
     def from_dict(cls, raw: dict, origin: str = "architecture") -> "Arch":
@@ -53,7 +60,8 @@ class Arch:
             raise BadInput(f"{origin}: not an architecture spec (an object with a \"blocks\" list of objects)")
         try:
             blocks = tuple(Block(**b) for b in raw["blocks"])
-            arch = cls(blocks, int(raw.get("head_units", 0)), str(raw.get("name", "custom")))
+            arch = cls(blocks, int(raw.get("head_units", 0)), str(raw.get("name", "custom")),
+                       int(raw.get("prototypes", 0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInput(f"{origin}: not an architecture spec ({exc})") from exc
         arch.validate(origin)
@@ -61,7 +69,12 @@ class Arch:
 
     def validate(self, origin: str = "architecture") -> None:
         problems = []
-        if not 1 <= len(self.blocks) <= 8:
+        if self.prototypes:
+            if not 1 <= self.prototypes <= 4096 or self.blocks or self.head_units:
+                problems.append(f"prototypes {self.prototypes} with {len(self.blocks)} blocks and head_units "
+                                f"{self.head_units} (a nearest-prototype classifier has 1..4096 prototypes a "
+                                "class, no blocks and no head)")
+        elif not 1 <= len(self.blocks) <= 8:
             problems.append(f"{len(self.blocks)} blocks (1..8 allowed)")
         types = {"kind": str, "filters": int, "kernel": int, "stride": int, "activation": str, "pool": bool,
                  "residual": bool}
@@ -84,7 +97,11 @@ class Arch:
             raise BadInput(f"{origin}: " + "; ".join(problems))
 
     def scaled(self, width: float) -> "Arch":
-        """The same architecture with every block's filters multiplied by width."""
+        """The same architecture with every block's filters multiplied by width (for a
+        nearest-prototype classifier: its prototypes)."""
+        if self.prototypes:
+            return replace(self, prototypes=max(1, int(round(self.prototypes * width))),
+                           name=f"{self.name}x{width:g}")
         return replace(self, blocks=tuple(replace(b, filters=max(4, int(round(b.filters * width))))
                                           for b in self.blocks),
                        head_units=int(round(self.head_units * width)), name=f"{self.name}x{width:g}")
@@ -209,6 +226,8 @@ def build(arch: Arch, input_shape: tuple[int, ...], n_classes: int, norm: Normal
         t = L.BatchNormalization(momentum=0.9, name=f"{tag}_bn")(t)
         return L.ReLU(6.0 if kind == "relu6" else None, name=f"{tag}_act")(t)
 
+    if arch.prototypes:
+        return keras.Model(inputs, _nearest(L, x, arch.prototypes, n_classes), name=name)
     for i, b in enumerate(arch.blocks):
         # The first layer pads VALID so that folding the input normalization into its
         # weights is exact (zero padding would be normalized differently).
@@ -239,6 +258,17 @@ def build(arch: Arch, input_shape: tuple[int, ...], n_classes: int, norm: Normal
         x = L.Dense(arch.head_units, activation="relu", name="head")(x)
     outputs = L.Dense(n_classes, name="logits")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _nearest(L, x, per_class: int, n_classes: int):
+    """Scores against per_class x n_classes prototypes (unit i * n_classes + c is class c's
+    i-th), then each class's largest. The max is a max pool over a (per_class, 1) window, an
+    operator both engines have."""
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dense(per_class * n_classes, name="prototypes")(x)
+    x = L.Reshape((per_class, 1, n_classes), name="by_class")(x)
+    x = L.MaxPooling2D((per_class, 1), name="nearest")(x)
+    return L.Flatten(name="scores")(x)
 
 
 def _fold_bn(kernel, bias, bn_layer, depthwise: bool):
@@ -273,7 +303,11 @@ def fuse(trained, arch: Arch, input_shape, n_classes: int, norm: Normalization |
             kernel, bias = _fold_bn(kernel, bias, trained.get_layer(f"{layer.name}_bn"), depthwise)
         if first and norm is not None:
             mean, std = np.array(norm.mean, np.float32), np.array(norm.std, np.float32)
-            if depthwise:  # (kh, kw, C, 1)
+            if kernel.ndim == 2:  # a dense layer on the flattened input, channel last
+                repeat = kernel.shape[0] // len(std)
+                bias = bias - np.tile(mean / std, repeat) @ kernel
+                kernel = kernel / np.tile(std, repeat)[:, None]
+            elif depthwise:  # (kh, kw, C, 1)
                 bias = bias - (kernel[..., 0] * (mean / std)).sum(axis=(0, 1))
                 kernel = kernel / std[None, None, :, None]
             else:  # (kh, kw, Cin, Cout)

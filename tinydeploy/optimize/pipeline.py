@@ -31,12 +31,13 @@ from tinydeploy.errors import BadInput
 from tinydeploy.evaluate import compare_with_reference, evaluate
 from tinydeploy.model import parse_model
 from tinydeploy.optimize import architectures as arch_lib
-from tinydeploy.optimize import engine_choice
+from tinydeploy.optimize import augment
+from tinydeploy.optimize import engine_choice, nearest
 from tinydeploy.optimize import quantization as quant
 from tinydeploy.outputs import output_folder, write_atomically
 from tinydeploy.targets import TargetResult, Targets
 
-STAGES = ("arch", "qat", "mixed", "progressive", "prune", "distill", "seek", "final")
+STAGES = ("arch", "qat", "mixed", "progressive", "prune", "distill", "seek", "nearest", "final")
 
 # Epochs per stage for each --budget.
 BUDGETS = {
@@ -67,6 +68,9 @@ DISTILL_TEMPERATURE, DISTILL_ALPHA = 4.0, 0.5
 # smallest, the first layer's stride doubles (up to SEEK_MAX_STRIDE), then blocks are dropped.
 SEEK_MIN_WIDTH, SEEK_STEPS, SEEK_MAX_STRIDE = 0.125, 5, 8
 COST_TARGETS = ("arena", "model", "latency")
+# The nearest stage sizes its prototypes to the flash target less this much for the rest of
+# the flatbuffer (operators, tensors, quantization; about 1.3 KB measured on small sets).
+NEAREST_OVERHEAD_BYTES = 2048
 
 Progress = Callable[[str, dict], None]
 
@@ -103,14 +107,18 @@ class OptimizeConfig:
 
 
 def check_stages(stages: list[str]) -> tuple[str, ...]:
-    """Validate --stages: known names, no repeats, 'arch' first; 'final' is added last."""
+    """Validate --stages: known names, no repeats, 'arch' first (or 'nearest' alone), 'nearest'
+    after the others; 'final' is added last."""
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise BadInput(f"unknown stages: {', '.join(unknown)}. Stages: {', '.join(STAGES)}")
     if len(set(stages)) != len(stages):
         raise BadInput(f"a stage is repeated in --stages {','.join(stages)}")
-    if not stages or stages[0] != "arch":
-        raise BadInput("--stages must start with 'arch' (it trains the first model)")
+    work = [s for s in stages if s != "final"]
+    if work != ["nearest"] and (not stages or stages[0] != "arch"):
+        raise BadInput("--stages must start with 'arch' (it trains the first model), or be 'nearest' alone")
+    if "nearest" in work[:-1]:
+        raise BadInput("'nearest' must come after the other stages: none of them can refine its model")
     if "final" in stages[:-1]:
         raise BadInput("'final' must be the last stage")
     return tuple(stages if stages[-1] == "final" else [*stages, "final"])
@@ -192,47 +200,17 @@ class Pipeline:
                                                          restore_best_weights=True)
             callbacks = [*callbacks, stopper]
         augmented = n < AUGMENT_BELOW
-        train = self._augmented(batch) if augmented else (self.data.x_train, self.data.y_train)
+        train = (augment.augmented(self.tf, self.data.x_train, self.data.y_train, batch, self.config.seed)
+                 if augmented else (self.data.x_train, self.data.y_train))
         model.fit(*(train if isinstance(train, tuple) else (train,)), epochs=epochs, verbose=0,
                   batch_size=None if augmented else batch, validation_data=(self.data.x_val, self.data.y_val),
                   callbacks=[*callbacks, _EpochReporter(stage, epochs, self.progress, history)])
         run = {"epochs": epochs, "batch": batch, "steps": per_epoch * epochs,
-               "augmentation": self._augmentation_note() if augmented else None}
+               "augmentation": augment.note(self.data.input_shape) if augmented else None}
         if stopper is not None:
             ran = stopper.stopped_epoch + 1 if stopper.stopped_epoch else epochs
             run.update({"epochs_run": ran, "steps": per_epoch * ran, "best_epoch": stopper.best_epoch + 1})
         return run
-
-    def _augmentation_note(self) -> str:
-        if len(self.data.input_shape) == 2:
-            return "series: time shift up to 10% of the window, amplitude x N(1, 0.1) per channel, jitter 5% of std"
-        return "images: shifts of up to 2 pixels (edge padded)"
-
-    def _augmented(self, batch: int):
-        """The training set as a tf.data pipeline that augments every sample each epoch."""
-        tf = self.tf
-        x = np.asarray(self.data.x_train, np.float32)
-        seed = self.config.seed
-        series = x.ndim == 3
-        std = tf.constant(x.reshape(-1, x.shape[-1]).std(0) + 1e-6, tf.float32)
-
-        def augment(sample, label):
-            if series:
-                steps = sample.shape[0]
-                limit = max(1, steps // 10)
-                shift = tf.random.uniform([], -limit, limit + 1, tf.int32)
-                sample = tf.roll(sample, shift, axis=0)
-                sample = sample * tf.random.normal([1, sample.shape[1]], 1.0, 0.1)
-                sample = sample + tf.random.normal(tf.shape(sample), 0.0, 1.0) * 0.05 * std
-            else:
-                h, w = sample.shape[0], sample.shape[1]
-                padded = tf.pad(sample, [[2, 2], [2, 2], [0, 0]], mode="SYMMETRIC")
-                sample = tf.image.random_crop(padded, [h, w, sample.shape[2]])
-            return sample, label
-
-        data = tf.data.Dataset.from_tensor_slices((x, self.data.y_train))
-        return (data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-                .map(augment, num_parallel_calls=1, deterministic=True).batch(batch))
 
     def _float_accuracy(self, plain) -> float:
         logits = plain.predict(self.data.x_val, verbose=0, batch_size=256)
@@ -524,6 +502,35 @@ class Pipeline:
                         min_steps=MIN_SCRATCH_STEPS if small else 0)
         return arch_lib.fuse(model, arch, self.data.input_shape, self.n_classes, norm), norm, run
 
+    def stage_nearest(self, previous: Candidate | None, done: list[Candidate]) -> tuple[Candidate, dict]:
+        """A nearest-prototype (1-NN) classifier of the training windows, in the normalized input
+        space, with as many prototypes a class as the flash and latency targets allow (k-means
+        centroids where a class has more windows). On a few dozen windows of a series it is
+        often the better classifier, as the classical 1-NN baseline is; measured like every
+        stage, and ranked with them."""
+        x, y = self.data.x_train, self.data.y_train
+        # Slots for every labelled window of a class (validation too): the deployed model is made
+        # again from all of them (_deployed), at the size measured here.
+        per_class = int(np.bincount(np.concatenate([y, self.data.y_val]), minlength=self.n_classes).max())
+        row_bytes = (int(np.prod(self.data.input_shape)) + 4) * self.n_classes  # int8 weights, int32 bias
+        room = self.config.targets.max_model_kb * 1024 - NEAREST_OVERHEAD_BYTES
+        per_class = max(1, min(per_class, int(room // row_bytes)))
+        board, targets = self.config.board, self.config.targets
+        while True:
+            plain, arch, made = nearest.model(x, y, self.n_classes, per_class, self.config.seed)
+            tflite = self._convert(plain, {})
+            latency = costs.latency_estimate_ms(parse_model(tflite), board, board.kernels_for("tflm"))
+            if per_class == 1 or (len(tflite) <= targets.max_model_kb * 1024 and latency <= targets.max_latency_ms):
+                break
+            per_class = max(1, int(per_class * 0.75))
+        details = {"architecture": arch.to_dict(), "prototypes_per_class": per_class, **made,
+                   "float_accuracy": round(self._float_accuracy(plain), 5),
+                   "augmentation": augment.note(self.data.input_shape),
+                   "note": "a nearest-prototype classifier in the normalized input space, from the training "
+                           "windows, trained leave-one-out (tinydeploy.optimize.nearest); chosen, it is made "
+                           "again from every labelled window and deployed"}
+        return Candidate("nearest", arch, plain, {}, tflite, {}), details
+
     def stage_distill(self, previous: Candidate, done: list[Candidate]) -> tuple[Candidate, dict]:
         from tinydeploy.optimize.convert import to_int8_tflite
         from tinydeploy.optimize.distill import distillation_model
@@ -712,13 +719,36 @@ def optimize(config: OptimizeConfig, progress: Progress | None = None) -> Optimi
     return _final(config, out, done, details)
 
 
+def _deployed(best: Candidate, config: OptimizeConfig) -> tuple[bytes, str]:
+    """The flatbuffer to deploy, and what was changed (empty: the chosen one as it is). A
+    nearest-prototype classifier is chosen on prototypes from the training windows, so that
+    its validation figures are honest; it is deployed with the same number of prototypes a
+    class made from every labelled window, as a 1-NN classifier keeps every example."""
+    if not best.arch.prototypes:
+        return best.tflite, ""
+    from tinydeploy.optimize.convert import to_int8_tflite
+    x = np.concatenate([config.data.x_train, config.data.x_val])
+    y = np.concatenate([config.data.y_train, config.data.y_val])
+    plain, _, made = nearest.model(x, y, len(config.data.labels), best.arch.prototypes, config.seed)
+    return (to_int8_tflite(arch_lib.with_softmax(plain), x, seed=config.seed),
+            f"the chosen nearest-prototype classifier made again, and trained the same way, from "
+            f"{made['prototypes']} (training and validation); its validation figures are those of the "
+            f"training windows' classifier")
+
+
 def _final(config: OptimizeConfig, out: Path, done: list[Candidate], details: dict) -> OptimizeReport:
     """Choose, validate on TFLM, cross-check with TFLite's reference kernels, and report."""
     best = _best(done, config)
     model = parse_model(best.tflite)
     tflm_eval = evaluate(model, config.data.x_val, config.data.y_val)
-    reference = compare_with_reference(model, config.data.x_val, tflm_eval.outputs)
-    write_atomically(out / "model.tflite", best.tflite)
+    deployed, refit = _deployed(best, config)
+    if refit:
+        model = parse_model(deployed)  # validated above as chosen; checked and tested as deployed
+        reference = compare_with_reference(model, config.data.x_val, evaluate(model, config.data.x_val,
+                                                                                config.data.y_val).outputs)
+    else:
+        reference = compare_with_reference(model, config.data.x_val, tflm_eval.outputs)
+    write_atomically(out / "model.tflite", deployed)
     test = None
     if config.data.x_test is not None:  # once, for the chosen model only
         test = evaluate(model, config.data.x_test, config.data.y_test).to_dict()
@@ -737,7 +767,7 @@ def _final(config: OptimizeConfig, out: Path, done: list[Candidate], details: di
                    "chosen_on": (f"accuracy over all {best.metrics['pooled_samples']} labelled samples (the "
                                  f"validation set of {len(config.data.x_val)} is too small to choose on alone)"
                                  if "pooled_accuracy" in best.metrics else "validation accuracy"),
-                   "reference_check": reference,
+                   "reference_check": reference, **({"deployed": refit} if refit else {}),
                    **{k: best.metrics[k] for k in ("flash_bytes", "arena_bytes", "macs", "latency_ms", "latency_basis",
                                                    "model_bytes", "engine", "engine_why", "engines")}},
         "test": test,
