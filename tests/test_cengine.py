@@ -239,6 +239,28 @@ def built_rv32(int8_cnn, tmp_path_factory, rv32_tools):
 
 
 @pytest.mark.host
+def test_the_emulated_boards_startup_gives_errno_its_thread_local_home(rv32_tools, tmp_path):
+    """start_rv32.S points tp at the TLS block qemu_virt.ld lays out (.tdata, .tbss, before
+    .bss): picolibc's errno is written there, initial values hold and .bss does not overlap."""
+    import select
+    board, firmware = get_board("qemu-riscv32"), Path(shipped("firmware"))
+    tools = board.toolchain
+    elf = tmp_path / "probe.elf"
+    subprocess.run([tools["cc"], *tools["cflags"], *tools["ldflags"], "-T", str(firmware / tools["linker_script"]),
+                    f"-I{firmware}", str(Path(__file__).with_name("rv32_tls_probe.c")),
+                    *(str(firmware / name) for name in tools["sources"]), "-o", str(elf)], check=True)
+    qemu = subprocess.Popen([*board.emulator["command"], "-serial", "stdio", "-kernel", str(elf)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:  # a write through an unset tp traps, and the probe then says nothing
+        line = qemu.stdout.readline().decode() if select.select([qemu.stdout], [], [], 20)[0] else "(silent)"
+    finally:
+        qemu.kill()
+        qemu.wait()
+    assert line.split() == ["errno", "34", "ERANGE", "34", "inside", "1", "initialised", "8", "cleared", "0",
+                            "max", "1", "bss-after-tls", "1"]
+
+
+@pytest.mark.host
 def test_rv32_firmware_builds_and_reports_its_sizes(built_rv32):
     project, summary, build = built_rv32
     assert summary["engine"] == "c" and summary["arena_bytes"] <= summary["tflm_arena_bytes"]
