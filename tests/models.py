@@ -104,8 +104,14 @@ def kernel_zoo() -> dict[str, bytes]:
         b = layers.SeparableConv1D(12, 3, padding="same", activation="relu")(a)
         return layers.Dense(4, activation="softmax")(layers.GlobalAveragePooling1D()(b))
 
+    def shape_arithmetic(x):  # (T, C) windows reshaped as the pipeline's series models are
+        a = layers.Reshape((12, 1, 3))(x)
+        a = layers.Conv2D(4, (3, 1), activation="relu")(a)
+        return layers.Dense(5)(layers.Reshape((40,))(a))
+
     zoo = {"convs": ((16, 16, 3), convs), "depthwise": ((19, 19, 4), depthwise),
-           "pools_pads": ((12, 13, 2), pools_pads), "series": ((40, 3), series)}
+           "pools_pads": ((12, 13, 2), pools_pads), "series": ((40, 3), series),
+           "shape_arithmetic": ((12, 3), shape_arithmetic)}
     out = {}
     for name, (shape, body) in zoo.items():
         model = build(shape, body)
@@ -114,9 +120,10 @@ def kernel_zoo() -> dict[str, bytes]:
             if weights:
                 layer.set_weights([rng.normal(0, 0.4, w.shape).astype(np.float32) for w in weights])
         data = rng.normal(0, 1, (64, *shape)).astype(np.float32)
-        # The series model as a converter given only the Keras model makes it (unknown batch):
-        # Conv1D then keeps its EXPAND_DIMS, a view the C engine must handle.
-        out[name] = to_int8_tflite(model, data, static_batch=name != "series")
+        # These two as a converter given only the Keras model makes them (unknown batch): Conv1D
+        # then keeps its EXPAND_DIMS, a view the C engine must handle, and each Reshape computes
+        # its target at run time (SHAPE, STRIDED_SLICE, PACK), which the C engine folds.
+        out[name] = to_int8_tflite(model, data, static_batch=name not in ("series", "shape_arithmetic"))
     out["requantized"] = with_requantized_output(out["depthwise"])  # + QUANTIZE int8 -> int8
     return out
 

@@ -409,12 +409,15 @@ def profile_layers(conn: Connection, info: dict, model_path: str | Path | None =
     if model_path is not None:
         from tinydeploy import costs
         from tinydeploy.boards import load_boards
+        from tinydeploy.engines import ENGINES
         from tinydeploy.model import load_model
         model = load_model(model_path)
         board = load_boards().get(str(info.get("board")))
-        per_op = costs.layer_costs(model)
-        if len(per_op) == len(layers):  # the firmware times each operator, in order
-            for layer, cost in zip(layers, per_op):
+        engine = ENGINES.get(str(info.get("engine", "tflm")))
+        timed = engine.timed_operators(model) if engine else [op.index for op in model.operators]
+        every = {cost.index: cost for cost in costs.layer_costs(model)}
+        if len(timed) == len(layers):  # the firmware times these operators, in order
+            for layer, cost in zip(layers, (every[i] for i in timed)):
                 outputs = int(np.prod(cost.output_shape))
                 layer.update({"op": cost.op, "shape": list(cost.output_shape), "macs": cost.macs, "work": cost.work,
                               "outputs": outputs})

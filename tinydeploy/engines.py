@@ -146,6 +146,10 @@ class TflmEngine:
     def reference(self, model: Model, x_int8: np.ndarray) -> np.ndarray:
         return tflm.TflmRunner(model).predict_int8(x_int8)
 
+    def timed_operators(self, model: Model) -> list[int]:
+        """The operators the firmware's layers% times, in order: every one of the main graph."""
+        return [op.index for op in model.operators]
+
     def on_device(self, device: dict) -> tuple[str, str]:
         """What a device's info says it runs, and where its arena_used_bytes comes from."""
         return (f"{device.get('framework', '?')}, {device.get('tflm', '?')}",
@@ -219,13 +223,18 @@ class CEngine:
         else:  # an estimate in cycles, at the board's clock
             source = board if board.emulated or board.calibrated_engine == self.name else fitted
             kernels = source.kernels_for(self.name)
+            kept = {call.op.index for call in lowered.calls}  # folded shape arithmetic costs nothing
             cycles = sum(source.estimate_us(l.op, l.work, kernels, int(np.prod(l.output_shape))) * source.cpu_mhz
-                         for l in costs.layer_costs(model))
+                         for l in costs.layer_costs(model) if l.index in kept)
             latency = cycles / board.cpu_mhz / 1000
             basis = (f"estimate from the per-operator cycles of {source.name} ({source.estimate_basis(self.name)}), "
                      f"at {board.cpu_mhz:g} MHz ({why_fitted})")
         return Figures(lowered.arena_bytes, lowered.weight_bytes, round(latency, 4), basis,
                        "the C engine's static plan")
+
+    def timed_operators(self, model: Model) -> list[int]:
+        """The operators the firmware's layers% times, in order: those left after folding."""
+        return [call.op.index for call in cengine.lower(model).calls]
 
     def reference(self, model: Model, x_int8: np.ndarray) -> np.ndarray:
         from tinydeploy.evaluate import reference_outputs

@@ -142,7 +142,9 @@ def _options(op_t) -> dict:
                       ("dilationHFactor", "dilation_h"), ("dilationWFactor", "dilation_w"),
                       ("filterHeight", "filter_h"), ("filterWidth", "filter_w"),
                       ("depthMultiplier", "depth_multiplier"), ("keepDims", "keep_dims"),
-                      ("beta", "beta")):
+                      ("beta", "beta"), ("beginMask", "begin_mask"), ("endMask", "end_mask"),
+                      ("ellipsisMask", "ellipsis_mask"), ("newAxisMask", "new_axis_mask"),
+                      ("shrinkAxisMask", "shrink_axis_mask"), ("offset", "offset"), ("axis", "axis")):
         if hasattr(opts, attr):
             out[key] = getattr(opts, attr)
     if hasattr(opts, "padding"):

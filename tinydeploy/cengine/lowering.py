@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tinydeploy import memplan
+from tinydeploy.cengine import folding
 from tinydeploy.cengine.arithmetic import Unsupported, activation_range, quant_of, quantize_multiplier, requant_fields
 from tinydeploy.costs import activation_lower_bound, op_macs, same_padding
 from tinydeploy.errors import BadInput
@@ -366,7 +367,8 @@ _LOWER = {"CONV_2D": _lower_conv, "DEPTHWISE_CONV_2D": _lower_depthwise, "FULLY_
 
 
 def lower(model: Model) -> Lowered:
-    """Lower a model to kernel calls and a static memory plan.
+    """Lower a model to kernel calls and a static memory plan. Shape arithmetic is folded
+    first (tinydeploy.cengine.folding).
 
     Raises:
         BadInput: the model is not a single-input, single-output int8 model, or it
@@ -381,11 +383,17 @@ def lower(model: Model) -> Lowered:
         problems.append("more than one subgraph")
     calls = []
     missing: dict[str, list[str]] = {}
+    folded = folding.fold(model)  # shape arithmetic: computed now, no run-time work
     for op in model.operators:
+        if op.index in folded.dropped:
+            continue
         if op.name not in _LOWER:
             missing.setdefault(op.name, [])
             continue
         try:
+            mismatch = folding.target_mismatch(model, op, folded)
+            if mismatch:
+                raise Unsupported(mismatch)
             call = _LOWER[op.name](model, op, f"op{op.index}")
             call.macs = op_macs(model, op)
             calls.append(call)
