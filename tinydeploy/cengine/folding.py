@@ -34,7 +34,7 @@ def _strided_slice(model: Model, op: Operator, inputs) -> np.ndarray | None:
     o = op.options
     if o.get("ellipsis_mask") or o.get("new_axis_mask") or len(begin) != x.ndim:
         return None
-    index, squeeze = [], []
+    index = []
     for d in range(x.ndim):
         b, e, s = int(begin[d]), int(end[d]), int(strides[d])
         if o.get("offset"):
