@@ -86,3 +86,44 @@ def test_the_declared_esptool_has_the_write_flash_command_that_flash_runs():
     installed = subprocess.run([sys.executable, "-m", "esptool", "write-flash", "--help"], capture_output=True,
                                text=True, timeout=60)
     assert installed.returncode == 0 and "<address>" in installed.stdout
+
+
+BLOCKER = '''
+import sys
+from tinydeploy.errors import EXTRA_MODULES
+
+class WithoutExtras:  # the core install: the extras' modules are not there
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in EXTRA_MODULES:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, WithoutExtras())
+'''
+
+CORE_RUN = '''
+import json, sys
+from tinydeploy.cli import main
+from tinydeploy.errors import EXTRA_MODULES
+from tinydeploy.virtual_device import VirtualDevice
+model, out = sys.argv[1], sys.argv[2]
+codes = [main(["inspect", model]), main(["render", model, "--board", "esp32dev", "--out", out + "/tflm"]),
+         main(["render", model, "--board", "qemu-riscv32", "--out", out + "/c"])]
+with VirtualDevice(model) as device:
+    codes.append(main(["bench", "--port", device.open_tcp(0), "--expect-model", model, "--runs", "2", "--profile",
+                       "--out", out + "/bench"]))
+codes.append(main(["optimize", "--data", "digits", "--out", out + "/optimize"]))
+print(json.dumps({"codes": codes, "loaded": sorted({m.split(".")[0] for m in sys.modules} & set(EXTRA_MODULES))}))
+'''
+
+
+def test_the_core_commands_run_without_the_optimize_extra_and_the_others_name_it(int8_cnn, tmp_path):
+    """With the optimize extra's modules absent, inspect, render (both engines) and bench
+    --profile work, and optimize exits 2 naming the extra to install."""
+    (tmp_path / "without_extras.py").write_text(BLOCKER)
+    done = subprocess.run([sys.executable, "-c", "import without_extras\n" + CORE_RUN, str(int8_cnn),
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"codes": [0, 0, 0, 0, 2], "loaded": []}, done.stderr
+    assert "this needs sklearn, which the core install leaves out: pip install 'tinydeploy[optimize]'" in done.stderr
+    assert (tmp_path / "out" / "bench" / "bench.html").read_text().count("<svg") == 1

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from tinydeploy import __version__, api
-from tinydeploy.errors import EXIT_FAILED, EXIT_OK, BadInput, TargetMissed, TinyDeployError
+from tinydeploy.errors import EXIT_FAILED, EXIT_OK, BadInput, TargetMissed, TinyDeployError, extra_missing
 from tinydeploy.boards import DEFAULT_BOARD
 from tinydeploy.targets import require_met
 
@@ -605,7 +605,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tinydeploy: error: {exc}", file=sys.stderr)
         return exc.exit_code
     try:
-        return args.func(args)
+        try:
+            return args.func(args)
+        except ModuleNotFoundError as exc:  # a module of an extra that is not installed: say which
+            raise extra_missing(exc) from exc
     except TinyDeployError as exc:
         if args.debug:
             raise

@@ -3,6 +3,11 @@
 Everything else that escapes is a bug and shows a traceback with ``--debug``.
 """
 
+# Modules of the optional extras (pyproject.toml): a command that needs one that is not
+# installed exits 2 naming the extra to install.
+EXTRA_MODULES = {"tensorflow": "optimize", "tf_keras": "optimize", "tensorflow_model_optimization": "optimize",
+                 "sklearn": "optimize", "optuna": "optimize", "psycopg": "optimize", "matplotlib": "optimize"}
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -40,3 +45,12 @@ class TargetMissed(TinyDeployError):
     """The work was done, but a budget (arena, flash, latency, ...) was missed."""
 
     exit_code = EXIT_FAILED
+
+
+def extra_missing(exc: ModuleNotFoundError) -> Exception:
+    """A BadInput naming the extra to install, where exc is a missing module of one; else exc."""
+    module = (exc.name or "").split(".")[0]
+    extra = EXTRA_MODULES.get(module)
+    if extra is None:
+        return exc
+    return BadInput(f"this needs {module}, which the core install leaves out: pip install 'tinydeploy[{extra}]'")

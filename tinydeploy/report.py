@@ -163,24 +163,32 @@ storage {html.escape(summary['storage'])}.</p>{chosen}
 <th>flash B</th><th>blocks</th></tr>{rows}</table></body></html>"""
 
 
-def _layers_plot(layers: list[dict], unit: str):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 0.3 * len(layers) + 1.2))
-    names = [f"{layer['index']} {layer.get('op', '')}" for layer in layers]
+def _layers_svg(layers: list[dict], unit: str) -> str:
+    """Horizontal bars, one pair a layer: measured, and the board profile's estimate where there
+    is one. Plain SVG, so that bench needs no plotting library (a light install has none)."""
     measured = [layer["us"] if layer["us"] is not None else layer["ticks"] for layer in layers]
-    positions = list(range(len(layers)))
-    ax.barh([p + 0.2 for p in positions], measured, height=0.4, label="measured on the device")
-    if any("estimate_us" in layer for layer in layers):
-        ax.barh([p - 0.2 for p in positions], [layer.get("estimate_us", 0) for layer in layers], height=0.4,
-                label="board profile's estimate")
-    ax.set_yticks(positions, names, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel(unit)
-    ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8)
-    png = _figure_png(fig)
-    plt.close(fig)
-    return png
+    estimates = [layer.get("estimate_us") for layer in layers]
+    top = max([*measured, *(e for e in estimates if e is not None), 1e-9])
+    label_w, bar_w, row_h = 190, 420, 22
+    height = row_h * len(layers) + 40
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 90}" height="{height}" '
+             'font-family="sans-serif" font-size="11">']
+    for i, (layer, value, estimate) in enumerate(zip(layers, measured, estimates)):
+        y = 8 + i * row_h
+        name = html.escape(f"{layer['index']} {layer.get('op', '')}")
+        parts.append(f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end">{name}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y + 2}" width="{bar_w * value / top:.1f}" height="8" fill="#1f77b4"/>'
+                     f'<text x="{label_w + bar_w * value / top + 4:.1f}" y="{y + 10}">{value:,.4g}</text>')
+        if estimate is not None:
+            parts.append(f'<rect x="{label_w}" y="{y + 11}" width="{bar_w * estimate / top:.1f}" height="8" '
+                         'fill="#ff7f0e"/>')
+    legend = height - 14
+    parts.append(f'<rect x="{label_w}" y="{legend - 8}" width="10" height="8" fill="#1f77b4"/>'
+                 f'<text x="{label_w + 14}" y="{legend}">measured on the device ({html.escape(unit)})</text>')
+    if any(e is not None for e in estimates):
+        parts.append(f'<rect x="{label_w + 230}" y="{legend - 8}" width="10" height="8" fill="#ff7f0e"/>'
+                     f'<text x="{label_w + 244}" y="{legend}">board profile\'s estimate (µs)</text>')
+    return "".join(parts) + "</svg>"
 
 
 def profile_html(results: dict) -> str:
@@ -200,7 +208,7 @@ def profile_html(results: dict) -> str:
 <h1>tinydeploy bench: per layer</h1>
 <p>board {html.escape(str(device.get('board', '?')))}, engine {html.escape(str(device.get('engine', '?')))},
 model sha256 {html.escape(str(results.get('model_sha256', ''))[:16])}…; {html.escape(profile['basis'])}.</p>
-<img src="data:image/png;base64,{_layers_plot(layers, unit)}">
+{_layers_svg(layers, unit)}
 <table><tr><th>#</th><th>op</th><th>output</th><th>MACs</th><th>ticks</th><th>µs</th><th>share</th>
 <th>estimate µs</th></tr>{rows}</table>
 </body></html>"""
