@@ -146,6 +146,32 @@ def bench(port: str, out: str | Path = "bench-results", baud: int = 115200, runs
                profile=profile)
 
 
+def bench_farm(boards, out: str | Path = "bench-results", baud: int = 115200, runs: int = 20, warmup: int = 2,
+               validate: int = 0, data: str | None = None, expect_model: str | Path | None = None,
+               timeout: float = 10.0, image_size: int = 32, seed: int = 0, profile: bool = False):
+    """Bench several boards in parallel (tinydeploy.farm): boards is a farm file or a list of
+    tinydeploy.farm.FarmBoard. Each board's results go to OUT/NAME/ as bench writes them, and
+    OUT/farm.json sums them up; returns the rows (a failed board fails its own row only)."""
+    from tinydeploy import farm
+    boards = farm.load_farm(boards) if isinstance(boards, (str, Path)) else list(boards)
+    return farm.run(boards, out, farm.bench_job(baud=baud, runs=runs, warmup=warmup, expect_model=expect_model,
+                                                samples=validation_samples(data, validate, image_size, seed),
+                                                timeout=timeout, profile=profile))
+
+
+def verify_farm(boards, targets: Targets = Targets(), min_agreement: float = 0.99,
+                out: str | Path = "bench-results", **bench_options):
+    """Bench every board of a farm in parallel, as bench_farm does, and judge each against the
+    targets: the rows, each with its verdicts."""
+    from tinydeploy import farm
+    boards = farm.load_farm(boards) if isinstance(boards, (str, Path)) else list(boards)
+    validate, data = bench_options.pop("validate", 0), bench_options.pop("data", None)
+    image_size, seed = bench_options.pop("image_size", 32), bench_options.pop("seed", 0)
+    bench_options.pop("progress", None)
+    samples = validation_samples(data, validate, image_size, seed)
+    return farm.run(boards, out, farm.verify_job(targets, min_agreement, samples=samples, **bench_options))
+
+
 def calibrate(results: list[str | Path], board: str | Board, out: str | Path = "calibrated-boards",
               boards_dir: tuple[str, ...] = ()):
     """Fit the board's per-operator costs on `bench --profile` runs and write OUT/BOARD.toml, a

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from tinydeploy import __version__, api
-from tinydeploy.errors import EXIT_FAILED, EXIT_OK, BadInput, TargetMissed, TinyDeployError, extra_missing
+from tinydeploy.errors import (EXIT_FAILED, EXIT_OK, BadInput, StepFailed, TargetMissed, TinyDeployError,
+                               extra_missing)
 from tinydeploy.boards import DEFAULT_BOARD
 from tinydeploy.targets import require_met
 
@@ -282,8 +283,40 @@ def _bench_options(args) -> dict:
             "seed": args.seed, "profile": args.profile, "progress": progress}
 
 
+def _farm(args):
+    """The boards of --farm or of several --port, or None for one board (bench's own layout)."""
+    from tinydeploy import farm
+    if args.farm and args.port:
+        raise BadInput("give --farm or --port, not both")
+    if args.farm:
+        return farm.load_farm(args.farm)
+    return farm.from_ports(args.port) if args.port and len(args.port) > 1 else None
+
+
+def _show_farm(args, rows, title: str) -> int:
+    from tinydeploy.farm import summary
+    data = summary(rows)
+    if args.json:
+        _emit_json(args, data)
+    else:
+        from tinydeploy.display import farm_tables
+        for table in farm_tables(data, title):
+            _console().print(table)
+        print(f"results: {args.out}/NAME/results.json for each board, {args.out}/farm.json")
+    if not data["ok"]:
+        raise StepFailed(f"{len(data['failed'])} of {len(rows)} boards failed: {', '.join(data['failed'])} (the "
+                         "other boards' results are kept)")
+    return EXIT_OK
+
+
 def cmd_bench(args) -> int:
-    data = api.bench(args.port, args.out, **_bench_options(args)).to_dict()
+    boards = _farm(args)
+    if boards is not None:
+        options = {k: v for k, v in _bench_options(args).items() if k != "progress"}
+        return _show_farm(args, api.bench_farm(boards, args.out, **options), "Farm bench")
+    if not args.port:
+        raise BadInput("give the board's --port (or --farm FILE, or several --port)")
+    data = api.bench(args.port[0], args.out, **_bench_options(args)).to_dict()
     if args.json:
         _emit_json(args, data)
     else:
@@ -318,8 +351,15 @@ def _show_verdicts(args, verdicts, payload: dict) -> None:
 
 def cmd_verify(args) -> int:
     from tinydeploy.verify import junit_xml
-    verdicts, results = api.verify(args.results, args.port, _targets(args), args.min_agreement, args.out,
-                                   **(_bench_options(args) if args.port else {}))
+    boards = _farm(args)
+    if boards is not None:
+        if args.results:
+            raise BadInput("give a results file or boards to bench (--farm, --port), not both")
+        return _show_farm(args, api.verify_farm(boards, _targets(args), args.min_agreement, args.out,
+                                                **_bench_options(args)), "Farm verify")
+    port = args.port[0] if args.port else None
+    verdicts, results = api.verify(args.results, port, _targets(args), args.min_agreement, args.out,
+                                   **(_bench_options(args) if port else {}))
     if args.junit:
         _write_option_file(args.junit, junit_xml(verdicts), "--junit")
     _show_verdicts(args, verdicts, {"results": results})
@@ -370,8 +410,16 @@ def cmd_deploy(args) -> int:
     return EXIT_OK
 
 
-def _add_bench_options(parser, required_port: bool) -> None:
-    parser.add_argument("--port", required=required_port, help="device path or pyserial URL (socket://, rfc2217://)")
+def _add_bench_options(parser, required_port: bool, farm: bool = False) -> None:
+    if farm:  # several boards at once: --port repeated, or a farm file
+        parser.add_argument("--port", action="append", default=None,
+                            help="device path or pyserial URL (socket://, rfc2217://); repeat it to bench several "
+                                 "boards in parallel")
+        parser.add_argument("--farm", type=FILE, default=None, metavar="FILE",
+                            help="a farm file (TOML [[board]] tables: name, port, profile, reset): every board in "
+                                 "parallel, results in OUT/NAME/ and OUT/farm.json")
+    else:
+        parser.add_argument("--port", required=required_port, help="device path or pyserial URL (socket://, rfc2217://)")
     parser.add_argument("--baud", type=BAUD, default=115200, help="line rate (default %(default)s)")
     parser.add_argument("--runs", type=COUNT, default=20, help="timed single inferences (default %(default)s)")
     parser.add_argument("--warmup", type=NON_NEGATIVE, default=2, help="warm-up inferences first (default %(default)s)")
@@ -483,7 +531,7 @@ def _options_flash(p) -> None:
 
 
 def _options_bench(p) -> None:
-    _add_bench_options(p, required_port=True)
+    _add_bench_options(p, required_port=False, farm=True)
     _add_data(p, required=False)
 
 
@@ -496,7 +544,7 @@ def _options_calibrate(p) -> None:
 
 def _options_verify(p) -> None:
     p.add_argument("results", nargs="?", help="results.json (or its folder) from tinydeploy bench")
-    _add_bench_options(p, required_port=False)
+    _add_bench_options(p, required_port=False, farm=True)
     _add_data(p, required=False)
     _add_targets(p)
     p.add_argument("--min-agreement", type=FRACTION, default=0.99,

@@ -298,3 +298,23 @@ def calibration_lines(calibration: dict) -> list[str]:
     lines += [f"before: {shown(calibration['error_before'])}", f"after:  {shown(calibration['error_after'])}",
               f"wrote {calibration['profile']}: use it with --boards-dir {Path(calibration['profile']).parent}"]
     return lines
+
+
+def farm_tables(summary: dict, title: str) -> list[Table]:
+    """A farm's rows (one a board), and per board profile the spread of its boards' latencies."""
+    rows = Table(title=title, title_justify="left")
+    for column in ("board", "port", "profile", "result", "median µs", "arena used B", "verdicts / error"):
+        rows.add_column(column, justify="right" if column.endswith(("µs", "B")) else "left")
+    for b in summary["boards"]:
+        verdicts = b.get("verdicts")
+        detail = b["error"] or (", ".join(f"{v['target']} {'met' if v['met'] else 'MISSED'}" for v in verdicts)
+                                if verdicts else "")
+        rows.add_row(b["name"], b["port"], b["board"] or b["profile"] or "?", "ok" if b["ok"] else "FAILED",
+                     _n(b["latency_median_us"]) if b["latency_median_us"] is not None else "",
+                     _n(b["arena_used_bytes"]) if b["arena_used_bytes"] is not None else "", detail)
+    spread = Table(title="Across boards of a profile", title_justify="left")
+    for column in ("profile", "boards", "median of medians µs", "spread µs"):
+        spread.add_column(column, justify="left" if column == "profile" else "right")
+    for a in summary["aggregate"]:
+        spread.add_row(a["board"], str(a["boards"]), f"{a['median_of_medians_us']:,.4g}", f"{a['spread_us']:,.4g}")
+    return [rows, spread]
