@@ -227,6 +227,41 @@ def test_pytest_plugin_against_the_virtual_device(pytester, device, int8_cnn):
     result.assert_outcomes(passed=2)
 
 
+FARM_TEST = """
+import os
+
+def test_each_worker_has_its_own_board(tinydeploy_device):
+    with open(os.path.join({folder!r}, os.environ["PYTEST_XDIST_WORKER"] + ".port"), "w") as f:
+        f.write(tinydeploy_device.port)
+    assert tinydeploy_device.bench(runs=2).median_us > 0
+"""
+
+
+def test_pytest_plugin_gives_each_xdist_worker_its_own_board(pytester, int8_cnn):
+    with VirtualDevice(int8_cnn) as a, VirtualDevice(int8_cnn) as b:
+        ports = [a.open_tcp(0), b.open_tcp(0)]
+        pytester.makepyfile(FARM_TEST.format(folder=str(pytester.path)))
+        result = pytester.runpytest_subprocess("-n", "2", "--dist", "each", *(f"--tinydeploy-port={p}" for p in ports),
+                                               f"--tinydeploy-model={int8_cnn}", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)  # the test, once on each worker
+    assert {path.stem: path.read_text() for path in pytester.path.glob("gw*.port")} == {"gw0": ports[0],
+                                                                                       "gw1": ports[1]}
+
+
+def test_the_farm_fixture_holds_every_board(pytester, int8_cnn):
+    with VirtualDevice(int8_cnn) as a, VirtualDevice(int8_cnn) as b:
+        farm = pytester.path / "farm.toml"
+        farm.write_text(f'[[board]]\nname = "left"\nport = "{a.open_tcp(0)}"\nreset = "none"\n\n'
+                        f'[[board]]\nname = "right"\nport = "{b.open_tcp(0)}"\nreset = "none"\n')
+        pytester.makepyfile("""
+def test_both(tinydeploy_farm):
+    assert sorted(tinydeploy_farm) == ["left", "right"]
+    assert all(d.bench(runs=2).median_us > 0 for d in tinydeploy_farm.values())
+""")
+        result = pytester.runpytest_subprocess(f"--tinydeploy-farm={farm}", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
 def test_pytest_plugin_skips_without_a_port(pytester):
     pytester.makepyfile(PLUGIN_TEST)
     result = pytester.runpytest_subprocess("-rs", "-p", "no:cacheprovider")
