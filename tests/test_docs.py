@@ -61,6 +61,17 @@ def test_every_command_line_in_the_docs_parses_as_printed():
 
 
 @pytest.mark.unit
+def test_the_hil_workflows_commands_parse_and_its_files_exist():
+    from tinydeploy.cli import build_parser
+    workflow = (ROOT / ".github/workflows/hil-emulated.yml").read_text().replace("\\\n", " ")
+    commands = re.findall(r"\.hil/bin/tinydeploy ([^\n$&]+)", workflow)
+    assert {c.split()[0] for c in commands} == {"render", "build", "emulate", "verify"}
+    for command in commands:
+        build_parser().parse_args(shlex.split(command))
+    assert "docs/hil/test_board.py" in workflow and (ROOT / "docs/hil/test_board.py").is_file()
+
+
+@pytest.mark.unit
 def test_the_readme_stays_an_introduction():
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 200

@@ -59,3 +59,32 @@ def test_verify_judges_every_board_of_several_ports(int8_cnn, tmp_path):
     for row in summary["boards"]:
         verdicts = {v["target"]: v["met"] for v in row["verdicts"]}
         assert verdicts["model"] is False and verdicts["arena"] is True
+
+
+@pytest.mark.host
+def test_the_hil_recipe_runs_on_two_emulated_boards(int8_cnn, tmp_path, rv32_tools):
+    """docs/hil-ci.md's recipe, as .github/workflows/hil-emulated.yml runs it: the example suite
+    with one emulated board per xdist worker, then verify --farm on both."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tinydeploy import api
+    root = Path(__file__).resolve().parents[1]
+    api.render(int8_cnn, "qemu-riscv32", tmp_path / "fw")
+    api.build(tmp_path / "fw")
+    with api.emulate(tmp_path / "fw") as a, api.emulate(tmp_path / "fw") as b:
+        farm = tmp_path / "farm.toml"
+        farm.write_text(f'[[board]]\nname = "a"\nport = "{a.url}"\nreset = "none"\n\n'
+                        f'[[board]]\nname = "b"\nport = "{b.url}"\nreset = "none"\n')
+        suite = subprocess.run([sys.executable, "-m", "pytest", "docs/hil/test_board.py", "-n", "2", "-p",
+                                "no:cacheprovider", f"--tinydeploy-farm={farm}", f"--tinydeploy-model={int8_cnn}",
+                                f"--junitxml={tmp_path / 'hil.xml'}"], cwd=root, capture_output=True, text=True,
+                               timeout=600)
+        done = run_cli("verify", "--farm", str(farm), "--expect-model", str(int8_cnn), "--max-latency-ms", "50",
+                       "--runs", "3", "--out", str(tmp_path / "farm"), "--json")
+    assert suite.returncode == 0, suite.stdout[-3000:]
+    assert 'tests="3"' in (tmp_path / "hil.xml").read_text() and 'failures="0"' in (tmp_path / "hil.xml").read_text()
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["ok"] and [a["boards"] for a in summary["aggregate"]] == [2]
