@@ -6,7 +6,8 @@ Everything else that escapes is a bug and shows a traceback with ``--debug``.
 # Modules of the optional extras (pyproject.toml): a command that needs one that is not
 # installed exits 2 naming the extra to install.
 EXTRA_MODULES = {"tensorflow": "optimize", "tf_keras": "optimize", "tensorflow_model_optimization": "optimize",
-                 "sklearn": "optimize", "optuna": "optimize", "psycopg": "optimize", "matplotlib": "optimize"}
+                 "sklearn": "optimize", "scipy": "optimize", "optuna": "optimize", "psycopg": "optimize",
+                 "matplotlib": "optimize"}
 
 EXIT_OK = 0
 EXIT_FAILED = 1
