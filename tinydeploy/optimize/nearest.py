@@ -68,6 +68,7 @@ def train_prototypes(protos: np.ndarray, x: np.ndarray, y: np.ndarray, slot: np.
     """The prototypes after `steps` of leave-one-out training on augmented windows (module
     docstring), and the loss every 50 steps."""
     tf = _tf.tensorflow()
+    tf.random.set_seed(seed)  # before the augmentation pipeline is made: its random ops take their seeds then
     per_class, n_classes, size = protos.shape
     mean, std = _flat_norm(norm, x.shape[1:])
     p = tf.Variable(protos.reshape(-1, size))
@@ -91,7 +92,6 @@ def train_prototypes(protos: np.ndarray, x: np.ndarray, y: np.ndarray, slot: np.
         return loss
 
     losses, done = [], 0
-    tf.random.set_seed(seed)
     while done < steps:
         for batch, (labels, own) in windows:
             loss = step(batch, labels, own)
