@@ -153,23 +153,30 @@ def bench_farm(boards, out: str | Path = "bench-results", baud: int = 115200, ru
     tinydeploy.farm.FarmBoard. Each board's results go to OUT/NAME/ as bench writes them, and
     OUT/farm.json sums them up; returns the rows (a failed board fails its own row only)."""
     from tinydeploy import farm
-    boards = farm.load_farm(boards) if isinstance(boards, (str, Path)) else list(boards)
-    return farm.run(boards, out, farm.bench_job(baud=baud, runs=runs, warmup=warmup, expect_model=expect_model,
-                                                samples=validation_samples(data, validate, image_size, seed),
-                                                timeout=timeout, profile=profile))
+    options = _farm_options(baud=baud, runs=runs, warmup=warmup, validate=validate, data=data,
+                            expect_model=expect_model, timeout=timeout, image_size=image_size, seed=seed,
+                            profile=profile)
+    return farm.run(_farm_boards(boards), out, farm.bench_job(**options))
 
 
 def verify_farm(boards, targets: Targets = Targets(), min_agreement: float = 0.99,
                 out: str | Path = "bench-results", **bench_options):
-    """Bench every board of a farm in parallel, as bench_farm does, and judge each against the
-    targets: the rows, each with its verdicts."""
+    """Bench every board of a farm in parallel, as bench_farm does (with its options), and judge
+    each against the targets: the rows, each with its verdicts."""
     from tinydeploy import farm
-    boards = farm.load_farm(boards) if isinstance(boards, (str, Path)) else list(boards)
-    validate, data = bench_options.pop("validate", 0), bench_options.pop("data", None)
-    image_size, seed = bench_options.pop("image_size", 32), bench_options.pop("seed", 0)
-    bench_options.pop("progress", None)
-    samples = validation_samples(data, validate, image_size, seed)
-    return farm.run(boards, out, farm.verify_job(targets, min_agreement, samples=samples, **bench_options))
+    return farm.run(_farm_boards(boards), out, farm.verify_job(targets, min_agreement, **_farm_options(**bench_options)))
+
+
+def _farm_boards(boards) -> list:
+    from tinydeploy import farm
+    return farm.load_farm(boards) if isinstance(boards, (str, Path)) else list(boards)
+
+
+def _farm_options(validate: int = 0, data: str | None = None, image_size: int = 32, seed: int = 0, progress=None,
+                  **options) -> dict:
+    """bench's options for every board of a farm: the labelled samples loaded once, and no
+    per-sample progress (the boards' lines would interleave)."""
+    return {**options, "samples": validation_samples(data, validate, image_size, seed)}
 
 
 def calibrate(results: list[str | Path], board: str | Board, out: str | Path = "calibrated-boards",

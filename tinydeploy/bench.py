@@ -413,16 +413,17 @@ def profile_layers(conn: Connection, info: dict, model_path: str | Path | None =
         from tinydeploy.model import load_model
         model = load_model(model_path)
         board = load_boards().get(str(info.get("board")))
-        engine = ENGINES.get(str(info.get("engine", "tflm")))
+        engine_name = str(info.get("engine", "tflm"))
+        engine = ENGINES.get(engine_name)
         timed = engine.timed_operators(model) if engine else [op.index for op in model.operators]
         every = {cost.index: cost for cost in costs.layer_costs(model)}
+        kernels = board.kernels_for(engine_name) if board is not None else None
         if len(timed) == len(layers):  # the firmware times these operators, in order
             for layer, cost in zip(layers, (every[i] for i in timed)):
                 outputs = int(np.prod(cost.output_shape))
                 layer.update({"op": cost.op, "shape": list(cost.output_shape), "macs": cost.macs, "work": cost.work,
                               "outputs": outputs})
                 if board is not None:  # the profile's cycles per MAC: what every estimate before flashing uses
-                    kernels = board.kernels_for(str(info.get("engine", "tflm")))
                     layer["estimate_us"] = round(board.estimate_us(cost.op, cost.work, kernels, outputs), 3)
     return {"timer": timer, "basis": basis, "total_ticks": total, "layers": layers}
 

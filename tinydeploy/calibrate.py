@@ -3,12 +3,12 @@
 From one or more `bench --profile` runs (results.json with each layer's time, op and work),
 it fits, per operator kind, cycles = per_unit × work + per_output × outputs + fixed by least
 squares (work: the layer's MACs, or its largest tensor's elements for an op without MACs,
-tinydeploy.costs; outputs: a MAC op's output elements, each requantized once),
-checks the fit is sane (no negative cost), and writes a user board profile whose estimates
-for that engine use it (a "calibrated" kernel set, tied to the engine the runs came from:
-TFLM's kernels and the C engine's cost differently on one board). A kind measured at one size only gets a proportional fit with no fixed cost, and
-says so; a kind with no sane fit keeps the profile's own coefficients and is listed as
-uncalibrated.
+tinydeploy.costs; outputs: a MAC op's output elements, each requantized once), checks the
+fit is sane (no negative cost), and writes a user board profile whose estimates for that
+engine use it (a "calibrated" kernel set, tied to the engine the runs came from: TFLM's
+kernels and the C engine's cost differently on one board). A kind measured at one size only
+gets a proportional fit with no fixed cost, and says so; a kind with no sane fit keeps the
+profile's own coefficients and is listed as uncalibrated.
 """
 
 from __future__ import annotations

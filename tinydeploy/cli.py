@@ -312,7 +312,7 @@ def _show_farm(args, rows, title: str) -> int:
 def cmd_bench(args) -> int:
     boards = _farm(args)
     if boards is not None:
-        options = {k: v for k, v in _bench_options(args).items() if k != "progress"}
+        options = {k: v for k, v in _bench_options(args).items() if k != "progress"}  # lines would interleave
         return _show_farm(args, api.bench_farm(boards, args.out, **options), "Farm bench")
     if not args.port:
         raise BadInput("give the board's --port (or --farm FILE, or several --port)")

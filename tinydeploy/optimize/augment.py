@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def note(input_shape: tuple[int, ...]) -> str:
+def note(input_shape: tuple[int, ...], max_shift: float = 0.1) -> str:
     """What augmentation does to samples of this shape, in words (for reports)."""
     if len(input_shape) == 2:
-        return "series: time shift up to 10% of the window, amplitude x N(1, 0.1) per channel, jitter 5% of std"
+        return (f"series: time shift up to {max_shift:.0%} of the window, amplitude x N(1, 0.1) per channel, "
+                "jitter 5% of std")
     return "images: shifts of up to 2 pixels (edge padded)"
 
 

@@ -31,8 +31,7 @@ from tinydeploy.errors import BadInput
 from tinydeploy.evaluate import compare_with_reference, evaluate
 from tinydeploy.model import parse_model
 from tinydeploy.optimize import architectures as arch_lib
-from tinydeploy.optimize import augment
-from tinydeploy.optimize import engine_choice, nearest
+from tinydeploy.optimize import augment, engine_choice, nearest
 from tinydeploy.optimize import quantization as quant
 from tinydeploy.outputs import output_folder, write_atomically
 from tinydeploy.targets import TargetResult, Targets
@@ -525,7 +524,7 @@ class Pipeline:
             per_class = max(1, int(per_class * 0.75))
         details = {"architecture": arch.to_dict(), "prototypes_per_class": per_class, **made,
                    "float_accuracy": round(self._float_accuracy(plain), 5),
-                   "augmentation": augment.note(self.data.input_shape),
+                   "augmentation": augment.note(self.data.input_shape, nearest.MAX_SHIFT),
                    "note": "a nearest-prototype classifier in the normalized input space, from the training "
                            "windows, trained leave-one-out (tinydeploy.optimize.nearest); chosen, it is made "
                            "again from every labelled window and deployed"}
