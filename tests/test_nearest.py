@@ -47,6 +47,17 @@ def test_untrained_it_is_1nn_and_its_int8_model_runs_on_both_engines():
         engine.check(model)  # raises when an engine can't run it
 
 
+def test_a_window_is_masked_from_every_copy_of_itself():
+    from tinydeploy.optimize.nearest import init_prototypes
+    z, y = np.arange(12, dtype=np.float32).reshape(6, 2), np.array([0, 0, 0, 1, 1, 2])
+    protos, copies, how = init_prototypes(z, y, 3, 3, np.random.default_rng(0))
+    assert how == "every one of 6 windows" and copies.shape == (6, 9)
+    for window, slots in enumerate(copies):  # unit i * 3 + c is class c's i-th prototype
+        held = [unit for unit in range(9) if (protos.reshape(9, 2)[unit] == z[window]).all()]
+        assert list(np.flatnonzero(slots)) == held
+    assert copies[5].sum() == 3  # the one window of class 2 fills its three slots
+
+
 def test_a_class_with_more_windows_than_slots_gets_k_means_centroids():
     x, y = shifted_bumps(30, seed=0)
     plain, _, made = nearest.model(x, y, 3, per_class=2, steps=0)
