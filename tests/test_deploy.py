@@ -11,9 +11,10 @@ pytestmark = pytest.mark.slow
 
 
 def deploy_digits(out, board: str, max_latency_ms: str):
-    """`tinydeploy deploy` on small digits with the fast budget, as JSON."""
-    return run_cli("deploy", "--data", "digits", "--image-size", "16", "--budget", "fast", "--board", board,
-                   "--out", out, "--json", "--max-latency-ms", max_latency_ms, timeout=900)
+    """`tinydeploy deploy` on small digits with the fast budget and the first two stages (the
+    stages themselves are tested in test_optimize), as JSON."""
+    return run_cli("deploy", "--data", "digits", "--image-size", "16", "--budget", "fast", "--stages", "arch,qat",
+                   "--board", board, "--out", out, "--json", "--max-latency-ms", max_latency_ms, timeout=900)
 
 
 def test_deploy_without_a_board_uses_the_virtual_device(tmp_path):

@@ -213,13 +213,17 @@ def virtual_device(model: str | Path, baud: int | None = None):
 
 def deploy(data: str, board: str | Board = DEFAULT_BOARD, out: str | Path = "build/deploy", port: str | None = None,
            targets: Targets = Targets(), budget: str = "default", min_agreement: float = 0.99, image_size: int = 32,
-           seed: int = 0, boards_dir: tuple[str, ...] = (), progress: Progress | None = None):
-    """optimize, render, build, flash, bench and verify in one go (tinydeploy.deploy.DeployReport)."""
+           seed: int = 0, boards_dir: tuple[str, ...] = (), progress: Progress | None = None,
+           stages: tuple[str, ...] | None = None):
+    """optimize (its stages, default all), render, build, flash, bench and verify in one go
+    (tinydeploy.deploy.DeployReport)."""
     from tinydeploy import data as data_lib
     from tinydeploy.deploy import deploy as run
+    from tinydeploy.optimize import STAGES, check_stages
+    stages = check_stages(list(stages or STAGES))
     dataset = data_lib.load(data, image_size=image_size, seed=seed)
     return run(dataset, data, _board(board, boards_dir), out, targets, port=port, budget=budget, seed=seed,
-               min_agreement=min_agreement, progress=progress)
+               min_agreement=min_agreement, progress=progress, stages=stages)
 
 
 def search(data: str = "digits", out: str | Path = "build/search", board: str | Board = DEFAULT_BOARD,

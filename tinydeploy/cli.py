@@ -395,7 +395,7 @@ def cmd_deploy(args) -> int:
     with _progress(args) as progress:
         report = api.deploy(args.data, args.board, args.out, args.port, _targets(args), budget=args.budget,
                             min_agreement=args.min_agreement, image_size=args.image_size, seed=args.seed,
-                            boards_dir=_boards_dir(args), progress=progress)
+                            boards_dir=_boards_dir(args), progress=progress, stages=tuple(args.stages.split(",")))
     payload = report.to_dict()
     if args.json:
         _emit_json(args, payload)
@@ -468,7 +468,7 @@ def _options_inspect(p) -> None:
 
 
 def _options_optimize(p) -> None:
-    from tinydeploy.optimize import BUDGETS, STAGES
+    from tinydeploy.optimize import BUDGETS
     _add_data(p)
     p.add_argument("--out", type=FOLDER, required=True, help="folder for every stage's model and the report")
     p.add_argument("--test", default=None, metavar="DATA",
@@ -479,8 +479,7 @@ def _options_optimize(p) -> None:
     p.add_argument("--min-accuracy", type=FRACTION, default=None, metavar="A",
                    help="smallest acceptable int8 validation accuracy, as a fraction")
     p.add_argument("--budget", choices=list(BUDGETS), default="default", help="training effort (default %(default)s)")
-    p.add_argument("--stages", default=",".join(STAGES),
-                   help=f"comma-separated stages to run, in order (default {','.join(STAGES)})")
+    _add_stages(p)
     p.add_argument("--arch", default=None, metavar="FILE.json", help="start from this architecture spec")
     p.add_argument("--search", default=None, metavar="DIR", help="start from a search's best_arch.json")
     p.add_argument("--force", action="store_true", help="redo finished stages instead of resuming")
@@ -560,6 +559,12 @@ def _options_virtual_device(p) -> None:
     p.add_argument("--baud", type=BAUD, default=None, help="pace the link to this line rate, as a UART would")
 
 
+def _add_stages(p) -> None:
+    from tinydeploy.optimize import STAGES
+    p.add_argument("--stages", default=",".join(STAGES),
+                   help=f"comma-separated optimize stages to run, in order (default {','.join(STAGES)})")
+
+
 def _options_deploy(p) -> None:
     from tinydeploy.optimize import BUDGETS
     _add_data(p)
@@ -567,6 +572,7 @@ def _options_deploy(p) -> None:
     p.add_argument("--port", default=None, help="the board's port (detected; the virtual device when none)")
     p.add_argument("--out", type=FOLDER, default="build/deploy", help="output folder (default %(default)s)")
     p.add_argument("--budget", choices=list(BUDGETS), default="default", help="optimize's training effort")
+    _add_stages(p)
     p.add_argument("--min-agreement", type=FRACTION, default=0.99, help="on-device validation agreement target")
     _add_targets(p)
 

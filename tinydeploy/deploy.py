@@ -40,7 +40,7 @@ class DeployReport:
 
 def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, targets: Targets = Targets(),
            port: str | None = None, budget: str = "default", seed: int = 0, min_agreement: float = 0.99,
-           progress: Callable[[str, dict], None] | None = None) -> DeployReport:
+           progress: Callable[[str, dict], None] | None = None, stages: tuple[str, ...] | None = None) -> DeployReport:
     """Run the whole pipeline.
 
     Args:
@@ -67,8 +67,9 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
         if progress:
             progress("note", {"text": text})
 
+    stage_list = {"stages": stages} if stages else {}
     result = optimize(OptimizeConfig(dataset, out / "optimize", board, targets, budget=budget, seed=seed,
-                                     data_source=data_source), progress)
+                                     data_source=data_source, **stage_list), progress)
     model_path = result.model_path
     engine = result.report["chosen"]["engine"]  # the engine optimize chose for this board (and why)
     note(f"engine: {engine} ({result.report['chosen']['engine_why']})")
