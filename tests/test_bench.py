@@ -262,6 +262,37 @@ def test_both(tinydeploy_farm):
     result.assert_outcomes(passed=1)
 
 
+class _Options:
+    """The options _open reads from pytest's config."""
+
+    def __init__(self, **options):
+        self.options = options
+
+    def getoption(self, name):
+        return self.options.get(name)
+
+
+def test_the_plugin_pulses_reset_only_where_the_farm_says_rts(int8_cnn, monkeypatch):
+    from tinydeploy import pytest_plugin
+    from tinydeploy.farm import FarmBoard
+    pulsed = []
+    monkeypatch.setattr(Connection, "reset", lambda self: pulsed.append(self.port) or False)
+    config = _Options(**{"--tinydeploy-baud": 115200})
+    with VirtualDevice(int8_cnn) as vd:
+        port = vd.open_tcp(0)
+        for reset in ("none", "rts"):
+            pytest_plugin._open(FarmBoard(f"board-{reset}", port, reset=reset), config).close()
+    assert pulsed == [port]
+
+
+def test_a_bad_farm_file_is_a_usage_error(tmp_path):
+    from tinydeploy import pytest_plugin
+    farm = tmp_path / "farm.toml"
+    farm.write_text('[[board]]\nname = "a"\nport = "socket://localhost:1"\nreset = "sometimes"\n')
+    with pytest.raises(pytest.UsageError, match="reset 'sometimes'"):
+        pytest_plugin._boards(_Options(**{"--tinydeploy-farm": str(farm)}))
+
+
 def test_pytest_plugin_skips_without_a_port(pytester):
     pytester.makepyfile(PLUGIN_TEST)
     result = pytester.runpytest_subprocess("-rs", "-p", "no:cacheprovider")

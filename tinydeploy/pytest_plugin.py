@@ -36,11 +36,12 @@ class Latency:
 class DeviceSession:
     """A connected device: info(), bench() and validate()."""
 
-    def __init__(self, port: str, model: str | None, baud: int, log_dir: Path):
+    def __init__(self, port: str, model: str | None, baud: int, log_dir: Path, reset: bool = True):
         from tinydeploy.bench import Connection
         self.port, self.model = port, model
         self.connection = Connection(port, baud, log_dir / "serial.log")
-        self.connection.reset()
+        if reset:  # a farm board with reset = "none" is not pulsed (its RTS line is wired to something else)
+            self.connection.reset()
         self.connection.sync()
         self._info = None
 
@@ -86,12 +87,13 @@ def pytest_addoption(parser):
 def _boards(config) -> list:
     """The boards of --tinydeploy-farm or --tinydeploy-port (tinydeploy.farm.FarmBoard)."""
     from tinydeploy import farm
+    from tinydeploy.errors import BadInput
     farm_file, ports = config.getoption("--tinydeploy-farm"), config.getoption("--tinydeploy-port") or []
     if farm_file and ports:
         raise pytest.UsageError("give --tinydeploy-farm or --tinydeploy-port, not both")
     try:
         return farm.load_farm(farm_file) if farm_file else farm.from_ports(ports)
-    except Exception as exc:  # a bad farm file: say so as a usage error
+    except BadInput as exc:  # a bad farm file: say so as a usage error
         raise pytest.UsageError(str(exc)) from exc
 
 
@@ -105,7 +107,8 @@ def _open(board, config) -> DeviceSession:
     """A connected session with the board, whose model is checked when --tinydeploy-model is given."""
     model = config.getoption("--tinydeploy-model")
     log_dir = Path(tempfile.mkdtemp(prefix=f"tinydeploy-hil-{board.name}-"))
-    session = DeviceSession(board.port, model, config.getoption("--tinydeploy-baud"), log_dir)
+    session = DeviceSession(board.port, model, config.getoption("--tinydeploy-baud"), log_dir,
+                            reset=board.reset == "rts")
     if model:
         from tinydeploy.model import load_model
         expected = load_model(model).sha256
