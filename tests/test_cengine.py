@@ -110,18 +110,77 @@ def test_plan_never_overlaps_live_buffers(data):
         inputs = data.draw(st.lists(st.sampled_from(earlier), min_size=1, max_size=2, unique=True))
         sizes[i] = data.draw(st.integers(1, 500))
         view = data.draw(st.booleans()) and sizes[inputs[0]] == sizes[i]
-        steps.append(memplan.Step(inputs, i, view_of=inputs[0] if view else None,
-                                  in_place=data.draw(st.booleans()), scratch=data.draw(st.sampled_from([0, 0, 64]))))
+        overlap = data.draw(st.one_of(st.none(), st.integers(-600, -1)))
+        steps.append(memplan.Step(inputs, i, view_of=inputs[0] if view else None, in_place=data.draw(st.booleans()),
+                                  scratch=data.draw(st.sampled_from([0, 0, 64])), overlap=overlap))
     plan = memplan.plan(steps, sizes, [0], [n])
-    assert plan.size >= plan.peak_live
+    if all(step.overlap is None for step in steps):
+        assert plan.size >= plan.peak_live
+    owner = {t: b for b in plan.buffers for t in b.tensors}
+    # Which (output buffer, input buffer) pairs may share bytes: a step's only input, dying there.
+    allowed = {(id(owner[s.output]), id(owner[s.inputs[0]])): s.overlap for i, s in enumerate(steps)
+               if s.overlap is not None and len(s.inputs) == 1 and owner[s.inputs[0]].last == i
+               and owner[s.output].first == i and owner[s.output] is not owner[s.inputs[0]] and s.inputs[0] != n}
     for a in plan.buffers:
-        assert a.offset % memplan.ALIGN == 0
+        assert a.offset % memplan.ALIGN == 0 and a.offset >= 0 and a.offset + a.size <= plan.size
         for b in plan.buffers:
-            if a is not b and a.overlaps_in_time(b):
-                assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset
+            if a is not b and a.overlaps_in_time(b) and not (a.offset + a.size <= b.offset or
+                                                               b.offset + b.size <= a.offset):
+                assert (id(a), id(b)) in allowed or (id(b), id(a)) in allowed
+                out, source = (a, b) if (id(a), id(b)) in allowed else (b, a)
+                assert out.offset - source.offset <= allowed[(id(out), id(source))]
     for step in steps:
         if step.view_of is not None:
             assert plan.offsets[step.view_of] == plan.offsets[step.output]
+
+
+def _same_padding(size: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
+    out = (size + stride - 1) // stride
+    return out, max(0, ((out - 1) * stride + (k - 1) * dilation + 1 - size) // 2)
+
+
+@pytest.mark.unit
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_segment_overlap_never_overwrites_an_input_byte_before_its_last_read(data):
+    """The kernels' order of work, byte by byte: output pixels in row-major order, two at a time
+    (the convolution's pairs run on into the next row; the depthwise kernel's stay in a row),
+    each pair's windows read before its outputs are written, and the output starting
+    segment_overlap bytes past the input: no read finds a byte already written."""
+    from tinydeploy.cengine.lowering import segment_overlap
+    in_h, in_w, in_c, out_c = (data.draw(st.integers(1, 9)) for _ in range(4))
+    k_h, k_w = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5))
+    sh, sw, dh, dw = (data.draw(st.integers(1, 3)) for _ in range(4))
+    if data.draw(st.booleans()):  # SAME
+        (out_h, pad_top), (out_w, pad_left) = _same_padding(in_h, k_h, sh, dh), _same_padding(in_w, k_w, sw, dw)
+    else:
+        out_h, out_w, pad_top, pad_left = ((in_h - (k_h - 1) * dh - 1) // sh + 1, (in_w - (k_w - 1) * dw - 1) // sw + 1,
+                                           0, 0)
+    if out_h < 1 or out_w < 1:
+        return
+    overlap = segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left) // memplan.ALIGN * memplan.ALIGN
+    assert overlap < 0
+    base = -overlap  # the input's start; the output starts at 0
+    overwritten = np.zeros(base + max(in_h * in_w * in_c, overlap + out_h * out_w * out_c), dtype=bool)
+    pixels = out_h * out_w
+    if data.draw(st.booleans()):  # the convolution's pairs
+        pairs = [[q, q + 1] if q + 1 < pixels else [q] for q in range(0, pixels, 2)]
+    else:  # the depthwise kernel's, within each row (a paired layout shifted by a lone first pixel)
+        lone = data.draw(st.booleans())
+        pairs = [[oy * out_w + ox] + ([oy * out_w + ox + 1] if ox + 1 < out_w and (ox > 0 or not lone) else [])
+                 for oy in range(out_h) for ox in range(out_w) if (ox - (lone and ox > 0)) % 2 == 0]
+    assert sorted(q for pair in pairs for q in pair) == list(range(pixels))
+    for pair in pairs:
+        for px in pair:
+            oy, ox = divmod(px, out_w)
+            for ky in range(k_h):
+                for kx in range(k_w):
+                    iy, ix = oy * sh - pad_top + ky * dh, ox * sw - pad_left + kx * dw
+                    if 0 <= iy < in_h and 0 <= ix < in_w:
+                        start = base + (iy * in_w + ix) * in_c
+                        assert not overwritten[start:start + in_c].any(), f"pixel {px} reads a written byte"
+        for px in pair:
+            overwritten[px * out_c:(px + 1) * out_c] = True
 
 
 # ---- bit-exact with TFLite's reference kernels -------------------------------
@@ -165,6 +224,22 @@ def test_c_engine_is_bit_exact_on_random_inputs(zoo, tmp_path, name):
     # The static plan is within 5% of the live-tensor lower bound (views can beat it), or within
     # 16 bytes of it on a tiny model (4-byte aligned buffers, placed first-fit).
     assert lowered.arena_bytes <= max(1.05 * lowered.lower_bound, lowered.lower_bound + 16)
+    if name in ("depthwise", "requantized"):  # chains: outputs written over the inputs they have consumed
+        assert lowered.arena_bytes <= 0.75 * lowered.lower_bound
+        assert _overlapped_layers(lowered)
+
+
+def _overlapped_layers(lowered) -> list[str]:
+    """The layers whose output shares bytes with their input in the plan."""
+    plan, tensors = lowered.plan, lowered.model.tensors
+    shared = []
+    for call in lowered.calls:
+        if call.overlap is None:
+            continue
+        a, b = plan.offsets[call.inputs[0]], plan.offsets[call.output]
+        if a < b + tensors[call.output].nbytes and b < a + tensors[call.inputs[0]].nbytes:
+            shared.append(call.op.name)
+    return shared
 
 
 @pytest.mark.host

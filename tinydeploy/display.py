@@ -215,12 +215,12 @@ def engine_arena_table(summary: dict):
     table.add_column("figure")
     table.add_column("bytes", justify="right")
     table.add_column("basis")
-    table.add_row("C engine", f"{summary['arena_bytes']:,}", "static plan: every activation at a fixed offset")
+    table.add_row("C engine", f"{summary['arena_bytes']:,}", "static plan: fixed offsets; a layer may write over input it has read")
     tflm = summary.get("tflm_arena_bytes")
     table.add_row("TFLM", f"{tflm:,}" if tflm else "n/a", "tflite-micro interpreter on this host (measured)"
                   if tflm else "TFLM cannot load this model")
     table.add_row("lower bound", f"{summary['lower_bound_bytes']:,}",
-                  "largest sum of live activation tensors (as `tinydeploy inspect`)")
+                  "largest sum of live activation tensors, the tensor-level bound")
     return table
 
 

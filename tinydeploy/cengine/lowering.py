@@ -43,6 +43,7 @@ class Call:
     in_place: bool = False
     macs: int = 0
     scratch: int = 0         # bytes of working memory the kernel needs during the call (in the arena)
+    overlap: int | None = None  # how far past its input's start the output may begin (segment_overlap)
 
 
 @dataclass
@@ -142,6 +143,25 @@ def _window(op: Operator, x, y, k_h: int, k_w: int) -> tuple[int, int, int, int,
     return sh, sw, dh, dw, pad_top, pad_left
 
 
+def segment_overlap(in_w: int, in_c: int, out_h: int, out_w: int, out_c: int, stride_h: int, stride_w: int,
+                    pad_top: int, pad_left: int) -> int:
+    """How far past the start of its input (in bytes, negative: below it) a windowed kernel's
+    output may begin and still never overwrite an input byte before its last read.
+
+    The convolution, depthwise and pooling kernels compute output pixels in row-major order,
+    at most two at a time, and write a pixel only after reading the windows of the pixels
+    computed with it. The lowest input byte a pixel's window reads is its top-left tap inside
+    the image (taps in the padding are never read). So when pixel q's output is written (with
+    the next pixel's, at worst), every input byte still to be read lies at or above the lowest
+    first read of the pixels from q on: the output must start low enough that pixels q and q+1
+    end below it, for every q. The bound is the tightest pixel's."""
+    oy, ox = np.divmod(np.arange(out_h * out_w), out_w)
+    first_read = (np.maximum(0, oy * stride_h - pad_top) * in_w + np.maximum(0, ox * stride_w - pad_left)) * in_c
+    still_read = np.minimum.accumulate(first_read[::-1])[::-1]  # lowest first read of pixels q, q+1, ...
+    written = np.minimum(np.arange(out_h * out_w) + 2, out_h * out_w) * out_c  # end of pixels q and q+1
+    return int((still_read - written).min())
+
+
 def _output_range(model: Model, op: Operator) -> tuple[int, int, int]:
     """The output zero point and the fused activation's clamp range."""
     out_scale, out_zero = quant_of(model, op.outputs[0])
@@ -180,7 +200,8 @@ def _lower_conv(model: Model, op: Operator, name: str) -> Call:
     fields += [("weights", arrays[0].name), ("bias_full", arrays[1].name), ("rq", arrays[2].name)]
     direct = k_h == 1 and k_w == 1 and pad_top == 0 and pad_left == 0
     scratch = 0 if direct else 2 * k_h * k_w * in_c  # two gathered patches
-    return Call(op, "td_conv_2d", "td_conv", fields, [op.inputs[0]], op.outputs[0], arrays, scratch=scratch)
+    return Call(op, "td_conv_2d", "td_conv", fields, [op.inputs[0]], op.outputs[0], arrays, scratch=scratch,
+                overlap=segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left))
 
 
 def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
@@ -211,7 +232,8 @@ def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
                          out_offset=out_zero, act_min=act_min, act_max=act_max, fast_requant=_fast(rq, bound))
     fields += [("weights", arrays[0].name), ("bias", arrays[1].name), ("bias_full", arrays[2].name),
                ("rq", arrays[3].name)]
-    return Call(op, "td_depthwise_conv_2d", "td_depthwise", fields, [op.inputs[0]], op.outputs[0], arrays)
+    return Call(op, "td_depthwise_conv_2d", "td_depthwise", fields, [op.inputs[0]], op.outputs[0], arrays,
+                overlap=segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left))
 
 
 def _lower_fully_connected(model: Model, op: Operator, name: str) -> Call:
@@ -257,7 +279,8 @@ def _lower_pool(model: Model, op: Operator, name: str) -> Call:
                          stride_h=sh, stride_w=sw, pad_top=pad_top, pad_left=pad_left, act_min=act_min,
                          act_max=act_max)
     kernel = "td_max_pool_2d" if op.name == "MAX_POOL_2D" else "td_average_pool_2d"
-    return Call(op, kernel, "td_pool", fields, [op.inputs[0]], op.outputs[0])
+    return Call(op, kernel, "td_pool", fields, [op.inputs[0]], op.outputs[0],
+                overlap=segment_overlap(in_w, channels, out_h, out_w, channels, sh, sw, pad_top, pad_left))
 
 
 def _lower_mean(model: Model, op: Operator, name: str) -> Call:
@@ -411,6 +434,6 @@ def lower(model: Model) -> Lowered:
             sizes[t] = model.tensors[t].nbytes
     sizes[model.inputs[0]] = model.tensors[model.inputs[0]].nbytes
     steps = [memplan.Step(c.inputs, c.output, view_of=c.inputs[0] if c.view else None, in_place=c.in_place,
-                          scratch=c.scratch) for c in calls]
+                          scratch=c.scratch, overlap=c.overlap) for c in calls]
     plan = memplan.plan(steps, sizes, [model.inputs[0]], [model.outputs[0]])
     return Lowered(model, calls, plan, model.inputs[0], model.outputs[0], activation_lower_bound(model))
