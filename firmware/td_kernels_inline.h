@@ -313,17 +313,37 @@ TD_INLINE void dw_block_2(const int8_t *restrict x0, int32_t pixel_step, const i
   store_4x2(o0, o1, s, a0, a1, a2, a3, c0, c1, c2, c3);
 }
 
-/* Depthwise convolution. With a depth multiplier of 1 and channels in fours,
- * horizontally adjacent pixels whose windows cover every column go in pairs
- * (sharing weight loads); windows inside the image need no offset arithmetic.
- * Each case is its own call site, so a specialized layer gets straight-line
- * code for each. */
+/* Channels [c, out_c) of one output pixel, one at a time (any depth multiplier),
+ * over the taps [ky_lo, ky_hi) x [kx_lo, kx_hi); x points at the input for tap (0, 0). */
+TD_INLINE void dw_channels(const td_depthwise *p, const int8_t *x, int8_t *out, int32_t c, int32_t ky_lo,
+                           int32_t ky_hi, int32_t kx_lo, int32_t kx_hi) {
+  const int32_t m = p->depth_multiplier, x_row = p->dil_h * p->in_w * p->in_c, x_tap = p->dil_w * p->in_c;
+  const int32_t w_row = p->k_w * p->out_c, w_tap = p->out_c;
+  for (; c < p->out_c; ++c) {
+    const int32_t ic = c / m;
+    int32_t sum = p->bias[c], ky, kx;
+    for (ky = ky_lo; ky < ky_hi; ++ky) {
+      for (kx = kx_lo; kx < kx_hi; ++kx) {
+        sum += (x[ky * x_row + kx * x_tap + ic] + p->in_offset) * p->weights[ky * w_row + kx * w_tap + c];
+      }
+    }
+    out[c] = clamp8(requant(sum, &p->rq[c]) + p->out_offset, p->act_min, p->act_max);
+  }
+}
+
+/* Depthwise convolution. With a depth multiplier of 1, channels go four at a
+ * time (the rest, and any other multiplier, one at a time), and two output
+ * pixels whose windows cover every tap column go in pairs, sharing weight
+ * loads: horizontally adjacent ones, or vertically adjacent ones in a layer one
+ * pixel wide (a time series, whose windows run down the rows). Windows inside
+ * the image need no offset arithmetic. Each case is its own call site, so a
+ * specialized layer gets straight-line code for each. */
 TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *input, int8_t *output) {
-  const int32_t in_c = p->in_c, out_c = p->out_c, in_w = p->in_w, m = p->depth_multiplier;
-  const int32_t k_h = p->k_h, k_w = p->k_w, out_w = p->out_w;
+  const int32_t in_c = p->in_c, out_c = p->out_c, in_w = p->in_w;
+  const int32_t k_h = p->k_h, k_w = p->k_w, out_w = p->out_w, out_h = p->out_h;
   const int32_t x_row = p->dil_h * in_w * in_c, x_tap = p->dil_w * in_c, w_row = k_w * out_c, w_tap = out_c;
-  const int32_t pixel_step = p->stride_w * in_c, in_offset = p->in_offset;
-  const int blocks = m == 1 && (out_c & 3) == 0;
+  const int32_t in_offset = p->in_offset;
+  const int32_t blocked = p->depth_multiplier == 1 ? out_c & ~3 : 0; /* channels done four at a time */
   out_stage s;
   int32_t oy, ox, c;
   s.fast = p->fast_requant;
@@ -331,53 +351,56 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
   s.offset = p->out_offset;
   s.lo = p->act_min;
   s.hi = p->act_max;
-  for (oy = 0; oy < p->out_h; ++oy) {
+  for (oy = 0; oy < out_h; ++oy) {
     const int32_t iy0 = oy * p->stride_h - p->pad_top;
-    int32_t ky_lo, ky_hi, rows_full;
+    int32_t ky_lo, ky_hi, rows_full, column_pair = 0;
     valid_taps(iy0, p->dil_h, k_h, p->in_h, &ky_lo, &ky_hi);
     rows_full = ky_lo == 0 && ky_hi == k_h;
+    if (out_w == 1 && blocked && rows_full && oy + 1 < out_h) { /* does the next row's window cover every row too? */
+      int32_t lo, hi;
+      valid_taps(iy0 + p->stride_h, p->dil_h, k_h, p->in_h, &lo, &hi);
+      column_pair = lo == 0 && hi == k_h;
+    }
     for (ox = 0; ox < out_w; ++ox) {
       const int32_t ix0 = ox * p->stride_w - p->pad_left;
       const int8_t *x = input + (iy0 * in_w + ix0) * in_c;
       int8_t *out = output + (oy * out_w + ox) * out_c;
-      int32_t kx_lo, kx_hi, cols_full, pair = 0;
+      int32_t kx_lo, kx_hi, cols_full, pair = 0, step = p->stride_w * in_c;
+      int8_t *out2 = out + out_c;
       valid_taps(ix0, p->dil_w, k_w, in_w, &kx_lo, &kx_hi);
       cols_full = kx_lo == 0 && kx_hi == k_w;
-      if (blocks && cols_full && ox + 1 < out_w) { /* does the next window cover every column too? */
+      if (blocked && cols_full && ox + 1 < out_w) { /* does the next window cover every column too? */
         int32_t lo, hi;
         valid_taps(ix0 + p->stride_w, p->dil_w, k_w, in_w, &lo, &hi);
         pair = lo == 0 && hi == k_w;
+      } else if (column_pair && cols_full) {
+        pair = 1;
+        step = p->stride_h * in_w * in_c;
+        out2 = out + out_w * out_c;
       }
-      if (blocks) {
-        for (c = 0; c < out_c; c += 4) {
-          s.rq = p->rq + c;
-          if (pair && rows_full) {
-            dw_block_2(x + c, pixel_step, p->weights + c, x_row, x_tap, w_row, w_tap, 0, k_h, k_w, 0,
-                       p->bias_full + c, &s, out + c, out + out_c + c);
-          } else if (pair) {
-            dw_block_2(x + c, pixel_step, p->weights + c, x_row, x_tap, w_row, w_tap, ky_lo, ky_hi, k_w, in_offset,
-                       p->bias + c, &s, out + c, out + out_c + c);
-          } else if (rows_full && cols_full) {
-            dw_block(x + c, p->weights + c, x_row, x_tap, w_row, w_tap, 0, k_h, 0, k_w, 0, p->bias_full + c, &s,
-                     out + c);
-          } else {
-            dw_block(x + c, p->weights + c, x_row, x_tap, w_row, w_tap, ky_lo, ky_hi, kx_lo, kx_hi, in_offset,
-                     p->bias + c, &s, out + c);
-          }
+      for (c = 0; c < blocked; c += 4) {
+        s.rq = p->rq + c;
+        if (pair && rows_full) {
+          dw_block_2(x + c, step, p->weights + c, x_row, x_tap, w_row, w_tap, 0, k_h, k_w, 0, p->bias_full + c, &s,
+                     out + c, out2 + c);
+        } else if (pair) {
+          dw_block_2(x + c, step, p->weights + c, x_row, x_tap, w_row, w_tap, ky_lo, ky_hi, k_w, in_offset,
+                     p->bias + c, &s, out + c, out2 + c);
+        } else if (rows_full && cols_full) {
+          dw_block(x + c, p->weights + c, x_row, x_tap, w_row, w_tap, 0, k_h, 0, k_w, 0, p->bias_full + c, &s,
+                   out + c);
+        } else {
+          dw_block(x + c, p->weights + c, x_row, x_tap, w_row, w_tap, ky_lo, ky_hi, kx_lo, kx_hi, in_offset,
+                   p->bias + c, &s, out + c);
         }
-        if (pair) ++ox; /* the next pixel is done too */
-        continue;
       }
-      for (c = 0; c < out_c; ++c) { /* any depth multiplier, any channel count */
-        const int32_t ic = c / m;
-        int32_t sum = p->bias[c], ky, kx;
-        for (ky = ky_lo; ky < ky_hi; ++ky) {
-          for (kx = kx_lo; kx < kx_hi; ++kx) {
-            sum += (x[ky * x_row + kx * x_tap + ic] + in_offset) * p->weights[ky * w_row + kx * w_tap + c];
-          }
-        }
-        out[c] = clamp8(requant(sum, &p->rq[c]) + p->out_offset, p->act_min, p->act_max);
+      if (blocked < out_c) {
+        dw_channels(p, x, out, blocked, ky_lo, ky_hi, kx_lo, kx_hi);
+        if (pair && column_pair) dw_channels(p, x + step, out2, blocked, 0, k_h, 0, k_w);
+        else if (pair) dw_channels(p, x + step, out2, blocked, ky_lo, ky_hi, 0, k_w);
       }
+      if (pair && column_pair) ++oy; /* the next row (one pixel) is done too */
+      else if (pair) ++ox;          /* the next pixel is done too */
     }
   }
 }

@@ -204,6 +204,8 @@ def test_the_zoo_covers_every_kernel_and_variant(zoo):
     assert kernel_sizes >= {1, 2, 3, 4, 5}
     depthwise = [(m, op) for m in zoo.values() for op in m.operators if op.name == "DEPTHWISE_CONV_2D"]
     assert {m.tensors[op.outputs[0]].shape[3] // m.tensors[op.inputs[0]].shape[3] for m, op in depthwise} >= {1, 2, 3}
+    shapes = [m.tensors[op.outputs[0]].shape for m, op in depthwise]
+    assert any(s[2] == 1 and s[1] > 1 and s[3] % 4 for s in shapes)  # one column (row pairs), channels 4 + rest
     assert {op.options["activation"] for op in convs} >= {"NONE", "RELU", "RELU6"}
     pools = [op for op in ops if op.name.endswith("POOL_2D")]
     assert {op.options["padding"] for op in pools} == {"SAME", "VALID"}
@@ -211,7 +213,8 @@ def test_the_zoo_covers_every_kernel_and_variant(zoo):
 
 
 @pytest.mark.host
-@pytest.mark.parametrize("name", ["convs", "depthwise", "pools_pads", "series", "requantized", "shape_arithmetic"])
+@pytest.mark.parametrize("name", ["convs", "depthwise", "pools_pads", "series", "requantized", "shape_arithmetic",
+                                  "columns"])
 def test_c_engine_is_bit_exact_on_random_inputs(zoo, tmp_path, name):
     from tinydeploy.evaluate import reference_outputs
     model = zoo[name]
