@@ -42,15 +42,18 @@ typedef struct td_requant {
   int16_t right;
 } td_requant;
 
-/* CONV_2D, per-channel int8 weights. weights are packed by tinydeploy as
- * [ceil(out_c / 4)][k_h][k_w][in_c][4] (zeros past out_c); bias_full and rq
- * have ceil(out_c / 4) * 4 entries. bias_full = bias + in_offset * sum of the
- * channel's weights (padding taps read the input zero point, which then adds 0). */
+/* CONV_2D, per-channel int8 or int4 weights. weights are packed by tinydeploy as
+ * [ceil(out_c / 4)][k_h][k_w][in_c][4] (zeros past out_c); with int4_weights
+ * set, two to a byte in that order, the first in the low nibble (half the
+ * flash). bias_full and rq have ceil(out_c / 4) * 4 entries. bias_full = bias +
+ * in_offset * sum of the channel's weights (padding taps read the input zero
+ * point, which then adds 0). */
 typedef struct td_conv {
   int32_t in_h, in_w, in_c, out_h, out_w, out_c;
   int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
   int32_t in_offset, out_offset, act_min, act_max;
   int32_t fast_requant; /* every channel: left == 0, right >= 1, round_offset cannot overflow */
+  int32_t int4_weights; /* weights hold two int4 values a byte */
   const int8_t *weights;
   const int32_t *bias_full;
   const td_requant *rq;

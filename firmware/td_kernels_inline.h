@@ -177,6 +177,34 @@ TD_INLINE void conv_block(const int8_t *restrict x0, const int8_t *restrict x1, 
   store_4x2(o0, o1, s, a0, a1, a2, a3, c0, c1, c2, c3);
 }
 
+/* A packed int4 weight byte, loaded signed: its low and its high nibble, sign-extended. */
+#define TD_LOW4(b) ((int32_t)((uint32_t)(b) << 28) >> 28)
+#define TD_HIGH4(b) ((b) >> 4)
+
+/* conv_block with int4 weights kept packed: the four channels' weights for one
+ * input value are two bytes (channels 0 and 1, then 2 and 3, low nibble first),
+ * unpacked in registers as they are loaded. */
+TD_INLINE void conv_block4(const int8_t *restrict x0, const int8_t *restrict x1, int32_t rows, int32_t run,
+                           int32_t stride, const int8_t *restrict w, const int32_t *restrict bias,
+                           const out_stage *s, int8_t *restrict o0, int8_t *restrict o1) {
+  int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+  int32_t c0 = a0, c1 = a1, c2 = a2, c3 = a3;
+  int32_t r, i;
+  for (r = 0; r < rows; ++r) {
+    const int8_t *p0 = x0 + r * stride, *p1 = x1 + r * stride;
+    for (i = 0; i < run; ++i) {
+      const int32_t u = p0[i], v = p1[i], b0 = w[0], b1 = w[1];
+      const int32_t w0 = TD_LOW4(b0), w1 = TD_HIGH4(b0), w2 = TD_LOW4(b1), w3 = TD_HIGH4(b1);
+      a0 += u * w0; c0 += v * w0;
+      a1 += u * w1; c1 += v * w1;
+      a2 += u * w2; c2 += v * w2;
+      a3 += u * w3; c3 += v * w3;
+      w += 2;
+    }
+  }
+  store_4x2(o0, o1, s, a0, a1, a2, a3, c0, c1, c2, c3);
+}
+
 /* Copy output pixel (oy, ox)'s receptive field into patch as [k_h][k_w][in_c],
  * taps outside the image set to the input zero point (which contributes
  * nothing once bias_full's -zero_point * sum(w) is added). */
@@ -255,8 +283,13 @@ TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *
     for (g = 0; g < groups; ++g) {
       s.rq = p->rq + 4 * g;
       s.count = out_c - 4 * g < 4 ? out_c - 4 * g : 4;
-      conv_block(x0, x1, rows, length, stride, p->weights + g * patch * 4, p->bias_full + 4 * g, &s, o0 + 4 * g,
-                 o1 ? o1 + 4 * g : NULL);
+      if (p->int4_weights) {
+        conv_block4(x0, x1, rows, length, stride, p->weights + g * patch * 2, p->bias_full + 4 * g, &s, o0 + 4 * g,
+                    o1 ? o1 + 4 * g : NULL);
+      } else {
+        conv_block(x0, x1, rows, length, stride, p->weights + g * patch * 4, p->bias_full + 4 * g, &s, o0 + 4 * g,
+                   o1 ? o1 + 4 * g : NULL);
+      }
     }
   }
 }

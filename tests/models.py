@@ -6,6 +6,7 @@ import numpy as np
 
 from tinydeploy import _tf
 from tinydeploy.optimize.convert import to_float_tflite, to_int8_tflite
+from tinydeploy.optimize.quantization import pack_int4
 
 INPUT_SHAPE = (32, 32, 1)
 
@@ -120,9 +121,10 @@ def kernel_zoo() -> dict[str, bytes]:
     zoo = {"convs": ((16, 16, 3), convs), "depthwise": ((19, 19, 4), depthwise),
            "pools_pads": ((12, 13, 2), pools_pads), "series": ((40, 3), series),
            "shape_arithmetic": ((12, 3), shape_arithmetic), "columns": ((24, 6), columns)}
-    out = {}
+    out, layer_names = {}, {}
     for name, (shape, body) in zoo.items():
         model = build(shape, body)
+        layer_names[name] = [layer.name for layer in model.layers]
         for layer in model.layers:  # spread the weights so that every bit of the arithmetic matters
             weights = layer.get_weights()
             if weights:
@@ -133,6 +135,9 @@ def kernel_zoo() -> dict[str, bytes]:
         # its target at run time (SHAPE, STRIDED_SLICE, PACK), which the C engine folds.
         out[name] = to_int8_tflite(model, data, static_batch=name not in ("series", "shape_arithmetic"))
     out["requantized"] = with_requantized_output(out["depthwise"])  # + QUANTIZE int8 -> int8
+    # Every convolution and depthwise layer's weights as packed int4, as the mixed stage stores them.
+    out["convs_int4"] = pack_int4(out["convs"], layer_names["convs"])[0]
+    out["columns_int4"] = pack_int4(out["columns"], layer_names["columns"])[0]
     return out
 
 

@@ -214,7 +214,7 @@ def test_the_zoo_covers_every_kernel_and_variant(zoo):
 
 @pytest.mark.host
 @pytest.mark.parametrize("name", ["convs", "depthwise", "pools_pads", "series", "requantized", "shape_arithmetic",
-                                  "columns"])
+                                  "columns", "convs_int4", "columns_int4"])
 def test_c_engine_is_bit_exact_on_random_inputs(zoo, tmp_path, name):
     from tinydeploy.evaluate import reference_outputs
     model = zoo[name]
@@ -243,6 +243,20 @@ def _overlapped_layers(lowered) -> list[str]:
         if a < b + tensors[call.output].nbytes and b < a + tensors[call.inputs[0]].nbytes:
             shared.append(call.op.name)
     return shared
+
+
+@pytest.mark.host
+def test_int4_convolution_weights_stay_packed(zoo):
+    packed, unpacked = cengine.lower(zoo["convs_int4"]), cengine.lower(zoo["convs"])
+    assert sum(t.dtype == "INT4" for t in zoo["convs_int4"].tensors) == 6
+    for a, b in zip(packed.calls, unpacked.calls):
+        if a.kernel == "td_conv_2d":
+            assert ("int4_weights", "1") in a.fields and a.arrays[0].values.size * 2 == b.arrays[0].values.size
+    # Depthwise weights (k x k x channels bytes) are unpacked when the C is made: reading nibbles
+    # in its inner loop would cost more instructions than the few bytes are worth.
+    columns = cengine.lower(zoo["columns_int4"])
+    assert any(c.kernel == "td_depthwise_conv_2d" for c in columns.calls)
+    assert packed.weight_bytes < 0.75 * unpacked.weight_bytes
 
 
 @pytest.mark.host

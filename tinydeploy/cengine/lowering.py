@@ -190,13 +190,18 @@ def _lower_conv(model: Model, op: Operator, name: str) -> Call:
     rq = _conv_multipliers(model, op, out_c)
     fast = _fast(rq, bound)
     rq += [[0] * 4] * (padded - out_c)
-    arrays = [Array(f"{name}_weights", "int8_t", packed.reshape(-1)),
+    packed = packed.reshape(-1)
+    int4 = model.tensors[op.inputs[1]].dtype == "INT4"
+    if int4:  # kept packed in flash: two a byte, the first in the low nibble (td_kernels.h)
+        nibbles = packed.astype(np.uint8) & 0x0F
+        packed = (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8).view(np.int8)
+    arrays = [Array(f"{name}_weights", "int8_t", packed),
               Array(f"{name}_bias_full", "int32_t", _pad4(bias_full, padded)),
               Array(f"{name}_rq", "td_requant", np.array(rq, dtype=np.int64))]
     fields = _int_fields(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c, k_h=k_h, k_w=k_w,
                          stride_h=sh, stride_w=sw, dil_h=dh, dil_w=dw, pad_top=pad_top, pad_left=pad_left,
                          in_offset=in_offset, out_offset=out_zero, act_min=act_min, act_max=act_max,
-                         fast_requant=fast)
+                         fast_requant=fast, int4_weights=int4)
     fields += [("weights", arrays[0].name), ("bias_full", arrays[1].name), ("rq", arrays[2].name)]
     direct = k_h == 1 and k_w == 1 and pad_top == 0 and pad_left == 0
     scratch = 0 if direct else 2 * k_h * k_w * in_c  # two gathered patches
