@@ -1,11 +1,16 @@
-"""What several test files share: running the CLI, and the rule for missing tools."""
+"""What several test files share: running the CLI, the rule for missing tools, and a mock
+ESP32 ROM bootloader for esptool."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
@@ -37,3 +42,33 @@ def need_programs(*names: str, packages: str = "") -> None:
     absent = [name for name in names if shutil.which(name) is None]
     if absent:
         missing(f"needs {', '.join(absent)}" + (f" (Debian: apt-get install {packages})" if packages else ""))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mock_esp32_bootloader(chip: str = "esp32s3"):
+    """esp32-mock-bootloader (a test dependency): a mock ESP32 ROM bootloader on a loopback TCP
+    port that esptool talks to; yields its socket:// URL."""
+    port = free_port()
+    command = str(Path(sys.executable).parent / "esp32-mock-bootloader")
+    server = subprocess.Popen([command, "run", "--chip", chip, "--port", str(port), "--bind", "127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    pytest.fail("esp32-mock-bootloader did not start")
+                time.sleep(0.2)
+        yield f"socket://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -1,9 +1,4 @@
 import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
@@ -12,35 +7,16 @@ from tinydeploy.boards import get_board
 from tinydeploy.build import build
 from tinydeploy.errors import BadInput, StepFailed
 from tinydeploy.flash import choose_port, flash_firmware
+from tests.helpers import free_port, mock_esp32_bootloader
 
 pytestmark = pytest.mark.host
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def mock_bootloader():
     """esp32-mock-bootloader: a mock ESP32-S3 ROM bootloader on a loopback TCP port that esptool talks to."""
-    port = free_port()
-    command = str(Path(sys.executable).parent / "esp32-mock-bootloader")
-    server = subprocess.Popen([command, "run", "--chip", "esp32s3", "--port", str(port), "--bind", "127.0.0.1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.time() > deadline:
-                pytest.fail("esp32-mock-bootloader did not start")
-            time.sleep(0.2)
-    yield f"socket://127.0.0.1:{port}"
-    server.terminate()
-    server.wait(timeout=10)
+    with mock_esp32_bootloader() as url:
+        yield url
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from tinydeploy.errors import BadInput
 from tinydeploy.farm import load_farm
 from tinydeploy.virtual_device import VirtualDevice
-from tests.helpers import run_cli
+from tests.helpers import free_port, mock_esp32_bootloader, run_cli
 
 
 @pytest.mark.unit
@@ -88,3 +88,60 @@ def test_the_hil_recipe_runs_on_two_emulated_boards(int8_cnn, tmp_path, rv32_too
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["ok"] and [a["boards"] for a in summary["aggregate"]] == [2]
+
+
+@pytest.mark.host
+def test_a_farm_is_flashed_in_parallel_and_a_dead_port_fails_only_its_own_row(tmp_path):
+    image = tmp_path / "firmware.bin"
+    image.write_bytes(b"\xe9" + bytes(range(256)) * 32)  # an ESP image's magic byte, then anything
+    with mock_esp32_bootloader() as a, mock_esp32_bootloader() as b:
+        farm = tmp_path / "farm.toml"
+        farm.write_text("".join(f'[[board]]\nname = "{name}"\nport = "{port}"\n\n'
+                                for name, port in (("a", a), ("b", b), ("dead", f"socket://127.0.0.1:{free_port()}"))))
+        done = run_cli("flash", "--farm", str(farm), "--firmware", str(image), "--board", "esp32-s3-devkitc-1",
+                       "--out", str(tmp_path / "out"), "--json")
+    assert done.returncode == 1 and "1 of 3 boards failed: dead" in done.stderr
+    rows = {row["name"]: row for row in json.loads(done.stdout)["boards"]}
+    assert rows["a"]["ok"] and rows["b"]["ok"] and "dead" in rows and not rows["dead"]["ok"]
+    for name in ("a", "b"):
+        assert "Hash of data verified" in (tmp_path / "out" / name / "flash.log").read_text()
+    assert json.loads((tmp_path / "out" / "farm.json").read_text())["failed"] == ["dead"]
+
+
+@pytest.mark.host
+def test_a_board_that_cannot_be_flashed_is_not_benched(int8_cnn, tmp_path):
+    from tinydeploy.boards import get_board
+    from tinydeploy.farm import FarmBoard, flash_job, flash_then, run, verify_job
+    from tinydeploy.targets import Targets
+    image = tmp_path / "firmware.bin"
+    image.write_bytes(b"\xe9" + bytes(4095))
+    with mock_esp32_bootloader() as flashable, VirtualDevice(int8_cnn) as device:
+        dead = f"socket://127.0.0.1:{free_port()}"
+        job = flash_then(flash_job(image, board_profile=get_board("esp32-s3-devkitc-1")),
+                         verify_job(Targets(), 0.99, runs=2, warmup=0, timeout=2, expect_model=int8_cnn))
+        rows = run([FarmBoard("dead", dead), FarmBoard("flashed", flashable, reset="none")], tmp_path / "out", job)
+        loose = Targets(max_arena_kb=1024, max_model_kb=1024, max_latency_ms=1000)
+        benched = run([FarmBoard("device", device.open_tcp(0), reset="none")], tmp_path / "bench",
+                      verify_job(loose, 0.99, runs=2, warmup=0, timeout=5, expect_model=int8_cnn))
+    dead_row, flashed_row = rows
+    assert dead_row.error and dead in dead_row.error and dead_row.verdicts is None
+    assert not (tmp_path / "out" / "dead" / "results.json").exists()  # never benched
+    # The mock bootloader takes the image, then cannot answer the benchmark protocol: flashed, then failed.
+    assert "Hash of data verified" in (tmp_path / "out" / "flashed" / "flash.log").read_text()
+    assert flashed_row.error and not flashed_row.ok
+    assert benched[0].ok and benched[0].verdicts  # the same verify job on a board that answers
+
+
+@pytest.mark.host
+def test_deploy_to_a_farm_refuses_a_port_and_an_emulated_board_before_training(tmp_path):
+    farm = tmp_path / "farm.toml"
+    farm.write_text('[[board]]\nname = "a"\nport = "socket://127.0.0.1:1"\n')
+    both = run_cli("deploy", "--data", "digits", "--farm", str(farm), "--port", "/dev/ttyUSB0",
+                   "--out", str(tmp_path / "x"), timeout=120)
+    assert both.returncode == 2 and "give --farm or --port, not both" in both.stderr
+    emulated = run_cli("deploy", "--data", "digits", "--board", "qemu-riscv32", "--farm", str(farm),
+                       "--out", str(tmp_path / "y"), timeout=120)
+    assert emulated.returncode == 2 and "qemu-riscv32 is emulated" in emulated.stderr
+    assert not (tmp_path / "x" / "optimize").exists() and not (tmp_path / "y" / "optimize").exists()
+    no_image = run_cli("flash", "--farm", str(farm), "--chip", "esp32s3", timeout=60)
+    assert no_image.returncode == 2 and "--farm needs --firmware BIN" in no_image.stderr

@@ -167,6 +167,17 @@ def verify_farm(boards, targets: Targets = Targets(), min_agreement: float = 0.9
     return farm.run(_farm_boards(boards), out, farm.verify_job(targets, min_agreement, **_farm_options(**bench_options)))
 
 
+def flash_farm(boards, firmware: str | Path, chip: str | None = None, board: str | Board | None = None,
+               offset: int = 0x10000, out: str | Path = "flash-results", boards_dir: tuple[str, ...] = ()):
+    """Write a prebuilt image to every board of a farm in parallel (esptool, one thread a board):
+    the rows, each board's log in OUT/NAME/flash.log (a board that fails fails its own row)."""
+    from tinydeploy import farm
+    if not chip and not board:
+        raise BadInput("--firmware needs --chip (e.g. esp32s3) or --board")
+    profile = _board(board, boards_dir) if board else None
+    return farm.run(_farm_boards(boards), out, farm.flash_job(firmware, chip, offset, profile))
+
+
 def _farm_boards(boards) -> list:
     from tinydeploy import farm
     return farm.load_farm(boards) if isinstance(boards, (str, Path)) else list(boards)
@@ -214,16 +225,23 @@ def virtual_device(model: str | Path, baud: int | None = None):
 def deploy(data: str, board: str | Board = DEFAULT_BOARD, out: str | Path = "build/deploy", port: str | None = None,
            targets: Targets = Targets(), budget: str = "default", min_agreement: float = 0.99, image_size: int = 32,
            seed: int = 0, boards_dir: tuple[str, ...] = (), progress: Progress | None = None,
-           stages: tuple[str, ...] | None = None):
+           stages: tuple[str, ...] | None = None, farm=None):
     """optimize (its stages, default all), render, build, flash, bench and verify in one go
-    (tinydeploy.deploy.DeployReport)."""
+    (tinydeploy.deploy.DeployReport); with farm= (a farm file or FarmBoards), the built image is
+    flashed to every board of the farm and each is benched and judged, in parallel."""
     from tinydeploy import data as data_lib
     from tinydeploy.deploy import deploy as run
     from tinydeploy.optimize import STAGES, check_stages
     stages = check_stages(list(stages or STAGES))
+    profile = _board(board, boards_dir)
+    boards = _farm_boards(farm) if farm is not None else None
+    if boards is not None and port:
+        raise BadInput("give --farm or --port, not both")
+    if boards is not None and profile.emulated:
+        raise BadInput(f"--farm flashes physical boards; {profile.name} is emulated (deploy runs it in its emulator)")
     dataset = data_lib.load(data, image_size=image_size, seed=seed)
-    return run(dataset, data, _board(board, boards_dir), out, targets, port=port, budget=budget, seed=seed,
-               min_agreement=min_agreement, progress=progress, stages=stages)
+    return run(dataset, data, profile, out, targets, port=port, budget=budget, seed=seed,
+               min_agreement=min_agreement, progress=progress, stages=stages, farm=boards)
 
 
 def search(data: str = "digits", out: str | Path = "build/search", board: str | Board = DEFAULT_BOARD,

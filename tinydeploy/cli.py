@@ -233,6 +233,17 @@ def cmd_build(args) -> int:
 
 
 def cmd_flash(args) -> int:
+    if args.farm:
+        if args.port or args.dir:
+            raise BadInput("--farm flashes a prebuilt --firmware BIN to every board of the farm file: give no "
+                           "project folder or --port with it")
+        if not args.firmware:
+            raise BadInput("--farm needs --firmware BIN (the application image `tinydeploy build` made, "
+                           "DIR/.pio/build/ENV/firmware.bin) and --chip or --board")
+        from tinydeploy import farm
+        rows = api.flash_farm(farm.load_farm(args.farm), args.firmware, args.chip, args.board, args.offset, args.out,
+                              _boards_dir(args))
+        return _show_farm(args, rows, "Farm flash", saved="flash.log")
     log = api.flash(args.dir, args.port, args.env, args.firmware, args.chip, args.board, args.offset,
                     _line_printer(args), _boards_dir(args))
     if args.json:
@@ -293,7 +304,7 @@ def _farm(args):
     return farm.from_ports(args.port) if args.port and len(args.port) > 1 else None
 
 
-def _show_farm(args, rows, title: str) -> int:
+def _show_farm(args, rows, title: str, saved: str = "results.json") -> int:
     from tinydeploy.farm import summary
     data = summary(rows)
     if args.json:
@@ -302,7 +313,7 @@ def _show_farm(args, rows, title: str) -> int:
         from tinydeploy.display import farm_tables
         for table in farm_tables(data, title):
             _console().print(table)
-        print(f"results: {args.out}/NAME/results.json for each board, {args.out}/farm.json")
+        print(f"results: {args.out}/NAME/{saved} for each board, {args.out}/farm.json")
     if not data["ok"]:
         raise StepFailed(f"{len(data['failed'])} of {len(rows)} boards failed: {', '.join(data['failed'])} (the "
                          "other boards' results are kept)")
@@ -395,15 +406,17 @@ def cmd_deploy(args) -> int:
     with _progress(args) as progress:
         report = api.deploy(args.data, args.board, args.out, args.port, _targets(args), budget=args.budget,
                             min_agreement=args.min_agreement, image_size=args.image_size, seed=args.seed,
-                            boards_dir=_boards_dir(args), progress=progress, stages=tuple(args.stages.split(",")))
+                            boards_dir=_boards_dir(args), progress=progress, stages=tuple(args.stages.split(",")),
+                            farm=args.farm)
     payload = report.to_dict()
     if args.json:
         _emit_json(args, payload)
     else:
-        from tinydeploy.display import bench_table, optimize_table, targets_table
+        from tinydeploy.display import bench_table, farm_tables, optimize_table, targets_table
         console = _console()
         console.print(optimize_table(report.optimize))
-        console.print(bench_table(report.bench))
+        for table in farm_tables(report.farm, "Farm") if report.farm is not None else [bench_table(report.bench)]:
+            console.print(table)
         title = "Verification" + (" — VIRTUAL device: no board attached" if report.virtual else "")
         console.print(targets_table(report.verdicts, title=title))
     require_met(report.verdicts)
@@ -526,6 +539,9 @@ def _options_flash(p) -> None:
     p.add_argument("--board", default=None, help="for --firmware: the board profile whose chip to flash")
     p.add_argument("--offset", type=_flash_offset, default=0x10000,
                    help="flash address for --firmware (default 0x10000)")
+    p.add_argument("--farm", type=FILE, default=None, metavar="FILE",
+                   help="write --firmware to every board of a farm file in parallel (logs in OUT/NAME/flash.log)")
+    p.add_argument("--out", type=FOLDER, default="flash-results", help="with --farm: folder for the logs and farm.json")
     p.add_argument("--quiet", action="store_true", help="don't stream the tool's output")
 
 
@@ -570,6 +586,8 @@ def _options_deploy(p) -> None:
     _add_data(p)
     p.add_argument("--board", default=DEFAULT_BOARD, help="board profile (default %(default)s)")
     p.add_argument("--port", default=None, help="the board's port (detected; the virtual device when none)")
+    p.add_argument("--farm", type=FILE, default=None, metavar="FILE",
+                   help="flash, bench and verify every board of a farm file in parallel instead of one board")
     p.add_argument("--out", type=FOLDER, default="build/deploy", help="output folder (default %(default)s)")
     p.add_argument("--budget", choices=list(BUDGETS), default="default", help="optimize's training effort")
     _add_stages(p)

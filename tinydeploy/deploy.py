@@ -3,7 +3,10 @@
 Without a port and with no board detected it renders the project, skips build
 and flash (saying so), benches the virtual device, and labels which figures
 are virtual. An emulated board (a profile with [emulator]) is built with its
-cross compiler and benched in its emulator instead of being flashed.
+cross compiler and benched in its emulator instead of being flashed. With a
+farm (tinydeploy.farm), the image built once is written to every board with
+esptool and each board is benched and judged, all in parallel; a board that
+fails fails its own row, and the targets are met when every board meets them.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class DeployReport:
     verdicts: list[TargetResult]
     virtual: bool
     notices: list[str] = field(default_factory=list)
+    farm: dict | None = None  # with a farm: tinydeploy.farm.summary of its rows
 
     @property
     def met(self) -> bool:
@@ -35,12 +39,14 @@ class DeployReport:
     def to_dict(self) -> dict:
         return {"virtual": self.virtual, "notices": self.notices, "met": self.met,
                 "verdicts": [v.to_dict() for v in self.verdicts], "bench": self.bench,
-                "project": self.project, "optimize": {k: self.optimize[k] for k in ("chosen", "met", "missed")}}
+                "project": self.project, "optimize": {k: self.optimize[k] for k in ("chosen", "met", "missed")},
+                **({"farm": self.farm} if self.farm is not None else {})}
 
 
 def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, targets: Targets = Targets(),
            port: str | None = None, budget: str = "default", seed: int = 0, min_agreement: float = 0.99,
-           progress: Callable[[str, dict], None] | None = None, stages: tuple[str, ...] | None = None) -> DeployReport:
+           progress: Callable[[str, dict], None] | None = None, stages: tuple[str, ...] | None = None,
+           farm: list | None = None) -> DeployReport:
     """Run the whole pipeline.
 
     Args:
@@ -52,6 +58,7 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
         budget, seed: optimize's settings.
         min_agreement: verify's agreement target for on-device validation.
         progress: receives (event, info) as the stages go.
+        farm: boards (tinydeploy.farm.FarmBoard) to flash, bench and judge instead of one.
     """
     from tinydeploy import flash as flash_lib
     from tinydeploy.engines import ENGINES
@@ -77,6 +84,10 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
                              RenderOptions(labels=tuple(dataset.labels) if ENGINES[engine].labels else (), engine=engine))
     note(f"rendered {project['project']} ({project['engine']} engine, arena {project['arena_bytes']:,} bytes)")
     samples = (dataset.x_val[:VALIDATE_SAMPLES], dataset.y_val[:VALIDATE_SAMPLES])
+    if farm is not None:
+        summary, verdicts = _deploy_farm(board, project["project"], farm, out / "bench", model_path, samples,
+                                         targets, min_agreement, note)
+        return DeployReport(result.report, project, summary, verdicts, False, notices, farm=summary)
     if port is None and not board.emulated:
         port = flash_lib.attached_port()
     virtual = port is None and not board.emulated
@@ -85,6 +96,36 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
     estimate = result.report["chosen"]["latency_ms"] if virtual else None
     verdicts = verify(results, targets, min_agreement, latency_estimate_ms=estimate)
     return DeployReport(result.report, project, results, verdicts, virtual, notices)
+
+
+def _deploy_farm(board: Board, project: str, boards: list, out: Path, model_path: Path, samples, targets: Targets,
+                 min_agreement: float, note: Callable[[str], None]) -> tuple[dict, list[TargetResult]]:
+    """Build once, then flash (esptool), bench and judge every board of the farm in parallel:
+    (the farm's summary, every board's verdicts named after it, a failed board's as a miss)."""
+    from tinydeploy import farm as farm_lib
+    from tinydeploy.build import build
+    from tinydeploy.errors import StepFailed
+    note(f"building {project} with PlatformIO")
+    images = build(project).firmware
+    if not images:
+        raise StepFailed(f"the build of {project} made no firmware.bin to flash")
+    note(f"flashing {images[0]} to {len(boards)} boards with esptool, then benching them, in parallel")
+    job = farm_lib.flash_then(farm_lib.flash_job(images[0], board_profile=board),
+                              farm_lib.verify_job(targets, min_agreement, baud=board.baud, runs=20, warmup=2,
+                                                  expect_model=model_path, samples=samples))
+    rows = farm_lib.run(boards, out, job)
+    verdicts = []
+    for row in rows:
+        if row.verdicts is None:  # flashing or the bench failed before any figure
+            verdicts.append(TargetResult(f"{row.board.name} run", 0, 1, "", "measured", at_least=True,
+                                         detail=f"{row.board.name} failed: {row.error}"))
+        else:
+            verdicts += [TargetResult(f"{row.board.name} {v.name}", v.measured, v.limit, v.unit, v.basis, v.at_least,
+                                      v.detail) for v in row.verdicts]
+            if row.error:
+                verdicts.append(TargetResult(f"{row.board.name} run", 0, 1, "", "measured", at_least=True,
+                                             detail=f"{row.board.name}: {row.error}"))
+    return farm_lib.summary(rows), verdicts
 
 
 def _bench_on(board: Board, project: str, port: str | None, out: Path, model_path: Path, samples,

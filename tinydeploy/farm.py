@@ -149,6 +149,30 @@ def bench_job(**bench_options):
     return job
 
 
+def flash_job(firmware: str | Path, chip: str | None = None, offset: int = 0x10000, board_profile=None):
+    """A farm job that writes a prebuilt image to a board with esptool (tinydeploy.flash.
+    flash_firmware), its log in OUT/NAME/flash.log; the chip is `chip`, or the board profile's."""
+    from tinydeploy.flash import flash_firmware
+
+    def job(board: FarmBoard, folder: Path) -> FarmRow:
+        folder.mkdir(parents=True, exist_ok=True)
+        log = flash_firmware(firmware, chip, board.port, offset, log_path=folder / "flash.log", board=board_profile)
+        return FarmRow(board, {"flash_log": str(log)})
+    return job
+
+
+def flash_then(flash, then):
+    """A farm job that flashes a board and then runs `then` on it; a board whose flash fails
+    fails its own row (with esptool's reason) and is not benched."""
+
+    def job(board: FarmBoard, folder: Path) -> FarmRow:
+        flashed = flash(board, folder)
+        row = then(board, folder)
+        row.results = {**flashed.results, **row.results}
+        return row
+    return job
+
+
 def verify_job(targets, min_agreement: float, **bench_options):
     """A farm job that benches a board (bench_job) and judges its results against the targets
     (tinydeploy.verify), a failed run included: it misses them."""
