@@ -49,13 +49,21 @@ def test_csv_sensor_windows(tmp_path):
     assert sorted(x[:, 0, 1].tolist()) == [float(i + 1) for i in range(10)]  # ay_0 = i + 1
 
 
+def test_univariate_windows_are_one_channel_series(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 24)).astype(np.float32), np.arange(30) % 2  # (N, T), as UCR sets are kept
+    ds = data.load(save(tmp_path, x_train=x, y_train=y, x_test=x[:10], y_test=y[:10]))
+    assert ds.input_shape == (24, 1) and ds.kind == "series"
+    assert ds.x_test.shape == (10, 24, 1) and np.array_equal(ds.x_test[:, :, 0], x[:10])
+
+
 @pytest.mark.parametrize("arrays, message", [
     (lambda x, y: dict(x_train=x, y_train=y[:-1]), "30 samples but 29 labels"),
     (lambda x, y: dict(x_train=np.where(x > 0.99, np.nan, x), y_train=y), "NaN or Inf"),
     (lambda x, y: dict(x_train=np.where(x > 0.99, np.inf, x), y_train=y), "NaN or Inf"),
     (lambda x, y: dict(x_train=x, y_train=np.zeros_like(y)), "only one class"),
     (lambda x, y: dict(x_train=x[:7], y_train=np.array([0, 0, 0, 1, 1, 1, 2])), "fewer than 2 samples"),
-    (lambda x, y: dict(x_train=x.reshape(30, -1)[:, :5], y_train=y), "not supported"),
+    (lambda x, y: dict(x_train=x.reshape(-1)[:30], y_train=y), "not supported"),
     (lambda x, y: dict(x_train=x[:, :, :, :, None], y_train=y), "not supported"),
     (lambda x, y: dict(x_train=x[:0], y_train=y[:0]), "no samples"),
     (lambda x, y: dict(y_train=y), "missing arrays x_train"),

@@ -108,7 +108,7 @@ def _check_samples(x: np.ndarray, y: np.ndarray, part: str, origin: str) -> list
         problems.append(f"{part}: {len(x)} samples but {len(y)} labels")
     if x.ndim - 1 not in (2, 3):
         problems.append(f"{part}: samples of shape {tuple(x.shape[1:])} are not supported; "
-                        "give images (H, W, C) or (H, W), or sensor windows (T, C)")
+                        "give images (H, W, C) or (H, W), or sensor windows (T, C) or (T) in a .npz")
     elif 0 in x.shape[1:]:
         problems.append(f"{part}: samples of shape {tuple(x.shape[1:])} hold no values")
     if np.issubdtype(x.dtype, np.complexfloating):
@@ -205,12 +205,15 @@ def _load_npz(path: Path, val_fraction: float, seed: int) -> Dataset:
     x_train = arrays["x_train"]
     x_val = arrays.get("x_val") if has_val else None
     x_test = arrays.get("x_test") if "x_test" in arrays and "y_test" in arrays else None
-    # (N, H, W) grayscale images become (N, H, W, 1); (N, T, C) stays a series.
+    # (N, H, W) grayscale images become (N, H, W, 1); (N, T, C) stays a series, and (N, T), a
+    # one-channel series (as univariate recordings are usually stored), becomes (N, T, 1).
     layout = arrays.get("layout", np.array("series"))
-    if x_train.ndim == 3 and layout.size == 1 and str(layout.reshape(-1)[0]) == "image":
+    channel = x_train.ndim == 2 or (x_train.ndim == 3 and layout.size == 1 and str(layout.reshape(-1)[0]) == "image")
+    if channel:
+        ndim = x_train.ndim
         x_train = x_train[..., None]
-        x_val = x_val[..., None] if x_val is not None else None
-        x_test = x_test[..., None] if x_test is not None and x_test.ndim == 3 else x_test
+        x_val = x_val[..., None] if x_val is not None and x_val.ndim == ndim else x_val
+        x_test = x_test[..., None] if x_test is not None and x_test.ndim == ndim else x_test
     dataset = from_arrays(x_train, arrays["y_train"], x_val, arrays.get("y_val") if has_val else None,
                           path.stem, val_fraction, seed, origin=str(path))
     if x_test is not None:
