@@ -161,7 +161,8 @@ def from_arrays(x_train, y_train, x_val, y_val, name: str, val_fraction: float =
     y_val = y_val.astype(np.int64) if y_val is not None and y_val.dtype.kind == "f" else y_val
     classes, counts = np.unique(y_train, return_counts=True)
     if len(classes) < 2:
-        raise BadInput(f"{origin}: only one class ({classes[0]!r}); a classifier needs at least 2")
+        only = classes[0].item() if isinstance(classes[0], np.generic) else classes[0]
+        raise BadInput(f"{origin}: only one class ({only!r}); a classifier needs at least 2")
     if x_val is None and counts.min() < 2:
         few = [str(c) for c, n in zip(classes, counts) if n < 2]
         raise BadInput(f"{origin}: classes with fewer than 2 samples cannot be split for validation: "
