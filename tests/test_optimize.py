@@ -346,3 +346,20 @@ def test_the_bit_width_variable_drives_the_fake_quantizer():
     kernel = plain.get_layer("b1_pw").get_weights()[0]
     levels = quant.fake_quantize_numpy(kernel, 4, -1)
     assert all(len(np.unique(levels[..., c])) <= 15 for c in range(levels.shape[-1]))
+
+
+@pytest.mark.unit
+def test_stages_are_ranked_on_validation_first_and_pooled_accuracy_breaks_ties():
+    from tinydeploy.optimize.pipeline import Candidate, _rank
+
+    def stage(name, val, pooled, bits=None, flash=10_000):
+        metrics = {"meets_targets": True, "targets": [], "accuracy": val, "pooled_accuracy": pooled,
+                   "flash_bytes": flash}
+        return Candidate(name, None, None, bits or {}, b"", metrics)
+
+    fitted_cnn, nearest = stage("distill", 0.875, 0.972), stage("nearest", 1.0, 0.944)
+    assert max([fitted_cnn, nearest], key=_rank) is nearest  # in-sample training fit does not outvote validation
+    underfit = stage("prune", 0.875, 0.72)
+    assert max([underfit, fitted_cnn], key=_rank) is fitted_cnn  # equal on validation: pooled decides
+    four_bit = stage("mixed", 0.875, 0.972, bits={"b1_pw": 4}, flash=9_000)
+    assert max([four_bit, fitted_cnn], key=_rank) is fitted_cnn  # then 8-bit weights before smaller flash
