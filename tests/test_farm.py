@@ -111,7 +111,7 @@ def test_a_farm_is_flashed_in_parallel_and_a_dead_port_fails_only_its_own_row(tm
 @pytest.mark.host
 def test_a_board_that_cannot_be_flashed_is_not_benched(int8_cnn, tmp_path):
     from tinydeploy.boards import get_board
-    from tinydeploy.farm import FarmBoard, flash_job, flash_then, run, verify_job
+    from tinydeploy.farm import FarmBoard, flash_job, flash_then, run, verdicts, verify_job
     from tinydeploy.targets import Targets
     image = tmp_path / "firmware.bin"
     image.write_bytes(b"\xe9" + bytes(4095))
@@ -130,6 +130,11 @@ def test_a_board_that_cannot_be_flashed_is_not_benched(int8_cnn, tmp_path):
     assert "Hash of data verified" in (tmp_path / "out" / "flashed" / "flash.log").read_text()
     assert flashed_row.error and not flashed_row.ok
     assert benched[0].ok and benched[0].verdicts  # the same verify job on a board that answers
+    # deploy --farm's verdicts: every board's, named after it; a failed board is a miss of its own.
+    judged = {v.name: v for v in verdicts(rows + benched)}
+    assert not judged["dead run"].met and dead in judged["dead run"].detail
+    assert not judged["flashed run"].met
+    assert judged["device latency"].met and "device run" not in judged
 
 
 @pytest.mark.host

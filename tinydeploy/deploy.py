@@ -87,7 +87,7 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
     if farm is not None:
         summary, verdicts = _deploy_farm(board, project["project"], farm, out / "bench", model_path, samples,
                                          targets, min_agreement, note)
-        return DeployReport(result.report, project, summary, verdicts, False, notices, farm=summary)
+        return DeployReport(result.report, project, {}, verdicts, False, notices, farm=summary)
     if port is None and not board.emulated:
         port = flash_lib.attached_port()
     virtual = port is None and not board.emulated
@@ -114,18 +114,7 @@ def _deploy_farm(board: Board, project: str, boards: list, out: Path, model_path
                               farm_lib.verify_job(targets, min_agreement, baud=board.baud, runs=20, warmup=2,
                                                   expect_model=model_path, samples=samples))
     rows = farm_lib.run(boards, out, job)
-    verdicts = []
-    for row in rows:
-        if row.verdicts is None:  # flashing or the bench failed before any figure
-            verdicts.append(TargetResult(f"{row.board.name} run", 0, 1, "", "measured", at_least=True,
-                                         detail=f"{row.board.name} failed: {row.error}"))
-        else:
-            verdicts += [TargetResult(f"{row.board.name} {v.name}", v.measured, v.limit, v.unit, v.basis, v.at_least,
-                                      v.detail) for v in row.verdicts]
-            if row.error:
-                verdicts.append(TargetResult(f"{row.board.name} run", 0, 1, "", "measured", at_least=True,
-                                             detail=f"{row.board.name}: {row.error}"))
-    return farm_lib.summary(rows), verdicts
+    return farm_lib.summary(rows), farm_lib.verdicts(rows)
 
 
 def _bench_on(board: Board, project: str, port: str | None, out: Path, model_path: Path, samples,

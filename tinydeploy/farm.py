@@ -189,6 +189,20 @@ def verify_job(targets, min_agreement: float, **bench_options):
     return job
 
 
+def verdicts(rows: list[FarmRow]) -> list:
+    """Every board's verdicts, each named after its board ("s3-a latency"), and a miss named
+    "BOARD run" for a board that failed (before any figure, or part-way)."""
+    from tinydeploy.targets import TargetResult
+    judged = []
+    for row in rows:
+        judged += [TargetResult(f"{row.board.name} {v.name}", v.measured, v.limit, v.unit, v.basis, v.at_least,
+                                v.detail) for v in row.verdicts or []]
+        if row.error or row.verdicts is None:
+            judged.append(TargetResult(f"{row.board.name} run", 0, 1, "", "measured", at_least=True,
+                                       detail=f"{row.board.name} failed: {row.error or 'no verdicts'}"))
+    return judged
+
+
 def summary(rows: list[FarmRow]) -> dict:
     """Every row, and per board profile the median of the boards' median latencies and their
     spread (largest minus smallest), over the boards that answered."""
