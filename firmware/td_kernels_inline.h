@@ -99,10 +99,11 @@ TD_INLINE void store_4(int8_t *restrict out, const out_stage *s, int32_t a0, int
     out[1] = clamp8(requant_fast_offset(a1, &rq[1]), lo, hi);
     out[2] = clamp8(requant_fast_offset(a2, &rq[2]), lo, hi);
     out[3] = clamp8(requant_fast_offset(a3, &rq[3]), lo, hi);
-  } else {
+  } else { /* the last channels of a layer whose count is not a multiple of four */
     const int32_t acc[4] = {a0, a1, a2, a3};
     int32_t j;
-    for (j = 0; j < s->count; ++j) out[j] = clamp8(requant(acc[j], &rq[j]) + offset, lo, hi);
+    for (j = 0; j < s->count; ++j)
+      out[j] = clamp8(s->fast ? requant_fast_offset(acc[j], &rq[j]) : requant(acc[j], &rq[j]) + offset, lo, hi);
   }
 }
 
