@@ -147,6 +147,9 @@ def test_deploy_to_a_farm_refuses_a_port_and_an_emulated_board_before_training(t
     emulated = run_cli("deploy", "--data", "digits", "--board", "qemu-riscv32", "--farm", str(farm),
                        "--out", str(tmp_path / "y"), timeout=120)
     assert emulated.returncode == 2 and "qemu-riscv32 is emulated" in emulated.stderr
-    assert not (tmp_path / "x" / "optimize").exists() and not (tmp_path / "y" / "optimize").exists()
+    ports = run_cli("deploy", "--data", "digits", "--board", "qemu-riscv32", "--port", "socket://127.0.0.1:1",
+                    "--port", "socket://127.0.0.1:2", "--out", str(tmp_path / "z"), timeout=120)
+    assert ports.returncode == 2 and "qemu-riscv32 is emulated" in ports.stderr  # several --port: a farm too
+    assert not any((tmp_path / name / "optimize").exists() for name in "xyz")
     no_image = run_cli("flash", "--farm", str(farm), "--chip", "esp32s3", timeout=60)
     assert no_image.returncode == 2 and "--farm needs --firmware BIN" in no_image.stderr

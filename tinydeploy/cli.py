@@ -403,11 +403,13 @@ def cmd_virtual_device(args) -> int:
 
 
 def cmd_deploy(args) -> int:
+    boards = _farm(args)  # --farm, or several --port: a farm; one --port (or none): one board
+    port = args.port[0] if args.port and boards is None else None
     with _progress(args) as progress:
-        report = api.deploy(args.data, args.board, args.out, args.port, _targets(args), budget=args.budget,
+        report = api.deploy(args.data, args.board, args.out, port, _targets(args), budget=args.budget,
                             min_agreement=args.min_agreement, image_size=args.image_size, seed=args.seed,
                             boards_dir=_boards_dir(args), progress=progress, stages=tuple(args.stages.split(",")),
-                            farm=args.farm)
+                            farm=boards)
     payload = report.to_dict()
     if args.json:
         _emit_json(args, payload)
@@ -585,7 +587,8 @@ def _options_deploy(p) -> None:
     from tinydeploy.optimize import BUDGETS
     _add_data(p)
     p.add_argument("--board", default=DEFAULT_BOARD, help="board profile (default %(default)s)")
-    p.add_argument("--port", default=None, help="the board's port (detected; the virtual device when none)")
+    p.add_argument("--port", action="append", default=None,
+                   help="the board's port (detected; the virtual device when none); repeat it for several boards")
     p.add_argument("--farm", type=FILE, default=None, metavar="FILE",
                    help="flash, bench and verify every board of a farm file in parallel instead of one board")
     p.add_argument("--out", type=FOLDER, default="build/deploy", help="output folder (default %(default)s)")
