@@ -240,9 +240,7 @@ def cmd_flash(args) -> int:
         if not args.firmware:
             raise BadInput("--farm needs --firmware BIN (the application image `tinydeploy build` made, "
                            "DIR/.pio/build/ENV/firmware.bin) and --chip or --board")
-        from tinydeploy import farm
-        rows = api.flash_farm(farm.load_farm(args.farm), args.firmware, args.chip, args.board, args.offset, args.out,
-                              _boards_dir(args))
+        rows = api.flash_farm(args.farm, args.firmware, args.chip, args.board, args.offset, args.out, _boards_dir(args))
         return _show_farm(args, rows, "Farm flash", saved="flash.log")
     log = api.flash(args.dir, args.port, args.env, args.firmware, args.chip, args.board, args.offset,
                     _line_printer(args), _boards_dir(args))

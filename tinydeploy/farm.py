@@ -20,7 +20,7 @@ import json
 import re
 import statistics
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tinydeploy.errors import BadInput, TinyDeployError
@@ -195,8 +195,7 @@ def verdicts(rows: list[FarmRow]) -> list:
     from tinydeploy.targets import TargetResult
     judged = []
     for row in rows:
-        judged += [TargetResult(f"{row.board.name} {v.name}", v.measured, v.limit, v.unit, v.basis, v.at_least,
-                                v.detail) for v in row.verdicts or []]
+        judged += [replace(v, name=f"{row.board.name} {v.name}") for v in row.verdicts or []]
         if row.error or row.verdicts is None:
             judged.append(TargetResult(f"{row.board.name} run", 0, 1, "", "measured", at_least=True,
                                        detail=f"{row.board.name} failed: {row.error or 'no verdicts'}"))
