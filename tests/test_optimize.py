@@ -232,6 +232,8 @@ def test_target_seeking_shrinks_a_series_model_until_it_meets_1ms_on_the_c3(tmp_
     tried = seek["details"]["tried"]
     assert len(tried) >= 4 and any(p["misses"] for p in tried) and any(not p["misses"] for p in tried)
     assert 0 < seek["details"]["width"] < 1
+    for retried in seek["details"]["retrained_narrower"]:  # trained, a width that missed; then narrower
+        assert retried["width"] > seek["details"]["width"] and retried["misses"]
     chosen = result.report["chosen"]
     assert chosen["engine"] in ("tflm", "c") and chosen["engine_why"]
     c_engine = next(e for e in seek["engines"] if e["engine"] == "c")
