@@ -72,5 +72,5 @@ def test_leave_one_out_training_beats_1nn_on_held_out_windows():
     plain, _, made = nearest.model(x, y, 3, per_class=10, seed=0)
     model = parse_model(to_int8_tflite(arch_lib.with_softmax(plain), x))
     trained = evaluate(model, test_x, test_y).accuracy  # int8, on TFLM
-    assert made["training_steps"] == nearest.STEPS and len(made["loss_every_50_steps"]) == nearest.STEPS // 50
+    assert made["training_steps"] == nearest.STEPS and len(made[f"loss_every_{nearest.LOG_EVERY}_steps"]) == nearest.STEPS // nearest.LOG_EVERY
     assert trained > baseline + 0.05, (trained, baseline)
