@@ -297,21 +297,24 @@ TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *
 
 /* ---- DEPTHWISE_CONV_2D -------------------------------------------------- */
 
-/* Four channels of one output pixel over the taps [ky_lo, ky_hi) x [kx_lo, kx_hi);
- * x points at the input for tap (0, 0) and channel c, w at the weights of channel c. */
+/* Up to four channels (s->count, a constant where the layer is specialized) of
+ * one output pixel over the taps [ky_lo, ky_hi) x [kx_lo, kx_hi); x points at
+ * the input for tap (0, 0) and channel c, w at the weights of channel c. Lanes
+ * past the count are neither read nor written. */
 TD_INLINE void dw_block(const int8_t *x, const int8_t *w, int32_t x_row, int32_t x_tap, int32_t w_row, int32_t w_tap,
                      int32_t ky_lo, int32_t ky_hi, int32_t kx_lo, int32_t kx_hi, int32_t offset,
                      const int32_t *bias, const out_stage *s, int8_t *out) {
-  int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+  const int32_t n = s->count;
+  int32_t a0 = bias[0], a1 = n > 1 ? bias[1] : 0, a2 = n > 2 ? bias[2] : 0, a3 = n > 3 ? bias[3] : 0;
   int32_t ky, kx;
   for (ky = ky_lo; ky < ky_hi; ++ky) {
     const int8_t *xp = x + ky * x_row + kx_lo * x_tap;
     const int8_t *wp = w + ky * w_row + kx_lo * w_tap;
     for (kx = kx_lo; kx < kx_hi; ++kx) {
       a0 += (xp[0] + offset) * wp[0];
-      a1 += (xp[1] + offset) * wp[1];
-      a2 += (xp[2] + offset) * wp[2];
-      a3 += (xp[3] + offset) * wp[3];
+      if (n > 1) a1 += (xp[1] + offset) * wp[1];
+      if (n > 2) a2 += (xp[2] + offset) * wp[2];
+      if (n > 3) a3 += (xp[3] + offset) * wp[3];
       xp += x_tap;
       wp += w_tap;
     }
@@ -319,7 +322,7 @@ TD_INLINE void dw_block(const int8_t *x, const int8_t *w, int32_t x_row, int32_t
   store_4(out, s, a0, a1, a2, a3);
 }
 
-/* Four channels of two horizontally adjacent output pixels whose windows
+/* Up to four channels (as dw_block) of two output pixels whose windows
  * cover the same taps: rows [ky_lo, ky_hi), every column; pixel 1 is
  * pixel_step input bytes after pixel 0. offset is 0 for windows inside the
  * image (bias_full holds it), the input offset for a top or bottom row. */
@@ -327,7 +330,8 @@ TD_INLINE void dw_block_2(const int8_t *restrict x0, int32_t pixel_step, const i
                           int32_t x_tap, int32_t w_row, int32_t w_tap, int32_t ky_lo, int32_t ky_hi, int32_t k_w,
                           int32_t offset, const int32_t *bias, const out_stage *s, int8_t *restrict o0,
                           int8_t *restrict o1) {
-  int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+  const int32_t n = s->count;
+  int32_t a0 = bias[0], a1 = n > 1 ? bias[1] : 0, a2 = n > 2 ? bias[2] : 0, a3 = n > 3 ? bias[3] : 0;
   int32_t c0 = a0, c1 = a1, c2 = a2, c3 = a3;
   int32_t ky, kx;
   for (ky = ky_lo; ky < ky_hi; ++ky) {
@@ -335,11 +339,11 @@ TD_INLINE void dw_block_2(const int8_t *restrict x0, int32_t pixel_step, const i
     const int8_t *wp = w + ky * w_row;
     for (kx = 0; kx < k_w; ++kx) {
       const int8_t *xq = xp + pixel_step;
-      const int32_t w0 = wp[0], w1 = wp[1], w2 = wp[2], w3 = wp[3];
+      const int32_t w0 = wp[0];
       a0 += (xp[0] + offset) * w0; c0 += (xq[0] + offset) * w0;
-      a1 += (xp[1] + offset) * w1; c1 += (xq[1] + offset) * w1;
-      a2 += (xp[2] + offset) * w2; c2 += (xq[2] + offset) * w2;
-      a3 += (xp[3] + offset) * w3; c3 += (xq[3] + offset) * w3;
+      if (n > 1) { const int32_t w1 = wp[1]; a1 += (xp[1] + offset) * w1; c1 += (xq[1] + offset) * w1; }
+      if (n > 2) { const int32_t w2 = wp[2]; a2 += (xp[2] + offset) * w2; c2 += (xq[2] + offset) * w2; }
+      if (n > 3) { const int32_t w3 = wp[3]; a3 += (xp[3] + offset) * w3; c3 += (xq[3] + offset) * w3; }
       xp += x_tap;
       wp += w_tap;
     }
@@ -347,13 +351,14 @@ TD_INLINE void dw_block_2(const int8_t *restrict x0, int32_t pixel_step, const i
   store_4x2(o0, o1, s, a0, a1, a2, a3, c0, c1, c2, c3);
 }
 
-/* Channels [c, out_c) of one output pixel, one at a time (any depth multiplier),
- * over the taps [ky_lo, ky_hi) x [kx_lo, kx_hi); x points at the input for tap (0, 0). */
-TD_INLINE void dw_channels(const td_depthwise *p, const int8_t *x, int8_t *out, int32_t c, int32_t ky_lo,
-                           int32_t ky_hi, int32_t kx_lo, int32_t kx_hi) {
+/* Every channel of one output pixel, one at a time (a depth multiplier other
+ * than 1), over the taps [ky_lo, ky_hi) x [kx_lo, kx_hi); x points at the input for tap (0, 0). */
+TD_INLINE void dw_channels(const td_depthwise *p, const int8_t *x, int8_t *out, int32_t ky_lo, int32_t ky_hi,
+                           int32_t kx_lo, int32_t kx_hi) {
   const int32_t m = p->depth_multiplier, x_row = p->dil_h * p->in_w * p->in_c, x_tap = p->dil_w * p->in_c;
   const int32_t w_row = p->k_w * p->out_c, w_tap = p->out_c;
-  for (; c < p->out_c; ++c) {
+  int32_t c;
+  for (c = 0; c < p->out_c; ++c) {
     const int32_t ic = c / m;
     int32_t sum = p->bias[c], ky, kx;
     for (ky = ky_lo; ky < ky_hi; ++ky) {
@@ -365,32 +370,57 @@ TD_INLINE void dw_channels(const td_depthwise *p, const int8_t *x, int8_t *out, 
   }
 }
 
+/* One group of up to four channels (s->count) starting at channel c, of one
+ * pixel or of a pair (pair, pixel 1 step bytes on), by the taps its window
+ * covers. Each case is its own call site, so a specialized layer gets
+ * straight-line code for each. */
+TD_INLINE void dw_group(const td_depthwise *p, const int8_t *x, int32_t c, int32_t pair, int32_t step,
+                        int32_t rows_full, int32_t cols_full, int32_t ky_lo, int32_t ky_hi, int32_t kx_lo,
+                        int32_t kx_hi, const out_stage *s, int8_t *out, int8_t *out2) {
+  const int32_t x_row = p->dil_h * p->in_w * p->in_c, x_tap = p->dil_w * p->in_c;
+  const int32_t w_row = p->k_w * p->out_c, w_tap = p->out_c, k_h = p->k_h, k_w = p->k_w;
+  if (pair && rows_full) {
+    dw_block_2(x + c, step, p->weights + c, x_row, x_tap, w_row, w_tap, 0, k_h, k_w, 0, p->bias_full + c, s,
+               out + c, out2 + c);
+  } else if (pair) {
+    dw_block_2(x + c, step, p->weights + c, x_row, x_tap, w_row, w_tap, ky_lo, ky_hi, k_w, p->in_offset,
+               p->bias + c, s, out + c, out2 + c);
+  } else if (rows_full && cols_full) {
+    dw_block(x + c, p->weights + c, x_row, x_tap, w_row, w_tap, 0, k_h, 0, k_w, 0, p->bias_full + c, s, out + c);
+  } else {
+    dw_block(x + c, p->weights + c, x_row, x_tap, w_row, w_tap, ky_lo, ky_hi, kx_lo, kx_hi, p->in_offset,
+             p->bias + c, s, out + c);
+  }
+}
+
 /* Depthwise convolution. With a depth multiplier of 1, channels go four at a
- * time (the rest, and any other multiplier, one at a time), and two output
- * pixels whose windows cover every tap column go in pairs, sharing weight
- * loads: horizontally adjacent ones, or vertically adjacent ones in a layer one
- * pixel wide (a time series, whose windows run down the rows). Windows inside
- * the image need no offset arithmetic. Each case is its own call site, so a
- * specialized layer gets straight-line code for each. */
+ * time and the last one to three as a group of their own (any other
+ * multiplier: one at a time), and two output pixels whose windows cover every
+ * tap column go in pairs, sharing weight loads: horizontally adjacent ones, or
+ * vertically adjacent ones in a layer one pixel wide (a time series, whose
+ * windows run down the rows). Windows inside the image need no offset
+ * arithmetic. */
 TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *input, int8_t *output) {
   const int32_t in_c = p->in_c, out_c = p->out_c, in_w = p->in_w;
   const int32_t k_h = p->k_h, k_w = p->k_w, out_w = p->out_w, out_h = p->out_h;
-  const int32_t x_row = p->dil_h * in_w * in_c, x_tap = p->dil_w * in_c, w_row = k_w * out_c, w_tap = out_c;
-  const int32_t in_offset = p->in_offset;
-  const int32_t blocked = p->depth_multiplier == 1 ? out_c & ~3 : 0; /* channels done four at a time */
-  out_stage s;
+  const int32_t grouped = p->depth_multiplier == 1;
+  const int32_t blocked = grouped ? out_c & ~3 : 0; /* channels done four at a time */
+  out_stage s, rest;
   int32_t oy, ox, c;
   s.fast = p->fast_requant;
   s.count = 4;
   s.offset = p->out_offset;
   s.lo = p->act_min;
   s.hi = p->act_max;
+  rest = s;
+  rest.count = out_c & 3;
+  rest.rq = p->rq + blocked;
   for (oy = 0; oy < out_h; ++oy) {
     const int32_t iy0 = oy * p->stride_h - p->pad_top;
     int32_t ky_lo, ky_hi, rows_full, column_pair = 0;
     valid_taps(iy0, p->dil_h, k_h, p->in_h, &ky_lo, &ky_hi);
     rows_full = ky_lo == 0 && ky_hi == k_h;
-    if (out_w == 1 && blocked && rows_full && oy + 1 < out_h) { /* does the next row's window cover every row too? */
+    if (out_w == 1 && grouped && rows_full && oy + 1 < out_h) { /* does the next row's window cover every row too? */
       int32_t lo, hi;
       valid_taps(iy0 + p->stride_h, p->dil_h, k_h, p->in_h, &lo, &hi);
       column_pair = lo == 0 && hi == k_h;
@@ -403,7 +433,7 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
       int8_t *out2 = out + out_c;
       valid_taps(ix0, p->dil_w, k_w, in_w, &kx_lo, &kx_hi);
       cols_full = kx_lo == 0 && kx_hi == k_w;
-      if (blocked && cols_full && ox + 1 < out_w) { /* does the next window cover every column too? */
+      if (grouped && cols_full && ox + 1 < out_w) { /* does the next window cover every column too? */
         int32_t lo, hi;
         valid_taps(ix0 + p->stride_w, p->dil_w, k_w, in_w, &lo, &hi);
         pair = lo == 0 && hi == k_w;
@@ -414,24 +444,12 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
       }
       for (c = 0; c < blocked; c += 4) {
         s.rq = p->rq + c;
-        if (pair && rows_full) {
-          dw_block_2(x + c, step, p->weights + c, x_row, x_tap, w_row, w_tap, 0, k_h, k_w, 0, p->bias_full + c, &s,
-                     out + c, out2 + c);
-        } else if (pair) {
-          dw_block_2(x + c, step, p->weights + c, x_row, x_tap, w_row, w_tap, ky_lo, ky_hi, k_w, in_offset,
-                     p->bias + c, &s, out + c, out2 + c);
-        } else if (rows_full && cols_full) {
-          dw_block(x + c, p->weights + c, x_row, x_tap, w_row, w_tap, 0, k_h, 0, k_w, 0, p->bias_full + c, &s,
-                   out + c);
-        } else {
-          dw_block(x + c, p->weights + c, x_row, x_tap, w_row, w_tap, ky_lo, ky_hi, kx_lo, kx_hi, in_offset,
-                   p->bias + c, &s, out + c);
-        }
+        dw_group(p, x, c, pair, step, rows_full, cols_full, ky_lo, ky_hi, kx_lo, kx_hi, &s, out, out2);
       }
-      if (blocked < out_c) {
-        dw_channels(p, x, out, blocked, ky_lo, ky_hi, kx_lo, kx_hi);
-        if (pair && column_pair) dw_channels(p, x + step, out2, blocked, 0, k_h, 0, k_w);
-        else if (pair) dw_channels(p, x + step, out2, blocked, ky_lo, ky_hi, 0, k_w);
+      if (grouped && rest.count) {
+        dw_group(p, x, blocked, pair, step, rows_full, cols_full, ky_lo, ky_hi, kx_lo, kx_hi, &rest, out, out2);
+      } else if (!grouped) {
+        dw_channels(p, x, out, ky_lo, ky_hi, kx_lo, kx_hi);
       }
       if (pair && column_pair) ++oy; /* the next row (one pixel) is done too */
       else if (pair) ++ox;          /* the next pixel is done too */

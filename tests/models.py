@@ -93,6 +93,7 @@ def kernel_zoo() -> dict[str, bytes]:
     def pools_pads(x):  # 12x13x2
         a = layers.ZeroPadding2D(((1, 2), (0, 3)))(x)
         a = layers.Conv2D(5, 3, activation="relu")(a)
+        a = layers.DepthwiseConv2D(3, padding="same", activation="relu")(a)  # 5 channels: 4 + 1; pairs, borders
         b = layers.AveragePooling2D(3, strides=2, padding="same")(a)
         c = layers.AveragePooling2D(2, padding="valid")(a)
         d = layers.MaxPooling2D(2, strides=1, padding="valid")(b)
@@ -115,7 +116,8 @@ def kernel_zoo() -> dict[str, bytes]:
         a = layers.DepthwiseConv2D((3, 1), padding="same", activation="relu")(a)  # 6 channels: 4 + 2; row pairs
         a = layers.DepthwiseConv2D((5, 1), strides=(2, 1), padding="valid")(a)
         a = layers.DepthwiseConv2D((3, 1), dilation_rate=(2, 1), padding="same", activation="relu6")(a)
-        a = layers.Conv2D(4, 1, activation="relu")(a)
+        a = layers.Conv2D(7, 1, activation="relu")(a)
+        a = layers.DepthwiseConv2D((3, 1), padding="same")(a)  # 7 channels: 4 + 3
         return layers.Dense(3)(layers.GlobalAveragePooling2D()(a))
 
     zoo = {"convs": ((16, 16, 3), convs), "depthwise": ((19, 19, 4), depthwise),
