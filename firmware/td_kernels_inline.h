@@ -137,13 +137,16 @@ TD_INLINE void store_4x2(int8_t *restrict o0, int8_t *restrict o1, const out_sta
 
 /* ---- CONV_2D ------------------------------------------------------------ */
 
-/* Four output channels of two pixels: patches x0 and x1 of `rows` runs of
- * `run` contiguous values, `stride` apart (rows = 1 for a gathered patch),
- * times the weights interleaved by four, each loaded weight serving both
- * pixels; then the output stage. o1 == NULL computes one pixel. */
+/* Up to four output channels (s->count, a constant where the layer is
+ * specialized; the weights are interleaved by four either way) of two pixels:
+ * patches x0 and x1 of `rows` runs of `run` contiguous values, `stride` apart
+ * (rows = 1 for a gathered patch), times the weights, each loaded weight
+ * serving both pixels; then the output stage. Lanes past the count are
+ * neither loaded nor multiplied. o1 == NULL computes one pixel. */
 TD_INLINE void conv_block(const int8_t *restrict x0, const int8_t *restrict x1, int32_t rows, int32_t run,
                           int32_t stride, const int8_t *restrict w, const int32_t *restrict bias,
                           const out_stage *s, int8_t *restrict o0, int8_t *restrict o1) {
+  const int32_t n = s->count;
   int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
   int32_t c0 = a0, c1 = a1, c2 = a2, c3 = a3;
   int32_t r;
@@ -153,15 +156,15 @@ TD_INLINE void conv_block(const int8_t *restrict x0, const int8_t *restrict x1, 
     while (p0 < end) { /* two values per iteration */
       int32_t u = p0[0], v = p1[0];
       a0 += u * w[0]; c0 += v * w[0];
-      a1 += u * w[1]; c1 += v * w[1];
-      a2 += u * w[2]; c2 += v * w[2];
-      a3 += u * w[3]; c3 += v * w[3];
+      if (n > 1) { a1 += u * w[1]; c1 += v * w[1]; }
+      if (n > 2) { a2 += u * w[2]; c2 += v * w[2]; }
+      if (n > 3) { a3 += u * w[3]; c3 += v * w[3]; }
       u = p0[1];
       v = p1[1];
       a0 += u * w[4]; c0 += v * w[4];
-      a1 += u * w[5]; c1 += v * w[5];
-      a2 += u * w[6]; c2 += v * w[6];
-      a3 += u * w[7]; c3 += v * w[7];
+      if (n > 1) { a1 += u * w[5]; c1 += v * w[5]; }
+      if (n > 2) { a2 += u * w[6]; c2 += v * w[6]; }
+      if (n > 3) { a3 += u * w[7]; c3 += v * w[7]; }
       p0 += 2;
       p1 += 2;
       w += 8;
@@ -169,9 +172,9 @@ TD_INLINE void conv_block(const int8_t *restrict x0, const int8_t *restrict x1, 
     if (run & 1) {
       const int32_t u = p0[0], v = p1[0];
       a0 += u * w[0]; c0 += v * w[0];
-      a1 += u * w[1]; c1 += v * w[1];
-      a2 += u * w[2]; c2 += v * w[2];
-      a3 += u * w[3]; c3 += v * w[3];
+      if (n > 1) { a1 += u * w[1]; c1 += v * w[1]; }
+      if (n > 2) { a2 += u * w[2]; c2 += v * w[2]; }
+      if (n > 3) { a3 += u * w[3]; c3 += v * w[3]; }
       w += 4;
     }
   }
@@ -245,21 +248,37 @@ TD_INLINE int window_inside(const td_conv *p, int32_t oy, int32_t ox) {
          ix0 + p->k_w <= p->in_w;
 }
 
+/* Output channels [4g, 4g + s->count) of one or two pixels (conv_block). */
+TD_INLINE void conv_group(const td_conv *p, const int8_t *x0, const int8_t *x1, int32_t rows, int32_t length,
+                          int32_t stride, int32_t g, int32_t patch, const out_stage *s, int8_t *o0, int8_t *o1) {
+  if (p->int4_weights) {
+    conv_block4(x0, x1, rows, length, stride, p->weights + g * patch * 2, p->bias_full + 4 * g, s, o0 + 4 * g,
+                o1 ? o1 + 4 * g : NULL);
+  } else {
+    conv_block(x0, x1, rows, length, stride, p->weights + g * patch * 4, p->bias_full + 4 * g, s, o0 + 4 * g,
+               o1 ? o1 + 4 * g : NULL);
+  }
+}
+
 /* Convolution as patches times weights, two output pixels and four channels
- * at a time. Windows
+ * at a time (the last one to three channels as a group of their own). Windows
  * inside the image are read in place; a pair with a window over the border
  * is gathered into scratch (2 * k_h * k_w * in_c bytes, planned in the arena)
  * with the input zero point in the padding. */
 TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *output, int8_t *scratch) {
   const int32_t out_c = p->out_c, out_w = p->out_w, pixels = p->out_h * p->out_w, in_c = p->in_c;
-  const int32_t run = p->k_w * in_c, patch = p->k_h * run, groups = (out_c + 3) >> 2;
+  const int32_t run = p->k_w * in_c, patch = p->k_h * run, full = out_c >> 2;
   const int32_t in_row = p->dil_h * p->in_w * in_c;
-  out_stage s;
+  out_stage s, rest;
   int32_t px, g;
   s.fast = p->fast_requant;
+  s.count = 4;
   s.offset = p->out_offset;
   s.lo = p->act_min;
   s.hi = p->act_max;
+  rest = s;
+  rest.count = out_c & 3;
+  rest.rq = p->rq + 4 * full;
   for (px = 0; px < pixels; px += 2) {
     const int32_t second = px + 1 < pixels ? px + 1 : px; /* an odd last pixel: one pixel only */
     const int32_t oy0 = px / out_w, ox0 = px % out_w, oy1 = second / out_w, ox1 = second % out_w;
@@ -281,17 +300,11 @@ TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *
       length = patch;
       stride = 0;
     }
-    for (g = 0; g < groups; ++g) {
+    for (g = 0; g < full; ++g) {
       s.rq = p->rq + 4 * g;
-      s.count = out_c - 4 * g < 4 ? out_c - 4 * g : 4;
-      if (p->int4_weights) {
-        conv_block4(x0, x1, rows, length, stride, p->weights + g * patch * 2, p->bias_full + 4 * g, &s, o0 + 4 * g,
-                    o1 ? o1 + 4 * g : NULL);
-      } else {
-        conv_block(x0, x1, rows, length, stride, p->weights + g * patch * 4, p->bias_full + 4 * g, &s, o0 + 4 * g,
-                   o1 ? o1 + 4 * g : NULL);
-      }
+      conv_group(p, x0, x1, rows, length, stride, g, patch, &s, o0, o1);
     }
+    if (rest.count) conv_group(p, x0, x1, rows, length, stride, full, patch, &rest, o0, o1);
   }
 }
 
