@@ -33,7 +33,8 @@ def test_the_emulated_board_is_data_too():
     assert set(board.toolchain["packages"]) | set(board.emulator["packages"]) == {
         "gcc-riscv64-unknown-elf", "picolibc-riscv64-unknown-elf", "qemu-system-misc"}
     assert board.cpu_mhz == 160  # the ESP32-C3's clock, for the labelled estimate
-    assert 0 < board.cycles_per_mac["c-engine"]["CONV_2D"] and "bench/engines.py" in board.latency_source
+    assert 0 < board.cycles_per_mac["c-engine"]["CONV_2D"] and "bench/calibrate_board.py" in board.latency_source
+    assert board.cycles_per_output["c-engine"]["DEPTHWISE_CONV_2D"] > 0  # per operator kind, requantization apart
 
 
 def test_adding_a_board_is_adding_a_file(tmp_path):

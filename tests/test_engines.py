@@ -54,5 +54,5 @@ def test_on_the_c3_the_c_engine_is_costed_from_emulated_instructions_and_cached(
 @pytest.mark.host
 def test_elsewhere_the_c_engine_latency_is_the_fitted_estimate_and_says_so(int8_cnn):
     tflm, c = engines.cost_all(load_model(int8_cnn), get_board("esp32dev"), Targets())
-    assert "per-operator cycles of qemu-riscv32 (c-engine cycles per MAC)" in c.latency_basis
+    assert "per-operator cycles of qemu-riscv32 (c-engine cycles per MAC, per output and per layer)" in c.latency_basis
     assert "ESP32 is not emulated" in c.latency_basis and c.latency_ms > 0

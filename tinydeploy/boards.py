@@ -86,6 +86,8 @@ class Board:
         kernels = self.kernels_for(engine)
         if kernels == CALIBRATED:
             return f"calibrated on this board's profiled {engine} runs ({self.path})"
+        if self.cycles_per_output.get(kernels) or self.cycles_per_op.get(kernels):
+            return f"{kernels} cycles per MAC, per output and per layer"
         return f"{kernels} cycles per MAC"
 
     def estimate_us(self, op: str, work: int, kernels: str | None = None, outputs: int = 0) -> float:

@@ -213,7 +213,7 @@ class CEngine:
     def cost(self, model: Model, board: Board, measured: tflm.ArenaMeasurement | None = None,
              instructions: int | None = None, fitted: Board | None = None, why_fitted: str = "") -> Figures:
         """Latency: from instructions retired under emulation where given; else the board's own
-        estimate where it is the emulated board or was calibrated on C-engine runs; else per-MAC
+        estimate where it is the emulated board or was calibrated on C-engine runs; else per-operator
         instruction counts fitted on earlier emulator runs (the fitted board's table)."""
         lowered = cengine.lower(model)
         if instructions is not None:

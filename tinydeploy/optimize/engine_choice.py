@@ -7,8 +7,8 @@ costs a model; here they are judged against the targets), and the choice:
   on a board whose instruction set tinydeploy emulates (``isa = "rv32imc"``: the ESP32-C3),
   the instructions retired by the generated C running under QEMU, cached per model, at the
   board's clock. Where QEMU or the cross compiler is missing, or the board's CPU is another,
-  per-MAC instruction counts fitted on earlier emulator runs (the qemu-riscv32 profile),
-  labelled as such.
+  per-operator instruction counts (per MAC, per output, per layer) fitted on earlier emulator
+  runs (the qemu-riscv32 profile), labelled as such.
 
 Both engines run the same int8 model with the same results on the host (the C engine is
 bit-exact with TFLite's reference kernels, as TFLM is), so accuracy does not separate them:
