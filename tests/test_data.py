@@ -61,6 +61,7 @@ def test_univariate_windows_are_one_channel_series(tmp_path):
     (lambda x, y: dict(x_train=x, y_train=y[:-1]), "30 samples but 29 labels"),
     (lambda x, y: dict(x_train=np.where(x > 0.99, np.nan, x), y_train=y), "NaN or Inf"),
     (lambda x, y: dict(x_train=np.where(x > 0.99, np.inf, x), y_train=y), "NaN or Inf"),
+    (lambda x, y: dict(x_train=x * 1e20, y_train=y), "values as large as 1e\\+20.*rescale"),
     (lambda x, y: dict(x_train=x, y_train=np.zeros_like(y)), "only one class"),
     (lambda x, y: dict(x_train=x[:7], y_train=np.array([0, 0, 0, 1, 1, 1, 2])), "fewer than 2 samples"),
     (lambda x, y: dict(x_train=x.reshape(-1)[:30], y_train=y), "not supported"),

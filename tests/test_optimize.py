@@ -365,3 +365,25 @@ def test_stages_are_ranked_on_validation_first_and_pooled_accuracy_breaks_ties()
     assert max([underfit, fitted_cnn], key=_rank) is fitted_cnn  # equal on validation: pooled decides
     four_bit = stage("mixed", 0.875, 0.972, bits={"b1_pw": 4}, flash=9_000)
     assert max([four_bit, fitted_cnn], key=_rank) is fitted_cnn  # then 8-bit weights before smaller flash
+
+
+@pytest.mark.unit
+def test_a_stage_no_engine_runs_ranks_below_one_that_misses_a_target_and_the_report_still_renders():
+    from tinydeploy.optimize.pipeline import Candidate, _rank
+    from tinydeploy.report import optimize_html
+    missed = {"name": "latency", "value": 2.0, "limit": 1.0, "unit": "ms", "basis": "estimate", "met": False}
+    slow = Candidate("arch", None, None, {}, b"", {
+        "stage": "arch", "meets_targets": False, "targets": [missed], "accuracy": 0.8, "flash_bytes": 9_000,
+        "arena_bytes": 4_000, "latency_ms": 2.0, "macs": 1_000, "seconds": 1.0, "engine": "tflm"})
+    # a converter that left float layers: the accuracy is measured, no engine of the board runs it
+    floating = Candidate("nearest", None, None, {}, b"", {
+        "stage": "nearest", "meets_targets": False, "targets": [], "accuracy": 0.9, "flash_bytes": None,
+        "arena_bytes": None, "latency_ms": None, "macs": 200, "seconds": 1.0, "engine": "tflm"})
+    assert max([floating, slow], key=_rank) is slow
+    report = {"stages": [slow.metrics, floating.metrics], "met": False, "missed": ["no engine runs the model"],
+              "targets": {"max_model_kb": 20, "max_arena_kb": 64, "max_latency_ms": 1.0},
+              "data": {"name": "x", "train": 10, "val": 4}, "board": "esp32-s3-devkitc-1", "budget": "fast",
+              "seed": 0, "chosen": {**floating.metrics, "accuracy_tflm": 0.9,
+                                    "reference_check": {"top1_agreement": 1.0, "max_output_diff_lsb": 0}}}
+    page = optimize_html(report)
+    assert "<td>nearest</td><td>90.00%</td><td>tflm</td><td>—</td><td>—</td><td>200</td><td>—</td>" in page

@@ -97,6 +97,11 @@ def digits(size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> Dataset:
     return from_arrays(images[..., None], bunch.target, None, None, "digits", val_fraction, seed)
 
 
+# The largest input magnitude accepted: float32 overflows at 3.4e38, so the square of a value
+# above ~1.8e19 is Inf; at 1e20 the int8 converter left a model's dense layer in float.
+MAX_MAGNITUDE = 1e18
+
+
 def _check_samples(x: np.ndarray, y: np.ndarray, part: str, origin: str) -> list[str]:
     problems = []
     if x.ndim == 0 or y.ndim == 0:
@@ -119,6 +124,10 @@ def _check_samples(x: np.ndarray, y: np.ndarray, part: str, origin: str) -> list
     elif not np.all(np.isfinite(x)):
         bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
         problems.append(f"{part}: {bad} NaN or Inf values")
+    elif x.size and float(np.max(np.abs(x))) > MAX_MAGNITUDE:
+        problems.append(f"{part}: values as large as {float(np.max(np.abs(x))):.3g}; tinydeploy trains in "
+                        f"float32, where values beyond {MAX_MAGNITUDE:.0e} overflow once squared and the "
+                        "int8 converter leaves float layers; rescale the data (e.g. to physical units)")
     problems += _check_labels(y, part)
     return problems
 

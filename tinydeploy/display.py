@@ -164,8 +164,9 @@ class StageProgress:
         elif kind in ("done", "skip"):
             m = info["metrics"]
             verb = "skipped (already done)" if kind == "skip" else "done"
-            self.console.print(f"{info['stage']}: {verb} · int8 accuracy {m['accuracy'] * 100:.2f}% · "
-                               f"{m['flash_bytes']:,} B flash · {m['arena_bytes']:,} B arena")
+            cost = (f"{m['flash_bytes']:,} B flash · {m['arena_bytes']:,} B arena" if m["flash_bytes"] is not None
+                    else f"no engine of the board runs it: {m['engine_why']}")
+            self.console.print(f"{info['stage']}: {verb} · int8 accuracy {m['accuracy'] * 100:.2f}% · {cost}")
         elif kind == "note":
             self.console.print(info["text"])
 

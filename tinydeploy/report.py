@@ -20,10 +20,17 @@ def _pyplot():
     return plt
 
 
+def _n(value, spec: str = ",") -> str:
+    """A figure formatted, or a dash where no engine could cost the model (None)."""
+    return "—" if value is None else format(value, spec)
+
+
 def _scatter(stages: list[dict], key: str, limit: float, xlabel: str):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     for s in stages:
+        if s[key] is None:  # no engine of the board runs it: nothing to place
+            continue
         x = s[key] / 1024
         ax.scatter(x, s["accuracy"] * 100, s=40)
         ax.annotate(s["stage"], (x, s["accuracy"] * 100), textcoords="offset points", xytext=(5, 4), fontsize=8)
@@ -85,8 +92,8 @@ def optimize_html(report: dict) -> str:
     targets = report["targets"]
     rows = "".join(
         f"<tr><td>{html.escape(s['stage'])}</td><td>{s['accuracy'] * 100:.2f}%</td>"
-        f"<td>{html.escape(s.get('engine', 'tflm'))}</td><td>{s['flash_bytes']:,}</td>"
-        f"<td>{s['arena_bytes']:,}</td><td>{s['macs']:,}</td><td>{s['latency_ms']:.3f}</td>"
+        f"<td>{html.escape(s.get('engine', 'tflm'))}</td><td>{_n(s['flash_bytes'])}</td>"
+        f"<td>{_n(s['arena_bytes'])}</td><td>{s['macs']:,}</td><td>{_n(s['latency_ms'], '.3f')}</td>"
         f"<td>{'yes' if s['meets_targets'] else 'no'}</td><td>{s['seconds']}</td></tr>" for s in stages)
     chosen = report["chosen"]
     verdict = "every target met" if report["met"] else "targets missed: " + "; ".join(report["missed"])
@@ -111,7 +118,7 @@ figure{{display:inline-block;margin:0 1em 1em 0}}</style></head><body>
 board {html.escape(report['board'])}, budget {report['budget']}, seed {report['seed']}.
 Accuracy is the int8 model's on the TFLM interpreter; arena is what the board needs (TFLM measured on this host, with the board's kernel scratch, at 32-bit sizes); latency is an estimate.</p>
 <p><b>Chosen: {html.escape(chosen['stage'])}</b> — {chosen['accuracy_tflm'] * 100:.2f}% ·
-{chosen['flash_bytes']:,} B flash · {chosen['arena_bytes']:,} B arena · {chosen['latency_ms']:.3f} ms (estimate).
+{_n(chosen['flash_bytes'])} B flash · {_n(chosen['arena_bytes'])} B arena · {_n(chosen['latency_ms'], '.3f')} ms (estimate).
 {html.escape(verdict)}.</p>
 <p>Engine: <b>{html.escape(chosen.get('engine', 'tflm'))}</b> — {html.escape(chosen.get('engine_why', ''))}.
 Latency basis: {html.escape(chosen.get('latency_basis', 'estimate'))}. TFLM vs TFLite reference kernels: top-1 agreement

@@ -280,7 +280,8 @@ class Pipeline:
                 "latency_ms": chosen.latency_ms, "latency_basis": chosen.latency_basis,
                 "model_bytes": model.size_bytes, "host_arena_bytes": measured.arena_bytes,
                 "macs": sum(l.macs for l in layers), "params": costs.param_count(model),
-                "targets": [t.to_dict() for t in targets], "meets_targets": all(t.met for t in targets)}
+                "targets": [t.to_dict() for t in targets],
+                "meets_targets": chosen.unavailable is None and all(t.met for t in targets)}
 
     # -- stages --------------------------------------------------------------
     def stage_arch(self, previous: Candidate | None, done: list[Candidate]) -> tuple[Candidate, dict]:
@@ -574,9 +575,9 @@ class Pipeline:
 
 
 def _rank(candidate: Candidate) -> tuple:
-    """Sort key: meets every target, then fewest misses, higher validation accuracy, then (when
-    the validation set is small) higher accuracy pooled over every labelled sample, fewer
-    layers below 8 bits, smaller flash.
+    """Sort key: meets every target, then runs on an engine of the board, fewest misses,
+    higher validation accuracy, then (when the validation set is small) higher accuracy pooled
+    over every labelled sample, fewer layers below 8 bits, smaller flash.
 
     The validation windows are the only ones no stage trained on. The pooled figure adds the
     training windows, on which a CNN is scored in-sample (it has fitted them) while the nearest
@@ -589,9 +590,11 @@ def _rank(candidate: Candidate) -> tuple:
     show: on ArrowHead (36 windows) four stages tied on every labelled sample and the 4-bit
     one scored 0.71 on the test windows against 0.77 for the 8-bit ones."""
     m = candidate.metrics
+    runnable = m["flash_bytes"] is not None  # None: no engine of the board can run the model
     misses = sum(not t["met"] for t in m["targets"])
     low_bits = sum(1 for b in candidate.bits.values() if b < 8)
-    return (m["meets_targets"], -misses, m["accuracy"], m.get("pooled_accuracy", 0.0), -low_bits, -m["flash_bytes"])
+    return (m["meets_targets"], runnable, -misses, m["accuracy"], m.get("pooled_accuracy", 0.0), -low_bits,
+            -(m["flash_bytes"] or 0))
 
 
 def _best(done: list[Candidate], config: OptimizeConfig) -> Candidate:
@@ -623,7 +626,7 @@ class OptimizeReport:
         if any(m.startswith("accuracy") for m in self.missed):
             reached = " Accuracy reached at each cost: " + "; ".join(
                 f"{s['stage']} {s['accuracy']:.3f} at {s['flash_bytes']:,} B, {s['latency_ms']:.3f} ms"
-                for s in self.report["stages"]) + "."
+                for s in self.report["stages"] if s["flash_bytes"] is not None) + "."
         return (f"no model meets every target; the best found ({self.report['chosen']['stage']}) was written to "
                 f"{self.model_path}. Missed: {'; '.join(self.missed)}.{reached}")
 
@@ -778,6 +781,8 @@ def _final(config: OptimizeConfig, out: Path, done: list[Candidate], details: di
         test = evaluate(model, config.data.x_test, config.data.y_test).to_dict()
         test["basis"] = "int8 model on the TFLM interpreter; the held-out test set, used for nothing else"
     missed = [TargetResult.from_dict(t).describe() for t in best.metrics["targets"] if not t["met"]]
+    if best.metrics["flash_bytes"] is None:
+        missed.append(f"no engine of {config.board.name} runs the model ({best.metrics['engine_why']})")
     if missed and (details.get("seek") or {}).get("smallest"):
         missed.append(details["seek"]["note"])
     report = {
