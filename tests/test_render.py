@@ -118,9 +118,24 @@ def test_device_info_line_is_json(int8_cnn, measured):
 
 
 def test_float_model_is_refused(float_cnn, tmp_path):
-    with pytest.raises(BadInput, match="float model: run `tinydeploy optimize`, or give a fully int8"):
+    with pytest.raises(BadInput, match="float model: .*; run `tinydeploy optimize`, or give a fully int8"):
         create_project(float_cnn, get_board("esp32dev"), tmp_path, RenderOptions())
     assert not list(tmp_path.iterdir())
+
+
+def test_a_16x8_quantized_model_is_refused_as_what_it_is(tmp_path):
+    import numpy as np
+    from tinydeploy import _tf
+    tf, layers = _tf.tensorflow(), _tf.keras().layers
+    model = _tf.keras().Sequential([layers.Input((16,)), layers.Dense(8, activation="relu"), layers.Dense(3)])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([np.full((1, 16), v, np.float32)] for v in np.linspace(0, 1, 8))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    path = tmp_path / "int16.tflite"
+    path.write_bytes(converter.convert())
+    with pytest.raises(BadInput, match="int16.tflite: not an int8 model: FULLY_CONNECTED computes in int16"):
+        create_project(path, get_board("esp32dev"), tmp_path / "out", RenderOptions())
 
 
 def test_unsupported_ops_are_all_listed(unsupported_ops_model, tmp_path):

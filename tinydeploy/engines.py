@@ -67,7 +67,7 @@ class TflmEngine:
         """Raise BadInput unless the model is full int8 with only operators TFLM has."""
         problems = []
         if not model.is_int8:
-            problems.append("float model: run `tinydeploy optimize`, or give a fully int8-quantized model")
+            problems.append(f"{model.int8_problem}; run `tinydeploy optimize`, or give a fully int8-quantized model")
         missing = tflm.unsupported_ops(model)
         if missing:
             problems.append(f"ops TFLM does not support: {', '.join(missing)}. "

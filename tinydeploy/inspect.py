@@ -102,7 +102,7 @@ def inspect(model_path: str | Path, board: Board, targets: Targets = Targets(),
     unsupported = tflm.unsupported_ops(model)
     problems = []
     if not model.is_int8:
-        problems.append("float model: not deployable as int8. Run `tinydeploy optimize`, "
+        problems.append(f"{model.int8_problem}: not deployable as int8. Run `tinydeploy optimize`, "
                         "or give a fully int8-quantized model")
     if unsupported:
         problems.append(f"ops TFLM does not support: {', '.join(unsupported)}. "

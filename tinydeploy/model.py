@@ -121,15 +121,29 @@ class Model:
     @property
     def is_int8(self) -> bool:
         """True when inputs, outputs and every MAC op's weights are 8-bit or less."""
-        io_ok = all(t.dtype == "INT8" for t in self.input_tensors + self.output_tensors)
-        float_compute = any(
-            self.tensors[i].dtype in ("FLOAT32", "FLOAT16")
-            for op in self.operators
-            if op.name not in ("QUANTIZE", "DEQUANTIZE")
-            for i in op.inputs + op.outputs
-            if i >= 0
-        )
-        return io_ok and not float_compute
+        return self.int8_problem is None
+
+    @property
+    def int8_problem(self) -> str | None:
+        """Why the model is not fully int8, in a few words naming the first tensor at fault
+        ("float model: ..." where it computes in float), or None when it is."""
+        for op in self.operators:
+            if op.name in ("QUANTIZE", "DEQUANTIZE"):
+                continue
+            for i in op.inputs + op.outputs:
+                if i >= 0 and self.tensors[i].dtype in ("FLOAT32", "FLOAT16"):
+                    return (f"float model: {op.name} computes in {self.tensors[i].dtype.lower()} "
+                            f"(tensor '{self.tensors[i].name}')")
+        for role, tensors in (("input", self.input_tensors), ("output", self.output_tensors)):
+            for t in tensors:
+                if t.dtype != "INT8":
+                    wide = [op.name for op in self.operators if op.name not in ("QUANTIZE", "DEQUANTIZE")
+                            and any(i >= 0 and self.tensors[i].dtype == "INT16" for i in op.outputs)]
+                    if wide:  # 16x8 quantization: int16 activations behind float or int16 ends
+                        return f"not an int8 model: {wide[0]} computes in int16 (16x8 quantization)"
+                    kind = "float model" if t.dtype.startswith("FLOAT") else "not an int8 model"
+                    return f"{kind}: its {role} '{t.name}' is {t.dtype.lower()}"
+        return None
 
 
 def _options(op_t) -> dict:
