@@ -123,6 +123,23 @@ def test_float_model_is_refused(float_cnn, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_model_of_two_inputs_is_refused_for_tflm_firmware(tmp_path):
+    import numpy as np
+    from tinydeploy import _tf
+    tf, keras = _tf.tensorflow(), _tf.keras()
+    a, b = keras.layers.Input((8,)), keras.layers.Input((8,))
+    model = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Concatenate()([a, b])))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([np.full((1, 8), v, np.float32)] * 2 for v in np.linspace(0, 1, 8))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    path = tmp_path / "two.tflite"
+    path.write_bytes(converter.convert())
+    with pytest.raises(BadInput, match="two.tflite: 2 inputs and 1 output: the firmware feeds one input tensor"):
+        create_project(path, get_board("esp32dev"), tmp_path / "out", RenderOptions())
+
+
 def test_a_16x8_quantized_model_is_refused_as_what_it_is(tmp_path):
     import numpy as np
     from tinydeploy import _tf

@@ -57,6 +57,10 @@ class Figures:
     arena_basis: str
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 class TflmEngine:
     name = "tflm"
     labels = True  # its firmware prints class names
@@ -68,6 +72,9 @@ class TflmEngine:
         problems = []
         if not model.is_int8:
             problems.append(f"{model.int8_problem}; run `tinydeploy optimize`, or give a fully int8-quantized model")
+        if len(model.inputs) != 1 or len(model.outputs) != 1:  # model_runner feeds input 0, reports output 0
+            problems.append(f"{_count(len(model.inputs), 'input')} and {_count(len(model.outputs), 'output')}: "
+                            "the firmware feeds one input tensor and reports one output tensor")
         missing = tflm.unsupported_ops(model)
         if missing:
             problems.append(f"ops TFLM does not support: {', '.join(missing)}. "
