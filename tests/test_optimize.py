@@ -264,6 +264,18 @@ def test_normalization_folding_is_exact(digits16):
     np.testing.assert_allclose(plain(x).numpy(), keras_model(x, training=False).numpy(), atol=1e-4)
 
 
+@pytest.mark.parametrize("shape", [(2, 2, 1), (3, 1, 4), (1, 3), (4, 2)])
+def test_inputs_smaller_than_the_first_kernel_still_build_and_fold(shape):
+    # a 2x2 image, a 3x1 image, a 1-step and a 4-step window: the first VALID layer's kernel
+    # shrinks to the input, and the normalization still folds into it exactly
+    x = np.random.default_rng(0).normal(size=(8, *shape)).astype(np.float32)
+    norm = arch_lib.Normalization.of(x)
+    keras_model = arch_lib.build(arch_lib.default_arch(shape), shape, 3, norm)
+    plain = arch_lib.fuse(keras_model, arch_lib.default_arch(shape), shape, 3, norm)
+    assert plain(x).shape == (8, 3)
+    np.testing.assert_allclose(plain(x).numpy(), keras_model(x, training=False).numpy(), atol=1e-4)
+
+
 def test_qat_rejection_names_the_layer_and_the_fix():
     from tinydeploy import _tf
     from tinydeploy.optimize.quantization import qat_ready

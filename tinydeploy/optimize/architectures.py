@@ -230,19 +230,23 @@ def build(arch: Arch, input_shape: tuple[int, ...], n_classes: int, norm: Normal
         return keras.Model(inputs, _nearest(L, x, arch.prototypes, n_classes), name=name)
     for i, b in enumerate(arch.blocks):
         # The first layer pads VALID so that folding the input normalization into its
-        # weights is exact (zero padding would be normalized differently).
+        # weights is exact (zero padding would be normalized differently); on inputs smaller
+        # than its kernel (a 2x2 image, a 1-step window) the kernel shrinks to the input.
         pad = "valid" if i == 0 else "same"
+        kernel = k2(b.kernel)
+        if i == 0:
+            kernel = tuple(min(k, int(d)) for k, d in zip(kernel, x.shape[1:3]))
         block_in = x
         tag = f"b{i}"
         fused = "relu" if not batchnorm and b.activation == "relu" else None
         if b.kind == "conv":
-            x = L.Conv2D(b.filters, k2(b.kernel), k2(b.stride), pad, use_bias=not batchnorm or i == 0,
+            x = L.Conv2D(b.filters, kernel, k2(b.stride), pad, use_bias=not batchnorm or i == 0,
                          activation=fused, name=f"{tag}_conv")(x)
             x = finish(x, b.activation, f"{tag}_conv")
         else:
             # A series' width is 1, so a (s, s) stride is the (s, 1) one; TensorFlow's CPU kernel
             # trains depthwise convolutions with equal strides only.
-            x = L.DepthwiseConv2D(k2(b.kernel), (b.stride, b.stride), pad, use_bias=not batchnorm or i == 0,
+            x = L.DepthwiseConv2D(kernel, (b.stride, b.stride), pad, use_bias=not batchnorm or i == 0,
                                   activation=fused, name=f"{tag}_dw")(x)
             x = finish(x, b.activation, f"{tag}_dw")
             if b.kind == "separable":
