@@ -577,8 +577,7 @@ class Pipeline:
 def _rank(candidate: Candidate) -> tuple:
     """Sort key: meets every target, then runs on an engine of the board, fewest misses,
     higher validation accuracy, then (when the validation set is small) higher accuracy pooled
-    over every labelled sample, then the nearest-prototype classifier (small validation sets
-    only), fewer layers below 8 bits, smaller flash.
+    over every labelled sample, fewer layers below 8 bits, smaller flash.
 
     The validation windows are the only ones no stage trained on. The pooled figure adds the
     training windows, on which a CNN is scored in-sample (it has fitted them) while the nearest
@@ -589,22 +588,13 @@ def _rank(candidate: Candidate) -> tuple:
 
     Among equally accurate models, 4-bit weights are a cost a small validation set can't
     show: on ArrowHead (36 windows) four stages tied on every labelled sample and the 4-bit
-    one scored 0.71 on the test windows against 0.77 for the 8-bit ones.
-
-    When a small validation set can't separate a CNN from the nearest-prototype classifier,
-    the classifier is the safer choice: its accuracy tracks the 1-NN baseline of the same
-    windows, a CNN's can fall far below it. On ArrowHead for the ESP32-C3, the target-seeking
-    stage's shrunken CNN and the nearest stage both scored 8/8 on validation and 36/36
-    pooled; the CNN (smaller flash) was chosen and scored 0.73 on the test windows against
-    0.88, below 1-NN's 0.80. The price where a CNN was the better one: BasicMotions, 1.0
-    against about 0.94."""
+    one scored 0.71 on the test windows against 0.77 for the 8-bit ones."""
     m = candidate.metrics
     runnable = m["flash_bytes"] is not None  # None: no engine of the board can run the model
     misses = sum(not t["met"] for t in m["targets"])
     low_bits = sum(1 for b in candidate.bits.values() if b < 8)
-    prototypes = "pooled_accuracy" in m and bool(getattr(candidate.arch, "prototypes", 0))
-    return (m["meets_targets"], runnable, -misses, m["accuracy"], m.get("pooled_accuracy", 0.0), prototypes,
-            -low_bits, -(m["flash_bytes"] or 0))
+    return (m["meets_targets"], runnable, -misses, m["accuracy"], m.get("pooled_accuracy", 0.0), -low_bits,
+            -(m["flash_bytes"] or 0))
 
 
 def _best(done: list[Candidate], config: OptimizeConfig) -> Candidate:
