@@ -14,9 +14,16 @@
 #if defined(__GNUC__)
 #define TD_INLINE static inline __attribute__((always_inline))
 #define TD_NOINLINE __attribute__((noinline))
+/* An empty volatile asm: GCC schedules nothing across it, so the code on either
+ * side keeps its own registers (used between the channels of an output stage). */
+#define TD_SCHEDULE_BARRIER() __asm__ volatile("")
+/* Unroll the loop that follows (a kernel's taps: a constant count in a specialized layer). */
+#define TD_UNROLL _Pragma("GCC unroll 8")
 #else
 #define TD_INLINE static inline
 #define TD_NOINLINE
+#define TD_SCHEDULE_BARRIER() ((void)0)
+#define TD_UNROLL
 #endif
 
 /* ---- TFLite / gemmlowp fixed-point arithmetic --------------------------- */
@@ -119,6 +126,27 @@ TD_INLINE void store_pair(int8_t *restrict o0, int8_t *restrict o1, const td_req
   *o1 = clamp8((tc + round_offset + (tc >> 31)) >> right, lo, hi);
 }
 
+/* One channel's output for four pixels, o_step bytes apart: requant_fast_offset()
+ * (or requant() and the offset, on a layer without fast_requant) with the
+ * channel's fields loaded once for the four. */
+TD_INLINE void store_quad(int8_t *restrict o, int32_t o_step, const td_requant *rq, int32_t fast, int32_t offset,
+                          int32_t a0, int32_t a1, int32_t a2, int32_t a3, int32_t lo, int32_t hi) {
+  if (fast) {
+    const uint32_t m2 = rq->multiplier2;
+    const int32_t round_offset = rq->round_offset, right = rq->right;
+    const int32_t t0 = high_mul(a0, m2), t1 = high_mul(a1, m2), t2 = high_mul(a2, m2), t3 = high_mul(a3, m2);
+    o[0] = clamp8((t0 + round_offset + (t0 >> 31)) >> right, lo, hi);
+    o[o_step] = clamp8((t1 + round_offset + (t1 >> 31)) >> right, lo, hi);
+    o[2 * o_step] = clamp8((t2 + round_offset + (t2 >> 31)) >> right, lo, hi);
+    o[3 * o_step] = clamp8((t3 + round_offset + (t3 >> 31)) >> right, lo, hi);
+  } else {
+    o[0] = clamp8(requant(a0, rq) + offset, lo, hi);
+    o[o_step] = clamp8(requant(a1, rq) + offset, lo, hi);
+    o[2 * o_step] = clamp8(requant(a2, rq) + offset, lo, hi);
+    o[3 * o_step] = clamp8(requant(a3, rq) + offset, lo, hi);
+  }
+}
+
 /* Four channels of two pixels (o1 may be NULL: one pixel). Channel by
  * channel, so each channel's fields serve both pixels and few registers are live. */
 TD_INLINE void store_4x2(int8_t *restrict o0, int8_t *restrict o1, const out_stage *s, int32_t a0, int32_t a1,
@@ -179,6 +207,35 @@ TD_INLINE void conv_block(const int8_t *restrict x0, const int8_t *restrict x1, 
     }
   }
   store_4x2(o0, o1, s, a0, a1, a2, a3, c0, c1, c2, c3);
+}
+
+/* A pointwise layer's (1x1, stride 1, no padding) up to four output channels
+ * (s->count, a constant where the layer is specialized) of four consecutive
+ * pixels: their inputs are in_c bytes apart, so each loaded weight serves
+ * four pixels and each loaded input four channels; then channel by channel,
+ * each channel's requantization fields serve the four pixels. */
+TD_INLINE void pointwise_block(const int8_t *restrict x, int32_t in_c, const int8_t *restrict w,
+                               const int32_t *restrict bias, const out_stage *s, int8_t *restrict out,
+                               int32_t out_c) {
+  const int32_t n = s->count;
+  int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3]; /* channel j of pixel p: a{j}, b{j}, c{j}, d{j} */
+  int32_t b0 = a0, b1 = a1, b2 = a2, b3 = a3, c0 = a0, c1 = a1, c2 = a2, c3 = a3, d0 = a0, d1 = a1, d2 = a2, d3 = a3;
+  const int8_t *end = x + in_c;
+  for (; x < end; ++x, w += 4) {
+    const int32_t u = x[0], v = x[in_c], y = x[2 * in_c], z = x[3 * in_c];
+    int32_t k = w[0];
+    a0 += u * k; b0 += v * k; c0 += y * k; d0 += z * k;
+    if (n > 1) { k = w[1]; a1 += u * k; b1 += v * k; c1 += y * k; d1 += z * k; }
+    if (n > 2) { k = w[2]; a2 += u * k; b2 += v * k; c2 += y * k; d2 += z * k; }
+    if (n > 3) { k = w[3]; a3 += u * k; b3 += v * k; c3 += y * k; d3 += z * k; }
+  }
+  store_quad(out, out_c, &s->rq[0], s->fast, s->offset, a0, b0, c0, d0, s->lo, s->hi);
+  TD_SCHEDULE_BARRIER();
+  if (n > 1) store_quad(out + 1, out_c, &s->rq[1], s->fast, s->offset, a1, b1, c1, d1, s->lo, s->hi);
+  TD_SCHEDULE_BARRIER();
+  if (n > 2) store_quad(out + 2, out_c, &s->rq[2], s->fast, s->offset, a2, b2, c2, d2, s->lo, s->hi);
+  TD_SCHEDULE_BARRIER();
+  if (n > 3) store_quad(out + 3, out_c, &s->rq[3], s->fast, s->offset, a3, b3, c3, d3, s->lo, s->hi);
 }
 
 /* A packed int4 weight byte, loaded signed: its low and its high nibble, sign-extended. */
@@ -279,7 +336,21 @@ TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *
   rest = s;
   rest.count = out_c & 3;
   rest.rq = p->rq + 4 * full;
-  for (px = 0; px < pixels; px += 2) {
+  px = 0;
+  if (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 && p->pad_left == 0 &&
+      !p->int4_weights) { /* pointwise: four pixels at a time, then the rest in pairs below */
+    for (; px + 4 <= pixels; px += 4) {
+      for (g = 0; g < full; ++g) {
+        s.rq = p->rq + 4 * g;
+        pointwise_block(input + px * in_c, in_c, p->weights + g * in_c * 4, p->bias_full + 4 * g, &s,
+                        output + px * out_c + 4 * g, out_c);
+      }
+      if (rest.count)
+        pointwise_block(input + px * in_c, in_c, p->weights + full * in_c * 4, p->bias_full + 4 * full, &rest,
+                        output + px * out_c + 4 * full, out_c);
+    }
+  }
+  for (; px < pixels; px += 2) {
     const int32_t second = px + 1 < pixels ? px + 1 : px; /* an odd last pixel: one pixel only */
     const int32_t oy0 = px / out_w, ox0 = px % out_w, oy1 = second / out_w, ox1 = second % out_w;
     const int8_t *x0, *x1;
@@ -364,6 +435,46 @@ TD_INLINE void dw_block_2(const int8_t *restrict x0, int32_t pixel_step, const i
   store_4x2(o0, o1, s, a0, a1, a2, a3, c0, c1, c2, c3);
 }
 
+/* One channel of four output pixels whose windows lie inside the input,
+ * pixel_step input bytes (o_step output bytes) apart: x and w point at the
+ * channel's tap (0, 0), out at its output. Taps are walked in order; where
+ * the pixels' windows overlap (stride 1 along the step), a specialized layer
+ * loads each input byte once for the four accumulators that use it. */
+TD_INLINE void dw_quad(const int8_t *restrict x, int32_t pixel_step, const int8_t *restrict w, int32_t x_row,
+                       int32_t x_tap, int32_t w_row, int32_t w_tap, int32_t k_h, int32_t k_w, int32_t bias,
+                       const td_requant *rq, const out_stage *s, int8_t *restrict out, int32_t o_step) {
+  int32_t a0 = bias, a1 = bias, a2 = bias, a3 = bias;
+  int32_t ky, kx;
+  TD_UNROLL
+  for (ky = 0; ky < k_h; ++ky) {
+    const int8_t *xp = x + ky * x_row;
+    const int8_t *wp = w + ky * w_row;
+    TD_UNROLL
+    for (kx = 0; kx < k_w; ++kx) {
+      const int32_t k = wp[kx * w_tap];
+      const int8_t *xq = xp + kx * x_tap;
+      a0 += xq[0] * k;
+      a1 += xq[pixel_step] * k;
+      a2 += xq[2 * pixel_step] * k;
+      a3 += xq[3 * pixel_step] * k;
+    }
+    TD_SCHEDULE_BARRIER(); /* a row's loads at a time: hoisting them all spills accumulators */
+  }
+  store_quad(out, o_step, rq, s->fast, s->offset, a0, a1, a2, a3, s->lo, s->hi);
+}
+
+/* Every channel of four output pixels (dw_quad), channel by channel. */
+TD_INLINE void dw_quads(const td_depthwise *p, const int8_t *x, int32_t pixel_step, const out_stage *s,
+                        int8_t *out, int32_t o_step) {
+  const int32_t x_row = p->dil_h * p->in_w * p->in_c, x_tap = p->dil_w * p->in_c;
+  const int32_t w_row = p->k_w * p->out_c, w_tap = p->out_c;
+  int32_t c;
+  for (c = 0; c < p->out_c; ++c) {
+    dw_quad(x + c, pixel_step, p->weights + c, x_row, x_tap, w_row, w_tap, p->k_h, p->k_w, p->bias_full[c],
+            p->rq + c, s, out + c, o_step);
+  }
+}
+
 /* Every channel of one output pixel, one at a time (a depth multiplier other
  * than 1), over the taps [ky_lo, ky_hi) x [kx_lo, kx_hi); x points at the input for tap (0, 0). */
 TD_INLINE void dw_channels(const td_depthwise *p, const int8_t *x, int8_t *out, int32_t ky_lo, int32_t ky_hi,
@@ -433,6 +544,17 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
     int32_t ky_lo, ky_hi, rows_full, column_pair = 0;
     valid_taps(iy0, p->dil_h, k_h, p->in_h, &ky_lo, &ky_hi);
     rows_full = ky_lo == 0 && ky_hi == k_h;
+    if (out_w == 1 && grouped && rows_full && oy + 3 < out_h) { /* four rows (one pixel each) inside? */
+      int32_t lo, hi, kx_lo, kx_hi;
+      valid_taps(iy0 + 3 * p->stride_h, p->dil_h, k_h, p->in_h, &lo, &hi);
+      valid_taps(-p->pad_left, p->dil_w, k_w, in_w, &kx_lo, &kx_hi);
+      if (lo == 0 && hi == k_h && kx_lo == 0 && kx_hi == k_w) {
+        dw_quads(p, input + (iy0 * in_w - p->pad_left) * in_c, p->stride_h * in_w * in_c, &s, output + oy * out_c,
+                 out_c);
+        oy += 3;
+        continue;
+      }
+    }
     if (out_w == 1 && grouped && rows_full && oy + 1 < out_h) { /* does the next row's window cover every row too? */
       int32_t lo, hi;
       valid_taps(iy0 + p->stride_h, p->dil_h, k_h, p->in_h, &lo, &hi);
@@ -446,6 +568,15 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
       int8_t *out2 = out + out_c;
       valid_taps(ix0, p->dil_w, k_w, in_w, &kx_lo, &kx_hi);
       cols_full = kx_lo == 0 && kx_hi == k_w;
+      if (grouped && rows_full && cols_full && ox + 3 < out_w) { /* four pixels of this row inside? */
+        int32_t lo, hi;
+        valid_taps(ix0 + 3 * p->stride_w, p->dil_w, k_w, in_w, &lo, &hi);
+        if (lo == 0 && hi == k_w) {
+          dw_quads(p, x, p->stride_w * in_c, &s, out, out_c);
+          ox += 3;
+          continue;
+        }
+      }
       if (grouped && cols_full && ox + 1 < out_w) { /* does the next window cover every column too? */
         int32_t lo, hi;
         valid_taps(ix0 + p->stride_w, p->dil_w, k_w, in_w, &lo, &hi);

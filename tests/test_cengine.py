@@ -143,11 +143,13 @@ def _same_padding(size: int, k: int, stride: int, dilation: int) -> tuple[int, i
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_a_segment_overlap_never_overwrites_an_input_byte_before_its_last_read(data):
-    """The kernels' order of work, byte by byte: output pixels in row-major order, two at a time
-    (the convolution's pairs run on into the next row; the depthwise kernel's stay in a row),
-    each pair's windows read before its outputs are written, and the output starting
-    segment_overlap bytes past the input: no read finds a byte already written."""
-    from tinydeploy.cengine.lowering import segment_overlap
+    """The kernels' order of work, byte by byte: output pixels in row-major order, in groups of
+    up to `together` consecutive pixels (the convolution's run on into the next row; the
+    depthwise kernel's stay in a row, or run down a one-pixel-wide layer), and within a group
+    channel chunk by chunk: a convolution reads every input channel of the group's windows and
+    writes four output channels, a depthwise or pooling layer reads and writes one channel. The
+    output starts segment_overlap bytes past the input: no read finds a byte already written."""
+    from tinydeploy.cengine.lowering import QUAD, segment_overlap
     in_h, in_w, in_c, out_c = (data.draw(st.integers(1, 9)) for _ in range(4))
     k_h, k_w = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5))
     sh, sw, dh, dw = (data.draw(st.integers(1, 3)) for _ in range(4))
@@ -158,29 +160,38 @@ def test_a_segment_overlap_never_overwrites_an_input_byte_before_its_last_read(d
                                            0, 0)
     if out_h < 1 or out_w < 1:
         return
-    overlap = segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left) // memplan.ALIGN * memplan.ALIGN
+    together = data.draw(st.sampled_from([1, 2, QUAD]))
+    channelwise = data.draw(st.booleans())  # depthwise or pooling: one channel in, the same one out
+    if channelwise:
+        out_c = in_c
+    overlap = segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left, together)
+    overlap = overlap // memplan.ALIGN * memplan.ALIGN
     assert overlap < 0
     base = -overlap  # the input's start; the output starts at 0
     overwritten = np.zeros(base + max(in_h * in_w * in_c, overlap + out_h * out_w * out_c), dtype=bool)
     pixels = out_h * out_w
-    if data.draw(st.booleans()):  # the convolution's pairs
-        pairs = [[q, q + 1] if q + 1 < pixels else [q] for q in range(0, pixels, 2)]
-    else:  # the depthwise kernel's, within each row (a paired layout shifted by a lone first pixel)
-        lone = data.draw(st.booleans())
-        pairs = [[oy * out_w + ox] + ([oy * out_w + ox + 1] if ox + 1 < out_w and (ox > 0 or not lone) else [])
-                 for oy in range(out_h) for ox in range(out_w) if (ox - (lone and ox > 0)) % 2 == 0]
-    assert sorted(q for pair in pairs for q in pair) == list(range(pixels))
-    for pair in pairs:
-        for px in pair:
-            oy, ox = divmod(px, out_w)
-            for ky in range(k_h):
-                for kx in range(k_w):
-                    iy, ix = oy * sh - pad_top + ky * dh, ox * sw - pad_left + kx * dw
-                    if 0 <= iy < in_h and 0 <= ix < in_w:
-                        start = base + (iy * in_w + ix) * in_c
-                        assert not overwritten[start:start + in_c].any(), f"pixel {px} reads a written byte"
-        for px in pair:
-            overwritten[px * out_c:(px + 1) * out_c] = True
+    within_rows = out_w > 1 and data.draw(st.booleans())
+    groups, q = [], 0
+    while q < pixels:
+        room = out_w - q % out_w if within_rows else pixels - q
+        size = data.draw(st.integers(1, min(together, room)))
+        groups.append(range(q, q + size))
+        q += size
+    chunks = ([([c], [c]) for c in range(in_c)] if channelwise else
+              [(range(in_c), range(c, min(c + 4, out_c))) for c in range(0, out_c, 4)])
+    for group in groups:
+        for read, written in chunks:
+            for px in group:
+                oy, ox = divmod(px, out_w)
+                for ky in range(k_h):
+                    for kx in range(k_w):
+                        iy, ix = oy * sh - pad_top + ky * dh, ox * sw - pad_left + kx * dw
+                        if 0 <= iy < in_h and 0 <= ix < in_w:
+                            start = base + (iy * in_w + ix) * in_c
+                            assert not any(overwritten[start + c] for c in read), f"pixel {px} reads a written byte"
+            for px in group:
+                for c in written:
+                    overwritten[px * out_c + c] = True
 
 
 # ---- bit-exact with TFLite's reference kernels -------------------------------
@@ -230,6 +241,24 @@ def test_c_engine_is_bit_exact_on_random_inputs(zoo, tmp_path, name):
     if name in ("depthwise", "requantized"):  # chains: outputs written over the inputs they have consumed
         assert lowered.arena_bytes <= 0.75 * lowered.lower_bound
         assert _overlapped_layers(lowered)
+
+
+@pytest.mark.host
+@pytest.mark.parametrize("name", ["convs", "depthwise", "columns"])
+def test_the_general_requantization_path_is_bit_exact_too(zoo, tmp_path, monkeypatch, name):
+    """Every layer of the zoo takes the fast requantization (right shifts only); a layer whose
+    multiplier exceeds 1 does not. Lowered as if none could, the kernels' other path (requant()
+    and the output offset, in every output stage) must agree with TFLite just as well."""
+    from tinydeploy.cengine import lowering
+    from tinydeploy.evaluate import reference_outputs
+    monkeypatch.setattr(lowering, "_fast", lambda rq, bound: False)
+    model = zoo[name]
+    lowered = cengine.lower(model)
+    assert all(dict(call.fields).get("fast_requant", "0") == "0" for call in lowered.calls)
+    host = cengine.HostModel(lowered, tmp_path, flags=tuple(FLAGS))
+    x = np.random.default_rng(5).integers(-128, 128, size=(100, *model.input_tensors[0].shape[1:]), dtype=np.int8)
+    expected = reference_outputs(model, x).reshape(len(x), -1)
+    assert np.array_equal(host.predict(x).reshape(len(x), -1), expected)
 
 
 def _overlapped_layers(lowered) -> list[str]:

@@ -20,6 +20,7 @@ from tinydeploy.model import Model, Operator, constant_values
 ENGINE_OPS = ("ADD", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "EXPAND_DIMS", "FULLY_CONNECTED",
               "MAX_POOL_2D", "MEAN", "PAD", "QUANTIZE", "RESHAPE", "SOFTMAX", "SQUEEZE")
 ACC_LIMIT = 1 << 30  # the kernels' fast requantization needs |accumulator| below this
+QUAD = 4  # the most output pixels a windowed kernel computes together (td_kernels_inline.h)
 _CTYPE_BYTES = {"int8_t": 1, "int32_t": 4, "td_requant": 3}  # td_requant: 12 bytes for its four values
 
 
@@ -144,21 +145,23 @@ def _window(op: Operator, x, y, k_h: int, k_w: int) -> tuple[int, int, int, int,
 
 
 def segment_overlap(in_w: int, in_c: int, out_h: int, out_w: int, out_c: int, stride_h: int, stride_w: int,
-                    pad_top: int, pad_left: int) -> int:
+                    pad_top: int, pad_left: int, together: int) -> int:
     """How far past the start of its input (in bytes, negative: below it) a windowed kernel's
     output may begin and still never overwrite an input byte before its last read.
 
     The convolution, depthwise and pooling kernels compute output pixels in row-major order,
-    at most two at a time, and write a pixel only after reading the windows of the pixels
-    computed with it. The lowest input byte a pixel's window reads is its top-left tap inside
-    the image (taps in the padding are never read). So when pixel q's output is written (with
-    the next pixel's, at worst), every input byte still to be read lies at or above the lowest
-    first read of the pixels from q on: the output must start low enough that pixels q and q+1
-    end below it, for every q. The bound is the tightest pixel's."""
+    at most `together` at a time (QUAD for a pointwise convolution and a depthwise layer, two
+    for other convolutions, one for pooling), and may write part of a group's outputs (some
+    channels) before they have read all of its windows. The lowest input byte a pixel's window
+    reads is its top-left tap inside the image (taps in the padding are never read). So when
+    pixel q's output is written (with the rest of its group, at worst), every input byte still
+    to be read lies at or above the lowest first read of the pixels from q on: the output must
+    start low enough that pixels q to q + together - 1 end below it, for every q. The bound is
+    the tightest pixel's."""
     oy, ox = np.divmod(np.arange(out_h * out_w), out_w)
     first_read = (np.maximum(0, oy * stride_h - pad_top) * in_w + np.maximum(0, ox * stride_w - pad_left)) * in_c
     still_read = np.minimum.accumulate(first_read[::-1])[::-1]  # lowest first read of pixels q, q+1, ...
-    written = np.minimum(np.arange(out_h * out_w) + 2, out_h * out_w) * out_c  # end of pixels q and q+1
+    written = np.minimum(np.arange(out_h * out_w) + together, out_h * out_w) * out_c  # end of q's group, at worst
     return int((still_read - written).min())
 
 
@@ -205,8 +208,10 @@ def _lower_conv(model: Model, op: Operator, name: str) -> Call:
     fields += [("weights", arrays[0].name), ("bias_full", arrays[1].name), ("rq", arrays[2].name)]
     direct = k_h == 1 and k_w == 1 and pad_top == 0 and pad_left == 0
     scratch = 0 if direct else 2 * k_h * k_w * in_c  # two gathered patches
+    pointwise = direct and sh == sw == 1 and not int4  # td_conv_2d_inline's four-pixel blocks
     return Call(op, "td_conv_2d", "td_conv", fields, [op.inputs[0]], op.outputs[0], arrays, scratch=scratch,
-                overlap=segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left))
+                overlap=segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left,
+                                        QUAD if pointwise else 2))
 
 
 def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
@@ -238,7 +243,8 @@ def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
     fields += [("weights", arrays[0].name), ("bias", arrays[1].name), ("bias_full", arrays[2].name),
                ("rq", arrays[3].name)]
     return Call(op, "td_depthwise_conv_2d", "td_depthwise", fields, [op.inputs[0]], op.outputs[0], arrays,
-                overlap=segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left))
+                overlap=segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left,
+                                        QUAD if out_c == in_c else 1))
 
 
 def _lower_fully_connected(model: Model, op: Operator, name: str) -> Call:
@@ -285,7 +291,7 @@ def _lower_pool(model: Model, op: Operator, name: str) -> Call:
                          act_max=act_max)
     kernel = "td_max_pool_2d" if op.name == "MAX_POOL_2D" else "td_average_pool_2d"
     return Call(op, kernel, "td_pool", fields, [op.inputs[0]], op.outputs[0],
-                overlap=segment_overlap(in_w, channels, out_h, out_w, channels, sh, sw, pad_top, pad_left))
+                overlap=segment_overlap(in_w, channels, out_h, out_w, channels, sh, sw, pad_top, pad_left, 1))
 
 
 def _lower_mean(model: Model, op: Operator, name: str) -> Call:
