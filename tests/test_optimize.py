@@ -203,6 +203,9 @@ def test_a_chosen_nearest_prototype_classifier_is_deployed_made_from_every_label
     assert nearest["details"]["prototypes"] == f"every one of {len(config.data.x_train)} windows"
     assert chosen["deployed"].startswith("the chosen nearest-prototype classifier made again, and trained the "
                                          "same way, from every one of 60 windows (training and validation)")
+    # Validation is small (12 windows): the stage also has a leave-one-out figure over all 60.
+    assert nearest["loo_samples"] == 60 and nearest["details"]["leave_one_out"]["samples"] == 60
+    assert 0.9 <= nearest["loo_accuracy"] <= 1.0 and "leave-one-out 1-NN accuracy over all 60" in chosen["chosen_on"]
     stage_model = next((tmp_path / "out" / "stages").glob("*-nearest")) / "model.tflite"
     assert (tmp_path / "out" / "model.tflite").read_bytes() != stage_model.read_bytes()
     assert result.report["test"]["samples"] == 40 and result.report["test"]["accuracy"] >= 0.9
@@ -377,6 +380,21 @@ def test_stages_are_ranked_on_validation_first_and_pooled_accuracy_breaks_ties()
     assert max([underfit, fitted_cnn], key=_rank) is fitted_cnn  # equal on validation: pooled decides
     four_bit = stage("mixed", 0.875, 0.972, bits={"b1_pw": 4}, flash=9_000)
     assert max([four_bit, fitted_cnn], key=_rank) is fitted_cnn  # then 8-bit weights before smaller flash
+    # A nearest stage with a leave-one-out figure over every labelled window is ranked on it.
+    lucky_cnn, loo_nearest = stage("distill", 0.6, 0.9), stage("nearest", 0.4, 0.675)
+    loo_nearest.metrics.update(loo_accuracy=0.825, loo_samples=40)
+    assert max([lucky_cnn, loo_nearest], key=_rank) is loo_nearest
+    loo_nearest.metrics["loo_accuracy"] = 0.55
+    assert max([lucky_cnn, loo_nearest], key=_rank) is lucky_cnn
+
+
+@pytest.mark.unit
+def test_leave_one_out_labels_each_window_by_its_nearest_other_one():
+    from tinydeploy.optimize.nearest import leave_one_out
+    x = np.array([[0.0], [0.1], [1.0], [1.1], [0.52]], np.float32)[:, :, None]  # (5 windows, 1 step, 1 channel)
+    assert leave_one_out(x, np.array([0, 0, 1, 1, 0])) == 1.0
+    # The last window's nearest other one (0.1, not itself) decides it: labelled 1, it is wrong.
+    assert leave_one_out(x, np.array([0, 0, 1, 1, 1])) == 0.8
 
 
 @pytest.mark.unit

@@ -122,6 +122,8 @@ def optimize_table(report: dict) -> Table:
         mark = " ◀ chosen" if s["stage"] == chosen else ""
         low, high = wilson_interval(round(s["accuracy"] * val), val)
         accuracy = [f"{s['accuracy'] * 100:.1f}% ({low * 100:.0f}-{high * 100:.0f})"]
+        if "loo_accuracy" in s:  # what _rank compares for this stage
+            accuracy[0] += f"; ranked on leave-one-out {s['loo_accuracy'] * 100:.1f}% (n={s['loo_samples']})"
         if pooled:
             accuracy.append(f"{s['pooled_accuracy'] * 100:.1f}%" if "pooled_accuracy" in s else "")
         table.add_row(s["stage"] + mark, *accuracy, s.get("engine", "tflm"), _n(s["flash_bytes"]),

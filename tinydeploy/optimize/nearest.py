@@ -132,6 +132,18 @@ def dense_weights(protos: np.ndarray, norm: arch_lib.Normalization, shape) -> tu
     return kernel.astype(np.float32), bias.astype(np.float32)
 
 
+def leave_one_out(x: np.ndarray, y: np.ndarray) -> float:
+    """Leave-one-out accuracy of the 1-NN classifier of the windows x, in the normalized space
+    model(x, ...) starts from: each window labelled by its nearest other window. (float)"""
+    norm = arch_lib.Normalization.of(x)
+    mean, std = _flat_norm(norm, x.shape[1:])
+    z = ((x.reshape(len(x), -1) - mean) / std).astype(np.float64)
+    squared = (z * z).sum(axis=1)
+    d = squared[:, None] - 2 * z @ z.T + squared[None, :]
+    np.fill_diagonal(d, np.inf)
+    return float((y[d.argmin(axis=1)] == y).mean())
+
+
 def model(x: np.ndarray, y: np.ndarray, n_classes: int, per_class: int, seed: int = 0, steps: int = STEPS):
     """A trained plain (raw-input, logits) nearest-prototype classifier of labelled windows:
     (the Keras model, its Arch, what was done: prototypes, training losses)."""
