@@ -66,11 +66,16 @@ TD_INLINE int32_t requant(int32_t acc, const td_requant *rq) {
 }
 
 /* The same plus the output offset, for a channel with left == 0 and right >= 1
- * (a layer's fast_requant flag): (t >> 31) is -1 for a negative t, which is
- * the (t < 0) correction, and round_offset adds the offset before the shift. */
-TD_INLINE int32_t requant_fast_offset(int32_t acc, const td_requant *rq) {
-  const int32_t t = high_mul(acc, rq->multiplier2);
-  return (t + rq->round_offset + (t >> 31)) >> rq->right;
+ * (a layer's fast_requant flag), from t = high_mul(acc, m2): (t >> 31) is -1
+ * for a negative t, which is the (t < 0) correction, and round_offset adds the
+ * offset before the shift. neg is -1, or 0 where the activation clamps away
+ * every output the correction could change (out_stage.neg). */
+TD_INLINE int32_t round_shift(int32_t t, int32_t round_offset, int32_t right, int32_t neg) {
+  return (t + round_offset + ((t >> 31) & neg)) >> right;
+}
+
+TD_INLINE int32_t requant_fast_offset(int32_t acc, const td_requant *rq, int32_t neg) {
+  return round_shift(high_mul(acc, rq->multiplier2), rq->round_offset, rq->right, neg);
 }
 
 TD_INLINE int8_t clamp8(int32_t v, int32_t lo, int32_t hi) {
@@ -91,10 +96,28 @@ TD_INLINE void valid_taps(int32_t origin, int32_t dilation, int32_t taps, int32_
 
 /* ---- output stage shared by the convolutions ------------------------------ */
 
+/* neg: the (t < 0) correction of round_shift() changes the rounded value q
+ * only at a tie, from q to q - 1 where q = (t + 2^(right-1)) / 2^right, and
+ * with t < 0 that q is at most 0. Then both q and q - 1 plus the output offset
+ * are at most the offset, so when the activation's lower bound is at or above
+ * the offset (ReLU, ReLU6) both clamp to it: the correction is dropped (0). */
 typedef struct out_stage {
   const td_requant *rq; /* of the first of the four channels */
-  int32_t fast, count, offset, lo, hi;
+  int32_t fast, count, offset, lo, hi, neg;
 } out_stage;
+
+/* A layer's output stage for four channels (rq is set per group). */
+TD_INLINE out_stage output_stage(int32_t fast, int32_t offset, int32_t lo, int32_t hi) {
+  out_stage s;
+  s.rq = NULL;
+  s.fast = fast;
+  s.count = 4;
+  s.offset = offset;
+  s.lo = lo;
+  s.hi = hi;
+  s.neg = lo >= offset ? 0 : -1;
+  return s;
+}
 
 /* Requantize, offset, clamp and store four channels' accumulators. */
 TD_INLINE void store_4(int8_t *restrict out, const out_stage *s, int32_t a0, int32_t a1, int32_t a2,
@@ -102,15 +125,15 @@ TD_INLINE void store_4(int8_t *restrict out, const out_stage *s, int32_t a0, int
   const td_requant *rq = s->rq;
   const int32_t offset = s->offset, lo = s->lo, hi = s->hi;
   if (s->fast && s->count == 4) {
-    out[0] = clamp8(requant_fast_offset(a0, &rq[0]), lo, hi);
-    out[1] = clamp8(requant_fast_offset(a1, &rq[1]), lo, hi);
-    out[2] = clamp8(requant_fast_offset(a2, &rq[2]), lo, hi);
-    out[3] = clamp8(requant_fast_offset(a3, &rq[3]), lo, hi);
+    out[0] = clamp8(requant_fast_offset(a0, &rq[0], s->neg), lo, hi);
+    out[1] = clamp8(requant_fast_offset(a1, &rq[1], s->neg), lo, hi);
+    out[2] = clamp8(requant_fast_offset(a2, &rq[2], s->neg), lo, hi);
+    out[3] = clamp8(requant_fast_offset(a3, &rq[3], s->neg), lo, hi);
   } else { /* the last channels of a layer whose count is not a multiple of four */
     const int32_t acc[4] = {a0, a1, a2, a3};
     int32_t j;
     for (j = 0; j < s->count; ++j)
-      out[j] = clamp8(s->fast ? requant_fast_offset(acc[j], &rq[j]) : requant(acc[j], &rq[j]) + offset, lo, hi);
+      out[j] = clamp8(s->fast ? requant_fast_offset(acc[j], &rq[j], s->neg) : requant(acc[j], &rq[j]) + offset, lo, hi);
   }
 }
 
@@ -118,32 +141,31 @@ TD_INLINE void store_4(int8_t *restrict out, const out_stage *s, int32_t a0, int
  * its fields loaded once (calling it twice measured 1,700 more instructions
  * per inference on the demo model: GCC reloaded the fields after the store). */
 TD_INLINE void store_pair(int8_t *restrict o0, int8_t *restrict o1, const td_requant *rq, int32_t a, int32_t c,
-                          int32_t lo, int32_t hi) {
+                          const out_stage *s) {
   const uint32_t m2 = rq->multiplier2;
   const int32_t round_offset = rq->round_offset, right = rq->right;
-  const int32_t ta = high_mul(a, m2), tc = high_mul(c, m2);
-  *o0 = clamp8((ta + round_offset + (ta >> 31)) >> right, lo, hi);
-  *o1 = clamp8((tc + round_offset + (tc >> 31)) >> right, lo, hi);
+  *o0 = clamp8(round_shift(high_mul(a, m2), round_offset, right, s->neg), s->lo, s->hi);
+  *o1 = clamp8(round_shift(high_mul(c, m2), round_offset, right, s->neg), s->lo, s->hi);
 }
 
 /* One channel's output for four pixels, o_step bytes apart: requant_fast_offset()
  * (or requant() and the offset, on a layer without fast_requant) with the
  * channel's fields loaded once for the four. */
-TD_INLINE void store_quad(int8_t *restrict o, int32_t o_step, const td_requant *rq, int32_t fast, int32_t offset,
-                          int32_t a0, int32_t a1, int32_t a2, int32_t a3, int32_t lo, int32_t hi) {
-  if (fast) {
+TD_INLINE void store_quad(int8_t *restrict o, int32_t o_step, const td_requant *rq, const out_stage *s, int32_t a0,
+                          int32_t a1, int32_t a2, int32_t a3) {
+  const int32_t lo = s->lo, hi = s->hi;
+  if (s->fast) {
     const uint32_t m2 = rq->multiplier2;
-    const int32_t round_offset = rq->round_offset, right = rq->right;
-    const int32_t t0 = high_mul(a0, m2), t1 = high_mul(a1, m2), t2 = high_mul(a2, m2), t3 = high_mul(a3, m2);
-    o[0] = clamp8((t0 + round_offset + (t0 >> 31)) >> right, lo, hi);
-    o[o_step] = clamp8((t1 + round_offset + (t1 >> 31)) >> right, lo, hi);
-    o[2 * o_step] = clamp8((t2 + round_offset + (t2 >> 31)) >> right, lo, hi);
-    o[3 * o_step] = clamp8((t3 + round_offset + (t3 >> 31)) >> right, lo, hi);
+    const int32_t round_offset = rq->round_offset, right = rq->right, neg = s->neg;
+    o[0] = clamp8(round_shift(high_mul(a0, m2), round_offset, right, neg), lo, hi);
+    o[o_step] = clamp8(round_shift(high_mul(a1, m2), round_offset, right, neg), lo, hi);
+    o[2 * o_step] = clamp8(round_shift(high_mul(a2, m2), round_offset, right, neg), lo, hi);
+    o[3 * o_step] = clamp8(round_shift(high_mul(a3, m2), round_offset, right, neg), lo, hi);
   } else {
-    o[0] = clamp8(requant(a0, rq) + offset, lo, hi);
-    o[o_step] = clamp8(requant(a1, rq) + offset, lo, hi);
-    o[2 * o_step] = clamp8(requant(a2, rq) + offset, lo, hi);
-    o[3 * o_step] = clamp8(requant(a3, rq) + offset, lo, hi);
+    o[0] = clamp8(requant(a0, rq) + s->offset, lo, hi);
+    o[o_step] = clamp8(requant(a1, rq) + s->offset, lo, hi);
+    o[2 * o_step] = clamp8(requant(a2, rq) + s->offset, lo, hi);
+    o[3 * o_step] = clamp8(requant(a3, rq) + s->offset, lo, hi);
   }
 }
 
@@ -153,10 +175,10 @@ TD_INLINE void store_4x2(int8_t *restrict o0, int8_t *restrict o1, const out_sta
                          int32_t a2, int32_t a3, int32_t c0, int32_t c1, int32_t c2, int32_t c3) {
   if (s->fast && s->count == 4 && o1) {
     const td_requant *rq = s->rq;
-    store_pair(o0, o1, &rq[0], a0, c0, s->lo, s->hi);
-    store_pair(o0 + 1, o1 + 1, &rq[1], a1, c1, s->lo, s->hi);
-    store_pair(o0 + 2, o1 + 2, &rq[2], a2, c2, s->lo, s->hi);
-    store_pair(o0 + 3, o1 + 3, &rq[3], a3, c3, s->lo, s->hi);
+    store_pair(o0, o1, &rq[0], a0, c0, s);
+    store_pair(o0 + 1, o1 + 1, &rq[1], a1, c1, s);
+    store_pair(o0 + 2, o1 + 2, &rq[2], a2, c2, s);
+    store_pair(o0 + 3, o1 + 3, &rq[3], a3, c3, s);
     return;
   }
   store_4(o0, s, a0, a1, a2, a3);
@@ -229,13 +251,13 @@ TD_INLINE void pointwise_block(const int8_t *restrict x, int32_t in_c, const int
     if (n > 2) { k = w[2]; a2 += u * k; b2 += v * k; c2 += y * k; d2 += z * k; }
     if (n > 3) { k = w[3]; a3 += u * k; b3 += v * k; c3 += y * k; d3 += z * k; }
   }
-  store_quad(out, out_c, &s->rq[0], s->fast, s->offset, a0, b0, c0, d0, s->lo, s->hi);
+  store_quad(out, out_c, &s->rq[0], s, a0, b0, c0, d0);
   TD_SCHEDULE_BARRIER();
-  if (n > 1) store_quad(out + 1, out_c, &s->rq[1], s->fast, s->offset, a1, b1, c1, d1, s->lo, s->hi);
+  if (n > 1) store_quad(out + 1, out_c, &s->rq[1], s, a1, b1, c1, d1);
   TD_SCHEDULE_BARRIER();
-  if (n > 2) store_quad(out + 2, out_c, &s->rq[2], s->fast, s->offset, a2, b2, c2, d2, s->lo, s->hi);
+  if (n > 2) store_quad(out + 2, out_c, &s->rq[2], s, a2, b2, c2, d2);
   TD_SCHEDULE_BARRIER();
-  if (n > 3) store_quad(out + 3, out_c, &s->rq[3], s->fast, s->offset, a3, b3, c3, d3, s->lo, s->hi);
+  if (n > 3) store_quad(out + 3, out_c, &s->rq[3], s, a3, b3, c3, d3);
 }
 
 /* A packed int4 weight byte, loaded signed: its low and its high nibble, sign-extended. */
@@ -328,11 +350,7 @@ TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *
   const int32_t in_row = p->dil_h * p->in_w * in_c;
   out_stage s, rest;
   int32_t px, g;
-  s.fast = p->fast_requant;
-  s.count = 4;
-  s.offset = p->out_offset;
-  s.lo = p->act_min;
-  s.hi = p->act_max;
+  s = output_stage(p->fast_requant, p->out_offset, p->act_min, p->act_max);
   rest = s;
   rest.count = out_c & 3;
   rest.rq = p->rq + 4 * full;
@@ -460,7 +478,7 @@ TD_INLINE void dw_quad(const int8_t *restrict x, int32_t pixel_step, const int8_
     }
     TD_SCHEDULE_BARRIER(); /* a row's loads at a time: hoisting them all spills accumulators */
   }
-  store_quad(out, o_step, rq, s->fast, s->offset, a0, a1, a2, a3, s->lo, s->hi);
+  store_quad(out, o_step, rq, s, a0, a1, a2, a3);
 }
 
 /* Every channel of four output pixels (dw_quad), channel by channel. */
@@ -531,11 +549,7 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
   const int32_t blocked = grouped ? out_c & ~3 : 0; /* channels done four at a time */
   out_stage s, rest;
   int32_t oy, ox, c;
-  s.fast = p->fast_requant;
-  s.count = 4;
-  s.offset = p->out_offset;
-  s.lo = p->act_min;
-  s.hi = p->act_max;
+  s = output_stage(p->fast_requant, p->out_offset, p->act_min, p->act_max);
   rest = s;
   rest.count = out_c & 3;
   rest.rq = p->rq + blocked;
