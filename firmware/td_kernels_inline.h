@@ -242,14 +242,16 @@ TD_INLINE void pointwise_block(const int8_t *restrict x, int32_t in_c, const int
   const int32_t n = s->count;
   int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3]; /* channel j of pixel p: a{j}, b{j}, c{j}, d{j} */
   int32_t b0 = a0, b1 = a1, b2 = a2, b3 = a3, c0 = a0, c1 = a1, c2 = a2, c3 = a3, d0 = a0, d1 = a1, d2 = a2, d3 = a3;
-  const int8_t *end = x + in_c;
-  for (; x < end; ++x, w += 4) {
-    const int32_t u = x[0], v = x[in_c], y = x[2 * in_c], z = x[3 * in_c];
+  int32_t i;
+  TD_UNROLL
+  for (i = 0; i < in_c; ++i, w += 4) {
+    const int32_t u = x[i], v = x[i + in_c], y = x[i + 2 * in_c], z = x[i + 3 * in_c];
     int32_t k = w[0];
     a0 += u * k; b0 += v * k; c0 += y * k; d0 += z * k;
     if (n > 1) { k = w[1]; a1 += u * k; b1 += v * k; c1 += y * k; d1 += z * k; }
     if (n > 2) { k = w[2]; a2 += u * k; b2 += v * k; c2 += y * k; d2 += z * k; }
     if (n > 3) { k = w[3]; a3 += u * k; b3 += v * k; c3 += y * k; d3 += z * k; }
+    TD_SCHEDULE_BARRIER(); /* one input channel's loads at a time: sixteen accumulators leave few registers */
   }
   store_quad(out, out_c, &s->rq[0], s, a0, b0, c0, d0);
   TD_SCHEDULE_BARRIER();
