@@ -380,12 +380,20 @@ def test_stages_are_ranked_on_validation_first_and_pooled_accuracy_breaks_ties()
     assert max([underfit, fitted_cnn], key=_rank) is fitted_cnn  # equal on validation: pooled decides
     four_bit = stage("mixed", 0.875, 0.972, bits={"b1_pw": 4}, flash=9_000)
     assert max([four_bit, fitted_cnn], key=_rank) is fitted_cnn  # then 8-bit weights before smaller flash
-    # A nearest stage with a leave-one-out figure over every labelled window is ranked on it.
+    # A nearest stage with a leave-one-out figure over every labelled window is ranked on it,
+    # by the low ends of the 95% intervals: 33/40 (0.68) beats 6/10 (0.31), 33/36 (0.78) beats
+    # 8/8 (0.68), and 8/8 beats 22/40 (0.40).
     lucky_cnn, loo_nearest = stage("distill", 0.6, 0.9), stage("nearest", 0.4, 0.675)
+    for s in (lucky_cnn, loo_nearest):
+        s.metrics["val_samples"] = 10
     loo_nearest.metrics.update(loo_accuracy=0.825, loo_samples=40)
     assert max([lucky_cnn, loo_nearest], key=_rank) is loo_nearest
-    loo_nearest.metrics["loo_accuracy"] = 0.55
-    assert max([lucky_cnn, loo_nearest], key=_rank) is lucky_cnn
+    perfect_cnn = stage("seek", 1.0, 1.0)
+    perfect_cnn.metrics["val_samples"] = 8
+    loo_nearest.metrics.update(loo_accuracy=round(33 / 36, 5), loo_samples=36)
+    assert max([perfect_cnn, loo_nearest], key=_rank) is loo_nearest
+    loo_nearest.metrics.update(loo_accuracy=0.55, loo_samples=40)
+    assert max([perfect_cnn, loo_nearest], key=_rank) is perfect_cnn
 
 
 @pytest.mark.unit
