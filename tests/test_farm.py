@@ -14,12 +14,13 @@ from tests.helpers import free_port, mock_esp32_bootloader, run_cli
 def test_a_bad_farm_file_reports_every_problem_at_once(tmp_path):
     farm = tmp_path / "farm.toml"
     farm.write_text('[[board]]\nname = "a"\nport = "/dev/ttyUSB0"\n\n[[board]]\nname = "a"\nport = ""\n'
-                    'reset = "dtr"\ncolour = "red"\n\n[[board]]\nname = "../x"\nport = "socket://h:1"\n')
+                    'reset = "dtr"\ncolour = "red"\n\n[[board]]\nname = "../x"\nport = "socket://h:1"\n'
+                    '\n[[board]]\nname = "d"\n')
     with pytest.raises(BadInput) as error:
         load_farm(farm)
     message = str(error.value)
     for part in ("board 2: port ''", "board 2: reset 'dtr' (accepted: rts, none)", "board 2: unknown keys colour",
-                 "board 3: name '../x'", "name 'a' is used by 2 boards"):
+                 "board 3: name '../x'", "board 4: no port (a device path", "name 'a' is used by 2 boards"):
         assert part in message
     with pytest.raises(BadInput, match="no such farm file"):
         load_farm(tmp_path / "none.toml")

@@ -79,9 +79,9 @@ def load_farm(path: str | Path) -> list[FarmBoard]:
         profile, reset = entry.get("profile"), entry.get("reset", "rts")
         unknown = sorted(set(entry) - {"name", "port", "profile", "reset"})
         if not isinstance(name, str) or not _NAME.fullmatch(name):
-            problems.append(f"board {i + 1}: name {name!r} (letters, digits, '_', '.', '-'; it names a folder)")
+            problems.append(f"board {i + 1}: {_given('name', name)} (letters, digits, '_', '.', '-'; it names a folder)")
         if not isinstance(port, str) or not port:
-            problems.append(f"board {i + 1}: port {port!r} (a device path or pyserial URL)")
+            problems.append(f"board {i + 1}: {_given('port', port)} (a device path or pyserial URL)")
         if profile is not None and not isinstance(profile, str):
             problems.append(f"board {i + 1}: profile {profile!r} (a board profile's name)")
         if reset not in RESETS:
@@ -94,6 +94,11 @@ def load_farm(path: str | Path) -> list[FarmBoard]:
     if problems:
         raise BadInput(f"--farm {path}: " + "; ".join(problems))
     return boards
+
+
+def _given(key: str, value) -> str:
+    """A farm file's value for the error message: 'no port', or 'port 5'."""
+    return f"no {key}" if value is None else f"{key} {value!r}"
 
 
 def from_ports(ports: list[str]) -> list[FarmBoard]:
