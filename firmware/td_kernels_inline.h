@@ -231,21 +231,21 @@ TD_INLINE void conv_block(const int8_t *restrict x0, const int8_t *restrict x1, 
   store_4x2(o0, o1, s, a0, a1, a2, a3, c0, c1, c2, c3);
 }
 
-/* A pointwise layer's (1x1, stride 1, no padding) up to four output channels
- * (s->count, a constant where the layer is specialized) of four consecutive
- * pixels: their inputs are in_c bytes apart, so each loaded weight serves
- * four pixels and each loaded input four channels; then channel by channel,
- * each channel's requantization fields serve the four pixels. */
-TD_INLINE void pointwise_block(const int8_t *restrict x, int32_t in_c, const int8_t *restrict w,
-                               const int32_t *restrict bias, const out_stage *s, int8_t *restrict out,
-                               int32_t out_c) {
+/* Up to four output channels (s->count, a constant where the layer is
+ * specialized) of four pixels whose windows are each one contiguous run of
+ * `run` input bytes, pixel_step apart (a pointwise layer's pixels, or a
+ * one-column layer's rows): each loaded weight serves four pixels and each
+ * loaded input four channels; then channel by channel, each channel's
+ * requantization fields serve the four pixels, whose outputs are out_c apart. */
+TD_INLINE void run_block(const int8_t *restrict x, int32_t pixel_step, int32_t run, const int8_t *restrict w,
+                         const int32_t *restrict bias, const out_stage *s, int8_t *restrict out, int32_t out_c) {
   const int32_t n = s->count;
   int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3]; /* channel j of pixel p: a{j}, b{j}, c{j}, d{j} */
   int32_t b0 = a0, b1 = a1, b2 = a2, b3 = a3, c0 = a0, c1 = a1, c2 = a2, c3 = a3, d0 = a0, d1 = a1, d2 = a2, d3 = a3;
   int32_t i;
   TD_UNROLL
-  for (i = 0; i < in_c; ++i, w += 4) {
-    const int32_t u = x[i], v = x[i + in_c], y = x[i + 2 * in_c], z = x[i + 3 * in_c];
+  for (i = 0; i < run; ++i, w += 4) {
+    const int32_t u = x[i], v = x[i + pixel_step], y = x[i + 2 * pixel_step], z = x[i + 3 * pixel_step];
     int32_t k = w[0];
     a0 += u * k; b0 += v * k; c0 += y * k; d0 += z * k;
     if (n > 1) { k = w[1]; a1 += u * k; b1 += v * k; c1 += y * k; d1 += z * k; }
@@ -260,6 +260,20 @@ TD_INLINE void pointwise_block(const int8_t *restrict x, int32_t in_c, const int
   if (n > 2) store_quad(out + 2, out_c, &s->rq[2], s, a2, b2, c2, d2);
   TD_SCHEDULE_BARRIER();
   if (n > 3) store_quad(out + 3, out_c, &s->rq[3], s, a3, b3, c3, d3);
+}
+
+/* Every output channel of four pixels (run_block), four channels at a time. */
+TD_INLINE void run_blocks(const td_conv *p, const int8_t *x, int32_t pixel_step, int32_t run, out_stage *s,
+                          const out_stage *rest, int8_t *out) {
+  const int32_t full = p->out_c >> 2;
+  int32_t g;
+  for (g = 0; g < full; ++g) {
+    s->rq = p->rq + 4 * g;
+    run_block(x, pixel_step, run, p->weights + g * run * 4, p->bias_full + 4 * g, s, out + 4 * g, p->out_c);
+  }
+  if (rest->count)
+    run_block(x, pixel_step, run, p->weights + full * run * 4, p->bias_full + 4 * full, rest, out + 4 * full,
+              p->out_c);
 }
 
 /* A packed int4 weight byte, loaded signed: its low and its high nibble, sign-extended. */
@@ -350,6 +364,8 @@ TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *
   const int32_t out_c = p->out_c, out_w = p->out_w, pixels = p->out_h * p->out_w, in_c = p->in_c;
   const int32_t run = p->k_w * in_c, patch = p->k_h * run, full = out_c >> 2;
   const int32_t in_row = p->dil_h * p->in_w * in_c;
+  /* one column (a series): a window is k_h whole rows, one contiguous run (lowering.py's `column`) */
+  const int32_t column = out_w == 1 && p->k_w == p->in_w && p->pad_left == 0 && p->dil_h == 1 && !p->int4_weights;
   out_stage s, rest;
   int32_t px, g;
   s = output_stage(p->fast_requant, p->out_offset, p->act_min, p->act_max);
@@ -358,17 +374,8 @@ TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *
   rest.rq = p->rq + 4 * full;
   px = 0;
   if (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 && p->pad_left == 0 &&
-      !p->int4_weights) { /* pointwise: four pixels at a time, then the rest in pairs below */
-    for (; px + 4 <= pixels; px += 4) {
-      for (g = 0; g < full; ++g) {
-        s.rq = p->rq + 4 * g;
-        pointwise_block(input + px * in_c, in_c, p->weights + g * in_c * 4, p->bias_full + 4 * g, &s,
-                        output + px * out_c + 4 * g, out_c);
-      }
-      if (rest.count)
-        pointwise_block(input + px * in_c, in_c, p->weights + full * in_c * 4, p->bias_full + 4 * full, &rest,
-                        output + px * out_c + 4 * full, out_c);
-    }
+      !p->int4_weights) { /* pointwise (lowering.py's `pointwise`): four pixels at a time, the rest in pairs */
+    for (; px + 4 <= pixels; px += 4) run_blocks(p, input + px * in_c, in_c, in_c, &s, &rest, output + px * out_c);
   }
   for (; px < pixels; px += 2) {
     const int32_t second = px + 1 < pixels ? px + 1 : px; /* an odd last pixel: one pixel only */
@@ -376,6 +383,13 @@ TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *
     const int8_t *x0, *x1;
     int32_t rows, length, stride;
     int8_t *o0 = output + px * out_c, *o1 = second != px ? output + second * out_c : NULL;
+    if (column && px + 3 < pixels && window_inside(p, px, 0) && window_inside(p, px + 3, 0)) {
+      /* four rows whose windows are inside: four at a time (the loop then goes on in pairs) */
+      run_blocks(p, input + (px * p->stride_h - p->pad_top) * p->in_w * in_c, p->stride_h * p->in_w * in_c, patch,
+                 &s, &rest, o0);
+      px += 2;
+      continue;
+    }
     if (window_inside(p, oy0, ox0) && window_inside(p, oy1, ox1)) {
       x0 = input + ((oy0 * p->stride_h - p->pad_top) * p->in_w + ox0 * p->stride_w - p->pad_left) * in_c;
       x1 = input + ((oy1 * p->stride_h - p->pad_top) * p->in_w + ox1 * p->stride_w - p->pad_left) * in_c;

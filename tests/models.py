@@ -118,6 +118,8 @@ def kernel_zoo() -> dict[str, bytes]:
         a = layers.DepthwiseConv2D((3, 1), dilation_rate=(2, 1), padding="same", activation="relu6")(a)
         a = layers.Conv2D(7, 1, activation="relu")(a)
         a = layers.DepthwiseConv2D((3, 1), padding="same")(a)  # 7 channels: 4 + 3
+        a = layers.Conv2D(5, (3, 1), padding="same", activation="relu")(a)  # rows in fours and in pairs; 4 + 1
+        a = layers.Conv2D(6, (3, 1), strides=(2, 1))(a)  # four rows two apart
         return layers.Dense(3)(layers.GlobalAveragePooling2D()(a))
 
     zoo = {"convs": ((16, 16, 3), convs), "depthwise": ((19, 19, 4), depthwise),
