@@ -15,7 +15,8 @@
 #define TD_INLINE static inline __attribute__((always_inline))
 #define TD_NOINLINE __attribute__((noinline))
 /* An empty volatile asm: GCC schedules nothing across it, so the code on either
- * side keeps its own registers (used between the channels of an output stage). */
+ * side keeps its own registers (between a block's taps or rows, and between the
+ * channels of an output stage). */
 #define TD_SCHEDULE_BARRIER() __asm__ volatile("")
 /* Unroll the loop that follows (a kernel's taps: a constant count in a specialized layer). */
 #define TD_UNROLL _Pragma("GCC unroll 8")
@@ -218,6 +219,7 @@ TD_INLINE void conv_block(const int8_t *restrict x0, const int8_t *restrict x1, 
       p0 += 2;
       p1 += 2;
       w += 8;
+      TD_SCHEDULE_BARRIER(); /* two taps' loads at a time: hoisting a row's spills accumulators */
     }
     if (run & 1) {
       const int32_t u = p0[0], v = p1[0];
@@ -226,6 +228,7 @@ TD_INLINE void conv_block(const int8_t *restrict x0, const int8_t *restrict x1, 
       if (n > 2) { a2 += u * w[2]; c2 += v * w[2]; }
       if (n > 3) { a3 += u * w[3]; c3 += v * w[3]; }
       w += 4;
+      TD_SCHEDULE_BARRIER();
     }
   }
   store_4x2(o0, o1, s, a0, a1, a2, a3, c0, c1, c2, c3);
@@ -646,12 +649,27 @@ TD_INLINE void td_max_pool_2d_inline(const td_pool *p, const int8_t *input, int8
       int8_t *restrict out = output + (oy * out_w + ox) * channels;
       int32_t fx_lo, fx_hi;
       valid_taps(ix0, 1, p->f_w, in_w, &fx_lo, &fx_hi);
+      const int8_t *restrict x = input + (iy0 * in_w + ix0) * channels;
+      if (fy_lo == 0 && fy_hi == p->f_h && fx_lo == 0 && fx_hi == p->f_w) {
+        for (c = 0; c < channels; ++c) { /* a window inside the input: every tap, unrolled in a specialized layer */
+          int32_t best = -128;
+          TD_UNROLL
+          for (fy = 0; fy < p->f_h; ++fy) {
+            TD_UNROLL
+            for (fx = 0; fx < p->f_w; ++fx) {
+              const int32_t v = x[fy * row + fx * channels + c];
+              if (v > best) best = v;
+            }
+          }
+          out[c] = clamp8(best, lo, hi);
+        }
+        continue;
+      }
       for (c = 0; c < channels; ++c) { /* the window's maximum in a register; strides are constants per layer */
-        const int8_t *restrict x = input + (iy0 * in_w + ix0) * channels + c;
         int32_t best = -128;
         for (fy = fy_lo; fy < fy_hi; ++fy) {
           for (fx = fx_lo; fx < fx_hi; ++fx) {
-            const int32_t v = x[fy * row + fx * channels];
+            const int32_t v = x[fy * row + fx * channels + c];
             if (v > best) best = v;
           }
         }
