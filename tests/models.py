@@ -99,7 +99,9 @@ def kernel_zoo() -> dict[str, bytes]:
         d = layers.MaxPooling2D(2, strides=1, padding="valid")(b)
         e = layers.Flatten()(d)
         f = layers.Flatten()(c)
-        return layers.Dense(7)(layers.Add()([layers.Dense(16)(e), layers.Dense(16)(f)]))
+        g = layers.DepthwiseConv2D(3, dilation_rate=2, padding="same")(a)  # dilated windows, four pixels at a time
+        g = layers.Flatten()(layers.DepthwiseConv2D(3, strides=(1, 2), activation="relu")(g))  # four, two apart
+        return layers.Dense(7)(layers.Add()([layers.Dense(16)(e), layers.Dense(16)(f), layers.Dense(16)(g)]))
 
     def series(x):  # (T, C) sensor windows: Conv1D becomes CONV_2D on a 1-row image
         a = layers.Conv1D(8, 5, strides=2, padding="same", activation="relu")(x)
