@@ -79,7 +79,8 @@ def load_farm(path: str | Path) -> list[FarmBoard]:
         profile, reset = entry.get("profile"), entry.get("reset", "rts")
         unknown = sorted(set(entry) - {"name", "port", "profile", "reset"})
         if not isinstance(name, str) or not _NAME.fullmatch(name):
-            problems.append(f"board {i + 1}: {_given('name', name)} (letters, digits, '_', '.', '-'; it names a folder)")
+            problems.append(f"board {i + 1}: {_given('name', name)} "
+                            "(letters, digits, '_', '.', '-'; it names a folder)")
         if not isinstance(port, str) or not port:
             problems.append(f"board {i + 1}: {_given('port', port)} (a device path or pyserial URL)")
         if profile is not None and not isinstance(profile, str):

@@ -151,13 +151,13 @@ def segment_overlap(in_w: int, in_c: int, out_h: int, out_w: int, out_c: int, st
 
     The convolution, depthwise and pooling kernels compute output pixels in row-major order,
     at most `together` at a time (QUAD for a depthwise layer and a pointwise or one-column
-    convolution, two for other convolutions, one for pooling), and may write part of a group's outputs (some
-    channels) before they have read all of its windows. The lowest input byte a pixel's window
-    reads is its top-left tap inside the image (taps in the padding are never read). So when
-    pixel q's output is written (with the rest of its group, at worst), every input byte still
-    to be read lies at or above the lowest first read of the pixels from q on: the output must
-    start low enough that pixels q to q + together - 1 end below it, for every q. The bound is
-    the tightest pixel's."""
+    convolution, two for other convolutions, one for pooling), and may write part of a group's
+    outputs (some channels) before they have read all of its windows. The lowest input byte a
+    pixel's window reads is its top-left tap inside the image (taps in the padding are never
+    read). So when pixel q's output is written (with the rest of its group, at worst), every
+    input byte still to be read lies at or above the lowest first read of the pixels from q on:
+    the output must start low enough that pixels q to q + together - 1 end below it, for every
+    q. The bound is the tightest pixel's."""
     oy, ox = np.divmod(np.arange(out_h * out_w), out_w)
     first_read = (np.maximum(0, oy * stride_h - pad_top) * in_w + np.maximum(0, ox * stride_w - pad_left)) * in_c
     still_read = np.minimum.accumulate(first_read[::-1])[::-1]  # lowest first read of pixels q, q+1, ...

@@ -548,7 +548,7 @@ class Pipeline:
         metrics = self.measure(tflite)
         x_all = np.concatenate([x, self.data.x_val])
         y_all = np.concatenate([y, self.data.y_val])
-        if len(self.data.x_val) < SMALL_VALIDATION and per_class >= np.bincount(y_all).max():
+        if len(self.data.x_val) < SMALL_VALIDATION and per_class >= np.bincount(y_all).max() and len(y_all) > 1:
             # The deployed classifier starts from every labelled window: its leave-one-out 1-NN
             # accuracy is a held-out figure on all of them, where validation has a few (_rank).
             metrics.update(loo_accuracy=round(nearest.leave_one_out(x_all, y_all), 5), loo_samples=int(len(x_all)))
