@@ -19,7 +19,11 @@
  * channels of an output stage). */
 #define TD_SCHEDULE_BARRIER() __asm__ volatile("")
 /* Unroll the loop that follows (a kernel's taps: a constant count in a specialized layer). */
+#if defined(__clang__)
+#define TD_UNROLL _Pragma("unroll 8")
+#else
 #define TD_UNROLL _Pragma("GCC unroll 8")
+#endif
 #else
 #define TD_INLINE static inline
 #define TD_NOINLINE
