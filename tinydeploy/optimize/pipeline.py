@@ -28,7 +28,7 @@ from tinydeploy import _tf, costs, tflm
 from tinydeploy.boards import Board
 from tinydeploy.data import Dataset
 from tinydeploy.errors import BadInput
-from tinydeploy.evaluate import compare_with_reference, evaluate
+from tinydeploy.evaluate import compare_with_reference, evaluate, wilson_interval
 from tinydeploy.model import parse_model
 from tinydeploy.optimize import architectures as arch_lib
 from tinydeploy.optimize import augment, engine_choice, nearest
@@ -622,7 +622,6 @@ def _rank(candidate: Candidate) -> tuple:
 
 def _held_out_low(m: dict) -> float:
     """The low end of the 95% Wilson interval of a stage's held-out accuracy (_rank)."""
-    from tinydeploy.evaluate import wilson_interval
     accuracy, n = ((m["loo_accuracy"], m["loo_samples"]) if "loo_accuracy" in m
                    else (m["accuracy"], m.get("val_samples")))
     return wilson_interval(round(accuracy * n), n)[0] if n else accuracy
