@@ -9,6 +9,10 @@
 
 int32_t td_multiply_by_quantized_multiplier(int32_t x, const td_requant *rq) { return requant(x, rq); }
 
+int32_t td_requant_fast_offset(int32_t x, const td_requant *rq, int32_t neg) {
+  return requant_fast_offset(x, rq, neg);
+}
+
 void td_conv_2d(const td_conv *p, const int8_t *input, int8_t *output, int8_t *scratch) {
   td_conv_2d_inline(p, input, output, scratch);
 }

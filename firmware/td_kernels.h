@@ -33,13 +33,15 @@ extern "C" {
 /* One output channel's requantization: TFLite's MultiplyByQuantizedMultiplier
  * with its shift split into a left part (>= 0) and a right part (>= 0).
  * multiplier2 is twice TFLite's Q31 multiplier (it fits 32 bits unsigned).
- * round_offset = 2^(right - 1) + (output offset << right) folds the output
- * offset into the rounding shift on layers tinydeploy marks fast_requant. */
+ * On layers tinydeploy marks fast_requant, round_offset = 2^right + (output
+ * offset << (right + 1)) + 1 and fast_shift = right + 1 fold both roundings
+ * and the output offset into one shift (requant_fast_offset()). */
 typedef struct td_requant {
   uint32_t multiplier2;
   int32_t round_offset;
   int16_t left;
-  int16_t right;
+  int8_t right;
+  int8_t fast_shift;
 } td_requant;
 
 /* CONV_2D, per-channel int8 or int4 weights. weights are packed by tinydeploy as
@@ -141,8 +143,10 @@ void td_requantize_s8(const td_requantize *p, const int8_t *input, int8_t *outpu
 /* RESHAPE when the planner could not make it a view. */
 void td_copy(const int8_t *input, int8_t *output, int32_t size);
 
-/* Exposed for tests: TFLite's MultiplyByQuantizedMultiplier. */
+/* Exposed for tests: TFLite's MultiplyByQuantizedMultiplier, and the fast
+ * layers' form of it plus the output offset (neg as out_stage.neg). */
 int32_t td_multiply_by_quantized_multiplier(int32_t x, const td_requant *rq);
+int32_t td_requant_fast_offset(int32_t x, const td_requant *rq, int32_t neg);
 
 #ifdef __cplusplus
 }

@@ -70,17 +70,28 @@ TD_INLINE int32_t requant(int32_t acc, const td_requant *rq) {
   return (t + (1 << (right - 1)) + (t >> 31)) >> right;
 }
 
-/* The same plus the output offset, for a channel with left == 0 and right >= 1
- * (a layer's fast_requant flag), from t = high_mul(acc, m2): (t >> 31) is -1
- * for a negative t, which is the (t < 0) correction, and round_offset adds the
- * offset before the shift. neg is -1, or 0 where the activation clamps away
- * every output the correction could change (out_stage.neg). */
-TD_INLINE int32_t round_shift(int32_t t, int32_t round_offset, int32_t right, int32_t neg) {
-  return (t + round_offset + ((t >> 31) & neg)) >> right;
+/* The same plus the output offset, in one rounding, for a channel with
+ * left == 0 and right >= 1 (a layer's fast_requant flag). With t =
+ * high_mul(acc, m2) the result is (t + c) >> right, c = 2^(right-1) +
+ * (offset << right) - (t < 0), and nested floors make that floor((acc * m2 +
+ * 2^31 + c * 2^32) / 2^(32 + right)). Doubling acc moves the 2^31 into the
+ * high word: with h = floor(2 acc m2 / 2^32) (one mulhsu) it is (h + 2c + 1)
+ * >> (right + 1). round_offset is 2c + 1 without the correction and
+ * fast_shift is right + 1. h < 0 exactly when acc < 0, as is t < 0 but at acc
+ * = -1 with m2 = 2^31, where both give the offset. neg is -2, the doubled
+ * correction, or 0 where the activation clamps away every output the
+ * correction could change (out_stage.neg). tinydeploy checks per layer that
+ * 2 acc and h + round_offset stay within int32. */
+TD_INLINE int32_t fast_product(int32_t acc, uint32_t m2) {
+  return (int32_t)(((int64_t)(acc * 2) * (int64_t)m2) >> 32);
+}
+
+TD_INLINE int32_t round_shift(int32_t h, int32_t round_offset, int32_t shift, int32_t neg) {
+  return (h + round_offset + ((h >> 31) & neg)) >> shift;
 }
 
 TD_INLINE int32_t requant_fast_offset(int32_t acc, const td_requant *rq, int32_t neg) {
-  return round_shift(high_mul(acc, rq->multiplier2), rq->round_offset, rq->right, neg);
+  return round_shift(fast_product(acc, rq->multiplier2), rq->round_offset, rq->fast_shift, neg);
 }
 
 TD_INLINE int8_t clamp8(int32_t v, int32_t lo, int32_t hi) {
@@ -101,11 +112,12 @@ TD_INLINE void valid_taps(int32_t origin, int32_t dilation, int32_t taps, int32_
 
 /* ---- output stage shared by the convolutions ------------------------------ */
 
-/* neg: the (t < 0) correction of round_shift() changes the rounded value q
+/* neg: the (t < 0) correction of requant_fast_offset() changes the rounded value q
  * only at a tie, from q to q - 1 where q = (t + 2^(right-1)) / 2^right, and
  * with t < 0 that q is at most 0. Then both q and q - 1 plus the output offset
  * are at most the offset, so when the activation's lower bound is at or above
- * the offset (ReLU, ReLU6) both clamp to it: the correction is dropped (0). */
+ * the offset (ReLU, ReLU6) both clamp to it: the correction is dropped (0;
+ * else -2). */
 typedef struct out_stage {
   const td_requant *rq; /* of the first of the four channels */
   int32_t fast, count, offset, lo, hi, neg;
@@ -120,7 +132,7 @@ TD_INLINE out_stage output_stage(int32_t fast, int32_t offset, int32_t lo, int32
   s.offset = offset;
   s.lo = lo;
   s.hi = hi;
-  s.neg = lo >= offset ? 0 : -1;
+  s.neg = lo >= offset ? 0 : -2;
   return s;
 }
 
@@ -148,9 +160,9 @@ TD_INLINE void store_4(int8_t *restrict out, const out_stage *s, int32_t a0, int
 TD_INLINE void store_pair(int8_t *restrict o0, int8_t *restrict o1, const td_requant *rq, int32_t a, int32_t c,
                           const out_stage *s) {
   const uint32_t m2 = rq->multiplier2;
-  const int32_t round_offset = rq->round_offset, right = rq->right;
-  *o0 = clamp8(round_shift(high_mul(a, m2), round_offset, right, s->neg), s->lo, s->hi);
-  *o1 = clamp8(round_shift(high_mul(c, m2), round_offset, right, s->neg), s->lo, s->hi);
+  const int32_t round_offset = rq->round_offset, shift = rq->fast_shift;
+  *o0 = clamp8(round_shift(fast_product(a, m2), round_offset, shift, s->neg), s->lo, s->hi);
+  *o1 = clamp8(round_shift(fast_product(c, m2), round_offset, shift, s->neg), s->lo, s->hi);
 }
 
 /* One channel's output for four pixels, o_step bytes apart: requant_fast_offset()
@@ -161,11 +173,11 @@ TD_INLINE void store_quad(int8_t *restrict o, int32_t o_step, const td_requant *
   const int32_t lo = s->lo, hi = s->hi;
   if (s->fast) {
     const uint32_t m2 = rq->multiplier2;
-    const int32_t round_offset = rq->round_offset, right = rq->right, neg = s->neg;
-    o[0] = clamp8(round_shift(high_mul(a0, m2), round_offset, right, neg), lo, hi);
-    o[o_step] = clamp8(round_shift(high_mul(a1, m2), round_offset, right, neg), lo, hi);
-    o[2 * o_step] = clamp8(round_shift(high_mul(a2, m2), round_offset, right, neg), lo, hi);
-    o[3 * o_step] = clamp8(round_shift(high_mul(a3, m2), round_offset, right, neg), lo, hi);
+    const int32_t round_offset = rq->round_offset, shift = rq->fast_shift, neg = s->neg;
+    o[0] = clamp8(round_shift(fast_product(a0, m2), round_offset, shift, neg), lo, hi);
+    o[o_step] = clamp8(round_shift(fast_product(a1, m2), round_offset, shift, neg), lo, hi);
+    o[2 * o_step] = clamp8(round_shift(fast_product(a2, m2), round_offset, shift, neg), lo, hi);
+    o[3 * o_step] = clamp8(round_shift(fast_product(a3, m2), round_offset, shift, neg), lo, hi);
   } else {
     o[0] = clamp8(requant(a0, rq) + s->offset, lo, hi);
     o[o_step] = clamp8(requant(a1, rq) + s->offset, lo, hi);

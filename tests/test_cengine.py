@@ -62,7 +62,14 @@ def kernels_lib(tmp_path_factory):
     lib = ctypes.CDLL(str(library))
     lib.td_multiply_by_quantized_multiplier.argtypes = [ctypes.c_int32, ctypes.c_void_p]
     lib.td_multiply_by_quantized_multiplier.restype = ctypes.c_int32
+    lib.td_requant_fast_offset.argtypes = [ctypes.c_int32, ctypes.c_void_p, ctypes.c_int32]
+    lib.td_requant_fast_offset.restype = ctypes.c_int32
     return lib
+
+
+class Requant(ctypes.Structure):  # td_requant
+    _fields_ = [("multiplier2", ctypes.c_uint32), ("round_offset", ctypes.c_int32),
+                ("left", ctypes.c_int16), ("right", ctypes.c_int8), ("fast_shift", ctypes.c_int8)]
 
 
 @pytest.mark.unit
@@ -88,12 +95,27 @@ def test_requantization_is_tflites_double_rounding(kernels_lib, acc, real, left)
     multiplier, shift = cengine.quantize_multiplier(real)
     shift += left
     acc >>= left  # keep acc * 2^left in int32, as TFLite requires
-    class Requant(ctypes.Structure):  # td_requant
-        _fields_ = [("multiplier2", ctypes.c_uint32), ("round_offset", ctypes.c_int32),
-                    ("left", ctypes.c_int16), ("right", ctypes.c_int16)]
     fields = Requant(*cengine.requant_fields(multiplier, shift))
     got = kernels_lib.td_multiply_by_quantized_multiplier(acc, ctypes.addressof(fields))
     assert got == multiply_by_quantized_multiplier(acc, multiplier, shift)
+
+
+@pytest.mark.host
+@settings(max_examples=3000, deadline=None)
+@given(acc=st.one_of(st.integers(-(2 ** 29) + 1, 2 ** 29 - 1), st.integers(-300, 300)),
+       real=st.one_of(st.floats(1e-6, 0.49), st.sampled_from([2.0 ** -k for k in range(2, 20)])),
+       offset=st.integers(-128, 127))
+def test_fast_requantization_is_tflites_double_rounding_plus_the_offset(kernels_lib, acc, real, offset):
+    """One doubled high multiply and one shift give TFLite's two roundings plus the output
+    offset (a power of two hits the multiplier 2^30 and its acc = -1 case); with the
+    correction dropped (neg 0) only outputs at or below the offset may differ."""
+    multiplier, shift = cengine.quantize_multiplier(real)
+    fields = Requant(*cengine.requant_fields(multiplier, shift, offset))
+    assert fields.left == 0 and fields.right >= 1
+    expected = multiply_by_quantized_multiplier(acc, multiplier, shift) + offset
+    assert kernels_lib.td_requant_fast_offset(acc, ctypes.addressof(fields), -2) == expected
+    relu = kernels_lib.td_requant_fast_offset(acc, ctypes.addressof(fields), 0)
+    assert relu == expected or max(relu, expected) <= offset
 
 
 # ---- the static memory plan ------------------------------------------------

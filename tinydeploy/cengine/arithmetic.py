@@ -37,10 +37,12 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 
 
 def requant_fields(multiplier: int, shift: int, offset: int = 0) -> list[int]:
-    """A td_requant initializer: 2 * multiplier, 2^(right-1) + (offset << right), left, right."""
+    """A td_requant initializer: 2 * multiplier, the fast path's 2^right + (offset << (right + 1))
+    + 1, left, right and the fast path's shift right + 1 (td_kernels.h)."""
     left, right = max(shift, 0), max(-shift, 0)
-    rounding = (1 << (right - 1)) if right else 0
-    return [2 * multiplier, rounding + (offset << right), left, right]
+    if not right:
+        return [2 * multiplier, 0, left, 0, 0]
+    return [2 * multiplier, (1 << right) + (offset << (right + 1)) + 1, left, right, right + 1]
 
 
 def quant_of(model: Model, index: int) -> tuple[float, int]:

@@ -21,7 +21,7 @@ ENGINE_OPS = ("ADD", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "EXPAND_
               "MAX_POOL_2D", "MEAN", "PAD", "QUANTIZE", "RESHAPE", "SOFTMAX", "SQUEEZE")
 ACC_LIMIT = 1 << 30  # the kernels' fast requantization needs |accumulator| below this
 QUAD = 4  # the most output pixels a windowed kernel computes together (td_kernels_inline.h)
-_CTYPE_BYTES = {"int8_t": 1, "int32_t": 4, "td_requant": 3}  # td_requant: 12 bytes for its four values
+_CTYPE_BYTES = {"int8_t": 1, "int32_t": 4, "td_requant": 12}  # td_requant: one row of five fields
 
 
 @dataclass
@@ -29,6 +29,12 @@ class Array:
     name: str
     ctype: str
     values: np.ndarray
+
+    @property
+    def bytes(self) -> int:
+        """Bytes as the C code declares it (a td_requant is one row of values)."""
+        count = len(self.values) if self.ctype == "td_requant" else self.values.size
+        return count * _CTYPE_BYTES[self.ctype]
 
 
 @dataclass
@@ -63,7 +69,7 @@ class Lowered:
     @property
     def weight_bytes(self) -> int:
         """Bytes of the constant arrays as the C code declares them."""
-        return int(sum(a.values.size * _CTYPE_BYTES[a.ctype] for c in self.calls for a in c.arrays))
+        return int(sum(a.bytes for c in self.calls for a in c.arrays))
 
     @property
     def macs(self) -> int:
@@ -114,9 +120,10 @@ def _check_accumulator(bias: np.ndarray, weight_abs_sum: np.ndarray) -> np.ndarr
 
 def _fast(rq: list[list[int]], acc_bound: np.ndarray) -> bool:
     """The kernels' fast requantization applies: every channel shifts right only (left 0,
-    right >= 1) and t + round_offset stays within int32 (|t| <= |acc| + 1)."""
-    return all(left == 0 and right >= 1 and int(bound) + 1 + abs(round_offset) < 2 ** 31
-               for (_, round_offset, left, right), bound in zip(rq, acc_bound))
+    right >= 1; right < 31 for an int8 shift) and 2 * acc and h + round_offset stay within int32
+    (|h| <= 2 |acc| + 1, h the high word of 2 acc times multiplier2)."""
+    return all(left == 0 and 1 <= right < 31 and 2 * int(bound) + 3 + abs(round_offset) < 2 ** 31
+               for (_, round_offset, left, right, _), bound in zip(rq, acc_bound))
 
 
 def _pad4(values: np.ndarray, length: int) -> np.ndarray:
@@ -192,7 +199,7 @@ def _lower_conv(model: Model, op: Operator, name: str) -> Call:
     packed = _pad4(w, padded).reshape(groups, 4, k_h, k_w, in_c).transpose(0, 2, 3, 4, 1)
     rq = _conv_multipliers(model, op, out_c)
     fast = _fast(rq, bound)
-    rq += [[0] * 4] * (padded - out_c)
+    rq += [[0] * 5] * (padded - out_c)
     packed = packed.reshape(-1)
     int4 = model.tensors[op.inputs[1]].dtype == "INT4"
     if int4:  # kept packed in flash: two a byte, the first in the low nibble (td_kernels.h)
@@ -268,7 +275,7 @@ def _lower_fully_connected(model: Model, op: Operator, name: str) -> Call:
     # (acc * multiplier + 2^(s-1)) >> s with s = 31 - shift (found by comparing with it).
     per_channel = len(model.tensors[op.inputs[1]].quantization.scales) > 1
     if per_channel:
-        rq = [[m2, 0, 0, 31 - (left - right)] for m2, _, left, right in rq]
+        rq = [[m2, 0, 0, 31 - (left - right), 0] for m2, _, left, right, _ in rq]
     arrays = [Array(f"{name}_weights", "int8_t", w.reshape(-1)),
               Array(f"{name}_bias_full", "int32_t", bias_full),
               Array(f"{name}_rq", "td_requant", np.array(rq, dtype=np.int64))]
