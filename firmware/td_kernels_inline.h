@@ -267,10 +267,13 @@ TD_INLINE void run_block(const int8_t *restrict x, int32_t pixel_step, int32_t r
     const int32_t u = x[i], v = x[i + pixel_step], y = x[i + 2 * pixel_step], z = x[i + 3 * pixel_step];
     int32_t k = w[0];
     a0 += u * k; b0 += v * k; c0 += y * k; d0 += z * k;
+    TD_SCHEDULE_BARRIER(); /* one weight at a time: sixteen accumulators leave few registers */
     if (n > 1) { k = w[1]; a1 += u * k; b1 += v * k; c1 += y * k; d1 += z * k; }
+    TD_SCHEDULE_BARRIER();
     if (n > 2) { k = w[2]; a2 += u * k; b2 += v * k; c2 += y * k; d2 += z * k; }
+    TD_SCHEDULE_BARRIER();
     if (n > 3) { k = w[3]; a3 += u * k; b3 += v * k; c3 += y * k; d3 += z * k; }
-    TD_SCHEDULE_BARRIER(); /* one input channel's loads at a time: sixteen accumulators leave few registers */
+    TD_SCHEDULE_BARRIER();
   }
   store_quad(out, out_c, &s->rq[0], s, a0, b0, c0, d0);
   TD_SCHEDULE_BARRIER();
