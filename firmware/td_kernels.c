@@ -135,7 +135,8 @@ void td_requantize_s8(const td_requantize *p, const int8_t *input, int8_t *outpu
     output[i] = clamp8(requant(input[i] - p->in_zero_point, &p->rq) + p->out_zero_point, -128, 127);
 }
 
-/* ---- SOFTMAX: TFLite's reference int8 softmax, gemmlowp fixed point ----- */
+/* ---- SOFTMAX: TFLite's reference int8 softmax, gemmlowp fixed point ------
+ * (the exps come from tinydeploy's copy of exp_on_negative_values) */
 
 /* FixedPoint raw values: a Qm.n number is an int32 with n = 31 - m fraction bits. */
 static int32_t fp_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
@@ -151,34 +152,6 @@ static int32_t fp_mul_pot(int32_t x, int exponent) {
   }
   if (exponent < 0) return rounding_divide_by_pot(x, -exponent);
   return x;
-}
-
-/* exp(a) for a in [-1/4, 0), a and the result in Q0.31. */
-static int32_t exp_on_interval(int32_t a) {
-  const int32_t constant_term = 1895147668;   /* exp(-1/8) in Q0.31 */
-  const int32_t constant_1_over_3 = 715827883; /* 1/3 in Q0.31 */
-  const int32_t x = fp_add(a, 1 << 28);       /* a + 1/8 */
-  const int32_t x2 = srdhm(x, x);
-  const int32_t x3 = srdhm(x2, x);
-  const int32_t x4 = srdhm(x2, x2);
-  const int32_t x4_over_4 = fp_mul_pot(x4, -2);
-  const int32_t poly = fp_mul_pot(fp_add(srdhm(fp_add(x4_over_4, x3), constant_1_over_3), x2), -1);
-  return fp_add(constant_term, srdhm(constant_term, fp_add(x, poly)));
-}
-
-/* exp(a) for a <= 0 in Q5.26; the result in Q0.31. */
-static int32_t exp_on_negative_values(int32_t a) {
-  static const int32_t multipliers[7] = {1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242};
-  const int32_t one_quarter = 1 << 24;
-  const int32_t a_mod_quarter_minus_quarter = fp_sub(a & (one_quarter - 1), one_quarter);
-  int32_t result = exp_on_interval(fp_mul_pot(a_mod_quarter_minus_quarter, 5));
-  const int32_t remainder = fp_sub(a_mod_quarter_minus_quarter, a);
-  int k;
-  for (k = 0; k < 7; ++k) { /* exp(-2^(k-2)) for each set bit of the remainder */
-    if (remainder & (1 << (24 + k))) result = srdhm(result, multipliers[k]);
-  }
-  if (a == 0) result = INT32_MAX;
-  return result;
 }
 
 /* 1 / (1 + x) for x in [0, 1), Q0.31, by Newton-Raphson in Q2.29. */
@@ -211,30 +184,18 @@ void td_softmax_s8(const td_softmax *p, const int8_t *input, int8_t *output) {
   for (r = 0; r < p->rows; ++r) {
     const int8_t *x = input + r * p->depth;
     int8_t *out = output + r * p->depth;
-    int32_t max_in_row = -128, sum_of_exps = 0, headroom, num_bits_over_unit, shifted_scale;
+    int32_t max_in_row = -128, sum_of_exps = 0, headroom, shift;
+    int32_t shifted_scale;
     for (c = 0; c < p->depth; ++c)
       if (x[c] > max_in_row) max_in_row = x[c];
-    for (c = 0; c < p->depth; ++c) {
-      const int32_t diff = x[c] - max_in_row;
-      if (diff >= p->diff_min) {
-        const int32_t scaled = srdhm(diff * (1 << p->input_left_shift), p->input_multiplier);
-        sum_of_exps = fp_add(sum_of_exps, fp_mul_pot(exp_on_negative_values(scaled), -12));
-      }
-    }
+    for (c = 0; c < p->depth; ++c) sum_of_exps = fp_add(sum_of_exps, fp_mul_pot(p->exps[max_in_row - x[c]], -12));
     headroom = count_leading_zeros((uint32_t)sum_of_exps);
-    num_bits_over_unit = 12 - headroom;
+    shift = (12 - headroom) + 31 - 8; /* num_bits_over_unit + 31 - 8 */
     shifted_scale = one_over_one_plus_x(
         (int32_t)(((uint32_t)sum_of_exps << headroom) - ((uint32_t)1 << 31)));
     for (c = 0; c < p->depth; ++c) {
-      const int32_t diff = x[c] - max_in_row;
-      if (diff >= p->diff_min) {
-        const int32_t scaled = srdhm(diff * (1 << p->input_left_shift), p->input_multiplier);
-        const int32_t exp_in_0 = exp_on_negative_values(scaled);
-        const int32_t unsat = rounding_divide_by_pot(srdhm(shifted_scale, exp_in_0), num_bits_over_unit + 31 - 8);
-        out[c] = clamp8(unsat - 128, -128, 127);
-      } else {
-        out[c] = -128;
-      }
+      const int32_t unsat = rounding_divide_by_pot(srdhm(shifted_scale, p->exps[max_in_row - x[c]]), shift);
+      out[c] = clamp8(unsat - 128, -128, 127);
     }
   }
 }

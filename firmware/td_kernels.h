@@ -117,10 +117,12 @@ typedef struct td_pad {
   int8_t value;
 } td_pad;
 
-/* SOFTMAX int8 -> int8 (output scale 1/256, zero point -128). */
+/* SOFTMAX int8 -> int8 (output scale 1/256, zero point -128). exps[d] is
+ * TFLite's fixed-point exp of the input difference -d (Q0.31; 0 where the
+ * reference skips the difference), computed by tinydeploy. */
 typedef struct td_softmax {
   int32_t rows, depth;
-  int32_t input_multiplier, input_left_shift, diff_min;
+  const int32_t *exps;
 } td_softmax;
 
 /* QUANTIZE int8 -> int8: requantization to another scale and zero point. */

@@ -246,6 +246,26 @@ def test_the_zoo_covers_every_kernel_and_variant(zoo):
 
 
 @pytest.mark.host
+@pytest.mark.parametrize("spread", [0.3, 3.0, 40.0])
+def test_softmax_is_bit_exact_for_every_input_difference(tmp_path, spread):
+    """The softmax's exp table (tinydeploy's copy of gemmlowp's fixed point) against
+    TFLite on every pair of int8 inputs, so on every difference 0..255, for input
+    scales whose radius cuts the differences off early, late and not at all."""
+    from tinydeploy import _tf
+    from tinydeploy.evaluate import reference_outputs
+    from tinydeploy.optimize.convert import to_int8_tflite
+    keras = _tf.keras()
+    inputs = keras.layers.Input((2,))
+    data = np.random.default_rng(1).normal(0, spread, (64, 2)).astype(np.float32)
+    model = parse_model(to_int8_tflite(keras.Model(inputs, keras.layers.Softmax()(inputs)), data))
+    grid = np.stack(np.meshgrid(np.arange(-128, 128), np.arange(-128, 128)), -1).reshape(-1, 2).astype(np.int8)
+    host = cengine.HostModel(cengine.lower(model), tmp_path, flags=tuple(FLAGS))
+    expected = reference_outputs(model, grid).reshape(len(grid), -1)
+    got = host.predict(grid).reshape(len(grid), -1)
+    assert np.array_equal(got, expected), f"{int((got != expected).sum())} outputs differ"
+
+
+@pytest.mark.host
 @pytest.mark.parametrize("name", ["convs", "depthwise", "pools_pads", "series", "requantized", "shape_arithmetic",
                                   "columns", "convs_int4", "columns_int4"])
 def test_c_engine_is_bit_exact_on_random_inputs(zoo, tmp_path, name):

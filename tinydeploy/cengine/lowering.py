@@ -12,7 +12,8 @@ import numpy as np
 
 from tinydeploy import memplan
 from tinydeploy.cengine import folding
-from tinydeploy.cengine.arithmetic import Unsupported, activation_range, quant_of, quantize_multiplier, requant_fields
+from tinydeploy.cengine.arithmetic import (Unsupported, activation_range, quant_of, quantize_multiplier, requant_fields,
+                                          softmax_exps)
 from tinydeploy.costs import activation_lower_bound, op_macs, same_padding
 from tinydeploy.errors import BadInput
 from tinydeploy.model import Model, Operator, constant_values
@@ -379,9 +380,9 @@ def _lower_softmax(model: Model, op: Operator, name: str) -> Call:
     multiplier, left_shift = quantize_multiplier(real)
     radius = math.floor(((1 << 5) - 1) * (1 << (31 - 5)) / (1 << left_shift))
     depth = x.shape[-1]
-    fields = _int_fields(rows=x.elements // depth, depth=depth, input_multiplier=multiplier,
-                         input_left_shift=left_shift, diff_min=-radius)
-    return Call(op, "td_softmax_s8", "td_softmax", fields, [op.inputs[0]], op.outputs[0])
+    exps = Array(f"{name}_exps", "int32_t", np.array(softmax_exps(multiplier, left_shift, -radius), dtype=np.int64))
+    fields = _int_fields(rows=x.elements // depth, depth=depth) + [("exps", exps.name)]
+    return Call(op, "td_softmax_s8", "td_softmax", fields, [op.inputs[0]], op.outputs[0], [exps])
 
 
 def _lower_quantize(model: Model, op: Operator, name: str) -> Call:
