@@ -102,13 +102,14 @@ typedef struct td_mean {
   td_requant rq;
 } td_mean;
 
-/* ADD of two tensors of the same shape (TFLite's int8 Add with left_shift 20):
- * rq[0], rq[1] rescale the inputs, rq[2] the sum. */
+/* ADD of two tensors of the same shape (TFLite's int8 Add with left_shift 20).
+ * scaled1[x + 128], scaled2[x + 128]: each input x offset, shifted left 20 and
+ * rescaled to the common scale (tinydeploy computes the 256 values as TFLite
+ * does); rq rescales their sum (fast_requant as for the convolutions). */
 typedef struct td_add {
-  int32_t size;
-  int32_t in1_offset, in2_offset, out_offset, left_shift;
-  int32_t act_min, act_max;
-  td_requant rq[3];
+  int32_t size, out_offset, act_min, act_max, fast_requant;
+  const int32_t *scaled1, *scaled2;
+  td_requant rq;
 } td_add;
 
 /* PAD of a 4-D tensor with the output zero point. */

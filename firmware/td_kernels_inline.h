@@ -701,17 +701,16 @@ TD_INLINE void td_max_pool_2d_inline(const td_pool *p, const int8_t *input, int8
 /* ---- ADD ------------------------------------------------------------------ */
 
 /* TFLite's int8 Add: both inputs rescaled to a common scale with 20 bits of
- * headroom, summed, rescaled to the output (MultiplyByQuantizedMultiplier-
- * SmallerThanOneExp each time). The operands stay below 2^29, so requant()'s
- * shortcut is exact here. */
+ * headroom (looked up), summed and rescaled to the output. */
 TD_INLINE void td_add_s8_inline(const td_add *p, const int8_t *input1, const int8_t *input2, int8_t *output) {
-  const int32_t in1 = p->in1_offset, in2 = p->in2_offset, shift = p->left_shift, out = p->out_offset;
-  const int32_t lo = p->act_min, hi = p->act_max;
+  const int32_t *t1 = p->scaled1 + 128, *t2 = p->scaled2 + 128;
+  const int32_t lo = p->act_min, hi = p->act_max, size = p->size;
+  const int32_t neg = output_stage(1, p->out_offset, lo, hi).neg;
   int32_t i;
-  for (i = 0; i < p->size; ++i) {
-    const int32_t a = requant((input1[i] + in1) * (1 << shift), &p->rq[0]);
-    const int32_t b = requant((input2[i] + in2) * (1 << shift), &p->rq[1]);
-    output[i] = clamp8(requant(a + b, &p->rq[2]) + out, lo, hi);
+  for (i = 0; i < size; ++i) {
+    const int32_t sum = t1[input1[i]] + t2[input2[i]];
+    output[i] = clamp8(p->fast_requant ? requant_fast_offset(sum, &p->rq, neg) : requant(sum, &p->rq) + p->out_offset,
+                       lo, hi);
   }
 }
 

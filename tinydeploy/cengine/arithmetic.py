@@ -90,6 +90,12 @@ def rounding_divide_by_pot(x: int, exponent: int) -> int:
     return (x >> exponent) + (1 if (x & mask) > threshold else 0)
 
 
+def multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int:
+    """TFLite's MultiplyByQuantizedMultiplier (x * 2^left within int32, as TFLite requires)."""
+    left, right = max(shift, 0), max(-shift, 0)
+    return rounding_divide_by_pot(srdhm(x * (1 << left), multiplier), right)
+
+
 def _mul_pot(x: int, exponent: int) -> int:
     """SaturatingRoundingMultiplyByPOT."""
     if exponent > 0:

@@ -12,8 +12,8 @@ import numpy as np
 
 from tinydeploy import memplan
 from tinydeploy.cengine import folding
-from tinydeploy.cengine.arithmetic import (Unsupported, activation_range, quant_of, quantize_multiplier, requant_fields,
-                                          softmax_exps)
+from tinydeploy.cengine.arithmetic import (Unsupported, activation_range, multiply_by_quantized_multiplier, quant_of,
+                                          quantize_multiplier, requant_fields, softmax_exps)
 from tinydeploy.costs import activation_lower_bound, op_macs, same_padding
 from tinydeploy.errors import BadInput
 from tinydeploy.model import Model, Operator, constant_values
@@ -343,11 +343,17 @@ def _lower_add(model: Model, op: Operator, name: str) -> Call:
     m2, sh2 = quantize_multiplier(float(s2) / twice_max)
     mo, sho = quantize_multiplier(twice_max / float(np.float32(1 << left_shift) * np.float32(so)))
     act_min, act_max = activation_range(op.options.get("activation", "NONE"), so, zo)
-    fields = _int_fields(size=y.elements, in1_offset=-z1, in2_offset=-z2, out_offset=zo, left_shift=left_shift,
-                         act_min=act_min, act_max=act_max)
-    fields.append(("rq", "{" + ", ".join("{" + ", ".join(map(str, requant_fields(m, sh))) + "}"
-                                         for m, sh in ((m1, sh1), (m2, sh2), (mo, sho))) + "}"))
-    return Call(op, "td_add_s8", "td_add", fields, [op.inputs[0], op.inputs[1]], op.outputs[0], in_place=True)
+    # Each input's rescaled value depends on that int8 input alone: a table of 256 per input.
+    scaled = [np.array([multiply_by_quantized_multiplier((x - z) << left_shift, m, sh) for x in range(-128, 128)],
+                       dtype=np.int64) for z, m, sh in ((z1, m1, sh1), (z2, m2, sh2))]
+    rq = requant_fields(mo, sho, zo)
+    bound = np.array([np.abs(scaled[0]).max() + np.abs(scaled[1]).max()])
+    arrays = [Array(f"{name}_scaled1", "int32_t", scaled[0]), Array(f"{name}_scaled2", "int32_t", scaled[1])]
+    fields = _int_fields(size=y.elements, out_offset=zo, act_min=act_min, act_max=act_max,
+                         fast_requant=_fast([rq], bound))
+    fields += [("scaled1", arrays[0].name), ("scaled2", arrays[1].name), ("rq", "{" + ", ".join(map(str, rq)) + "}")]
+    return Call(op, "td_add_s8", "td_add", fields, [op.inputs[0], op.inputs[1]], op.outputs[0], arrays,
+                in_place=True)
 
 
 def _lower_pad(model: Model, op: Operator, name: str) -> Call:
