@@ -24,23 +24,7 @@ void td_depthwise_conv_2d(const td_depthwise *p, const int8_t *input, int8_t *ou
 /* ---- FULLY_CONNECTED ---------------------------------------------------- */
 
 void td_fully_connected_s8(const td_fully_connected *p, const int8_t *input, int8_t *output) {
-  int32_t b, u, i;
-  for (b = 0; b < p->batches; ++b) {
-    const int8_t *x = input + b * p->depth;
-    for (u = 0; u < p->units; ++u) {
-      const int8_t *w = p->weights + u * p->depth;
-      int32_t acc = p->bias_full[u];
-      for (i = 0; i < p->depth; ++i) acc += x[i] * w[i];
-      if (p->single_rounding) {
-        const int32_t s = p->rq[u].right;
-        const int64_t multiplier = (int64_t)(p->rq[u].multiplier2 >> 1);
-        acc = (int32_t)(((int64_t)acc * multiplier + ((int64_t)1 << (s - 1))) >> s);
-      } else {
-        acc = requant(acc, &p->rq[u]);
-      }
-      output[b * p->units + u] = clamp8(acc + p->out_offset, p->act_min, p->act_max);
-    }
-  }
+  td_fully_connected_s8_inline(p, input, output);
 }
 
 /* ---- pooling ------------------------------------------------------------ */

@@ -77,10 +77,11 @@ typedef struct td_depthwise {
 /* FULLY_CONNECTED: weights [units][depth] (TFLite's layout), rq has one entry
  * per unit (the same for every unit when the weights are per-tensor).
  * single_rounding: TFLite's per-channel fully connected kernel rounds once,
- * (acc * multiplier + 2^(s-1)) >> s with s = rq.right, instead of twice. */
+ * (acc * multiplier + 2^(s-1)) >> s with s = rq.right, instead of twice; with
+ * fast_requant, rq's round_offset and fast_shift give the same in one shift. */
 typedef struct td_fully_connected {
   int32_t batches, depth, units, single_rounding;
-  int32_t out_offset, act_min, act_max;
+  int32_t out_offset, act_min, act_max, fast_requant;
   const int8_t *weights;
   const int32_t *bias_full; /* bias + in_offset * sum of the unit's weights */
   const td_requant *rq;

@@ -653,6 +653,54 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
   }
 }
 
+/* ---- FULLY_CONNECTED ------------------------------------------------------ */
+
+/* One unit's output from its accumulator (the rounding as td_fully_connected says). */
+TD_INLINE int8_t fc_output(const td_fully_connected *p, int32_t acc, const td_requant *rq, int32_t neg) {
+  if (p->fast_requant) return clamp8(requant_fast_offset(acc, rq, neg), p->act_min, p->act_max);
+  if (p->single_rounding) {
+    const int32_t s = rq->right;
+    acc = (int32_t)(((int64_t)acc * (int64_t)(rq->multiplier2 >> 1) + ((int64_t)1 << (s - 1))) >> s);
+  } else {
+    acc = requant(acc, rq);
+  }
+  return clamp8(acc + p->out_offset, p->act_min, p->act_max);
+}
+
+/* Four units at a time, each loaded input serving the four (their weight rows
+ * are depth apart: immediate offsets where the layer is specialized). */
+TD_INLINE void td_fully_connected_s8_inline(const td_fully_connected *p, const int8_t *input, int8_t *output) {
+  const int32_t depth = p->depth, units = p->units, blocked = units & ~3;
+  /* one rounding has no correction to drop; else as the convolutions' output stage */
+  const int32_t neg = p->single_rounding ? 0 : output_stage(1, p->out_offset, p->act_min, p->act_max).neg;
+  int32_t b, u, i;
+  for (b = 0; b < p->batches; ++b) {
+    const int8_t *x = input + b * depth;
+    int8_t *out = output + b * units;
+    for (u = 0; u < blocked; u += 4) {
+      const int8_t *w = p->weights + u * depth;
+      int32_t a0 = p->bias_full[u], a1 = p->bias_full[u + 1], a2 = p->bias_full[u + 2], a3 = p->bias_full[u + 3];
+      for (i = 0; i < depth; ++i) {
+        const int32_t v = x[i];
+        a0 += v * w[i];
+        a1 += v * w[i + depth];
+        a2 += v * w[i + 2 * depth];
+        a3 += v * w[i + 3 * depth];
+      }
+      out[u] = fc_output(p, a0, &p->rq[u], neg);
+      out[u + 1] = fc_output(p, a1, &p->rq[u + 1], neg);
+      out[u + 2] = fc_output(p, a2, &p->rq[u + 2], neg);
+      out[u + 3] = fc_output(p, a3, &p->rq[u + 3], neg);
+    }
+    for (u = blocked; u < units; ++u) { /* its own bounds: a specialized layer drops it when empty */
+      const int8_t *w = p->weights + u * depth;
+      int32_t acc = p->bias_full[u];
+      for (i = 0; i < depth; ++i) acc += x[i] * w[i];
+      out[u] = fc_output(p, acc, &p->rq[u], neg);
+    }
+  }
+}
+
 /* ---- MAX_POOL_2D ---------------------------------------------------------- */
 
 TD_INLINE void td_max_pool_2d_inline(const td_pool *p, const int8_t *input, int8_t *output) {

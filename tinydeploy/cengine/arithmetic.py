@@ -45,6 +45,18 @@ def requant_fields(multiplier: int, shift: int, offset: int = 0) -> list[int]:
     return [2 * multiplier, (1 << right) + (offset << (right + 1)) + 1, left, right, right + 1]
 
 
+def single_rounding_fields(multiplier: int, shift: int, offset: int) -> list[int]:
+    """A td_requant initializer for TFLite's per-channel fully connected kernel, which rounds
+    once: (acc * multiplier + 2^(s-1)) >> s with s = 31 - shift in `right`. Where s >= 32 the
+    fast path's fields too: with r = s - 31 that is (h + 2^r + (offset << (r + 1))) >> (r + 1),
+    h the high word of 2 acc times 2 * multiplier (see requant_fast_offset(); no correction)."""
+    s = 31 - shift
+    if s < 32:
+        return [2 * multiplier, 0, 0, s, 0]
+    r = s - 31
+    return [2 * multiplier, (1 << r) + (offset << (r + 1)), 0, s, r + 1]
+
+
 def quant_of(model: Model, index: int) -> tuple[float, int]:
     q = model.tensors[index].quantization
     if q is None:

@@ -13,7 +13,7 @@ import numpy as np
 from tinydeploy import memplan
 from tinydeploy.cengine import folding
 from tinydeploy.cengine.arithmetic import (Unsupported, activation_range, multiply_by_quantized_multiplier, quant_of,
-                                          quantize_multiplier, requant_fields, softmax_exps)
+                                          quantize_multiplier, requant_fields, single_rounding_fields, softmax_exps)
 from tinydeploy.costs import activation_lower_bound, op_macs, same_padding
 from tinydeploy.errors import BadInput
 from tinydeploy.model import Model, Operator, constant_values
@@ -87,7 +87,7 @@ def _check_int8(model: Model, indices) -> None:
             raise Unsupported(f"{model.tensors[i].dtype.lower()} tensor '{model.tensors[i].name}'")
 
 
-def _conv_multipliers(model: Model, op: Operator, channels: int) -> list[list[int]]:
+def _conv_multipliers(model: Model, op: Operator, channels: int, fields=requant_fields) -> list[list[int]]:
     in_scale, _ = quant_of(model, op.inputs[0])
     out_scale, out_zero = quant_of(model, op.outputs[0])
     filter_q = model.tensors[op.inputs[1]].quantization
@@ -98,7 +98,7 @@ def _conv_multipliers(model: Model, op: Operator, channels: int) -> list[list[in
         raise Unsupported(f"{len(scales)} weight scales for {channels} channels")
     rows = []
     for s in scales:  # PopulateConvolutionQuantizationParams: double(in) * double(filter) / double(out)
-        rows.append(requant_fields(*quantize_multiplier(float(in_scale) * float(s) / float(out_scale)), out_zero))
+        rows.append(fields(*quantize_multiplier(float(in_scale) * float(s) / float(out_scale)), out_zero))
     return rows
 
 
@@ -120,11 +120,11 @@ def _check_accumulator(bias: np.ndarray, weight_abs_sum: np.ndarray) -> np.ndarr
 
 
 def _fast(rq: list[list[int]], acc_bound: np.ndarray) -> bool:
-    """The kernels' fast requantization applies: every channel shifts right only (left 0,
-    right >= 1; right < 31 for an int8 shift) and 2 * acc and h + round_offset stay within int32
-    (|h| <= 2 |acc| + 1, h the high word of 2 acc times multiplier2)."""
-    return all(left == 0 and 1 <= right < 31 and 2 * int(bound) + 3 + abs(round_offset) < 2 ** 31
-               for (_, round_offset, left, right, _), bound in zip(rq, acc_bound))
+    """The kernels' fast requantization applies: every channel shifts right only (left 0, a
+    fast shift of 2..31) and 2 * acc and h + round_offset stay within int32 (|h| <= 2 |acc| + 1,
+    h the high word of 2 acc times multiplier2)."""
+    return all(left == 0 and 2 <= fast_shift <= 31 and 2 * int(bound) + 3 + abs(round_offset) < 2 ** 31
+               for (_, round_offset, left, _, fast_shift), bound in zip(rq, acc_bound))
 
 
 def _pad4(values: np.ndarray, length: int) -> np.ndarray:
@@ -269,19 +269,17 @@ def _lower_fully_connected(model: Model, op: Operator, name: str) -> Call:
     _, in_zero = quant_of(model, op.inputs[0])
     out_zero, act_min, act_max = _output_range(model, op)
     bias = _bias(model, op, units)
-    _check_accumulator(bias, np.abs(w).sum(1))
     bias_full = bias - in_zero * w.sum(1)
-    rq = _conv_multipliers(model, op, units)
+    bound = _check_accumulator(np.maximum(np.abs(bias), np.abs(bias_full)), np.abs(w).sum(1))
     # TensorFlow 2.21's reference per-channel fully connected kernel rounds once:
     # (acc * multiplier + 2^(s-1)) >> s with s = 31 - shift (found by comparing with it).
     per_channel = len(model.tensors[op.inputs[1]].quantization.scales) > 1
-    if per_channel:
-        rq = [[m2, 0, 0, 31 - (left - right), 0] for m2, _, left, right, _ in rq]
+    rq = _conv_multipliers(model, op, units, single_rounding_fields if per_channel else requant_fields)
     arrays = [Array(f"{name}_weights", "int8_t", w.reshape(-1)),
               Array(f"{name}_bias_full", "int32_t", bias_full),
               Array(f"{name}_rq", "td_requant", np.array(rq, dtype=np.int64))]
     fields = _int_fields(batches=x.elements // depth, depth=depth, units=units, single_rounding=per_channel,
-                         out_offset=out_zero, act_min=act_min, act_max=act_max)
+                         out_offset=out_zero, act_min=act_min, act_max=act_max, fast_requant=_fast(rq, bound))
     fields += [("weights", arrays[0].name), ("bias_full", arrays[1].name), ("rq", arrays[2].name)]
     return Call(op, "td_fully_connected_s8", "td_fully_connected", fields, [op.inputs[0]], op.outputs[0], arrays)
 

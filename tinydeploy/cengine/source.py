@@ -8,7 +8,7 @@ from tinydeploy.templating import copied_firmware, environment
 
 # Kernels the generated code instantiates once per layer (td_kernels_inline.h), so the
 # compiler folds each layer's sizes into the code: most of the MACs are in these.
-SPECIALIZED = ("td_conv_2d", "td_depthwise_conv_2d", "td_max_pool_2d", "td_add_s8")
+SPECIALIZED = ("td_conv_2d", "td_depthwise_conv_2d", "td_max_pool_2d", "td_add_s8", "td_fully_connected_s8")
 KERNEL_FILES = ("td_kernels.h", "td_kernels_inline.h", "td_kernels.c")
 
 
