@@ -31,13 +31,12 @@ extern "C" {
 #endif
 
 /* One output channel's requantization: TFLite's MultiplyByQuantizedMultiplier
- * with its shift split into a left part (>= 0) and a right part (>= 0).
- * multiplier2 is twice TFLite's Q31 multiplier (it fits 32 bits unsigned).
- * On layers tinydeploy marks fast_requant, round_offset = 2^right + (output
+ * with its Q31 multiplier and its shift split into a left part (>= 0) and a
+ * right part (>= 0). On layers tinydeploy marks fast_requant, round_offset = 2^right + (output
  * offset << (right + 1)) + 1 and fast_shift = right + 1 fold both roundings
  * and the output offset into one shift (requant_fast_offset()). */
 typedef struct td_requant {
-  uint32_t multiplier2;
+  int32_t multiplier;
   int32_t round_offset;
   int16_t left;
   int8_t right;

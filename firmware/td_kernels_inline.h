@@ -65,25 +65,25 @@ TD_INLINE int32_t requant(int32_t acc, const td_requant *rq) {
   const int32_t right = rq->right;
   int32_t t;
   if (rq->left) acc = (int32_t)((uint32_t)acc << rq->left);
-  t = high_mul(acc, rq->multiplier2);
+  t = high_mul(acc, (uint32_t)rq->multiplier << 1);
   if (right == 0) return t;
   return (t + (1 << (right - 1)) + (t >> 31)) >> right;
 }
 
 /* The same plus the output offset, in one rounding, for a channel with
  * left == 0 and right >= 1 (a layer's fast_requant flag). With t =
- * high_mul(acc, m2) the result is (t + c) >> right, c = 2^(right-1) +
- * (offset << right) - (t < 0), and nested floors make that floor((acc * m2 +
- * 2^31 + c * 2^32) / 2^(32 + right)). Doubling acc moves the 2^31 into the
- * high word: with h = floor(2 acc m2 / 2^32) (one mulhsu) it is (h + 2c + 1)
- * >> (right + 1). round_offset is 2c + 1 without the correction and
- * fast_shift is right + 1. h < 0 exactly when acc < 0, as is t < 0 but at acc
- * = -1 with m2 = 2^31, where both give the offset. neg is -2, the doubled
- * correction, or 0 where the activation clamps away every output the
- * correction could change (out_stage.neg). tinydeploy checks per layer that
- * 2 acc and h + round_offset stay within int32. */
-TD_INLINE int32_t fast_product(int32_t acc, uint32_t m2) {
-  return (int32_t)(((int64_t)(acc * 2) * (int64_t)m2) >> 32);
+ * high_mul(acc, 2m) the result is (t + c) >> right, c = 2^(right-1) +
+ * (offset << right) - (t < 0), and nested floors make that floor((acc * 2m +
+ * 2^31 + c * 2^32) / 2^(32 + right)). Quadrupling acc moves the 2^31 into the
+ * high word: with h = floor(4 acc m / 2^32) (one signed high multiply, RISC-V
+ * mulh: m < 2^31) it is (h + 2c + 1) >> (right + 1). round_offset is 2c + 1
+ * without the correction and fast_shift is right + 1. h < 0 exactly when acc
+ * < 0, as is t < 0 but at acc = -1 with m = 2^30, where both give the offset.
+ * neg is -2, the doubled correction, or 0 where the activation clamps away
+ * every output the correction could change (out_stage.neg). tinydeploy checks
+ * per layer that 4 acc and h + round_offset stay within int32. */
+TD_INLINE int32_t fast_product(int32_t acc, int32_t m) {
+  return (int32_t)(((int64_t)(acc * 4) * m) >> 32);
 }
 
 TD_INLINE int32_t round_shift(int32_t h, int32_t round_offset, int32_t shift, int32_t neg) {
@@ -91,7 +91,7 @@ TD_INLINE int32_t round_shift(int32_t h, int32_t round_offset, int32_t shift, in
 }
 
 TD_INLINE int32_t requant_fast_offset(int32_t acc, const td_requant *rq, int32_t neg) {
-  return round_shift(fast_product(acc, rq->multiplier2), rq->round_offset, rq->fast_shift, neg);
+  return round_shift(fast_product(acc, rq->multiplier), rq->round_offset, rq->fast_shift, neg);
 }
 
 TD_INLINE int8_t clamp8(int32_t v, int32_t lo, int32_t hi) {
@@ -159,10 +159,10 @@ TD_INLINE void store_4(int8_t *restrict out, const out_stage *s, int32_t a0, int
  * per inference on the demo model: GCC reloaded the fields after the store). */
 TD_INLINE void store_pair(int8_t *restrict o0, int8_t *restrict o1, const td_requant *rq, int32_t a, int32_t c,
                           const out_stage *s) {
-  const uint32_t m2 = rq->multiplier2;
+  const int32_t m = rq->multiplier;
   const int32_t round_offset = rq->round_offset, shift = rq->fast_shift;
-  *o0 = clamp8(round_shift(fast_product(a, m2), round_offset, shift, s->neg), s->lo, s->hi);
-  *o1 = clamp8(round_shift(fast_product(c, m2), round_offset, shift, s->neg), s->lo, s->hi);
+  *o0 = clamp8(round_shift(fast_product(a, m), round_offset, shift, s->neg), s->lo, s->hi);
+  *o1 = clamp8(round_shift(fast_product(c, m), round_offset, shift, s->neg), s->lo, s->hi);
 }
 
 /* One channel's output for four pixels, o_step bytes apart: requant_fast_offset()
@@ -172,12 +172,12 @@ TD_INLINE void store_quad(int8_t *restrict o, int32_t o_step, const td_requant *
                           int32_t a1, int32_t a2, int32_t a3) {
   const int32_t lo = s->lo, hi = s->hi;
   if (s->fast) {
-    const uint32_t m2 = rq->multiplier2;
+    const int32_t m = rq->multiplier;
     const int32_t round_offset = rq->round_offset, shift = rq->fast_shift, neg = s->neg;
-    o[0] = clamp8(round_shift(fast_product(a0, m2), round_offset, shift, neg), lo, hi);
-    o[o_step] = clamp8(round_shift(fast_product(a1, m2), round_offset, shift, neg), lo, hi);
-    o[2 * o_step] = clamp8(round_shift(fast_product(a2, m2), round_offset, shift, neg), lo, hi);
-    o[3 * o_step] = clamp8(round_shift(fast_product(a3, m2), round_offset, shift, neg), lo, hi);
+    o[0] = clamp8(round_shift(fast_product(a0, m), round_offset, shift, neg), lo, hi);
+    o[o_step] = clamp8(round_shift(fast_product(a1, m), round_offset, shift, neg), lo, hi);
+    o[2 * o_step] = clamp8(round_shift(fast_product(a2, m), round_offset, shift, neg), lo, hi);
+    o[3 * o_step] = clamp8(round_shift(fast_product(a3, m), round_offset, shift, neg), lo, hi);
   } else {
     o[0] = clamp8(requant(a0, rq) + s->offset, lo, hi);
     o[o_step] = clamp8(requant(a1, rq) + s->offset, lo, hi);
@@ -660,7 +660,7 @@ TD_INLINE int8_t fc_output(const td_fully_connected *p, int32_t acc, const td_re
   if (p->fast_requant) return clamp8(requant_fast_offset(acc, rq, neg), p->act_min, p->act_max);
   if (p->single_rounding) {
     const int32_t s = rq->right;
-    acc = (int32_t)(((int64_t)acc * (int64_t)(rq->multiplier2 >> 1) + ((int64_t)1 << (s - 1))) >> s);
+    acc = (int32_t)(((int64_t)acc * rq->multiplier + ((int64_t)1 << (s - 1))) >> s);
   } else {
     acc = requant(acc, rq);
   }

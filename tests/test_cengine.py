@@ -68,7 +68,7 @@ def kernels_lib(tmp_path_factory):
 
 
 class Requant(ctypes.Structure):  # td_requant
-    _fields_ = [("multiplier2", ctypes.c_uint32), ("round_offset", ctypes.c_int32),
+    _fields_ = [("multiplier", ctypes.c_int32), ("round_offset", ctypes.c_int32),
                 ("left", ctypes.c_int16), ("right", ctypes.c_int8), ("fast_shift", ctypes.c_int8)]
 
 

@@ -37,24 +37,24 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 
 
 def requant_fields(multiplier: int, shift: int, offset: int = 0) -> list[int]:
-    """A td_requant initializer: 2 * multiplier, the fast path's 2^right + (offset << (right + 1))
+    """A td_requant initializer: the multiplier, the fast path's 2^right + (offset << (right + 1))
     + 1, left, right and the fast path's shift right + 1 (td_kernels.h)."""
     left, right = max(shift, 0), max(-shift, 0)
     if not right:
-        return [2 * multiplier, 0, left, 0, 0]
-    return [2 * multiplier, (1 << right) + (offset << (right + 1)) + 1, left, right, right + 1]
+        return [multiplier, 0, left, 0, 0]
+    return [multiplier, (1 << right) + (offset << (right + 1)) + 1, left, right, right + 1]
 
 
 def single_rounding_fields(multiplier: int, shift: int, offset: int) -> list[int]:
     """A td_requant initializer for TFLite's per-channel fully connected kernel, which rounds
     once: (acc * multiplier + 2^(s-1)) >> s with s = 31 - shift in `right`. Where s >= 32 the
     fast path's fields too: with r = s - 31 that is (h + 2^r + (offset << (r + 1))) >> (r + 1),
-    h the high word of 2 acc times 2 * multiplier (see requant_fast_offset(); no correction)."""
+    h the high word of 4 acc times the multiplier (see requant_fast_offset(); no correction)."""
     s = 31 - shift
     if s < 32:
-        return [2 * multiplier, 0, 0, s, 0]
+        return [multiplier, 0, 0, s, 0]
     r = s - 31
-    return [2 * multiplier, (1 << r) + (offset << (r + 1)), 0, s, r + 1]
+    return [multiplier, (1 << r) + (offset << (r + 1)), 0, s, r + 1]
 
 
 def quant_of(model: Model, index: int) -> tuple[float, int]:

@@ -121,9 +121,10 @@ def _check_accumulator(bias: np.ndarray, weight_abs_sum: np.ndarray) -> np.ndarr
 
 def _fast(rq: list[list[int]], acc_bound: np.ndarray) -> bool:
     """The kernels' fast requantization applies: every channel shifts right only (left 0, a
-    fast shift of 2..31) and 2 * acc and h + round_offset stay within int32 (|h| <= 2 |acc| + 1,
-    h the high word of 2 acc times multiplier2)."""
-    return all(left == 0 and 2 <= fast_shift <= 31 and 2 * int(bound) + 3 + abs(round_offset) < 2 ** 31
+    fast shift of 2..31) and 4 * acc and h + round_offset stay within int32 (|h| <= 2 |acc| + 1,
+    h the high word of 4 acc times the multiplier, which is below 2^31)."""
+    return all(left == 0 and 2 <= fast_shift <= 31 and 4 * int(bound) < 2 ** 31 and
+               2 * int(bound) + 3 + abs(round_offset) < 2 ** 31
                for (_, round_offset, left, _, fast_shift), bound in zip(rq, acc_bound))
 
 
