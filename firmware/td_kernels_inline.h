@@ -435,6 +435,17 @@ TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *
   }
 }
 
+/* The outputs [*lo, *hi) along one axis whose windows (span input values
+ * from o * stride - pad) lie inside [0, size). */
+TD_INLINE void inside_range(int32_t pad, int32_t stride, int32_t span, int32_t size, int32_t out, int32_t *lo,
+                            int32_t *hi) {
+  const int32_t room = size - span + pad; /* the last window start, plus pad */
+  *lo = (pad + stride - 1) / stride;
+  *hi = room < 0 ? 0 : room / stride + 1;
+  if (*hi > out) *hi = out;
+  if (*lo > *hi) *lo = *hi;
+}
+
 /* ---- DEPTHWISE_CONV_2D -------------------------------------------------- */
 
 /* Up to four channels (s->count, a constant where the layer is specialized) of
@@ -491,42 +502,51 @@ TD_INLINE void dw_block_2(const int8_t *restrict x0, int32_t pixel_step, const i
   store_4x2(o0, o1, s, a0, a1, a2, a3, c0, c1, c2, c3);
 }
 
-/* One channel of four output pixels whose windows lie inside the input,
- * pixel_step input bytes (o_step output bytes) apart: x and w point at the
- * channel's tap (0, 0), out at its output. Taps are walked in order; where
- * the pixels' windows overlap (stride 1 along the step), a specialized layer
- * loads each input byte once for the four accumulators that use it. */
+/* One channel of four output pixels whose windows cover the same taps,
+ * pixel_step input bytes (o_step output bytes) apart: rows x cols taps, x_row
+ * and x_tap apart in the input, x and w at the channel's first covered tap,
+ * out at its output. Taps are walked in order; where the pixels' windows
+ * overlap (stride 1 along the step), a specialized layer loads each input
+ * byte once for the four accumulators that use it. bias is bias_full with
+ * offset 0 where the windows cover every tap; else the bias and the input
+ * offset, which the covered weights' sum carries in. */
 TD_INLINE void dw_quad(const int8_t *restrict x, int32_t pixel_step, const int8_t *restrict w, int32_t x_row,
-                       int32_t x_tap, int32_t w_row, int32_t w_tap, int32_t k_h, int32_t k_w, int32_t bias,
-                       const td_requant *rq, const out_stage *s, int8_t *restrict out, int32_t o_step) {
-  int32_t a0 = bias, a1 = bias, a2 = bias, a3 = bias;
+                       int32_t x_tap, int32_t w_row, int32_t w_tap, int32_t rows, int32_t cols, int32_t bias,
+                       int32_t offset, const td_requant *rq, const out_stage *s, int8_t *restrict out,
+                       int32_t o_step) {
+  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, weights = 0;
   int32_t ky, kx;
   TD_UNROLL
-  for (ky = 0; ky < k_h; ++ky) {
+  for (ky = 0; ky < rows; ++ky) {
     const int8_t *xp = x + ky * x_row;
     const int8_t *wp = w + ky * w_row;
     TD_UNROLL
-    for (kx = 0; kx < k_w; ++kx) {
+    for (kx = 0; kx < cols; ++kx) {
       const int32_t k = wp[kx * w_tap];
       const int8_t *xq = xp + kx * x_tap;
       a0 += xq[0] * k;
       a1 += xq[pixel_step] * k;
       a2 += xq[2 * pixel_step] * k;
       a3 += xq[3 * pixel_step] * k;
+      weights += k; /* dead code where offset is 0 */
     }
     TD_SCHEDULE_BARRIER(); /* a row's loads at a time: hoisting them all spills accumulators */
   }
-  store_quad(out, o_step, rq, s, a0, a1, a2, a3);
+  bias += offset * weights;
+  store_quad(out, o_step, rq, s, a0 + bias, a1 + bias, a2 + bias, a3 + bias);
 }
 
-/* Every channel of four output pixels (dw_quad), channel by channel. */
-TD_INLINE void dw_quads(const td_depthwise *p, const int8_t *x, int32_t pixel_step, const out_stage *s,
+/* Every channel of four output pixels (dw_quad), channel by channel, over the
+ * taps [ky_lo, ky_hi) x [kx_lo, kx_hi); x points at the input for tap (0, 0). */
+TD_INLINE void dw_quads(const td_depthwise *p, const int8_t *x, int32_t pixel_step, int32_t ky_lo, int32_t ky_hi,
+                        int32_t kx_lo, int32_t kx_hi, const int32_t *bias, int32_t offset, const out_stage *s,
                         int8_t *out, int32_t o_step) {
   const int32_t x_row = p->dil_h * p->in_w * p->in_c, x_tap = p->dil_w * p->in_c;
   const int32_t w_row = p->k_w * p->out_c, w_tap = p->out_c;
+  const int8_t *xs = x + ky_lo * x_row + kx_lo * x_tap, *ws = p->weights + ky_lo * w_row + kx_lo * w_tap;
   int32_t c;
   for (c = 0; c < p->out_c; ++c) {
-    dw_quad(x + c, pixel_step, p->weights + c, x_row, x_tap, w_row, w_tap, p->k_h, p->k_w, p->bias_full[c],
+    dw_quad(xs + c, pixel_step, ws + c, x_row, x_tap, w_row, w_tap, ky_hi - ky_lo, kx_hi - kx_lo, bias[c], offset,
             p->rq + c, s, out + c, o_step);
   }
 }
@@ -586,11 +606,15 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
   const int32_t grouped = p->depth_multiplier == 1;
   const int32_t blocked = grouped ? out_c & ~3 : 0; /* channels done four at a time */
   out_stage s, rest;
-  int32_t oy, ox, c;
+  int32_t oy, ox, c, y_lo, y_hi, x_lo, x_hi, edge_done = 0;
   s = output_stage(p->fast_requant, p->out_offset, p->act_min, p->act_max);
   rest = s;
   rest.count = out_c & 3;
   rest.rq = p->rq + blocked;
+  /* windows cover every row for oy in [y_lo, y_hi), every column for ox in [x_lo, x_hi); the
+   * border columns of rows below edge_done are done */
+  inside_range(p->pad_top, p->stride_h, (k_h - 1) * p->dil_h + 1, p->in_h, out_h, &y_lo, &y_hi);
+  inside_range(p->pad_left, p->stride_w, (k_w - 1) * p->dil_w + 1, in_w, out_w, &x_lo, &x_hi);
   for (oy = 0; oy < out_h; ++oy) {
     const int32_t iy0 = oy * p->stride_h - p->pad_top;
     int32_t ky_lo, ky_hi, rows_full, column_pair = 0;
@@ -601,11 +625,23 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
       valid_taps(iy0 + 3 * p->stride_h, p->dil_h, k_h, p->in_h, &lo, &hi);
       valid_taps(-p->pad_left, p->dil_w, k_w, in_w, &kx_lo, &kx_hi);
       if (lo == 0 && hi == k_h && kx_lo == 0 && kx_hi == k_w) {
-        dw_quads(p, input + (iy0 * in_w - p->pad_left) * in_c, p->stride_h * in_w * in_c, &s, output + oy * out_c,
-                 out_c);
+        dw_quads(p, input + (iy0 * in_w - p->pad_left) * in_c, p->stride_h * in_w * in_c, 0, k_h, 0, k_w,
+                 p->bias_full, 0, &s, output + oy * out_c, out_c);
         oy += 3;
         continue;
       }
+    }
+    if (out_w > 1 && grouped && oy >= edge_done && oy >= y_lo && oy + 3 < y_hi) {
+      /* the border columns of four rows whose windows cover every row: four pixels down each column */
+      for (ox = 0; ox < out_w; ++ox) {
+        int32_t kx_lo, kx_hi;
+        if (ox == x_lo) ox = x_hi > x_lo ? x_hi : x_lo; /* skip the inside columns */
+        if (ox >= out_w) break;
+        valid_taps(ox * p->stride_w - p->pad_left, p->dil_w, k_w, in_w, &kx_lo, &kx_hi);
+        dw_quads(p, input + (iy0 * in_w + ox * p->stride_w - p->pad_left) * in_c, p->stride_h * in_w * in_c, 0, k_h,
+                 kx_lo, kx_hi, p->bias, p->in_offset, &s, output + (oy * out_w + ox) * out_c, out_w * out_c);
+      }
+      edge_done = oy + 4;
     }
     if (out_w == 1 && grouped && rows_full && oy + 1 < out_h) { /* does the next row's window cover every row too? */
       int32_t lo, hi;
@@ -620,11 +656,16 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
       int8_t *out2 = out + out_c;
       valid_taps(ix0, p->dil_w, k_w, in_w, &kx_lo, &kx_hi);
       cols_full = kx_lo == 0 && kx_hi == k_w;
-      if (grouped && rows_full && cols_full && ox + 3 < out_w) { /* four pixels of this row inside? */
+      if (oy < edge_done && (ox < x_lo || ox >= x_hi)) continue; /* done with its column's four rows */
+      if (grouped && cols_full && ox + 3 < out_w) { /* four pixels of this row whose windows cover every column? */
         int32_t lo, hi;
         valid_taps(ix0 + 3 * p->stride_w, p->dil_w, k_w, in_w, &lo, &hi);
         if (lo == 0 && hi == k_w) {
-          dw_quads(p, x, p->stride_w * in_c, &s, out, out_c);
+          if (rows_full) {
+            dw_quads(p, x, p->stride_w * in_c, 0, k_h, 0, k_w, p->bias_full, 0, &s, out, out_c);
+          } else { /* a top or bottom row */
+            dw_quads(p, x, p->stride_w * in_c, ky_lo, ky_hi, 0, k_w, p->bias, p->in_offset, &s, out, out_c);
+          }
           ox += 3;
           continue;
         }

@@ -169,10 +169,14 @@ def test_a_segment_overlap_never_overwrites_an_input_byte_before_its_last_read(d
     up to `together` consecutive pixels (the convolution's run on into the next row; the
     depthwise kernel's stay in a row, or run down a one-pixel-wide layer), and within a group
     channel chunk by chunk: a convolution reads every input channel of the group's windows and
-    writes four output channels, a depthwise or pooling layer reads and writes one channel. The
+    writes four output channels, a depthwise or pooling layer reads and writes one channel. Half
+    the draws are a depthwise layer tall enough for the kernel's border columns (below). The
     output starts segment_overlap bytes past the input: no read finds a byte already written."""
-    from tinydeploy.cengine.lowering import QUAD, segment_overlap
+    from tinydeploy.cengine.lowering import QUAD, border_columns_ahead, segment_overlap
+    border = data.draw(st.booleans())
     in_h, in_w, in_c, out_c = (data.draw(st.integers(1, 9)) for _ in range(4))
+    if border:
+        in_h = data.draw(st.integers(6, 16))
     k_h, k_w = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5))
     sh, sw, dh, dw = (data.draw(st.integers(1, 3)) for _ in range(4))
     if data.draw(st.booleans()):  # SAME
@@ -182,20 +186,41 @@ def test_a_segment_overlap_never_overwrites_an_input_byte_before_its_last_read(d
                                            0, 0)
     if out_h < 1 or out_w < 1:
         return
-    together = data.draw(st.sampled_from([1, 2, QUAD]))
-    channelwise = data.draw(st.booleans())  # depthwise or pooling: one channel in, the same one out
+    together = QUAD if border else data.draw(st.sampled_from([1, 2, QUAD]))
+    channelwise = border or data.draw(st.booleans())  # depthwise or pooling: one channel in, the same one out
     if channelwise:
         out_c = in_c
-    overlap = segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left, together)
+    # The depthwise kernel's border columns: four rows whose windows cover every row, four
+    # pixels down each column whose windows miss a column, before those rows' other pixels.
+    full_rows = [all(0 <= oy * sh - pad_top + ky * dh < in_h for ky in range(k_h)) for oy in range(out_h)]
+    full_columns = [all(0 <= ox * sw - pad_left + kx * dw < in_w for kx in range(k_w)) for ox in range(out_w)]
+    border = border and out_w > 1
+    ahead = 0
+    if border:
+        rows = [oy for oy in range(out_h) if full_rows[oy]] or [0]
+        columns = [ox for ox in range(out_w) if full_columns[ox]] or [0]
+        ahead = border_columns_ahead(out_h, out_w, (rows[0], rows[-1] + 1 if any(full_rows) else 0),
+                                     (columns[0], columns[-1] + 1 if any(full_columns) else 0))
+    overlap = segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left, together, ahead)
     overlap = overlap // memplan.ALIGN * memplan.ALIGN
     assert overlap < 0
     base = -overlap  # the input's start; the output starts at 0
     overwritten = np.zeros(base + max(in_h * in_w * in_c, overlap + out_h * out_w * out_c), dtype=bool)
     pixels = out_h * out_w
-    within_rows = out_w > 1 and data.draw(st.booleans())
-    groups, q = [], 0
+    within_rows = border or out_w > 1 and data.draw(st.booleans())
+    groups, q, edge_done = [], 0, 0
     while q < pixels:
-        room = out_w - q % out_w if within_rows else pixels - q
+        oy, ox = divmod(q, out_w)
+        if border and ox == 0 and oy >= edge_done and oy + QUAD <= out_h and all(full_rows[oy:oy + QUAD]):
+            groups += [range((oy) * out_w + x, (oy + QUAD) * out_w + x, out_w)
+                       for x in range(out_w) if not full_columns[x]]
+            edge_done = oy + QUAD
+        if border and oy < edge_done and not full_columns[ox]:
+            q += 1
+            continue
+        room = out_w - ox if within_rows else pixels - q
+        if border:  # a group of the row's pixels stops at a border column done already
+            room = next((n for n in range(1, room) if oy < edge_done and not full_columns[ox + n]), room)
         size = data.draw(st.integers(1, min(together, room)))
         groups.append(range(q, q + size))
         q += size

@@ -153,8 +153,24 @@ def _window(op: Operator, x, y, k_h: int, k_w: int) -> tuple[int, int, int, int,
     return sh, sw, dh, dw, pad_top, pad_left
 
 
+def inside_range(pad: int, stride: int, span: int, size: int, out: int) -> tuple[int, int]:
+    """The outputs [lo, hi) along one axis whose windows (span input values from o * stride -
+    pad) lie inside [0, size), as td_kernels_inline.h's inside_range() finds them."""
+    room = size - span + pad
+    hi = min(out, room // stride + 1 if room >= 0 else 0)
+    return min((pad + stride - 1) // stride, hi), hi
+
+
+def border_columns_ahead(out_h: int, out_w: int, rows: tuple[int, int], columns: tuple[int, int]) -> int:
+    """How many rows ahead of the row it is on the depthwise kernel may write: 3 where it does
+    the border columns (outside `columns`) of four rows whose windows cover every row (inside
+    `rows`) four pixels down each column, before those rows' other pixels; else 0."""
+    y_lo, y_hi = rows
+    return QUAD - 1 if out_w > 1 and y_hi - y_lo >= QUAD and columns != (0, out_w) else 0
+
+
 def segment_overlap(in_w: int, in_c: int, out_h: int, out_w: int, out_c: int, stride_h: int, stride_w: int,
-                    pad_top: int, pad_left: int, together: int) -> int:
+                    pad_top: int, pad_left: int, together: int, ahead: int = 0) -> int:
     """How far past the start of its input (in bytes, negative: below it) a windowed kernel's
     output may begin and still never overwrite an input byte before its last read.
 
@@ -166,11 +182,16 @@ def segment_overlap(in_w: int, in_c: int, out_h: int, out_w: int, out_c: int, st
     read). So when pixel q's output is written (with the rest of its group, at worst), every
     input byte still to be read lies at or above the lowest first read of the pixels from q on:
     the output must start low enough that pixels q to q + together - 1 end below it, for every
-    q. The bound is the tightest pixel's."""
-    oy, ox = np.divmod(np.arange(out_h * out_w), out_w)
+    q; and where the kernel writes `ahead` rows ahead (border_columns_ahead), the rows up to
+    q's plus `ahead` too. The bound is the tightest pixel's."""
+    pixels = out_h * out_w
+    oy, ox = np.divmod(np.arange(pixels), out_w)
     first_read = (np.maximum(0, oy * stride_h - pad_top) * in_w + np.maximum(0, ox * stride_w - pad_left)) * in_c
     still_read = np.minimum.accumulate(first_read[::-1])[::-1]  # lowest first read of pixels q, q+1, ...
-    written = np.minimum(np.arange(out_h * out_w) + together, out_h * out_w) * out_c  # end of q's group, at worst
+    group_end = np.arange(pixels) + together  # end of q's group, at worst
+    if ahead:
+        group_end = np.maximum(group_end, (oy + 1 + ahead) * out_w)
+    written = np.minimum(group_end, pixels) * out_c
     return int((still_read - written).min())
 
 
@@ -253,9 +274,13 @@ def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
                          out_offset=out_zero, act_min=act_min, act_max=act_max, fast_requant=_fast(rq, bound))
     fields += [("weights", arrays[0].name), ("bias", arrays[1].name), ("bias_full", arrays[2].name),
                ("rq", arrays[3].name)]
+    ahead = 0
+    if out_c == in_c:
+        ahead = border_columns_ahead(out_h, out_w, inside_range(pad_top, sh, (k_h - 1) * dh + 1, in_h, out_h),
+                                     inside_range(pad_left, sw, (k_w - 1) * dw + 1, in_w, out_w))
     return Call(op, "td_depthwise_conv_2d", "td_depthwise", fields, [op.inputs[0]], op.outputs[0], arrays,
                 overlap=segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left,
-                                        QUAD if out_c == in_c else 1))
+                                        QUAD if out_c == in_c else 1, ahead))
 
 
 def _lower_fully_connected(model: Model, op: Operator, name: str) -> Call:
