@@ -251,29 +251,34 @@ TD_INLINE void conv_block(const int8_t *restrict x0, const int8_t *restrict x1, 
 }
 
 /* Up to four output channels (s->count, a constant where the layer is
- * specialized) of four pixels whose windows are each one contiguous run of
- * `run` input bytes, pixel_step apart (a pointwise layer's pixels, or a
- * one-column layer's rows): each loaded weight serves four pixels and each
- * loaded input four channels; then channel by channel, each channel's
+ * specialized) of four pixels, pixel_step input bytes apart, whose windows are
+ * `rows` runs of `run` contiguous input bytes, row_stride apart (one run: a
+ * pointwise layer's pixels, or a one-column layer's rows; else a row's pixels
+ * whose windows lie inside the image): each loaded weight serves four pixels
+ * and each loaded input four channels; then channel by channel, each channel's
  * requantization fields serve the four pixels, whose outputs are out_c apart. */
-TD_INLINE void run_block(const int8_t *restrict x, int32_t pixel_step, int32_t run, const int8_t *restrict w,
-                         const int32_t *restrict bias, const out_stage *s, int8_t *restrict out, int32_t out_c) {
+TD_INLINE void run_block(const int8_t *restrict x, int32_t pixel_step, int32_t rows, int32_t run, int32_t row_stride,
+                         const int8_t *restrict w, const int32_t *restrict bias, const out_stage *s,
+                         int8_t *restrict out, int32_t out_c) {
   const int32_t n = s->count;
   int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3]; /* channel j of pixel p: a{j}, b{j}, c{j}, d{j} */
   int32_t b0 = a0, b1 = a1, b2 = a2, b3 = a3, c0 = a0, c1 = a1, c2 = a2, c3 = a3, d0 = a0, d1 = a1, d2 = a2, d3 = a3;
-  int32_t i;
-  TD_UNROLL
-  for (i = 0; i < run; ++i, w += 4) {
-    const int32_t u = x[i], v = x[i + pixel_step], y = x[i + 2 * pixel_step], z = x[i + 3 * pixel_step];
-    int32_t k = w[0];
-    a0 += u * k; b0 += v * k; c0 += y * k; d0 += z * k;
-    TD_SCHEDULE_BARRIER(); /* one weight at a time: sixteen accumulators leave few registers */
-    if (n > 1) { k = w[1]; a1 += u * k; b1 += v * k; c1 += y * k; d1 += z * k; }
-    TD_SCHEDULE_BARRIER();
-    if (n > 2) { k = w[2]; a2 += u * k; b2 += v * k; c2 += y * k; d2 += z * k; }
-    TD_SCHEDULE_BARRIER();
-    if (n > 3) { k = w[3]; a3 += u * k; b3 += v * k; c3 += y * k; d3 += z * k; }
-    TD_SCHEDULE_BARRIER();
+  int32_t r, i;
+  for (r = 0; r < rows; ++r) {
+    const int8_t *xr = x + r * row_stride;
+    TD_UNROLL
+    for (i = 0; i < run; ++i, w += 4) {
+      const int32_t u = xr[i], v = xr[i + pixel_step], y = xr[i + 2 * pixel_step], z = xr[i + 3 * pixel_step];
+      int32_t k = w[0];
+      a0 += u * k; b0 += v * k; c0 += y * k; d0 += z * k;
+      TD_SCHEDULE_BARRIER(); /* one weight at a time: sixteen accumulators leave few registers */
+      if (n > 1) { k = w[1]; a1 += u * k; b1 += v * k; c1 += y * k; d1 += z * k; }
+      TD_SCHEDULE_BARRIER();
+      if (n > 2) { k = w[2]; a2 += u * k; b2 += v * k; c2 += y * k; d2 += z * k; }
+      TD_SCHEDULE_BARRIER();
+      if (n > 3) { k = w[3]; a3 += u * k; b3 += v * k; c3 += y * k; d3 += z * k; }
+      TD_SCHEDULE_BARRIER();
+    }
   }
   store_quad(out, out_c, &s->rq[0], s, a0, b0, c0, d0);
   TD_SCHEDULE_BARRIER();
@@ -285,17 +290,18 @@ TD_INLINE void run_block(const int8_t *restrict x, int32_t pixel_step, int32_t r
 }
 
 /* Every output channel of four pixels (run_block), four channels at a time. */
-TD_INLINE void run_blocks(const td_conv *p, const int8_t *x, int32_t pixel_step, int32_t run, out_stage *s,
-                          const out_stage *rest, int8_t *out) {
-  const int32_t full = p->out_c >> 2;
+TD_INLINE void run_blocks(const td_conv *p, const int8_t *x, int32_t pixel_step, int32_t rows, int32_t run,
+                          int32_t row_stride, out_stage *s, const out_stage *rest, int8_t *out) {
+  const int32_t full = p->out_c >> 2, patch = rows * run;
   int32_t g;
   for (g = 0; g < full; ++g) {
     s->rq = p->rq + 4 * g;
-    run_block(x, pixel_step, run, p->weights + g * run * 4, p->bias_full + 4 * g, s, out + 4 * g, p->out_c);
+    run_block(x, pixel_step, rows, run, row_stride, p->weights + g * patch * 4, p->bias_full + 4 * g, s, out + 4 * g,
+              p->out_c);
   }
   if (rest->count)
-    run_block(x, pixel_step, run, p->weights + full * run * 4, p->bias_full + 4 * full, rest, out + 4 * full,
-              p->out_c);
+    run_block(x, pixel_step, rows, run, row_stride, p->weights + full * patch * 4, p->bias_full + 4 * full, rest,
+              out + 4 * full, p->out_c);
 }
 
 /* A packed int4 weight byte, loaded signed: its low and its high nibble, sign-extended. */
@@ -377,10 +383,12 @@ TD_INLINE void conv_group(const td_conv *p, const int8_t *x0, const int8_t *x1, 
   }
 }
 
-/* Convolution as patches times weights, two output pixels and four channels
- * at a time (the last one to three channels as a group of their own). Windows
- * inside the image are read in place; a pair with a window over the border
- * is gathered into scratch (2 * k_h * k_w * in_c bytes, planned in the arena)
+/* Convolution as patches times weights, four channels at a time (the last one
+ * to three channels as a group of their own) of four output pixels where
+ * their windows are inside the image (a pointwise layer's pixels, a
+ * one-column layer's rows, four pixels of a row), else of two. Windows inside
+ * the image are read in place; a pair with a window over the border is
+ * gathered into scratch (2 * k_h * k_w * in_c bytes, planned in the arena)
  * with the input zero point in the padding. */
 TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *output, int8_t *scratch) {
   const int32_t out_c = p->out_c, out_w = p->out_w, pixels = p->out_h * p->out_w, in_c = p->in_c;
@@ -397,7 +405,7 @@ TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *
   px = 0;
   if (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 && p->pad_left == 0 &&
       !p->int4_weights) { /* pointwise (lowering.py's `pointwise`): four pixels at a time, the rest in pairs */
-    for (; px + 4 <= pixels; px += 4) run_blocks(p, input + px * in_c, in_c, in_c, &s, &rest, output + px * out_c);
+    for (; px + 4 <= pixels; px += 4) run_blocks(p, input + px * in_c, in_c, 1, in_c, 0, &s, &rest, output + px * out_c);
   }
   for (; px < pixels; px += 2) {
     const int32_t second = px + 1 < pixels ? px + 1 : px; /* an odd last pixel: one pixel only */
@@ -407,8 +415,15 @@ TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *
     int8_t *o0 = output + px * out_c, *o1 = second != px ? output + second * out_c : NULL;
     if (column && px + 3 < pixels && window_inside(p, px, 0) && window_inside(p, px + 3, 0)) {
       /* four rows whose windows are inside: four at a time (the loop then goes on in pairs) */
-      run_blocks(p, input + (px * p->stride_h - p->pad_top) * p->in_w * in_c, p->stride_h * p->in_w * in_c, patch,
+      run_blocks(p, input + (px * p->stride_h - p->pad_top) * p->in_w * in_c, p->stride_h * p->in_w * in_c, 1, patch, 0,
                  &s, &rest, o0);
+      px += 2;
+      continue;
+    }
+    if (!p->int4_weights && ox0 + 3 < out_w && window_inside(p, oy0, ox0) && window_inside(p, oy0, ox0 + 3)) {
+      /* four pixels of a row whose windows are inside: four at a time (the loop then goes on in pairs) */
+      run_blocks(p, input + ((oy0 * p->stride_h - p->pad_top) * p->in_w + ox0 * p->stride_w - p->pad_left) * in_c,
+                 p->stride_w * in_c, p->k_h, run, in_row, &s, &rest, o0);
       px += 2;
       continue;
     }

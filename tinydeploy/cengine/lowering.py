@@ -175,8 +175,8 @@ def segment_overlap(in_w: int, in_c: int, out_h: int, out_w: int, out_c: int, st
     output may begin and still never overwrite an input byte before its last read.
 
     The convolution, depthwise and pooling kernels compute output pixels in row-major order,
-    at most `together` at a time (QUAD for a depthwise layer and a pointwise or one-column
-    convolution, two for other convolutions, one for pooling), and may write part of a group's
+    at most `together` at a time (QUAD for a depthwise layer and a convolution, two for a
+    convolution with int4 weights, one for pooling), and may write part of a group's
     outputs (some channels) before they have read all of its windows. The lowest input byte a
     pixel's window reads is its top-left tap inside the image (taps in the padding are never
     read). So when pixel q's output is written (with the rest of its group, at worst), every
@@ -238,12 +238,10 @@ def _lower_conv(model: Model, op: Operator, name: str) -> Call:
     fields += [("weights", arrays[0].name), ("bias_full", arrays[1].name), ("rq", arrays[2].name)]
     direct = k_h == 1 and k_w == 1 and pad_top == 0 and pad_left == 0
     scratch = 0 if direct else 2 * k_h * k_w * in_c  # two gathered patches
-    # td_conv_2d_inline's four-pixel blocks: a pointwise layer's pixels, a one-column layer's rows
-    pointwise = direct and sh == sw == 1 and not int4
-    column = out_w == 1 and k_w == in_w and pad_left == 0 and dh == 1 and not int4
+    # td_conv_2d_inline's four-pixel blocks (int4 weights go in pairs)
     return Call(op, "td_conv_2d", "td_conv", fields, [op.inputs[0]], op.outputs[0], arrays, scratch=scratch,
                 overlap=segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left,
-                                        QUAD if pointwise or column else 2))
+                                        2 if int4 else QUAD))
 
 
 def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
