@@ -18,11 +18,14 @@
  * side keeps its own registers (between a block's taps or rows, and between the
  * channels of an output stage). */
 #define TD_SCHEDULE_BARRIER() __asm__ volatile("")
-/* Unroll the loop that follows (a kernel's taps: a constant count in a specialized layer). */
+/* Unroll the loop that follows (a kernel's taps: a constant count in a specialized layer;
+ * TD_UNROLL_SMALL: a small layer's pixels, dw_small()). */
 #if defined(__clang__)
 #define TD_UNROLL _Pragma("unroll 8")
+#define TD_UNROLL_SMALL _Pragma("unroll 16")
 #else
 #define TD_UNROLL _Pragma("GCC unroll 8")
+#define TD_UNROLL_SMALL _Pragma("GCC unroll 16")
 #endif
 #else
 #define TD_INLINE static inline
@@ -608,6 +611,47 @@ TD_INLINE void dw_group(const td_depthwise *p, const int8_t *x, int32_t c, int32
   }
 }
 
+/* A depthwise layer small enough to unroll whole (lowering.py's `small`, which
+ * then plans its output apart from its input): a depth multiplier of 1, at
+ * most 16 output rows and columns, at most 256 taps over all pixels. */
+TD_INLINE int td_small(const td_depthwise *p) {
+  return p->depth_multiplier == 1 && p->out_h <= 16 && p->out_w <= 16 &&
+         p->out_h * p->out_w * p->k_h * p->k_w <= 256;
+}
+
+/* A small layer (td_small()): channel by channel, every pixel's every tap. In
+ * a specialized layer all four loops unroll, the taps in the padding drop out,
+ * and the channel's weights and input values are each loaded once for all the
+ * pixels that use them. */
+TD_INLINE void dw_small(const td_depthwise *p, const int8_t *input, int8_t *output) {
+  const int32_t in_c = p->in_c, out_c = p->out_c, in_w = p->in_w, in_h = p->in_h, k_h = p->k_h, k_w = p->k_w;
+  const int32_t offset = p->in_offset, neg = output_stage(1, p->out_offset, p->act_min, p->act_max).neg;
+  int32_t c, oy, ox, ky, kx;
+  for (c = 0; c < out_c; ++c) {
+    const int8_t *x = input + c, *w = p->weights + c;
+    TD_UNROLL_SMALL
+    for (oy = 0; oy < p->out_h; ++oy) {
+      TD_UNROLL_SMALL
+      for (ox = 0; ox < p->out_w; ++ox) {
+        int32_t acc = p->bias[c];
+        TD_UNROLL_SMALL
+        for (ky = 0; ky < k_h; ++ky) {
+          const int32_t iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
+          TD_UNROLL_SMALL
+          for (kx = 0; kx < k_w; ++kx) {
+            const int32_t ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
+            if (iy >= 0 && iy < in_h && ix >= 0 && ix < in_w)
+              acc += (x[(iy * in_w + ix) * in_c] + offset) * w[(ky * k_w + kx) * out_c];
+          }
+        }
+        output[(oy * p->out_w + ox) * out_c + c] =
+            clamp8(p->fast_requant ? requant_fast_offset(acc, &p->rq[c], neg) : requant(acc, &p->rq[c]) + p->out_offset,
+                   p->act_min, p->act_max);
+      }
+    }
+  }
+}
+
 /* Depthwise convolution. With a depth multiplier of 1, channels go four at a
  * time and the last one to three as a group of their own (any other
  * multiplier: one at a time), and two output pixels whose windows cover every
@@ -626,6 +670,10 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
   rest = s;
   rest.count = out_c & 3;
   rest.rq = p->rq + blocked;
+  if (td_small(p)) {
+    dw_small(p, input, output);
+    return;
+  }
   /* windows cover every row for oy in [y_lo, y_hi), every column for ox in [x_lo, x_hi); the
    * border columns of rows below edge_done are done */
   inside_range(p->pad_top, p->stride_h, (k_h - 1) * p->dil_h + 1, p->in_h, out_h, &y_lo, &y_hi);

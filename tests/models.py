@@ -114,7 +114,7 @@ def kernel_zoo() -> dict[str, bytes]:
         return layers.Dense(5)(layers.Reshape((40,))(a))
 
     def columns(x):  # (T, C) windows as the pipeline's series models run them: T rows, one column
-        a = layers.Reshape((24, 1, 6))(x)
+        a = layers.Reshape((48, 1, 6))(x)
         a = layers.DepthwiseConv2D((3, 1), padding="same", activation="relu")(a)  # 6 channels: 4 + 2; row pairs
         a = layers.DepthwiseConv2D((5, 1), strides=(2, 1), padding="valid")(a)
         a = layers.DepthwiseConv2D((3, 1), dilation_rate=(2, 1), padding="same", activation="relu6")(a)
@@ -122,11 +122,12 @@ def kernel_zoo() -> dict[str, bytes]:
         a = layers.DepthwiseConv2D((3, 1), padding="same")(a)  # 7 channels: 4 + 3
         a = layers.Conv2D(5, (3, 1), padding="same", activation="relu")(a)  # rows in fours and in pairs; 4 + 1
         a = layers.Conv2D(6, (3, 1), strides=(2, 1))(a)  # four rows two apart
+        a = layers.DepthwiseConv2D((3, 1), dilation_rate=(2, 1), padding="same")(a)  # 10 rows: unrolled whole
         return layers.Dense(3)(layers.GlobalAveragePooling2D()(a))
 
     zoo = {"convs": ((16, 16, 3), convs), "depthwise": ((19, 19, 4), depthwise),
            "pools_pads": ((12, 13, 2), pools_pads), "series": ((40, 3), series),
-           "shape_arithmetic": ((12, 3), shape_arithmetic), "columns": ((24, 6), columns)}
+           "shape_arithmetic": ((12, 3), shape_arithmetic), "columns": ((48, 6), columns)}
     out, layer_names = {}, {}
     for name, (shape, body) in zoo.items():
         model = build(shape, body)
