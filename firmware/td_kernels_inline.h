@@ -1,8 +1,10 @@
 /* tinydeploy C engine: the arithmetic and the busiest kernels as inline
- * functions. td_kernels.c compiles each once (td_conv_2d() and so on); a generated td_model.c includes this file and calls
- * td_conv_2d_inline(), td_depthwise_conv_2d_inline(), td_max_pool_2d_inline()
- * and td_add_s8_inline() with each layer's constant parameters, so the compiler specializes every layer (its sizes and
- * strides become immediates, fixed loops unroll). Results are the same either way. */
+ * functions. td_kernels.c compiles each once (td_conv_2d() and so on); a
+ * generated td_model.c includes this file and calls td_conv_2d_inline(),
+ * td_depthwise_conv_2d_inline(), td_max_pool_2d_inline(), td_add_s8_inline()
+ * and td_fully_connected_s8_inline() with each layer's constant parameters, so
+ * the compiler specializes every layer (its sizes and strides become
+ * immediates, fixed loops unroll). Results are the same either way. */
 #ifndef TD_KERNELS_INLINE_H_
 #define TD_KERNELS_INLINE_H_
 
@@ -408,7 +410,8 @@ TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *
   px = 0;
   if (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 && p->pad_left == 0 &&
       !p->int4_weights) { /* pointwise (lowering.py's `pointwise`): four pixels at a time, the rest in pairs */
-    for (; px + 4 <= pixels; px += 4) run_blocks(p, input + px * in_c, in_c, 1, in_c, 0, &s, &rest, output + px * out_c);
+    for (; px + 4 <= pixels; px += 4)
+      run_blocks(p, input + px * in_c, in_c, 1, in_c, 0, &s, &rest, output + px * out_c);
   }
   for (; px < pixels; px += 2) {
     const int32_t second = px + 1 < pixels ? px + 1 : px; /* an odd last pixel: one pixel only */
@@ -620,7 +623,7 @@ TD_INLINE int td_small(const td_depthwise *p) {
 }
 
 /* A small layer (td_small()): channel by channel, every pixel's every tap. In
- * a specialized layer all four loops unroll, the taps in the padding drop out,
+ * a specialized layer the pixel and tap loops unroll, the taps in the padding drop out,
  * and the channel's weights and input values are each loaded once for all the
  * pixels that use them. */
 TD_INLINE void dw_small(const td_depthwise *p, const int8_t *input, int8_t *output) {
@@ -652,12 +655,15 @@ TD_INLINE void dw_small(const td_depthwise *p, const int8_t *input, int8_t *outp
   }
 }
 
-/* Depthwise convolution. With a depth multiplier of 1, channels go four at a
- * time and the last one to three as a group of their own (any other
- * multiplier: one at a time), and two output pixels whose windows cover every
- * tap column go in pairs, sharing weight loads: horizontally adjacent ones, or
- * vertically adjacent ones in a layer one pixel wide (a time series, whose
- * windows run down the rows). Windows inside the image need no offset
+/* Depthwise convolution. A small layer is unrolled whole (dw_small()). Else,
+ * with a depth multiplier of 1, four pixels whose windows cover the same taps
+ * go a channel at a time (dw_quads()): along a row (a top or bottom row's too),
+ * down a layer one pixel wide (a time series, whose windows run down the
+ * rows), and down each border column of four rows whose windows cover every
+ * row, done before those rows' other pixels. The other pixels go four
+ * channels at a time, the last one to three as a group of their own (any
+ * other multiplier: one at a time), two whose windows cover every tap column
+ * in pairs sharing weight loads. Windows inside the image need no offset
  * arithmetic. */
 TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *input, int8_t *output) {
   const int32_t in_c = p->in_c, out_c = p->out_c, in_w = p->in_w;
@@ -698,7 +704,7 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
       /* the border columns of four rows whose windows cover every row: four pixels down each column */
       for (ox = 0; ox < out_w; ++ox) {
         int32_t kx_lo, kx_hi;
-        if (ox == x_lo) ox = x_hi > x_lo ? x_hi : x_lo; /* skip the inside columns */
+        if (ox == x_lo) ox = x_hi; /* skip the inside columns */
         if (ox >= out_w) break;
         valid_taps(ox * p->stride_w - p->pad_left, p->dil_w, k_w, in_w, &kx_lo, &kx_hi);
         dw_quads(p, input + (iy0 * in_w + ox * p->stride_w - p->pad_left) * in_c, p->stride_h * in_w * in_c, 0, k_h,
