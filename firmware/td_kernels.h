@@ -67,6 +67,10 @@ typedef struct td_depthwise {
   int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
   int32_t in_offset, out_offset, act_min, act_max;
   int32_t fast_requant; /* every channel: left == 0, right >= 1, round_offset cannot overflow */
+  /* The order of work, which tinydeploy plans the output's overlap with the input
+   * for: small, the whole layer unrolled channel by channel (its output apart);
+   * border_columns, the border columns of four rows done before those rows. */
+  int32_t small, border_columns;
   const int8_t *weights;
   const int32_t *bias;
   const int32_t *bias_full;

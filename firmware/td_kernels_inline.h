@@ -614,15 +614,9 @@ TD_INLINE void dw_group(const td_depthwise *p, const int8_t *x, int32_t c, int32
   }
 }
 
-/* A depthwise layer small enough to unroll whole (lowering.py's `small`, which
- * then plans its output apart from its input): a depth multiplier of 1, at
- * most 16 output rows and columns, at most 256 taps over all pixels. */
-TD_INLINE int td_small(const td_depthwise *p) {
-  return p->depth_multiplier == 1 && p->out_h <= 16 && p->out_w <= 16 &&
-         p->out_h * p->out_w * p->k_h * p->k_w <= 256;
-}
-
-/* A small layer (td_small()): channel by channel, every pixel's every tap. In
+/* A small layer (td_depthwise.small: tinydeploy sets it for a depth multiplier
+ * of 1, at most 16 x 16 outputs and 256 taps over all of them): channel by
+ * channel, every pixel's every tap. In
  * a specialized layer the pixel and tap loops unroll, the taps in the padding drop out,
  * and the channel's weights and input values are each loaded once for all the
  * pixels that use them. */
@@ -676,7 +670,7 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
   rest = s;
   rest.count = out_c & 3;
   rest.rq = p->rq + blocked;
-  if (td_small(p)) {
+  if (p->small) {
     dw_small(p, input, output);
     return;
   }
@@ -700,7 +694,7 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
         continue;
       }
     }
-    if (out_w > 1 && grouped && oy >= edge_done && oy >= y_lo && oy + 3 < y_hi) {
+    if (p->border_columns && oy >= edge_done && oy >= y_lo && oy + 3 < y_hi) {
       /* the border columns of four rows whose windows cover every row: four pixels down each column */
       for (ox = 0; ox < out_w; ++ox) {
         int32_t kx_lo, kx_hi;

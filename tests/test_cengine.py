@@ -264,8 +264,8 @@ def test_the_zoo_covers_every_kernel_and_variant(zoo):
     assert {m.tensors[op.outputs[0]].shape[3] // m.tensors[op.inputs[0]].shape[3] for m, op in depthwise} >= {1, 2, 3}
     shapes = [m.tensors[op.outputs[0]].shape for m, op in depthwise]
     assert any(s[2] == 1 and s[1] > 1 and s[3] % 4 for s in shapes)  # one column (row pairs), channels 4 + rest
-    small = [dict(c.fields) for m in zoo.values() for c in cengine.lower(m).calls  # unrolled whole (td_small())
-             if c.kernel == "td_depthwise_conv_2d" and c.overlap is None]
+    small = [dict(c.fields) for m in zoo.values() for c in cengine.lower(m).calls  # unrolled whole (dw_small())
+             if c.kernel == "td_depthwise_conv_2d" and dict(c.fields)["small"] == "1"]
     assert {f["out_w"] == "1" for f in small} == {True, False} and {f["dil_h"] for f in small} >= {"1", "2"}
     assert {f["stride_h"] for f in small} >= {"1", "2"}
     assert {op.options["activation"] for op in convs} >= {"NONE", "RELU", "RELU6"}

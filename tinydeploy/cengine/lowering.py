@@ -270,15 +270,17 @@ def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
                          depth_multiplier=out_c // in_c, k_h=k_h, k_w=k_w, stride_h=sh, stride_w=sw,
                          dil_h=dh, dil_w=dw, pad_top=pad_top, pad_left=pad_left, in_offset=in_offset,
                          out_offset=out_zero, act_min=act_min, act_max=act_max, fast_requant=_fast(rq, bound))
-    fields += [("weights", arrays[0].name), ("bias", arrays[1].name), ("bias_full", arrays[2].name),
-               ("rq", arrays[3].name)]
-    # td_kernels_inline.h's td_small(): such a layer goes channel by channel over the whole
-    # image, so its output is planned apart from its input
+    # The kernel's order of work: a small layer unrolled whole, channel by channel over the
+    # image (so its output is planned apart from its input); else the border columns of four
+    # rows may be done before those rows
     small = out_c == in_c and out_h <= 16 and out_w <= 16 and out_h * out_w * k_h * k_w <= 256
     ahead = 0
-    if out_c == in_c:
+    if out_c == in_c and not small:
         ahead = border_columns_ahead(out_h, out_w, inside_range(pad_top, sh, (k_h - 1) * dh + 1, in_h, out_h),
                                      inside_range(pad_left, sw, (k_w - 1) * dw + 1, in_w, out_w))
+    fields += _int_fields(small=small, border_columns=ahead > 0)
+    fields += [("weights", arrays[0].name), ("bias", arrays[1].name), ("bias_full", arrays[2].name),
+               ("rq", arrays[3].name)]
     return Call(op, "td_depthwise_conv_2d", "td_depthwise", fields, [op.inputs[0]], op.outputs[0], arrays,
                 overlap=None if small else segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top,
                                                            pad_left, QUAD if out_c == in_c else 1, ahead))
