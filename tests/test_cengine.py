@@ -106,8 +106,8 @@ def test_requantization_is_tflites_double_rounding(kernels_lib, acc, real, left)
        real=st.one_of(st.floats(1e-6, 0.49), st.sampled_from([2.0 ** -k for k in range(2, 20)])),
        offset=st.integers(-128, 127))
 def test_fast_requantization_is_tflites_double_rounding_plus_the_offset(kernels_lib, acc, real, offset):
-    """One doubled high multiply and one shift give TFLite's two roundings plus the output
-    offset (a power of two hits the multiplier 2^30 and its acc = -1 case); with the
+    """One high multiply of the quadrupled accumulator and one shift give TFLite's two roundings
+    plus the output offset (a power of two hits the multiplier 2^30 and its acc = -1 case); with the
     correction dropped (neg 0) only outputs at or below the offset may differ."""
     multiplier, shift = cengine.quantize_multiplier(real)
     fields = Requant(*cengine.requant_fields(multiplier, shift, offset))
@@ -212,7 +212,7 @@ def test_a_segment_overlap_never_overwrites_an_input_byte_before_its_last_read(d
     while q < pixels:
         oy, ox = divmod(q, out_w)
         if border and ox == 0 and oy >= edge_done and oy + QUAD <= out_h and all(full_rows[oy:oy + QUAD]):
-            groups += [range((oy) * out_w + x, (oy + QUAD) * out_w + x, out_w)
+            groups += [range(oy * out_w + x, (oy + QUAD) * out_w + x, out_w)
                        for x in range(out_w) if not full_columns[x]]
             edge_done = oy + QUAD
         if border and oy < edge_done and not full_columns[ox]:
