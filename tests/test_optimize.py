@@ -223,8 +223,10 @@ def _bumps(n: int, steps: int = 120, seed: int = 0):
 
 def test_target_seeking_shrinks_a_series_model_until_it_meets_1ms_on_the_c3(tmp_path):
     """The first series model misses 1 ms on the ESP32-C3; target seeking finds a narrower one
-    by bisection on its width and trains it, and that one is chosen."""
-    x, y = _bumps(80)
+    by bisection on its width and trains it, and that one is chosen. The windows are long
+    enough (200 steps) that even the faster engine misses by about twice at full width, so
+    the bisection tries widths on both sides of the target."""
+    x, y = _bumps(80, steps=200)
     config = OptimizeConfig(data.from_arrays(x, y, None, None, "bumps"), tmp_path / "out",
                             get_board("esp32-c3-devkitm-1"), budget="fast", stages=check_stages(["arch", "seek"]))
     result = optimize(config)
