@@ -91,13 +91,16 @@ def test_quantize_multiplier_represents_the_real_value(real):
 @settings(max_examples=3000, deadline=None)
 @given(acc=st.integers(-(2 ** 30) + 1, 2 ** 30 - 1), real=st.floats(1e-6, 0.99), left=st.sampled_from([0, 0, 0, 2]))
 def test_requantization_is_tflites_double_rounding(kernels_lib, acc, real, left):
-    """The kernels' shortcut (one high multiply, one rounding shift) gives TFLite's result."""
+    """The kernels' shortcut (one high multiply, one rounding shift) gives TFLite's result, and so
+    does lowering's Python copy."""
     multiplier, shift = cengine.quantize_multiplier(real)
     shift += left
     acc >>= left  # keep acc * 2^left in int32, as TFLite requires
     fields = Requant(*cengine.requant_fields(multiplier, shift))
     got = kernels_lib.td_multiply_by_quantized_multiplier(acc, ctypes.addressof(fields))
     assert got == multiply_by_quantized_multiplier(acc, multiplier, shift)
+    # and lowering's own copy (it computes the ADD kernel's tables) agrees with this reference
+    assert cengine.arithmetic.multiply_by_quantized_multiplier(acc, multiplier, shift) == got
 
 
 @pytest.mark.host
