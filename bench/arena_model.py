@@ -7,11 +7,11 @@ random weights: sizes don't depend on values), it builds bench/host_shim/arena_p
 against esp-tflite-micro's TFLM with each kernel library (reference, ESP-NN generic, and
 ESP-NN with the S3's scratch requests), 32-bit (gcc -m32, ILP32 like Xtensa and RV32), and
 reads arena_used_bytes() of a plain MicroInterpreter. Beside it, it prints tinydeploy's
-figure (tinydeploy.arena.board_arena) and the error.
+figure (tinydeploy.costs.arena.board_arena) and the error.
 
---fit: fit the tail's per-operator 32-bit differences (tinydeploy.arena.TAIL_32BIT) on those
+--fit: fit the tail's per-operator 32-bit differences (tinydeploy.costs.arena.TAIL_32BIT) on those
 models, then measure --holdout fresh ones (another seed) and report the error on them only.
-Without --fit, every model is a test of the constants in tinydeploy.arena.
+Without --fit, every model is a test of the constants in tinydeploy.costs.arena.
 
 Goals (issue 12): within 3% of the 32-bit build's need for each kernel library; on the S3
 the arena covers ESP-NN's scratch with at most 10% slack.
@@ -43,7 +43,7 @@ def make_models(folder: Path, count: int, seed: int = 0) -> list[Path]:
     """Random architectures from the search space, as int8 models with random weights."""
     import optuna
 
-    from tinydeploy import _tf
+    from tinydeploy.runtime import _tf
     from tinydeploy.optimize.architectures import plain_model, with_softmax
     from tinydeploy.optimize.convert import to_int8_tflite
     from tinydeploy.optimize.search import sample_arch
@@ -101,9 +101,10 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)
 
-    from tinydeploy import arena, kernels, tflm
-    from tinydeploy.errors import StepFailed
-    from tinydeploy.model import load_model
+    from tinydeploy.costs import arena, kernels
+    from tinydeploy.runtime import tflm
+    from tinydeploy.core.errors import StepFailed
+    from tinydeploy.core.model import load_model
     probes = {lib: build_probe(lib, args.tflm, args.esp_nn, args.work) for lib in LIBRARIES}
 
     def measure(paths: list[Path]) -> list[dict]:

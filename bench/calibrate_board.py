@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydeploy import api, data
-from tinydeploy.boards import get_board
-from tinydeploy.calibrate import _errors, _measured_layers, calibrate
+from tinydeploy import api
+from tinydeploy.core import data
+from tinydeploy.core.boards import get_board
+from tinydeploy.device.calibrate import _errors, _measured_layers, calibrate
 from tinydeploy.optimize.architectures import Arch, Block, default_arch, untrained_model
 
 BOARD = "qemu-riscv32"

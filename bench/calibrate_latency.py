@@ -13,9 +13,10 @@ Run: .venv/bin/python bench/calibrate_latency.py
 
 import numpy as np
 
-from tinydeploy import _tf, costs
+from tinydeploy.runtime import _tf
+from tinydeploy.costs import counts
 from tinydeploy.optimize.convert import to_int8_tflite
-from tinydeploy.model import parse_model
+from tinydeploy.core.model import parse_model
 
 PUBLISHED_MS = {  # chip: (MHz, ms without ESP-NN, ms with ESP-NN)
     "ESP32-S3": (240, 2300, 54),
@@ -29,7 +30,7 @@ def main():
     net = keras.applications.MobileNet(input_shape=(96, 96, 1), alpha=0.25, weights=None, classes=2)
     rng = np.random.default_rng(0)
     model = parse_model(to_int8_tflite(net, rng.random((8, 96, 96, 1), dtype=np.float32)))
-    layers = costs.layer_costs(model)
+    layers = counts.layer_costs(model)
     total = sum(layer.macs for layer in layers)
     by_op = {}
     for layer in layers:

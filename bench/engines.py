@@ -18,12 +18,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tinydeploy import bench, cengine, emulate, tflm
-from tinydeploy.boards import get_board
-from tinydeploy.build import build, elf_size
-from tinydeploy.model import load_model
-from tinydeploy.project import write_project
-from tinydeploy.render import RenderOptions, render
+from tinydeploy.device import bench, emulate
+from tinydeploy.codegen import cengine
+from tinydeploy.runtime import tflm
+from tinydeploy.core.boards import get_board
+from tinydeploy.toolchain.build import build, elf_size
+from tinydeploy.core.model import load_model
+from tinydeploy.toolchain.project import write_project
+from tinydeploy.codegen.render import RenderOptions, render
 
 DEMO = Path("build/demo/optimize/model.tflite")
 

@@ -15,8 +15,8 @@ import sys
 import optuna
 
 from tinydeploy.optimize import architectures as arch_lib
-from tinydeploy import data
-from tinydeploy.boards import get_board
+from tinydeploy.core import data
+from tinydeploy.core.boards import get_board
 from tinydeploy.optimize.search import cost, sample_arch
 
 

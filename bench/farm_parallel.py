@@ -18,8 +18,9 @@ import threading
 import time
 from pathlib import Path
 
-from tinydeploy import api, data
-from tinydeploy.farm import FarmBoard, summary
+from tinydeploy import api
+from tinydeploy.core import data
+from tinydeploy.device.farm import FarmBoard, summary
 from tinydeploy.optimize.architectures import default_arch, untrained_model
 
 BOARD = "qemu-riscv32"

@@ -150,7 +150,7 @@ class Builder:
 
 
 def _board_kernels(project: dict) -> str:
-    from tinydeploy.boards import get_board
+    from tinydeploy.core.boards import get_board
     return get_board(project["board"]).tflm_kernels(project.get("framework") or "espidf")
 
 

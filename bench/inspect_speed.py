@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydeploy import _tf
+from tinydeploy.runtime import _tf
 from tinydeploy.optimize.convert import to_int8_tflite
 
 

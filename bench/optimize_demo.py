@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tinydeploy import data
-from tinydeploy.boards import get_board
+from tinydeploy.core import data
+from tinydeploy.core.boards import get_board
 from tinydeploy.optimize import OptimizeConfig, optimize
 
 LIMIT_SECONDS = {"fast": 120, "default": 600}

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydeploy import _tf
-from tinydeploy.bench import CHUNK, Connection, validate_on_device
+from tinydeploy.runtime import _tf
+from tinydeploy.device.bench import CHUNK, Connection, validate_on_device
 from tinydeploy.optimize.convert import to_int8_tflite
-from tinydeploy.virtual_device import VirtualDevice
+from tinydeploy.device.virtual_device import VirtualDevice
 
 SAMPLES = 20
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import optuna
 
-from tinydeploy import data
-from tinydeploy.boards import get_board
+from tinydeploy.core import data
+from tinydeploy.core.boards import get_board
 from tinydeploy.optimize import OptimizeConfig, check_stages, optimize
 from tinydeploy.optimize.search import SearchConfig, search
 

@@ -136,8 +136,8 @@ def main(argv=None) -> int:
     parser.add_argument("--stages", help="optimize only these stages (comma-separated; default: all)")
     args = parser.parse_args(argv)
 
-    from tinydeploy.boards import get_board
-    from tinydeploy.data import from_arrays
+    from tinydeploy.core.boards import get_board
+    from tinydeploy.core.data import from_arrays
     from tinydeploy.optimize import STAGES, OptimizeConfig, check_stages, optimize
     board = get_board(args.board)
     stages = check_stages(args.stages.split(",")) if args.stages else STAGES

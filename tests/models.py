@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydeploy import _tf
+from tinydeploy.runtime import _tf
 from tinydeploy.optimize.convert import to_float_tflite, to_int8_tflite
 from tinydeploy.optimize.quantization import pack_int4
 

@@ -1,9 +1,10 @@
-"""The board arena (tinydeploy.arena): TFLM's memory plan replayed, with each kernel library's scratch."""
+"""The board arena (tinydeploy.costs.arena): TFLM's memory plan replayed, with each kernel library's scratch."""
 
 import pytest
 
-from tinydeploy import arena, kernels, tflm
-from tinydeploy.model import load_model, parse_model
+from tinydeploy.costs import arena, kernels
+from tinydeploy.runtime import tflm
+from tinydeploy.core.model import load_model, parse_model
 
 
 def chain(sizes):

@@ -5,13 +5,13 @@ import sys
 import numpy as np
 import pytest
 
-from tinydeploy import tflm
-from tinydeploy.bench import Connection, DeviceTimeout, bench
+from tinydeploy.runtime import tflm
+from tinydeploy.device.bench import Connection, DeviceTimeout, bench
 from tinydeploy.cli import main
-from tinydeploy.errors import StepFailed
-from tinydeploy.model import load_model, parse_model
-from tinydeploy.verify import junit_xml, load_results, verify
-from tinydeploy.virtual_device import VirtualDevice
+from tinydeploy.core.errors import StepFailed
+from tinydeploy.core.model import load_model, parse_model
+from tinydeploy.device.verify import junit_xml, load_results, verify
+from tinydeploy.device.virtual_device import VirtualDevice
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.host
@@ -142,7 +142,7 @@ def test_a_closed_link_is_a_step_failure_not_a_crash(int8_cnn, tmp_path):
 
 
 def test_device_text_is_shown_with_control_characters_escaped(int8_cnn, tmp_path):
-    from tinydeploy.bench import shown
+    from tinydeploy.device.bench import shown
     assert shown("ok\x1b[2J\x07 done") == "ok\\x1b[2J\\x07 done"
     assert shown("x" * 300).endswith("... (100 more characters)")
 
@@ -177,7 +177,7 @@ def test_verify_exit_codes_and_junit(device, tmp_path, capsys):
     assert main(["verify", str(tmp_path / "results.json"), "--max-arena-kb", "1", "--max-latency-ms", "1000",
                  "--junit", str(tmp_path / "bad.xml")]) == 1
     xml = (tmp_path / "bad.xml").read_text()
-    assert 'failures="1"' in xml and '<testcase classname="tinydeploy.verify" name="arena"><failure' in xml
+    assert 'failures="1"' in xml and '<testcase classname="tinydeploy.device.verify" name="arena"><failure' in xml
     assert "targets missed: arena" in capsys.readouterr().err
     assert main(["verify", str(tmp_path / "missing.json")]) == 2
 
@@ -274,7 +274,7 @@ class _Options:
 
 def test_the_plugin_pulses_reset_only_where_the_farm_says_rts(int8_cnn, monkeypatch):
     from tinydeploy import pytest_plugin
-    from tinydeploy.farm import FarmBoard
+    from tinydeploy.device.farm import FarmBoard
     pulsed = []
     monkeypatch.setattr(Connection, "reset", lambda self: pulsed.append(self.port) or False)
     config = _Options(**{"--tinydeploy-baud": 115200})
@@ -302,7 +302,7 @@ def test_pytest_plugin_skips_without_a_port(pytester):
 
 @pytest.mark.unit
 def test_instruction_counts_are_never_shown_as_microseconds_without_a_clock():
-    from tinydeploy.bench import latency_us
+    from tinydeploy.device.bench import latency_us
     stats = {"runs": 3, "min": 1600, "median": 3200, "mean": 3200, "p90": 4800, "max": 4800}
     assert latency_us(stats, {"timer": "us"}) is stats
     estimate = latency_us({**stats, "partial": True}, {"timer": "instructions", "cpu_mhz": 160})

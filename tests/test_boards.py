@@ -1,7 +1,7 @@
 import pytest
 
-from tinydeploy.boards import get_board, load_boards, parse_board
-from tinydeploy.errors import BadInput
+from tinydeploy.core.boards import get_board, load_boards, parse_board
+from tinydeploy.core.errors import BadInput
 
 pytestmark = pytest.mark.unit
 
@@ -75,7 +75,7 @@ def _profile(name: str, **fields) -> str:
 
 
 def test_every_esp_board_names_its_esptool_chip():
-    from tinydeploy.boards import ESPTOOL_CHIPS
+    from tinydeploy.core.boards import ESPTOOL_CHIPS
     for board in load_boards().values():
         if board.toolchain is None:  # flashed over USB, with PlatformIO or esptool
             assert board.esptool_chip in ESPTOOL_CHIPS

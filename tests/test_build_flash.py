@@ -2,11 +2,11 @@ import os
 
 import pytest
 
-from tinydeploy import build as build_module
-from tinydeploy.boards import get_board
-from tinydeploy.build import build
-from tinydeploy.errors import BadInput, StepFailed
-from tinydeploy.flash import choose_port, flash_firmware
+from tinydeploy.toolchain import build as build_module
+from tinydeploy.core.boards import get_board
+from tinydeploy.toolchain.build import build
+from tinydeploy.core.errors import BadInput, StepFailed
+from tinydeploy.toolchain.flash import choose_port, flash_firmware
 from tests.helpers import free_port, mock_esp32_bootloader
 
 pytestmark = pytest.mark.host
@@ -41,7 +41,7 @@ def test_flash_with_the_wrong_chip_names_the_right_chip_and_board(mock_bootloade
 
 
 def test_a_project_flashed_to_the_wrong_chip_is_told_which_board_to_render_for(tmp_path):
-    from tinydeploy.flash import explain_upload_failure
+    from tinydeploy.toolchain.flash import explain_upload_failure
     lines = ["Connecting....", "A fatal error occurred: This chip is ESP32-C3, not ESP32. Wrong --chip argument?"]
     message = explain_upload_failure(lines, 2, "/dev/ttyACM0", tmp_path / "flash.log")
     assert message.startswith("wrong chip: the board is ESP32-C3, not ESP32; render the project for a board "
@@ -90,7 +90,7 @@ def _attached(monkeypatch, *boards):
 
 
 def test_ports_are_found_by_usb_ids_and_the_same_condition_fails_the_same_way(monkeypatch):
-    from tinydeploy.flash import attached_port
+    from tinydeploy.toolchain.flash import attached_port
     _attached(monkeypatch)
     with pytest.raises(StepFailed, match="no ESP32 board found on USB"):
         choose_port(None)

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from tinydeploy.boards import get_board
-from tinydeploy.calibrate import _fit, calibrate, calibrated_board, to_toml
-from tinydeploy.errors import BadInput
+from tinydeploy.core.boards import get_board
+from tinydeploy.device.calibrate import _fit, calibrate, calibrated_board, to_toml
+from tinydeploy.core.errors import BadInput
 
 pytestmark = pytest.mark.unit
 

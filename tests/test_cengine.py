@@ -17,12 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinydeploy import cengine, memplan
-from tinydeploy.boards import get_board
-from tinydeploy.errors import BadInput, StepFailed
-from tinydeploy.model import load_model, parse_model
-from tinydeploy.render import RenderOptions, render
-from tinydeploy.resources import shipped
+from tinydeploy.codegen import cengine
+from tinydeploy.costs import memplan
+from tinydeploy.core.boards import get_board
+from tinydeploy.core.errors import BadInput, StepFailed
+from tinydeploy.core.model import load_model, parse_model
+from tinydeploy.codegen.render import RenderOptions, render
+from tinydeploy.core.resources import shipped
 from tests.helpers import run_cli
 
 FLAGS = ["-std=c99", "-pedantic", "-O2", "-Wall", "-Wextra", "-Werror"]
@@ -175,7 +176,7 @@ def test_a_segment_overlap_never_overwrites_an_input_byte_before_its_last_read(d
     writes four output channels, a depthwise or pooling layer reads and writes one channel. Half
     the draws are a depthwise layer tall enough for the kernel's border columns (below). The
     output starts segment_overlap bytes past the input: no read finds a byte already written."""
-    from tinydeploy.cengine.lowering import QUAD, border_columns_ahead, segment_overlap
+    from tinydeploy.codegen.cengine.lowering import QUAD, border_columns_ahead, segment_overlap
     border = data.draw(st.booleans())
     in_h, in_w, in_c, out_c = (data.draw(st.integers(1, 9)) for _ in range(4))
     if border:
@@ -283,8 +284,8 @@ def test_softmax_is_bit_exact_for_every_input_difference(tmp_path, spread):
     """The softmax's exp table (tinydeploy's copy of gemmlowp's fixed point) against
     TFLite on every pair of int8 inputs, so on every difference 0..255, for input
     scales whose radius cuts the differences off early, late and not at all."""
-    from tinydeploy import _tf
-    from tinydeploy.evaluate import reference_outputs
+    from tinydeploy.runtime import _tf
+    from tinydeploy.runtime.evaluate import reference_outputs
     from tinydeploy.optimize.convert import to_int8_tflite
     keras = _tf.keras()
     inputs = keras.layers.Input((2,))
@@ -301,7 +302,7 @@ def test_softmax_is_bit_exact_for_every_input_difference(tmp_path, spread):
 @pytest.mark.parametrize("name", ["convs", "depthwise", "pools_pads", "series", "requantized", "shape_arithmetic",
                                   "columns", "convs_int4", "columns_int4"])
 def test_c_engine_is_bit_exact_on_random_inputs(zoo, tmp_path, name):
-    from tinydeploy.evaluate import reference_outputs
+    from tinydeploy.runtime.evaluate import reference_outputs
     model = zoo[name]
     lowered = cengine.lower(model)
     host = cengine.HostModel(lowered, tmp_path, flags=tuple(FLAGS))
@@ -323,8 +324,8 @@ def test_the_general_requantization_path_is_bit_exact_too(zoo, tmp_path, monkeyp
     """Every layer of the zoo takes the fast requantization (right shifts only); a layer whose
     multiplier exceeds 1 does not. Lowered as if none could, the kernels' other path (requant()
     and the output offset, in every output stage) must agree with TFLite just as well."""
-    from tinydeploy.cengine import lowering
-    from tinydeploy.evaluate import reference_outputs
+    from tinydeploy.codegen.cengine import lowering
+    from tinydeploy.runtime.evaluate import reference_outputs
     monkeypatch.setattr(lowering, "_fast", lambda rq, bound: False)
     model = zoo[name]
     lowered = cengine.lower(model)
@@ -365,7 +366,7 @@ def test_int4_convolution_weights_stay_packed(zoo):
 
 @pytest.mark.host
 def test_shape_arithmetic_is_folded_and_each_target_checked(zoo):
-    from tinydeploy.cengine import folding
+    from tinydeploy.codegen.cengine import folding
     model = zoo["shape_arithmetic"]
     assert [c.op.name for c in cengine.lower(model).calls] == ["RESHAPE", "CONV_2D", "RESHAPE", "FULLY_CONNECTED"]
     folded = folding.fold(model)
@@ -377,8 +378,8 @@ def test_shape_arithmetic_is_folded_and_each_target_checked(zoo):
 
 @pytest.mark.host
 def test_c_engine_is_bit_exact_on_real_validation_inputs(int8_cnn, tmp_path):
-    from tinydeploy import data
-    from tinydeploy.evaluate import quantize_input, reference_outputs
+    from tinydeploy.core import data
+    from tinydeploy.runtime.evaluate import quantize_input, reference_outputs
     model = load_model(int8_cnn)
     dataset = data.load("digits", image_size=32)
     x = quantize_input(model, dataset.x_val)
@@ -405,7 +406,7 @@ def pio_config(project):
 
 @pytest.mark.host
 def test_esp32_project_with_the_c_engine_has_no_tflm(int8_cnn, tmp_path):
-    from tinydeploy.project import write_project
+    from tinydeploy.toolchain.project import write_project
     board = get_board("esp32-c3-devkitm-1")
     model = load_model(int8_cnn)
     files = render(model, board, None, RenderOptions(engine="c"))
@@ -484,7 +485,7 @@ def test_rv32_firmware_builds_and_reports_its_sizes(built_rv32):
 @pytest.mark.host
 def test_rv32_render_bench_validate_verify(built_rv32, int8_cnn, tmp_path):
     """The real firmware on QEMU: bench with validation on digits, then verify gates on it."""
-    from tinydeploy import emulate
+    from tinydeploy.device import emulate
     project, summary, _ = built_rv32
     with emulate.start(project) as emulator:
         done = run_cli("bench", "--port", emulator.url, "--out", str(tmp_path / "bench"), "--runs", "5",
@@ -516,9 +517,9 @@ def test_bench_profile_times_every_layer_and_calibrate_learns_the_boards_costs(b
     """bench --profile on the real firmware: one time per operator, summing to the whole inference;
     calibrate fits the board's costs on it, writes a profile that reads back, and its estimates
     are closer to what was measured."""
-    from tinydeploy import emulate
-    from tinydeploy.boards import load_boards
-    from tinydeploy.costs import layer_costs
+    from tinydeploy.device import emulate
+    from tinydeploy.core.boards import load_boards
+    from tinydeploy.costs.counts import layer_costs
     project, _, _ = built_rv32
     with emulate.start(project) as emulator:
         done = run_cli("bench", "--port", emulator.url, "--out", str(tmp_path / "bench"), "--runs", "3",
@@ -553,7 +554,7 @@ def test_bench_profile_times_every_layer_and_calibrate_learns_the_boards_costs(b
         (fit["per_unit"] * conv.work + fit["per_output"] * outputs + fit["fixed"]) / 160)
     # optimize and search cost the C engine with it, and say so
     from tinydeploy.optimize.engine_choice import cost_all
-    from tinydeploy.targets import Targets
+    from tinydeploy.core.targets import Targets
     (c_cost,) = cost_all(load_model(int8_cnn), board, Targets())
     assert f"calibrated on this board's profiled c runs ({tmp_path / 'cal' / 'qemu-riscv32.toml'})" in c_cost.latency_basis
     done = run_cli("calibrate", str(tmp_path / "bench"), "--board", "esp32dev", "--out", str(tmp_path / "x"))
@@ -562,7 +563,7 @@ def test_bench_profile_times_every_layer_and_calibrate_learns_the_boards_costs(b
 
 @pytest.mark.host
 def test_two_emulator_runs_count_the_same_instructions(built_rv32, tmp_path):
-    from tinydeploy import bench, emulate
+    from tinydeploy.device import bench, emulate
     project, _, _ = built_rv32
     medians = []
     for i in range(2):
@@ -574,7 +575,7 @@ def test_two_emulator_runs_count_the_same_instructions(built_rv32, tmp_path):
 
 @pytest.mark.host
 def test_build_names_the_packages_when_the_cross_compiler_is_missing(built_rv32, tmp_path):
-    from tinydeploy.build import build
+    from tinydeploy.toolchain.build import build
     project, _, _ = built_rv32
     env_path = os.environ["PATH"]
     (tmp_path / "make").symlink_to(shutil.which("make"))
@@ -588,7 +589,7 @@ def test_build_names_the_packages_when_the_cross_compiler_is_missing(built_rv32,
 
 @pytest.mark.host
 def test_emulate_needs_a_built_project_for_an_emulated_board(built_rv32, tmp_path, int8_cnn):
-    from tinydeploy import emulate
+    from tinydeploy.device import emulate
     with pytest.raises(BadInput, match="not a rendered project"):
         emulate.start(tmp_path)
     esp = tmp_path / "esp"

@@ -7,11 +7,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tinydeploy import cgen, tflm
-from tinydeploy.boards import get_board
-from tinydeploy.model import load_model
-from tinydeploy.project import write_project
-from tinydeploy.render import RenderOptions, render
+from tinydeploy.codegen import cgen
+from tinydeploy.runtime import tflm
+from tinydeploy.core.boards import get_board
+from tinydeploy.core.model import load_model
+from tinydeploy.toolchain.project import write_project
+from tinydeploy.codegen.render import RenderOptions, render
 from tests.helpers import need_programs
 
 WARNINGS = ["-Wall", "-Wextra", "-Werror"]

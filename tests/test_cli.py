@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from tinydeploy import __version__, _tf
+from tinydeploy import __version__
+from tinydeploy.runtime import _tf
 from tinydeploy.cli import main
 
 pytestmark = pytest.mark.unit
@@ -56,7 +57,7 @@ def test_every_command_is_a_python_api_function_of_the_same_name_and_defaults():
 
     from tinydeploy import api, cli
     from tinydeploy.optimize import STAGES
-    from tinydeploy.targets import Targets
+    from tinydeploy.core.targets import Targets
     parser = cli.build_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
     checked = 0
@@ -80,8 +81,8 @@ def test_every_command_is_a_python_api_function_of_the_same_name_and_defaults():
 @pytest.mark.unit
 def test_the_library_checks_what_the_cli_checks():
     """Options the CLI's parser checks are checked by the library too, for callers of the API."""
-    from tinydeploy.boards import get_board
-    from tinydeploy.errors import BadInput
+    from tinydeploy.core.boards import get_board
+    from tinydeploy.core.errors import BadInput
     from tinydeploy.optimize import OptimizeConfig
     board = get_board("esp32dev")
     with pytest.raises(BadInput, match="unknown budget 'huge'. Budgets: fast, default"):
@@ -95,7 +96,7 @@ def test_the_library_checks_what_the_cli_checks():
 def test_inspect_takes_only_frameworks_that_build_tflm_for_the_board(capsys):
     from tinydeploy import api
     from tinydeploy.cli import main
-    from tinydeploy.errors import BadInput
+    from tinydeploy.core.errors import BadInput
     with pytest.raises(BadInput, match="--framework make doesn't build for esp32dev; frameworks for it: espidf, arduino"):
         api.inspect("model.tflite", "esp32dev", framework="make")
     assert main(["inspect", "model.tflite", "--framework", "make"]) == 2

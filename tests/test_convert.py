@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from tinydeploy import cengine
+from tinydeploy.codegen import cengine
 from tinydeploy.optimize.architectures import Arch, Block, plain_model, with_softmax
 from tinydeploy.optimize.convert import to_int8_tflite
-from tinydeploy.model import parse_model
+from tinydeploy.core.model import parse_model
 
 pytestmark = pytest.mark.host
 

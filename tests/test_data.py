@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from tinydeploy import data
-from tinydeploy.errors import BadInput
+from tinydeploy.core import data
+from tinydeploy.core.errors import BadInput
 
 pytestmark = pytest.mark.unit
 
@@ -102,7 +102,7 @@ def test_a_constant_channel_is_not_blown_up_by_normalization():
 
 
 def test_wilson_interval_is_honest_for_few_samples():
-    from tinydeploy.evaluate import describe_accuracy, wilson_interval
+    from tinydeploy.runtime.evaluate import describe_accuracy, wilson_interval
     low, high = wilson_interval(8, 10)
     assert abs(low - 0.490) < 0.002 and abs(high - 0.943) < 0.002
     assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(0, 10)[0] == 0.0

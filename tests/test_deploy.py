@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from tinydeploy import tflm
-from tinydeploy.evaluate import evaluate
-from tinydeploy.model import load_model
+from tinydeploy.runtime import tflm
+from tinydeploy.runtime.evaluate import evaluate
+from tinydeploy.core.model import load_model
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,7 @@ def test_deploy_without_a_board_uses_the_virtual_device(tmp_path):
     assert (tmp_path / "firmware" / "platformio.ini").is_file()
     assert (tmp_path / "bench" / "serial.log").is_file()
     assert done.returncode == (0 if report["met"] else 1)
-    from tinydeploy import data
+    from tinydeploy.core import data
     ds = data.load("digits", image_size=16)
     device_accuracy = bench["validation"]["device_accuracy"]
     assert abs(device_accuracy - evaluate(model, ds.x_val[:50], ds.y_val[:50]).accuracy) < 1e-9

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from tinydeploy.optimize import engine_choice as engines
-from tinydeploy.boards import get_board
-from tinydeploy.model import load_model
-from tinydeploy.targets import TargetResult, Targets
+from tinydeploy.core.boards import get_board
+from tinydeploy.core.model import load_model
+from tinydeploy.core.targets import TargetResult, Targets
 
 
 def _cost(engine, latency, limit=1.0, unavailable=None):

@@ -1,12 +1,12 @@
-"""A board farm benched in parallel (tinydeploy.farm), on virtual devices."""
+"""A board farm benched in parallel (tinydeploy.device.farm), on virtual devices."""
 
 import json
 
 import pytest
 
-from tinydeploy.errors import BadInput
-from tinydeploy.farm import load_farm
-from tinydeploy.virtual_device import VirtualDevice
+from tinydeploy.core.errors import BadInput
+from tinydeploy.device.farm import load_farm
+from tinydeploy.device.virtual_device import VirtualDevice
 from tests.helpers import free_port, mock_esp32_bootloader, run_cli
 
 
@@ -111,9 +111,9 @@ def test_a_farm_is_flashed_in_parallel_and_a_dead_port_fails_only_its_own_row(tm
 
 @pytest.mark.host
 def test_a_board_that_cannot_be_flashed_is_not_benched(int8_cnn, tmp_path):
-    from tinydeploy.boards import get_board
-    from tinydeploy.farm import FarmBoard, flash_job, flash_then, run, verdicts, verify_job
-    from tinydeploy.targets import Targets
+    from tinydeploy.core.boards import get_board
+    from tinydeploy.device.farm import FarmBoard, flash_job, flash_then, run, verdicts, verify_job
+    from tinydeploy.core.targets import Targets
     image = tmp_path / "firmware.bin"
     image.write_bytes(b"\xe9" + bytes(4095))
     with mock_esp32_bootloader() as flashable, VirtualDevice(int8_cnn) as device:

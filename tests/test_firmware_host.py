@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tinydeploy.boards import get_board
-from tinydeploy.model import load_model
-from tinydeploy.project import create_project
-from tinydeploy.render import RenderOptions
+from tinydeploy.core.boards import get_board
+from tinydeploy.core.model import load_model
+from tinydeploy.toolchain.project import create_project
+from tinydeploy.codegen.render import RenderOptions
 from tests.helpers import missing, need_programs
 
 pytestmark = pytest.mark.host

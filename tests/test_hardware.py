@@ -3,9 +3,9 @@
 
 import pytest
 
-from tinydeploy.bench import bench
-from tinydeploy.targets import Targets
-from tinydeploy.verify import verify
+from tinydeploy.device.bench import bench
+from tinydeploy.core.targets import Targets
+from tinydeploy.device.verify import verify
 
 pytestmark = pytest.mark.hardware
 

@@ -2,11 +2,12 @@ import json
 
 import pytest
 
-from tinydeploy import costs, tflm
-from tinydeploy.boards import get_board
+from tinydeploy.costs import counts
+from tinydeploy.runtime import tflm
+from tinydeploy.core.boards import get_board
 from tinydeploy.cli import main
-from tinydeploy.inspect import inspect
-from tinydeploy.model import load_model
+from tinydeploy.runtime.inspect import inspect
+from tinydeploy.core.model import load_model
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.host
@@ -25,11 +26,11 @@ def test_measured_arena_is_the_smallest_that_works(int8_cnn):
     finally:
         prober.close()
     assert arena.head_bytes + arena.tail_bytes == arena.arena_bytes
-    assert costs.activation_lower_bound(model) <= arena.head_bytes
+    assert counts.activation_lower_bound(model) <= arena.head_bytes
 
 
 def test_mac_count_of_a_known_conv_layer(int8_cnn):
-    layers = costs.layer_costs(load_model(int8_cnn))
+    layers = counts.layer_costs(load_model(int8_cnn))
     first = layers[0]
     assert first.op == "CONV_2D" and first.output_shape == (1, 30, 30, 8)
     assert first.macs == 30 * 30 * 8 * (3 * 3 * 1)  # outputs x kernel window x input channels
@@ -40,7 +41,7 @@ def test_mac_count_of_a_known_conv_layer(int8_cnn):
 def test_lower_bound_counts_live_tensors(int8_cnn):
     model = load_model(int8_cnn)
     # At the first conv, its int8 input (32*32*1) and output (30*30*8) are both live.
-    assert costs.activation_lower_bound(model) >= 32 * 32 + 30 * 30 * 8
+    assert counts.activation_lower_bound(model) >= 32 * 32 + 30 * 30 * 8
 
 
 def test_report_json(int8_cnn, capsys):

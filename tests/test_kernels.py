@@ -1,4 +1,4 @@
-"""Kernel libraries' scratch requests (tinydeploy.kernels) against the libraries' own figures."""
+"""Kernel libraries' scratch requests (tinydeploy.costs.kernels) against the libraries' own figures."""
 
 import os
 import subprocess
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinydeploy.kernels import LIBRARIES, EspNnS3, Window
+from tinydeploy.costs.kernels import LIBRARIES, EspNnS3, Window
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,9 +5,9 @@ the nearest window is often of the wrong class."""
 import numpy as np
 import pytest
 
-from tinydeploy.engines import ENGINES
-from tinydeploy.evaluate import evaluate
-from tinydeploy.model import parse_model
+from tinydeploy.codegen.engines import ENGINES
+from tinydeploy.runtime.evaluate import evaluate
+from tinydeploy.core.model import parse_model
 from tinydeploy.optimize import architectures as arch_lib
 from tinydeploy.optimize import nearest
 from tinydeploy.optimize.convert import to_int8_tflite

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 from tinydeploy.optimize import architectures as arch_lib
-from tinydeploy import data
-from tinydeploy.boards import get_board
-from tinydeploy.errors import BadInput
-from tinydeploy.evaluate import evaluate
-from tinydeploy.model import load_model
+from tinydeploy.core import data
+from tinydeploy.core.boards import get_board
+from tinydeploy.core.errors import BadInput
+from tinydeploy.runtime.evaluate import evaluate
+from tinydeploy.core.model import load_model
 from tinydeploy.optimize import OptimizeConfig, check_stages, optimize
-from tinydeploy.targets import Targets
+from tinydeploy.core.targets import Targets
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.slow
@@ -282,7 +282,7 @@ def test_inputs_smaller_than_the_first_kernel_still_build_and_fold(shape):
 
 
 def test_qat_rejection_names_the_layer_and_the_fix():
-    from tinydeploy import _tf
+    from tinydeploy.runtime import _tf
     from tinydeploy.optimize.quantization import qat_ready
     keras = _tf.keras()
     model = keras.Sequential([keras.layers.Input((16, 16, 1)), keras.layers.Conv2D(8, 3),
@@ -410,7 +410,7 @@ def test_leave_one_out_labels_each_window_by_its_nearest_other_one():
 @pytest.mark.unit
 def test_a_stage_no_engine_runs_ranks_below_one_that_misses_a_target_and_the_report_still_renders():
     from tinydeploy.optimize.pipeline import Candidate, _rank
-    from tinydeploy.report import optimize_html
+    from tinydeploy.core.report import optimize_html
     missed = {"name": "latency", "value": 2.0, "limit": 1.0, "unit": "ms", "basis": "estimate", "met": False}
     slow = Candidate("arch", None, None, {}, b"", {
         "stage": "arch", "meets_targets": False, "targets": [missed], "accuracy": 0.8, "flash_bytes": 9_000,

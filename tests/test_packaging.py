@@ -20,7 +20,7 @@ def test_installed_wheel_finds_its_boards_templates_and_firmware(tmp_path):
     assert "tinydeploy/board_profiles/esp32dev.toml" in names
     assert "tinydeploy/templates/common/model_runner.cc.j2" in names
     assert "tinydeploy/firmware/td_protocol.c" in names
-    assert {"tinydeploy/optimize/pipeline.py", "tinydeploy/cengine/lowering.py", "tinydeploy/api.py",
+    assert {"tinydeploy/optimize/pipeline.py", "tinydeploy/codegen/cengine/lowering.py", "tinydeploy/api.py",
             "tinydeploy/templates/common/td_board.c.j2"} <= set(names)  # the subpackages and new templates
     # The C engine: its templates, kernels and the emulated board's start code and linker script.
     assert {"tinydeploy/templates/cengine/td_model.c.j2", "tinydeploy/templates/make/Makefile.j2",
@@ -31,8 +31,8 @@ def test_installed_wheel_finds_its_boards_templates_and_firmware(tmp_path):
                     str(wheel)], check=True, timeout=300)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    probe = ("import json, sys; sys.path.insert(0, sys.argv[1]); import tinydeploy, tinydeploy.boards as b; "
-             "from tinydeploy.resources import shipped; "
+    probe = ("import json, sys; sys.path.insert(0, sys.argv[1]); import tinydeploy, tinydeploy.core.boards as b; "
+             "from tinydeploy.core.resources import shipped; "
              "print(json.dumps([tinydeploy.__file__, sorted(b.load_boards()), "
              "(shipped('templates') / 'common' / 'platformio.ini.j2').is_file(), "
              "(shipped('firmware') / 'td_protocol.h').is_file()]))")
@@ -78,7 +78,7 @@ def test_the_declared_esptool_has_the_write_flash_command_that_flash_runs():
     import inspect
     from packaging.requirements import Requirement
     from packaging.version import Version
-    from tinydeploy import flash
+    from tinydeploy.toolchain import flash
     assert '"write-flash"' in inspect.getsource(flash.flash_firmware)
     spec = next(Requirement(r).specifier for r in _pyproject()["project"]["dependencies"]
                 if Requirement(r).name == "esptool")
@@ -91,7 +91,7 @@ def test_the_declared_esptool_has_the_write_flash_command_that_flash_runs():
 
 BLOCKER = '''
 import sys
-from tinydeploy.errors import EXTRA_MODULES
+from tinydeploy.core.errors import EXTRA_MODULES
 
 class WithoutExtras:  # the core install: the extras' modules are not there
     def find_spec(self, name, path=None, target=None):
@@ -104,8 +104,8 @@ sys.meta_path.insert(0, WithoutExtras())
 CORE_RUN = '''
 import json, sys
 from tinydeploy.cli import main
-from tinydeploy.errors import EXTRA_MODULES
-from tinydeploy.virtual_device import VirtualDevice
+from tinydeploy.core.errors import EXTRA_MODULES
+from tinydeploy.device.virtual_device import VirtualDevice
 model, out = sys.argv[1], sys.argv[2]
 codes = [main(["inspect", model]), main(["render", model, "--board", "esp32dev", "--out", out + "/tflm"]),
          main(["render", model, "--board", "qemu-riscv32", "--out", out + "/c"])]

@@ -6,13 +6,14 @@ import sys
 
 import pytest
 
-from tinydeploy import arena, kernels, tflm
-from tinydeploy.boards import get_board, load_boards
-from tinydeploy.errors import BadInput
-from tinydeploy.model import load_model
-from tinydeploy.project import create_project, write_project
-from tinydeploy.render import FRAMEWORKS, RenderOptions, arena_size, render
-from tinydeploy.templating import BANNER
+from tinydeploy.costs import arena, kernels
+from tinydeploy.runtime import tflm
+from tinydeploy.core.boards import get_board, load_boards
+from tinydeploy.core.errors import BadInput
+from tinydeploy.core.model import load_model
+from tinydeploy.toolchain.project import create_project, write_project
+from tinydeploy.codegen.render import FRAMEWORKS, RenderOptions, arena_size, render
+from tinydeploy.codegen.templating import BANNER
 
 pytestmark = pytest.mark.host
 
@@ -125,7 +126,7 @@ def test_float_model_is_refused(float_cnn, tmp_path):
 
 def test_a_model_of_two_inputs_is_refused_for_tflm_firmware(tmp_path):
     import numpy as np
-    from tinydeploy import _tf
+    from tinydeploy.runtime import _tf
     tf, keras = _tf.tensorflow(), _tf.keras()
     a, b = keras.layers.Input((8,)), keras.layers.Input((8,))
     model = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Concatenate()([a, b])))
@@ -142,7 +143,7 @@ def test_a_model_of_two_inputs_is_refused_for_tflm_firmware(tmp_path):
 
 def test_a_16x8_quantized_model_is_refused_as_what_it_is(tmp_path):
     import numpy as np
-    from tinydeploy import _tf
+    from tinydeploy.runtime import _tf
     tf, layers = _tf.tensorflow(), _tf.keras().layers
     model = _tf.keras().Sequential([layers.Input((16,)), layers.Dense(8, activation="relu"), layers.Dense(3)])
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -234,8 +235,8 @@ def test_the_component_lock_goes_only_when_our_component_list_changes(tmp_path):
 
 def test_a_project_for_a_user_board_finds_its_profile_again(tmp_path, int8_cnn, monkeypatch):
     """build, flash and emulate read the board from the project: a user's profile too, without --boards-dir."""
-    from tinydeploy.boards import board_from_file
-    from tinydeploy.manifest import rendered_board
+    from tinydeploy.core.boards import board_from_file
+    from tinydeploy.core.manifest import rendered_board
     profiles = tmp_path / "profiles"
     profiles.mkdir()
     text = open(get_board("esp32dev").path).read().replace('name = "esp32dev"', 'name = "lab.esp32"')
@@ -250,7 +251,7 @@ def test_a_project_for_a_user_board_finds_its_profile_again(tmp_path, int8_cnn, 
 
 def _combinations():
     """Every (board, engine, framework) tinydeploy renders."""
-    from tinydeploy.engines import ENGINES
+    from tinydeploy.codegen.engines import ENGINES
     for name, board in sorted(load_boards().items()):
         for engine in board.engines:
             for framework, f in FRAMEWORKS.items():

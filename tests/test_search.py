@@ -9,9 +9,9 @@ import uuid
 import numpy as np
 import pytest
 
-from tinydeploy import data
-from tinydeploy.boards import get_board
-from tinydeploy.errors import BadInput
+from tinydeploy.core import data
+from tinydeploy.core.boards import get_board
+from tinydeploy.core.errors import BadInput
 from tinydeploy.optimize.search import SearchConfig, open_study, redact, sample_arch, search
 from tests.helpers import missing, run_cli
 

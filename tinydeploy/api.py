@@ -1,7 +1,7 @@
 """The Python API: one function per command, of the same name and with the same defaults
 (`tinydeploy render` is ``api.render``, `tinydeploy virtual-device` is
 ``api.virtual_device``). The CLI parses its options, calls these and shows what they
-return; docs/api.md shows them at work. They raise tinydeploy.errors.BadInput for bad
+return; docs/api.md shows them at work. They raise tinydeploy.core.errors.BadInput for bad
 input and StepFailed for a failed step, and return verdicts rather than raising when a
 target is missed.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from tinydeploy.boards import DEFAULT_BOARD, Board, get_board, load_boards
-from tinydeploy.errors import BadInput
-from tinydeploy.targets import Targets
+from tinydeploy.core.boards import DEFAULT_BOARD, Board, get_board, load_boards
+from tinydeploy.core.errors import BadInput
+from tinydeploy.core.targets import Targets
 
 Progress = Callable[[str, dict], None]
 
@@ -29,10 +29,10 @@ def boards(boards_dir: tuple[str, ...] = ()) -> dict[str, Board]:
 
 def inspect(model: str | Path, board: str | Board = DEFAULT_BOARD, targets: Targets = Targets(),
             framework: str | None = None, boards_dir: tuple[str, ...] = ()):
-    """What a .tflite model costs on a board (tinydeploy.inspect.InspectReport); framework picks
+    """What a .tflite model costs on a board (tinydeploy.runtime.inspect.InspectReport); framework picks
     the board's TFLM kernel library (default: the board profile's framework)."""
-    from tinydeploy.frameworks import framework_for
-    from tinydeploy.inspect import inspect as inspect_model
+    from tinydeploy.codegen.frameworks import framework_for
+    from tinydeploy.runtime.inspect import inspect as inspect_model
     board = _board(board, boards_dir)
     if framework is not None:
         framework_for(board, framework, "tflm")  # one that builds TFLM firmware for this board
@@ -57,7 +57,7 @@ def optimize(data: str, out: str | Path, board: str | Board = DEFAULT_BOARD, tar
              progress: Progress | None = None):
     """Train and optimize a model on data until its int8 form fits the board
     (tinydeploy.optimize.OptimizeReport; OUT/model.tflite, report.json and report.html)."""
-    from tinydeploy import data as data_lib
+    from tinydeploy.core import data as data_lib
     from tinydeploy.optimize import STAGES, OptimizeConfig, check_stages
     from tinydeploy.optimize import optimize as run
     stages, start = check_stages(list(stages or STAGES)), start_arch(arch, search)  # cheap checks first
@@ -72,7 +72,7 @@ def optimize(data: str, out: str | Path, board: str | Board = DEFAULT_BOARD, tar
 
 def evaluate(model: str | Path, data: str, image_size: int = 32, seed: int = 0) -> dict:
     """The int8 accuracy of a .tflite model on raw labelled data, on the TFLM interpreter."""
-    from tinydeploy.evaluate import evaluate_file
+    from tinydeploy.runtime.evaluate import evaluate_file
     return evaluate_file(model, data, image_size=image_size, seed=seed)
 
 
@@ -81,22 +81,22 @@ def render(model: str | Path, board: str | Board, out: str | Path, framework: st
            boards_dir: tuple[str, ...] = ()) -> dict:
     """Write a firmware project for an int8 model; returns its summary. framework and engine
     default to the board's own; labels is a text file (one per line) or optimize's report.json."""
-    from tinydeploy.project import create_project
-    from tinydeploy.render import RenderOptions, read_labels
+    from tinydeploy.toolchain.project import create_project
+    from tinydeploy.codegen.render import RenderOptions, read_labels
     options = RenderOptions(framework, arena_margin, read_labels(labels) if labels else (), engine)
     return create_project(model, _board(board, boards_dir), out, options)
 
 
 def build(dir: str | Path, env: str | None = None, on_line: Callable[[str], None] | None = None):
-    """Compile a rendered project (tinydeploy.build.BuildResult)."""
-    from tinydeploy.build import build as build_project
+    """Compile a rendered project (tinydeploy.toolchain.build.BuildResult)."""
+    from tinydeploy.toolchain.build import build as build_project
     return build_project(dir, env, on_line)
 
 
 def emulate(dir: str | Path, tcp: int = 0):
-    """Boot a built project for an emulated board (a running tinydeploy.emulate.Emulator; use it
+    """Boot a built project for an emulated board (a running tinydeploy.device.emulate.Emulator; use it
     as a context manager, or call stop())."""
-    from tinydeploy.emulate import start
+    from tinydeploy.device.emulate import start
     return start(dir, tcp)
 
 
@@ -106,8 +106,8 @@ def flash(dir: str | Path | None = None, port: str | None = None, env: str | Non
           boards_dir: tuple[str, ...] = ()) -> Path:
     """Upload a project (PlatformIO) or, with firmware=, a prebuilt image (esptool, with chip= or
     board=); returns the log's path."""
-    from tinydeploy.flash import flash as flash_project
-    from tinydeploy.flash import flash_firmware
+    from tinydeploy.toolchain.flash import flash as flash_project
+    from tinydeploy.toolchain.flash import flash_firmware
     if firmware:
         if not chip and not board:
             raise BadInput("--firmware needs --chip (e.g. esp32s3) or --board")
@@ -128,7 +128,7 @@ def validation_samples(data: str | None, validate: int, image_size: int = 32, se
         raise BadInput(f"--validate needs a positive sample count, got {validate}")
     if not data:
         raise BadInput("--validate N needs --data (labelled samples)")
-    from tinydeploy import data as data_lib
+    from tinydeploy.core import data as data_lib
     x, y = data_lib.load(data, image_size=image_size, seed=seed).all_samples
     return x[:validate], y[:validate]
 
@@ -138,9 +138,9 @@ def bench(port: str, out: str | Path = "bench-results", baud: int = 115200, runs
           image_size: int = 32, seed: int = 0, profile: bool = False,
           progress: Callable[[int, int], None] | None = None):
     """Measure latency and RAM on a board over serial, validate `validate` labelled samples of
-    data there, and with profile time each layer (tinydeploy.bench.BenchResult; OUT/results.json
+    data there, and with profile time each layer (tinydeploy.device.bench.BenchResult; OUT/results.json
     and serial.log)."""
-    from tinydeploy.bench import bench as run
+    from tinydeploy.device.bench import bench as run
     return run(port, out, baud=baud, runs=runs, warmup=warmup, expect_model=expect_model,
                samples=validation_samples(data, validate, image_size, seed), timeout=timeout, progress=progress,
                profile=profile)
@@ -149,10 +149,10 @@ def bench(port: str, out: str | Path = "bench-results", baud: int = 115200, runs
 def bench_farm(boards, out: str | Path = "bench-results", baud: int = 115200, runs: int = 20, warmup: int = 2,
                validate: int = 0, data: str | None = None, expect_model: str | Path | None = None,
                timeout: float = 10.0, image_size: int = 32, seed: int = 0, profile: bool = False):
-    """Bench several boards in parallel (tinydeploy.farm): boards is a farm file or a list of
-    tinydeploy.farm.FarmBoard. Each board's results go to OUT/NAME/ as bench writes them, and
+    """Bench several boards in parallel (tinydeploy.device.farm): boards is a farm file or a list of
+    tinydeploy.device.farm.FarmBoard. Each board's results go to OUT/NAME/ as bench writes them, and
     OUT/farm.json sums them up; returns the rows (a failed board fails its own row only)."""
-    from tinydeploy import farm
+    from tinydeploy.device import farm
     options = _farm_options(baud=baud, runs=runs, warmup=warmup, validate=validate, data=data,
                             expect_model=expect_model, timeout=timeout, image_size=image_size, seed=seed,
                             profile=profile)
@@ -163,7 +163,7 @@ def verify_farm(boards, targets: Targets = Targets(), min_agreement: float = 0.9
                 out: str | Path = "bench-results", **bench_options):
     """Bench every board of a farm in parallel, as bench_farm does (with its options), and judge
     each against the targets: the rows, each with its verdicts."""
-    from tinydeploy import farm
+    from tinydeploy.device import farm
     return farm.run(_farm_boards(boards), out, farm.verify_job(targets, min_agreement, **_farm_options(**bench_options)))
 
 
@@ -171,7 +171,7 @@ def flash_farm(boards, firmware: str | Path, chip: str | None = None, board: str
                offset: int = 0x10000, out: str | Path = "flash-results", boards_dir: tuple[str, ...] = ()):
     """Write a prebuilt image to every board of a farm in parallel (esptool, one thread a board):
     the rows, each board's log in OUT/NAME/flash.log (a board that fails fails its own row)."""
-    from tinydeploy import farm
+    from tinydeploy.device import farm
     if not chip and not board:
         raise BadInput("--firmware needs --chip (e.g. esp32s3) or --board")
     profile = _board(board, boards_dir) if board else None
@@ -179,7 +179,7 @@ def flash_farm(boards, firmware: str | Path, chip: str | None = None, board: str
 
 
 def _farm_boards(boards) -> list:
-    from tinydeploy import farm
+    from tinydeploy.device import farm
     return farm.load_farm(boards) if isinstance(boards, (str, Path)) else list(boards)
 
 
@@ -193,8 +193,8 @@ def _farm_options(validate: int = 0, data: str | None = None, image_size: int = 
 def calibrate(results: list[str | Path], board: str | Board, out: str | Path = "calibrated-boards",
               boards_dir: tuple[str, ...] = ()):
     """Fit the board's per-operator costs on `bench --profile` runs and write OUT/BOARD.toml, a
-    profile that later commands use with --boards-dir OUT (tinydeploy.calibrate.Calibration)."""
-    from tinydeploy.calibrate import calibrate as fit
+    profile that later commands use with --boards-dir OUT (tinydeploy.device.calibrate.Calibration)."""
+    from tinydeploy.device.calibrate import calibrate as fit
     return fit(list(results), _board(board, boards_dir), out)
 
 
@@ -202,8 +202,8 @@ def verify(results: str | Path | None = None, port: str | None = None, targets: 
            min_agreement: float = 0.99, out: str | Path = "bench-results", **bench_options):
     """Judge bench results (a results.json or its folder), or a fresh bench of the board on port,
     against the targets: (verdicts, the results judged)."""
-    from tinydeploy.verify import load_results
-    from tinydeploy.verify import verify as judge
+    from tinydeploy.device.verify import load_results
+    from tinydeploy.device.verify import verify as judge
     if results and port:
         raise BadInput("give either a results file or --port, not both")
     if port:
@@ -216,9 +216,9 @@ def verify(results: str | Path | None = None, port: str | None = None, targets: 
 
 
 def virtual_device(model: str | Path, baud: int | None = None):
-    """A stand-in board for a model (tinydeploy.virtual_device.VirtualDevice): call open_pty() or
+    """A stand-in board for a model (tinydeploy.device.virtual_device.VirtualDevice): call open_pty() or
     open_tcp(port) for its address, close() when done."""
-    from tinydeploy.virtual_device import VirtualDevice
+    from tinydeploy.device.virtual_device import VirtualDevice
     return VirtualDevice(model, baud=baud)
 
 
@@ -227,10 +227,10 @@ def deploy(data: str, board: str | Board = DEFAULT_BOARD, out: str | Path = "bui
            seed: int = 0, boards_dir: tuple[str, ...] = (), progress: Progress | None = None,
            stages: tuple[str, ...] | None = None, farm=None):
     """optimize (its stages, default all), render, build, flash, bench and verify in one go
-    (tinydeploy.deploy.DeployReport); with farm= (a farm file or FarmBoards), the built image is
+    (tinydeploy.flows.deploy.DeployReport); with farm= (a farm file or FarmBoards), the built image is
     flashed to every board of the farm and each is benched and judged, in parallel."""
-    from tinydeploy import data as data_lib
-    from tinydeploy.deploy import deploy as run
+    from tinydeploy.core import data as data_lib
+    from tinydeploy.flows.deploy import deploy as run
     from tinydeploy.optimize import STAGES, check_stages
     stages = check_stages(list(stages or STAGES))
     profile = _board(board, boards_dir)
@@ -249,7 +249,7 @@ def search(data: str = "digits", out: str | Path = "build/search", board: str | 
            storage: str | None = None, study: str = "tinydeploy", join: bool = False, budget: str = "fast",
            image_size: int = 32, seed: int = 0, boards_dir: tuple[str, ...] = (), progress: Progress | None = None):
     """Hardware-aware architecture search within the budgets (a summary; OUT/best_arch.json, search.html)."""
-    from tinydeploy import data as data_lib
+    from tinydeploy.core import data as data_lib
     from tinydeploy.optimize.search import SearchConfig
     from tinydeploy.optimize.search import search as run
     dataset = data_lib.load(data, image_size=image_size, seed=seed)
@@ -261,7 +261,7 @@ def search(data: str = "digits", out: str | Path = "build/search", board: str | 
 def arch_cost(arch: str | Path, data: str = "digits", board: str | Board = DEFAULT_BOARD, image_size: int = 32,
               seed: int = 0, boards_dir: tuple[str, ...] = ()):
     """`search --show`: an architecture and what it costs on the board, untrained: (Arch, figures)."""
-    from tinydeploy import data as data_lib
+    from tinydeploy.core import data as data_lib
     from tinydeploy.optimize.architectures import Arch
     from tinydeploy.optimize.search import cost
     spec = Arch.load(arch)

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 from tinydeploy import __version__, api
-from tinydeploy.errors import (EXIT_FAILED, EXIT_OK, BadInput, StepFailed, TargetMissed, TinyDeployError,
+from tinydeploy.core.errors import (EXIT_FAILED, EXIT_OK, BadInput, StepFailed, TargetMissed, TinyDeployError,
                                extra_missing)
-from tinydeploy.boards import DEFAULT_BOARD
-from tinydeploy.targets import require_met
+from tinydeploy.core.boards import DEFAULT_BOARD
+from tinydeploy.core.targets import require_met
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,7 +103,7 @@ def _boards_dir(args) -> tuple[str, ...]:
 
 
 def _targets(args):
-    from tinydeploy.targets import Targets
+    from tinydeploy.core.targets import Targets
     return Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms)
 
 
@@ -205,7 +205,7 @@ def cmd_emulate(args) -> int:
     finally:
         emulator.stop()
     if code not in (0, -15):  # -15: stopped by SIGTERM, as asked
-        from tinydeploy.errors import StepFailed
+        from tinydeploy.core.errors import StepFailed
         raise StepFailed(f"the emulator stopped with code {code}; log {emulator.log}")
     return EXIT_OK
 
@@ -294,7 +294,7 @@ def _bench_options(args) -> dict:
 
 def _farm(args):
     """The boards of --farm or of several --port, or None for one board (bench's own layout)."""
-    from tinydeploy import farm
+    from tinydeploy.device import farm
     if args.farm and args.port:
         raise BadInput("give --farm or --port, not both")
     if args.farm:
@@ -303,7 +303,7 @@ def _farm(args):
 
 
 def _show_farm(args, rows, title: str, saved: str = "results.json") -> int:
-    from tinydeploy.farm import summary
+    from tinydeploy.device.farm import summary
     data = summary(rows)
     if args.json:
         _emit_json(args, data)
@@ -359,7 +359,7 @@ def _show_verdicts(args, verdicts, payload: dict) -> None:
 
 
 def cmd_verify(args) -> int:
-    from tinydeploy.verify import junit_xml
+    from tinydeploy.device.verify import junit_xml
     boards = _farm(args)
     if boards is not None:
         if args.results:
@@ -457,7 +457,7 @@ def _add_data(parser, required: bool = True) -> None:
 
 
 def _add_targets(parser) -> None:
-    from tinydeploy.targets import DEFAULT_MAX_ARENA_KB, DEFAULT_MAX_LATENCY_MS, DEFAULT_MAX_MODEL_KB
+    from tinydeploy.core.targets import DEFAULT_MAX_ARENA_KB, DEFAULT_MAX_LATENCY_MS, DEFAULT_MAX_MODEL_KB
     parser.add_argument("--max-arena-kb", type=BUDGET_KB, default=DEFAULT_MAX_ARENA_KB, metavar="KB",
                         help="tensor arena budget (default %(default)g)")
     parser.add_argument("--max-model-kb", type=BUDGET_KB, default=DEFAULT_MAX_MODEL_KB, metavar="KB",
@@ -471,7 +471,7 @@ def _options_boards(p) -> None:
 
 
 def _options_inspect(p) -> None:
-    from tinydeploy.frameworks import FRAMEWORKS
+    from tinydeploy.codegen.frameworks import FRAMEWORKS
     p.add_argument("model", help="the .tflite file")
     p.add_argument("--board", default=DEFAULT_BOARD, help="board profile (default %(default)s)")
     p.add_argument("--framework", choices=[name for name, f in FRAMEWORKS.items() if "tflm" in f.engines],
@@ -500,8 +500,8 @@ def _options_optimize(p) -> None:
 
 
 def _options_render(p) -> None:
-    from tinydeploy.frameworks import FRAMEWORKS
-    from tinydeploy.boards import ENGINES
+    from tinydeploy.codegen.frameworks import FRAMEWORKS
+    from tinydeploy.core.boards import ENGINES
     p.add_argument("model", help="the int8 .tflite file")
     p.add_argument("--board", required=True, help="board profile (see `tinydeploy boards`)")
     p.add_argument("--out", type=FOLDER, required=True, help="project folder to write")

@@ -8,8 +8,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from tinydeploy.boards import Board
-from tinydeploy.targets import TargetResult
+from tinydeploy.core.boards import Board
+from tinydeploy.core.targets import TargetResult
 
 
 def _n(value) -> str:
@@ -109,7 +109,7 @@ def inspect_view(report: dict) -> Group:
 
 
 def optimize_table(report: dict) -> Table:
-    from tinydeploy.evaluate import wilson_interval
+    from tinydeploy.runtime.evaluate import wilson_interval
     table = Table(title=f"optimize: {report['data']['name']} on {report['board']} "
                         f"(budget {report['budget']}, seed {report['seed']})", title_justify="left")
     pooled = any("pooled_accuracy" in s for s in report["stages"])
@@ -181,7 +181,7 @@ def bench_table(results: dict) -> Table:
     table.add_column("value", justify="right")
     table.add_column("basis")
     device = results.get("device") or {}
-    from tinydeploy.engines import ENGINES
+    from tinydeploy.codegen.engines import ENGINES
     engine = ENGINES.get(device.get("engine", "tflm"))
     runtime, arena_basis = engine.on_device(device) if engine else (f"engine {device.get('engine')}", "reported")
     table.add_row("board", str(device.get("board", "?")), runtime)
@@ -229,7 +229,7 @@ def engine_arena_table(summary: dict):
 
 def optimize_lines(report: dict, out) -> list[str]:
     """What optimize chose and why, below its table."""
-    from tinydeploy.evaluate import describe_accuracy
+    from tinydeploy.runtime.evaluate import describe_accuracy
     chosen, validation = report["chosen"], report["chosen"]["validation"]
     lines = [f"chosen: {chosen['stage']} on {chosen['chosen_on']}; int8 validation accuracy "
              f"{describe_accuracy(validation['accuracy'], validation['samples'])}",

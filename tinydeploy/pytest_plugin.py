@@ -1,7 +1,7 @@
 """pytest plugin for hardware-in-the-loop tests (registered as the `tinydeploy` entry point).
 
 Options: --tinydeploy-port (device path or pyserial URL; repeat it for several boards),
---tinydeploy-farm (a farm file, tinydeploy.farm) and --tinydeploy-model (the .tflite the
+--tinydeploy-farm (a farm file, tinydeploy.device.farm) and --tinydeploy-model (the .tflite the
 boards must run). The ``tinydeploy_device`` fixture yields a connected device; without a port
 the tests that use it are skipped::
 
@@ -37,7 +37,7 @@ class DeviceSession:
     """A connected device: info(), bench() and validate()."""
 
     def __init__(self, port: str, model: str | None, baud: int, log_dir: Path, reset: bool = True):
-        from tinydeploy.bench import Connection
+        from tinydeploy.device.bench import Connection
         self.port, self.model = port, model
         self.connection = Connection(port, baud, log_dir / "serial.log")
         if reset:  # a farm board with reset = "none" is not pulsed (its RTS line is wired to something else)
@@ -46,7 +46,7 @@ class DeviceSession:
         self._info = None
 
     def info(self) -> dict:
-        from tinydeploy.bench import read_info
+        from tinydeploy.device.bench import read_info
         if self._info is None:
             info = read_info(self.connection)
             failure = self.connection.setup_failure(info)
@@ -56,7 +56,7 @@ class DeviceSession:
         return self._info
 
     def bench(self, runs: int = 20, warmup: int = 2) -> Latency:
-        from tinydeploy.bench import latency_us, measure_latency
+        from tinydeploy.device.bench import latency_us, measure_latency
         info = self.info()
         stats = latency_us(measure_latency(self.connection, info, runs, warmup), info)  # emulated: an estimate
         return Latency(stats["min"], stats["median"], stats["mean"], stats["p90"], stats["max"], stats["basis"])
@@ -64,7 +64,7 @@ class DeviceSession:
     def validate(self, x, y) -> dict:
         """Run raw labelled samples on the device and compare with the host reference (the TFLM
         interpreter, or TFLite's reference kernels for C-engine firmware)."""
-        from tinydeploy.bench import validate_on_device
+        from tinydeploy.device.bench import validate_on_device
         if self.model is None:
             raise pytest.UsageError("validate() needs --tinydeploy-model (the host reference)")
         info = self.info()
@@ -79,15 +79,15 @@ def pytest_addoption(parser):
     group = parser.getgroup("tinydeploy", "hardware-in-the-loop tests with tinydeploy")
     group.addoption("--tinydeploy-port", action="append", default=None,
                     help="the board's serial port or a pyserial URL (repeat it for several boards)")
-    group.addoption("--tinydeploy-farm", default=None, help="a farm file of boards (tinydeploy.farm)")
+    group.addoption("--tinydeploy-farm", default=None, help="a farm file of boards (tinydeploy.device.farm)")
     group.addoption("--tinydeploy-model", default=None, help="the .tflite model the board must be running")
     group.addoption("--tinydeploy-baud", default=115200, type=int, help="line rate (default 115200)")
 
 
 def _boards(config) -> list:
-    """The boards of --tinydeploy-farm or --tinydeploy-port (tinydeploy.farm.FarmBoard)."""
-    from tinydeploy import farm
-    from tinydeploy.errors import BadInput
+    """The boards of --tinydeploy-farm or --tinydeploy-port (tinydeploy.device.farm.FarmBoard)."""
+    from tinydeploy.device import farm
+    from tinydeploy.core.errors import BadInput
     farm_file, ports = config.getoption("--tinydeploy-farm"), config.getoption("--tinydeploy-port") or []
     if farm_file and ports:
         raise pytest.UsageError("give --tinydeploy-farm or --tinydeploy-port, not both")
@@ -110,7 +110,7 @@ def _open(board, config) -> DeviceSession:
     session = DeviceSession(board.port, model, config.getoption("--tinydeploy-baud"), log_dir,
                             reset=board.reset == "rts")
     if model:
-        from tinydeploy.model import load_model
+        from tinydeploy.core.model import load_model
         expected = load_model(model).sha256
         actual = session.info().get("model_sha256")
         if actual != expected:

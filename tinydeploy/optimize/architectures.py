@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydeploy import _tf
-from tinydeploy.errors import BadInput
+from tinydeploy.runtime import _tf
+from tinydeploy.core.errors import BadInput
 
 BLOCK_KINDS = ("conv", "separable", "depthwise")
 ACTIVATIONS = ("relu", "relu6")
@@ -111,7 +111,7 @@ class Arch:
 
     @classmethod
     def load(cls, path: str | Path) -> "Arch":
-        from tinydeploy.outputs import read_json
+        from tinydeploy.core.outputs import read_json
         p = Path(path)
         raw = read_json(p, "no such architecture file")
         if not isinstance(raw, dict):
@@ -338,7 +338,7 @@ def untrained_model(arch: Arch, data):
     """The int8 model of an architecture with stand-in weights (_live_weights): its sizes, operators and
     MACs are those of the trained model (the weights' values don't change them). data: a Dataset."""
     from tinydeploy.optimize.convert import to_int8_tflite
-    from tinydeploy.model import parse_model
+    from tinydeploy.core.model import parse_model
     plain = plain_model(arch, data.input_shape, len(data.labels))
     _live_weights(plain)
     return parse_model(to_int8_tflite(with_softmax(plain), data.x_train[:16], samples=16))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinydeploy import _tf
+from tinydeploy.runtime import _tf
 
 
 def to_int8_tflite(keras_model, representative: np.ndarray, samples: int = 200, seed: int = 0,
@@ -56,7 +56,7 @@ def _quietly(convert) -> bytes:
     """Run a conversion without the converter's native log lines and calibration warnings."""
     import warnings
 
-    from tinydeploy._native import captured_native_output
+    from tinydeploy.core._native import captured_native_output
     with warnings.catch_warnings(), captured_native_output():
         warnings.simplefilter("ignore")
         return convert()

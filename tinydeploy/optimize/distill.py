@@ -7,7 +7,7 @@ the softmax is applied here exactly once (never to already-softmaxed outputs).
 
 from __future__ import annotations
 
-from tinydeploy import _tf
+from tinydeploy.runtime import _tf
 
 
 def distillation_model(student, teacher, temperature: float = 4.0, alpha: float = 0.5):

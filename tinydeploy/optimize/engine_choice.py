@@ -1,7 +1,7 @@
-"""Which engine should run a model on a board: each engine's costs there (tinydeploy.engines
+"""Which engine should run a model on a board: each engine's costs there (tinydeploy.codegen.engines
 costs a model; here they are judged against the targets), and the choice:
 - ``tflm``: the TFLite Micro interpreter. Arena: the measured TFLM arena with the board's
-  kernel scratch at 32-bit sizes (tinydeploy.arena); flash: the flatbuffer; latency: the
+  kernel scratch at 32-bit sizes (tinydeploy.costs.arena); flash: the flatbuffer; latency: the
   board's estimate.
 - ``c``: tinydeploy's C engine. Arena: its static plan; flash: its constant arrays; latency:
   on a board whose instruction set tinydeploy emulates (``isa = "rv32imc"``: the ESP32-C3),
@@ -24,12 +24,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinydeploy import tflm
-from tinydeploy.boards import Board, get_board
-from tinydeploy.errors import BadInput, TinyDeployError
-from tinydeploy.engines import ENGINES
-from tinydeploy.model import Model
-from tinydeploy.targets import TargetResult, Targets, check
+from tinydeploy.runtime import tflm
+from tinydeploy.core.boards import Board, get_board
+from tinydeploy.core.errors import BadInput, TinyDeployError
+from tinydeploy.codegen.engines import ENGINES
+from tinydeploy.core.model import Model
+from tinydeploy.core.targets import TargetResult, Targets, check
 
 EMULATED_BOARD = "qemu-riscv32"  # the profile whose firmware runs under QEMU and counts instructions
 
@@ -140,12 +140,12 @@ def emulated_instructions(model: Model, cache: Path) -> int | None:
             pass
     if any(shutil.which(tool) is None for tool in tools):
         return None
-    from tinydeploy import emulate
-    from tinydeploy.bench import bench
-    from tinydeploy.build import build
-    from tinydeploy.outputs import write_atomically
-    from tinydeploy.project import write_project
-    from tinydeploy.render import RenderOptions, render
+    from tinydeploy.device import emulate
+    from tinydeploy.device.bench import bench
+    from tinydeploy.toolchain.build import build
+    from tinydeploy.core.outputs import write_atomically
+    from tinydeploy.toolchain.project import write_project
+    from tinydeploy.codegen.render import RenderOptions, render
     with tempfile.TemporaryDirectory(prefix="tinydeploy-rv32-") as work:
         write_project(render(model, board, None, RenderOptions(engine="c")), work)
         build(work)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinydeploy import _tf
+from tinydeploy.runtime import _tf
 from tinydeploy.optimize import architectures as arch_lib
 from tinydeploy.optimize import augment
 

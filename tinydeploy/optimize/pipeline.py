@@ -4,7 +4,7 @@ Stages run in order, each starting from the best model so far (so a stage
 that costs too much accuracy does not drag the later ones down), and each is
 measured the same way: the int8 model's accuracy on the TFLM interpreter over
 the whole validation set, its flash bytes, the arena the board needs (the measured
-TFLM arena with the board's kernel scratch, 32-bit; tinydeploy.arena), its MACs
+TFLM arena with the board's kernel scratch, 32-bit; tinydeploy.costs.arena), its MACs
 and its estimated latency on the board. Every stage's model and metrics are
 kept in OUT/stages/, written atomically, so a rerun resumes where it stopped.
 At the end the best model meeting every target (not simply the last) becomes
@@ -24,17 +24,18 @@ from typing import Callable
 
 import numpy as np
 
-from tinydeploy import _tf, costs, tflm
-from tinydeploy.boards import Board
-from tinydeploy.data import Dataset
-from tinydeploy.errors import BadInput
-from tinydeploy.evaluate import compare_with_reference, evaluate, wilson_interval
-from tinydeploy.model import parse_model
+from tinydeploy.runtime import _tf, tflm
+from tinydeploy.costs import counts
+from tinydeploy.core.boards import Board
+from tinydeploy.core.data import Dataset
+from tinydeploy.core.errors import BadInput
+from tinydeploy.runtime.evaluate import compare_with_reference, evaluate, wilson_interval
+from tinydeploy.core.model import parse_model
 from tinydeploy.optimize import architectures as arch_lib
 from tinydeploy.optimize import augment, engine_choice, nearest
 from tinydeploy.optimize import quantization as quant
-from tinydeploy.outputs import output_folder, write_atomically
-from tinydeploy.targets import TargetResult, Targets
+from tinydeploy.core.outputs import output_folder, write_atomically
+from tinydeploy.core.targets import TargetResult, Targets
 
 STAGES = ("arch", "qat", "mixed", "progressive", "prune", "distill", "seek", "nearest", "final")
 
@@ -255,7 +256,7 @@ class Pipeline:
 
     def measure(self, tflite_bytes: bytes) -> dict:
         """The figures every stage reports: the int8 model's accuracy on TFLM, and its cost on
-        each engine the board lists (tinydeploy.engines); the targets are judged on the engine
+        each engine the board lists (tinydeploy.codegen.engines); the targets are judged on the engine
         chosen for it, and its flash, arena and latency are that engine's."""
         model = parse_model(tflite_bytes)
         measured = tflm.measure_arena(model)
@@ -273,13 +274,13 @@ class Pipeline:
             y_all = np.concatenate([self.data.y_train, self.data.y_val])
             pooled = {"pooled_accuracy": round(evaluate(model, x_all, y_all, measured.arena_bytes).accuracy, 5),
                       "pooled_samples": int(len(x_all))}
-        layers = costs.layer_costs(model)
+        layers = counts.layer_costs(model)
         return {"accuracy": round(result.accuracy, 5), "val_samples": int(len(self.data.x_val)), **pooled,
                 "engine": chosen.engine, "engine_why": why, "engines": [o.to_dict() for o in options],
                 "flash_bytes": chosen.flash_bytes, "arena_bytes": chosen.arena_bytes,
                 "latency_ms": chosen.latency_ms, "latency_basis": chosen.latency_basis,
                 "model_bytes": model.size_bytes, "host_arena_bytes": measured.arena_bytes,
-                "macs": sum(l.macs for l in layers), "params": costs.param_count(model),
+                "macs": sum(l.macs for l in layers), "params": counts.param_count(model),
                 "targets": [t.to_dict() for t in targets],
                 "meets_targets": chosen.unavailable is None and all(t.met for t in targets)}
 
@@ -487,7 +488,7 @@ class Pipeline:
         model = arch_lib.untrained_model(arch, self.data)
         return (engine_choice.cost_all(model, self.config.board, self.config.targets,
                                  emulate_in=Path(self.config.out) / "engines"),
-                sum(l.macs for l in costs.layer_costs(model)))
+                sum(l.macs for l in counts.layer_costs(model)))
 
     def _seek_families(self, arch: arch_lib.Arch):
         """The architecture, then ever cheaper variants: the first stride doubled up to
@@ -535,7 +536,7 @@ class Pipeline:
         while True:
             plain, arch, made = nearest.model(x, y, self.n_classes, per_class, self.config.seed)
             tflite = self._convert(plain, {})
-            latency = costs.latency_estimate_ms(parse_model(tflite), board, board.kernels_for("tflm"))
+            latency = counts.latency_estimate_ms(parse_model(tflite), board, board.kernels_for("tflm"))
             if per_class == 1 or (len(tflite) <= targets.max_model_kb * 1024 and latency <= targets.max_latency_ms):
                 break
             per_class = max(1, int(per_class * 0.75))
@@ -844,6 +845,6 @@ def _final(config: OptimizeConfig, out: Path, done: list[Candidate], details: di
         "met": best.metrics["meets_targets"], "missed": missed,
     }
     write_atomically(out / "report.json", json.dumps(report, indent=2))
-    from tinydeploy.report import optimize_html
+    from tinydeploy.core.report import optimize_html
     write_atomically(out / "report.html", optimize_html(report))
     return OptimizeReport(report, out / "model.tflite", best.metrics["meets_targets"], missed)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinydeploy import _tf
-from tinydeploy.errors import BadInput
-from tinydeploy.model import parse_model
+from tinydeploy.runtime import _tf
+from tinydeploy.core.errors import BadInput
+from tinydeploy.core.model import parse_model
 
 MAC_LAYERS = ("Conv2D", "DepthwiseConv2D", "Dense")
 # Ops whose packed int4 weights the TFLM runtime accepts (it unpacks them into

@@ -23,13 +23,14 @@ from typing import Callable
 import numpy as np
 
 from tinydeploy.optimize import architectures as arch_lib
-from tinydeploy import arena, costs, tflm
-from tinydeploy.boards import Board
-from tinydeploy.data import Dataset
-from tinydeploy.errors import BadInput, StepFailed
-from tinydeploy.model import parse_model
-from tinydeploy.outputs import output_folder, write_atomically
-from tinydeploy.targets import Targets
+from tinydeploy.costs import arena, counts
+from tinydeploy.runtime import tflm
+from tinydeploy.core.boards import Board
+from tinydeploy.core.data import Dataset
+from tinydeploy.core.errors import BadInput, StepFailed
+from tinydeploy.core.model import parse_model
+from tinydeploy.core.outputs import output_folder, write_atomically
+from tinydeploy.core.targets import Targets
 
 SPACE_VERSION = 2  # bump when the search space changes: old studies are then refused
 # (2: over-budget candidates are scaled to fit before training; small sets train as optimize does)
@@ -98,7 +99,7 @@ def smallest_arch() -> arch_lib.Arch:
 class CandidateCost:
     params: int
     flash_bytes: int  # measured: the int8 flatbuffer of the candidate
-    arena_bytes: int  # the board's arena: TFLM measured, with its kernels' scratch, 32-bit (tinydeploy.arena)
+    arena_bytes: int  # the board's arena: TFLM measured, with its kernels' scratch, 32-bit (tinydeploy.costs.arena)
     activation_lower_bound: int
     macs: int
     latency_ms: float  # estimated for the board
@@ -113,12 +114,12 @@ class CandidateCost:
 def cost(arch: arch_lib.Arch, data: Dataset, board: Board) -> CandidateCost:
     """Measure a candidate without training it."""
     model = arch_lib.untrained_model(arch, data)
-    plain_params = costs.param_count(model)
-    layers = costs.layer_costs(model)
+    plain_params = counts.param_count(model)
+    layers = counts.layer_costs(model)
     need = arena.for_board(model, tflm.measure_arena(model), board)  # the board's kernel scratch, 32-bit
     return CandidateCost(plain_params, model.size_bytes, need.arena_bytes,
-                         costs.activation_lower_bound(model), sum(l.macs for l in layers),
-                         round(costs.latency_estimate_ms(model, board, board.kernels_for("tflm")), 4))
+                         counts.activation_lower_bound(model), sum(l.macs for l in layers),
+                         round(counts.latency_estimate_ms(model, board, board.kernels_for("tflm")), 4))
 
 
 def redact(url: str) -> str:
@@ -183,7 +184,7 @@ def _objective(config: SearchConfig, progress: Callable[[str, dict], None] | Non
     import optuna
 
     from tinydeploy.optimize.convert import to_int8_tflite
-    from tinydeploy.evaluate import evaluate
+    from tinydeploy.runtime.evaluate import evaluate
     from tinydeploy.optimize.pipeline import OptimizeConfig, Pipeline
     data = config.data
 
@@ -297,7 +298,7 @@ def summarize(study, config: SearchConfig, storage: str) -> dict:
         summary["best"] = {"trial": best.number, "accuracy": best.values[0], **best.user_attrs["costs"],
                            "arch": best.user_attrs["arch"]}
         write_atomically(out / "best_arch.json", json.dumps(summary["best"], indent=2))
-    from tinydeploy.report import search_html
+    from tinydeploy.core.report import search_html
     write_atomically(out / "search.html", search_html(summary, [
         {"trial": t.number, "accuracy": t.values[0], "latency_ms": t.values[1], "arena_bytes": t.values[2]}
         for t in complete]))

@@ -1,0 +1,493 @@
+"""Lowering: every operator of an int8 model becomes a call of one of tinydeploy's C
+kernels with its parameters fixed (multipliers and shifts, activation ranges, paddings,
+weights repacked for the kernels), and all activations are planned statically in one
+arena (tinydeploy.costs.memplan)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tinydeploy.costs import memplan
+from tinydeploy.codegen.cengine import folding
+from tinydeploy.codegen.cengine.arithmetic import (Unsupported, activation_range, multiply_by_quantized_multiplier, quant_of,
+                                          quantize_multiplier, requant_fields, single_rounding_fields, softmax_exps)
+from tinydeploy.costs.counts import activation_lower_bound, op_macs, same_padding
+from tinydeploy.core.errors import BadInput
+from tinydeploy.core.model import Model, Operator, constant_values
+
+ENGINE_OPS = ("ADD", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "EXPAND_DIMS", "FULLY_CONNECTED",
+              "MAX_POOL_2D", "MEAN", "PAD", "QUANTIZE", "RESHAPE", "SOFTMAX", "SQUEEZE")
+ACC_LIMIT = 1 << 30  # the kernels' fast requantization needs |accumulator| below this
+QUAD = 4  # the most output pixels a windowed kernel computes together (td_kernels_inline.h)
+_CTYPE_BYTES = {"int8_t": 1, "int32_t": 4, "td_requant": 12}  # td_requant: one row of five fields
+
+
+@dataclass
+class Array:
+    name: str
+    ctype: str
+    values: np.ndarray
+
+    @property
+    def bytes(self) -> int:
+        """Bytes as the C code declares it (a td_requant is one row of values)."""
+        count = len(self.values) if self.ctype == "td_requant" else self.values.size
+        return count * _CTYPE_BYTES[self.ctype]
+
+
+@dataclass
+class Call:
+    op: Operator
+    kernel: str
+    struct: str
+    fields: list[tuple[str, str]]
+    inputs: list[int]
+    output: int
+    arrays: list[Array] = field(default_factory=list)
+    view: bool = False       # RESHAPE: a view, no code when the plan shares the buffer
+    in_place: bool = False
+    macs: int = 0
+    scratch: int = 0         # bytes of working memory the kernel needs during the call (in the arena)
+    overlap: int | None = None  # how far past its input's start the output may begin (segment_overlap)
+
+
+@dataclass
+class Lowered:
+    model: Model
+    calls: list[Call]
+    plan: memplan.Plan
+    input: int
+    output: int
+    lower_bound: int
+
+    @property
+    def arena_bytes(self) -> int:
+        return self.plan.size
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of the constant arrays as the C code declares them."""
+        return int(sum(a.bytes for c in self.calls for a in c.arrays))
+
+    @property
+    def macs(self) -> int:
+        return sum(c.macs for c in self.calls)
+
+
+def _int_fields(**values) -> list[tuple[str, str]]:
+    return [(k, str(int(v))) for k, v in values.items()]
+
+
+def _check_int8(model: Model, indices) -> None:
+    for i in indices:
+        if model.tensors[i].dtype != "INT8":
+            raise Unsupported(f"{model.tensors[i].dtype.lower()} tensor '{model.tensors[i].name}'")
+
+
+def _conv_multipliers(model: Model, op: Operator, channels: int, fields=requant_fields) -> list[list[int]]:
+    in_scale, _ = quant_of(model, op.inputs[0])
+    out_scale, out_zero = quant_of(model, op.outputs[0])
+    filter_q = model.tensors[op.inputs[1]].quantization
+    if filter_q is None:
+        raise Unsupported("weights without quantization")
+    scales = list(filter_q.scales) if len(filter_q.scales) > 1 else [filter_q.scales[0]] * channels
+    if len(scales) != channels:
+        raise Unsupported(f"{len(scales)} weight scales for {channels} channels")
+    rows = []
+    for s in scales:  # PopulateConvolutionQuantizationParams: double(in) * double(filter) / double(out)
+        rows.append(fields(*quantize_multiplier(float(in_scale) * float(s) / float(out_scale)), out_zero))
+    return rows
+
+
+def _bias(model: Model, op: Operator, channels: int) -> np.ndarray:
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        bias = constant_values(model, op.inputs[2]).astype(np.int64).reshape(-1)
+        if model.tensors[op.inputs[2]].dtype != "INT32":
+            raise Unsupported(f"{model.tensors[op.inputs[2]].dtype.lower()} bias")
+        return bias
+    return np.zeros(channels, dtype=np.int64)
+
+
+def _check_accumulator(bias: np.ndarray, weight_abs_sum: np.ndarray) -> np.ndarray:
+    """A bound on each channel's accumulator (bias or folded bias, plus 255 * sum |w|)."""
+    bound = np.abs(bias) + 255 * weight_abs_sum
+    if bound.max(initial=0) >= ACC_LIMIT:
+        raise Unsupported("accumulators that may reach 2^30 (a layer this wide)")
+    return bound
+
+
+def _fast(rq: list[list[int]], acc_bound: np.ndarray) -> bool:
+    """The kernels' fast requantization applies: every channel shifts right only (left 0, a
+    fast shift of 2..31) and 4 * acc and h + round_offset stay within int32 (|h| <= 2 |acc| + 1,
+    h the high word of 4 acc times the multiplier, which is below 2^31)."""
+    return all(left == 0 and 2 <= fast_shift <= 31 and 4 * int(bound) < 2 ** 31 and
+               2 * int(bound) + 3 + abs(round_offset) < 2 ** 31
+               for (_, round_offset, left, _, fast_shift), bound in zip(rq, acc_bound))
+
+
+def _pad4(values: np.ndarray, length: int) -> np.ndarray:
+    out = np.zeros((length,) + values.shape[1:], dtype=values.dtype)
+    out[:len(values)] = values
+    return out
+
+
+def _weights(model: Model, op: Operator) -> np.ndarray:
+    w = model.tensors[op.inputs[1]]
+    if w.dtype not in ("INT8", "INT4") or not w.is_constant:
+        raise Unsupported(f"{w.dtype.lower()} or non-constant weights")
+    if w.quantization and any(z != 0 for z in w.quantization.zero_points):
+        raise Unsupported("weights with a non-zero zero point")
+    return constant_values(model, op.inputs[1]).astype(np.int64)
+
+
+def _window(op: Operator, x, y, k_h: int, k_w: int) -> tuple[int, int, int, int, int, int]:
+    """Strides, dilations and the padding before, of a windowed op (ComputePaddingHeightWidth)."""
+    o = op.options
+    sh, sw, dh, dw = o.get("stride_h", 1), o.get("stride_w", 1), o.get("dilation_h", 1), o.get("dilation_w", 1)
+    same = o.get("padding") == "SAME"
+    pad_top = same_padding(x.shape[1], k_h, sh, dh, y.shape[1]) if same else 0
+    pad_left = same_padding(x.shape[2], k_w, sw, dw, y.shape[2]) if same else 0
+    return sh, sw, dh, dw, pad_top, pad_left
+
+
+def inside_range(pad: int, stride: int, span: int, size: int, out: int) -> tuple[int, int]:
+    """The outputs [lo, hi) along one axis whose windows (span input values from o * stride -
+    pad) lie inside [0, size), as td_kernels_inline.h's inside_range() finds them."""
+    room = size - span + pad
+    hi = min(out, room // stride + 1 if room >= 0 else 0)
+    return min((pad + stride - 1) // stride, hi), hi
+
+
+def border_columns_ahead(out_h: int, out_w: int, rows: tuple[int, int], columns: tuple[int, int]) -> int:
+    """How many rows ahead of the row it is on the depthwise kernel may write: 3 where it does
+    the border columns (outside `columns`) of four rows whose windows cover every row (inside
+    `rows`) four pixels down each column, before those rows' other pixels; else 0."""
+    y_lo, y_hi = rows
+    return QUAD - 1 if out_w > 1 and y_hi - y_lo >= QUAD and columns != (0, out_w) else 0
+
+
+def segment_overlap(in_w: int, in_c: int, out_h: int, out_w: int, out_c: int, stride_h: int, stride_w: int,
+                    pad_top: int, pad_left: int, together: int, ahead: int = 0) -> int:
+    """How far past the start of its input (in bytes, negative: below it) a windowed kernel's
+    output may begin and still never overwrite an input byte before its last read.
+
+    The convolution, depthwise and pooling kernels compute output pixels in row-major order,
+    at most `together` at a time (QUAD for a depthwise layer and a convolution, two for a
+    convolution with int4 weights, one for pooling), and may write part of a group's
+    outputs (some channels) before they have read all of its windows. The lowest input byte a
+    pixel's window reads is its top-left tap inside the image (taps in the padding are never
+    read). So when pixel q's output is written (with the rest of its group, at worst), every
+    input byte still to be read lies at or above the lowest first read of the pixels from q on:
+    the output must start low enough that pixels q to q + together - 1 end below it, for every
+    q; and where the kernel writes `ahead` rows ahead (border_columns_ahead), the rows up to
+    q's plus `ahead` too. The bound is the tightest pixel's."""
+    pixels = out_h * out_w
+    oy, ox = np.divmod(np.arange(pixels), out_w)
+    first_read = (np.maximum(0, oy * stride_h - pad_top) * in_w + np.maximum(0, ox * stride_w - pad_left)) * in_c
+    still_read = np.minimum.accumulate(first_read[::-1])[::-1]  # lowest first read of pixels q, q+1, ...
+    group_end = np.arange(pixels) + together  # end of q's group, at worst
+    if ahead:
+        group_end = np.maximum(group_end, (oy + 1 + ahead) * out_w)
+    written = np.minimum(group_end, pixels) * out_c
+    return int((still_read - written).min())
+
+
+def _output_range(model: Model, op: Operator) -> tuple[int, int, int]:
+    """The output zero point and the fused activation's clamp range."""
+    out_scale, out_zero = quant_of(model, op.outputs[0])
+    return (out_zero, *activation_range(op.options.get("activation", "NONE"), out_scale, out_zero))
+
+
+def _lower_conv(model: Model, op: Operator, name: str) -> Call:
+    _check_int8(model, [op.inputs[0], op.outputs[0]])
+    x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+    w = _weights(model, op)  # [out_c, k_h, k_w, in_c]
+    out_c, k_h, k_w, in_c = w.shape
+    if len(x.shape) != 4 or x.shape[3] != in_c:
+        raise Unsupported("grouped convolution")
+    _, in_h, in_w, _ = x.shape
+    _, out_h, out_w, _ = y.shape
+    sh, sw, dh, dw, pad_top, pad_left = _window(op, x, y, k_h, k_w)
+    _, in_zero = quant_of(model, op.inputs[0])
+    out_zero, act_min, act_max = _output_range(model, op)
+    bias = _bias(model, op, out_c)
+    in_offset = -in_zero
+    bias_full = bias + in_offset * w.reshape(out_c, -1).sum(1)
+    bound = _check_accumulator(np.maximum(np.abs(bias), np.abs(bias_full)), np.abs(w).reshape(out_c, -1).sum(1))
+    groups = (out_c + 3) // 4
+    padded = groups * 4
+    packed = _pad4(w, padded).reshape(groups, 4, k_h, k_w, in_c).transpose(0, 2, 3, 4, 1)
+    rq = _conv_multipliers(model, op, out_c)
+    fast = _fast(rq, bound)
+    rq += [[0] * 5] * (padded - out_c)
+    packed = packed.reshape(-1)
+    int4 = model.tensors[op.inputs[1]].dtype == "INT4"
+    if int4:  # kept packed in flash: two a byte, the first in the low nibble (td_kernels.h)
+        nibbles = packed.astype(np.uint8) & 0x0F
+        packed = (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8).view(np.int8)
+    arrays = [Array(f"{name}_weights", "int8_t", packed),
+              Array(f"{name}_bias_full", "int32_t", _pad4(bias_full, padded)),
+              Array(f"{name}_rq", "td_requant", np.array(rq, dtype=np.int64))]
+    fields = _int_fields(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c, k_h=k_h, k_w=k_w,
+                         stride_h=sh, stride_w=sw, dil_h=dh, dil_w=dw, pad_top=pad_top, pad_left=pad_left,
+                         in_offset=in_offset, out_offset=out_zero, act_min=act_min, act_max=act_max,
+                         fast_requant=fast, int4_weights=int4)
+    fields += [("weights", arrays[0].name), ("bias_full", arrays[1].name), ("rq", arrays[2].name)]
+    direct = k_h == 1 and k_w == 1 and pad_top == 0 and pad_left == 0
+    scratch = 0 if direct else 2 * k_h * k_w * in_c  # two gathered patches
+    # td_conv_2d_inline's four-pixel blocks (int4 weights go in pairs)
+    return Call(op, "td_conv_2d", "td_conv", fields, [op.inputs[0]], op.outputs[0], arrays, scratch=scratch,
+                overlap=segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left,
+                                        2 if int4 else QUAD))
+
+
+def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
+    _check_int8(model, [op.inputs[0], op.outputs[0]])
+    x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+    w = _weights(model, op)  # [1, k_h, k_w, out_c]
+    _, k_h, k_w, out_c = w.shape
+    _, in_h, in_w, in_c = x.shape
+    _, out_h, out_w, _ = y.shape
+    if out_c % in_c:
+        raise Unsupported("a depth multiplier that does not divide the channels")
+    sh, sw, dh, dw, pad_top, pad_left = _window(op, x, y, k_h, k_w)
+    _, in_zero = quant_of(model, op.inputs[0])
+    out_zero, act_min, act_max = _output_range(model, op)
+    bias = _bias(model, op, out_c)
+    in_offset = -in_zero
+    flat = w.reshape(k_h * k_w, out_c)
+    bias_full = bias + in_offset * flat.sum(0)
+    bound = _check_accumulator(np.maximum(np.abs(bias), np.abs(bias_full)), np.abs(flat).sum(0))
+    rq = _conv_multipliers(model, op, out_c)
+    arrays = [Array(f"{name}_weights", "int8_t", flat.reshape(-1)),
+              Array(f"{name}_bias", "int32_t", bias),
+              Array(f"{name}_bias_full", "int32_t", bias_full),
+              Array(f"{name}_rq", "td_requant", np.array(rq, dtype=np.int64))]
+    fields = _int_fields(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
+                         depth_multiplier=out_c // in_c, k_h=k_h, k_w=k_w, stride_h=sh, stride_w=sw,
+                         dil_h=dh, dil_w=dw, pad_top=pad_top, pad_left=pad_left, in_offset=in_offset,
+                         out_offset=out_zero, act_min=act_min, act_max=act_max, fast_requant=_fast(rq, bound))
+    # The kernel's order of work: a small layer unrolled whole, channel by channel over the
+    # image (so its output is planned apart from its input); else the border columns of four
+    # rows may be done before those rows
+    small = out_c == in_c and out_h <= 16 and out_w <= 16 and out_h * out_w * k_h * k_w <= 256
+    ahead = 0
+    if out_c == in_c and not small:
+        ahead = border_columns_ahead(out_h, out_w, inside_range(pad_top, sh, (k_h - 1) * dh + 1, in_h, out_h),
+                                     inside_range(pad_left, sw, (k_w - 1) * dw + 1, in_w, out_w))
+    fields += _int_fields(small=small, border_columns=ahead > 0)
+    fields += [("weights", arrays[0].name), ("bias", arrays[1].name), ("bias_full", arrays[2].name),
+               ("rq", arrays[3].name)]
+    return Call(op, "td_depthwise_conv_2d", "td_depthwise", fields, [op.inputs[0]], op.outputs[0], arrays,
+                overlap=None if small else segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top,
+                                                           pad_left, QUAD if out_c == in_c else 1, ahead))
+
+
+def _lower_fully_connected(model: Model, op: Operator, name: str) -> Call:
+    _check_int8(model, [op.inputs[0], op.outputs[0]])
+    x = model.tensors[op.inputs[0]]
+    w = _weights(model, op)  # [units, depth]
+    if w.ndim != 2:
+        raise Unsupported(f"{w.ndim}-D weights")
+    units, depth = w.shape
+    if x.elements % depth:
+        raise Unsupported("an input that is not a whole number of weight rows")
+    _, in_zero = quant_of(model, op.inputs[0])
+    out_zero, act_min, act_max = _output_range(model, op)
+    bias = _bias(model, op, units)
+    bias_full = bias - in_zero * w.sum(1)
+    bound = _check_accumulator(np.maximum(np.abs(bias), np.abs(bias_full)), np.abs(w).sum(1))
+    # TensorFlow 2.21's reference per-channel fully connected kernel rounds once:
+    # (acc * multiplier + 2^(s-1)) >> s with s = 31 - shift (found by comparing with it).
+    per_channel = len(model.tensors[op.inputs[1]].quantization.scales) > 1
+    rq = _conv_multipliers(model, op, units, single_rounding_fields if per_channel else requant_fields)
+    arrays = [Array(f"{name}_weights", "int8_t", w.reshape(-1)),
+              Array(f"{name}_bias_full", "int32_t", bias_full),
+              Array(f"{name}_rq", "td_requant", np.array(rq, dtype=np.int64))]
+    fields = _int_fields(batches=x.elements // depth, depth=depth, units=units, single_rounding=per_channel,
+                         out_offset=out_zero, act_min=act_min, act_max=act_max, fast_requant=_fast(rq, bound))
+    fields += [("weights", arrays[0].name), ("bias_full", arrays[1].name), ("rq", arrays[2].name)]
+    return Call(op, "td_fully_connected_s8", "td_fully_connected", fields, [op.inputs[0]], op.outputs[0], arrays)
+
+
+def _lower_pool(model: Model, op: Operator, name: str) -> Call:
+    _check_int8(model, [op.inputs[0], op.outputs[0]])
+    x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+    if quant_of(model, op.inputs[0]) != quant_of(model, op.outputs[0]):
+        raise Unsupported("pooling that changes the quantization")
+    _, in_h, in_w, channels = x.shape
+    _, out_h, out_w, _ = y.shape
+    fh, fw = op.options["filter_h"], op.options["filter_w"]
+    sh, sw, _, _, pad_top, pad_left = _window(op, x, y, fh, fw)
+    _, act_min, act_max = _output_range(model, op)
+    fields = _int_fields(in_h=in_h, in_w=in_w, channels=channels, out_h=out_h, out_w=out_w, f_h=fh, f_w=fw,
+                         stride_h=sh, stride_w=sw, pad_top=pad_top, pad_left=pad_left, act_min=act_min,
+                         act_max=act_max)
+    kernel = "td_max_pool_2d" if op.name == "MAX_POOL_2D" else "td_average_pool_2d"
+    return Call(op, kernel, "td_pool", fields, [op.inputs[0]], op.outputs[0],
+                overlap=segment_overlap(in_w, channels, out_h, out_w, channels, sh, sw, pad_top, pad_left, 1))
+
+
+def _lower_mean(model: Model, op: Operator, name: str) -> Call:
+    _check_int8(model, [op.inputs[0], op.outputs[0]])
+    x = model.tensors[op.inputs[0]]
+    axes = sorted(int(a) % max(len(x.shape), 1) for a in constant_values(model, op.inputs[1]).reshape(-1))
+    if not (len(x.shape) == 4 and axes == [1, 2] or len(x.shape) == 3 and axes == [1]) or x.shape[0] != 1:
+        raise Unsupported(f"MEAN over axes {axes} of a {len(x.shape)}-D tensor "
+                          "(the C engine averages [1, H, W, C] over H, W and [1, T, C] over T)")
+    height, width = x.shape[1], x.shape[2] if len(x.shape) == 4 else 1
+    in_scale, in_zero = quant_of(model, op.inputs[0])
+    out_scale, out_zero = quant_of(model, op.outputs[0])
+    n = height * width
+    # PrepareMeanOrSum's multiplier; QuantizedMeanOrSum then folds 1/n into it (with
+    # keep_dims too: TensorFlow 2.21's reference kernels take this path for every int8 MEAN).
+    multiplier, shift = quantize_multiplier(float(in_scale) / float(out_scale))
+    extra = min(n.bit_length() - 1, 32, 31 + shift)
+    multiplier, shift = (multiplier << extra) // n, shift - extra
+    fields = _int_fields(h=height, w=width, channels=x.shape[-1],
+                                             in_zero_point=in_zero, out_zero_point=out_zero)
+    fields.append(("rq", "{" + ", ".join(str(v) for v in requant_fields(multiplier, shift)) + "}"))
+    return Call(op, "td_mean_s8", "td_mean", fields, [op.inputs[0]], op.outputs[0])
+
+
+def _lower_add(model: Model, op: Operator, name: str) -> Call:
+    _check_int8(model, [op.inputs[0], op.inputs[1], op.outputs[0]])
+    a, b, y = (model.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    if a.shape != b.shape or a.shape != y.shape:
+        raise Unsupported("ADD with broadcasting")
+    if a.is_constant or b.is_constant:
+        raise Unsupported("ADD of a constant")
+    s1, z1 = quant_of(model, op.inputs[0])
+    s2, z2 = quant_of(model, op.inputs[1])
+    so, zo = quant_of(model, op.outputs[0])
+    left_shift = 20
+    # PrepareInt8AddSub: float arithmetic where TFLite's operands are float, then double.
+    twice_max = float(np.float32(2) * max(np.float32(s1), np.float32(s2)))
+    m1, sh1 = quantize_multiplier(float(s1) / twice_max)
+    m2, sh2 = quantize_multiplier(float(s2) / twice_max)
+    mo, sho = quantize_multiplier(twice_max / float(np.float32(1 << left_shift) * np.float32(so)))
+    act_min, act_max = activation_range(op.options.get("activation", "NONE"), so, zo)
+    # Each input's rescaled value depends on that int8 input alone: a table of 256 per input.
+    scaled = [np.array([multiply_by_quantized_multiplier((x - z) << left_shift, m, sh) for x in range(-128, 128)],
+                       dtype=np.int64) for z, m, sh in ((z1, m1, sh1), (z2, m2, sh2))]
+    rq = requant_fields(mo, sho, zo)
+    bound = np.array([np.abs(scaled[0]).max() + np.abs(scaled[1]).max()])
+    arrays = [Array(f"{name}_scaled1", "int32_t", scaled[0]), Array(f"{name}_scaled2", "int32_t", scaled[1])]
+    fields = _int_fields(size=y.elements, out_offset=zo, act_min=act_min, act_max=act_max,
+                         fast_requant=_fast([rq], bound))
+    fields += [("scaled1", arrays[0].name), ("scaled2", arrays[1].name), ("rq", "{" + ", ".join(map(str, rq)) + "}")]
+    return Call(op, "td_add_s8", "td_add", fields, [op.inputs[0], op.inputs[1]], op.outputs[0], arrays,
+                in_place=True)
+
+
+def _lower_pad(model: Model, op: Operator, name: str) -> Call:
+    _check_int8(model, [op.inputs[0], op.outputs[0]])
+    x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+    if len(x.shape) > 4:
+        raise Unsupported(f"PAD of a {len(x.shape)}-D tensor")
+    pads = constant_values(model, op.inputs[1]).reshape(-1, 2).astype(int).tolist()
+    extra = 4 - len(x.shape)
+    in_dims = [1] * extra + list(x.shape)
+    out_dims = [1] * extra + list(y.shape)
+    before = [0] * extra + [p[0] for p in pads]
+    _, out_zero = quant_of(model, op.outputs[0])
+    fields = [("in_dims", "{" + ", ".join(map(str, in_dims)) + "}"),
+              ("out_dims", "{" + ", ".join(map(str, out_dims)) + "}"),
+              ("before", "{" + ", ".join(map(str, before)) + "}"), ("value", str(out_zero))]
+    return Call(op, "td_pad_s8", "td_pad", fields, [op.inputs[0]], op.outputs[0])
+
+
+def _lower_softmax(model: Model, op: Operator, name: str) -> Call:
+    _check_int8(model, [op.inputs[0], op.outputs[0]])
+    x = model.tensors[op.inputs[0]]
+    in_scale, _ = quant_of(model, op.inputs[0])
+    out_scale, out_zero = quant_of(model, op.outputs[0])
+    if out_zero != -128 or np.float32(out_scale) != np.float32(1 / 256):
+        raise Unsupported("SOFTMAX output quantization other than scale 1/256, zero point -128")
+    beta = float(op.options.get("beta", 1.0))
+    # PreprocessSoftmaxScaling with 5 integer bits, then CalculateInputRadius.
+    real = min(beta * float(in_scale) * (1 << (31 - 5)), (1 << 31) - 1.0)
+    multiplier, left_shift = quantize_multiplier(real)
+    radius = math.floor(((1 << 5) - 1) * (1 << (31 - 5)) / (1 << left_shift))
+    depth = x.shape[-1]
+    exps = Array(f"{name}_exps", "int32_t", np.array(softmax_exps(multiplier, left_shift, -radius), dtype=np.int64))
+    fields = _int_fields(rows=x.elements // depth, depth=depth) + [("exps", exps.name)]
+    return Call(op, "td_softmax_s8", "td_softmax", fields, [op.inputs[0]], op.outputs[0], [exps])
+
+
+def _lower_quantize(model: Model, op: Operator, name: str) -> Call:
+    x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+    if x.dtype != "INT8" or y.dtype != "INT8":
+        raise Unsupported(f"QUANTIZE from {x.dtype.lower()} to {y.dtype.lower()} (int8 to int8 only)")
+    in_scale, in_zero = quant_of(model, op.inputs[0])
+    out_scale, out_zero = quant_of(model, op.outputs[0])
+    rq = requant_fields(*quantize_multiplier(float(in_scale) / float(out_scale)))
+    fields = _int_fields(size=y.elements, in_zero_point=in_zero, out_zero_point=out_zero)
+    fields.append(("rq", "{" + ", ".join(str(v) for v in rq) + "}"))
+    return Call(op, "td_requantize_s8", "td_requantize", fields, [op.inputs[0]], op.outputs[0], in_place=True)
+
+
+def _lower_reshape(model: Model, op: Operator, name: str) -> Call:
+    x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+    if x.nbytes != y.nbytes:
+        raise Unsupported(f"{op.name} that changes the size")
+    return Call(op, "td_copy", "", [], [op.inputs[0]], op.outputs[0], view=True)
+
+
+_LOWER = {"CONV_2D": _lower_conv, "DEPTHWISE_CONV_2D": _lower_depthwise, "FULLY_CONNECTED": _lower_fully_connected,
+          "MAX_POOL_2D": _lower_pool, "AVERAGE_POOL_2D": _lower_pool, "MEAN": _lower_mean, "ADD": _lower_add,
+          "PAD": _lower_pad, "SOFTMAX": _lower_softmax, "QUANTIZE": _lower_quantize, "RESHAPE": _lower_reshape,
+          "EXPAND_DIMS": _lower_reshape, "SQUEEZE": _lower_reshape}
+
+
+def lower(model: Model) -> Lowered:
+    """Lower a model to kernel calls and a static memory plan. Shape arithmetic is folded
+    first (tinydeploy.codegen.cengine.folding).
+
+    Raises:
+        BadInput: the model is not a single-input, single-output int8 model, or it
+            has operators (or variants) the C engine lacks; every one is listed.
+    """
+    problems = []
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        problems.append(f"{len(model.inputs)} inputs and {len(model.outputs)} outputs (the C engine takes one of each)")
+    elif any(t.dtype != "INT8" for t in model.input_tensors + model.output_tensors):
+        problems.append("input and output must be int8")
+    if model.other_subgraph_ops:
+        problems.append("more than one subgraph")
+    calls = []
+    missing: dict[str, list[str]] = {}
+    folded = folding.fold(model)  # shape arithmetic: computed now, no run-time work
+    for op in model.operators:
+        if op.index in folded.dropped:
+            continue
+        if op.name not in _LOWER:
+            missing.setdefault(op.name, [])
+            continue
+        try:
+            mismatch = folding.target_mismatch(model, op, folded)
+            if mismatch:
+                raise Unsupported(mismatch)
+            call = _LOWER[op.name](model, op, f"op{op.index}")
+            call.macs = op_macs(model, op)
+            calls.append(call)
+        except Unsupported as exc:
+            missing.setdefault(op.name, []).append(str(exc))
+    if missing:
+        parts = [name + (f" ({'; '.join(sorted(set(why)))})" if why else "") for name, why in sorted(missing.items())]
+        problems.append(f"operators the C engine lacks: {', '.join(parts)}. "
+                        f"The C engine has {', '.join(ENGINE_OPS)}")
+    if problems:
+        raise BadInput(f"{model.path}: " + "; ".join(problems) + ". Render with --engine tflm instead")
+    sizes = {}
+    for call in calls:
+        for t in call.inputs + [call.output]:
+            sizes[t] = model.tensors[t].nbytes
+    sizes[model.inputs[0]] = model.tensors[model.inputs[0]].nbytes
+    steps = [memplan.Step(c.inputs, c.output, view_of=c.inputs[0] if c.view else None, in_place=c.in_place,
+                          scratch=c.scratch, overlap=c.overlap) for c in calls]
+    plan = memplan.plan(steps, sizes, [model.inputs[0]], [model.outputs[0]])
+    return Lowered(model, calls, plan, model.inputs[0], model.outputs[0], activation_lower_bound(model))

@@ -1,0 +1,271 @@
+"""Engines: what runs the model on the board. A registry of small classes; adding an engine
+is adding a class here (and its templates), with no `if engine` anywhere else.
+
+- ``tflm``: the TFLite Micro interpreter with the model's flatbuffer. Its arena is the measured
+  TFLM arena with the board's kernel scratch at 32-bit sizes (tinydeploy.costs.arena), plus a margin.
+- ``c``: tinydeploy's C engine (tinydeploy.codegen.cengine): the model as C calls of tinydeploy's
+  kernels, its activations planned statically in one arena.
+
+Each answers ``check`` (can it run the model?), ``prepare`` (its view of the model),
+``arena``, ``files``, ``summary`` and ``describe`` for render, ``cost`` for optimize's choice,
+and ``reference`` (the host outputs its firmware must reproduce) for bench's validation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinydeploy.costs import arena as arena_model
+from tinydeploy.codegen import cengine, cgen
+from tinydeploy.costs import counts, kernels
+from tinydeploy.runtime import tflm
+from tinydeploy.core.boards import Board
+from tinydeploy.core.errors import BadInput
+from tinydeploy.core.model import Model
+from tinydeploy.codegen.templating import copied_firmware
+
+RX_BUFFER_BYTES = 4096  # the host streams the next validation sample while one inference runs
+SETUP_ERROR_BYTES = 192  # model_runner.cc's buffer for a setup error (with its NUL)
+
+
+def arena_size(need: int, margin_percent: float) -> int:
+    """The firmware's arena: what the board needs plus the margin, rounded up to 16 bytes."""
+    return int(math.ceil(need * (1 + margin_percent / 100) / 16) * 16)
+
+
+def _quant(tensor) -> tuple[float, int]:
+    q = tensor.quantization
+    return (q.scales[0], q.zero_points[0]) if q else (1.0, 0)
+
+
+@dataclass
+class Prepared:
+    """An engine's view of one model: what render, summary and cost need, computed once."""
+    model: Model
+    measured: tflm.ArenaMeasurement | None = None  # the TFLM arena on the host, where TFLM can load it
+    lowered: cengine.Lowered | None = None
+
+
+@dataclass
+class Figures:
+    """An engine's cost of a model on a board, before judging: bytes, ms and how they were had."""
+    arena_bytes: int
+    flash_bytes: int
+    latency_ms: float
+    latency_basis: str
+    arena_basis: str
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+class TflmEngine:
+    name = "tflm"
+    labels = True  # its firmware prints class names
+    emulated = False  # it has no build for the emulated board
+    reference_basis = "host TFLM interpreter, same int8 inputs"
+
+    def check(self, model: Model) -> None:
+        """Raise BadInput unless the model is full int8 with only operators TFLM has."""
+        problems = []
+        if not model.is_int8:
+            problems.append(f"{model.int8_problem}; run `tinydeploy optimize`, or give a fully int8-quantized model")
+        if len(model.inputs) != 1 or len(model.outputs) != 1:  # model_runner feeds input 0, reports output 0
+            problems.append(f"{_count(len(model.inputs), 'input')} and {_count(len(model.outputs), 'output')}: "
+                            "the firmware feeds one input tensor and reports one output tensor")
+        missing = tflm.unsupported_ops(model)
+        if missing:
+            problems.append(f"ops TFLM does not support: {', '.join(missing)}. "
+                            f"Supported: {', '.join(sorted(tflm.RESOLVER_METHODS))}")
+        if problems:
+            raise BadInput(f"{model.path}: " + "; ".join(problems))
+
+    def prepare(self, model: Model, measured: tflm.ArenaMeasurement | None = None) -> Prepared:
+        self.check(model)  # before measuring, so a float or unsupported model fails fast
+        return Prepared(model, measured or tflm.measure_arena(model))
+
+    def check_options(self, labels: tuple[str, ...]) -> None:
+        pass
+
+    def arena(self, prepared: Prepared, board: Board, framework, margin_percent: float):
+        """(the firmware's arena in bytes, what it is made of)."""
+        need = arena_model.for_board(prepared.model, prepared.measured, board, framework.name)
+        return arena_size(need.arena_bytes, margin_percent), need
+
+    def info(self, board: Board, framework) -> dict:
+        return {"tflm": framework.tflm_library, "kernels": board.tflm_kernels(framework.name)}
+
+    def files(self, prepared: Prepared, board: Board, framework, values: dict, env) -> dict[str, str]:
+        model, measured = prepared.model, prepared.measured
+        arena_bytes, need = values["arena_bytes"], values["arena_need"]
+        in_scale, in_zero = _quant(model.input_tensors[0])
+        out_scale, out_zero = _quant(model.output_tensors[0])
+        ops = [{"name": name, "method": tflm.RESOLVER_METHODS[name]}
+               for name in sorted({op.name for op in model.all_operators})]
+        margin = values["margin_percent"]
+        values.update({
+            "sha256_literal": cgen.string_literal(model.sha256), "rows": cgen.byte_rows(model.data),
+            "input_scale": cgen.float_literal(in_scale), "input_zero_point": in_zero,
+            "output_scale": cgen.float_literal(out_scale), "output_zero_point": out_zero,
+            "input_bytes": model.input_tensors[0].nbytes, "output_bytes": model.output_tensors[0].nbytes,
+            "ops": ops, "layer_count": len(model.operators), "arena_size": arena_bytes, "measured_arena": measured.arena_bytes,
+            "arena_note": (f"{kernels.library(need.kernels).description}: {need.arena_bytes} bytes = head "
+                           f"{need.head_bytes} (activations and {need.scratch_bytes} bytes of kernel scratch, as "
+                           f"TFLM plans them) + tail {need.tail_bytes} (32-bit); plus {margin}% margin, rounded "
+                           "up to 16."),
+            "runtime_note": framework.runtime_note,
+            "rx_buffer_bytes": RX_BUFFER_BYTES, "setup_error_bytes": SETUP_ERROR_BYTES,
+        })
+        build = framework.tflm_files(board)
+        values["sources"] = build.sources
+        templates = {"src/model_data.h": "common/model_data.h.j2", "src/model_data.cc": "common/model_data.cc.j2",
+                     "src/model_runner.h": "common/model_runner.h.j2",
+                     "src/model_runner.cc": "common/model_runner.cc.j2", "README.md": "common/README.md.j2",
+                     **build.templates}
+        files = {path: env.get_template(template).render(**values) for path, template in templates.items()}
+        files.update(copied_firmware(("td_protocol.h", "td_protocol.c")))
+        return files
+
+    def summary(self, prepared: Prepared, board: Board, framework, margin_percent: float) -> dict:
+        arena_bytes, need = self.arena(prepared, board, framework, margin_percent)
+        return {"measured_arena_bytes": prepared.measured.arena_bytes, "board_arena": need.to_dict(),
+                "arena_bytes": arena_bytes, "arena_margin_percent": margin_percent}
+
+    def describe(self, summary: dict) -> str:
+        need = summary["board_arena"]
+        return (f"rendered {summary['project']} for {summary['board']} ({summary['framework']}): "
+                f"{len(summary['files'])} files, arena {summary['arena_bytes']:,} bytes "
+                f"({need['arena_bytes']:,} needed with the {need['kernels']} kernels at 32 bits, "
+                f"+ {summary['arena_margin_percent']:g}%; host TFLM measured {summary['measured_arena_bytes']:,}), "
+                f"ops {', '.join(summary['ops'])}")
+
+    def cost(self, model: Model, board: Board, measured: tflm.ArenaMeasurement | None = None, **_) -> Figures:
+        """Arena as the board needs it, the flatbuffer's size, and the board's latency estimate."""
+        self.check(model)
+        need = arena_model.for_board(model, measured or tflm.measure_arena(model), board)
+        latency = counts.latency_estimate_ms(model, board, board.kernels_for(self.name))
+        return Figures(need.arena_bytes, model.size_bytes, round(latency, 4),
+                       f"estimate ({board.name}, {board.estimate_basis(self.name)})",
+                       f"{board.name}, {need.kernels} kernels (derived)")
+
+    def reference(self, model: Model, x_int8: np.ndarray) -> np.ndarray:
+        return tflm.TflmRunner(model).predict_int8(x_int8)
+
+    def timed_operators(self, model: Model) -> list[int]:
+        """The operators the firmware's layers% times, in order: every one of the main graph."""
+        return [op.index for op in model.operators]
+
+    def on_device(self, device: dict) -> tuple[str, str]:
+        """What a device's info says it runs, and where its arena_used_bytes comes from."""
+        return (f"{device.get('framework', '?')}, {device.get('tflm', '?')}",
+                f"reported by TFLM on the device ({device.get('kernels', 'kernels not reported')})")
+
+
+class CEngine:
+    name = "c"
+    labels = False  # its firmware reports class indices
+    emulated = True  # its firmware runs on the emulated RV32 board, which counts instructions
+    reference_basis = "TFLite reference kernels (tf.lite.Interpreter, BUILTIN_REF), same int8 inputs"
+
+    def check(self, model: Model) -> None:
+        cengine.lower(model)  # BadInput listing every operator it lacks
+
+    def prepare(self, model: Model, measured: tflm.ArenaMeasurement | None = None) -> Prepared:
+        lowered = cengine.lower(model)  # fails fast, listing every operator it lacks
+        if measured is None and model.is_int8 and not tflm.unsupported_ops(model):
+            measured = tflm.measure_arena(model)  # the TFLM arena, where TFLM runs it, for comparison
+        return Prepared(model, measured, lowered)
+
+    def check_options(self, labels: tuple[str, ...]) -> None:
+        if labels:
+            raise BadInput("--labels: the C engine's firmware reports class indices, not names; "
+                           "drop --labels, or render with --engine tflm")
+
+    def arena(self, prepared: Prepared, board: Board, framework, margin_percent: float):
+        return prepared.lowered.arena_bytes, None  # the static plan: exact, no margin needed
+
+    def info(self, board: Board, framework) -> dict:
+        return {}
+
+    def files(self, prepared: Prepared, board: Board, framework, values: dict, env) -> dict[str, str]:
+        lowered, measured = prepared.lowered, prepared.measured
+        values.update({
+            "lower_bound": lowered.lower_bound, "weight_bytes": lowered.weight_bytes,
+            "tflm_arena": f"{measured.arena_bytes} bytes" if measured else "not measured",
+            "timer_note": ("instructions retired (minstret), not microseconds" if board.timer == "instructions"
+                           else "microseconds"),
+        })
+        build = framework.c_files(board)
+        values["sources"] = ["td_main.c", "td_model.c", "td_kernels.c", "td_protocol.c", "td_board.c", *build.sources]
+        values["how_to"] = build.how_to
+        files = {f"src/{name}": text for name, text in cengine.render_sources(lowered, values["banner"]).items()}
+        files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", "td_main.c", *build.firmware)))
+        templates = {**build.templates, "README.md": "cengine/README.md.j2"}
+        files.update({path: env.get_template(template).render(**values) for path, template in templates.items()})
+        return files
+
+    def summary(self, prepared: Prepared, board: Board, framework, margin_percent: float) -> dict:
+        lowered = prepared.lowered
+        return {"arena_bytes": lowered.arena_bytes,
+                "tflm_arena_bytes": prepared.measured.arena_bytes if prepared.measured else None,
+                "lower_bound_bytes": lowered.lower_bound, "constant_bytes": lowered.weight_bytes,
+                "macs": lowered.macs}
+
+    def describe(self, summary: dict) -> str:
+        return (f"rendered {summary['project']} for {summary['board']} (C engine): {len(summary['files'])} files, "
+                f"{summary['constant_bytes']:,} bytes of constants, ops {', '.join(summary['ops'])}")
+
+    def cost(self, model: Model, board: Board, measured: tflm.ArenaMeasurement | None = None,
+             instructions: int | None = None, fitted: Board | None = None, why_fitted: str = "") -> Figures:
+        """Latency: from instructions retired under emulation where given; else the board's own
+        estimate where it is the emulated board or was calibrated on C-engine runs; else per-operator
+        instruction counts fitted on earlier emulator runs (the fitted board's table)."""
+        lowered = cengine.lower(model)
+        if instructions is not None:
+            latency = instructions / board.cpu_mhz / 1000
+            basis = (f"estimate from emulated RV32IMC instructions at {board.cpu_mhz:g} MHz "
+                     f"({instructions:,} per inference under QEMU, one instruction per cycle)")
+        else:  # an estimate in cycles, at the board's clock
+            source = board if board.emulated or board.calibrated_engine == self.name else fitted
+            kernels = source.kernels_for(self.name)
+            kept = {call.op.index for call in lowered.calls}  # folded shape arithmetic costs nothing
+            cycles = sum(source.estimate_us(l.op, l.work, kernels, int(np.prod(l.output_shape))) * source.cpu_mhz
+                         for l in counts.layer_costs(model) if l.index in kept)
+            latency = cycles / board.cpu_mhz / 1000
+            basis = (f"estimate from the per-operator cycles of {source.name} ({source.estimate_basis(self.name)}), "
+                     f"at {board.cpu_mhz:g} MHz ({why_fitted})")
+        return Figures(lowered.arena_bytes, lowered.weight_bytes, round(latency, 4), basis,
+                       "the C engine's static plan")
+
+    def timed_operators(self, model: Model) -> list[int]:
+        """The operators the firmware's layers% times, in order: those left after folding."""
+        return [call.op.index for call in cengine.lower(model).calls]
+
+    def reference(self, model: Model, x_int8: np.ndarray) -> np.ndarray:
+        from tinydeploy.runtime.evaluate import reference_outputs
+        return reference_outputs(model, x_int8).reshape(len(x_int8), -1)
+
+    def on_device(self, device: dict) -> tuple[str, str]:
+        return "C engine (no interpreter)", "the C engine's static plan, reported by the device"
+
+
+ENGINES = {engine.name: engine for engine in (TflmEngine(), CEngine())}
+
+
+def engine_for(board: Board, name: str | None = None):
+    """The engine to render with (the board's first when name is None).
+
+    Raises:
+        BadInput: an unknown engine, or one the board doesn't run.
+    """
+    name = name or board.engines[0]
+    if name not in ENGINES:
+        raise BadInput(f"unknown engine '{name}'. Engines: {', '.join(ENGINES)}")
+    if name not in board.engines:
+        raise BadInput(f"{board.name} runs the {' and '.join(board.engines)} engine only; "
+                       f"render with --engine {board.engines[0]}")
+    return ENGINES[name]

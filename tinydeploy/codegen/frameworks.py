@@ -1,0 +1,133 @@
+"""Frameworks: how a rendered project is built and what it links. A registry of small
+classes; adding a framework is adding a class here (and its templates), with no
+`if framework` anywhere else.
+
+- ``espidf``: PlatformIO with ESP-IDF; TFLM from Espressif's esp-tflite-micro, with ESP-NN.
+- ``arduino``: PlatformIO with Arduino; TFLM from an Arduino library, without ESP-NN.
+- ``make``: a board with its own cross compiler (a profile with [toolchain]): a Makefile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tinydeploy.core.boards import Board
+from tinydeploy.core.errors import BadInput
+
+ESP_TFLITE_MICRO = ">=1.3.7"  # earlier versions could send every CONV_2D down the slow reference path
+ARDUINO_TFLM_LIBRARY = "spaziochirale/Chirale_TensorFLowLite"
+
+
+@dataclass
+class BuildFiles:
+    """What a framework adds to a project: {project path: template}, the sources its build
+    compiles (beyond the engine's own), tinydeploy firmware/ files to copy, and how to run it."""
+    templates: dict[str, str]
+    sources: list[str] = field(default_factory=list)
+    firmware: list[str] = field(default_factory=list)
+    how_to: list[str] = field(default_factory=list)
+
+
+def sdkconfig(board: Board) -> list[str]:
+    # No console baud key: Kconfig drops CONFIG_ESP_CONSOLE_UART_BAUDRATE unless a custom console
+    # UART is chosen; the firmware sets UART0's rate itself.
+    return [f"CONFIG_ESP_DEFAULT_CPU_FREQ_MHZ_{board.cpu_mhz}=y",
+            "CONFIG_ESP_MAIN_TASK_STACK_SIZE=8192",
+            "CONFIG_ESP_TASK_WDT_CHECK_IDLE_TASK_CPU0=n"]
+
+
+class EspIdf:
+    name = "espidf"
+    tflm_library = f"esp-tflite-micro{ESP_TFLITE_MICRO}"
+    runtime_note = "ESP-IDF, Espressif's esp-tflite-micro with the ESP-NN optimized kernels"
+    engines = ("tflm", "c")  # the C engine's firmware has an ESP-IDF platform layer (firmware/hal_espidf.c)
+
+    def applies_to(self, board: Board) -> bool:
+        return board.toolchain is None
+
+    def values(self, board: Board) -> dict:
+        return {"f_cpu": f"{board.cpu_mhz * 1_000_000}L", "sdkconfig": sdkconfig(board), "extra": [],
+                "esp_tflite_micro": ESP_TFLITE_MICRO}
+
+    def tflm_files(self, board: Board) -> BuildFiles:
+        """A TFLM project's build files and main, beyond the engine's own files."""
+        return BuildFiles({"platformio.ini": "common/platformio.ini.j2", "src/main.cc": "espidf/main.cc.j2",
+                           "CMakeLists.txt": "espidf/CMakeLists.txt.j2",
+                           "src/CMakeLists.txt": "espidf/src_CMakeLists.txt.j2",
+                           "src/idf_component.yml": "espidf/idf_component.yml.j2",
+                           "sdkconfig.defaults": "espidf/sdkconfig.defaults.j2"},
+                          sources=["main.cc", "model_data.cc", "model_runner.cc", "td_board.c", "td_protocol.c"])
+
+    def c_files(self, board: Board) -> BuildFiles:
+        """The C engine's build files, with its ESP-IDF platform layer."""
+        return BuildFiles({"platformio.ini": "common/platformio.ini.j2", "CMakeLists.txt": "espidf/CMakeLists.txt.j2",
+                           "sdkconfig.defaults": "espidf/sdkconfig.defaults.j2",
+                           "src/CMakeLists.txt": "cengine/src_CMakeLists.txt.j2"},
+                          sources=["hal_espidf.c"], firmware=["hal_espidf.c"],
+                          how_to=["pio run -d DIR", "pio run -d DIR -t upload --upload-port PORT",
+                                  "tinydeploy bench --port PORT"])
+
+
+class Arduino:
+    name = "arduino"
+    tflm_library = ARDUINO_TFLM_LIBRARY
+    runtime_note = f"Arduino, {ARDUINO_TFLM_LIBRARY}: current TFLM API but no ESP-NN, so it is slower"
+    engines = ("tflm",)
+
+    def applies_to(self, board: Board) -> bool:
+        return board.toolchain is None
+
+    def values(self, board: Board) -> dict:
+        # The library's log goes to __wrap_DebugLog (main.cpp), not into the protocol stream.
+        return {"f_cpu": f"{board.cpu_mhz * 1_000_000}L", "sdkconfig": [],
+                "extra": [("lib_deps", ARDUINO_TFLM_LIBRARY), ("build_flags", "-Wl,--wrap=DebugLog")]}
+
+    def tflm_files(self, board: Board) -> BuildFiles:
+        return BuildFiles({"platformio.ini": "common/platformio.ini.j2", "src/main.cpp": "arduino/main.cpp.j2"})
+
+
+class Make:
+    name = "make"
+    tflm_library = None  # no TFLM build for a bare cross compiler
+    runtime_note = "the board's own cross compiler (a Makefile)"
+    engines = ("c",)
+
+    def applies_to(self, board: Board) -> bool:
+        return board.toolchain is not None
+
+    def values(self, board: Board) -> dict:
+        tc = board.toolchain
+        return {"cc": tc["cc"], "size": tc["size"], "cflags": " ".join(tc["cflags"]),
+                "ldflags": " ".join(tc["ldflags"]), "packages": " ".join(tc["packages"]),
+                "linker_script": f"src/{tc['linker_script']}"}
+
+    def c_files(self, board: Board) -> BuildFiles:
+        tc = board.toolchain
+        how_to = ["tinydeploy build DIR"]
+        if board.emulated:
+            how_to += ["tinydeploy emulate DIR --port-file DIR/port.txt &", "tinydeploy bench --port $(cat DIR/port.txt)"]
+        return BuildFiles({"Makefile": "make/Makefile.j2"}, sources=list(tc["sources"]),
+                          firmware=[*tc["sources"], tc["linker_script"]], how_to=how_to)
+
+
+FRAMEWORKS = {framework.name: framework for framework in (EspIdf(), Arduino(), Make())}
+
+
+def framework_for(board: Board, name: str | None = None, engine: str | None = None):
+    """The framework to render for (the board's own when name is None).
+
+    Raises:
+        BadInput: an unknown framework, or one that doesn't build for this board or engine.
+    """
+    name = name or board.framework
+    if name not in FRAMEWORKS:
+        raise BadInput(f"unknown framework '{name}'. Frameworks: {', '.join(FRAMEWORKS)}")
+    framework = FRAMEWORKS[name]
+    if not framework.applies_to(board):
+        usable = [f.name for f in FRAMEWORKS.values() if f.applies_to(board)]
+        raise BadInput(f"--framework {name} doesn't build for {board.name}; frameworks for it: {', '.join(usable)}")
+    if engine is not None and engine not in framework.engines:
+        usable = [f.name for f in FRAMEWORKS.values() if f.applies_to(board) and engine in f.engines]
+        raise BadInput(f"--framework {name} doesn't build the {engine} engine; for {board.name} it is built with "
+                       f"--framework {' or '.join(usable)}")
+    return framework

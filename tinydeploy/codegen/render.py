@@ -1,0 +1,149 @@
+"""`tinydeploy render`: an int8 model + a board -> a firmware project.
+
+``render`` is pure: it returns ``{relative path: text}`` and touches no disk,
+toolchain or port. What differs by engine (TFLM or the C engine) is in
+tinydeploy.codegen.engines, what differs by framework (ESP-IDF, Arduino, a Makefile) in
+tinydeploy.codegen.frameworks; values are prepared there and here, and the Jinja
+templates in templates/ only loop and substitute. ``tinydeploy.toolchain.project`` writes
+the files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinydeploy import __version__
+from tinydeploy.codegen import cgen
+from tinydeploy.core import protocol
+from tinydeploy.runtime import tflm
+from tinydeploy.core.boards import Board
+from tinydeploy.codegen.engines import ENGINES, SETUP_ERROR_BYTES, Prepared, arena_size, engine_for
+from tinydeploy.core.errors import BadInput
+from tinydeploy.codegen.frameworks import FRAMEWORKS, framework_for
+from tinydeploy.core.manifest import PROJECT_FILE, project_file
+from tinydeploy.core.model import Model
+from tinydeploy.codegen.templating import BANNER, environment
+
+__all__ = ["ENGINES", "FRAMEWORKS", "RenderOptions", "arena_size", "device_info_format", "read_labels", "render"]
+
+# The info line is the info format with its two %s filled in: arena_used_bytes (at most 20
+# digits) and setup_error (null, or the error quoted). Filled, it must fit the firmware's info
+# buffer (TD_INFO_SIZE bytes with the NUL), or the host would read a cut JSON line.
+INFO_LIMIT = protocol.INFO_SIZE - 1 - 20 - (SETUP_ERROR_BYTES + 1) + len("%s%s")
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """framework and engine default to the board's own (its profile's framework, its first engine)."""
+    framework: str | None = None
+    arena_margin_percent: float = 10.0
+    labels: tuple[str, ...] = ()
+    engine: str | None = None
+
+
+def device_info_format(model: Model, board: Board, framework, engine, arena_bytes: int) -> str:
+    """The firmware's info JSON (protocol.device_info), with two %s for what only the board
+    knows: arena_used_bytes (a number, or null when the model could not be set up) and
+    setup_error (null, or a JSON string)."""
+    info = protocol.device_info(model, arena_bytes, board=board.name, cpu_mhz=board.cpu_mhz, engine=engine.name,
+                                timer=board.timer, framework=framework.name, **engine.info(board, framework),
+                                tinydeploy=__version__)
+    text = ('{"arena_used_bytes":%s,"setup_error":%s,'
+            + json.dumps(info, separators=(",", ":"))[1:].replace("%", "%%"))
+    if len(text) > INFO_LIMIT:
+        raise BadInput(f"the device info line would be {len(text)} characters (limit {INFO_LIMIT}: the firmware's "
+                       f"info buffer is {protocol.INFO_SIZE} bytes, with room for a setup error)")
+    return text
+
+
+def _check_options(model: Model, options: RenderOptions, engine) -> None:
+    engine.check_options(options.labels)
+    if not 0 <= options.arena_margin_percent <= 200:
+        raise BadInput(f"--arena-margin must be 0..200 percent, got {options.arena_margin_percent}")
+    outputs = model.output_tensors[0].elements
+    if options.labels and len(options.labels) != outputs:
+        raise BadInput(f"{len(options.labels)} labels given but the model has {outputs} outputs")
+
+
+def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
+           options: RenderOptions = RenderOptions(), model_name: str = "model",
+           prepared: Prepared | None = None) -> dict[str, str]:
+    """Render the firmware project for a model on a board.
+
+    Args:
+        model: a full-int8 model whose operators the chosen engine supports.
+        board: the board profile.
+        measured: the model's TFLM arena as the host measures it (tinydeploy.runtime.tflm); required
+            for the TFLM engine, where the board's arena is derived from it (tinydeploy.costs.arena),
+            and shown for comparison with the C engine. Measured here when None.
+        options: engine, framework, arena margin and class labels.
+        model_name: a short name for messages and the project README.
+        prepared: the engine's view of the model, when the caller has it already.
+
+    Returns:
+        {relative path: file text}.
+
+    Raises:
+        BadInput: float model, unsupported ops, an arena over the board's budget,
+            an unknown engine or framework, or a label count that doesn't match the outputs.
+    """
+    engine = engine_for(board, options.engine)
+    framework = framework_for(board, options.framework, engine.name)
+    _check_options(model, options, engine)
+    prepared = prepared or engine.prepare(model, measured)
+    arena_bytes, need = engine.arena(prepared, board, framework, options.arena_margin_percent)
+    budget = board.arena_budget_kb * 1024
+    if arena_bytes > budget:
+        made_of = (f" ({need.arena_bytes} with {need.kernels} kernels + {options.arena_margin_percent:g}% margin)"
+                   if need is not None else "")
+        raise BadInput(f"the {engine.name} engine's arena is {arena_bytes} bytes{made_of} but {board.name} has "
+                       f"{budget} bytes of internal RAM for it")
+    values = {
+        "banner": BANNER, "board": board, "framework": framework.name, **framework.values(board),
+        "model_name": cgen.comment(model_name),  # for comments and the README: user text, made inert
+        "project_name": cgen.identifier("tinydeploy_" + re.sub(r"\W", "_", board.name, flags=re.ASCII)),
+        "sha256": model.sha256, "model_bytes": model.size_bytes,
+        "device_name": cgen.string_literal(f"tinydeploy-{board.name}"),
+        "model_name_literal": cgen.string_literal(f"{model_name} {model.sha256[:12]}"),
+        "baud": board.baud, "upload_speed": board.fast_baud, "env_name": board.name, "dir_hint": "DIR",
+        "op_names": ", ".join(sorted({op.name for op in model.all_operators})),
+        "labels": list(options.labels), "label_literals": [cgen.string_literal(x) for x in options.labels],
+        "arena_bytes": arena_bytes, "arena_need": need, "margin_percent": f"{options.arena_margin_percent:g}",
+        "info_format": cgen.string_literal(device_info_format(model, board, framework, engine, arena_bytes)),
+    }
+    env = environment()
+    files = engine.files(prepared, board, framework, values, env)
+    files["src/td_board.h"] = env.get_template("common/td_board.h.j2").render(**values)
+    files["src/td_board.c"] = env.get_template("common/td_board.c.j2").render(**values)
+    files[PROJECT_FILE] = project_file(BANNER, board, engine.name, framework.name, model.sha256, arena_bytes)
+    return files
+
+
+def read_labels(path: str | Path) -> tuple[str, ...]:
+    """Class labels from a text file (one per line) or a JSON file with a "labels" list
+    (such as optimize's report.json). Labels are text or numbers, one line each."""
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"{p}: no such labels file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{p}: the labels file is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    if p.suffix != ".json":
+        return tuple(line.strip() for line in text.splitlines() if line.strip())
+    expected = f"{p}: expected a JSON list of labels (text or numbers) or an object with a \"labels\" list"
+    try:
+        labels = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{expected} ({exc})") from exc
+    labels = labels.get("labels") if isinstance(labels, dict) else labels
+    if not isinstance(labels, list) or not all(isinstance(x, (str, int, float)) and not isinstance(x, bool)
+                                               for x in labels):
+        raise BadInput(expected)
+    shown = tuple(str(x) for x in labels)
+    if any(not x.strip() or "\n" in x or "\r" in x for x in shown):
+        raise BadInput(f"{p}: labels must be non-empty single lines")
+    return shown

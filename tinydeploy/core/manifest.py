@@ -1,0 +1,36 @@
+"""A rendered project's tinydeploy.json: which board (and which profile file) and engine it
+was rendered for, so build, flash and emulate need no options to find them again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tinydeploy.core.boards import Board, board_from_file, get_board
+
+PROJECT_FILE = "tinydeploy.json"
+
+
+def project_file(banner: str, board: Board, engine: str, framework: str, model_sha256: str, arena_bytes: int) -> str:
+    """tinydeploy.json's text: what was rendered, for build, flash, emulate and bench."""
+    return json.dumps({"generated_by": banner, "board": board.name, "board_profile": board.path, "engine": engine,
+                       "framework": framework, "model_sha256": model_sha256,
+                       "arena_bytes": arena_bytes, "baud": board.baud}, indent=2, ensure_ascii=False) + "\n"
+
+
+def rendered_board(project_dir: str | Path) -> Board | None:
+    """The board profile a project was rendered for (from its tinydeploy.json: the profile file
+    it was rendered with, a user's too, else the known board of that name), or None when the
+    folder holds no readable tinydeploy.json."""
+    try:
+        info = json.loads((Path(project_dir) / PROJECT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or not info.get("board"):
+        return None
+    profile = info.get("board_profile")
+    if isinstance(profile, str) and Path(profile).is_file():  # the very profile it was rendered with
+        board = board_from_file(profile)
+        if board.name == info["board"]:
+            return board
+    return get_board(info["board"])

@@ -1,0 +1,1 @@
+"""The costs layer: what a model costs on a board (counts, arena, kernel scratch, memory plans, latency)."""

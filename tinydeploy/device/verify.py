@@ -1,0 +1,130 @@
+"""`tinydeploy verify`: judge bench results against the targets, for people and for CI.
+
+Exit code 0 when every target is met, 1 otherwise; ``junit_xml`` turns the
+verdicts into JUnit XML so CI systems show each target as a test case.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+from tinydeploy.core.errors import BadInput
+from tinydeploy.core.outputs import read_json
+from tinydeploy.core.targets import TargetResult, Targets, check
+
+
+def load_results(path: str | Path) -> dict:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "results.json"
+    results = read_json(p, "no such results file (tinydeploy bench --out DIR writes DIR/results.json)")
+    if not isinstance(results, dict) or "device" not in results:
+        raise BadInput(f"{p}: not a tinydeploy bench results file")
+    _check_figures(results, str(p))
+    return results
+
+
+def _check_figures(results: dict, origin: str) -> None:
+    """Every figure verify judges is a number (or absent): a hand-edited or foreign file
+    is named with its bad field instead of failing half-way."""
+    def number(value) -> bool:
+        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                 and value == value and abs(value) != float("inf"))
+
+    fields = {key: results.get(key) for key in ("arena_used_bytes", "model_bytes")}
+    for part, keys in (("latency_us", ("median",)), ("validation", ("top1_agreement", "samples"))):
+        section = results.get(part)
+        if section is not None and not isinstance(section, dict):
+            raise BadInput(f"{origin}: '{part}' is not an object")
+        fields.update({f"{part}.{key}": (section or {}).get(key) for key in keys})
+    bad = [f"{key}={value!r}" for key, value in fields.items() if not number(value)]
+    if bad:
+        raise BadInput(f"{origin}: not numbers: {', '.join(bad)}")
+    if not isinstance(results.get("device"), dict):
+        raise BadInput(f"{origin}: 'device' is not an object")
+
+
+def verify(results: dict, targets: Targets = Targets(), min_agreement: float = 0.99,
+           latency_estimate_ms: float | None = None) -> list[TargetResult]:
+    """The verdict on each target.
+
+    Args:
+        results: bench results (BenchResult.to_dict()).
+        targets: arena, model and latency budgets.
+        min_agreement: smallest top-1 agreement with the host reference, when validated.
+        latency_estimate_ms: for a virtual device, the board's estimated latency to judge instead
+            of the host's timing (which says nothing about the board).
+
+    Returns:
+        One TargetResult per target; a run that did not complete is a missed target too.
+    """
+    virtual = bool(results.get("virtual"))
+    device = results.get("device") or {}
+    if virtual:
+        where = "virtual device (host TFLM)"
+    elif device.get("timer") == "instructions":
+        where = f"emulated board {device.get('board', '')} ({device.get('engine', 'tflm')} engine's static plan)"
+    else:
+        where = "board"
+    latency = results.get("latency_us") or {}
+    if virtual and latency_estimate_ms is not None:
+        latency_ms, latency_basis = latency_estimate_ms, "estimate for the board (no board attached)"
+    elif latency:
+        latency_ms, latency_basis = latency["median"] / 1000, f"median, {latency.get('basis', where)}"
+    else:
+        latency_ms, latency_basis = None, ""
+    verdicts = check(targets, arena_bytes=results.get("arena_used_bytes"), model_bytes=results.get("model_bytes"),
+                     latency_ms=latency_ms, arena_basis=f"arena_used_bytes() on the {where}",
+                     latency_basis=latency_basis)
+    expected, actual = results.get("expected_sha256"), results.get("model_sha256")
+    if expected:
+        same = expected == actual
+        verdicts.insert(0, TargetResult("model hash", float(same), 1.0, "", "SHA-256 from info%", at_least=True,
+                                        detail=(f"matches {expected}" if same
+                                                else f"device runs {actual}, expected {expected}")))
+    validation = results.get("validation")
+    if validation:
+        verdicts.append(TargetResult("agreement", validation["top1_agreement"], min_agreement, "",
+                                     f"top-1 vs {validation.get('reference', 'host TFLM')} over "
+                                     f"{validation['samples']} samples", at_least=True))
+    if not results.get("complete"):
+        verdicts.append(TargetResult("bench completed", 0.0, 1.0, "", "bench run", at_least=True,
+                                     detail=_what_stopped(results)))
+    return verdicts
+
+
+def _what_stopped(results: dict) -> str:
+    """A partial run in words: why it stopped, what it measured and what is missing."""
+    why = results.get("error") or "no error was recorded (the bench process itself was stopped)"
+    measured, missing = [], []
+    if results.get("device"):
+        measured.append("device info")
+    else:
+        missing.append("device info")
+    # (results key, count field, what was measured, what a partial run lacks, what a missing part lacks)
+    parts = (("latency_us", "runs", "timings", "the rest of the timings", "latency"),
+             ("validation", "samples", "samples validated", "the rest of the validation", None))
+    for key, count, measure, rest, absent in parts:
+        figures = results.get(key) or {}
+        if figures.get("partial"):
+            measured.append(f"{figures[count]} of {figures.get(count + '_planned', '?')} {measure}")
+            missing.append(rest)
+        elif figures:
+            measured.append(f"{figures.get(count)} {measure}")
+        elif absent:
+            missing.append(absent)
+    return (f"the run stopped: {why}. Measured: {', '.join(measured) or 'nothing'}; "
+            f"missing: {', '.join(missing) or 'validation, if it was asked for'}")
+
+
+def junit_xml(verdicts: list[TargetResult], suite: str = "tinydeploy.device.verify") -> str:
+    """JUnit XML with one test case per target."""
+    failures = sum(not v.met for v in verdicts)
+    cases = []
+    for v in verdicts:
+        name = quoteattr(v.name)
+        body = "" if v.met else f'<failure message={quoteattr(v.describe())}>{escape(v.basis)}</failure>'
+        cases.append(f'  <testcase classname="{suite}" name={name}>{body}</testcase>')
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="{suite}" tests="{len(verdicts)}" '
+            f'failures="{failures}" errors="0">\n' + "\n".join(cases) + "\n</testsuite>\n")

@@ -1,0 +1,295 @@
+"""`tinydeploy virtual-device`: a stand-in board on a pty or a TCP port.
+
+It speaks the firmware's protocol (tinydeploy.core.protocol.DeviceProtocol, checked
+byte for byte against firmware/td_protocol.c), runs inference on the real TFLM
+interpreter, reports TFLM's real arena figures, and times inference with the
+host's clock, labelled "virtual" so nobody mistakes it for board latency.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import tty
+from pathlib import Path
+
+import numpy as np
+
+from tinydeploy import __version__
+from tinydeploy.runtime import tflm
+from tinydeploy.core.errors import BadInput
+from tinydeploy.core.model import load_model
+from tinydeploy.core.protocol import VIRTUAL_LAYER_REPEATS, DeviceProtocol, device_info
+
+BUSY_REPLY = "e-[port busy: another client is connected]\r\nm-ready\r\n"
+
+
+class VirtualDevice:
+    """A virtual board for one model.
+
+    Args:
+        model_path: the int8 .tflite file it runs.
+        baud: when given, output and input are paced to this line rate, as a UART would.
+        stop_after: stop answering after this many commands (to test host timeouts).
+    """
+
+    def __init__(self, model_path: str | Path, baud: int | None = None, stop_after: int | None = None):
+        self.model = load_model(model_path)
+        if not self.model.is_int8:
+            raise BadInput(f"{model_path}: the virtual device runs int8 models, as the firmware does; "
+                           "this one is not int8 (convert it with full-integer quantization)")
+        self.arena = tflm.measure_arena(self.model)
+        self.runner = tflm.TflmRunner(self.model, self.arena.arena_bytes)
+        self.baud = baud
+        self.stop_after = stop_after
+        self.commands = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.address = ""
+        input_tensor, output_tensor = self.model.input_tensors[0], self.model.output_tensors[0]
+
+        self._info = json.dumps({
+            "arena_used_bytes": self.arena.arena_bytes, "setup_error": None,
+            **device_info(self.model, self.arena.arena_bytes, board="virtual", cpu_mhz=None, engine="tflm",
+                          timer="us", framework="host",
+                          tflm=f"tflite-micro {tflm.runtime_version()} (host interpreter)", kernels="reference",
+                          tinydeploy=__version__, virtual=True,
+                          latency_basis="virtual: host wall clock running the TFLM interpreter, not board latency",
+                          arena_basis="TFLM measured on the host (an upper bound for a 32-bit board)"),
+        }, separators=(",", ":"))
+        self._input_shape = input_tensor.shape[1:]
+        self._output_size = output_tensor.elements
+        self._layer_models = ""  # a folder of one-operator models, made at the first layers%
+
+    # -- device behaviour ------------------------------------------------------
+    def _invoke(self, data: bytes) -> list[int] | None:
+        """One inference; None when the interpreter fails, which the device reports as the
+        firmware does (e-[invoke failed])."""
+        sample = np.frombuffer(data, dtype=np.int8).reshape(self._input_shape)
+        try:
+            return [int(v) for v in self.runner.invoke_int8(sample)]
+        except Exception:  # noqa: BLE001 - any failure of the interpreter is the device's answer
+            return None
+
+    def _profile(self, data: bytes) -> tuple[list[int], list[int]] | None:
+        """layers%: one inference's outputs, and each operator's time (protocol.VIRTUAL_LAYER_BASIS);
+        None when the interpreter fails."""
+        outputs = self._invoke(data)
+        if outputs is None:
+            return None
+        if not self._layer_models:
+            folder = tempfile.mkdtemp(prefix="tinydeploy-layers-")
+            for index, one in enumerate(tflm.operator_models(self.model)):
+                Path(folder, f"{index}.tflite").write_bytes(one)
+            self._layer_models = folder
+        try:
+            times = self.runner.process.time_models(self._layer_models, self.arena.arena_bytes,
+                                                       VIRTUAL_LAYER_REPEATS)
+        except BadInput:
+            return None
+        return outputs, [round(us) for us in times]
+
+    def _protocol(self, write) -> DeviceProtocol:
+        return DeviceProtocol(write, lambda: time.perf_counter_ns() // 1000, self._invoke, lambda: self._info,
+                              self.model.input_tensors[0].nbytes, self._output_size, "tinydeploy-virtual",
+                              f"{Path(self.model.path).stem} {self.model.sha256[:12]}", profile=self._profile)
+
+    class _Line:
+        """One direction of a UART at `baud` (8N1, ten bits a byte): bytes pass no
+        faster than the line rate. The line's clock runs on across calls (a sleep
+        that overshoots is made up by the next ones, within SLACK) so the
+        emulation's own sleeping does not slow the link below its rate."""
+
+        SLACK = 0.005
+
+        def __init__(self, baud: int | None):
+            self.baud, self.free_at = baud, 0.0
+
+        def pace(self, count: int) -> None:
+            if not self.baud:
+                return
+            now = time.monotonic()
+            self.free_at = max(self.free_at, now - self.SLACK) + count * 10 / self.baud
+            if self.free_at > now:
+                time.sleep(self.free_at - now)
+
+    def _serve(self, read, write) -> None:
+        """Run one session: read bytes, feed the protocol, write its replies.
+
+        Replies go out through their own paced writer thread, so the link is
+        full duplex like a real UART.
+        """
+        import queue
+        outgoing: queue.Queue = queue.Queue()
+        rx, tx = self._Line(self.baud), self._Line(self.baud)
+
+        def writer() -> None:
+            while True:
+                data = outgoing.get()
+                if data is None:
+                    return
+                tx.pace(len(data))
+                try:
+                    write(data)
+                except OSError:
+                    return
+
+        sender = threading.Thread(target=writer, daemon=True)
+        sender.start()
+        protocol = self._protocol(outgoing.put)
+        protocol.boot()
+        try:
+            self._session(read, protocol, rx)
+        finally:
+            outgoing.put(None)
+            sender.join(timeout=5)
+
+    def _session(self, read, protocol: DeviceProtocol, rx) -> None:
+        while not self._stop.is_set():
+            chunk = read()
+            if chunk is None:
+                continue
+            if not chunk:
+                return
+            for start in range(0, len(chunk), 16):  # bytes arrive a few at a time, as from a UART
+                rx.pace(len(chunk[start:start + 16]))
+                self._feed(protocol, chunk[start:start + 16])
+
+    def _feed(self, protocol: DeviceProtocol, chunk: bytes) -> None:
+        if self.stop_after is not None:
+            left = self.stop_after - self.commands
+            if left <= 0:
+                return  # gone silent
+            ends = [i for i, b in enumerate(chunk) if b == ord("%")]
+            if len(ends) >= left:
+                chunk = chunk[:ends[left - 1] + 1]
+        self.commands += chunk.count(b"%")
+        protocol.feed(chunk)
+
+    # -- transports --------------------------------------------------------------
+    def open_pty(self) -> str:
+        """Serve on a new pseudo-terminal; returns the path to open (like /dev/pts/5)."""
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        self._fds = (master, slave)
+        path = os.ttyname(slave)
+
+        def read():
+            import select
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if not ready:
+                return None
+            try:
+                return os.read(master, 4096)
+            except OSError:
+                return None
+
+        def write(data: bytes) -> None:
+            os.write(master, data)
+
+        thread = threading.Thread(target=self._serve, args=(read, write), daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        self.address = path
+        return path
+
+    def open_tcp(self, port: int = 0) -> str:
+        """Serve on a loopback TCP port; returns the socket:// URL. One client at a time."""
+        if not 0 <= port <= 65535:
+            raise BadInput(f"--tcp {port}: a TCP port is 0..65535 (0: any free port)")
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            server.bind(("127.0.0.1", port))
+        except OSError as exc:
+            server.close()
+            raise BadInput(f"--tcp {port}: can't serve on 127.0.0.1:{port} ({exc.strerror or exc}); "
+                           "choose another port, or 0 for any free one") from exc
+        server.listen(4)
+        server.settimeout(0.2)
+        self._server = server
+        busy = threading.Lock()
+
+        def session(conn: socket.socket) -> None:
+            try:
+                self._tcp_session(conn)
+            finally:
+                busy.release()
+
+        def accept_loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    conn, _ = server.accept()
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return
+                if not busy.acquire(blocking=False):
+                    threading.Thread(target=_refuse_busy, args=(conn,), daemon=True).start()
+                    continue
+                threading.Thread(target=session, args=(conn,), daemon=True).start()
+
+        thread = threading.Thread(target=accept_loop, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        self.address = f"socket://127.0.0.1:{server.getsockname()[1]}"
+        return self.address
+
+    def _tcp_session(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(0.1)
+
+            def read():
+                try:
+                    return conn.recv(4096)
+                except socket.timeout:
+                    return None
+                except OSError:
+                    return b""
+
+            try:
+                self._serve(read, conn.sendall)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        if hasattr(self, "_server"):
+            self._server.close()
+        for thread in self._threads:
+            thread.join(timeout=2)
+        for fd in getattr(self, "_fds", ()):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self._layer_models:
+            shutil.rmtree(self._layer_models, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _refuse_busy(conn: socket.socket) -> None:
+    """Answer a second client's first command with the busy error, then hang up. (Answering
+    at once would be lost: pyserial clears its input when it opens.)"""
+    with conn:
+        conn.settimeout(5)
+        try:
+            received = b""
+            while b"%" not in received:
+                chunk = conn.recv(256)
+                if not chunk:
+                    return
+                received += chunk
+            conn.sendall(BUSY_REPLY.encode())
+        except OSError:
+            pass

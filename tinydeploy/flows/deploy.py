@@ -1,0 +1,145 @@
+"""`tinydeploy deploy`: optimize -> render -> build -> flash -> bench -> verify in one go.
+
+Without a port and with no board detected it renders the project, skips build
+and flash (saying so), benches the virtual device, and labels which figures
+are virtual. An emulated board (a profile with [emulator]) is built with its
+cross compiler and benched in its emulator instead of being flashed. With a
+farm (tinydeploy.device.farm), the image built once is written to every board with
+esptool and each board is benched and judged, all in parallel; a board that
+fails fails its own row, and the targets are met when every board meets them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tinydeploy.core.boards import Board
+from tinydeploy.core.data import Dataset
+from tinydeploy.core.targets import TargetResult, Targets
+
+VALIDATE_SAMPLES = 50
+
+
+@dataclass
+class DeployReport:
+    optimize: dict
+    project: dict
+    bench: dict
+    verdicts: list[TargetResult]
+    virtual: bool
+    notices: list[str] = field(default_factory=list)
+    farm: dict | None = None  # with a farm: tinydeploy.device.farm.summary of its rows
+
+    @property
+    def met(self) -> bool:
+        return all(v.met for v in self.verdicts)
+
+    def to_dict(self) -> dict:
+        return {"virtual": self.virtual, "notices": self.notices, "met": self.met,
+                "verdicts": [v.to_dict() for v in self.verdicts], "bench": self.bench,
+                "project": self.project, "optimize": {k: self.optimize[k] for k in ("chosen", "met", "missed")},
+                **({"farm": self.farm} if self.farm is not None else {})}
+
+
+def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, targets: Targets = Targets(),
+           port: str | None = None, budget: str = "default", seed: int = 0, min_agreement: float = 0.99,
+           progress: Callable[[str, dict], None] | None = None, stages: tuple[str, ...] | None = None,
+           farm: list | None = None) -> DeployReport:
+    """Run the whole pipeline.
+
+    Args:
+        dataset: training data (its source name is data_source).
+        board: the board profile.
+        out: folder for optimize/, firmware/ and bench/.
+        targets: budgets.
+        port: the board's serial port; detected when None; the virtual device when none is found.
+        budget, seed: optimize's settings.
+        min_agreement: verify's agreement target for on-device validation.
+        progress: receives (event, info) as the stages go.
+        farm: boards (tinydeploy.device.farm.FarmBoard) to flash, bench and judge instead of one.
+    """
+    from tinydeploy.toolchain import flash as flash_lib
+    from tinydeploy.codegen.engines import ENGINES
+    from tinydeploy.optimize import OptimizeConfig, optimize
+    from tinydeploy.toolchain.project import create_project
+    from tinydeploy.codegen.render import RenderOptions
+    from tinydeploy.device.verify import verify
+    out = Path(out)
+    notices: list[str] = []
+
+    def note(text: str) -> None:
+        notices.append(text)
+        if progress:
+            progress("note", {"text": text})
+
+    stage_list = {"stages": stages} if stages else {}
+    result = optimize(OptimizeConfig(dataset, out / "optimize", board, targets, budget=budget, seed=seed,
+                                     data_source=data_source, **stage_list), progress)
+    model_path = result.model_path
+    engine = result.report["chosen"]["engine"]  # the engine optimize chose for this board (and why)
+    note(f"engine: {engine} ({result.report['chosen']['engine_why']})")
+    project = create_project(model_path, board, out / "firmware",
+                             RenderOptions(labels=tuple(dataset.labels) if ENGINES[engine].labels else (), engine=engine))
+    note(f"rendered {project['project']} ({project['engine']} engine, arena {project['arena_bytes']:,} bytes)")
+    samples = (dataset.x_val[:VALIDATE_SAMPLES], dataset.y_val[:VALIDATE_SAMPLES])
+    if farm is not None:
+        summary, verdicts = _deploy_farm(board, project["project"], farm, out / "bench", model_path, samples,
+                                         targets, min_agreement, note)
+        return DeployReport(result.report, project, {}, verdicts, False, notices, farm=summary)
+    if port is None and not board.emulated:
+        port = flash_lib.attached_port()
+    virtual = port is None and not board.emulated
+    bench_result = _bench_on(board, project["project"], port, out / "bench", model_path, samples, note)
+    results = bench_result.to_dict()
+    estimate = result.report["chosen"]["latency_ms"] if virtual else None
+    verdicts = verify(results, targets, min_agreement, latency_estimate_ms=estimate)
+    return DeployReport(result.report, project, results, verdicts, virtual, notices)
+
+
+def _deploy_farm(board: Board, project: str, boards: list, out: Path, model_path: Path, samples, targets: Targets,
+                 min_agreement: float, note: Callable[[str], None]) -> tuple[dict, list[TargetResult]]:
+    """Build once, then flash (esptool), bench and judge every board of the farm in parallel:
+    (the farm's summary, every board's verdicts named after it, a failed board's as a miss)."""
+    from tinydeploy.device import farm as farm_lib
+    from tinydeploy.toolchain.build import build
+    from tinydeploy.core.errors import StepFailed
+    note(f"building {project} with PlatformIO")
+    images = build(project).firmware
+    if not images:
+        raise StepFailed(f"the build of {project} made no firmware.bin to flash")
+    note(f"flashing {images[0]} to {len(boards)} boards with esptool, then benching them, in parallel")
+    job = farm_lib.flash_then(farm_lib.flash_job(images[0], board_profile=board),
+                              farm_lib.verify_job(targets, min_agreement, baud=board.baud, runs=20, warmup=2,
+                                                  expect_model=model_path, samples=samples))
+    rows = farm_lib.run(boards, out, job)
+    return farm_lib.summary(rows), farm_lib.verdicts(rows)
+
+
+def _bench_on(board: Board, project: str, port: str | None, out: Path, model_path: Path, samples,
+              note: Callable[[str], None]):
+    """Bench the rendered firmware where it can run: an emulated board in its emulator, a board
+    on port once built and flashed, or (no board attached) the virtual device, saying so."""
+    from tinydeploy.toolchain import flash as flash_lib
+    from tinydeploy.device.bench import bench
+    from tinydeploy.toolchain.build import build
+    if board.emulated:
+        from tinydeploy.device import emulate
+        note(f"building {project} with {board.toolchain['cc']}")
+        build(project)
+        with emulate.start(project) as emulator:
+            note(f"emulating {board.name}: {board.emulator['command'][0]} on {emulator.url}")
+            return bench(emulator.url, out, runs=20, warmup=2, expect_model=model_path, samples=samples, reset=False)
+    if port is None:
+        from tinydeploy.device.virtual_device import VirtualDevice
+        note("no board attached: build and flash skipped; benching the VIRTUAL device (host TFLM). "
+             "Its latency is host time, not board time; the latency verdict uses the board estimate")
+        with VirtualDevice(model_path) as device:
+            return bench(device.open_pty(), out, runs=20, warmup=2, expect_model=model_path, samples=samples,
+                         reset=False)
+    note(f"building {project} with PlatformIO")
+    build(project)
+    note(f"flashing {port}")
+    flash_lib.flash(project, port)
+    return bench(port, out, baud=board.baud, expect_model=model_path, samples=samples)

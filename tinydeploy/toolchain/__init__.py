@@ -1,0 +1,1 @@
+"""The toolchain layer: PlatformIO, the cross compiler, esptool, and writing a project to disk."""
