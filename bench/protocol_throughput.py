@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from tinydeploy.runtime import _tf
-from tinydeploy.device.bench import CHUNK, Connection, validate_on_device
+from tinydeploy.device.connection import CHUNK, Connection
+from tinydeploy.device.validation import validate_on_device
 from tinydeploy.optimize.convert import to_int8_tflite
 from tinydeploy.device.virtual_device import VirtualDevice
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tinydeploy.runtime import tflm
-from tinydeploy.device.bench import Connection, DeviceTimeout, bench
+from tinydeploy.device.bench import bench
+from tinydeploy.device.connection import Connection, DeviceTimeout
 from tinydeploy.cli import main
 from tinydeploy.core.errors import StepFailed
 from tinydeploy.core.model import load_model, parse_model
@@ -142,7 +143,7 @@ def test_a_closed_link_is_a_step_failure_not_a_crash(int8_cnn, tmp_path):
 
 
 def test_device_text_is_shown_with_control_characters_escaped(int8_cnn, tmp_path):
-    from tinydeploy.device.bench import shown
+    from tinydeploy.device.connection import shown
     assert shown("ok\x1b[2J\x07 done") == "ok\\x1b[2J\\x07 done"
     assert shown("x" * 300).endswith("... (100 more characters)")
 
@@ -302,7 +303,7 @@ def test_pytest_plugin_skips_without_a_port(pytester):
 
 @pytest.mark.unit
 def test_instruction_counts_are_never_shown_as_microseconds_without_a_clock():
-    from tinydeploy.device.bench import latency_us
+    from tinydeploy.device.latency import latency_us
     stats = {"runs": 3, "min": 1600, "median": 3200, "mean": 3200, "p90": 4800, "max": 4800}
     assert latency_us(stats, {"timer": "us"}) is stats
     estimate = latency_us({**stats, "partial": True}, {"timer": "instructions", "cpu_mhz": 160})

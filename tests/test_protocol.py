@@ -186,7 +186,7 @@ def test_truncated_lines_are_noise_or_exact(valid, cut):
 def test_a_connection_skips_boot_noise_and_reports_errors(tmp_path_factory, noise_lines):
     """Through a real pyserial loop:// port (a FIFO that also echoes what the host sends):
     boot noise, the boot m-ready, the reply to name%, then an unexpected error."""
-    from tinydeploy.device.bench import Connection, DeviceError
+    from tinydeploy.device.connection import Connection, DeviceError
     log = tmp_path_factory.mktemp("loop") / "serial.log"
     conn = Connection("loop://", 115200, log, timeout=2.0)
     try:
@@ -206,7 +206,7 @@ def test_a_failed_setup_is_reported_in_the_firmwares_own_words(tmp_path, late):
     """The boot lines before the reply to name% are kept, also when the board boots only after
     name% was sent; a failed setup is then named with what the firmware printed before it."""
     import threading
-    from tinydeploy.device.bench import Connection
+    from tinydeploy.device.connection import Connection
     conn = Connection("loop://", 115200, tmp_path / "serial.log", timeout=2.0)
     boot = (b"I (31) boot: ESP-IDF v5.5\r\nFailed to resize buffer. Requested: 13168, available 13084\r\n"
             b"e-[arena allocation failed with 15424 bytes]\r\nm-init-done\r\nm-ready\r\n")

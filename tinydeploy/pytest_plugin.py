@@ -37,7 +37,7 @@ class DeviceSession:
     """A connected device: info(), bench() and validate()."""
 
     def __init__(self, port: str, model: str | None, baud: int, log_dir: Path, reset: bool = True):
-        from tinydeploy.device.bench import Connection
+        from tinydeploy.device.connection import Connection
         self.port, self.model = port, model
         self.connection = Connection(port, baud, log_dir / "serial.log")
         if reset:  # a farm board with reset = "none" is not pulsed (its RTS line is wired to something else)
@@ -46,7 +46,7 @@ class DeviceSession:
         self._info = None
 
     def info(self) -> dict:
-        from tinydeploy.device.bench import read_info
+        from tinydeploy.device.connection import read_info
         if self._info is None:
             info = read_info(self.connection)
             failure = self.connection.setup_failure(info)
@@ -56,7 +56,7 @@ class DeviceSession:
         return self._info
 
     def bench(self, runs: int = 20, warmup: int = 2) -> Latency:
-        from tinydeploy.device.bench import latency_us, measure_latency
+        from tinydeploy.device.latency import latency_us, measure_latency
         info = self.info()
         stats = latency_us(measure_latency(self.connection, info, runs, warmup), info)  # emulated: an estimate
         return Latency(stats["min"], stats["median"], stats["mean"], stats["p90"], stats["max"], stats["basis"])
@@ -64,7 +64,7 @@ class DeviceSession:
     def validate(self, x, y) -> dict:
         """Run raw labelled samples on the device and compare with the host reference (the TFLM
         interpreter, or TFLite's reference kernels for C-engine firmware)."""
-        from tinydeploy.device.bench import validate_on_device
+        from tinydeploy.device.validation import validate_on_device
         if self.model is None:
             raise pytest.UsageError("validate() needs --tinydeploy-model (the host reference)")
         info = self.info()
