@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tinydeploy.costs.liveness import activation_lower_bound  # noqa: F401  (computed in liveness, read here too)
 from tinydeploy.core.model import Model, Operator
 
 if TYPE_CHECKING:
@@ -85,41 +86,6 @@ def layer_costs(model: Model) -> list[LayerCost]:
 def param_count(model: Model) -> int:
     """Elements in constant tensors (weights, biases, and constant shapes)."""
     return sum(t.elements for t in model.tensors if t.is_constant)
-
-
-def activation_lower_bound(model: Model) -> int:
-    """Bytes: the largest sum of simultaneously live activation tensors.
-
-    A tensor is live from the step that produces it (step 0 for graph inputs)
-    to the last step that reads it (the last step for graph outputs). Variable
-    tensors are live throughout. No memory planner can do better than this
-    without splitting operators, so it bounds any arena's activation part.
-    """
-    last_step = max(len(model.operators) - 1, 0)
-    first: dict[int, int] = {}
-    last: dict[int, int] = {}
-    for i in model.inputs:
-        first[i] = 0
-        last[i] = 0
-    for op in model.operators:
-        for t in op.inputs:
-            if t >= 0 and not model.tensors[t].is_constant:
-                first.setdefault(t, op.index)
-                last[t] = op.index
-        for t in op.outputs:
-            if t >= 0:
-                first.setdefault(t, op.index)
-                last[t] = max(last.get(t, op.index), op.index)
-    for i in model.outputs:
-        last[i] = last_step
-    for t in model.tensors:
-        if t.is_variable:
-            first[t.index], last[t.index] = 0, last_step
-    peak = 0
-    for step in range(last_step + 1):
-        live = sum(model.tensors[t].nbytes for t in first if first[t] <= step <= last[t])
-        peak = max(peak, live)
-    return peak
 
 
 def same_padding(in_size: int, filter_size: int, stride: int, dilation: int, out_size: int) -> int:
