@@ -1,13 +1,14 @@
 """Costs computed from a model's structure: MACs, parameters, live memory, latency.
 
 These are counts and estimates, never measurements. The measured TFLM arena
-comes from ``tinydeploy.runtime.tflm``.
+comes from ``tinydeploy.runtime.tflm``; an engine's figures on a board are put
+together in ``tinydeploy.costs.figures``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Collection
 
 from tinydeploy.costs.liveness import activation_lower_bound  # noqa: F401  (computed in liveness, read here too)
 from tinydeploy.core.model import Model, Operator
@@ -94,8 +95,19 @@ def same_padding(in_size: int, filter_size: int, stride: int, dilation: int, out
     return max((out_size - 1) * stride + effective - in_size, 0) // 2
 
 
-def latency_estimate_ms(model: Model, board: "Board", kernels: str | None = None) -> float:
-    """The board's latency estimate for a model: each layer's MACs at the board profile's cycles
-    per MAC for its operator (kernels: which of the profile's tables; default its own)."""
-    return sum(board.estimate_us(layer.op, layer.work, kernels, _elements(layer.output_shape))
-               for layer in layer_costs(model)) / 1000
+def latency_estimate_ms(model: Model, board: "Board", kernels: str | None = None,
+                        operators: Collection[int] | None = None, at_mhz: float | None = None) -> float:
+    """The board's latency estimate for a model: each layer's work at the board profile's cycles
+    per unit for its operator (Board.estimate_us), summed.
+
+    Args:
+        model: the model.
+        board: the board whose latency table is read.
+        kernels: which of the profile's tables (default its own).
+        operators: the indices of the operators that run (default every one of the main graph).
+        at_mhz: the clock those cycles run at (default the board's own; another board's
+            table may stand in for a board without one).
+    """
+    us = sum(board.estimate_us(layer.op, layer.work, kernels, _elements(layer.output_shape))
+             for layer in layer_costs(model) if operators is None or layer.index in operators)
+    return us / 1000 if at_mhz is None else us * board.cpu_mhz / at_mhz / 1000
