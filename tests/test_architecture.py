@@ -55,3 +55,36 @@ def test_the_package_root_holds_only_the_faces_and_the_layer_folders():
     import tomllib
     contract = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]
     assert {name.strip() for layer in contract["layers"][1:] for name in layer.split(":")} == LAYER_FOLDERS
+
+
+# Calls that compute a cost figure (the board's latency table summed over a model, TFLM's
+# board arena, the arena margin): outside the costs layer only the engine registry makes them,
+# so that inspect, search, optimize and render get one answer (tinydeploy.costs.figures).
+COST_CALL = re.compile(r"(?<!def )\b(latency_estimate_ms|estimate_us|for_board|board_arena|arena_size)\(|"
+                       r"margin_percent\s*/\s*100")
+COST_HOMES = ("tinydeploy/costs/", "tinydeploy/codegen/engines.py")
+COST_CALLS_ELSEWHERE = {
+    # A measured layer beside the board's table entry for it: the table shown or judged, not a model's cost.
+    "tinydeploy/device/bench.py": {"estimate_us"},
+    "tinydeploy/device/calibrate.py": {"estimate_us"},
+    # To move to tinydeploy.costs.figures (the engine registry's cost) with the pipeline's restructuring,
+    # which is under way in parallel: the nearest-prototype stage's latency.
+    "tinydeploy/optimize/pipeline.py": {"latency_estimate_ms"},
+}
+
+
+@pytest.mark.unit
+def test_cost_formulas_are_computed_only_in_the_costs_layer():
+    found = []
+    for path in sorted((ROOT / "tinydeploy").rglob("*.py")):
+        name = path.relative_to(ROOT).as_posix()
+        if name.startswith(COST_HOMES):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for match in COST_CALL.finditer(line.split("#")[0]):
+                if (match.group(1) or "margin") not in COST_CALLS_ELSEWHERE.get(name, ()):
+                    found.append(f"{name}:{number}: {line.strip()}")
+    assert not found, "\n".join(found)
+    assert COST_CALL.search("need = arena.for_board(model, measured, board)")  # what it looks for
+    assert COST_CALL.search("math.ceil(need * (1 + margin_percent / 100) / 16)")
+    assert not COST_CALL.search("    def estimate_us(self, op: str, work: int) -> float:")

@@ -9,18 +9,19 @@ is adding a class here (and its templates), with no `if engine` anywhere else.
 Each answers ``check`` (can it run the model?), ``prepare`` (its view of the model),
 ``arena``, ``files``, ``summary`` and ``describe`` for render, ``cost`` for optimize's choice,
 and ``reference`` (the host outputs its firmware must reproduce) for bench's validation.
+``cost``, ``arena`` and ``summary`` take their figures from tinydeploy.costs.figures, where
+every cost formula lives: an engine class says only which of its functions apply.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from tinydeploy.costs import arena as arena_model
 from tinydeploy.codegen import cengine, cgen
-from tinydeploy.costs import counts, kernels
+from tinydeploy.costs import figures, kernels
+from tinydeploy.costs.figures import Figures, arena_size  # noqa: F401  (the registry's callers read them here)
 from tinydeploy.runtime import tflm
 from tinydeploy.core.boards import Board
 from tinydeploy.core.errors import BadInput
@@ -29,11 +30,6 @@ from tinydeploy.codegen.templating import copied_firmware
 
 RX_BUFFER_BYTES = 4096  # the host streams the next validation sample while one inference runs
 SETUP_ERROR_BYTES = 192  # model_runner.cc's buffer for a setup error (with its NUL)
-
-
-def arena_size(need: int, margin_percent: float) -> int:
-    """The firmware's arena: what the board needs plus the margin, rounded up to 16 bytes."""
-    return int(math.ceil(need * (1 + margin_percent / 100) / 16) * 16)
 
 
 def _quant(tensor) -> tuple[float, int]:
@@ -47,16 +43,6 @@ class Prepared:
     model: Model
     measured: tflm.ArenaMeasurement | None = None  # the TFLM arena on the host, where TFLM can load it
     lowered: cengine.Lowered | None = None
-
-
-@dataclass
-class Figures:
-    """An engine's cost of a model on a board, before judging: bytes, ms and how they were had."""
-    arena_bytes: int
-    flash_bytes: int
-    latency_ms: float
-    latency_basis: str
-    arena_basis: str
 
 
 def _count(n: int, noun: str) -> str:
@@ -93,8 +79,7 @@ class TflmEngine:
 
     def arena(self, prepared: Prepared, board: Board, framework, margin_percent: float):
         """(the firmware's arena in bytes, what it is made of)."""
-        need = arena_model.for_board(prepared.model, prepared.measured, board, framework.name)
-        return arena_size(need.arena_bytes, margin_percent), need
+        return figures.tflm_firmware_arena(prepared.model, prepared.measured, board, framework.name, margin_percent)
 
     def info(self, board: Board, framework) -> dict:
         return {"tflm": framework.tflm_library, "kernels": board.tflm_kernels(framework.name)}
@@ -146,11 +131,7 @@ class TflmEngine:
     def cost(self, model: Model, board: Board, measured: tflm.ArenaMeasurement | None = None, **_) -> Figures:
         """Arena as the board needs it, the flatbuffer's size, and the board's latency estimate."""
         self.check(model)
-        need = arena_model.for_board(model, measured or tflm.measure_arena(model), board)
-        latency = counts.latency_estimate_ms(model, board, board.kernels_for(self.name))
-        return Figures(need.arena_bytes, model.size_bytes, round(latency, 4),
-                       f"estimate ({board.name}, {board.estimate_basis(self.name)})",
-                       f"{board.name}, {need.kernels} kernels (derived)")
+        return figures.tflm(model, measured or tflm.measure_arena(model), board, engine=self.name)
 
     def reference(self, model: Model, x_int8: np.ndarray) -> np.ndarray:
         return tflm.TflmRunner(model).predict_int8(x_int8)
@@ -186,7 +167,7 @@ class CEngine:
                            "drop --labels, or render with --engine tflm")
 
     def arena(self, prepared: Prepared, board: Board, framework, margin_percent: float):
-        return prepared.lowered.arena_bytes, None  # the static plan: exact, no margin needed
+        return figures.c_arena(prepared.lowered).arena_bytes, None  # the static plan: exact, no margin needed
 
     def info(self, board: Board, framework) -> dict:
         return {}
@@ -210,9 +191,9 @@ class CEngine:
 
     def summary(self, prepared: Prepared, board: Board, framework, margin_percent: float) -> dict:
         lowered = prepared.lowered
-        return {"arena_bytes": lowered.arena_bytes,
+        return {"arena_bytes": figures.c_arena(lowered).arena_bytes,
                 "tflm_arena_bytes": prepared.measured.arena_bytes if prepared.measured else None,
-                "lower_bound_bytes": lowered.lower_bound, "constant_bytes": lowered.weight_bytes,
+                "lower_bound_bytes": lowered.lower_bound, "constant_bytes": figures.c_flash(lowered),
                 "macs": lowered.macs}
 
     def describe(self, summary: dict) -> str:
@@ -224,22 +205,7 @@ class CEngine:
         """Latency: from instructions retired under emulation where given; else the board's own
         estimate where it is the emulated board or was calibrated on C-engine runs; else per-operator
         instruction counts fitted on earlier emulator runs (the fitted board's table)."""
-        lowered = cengine.lower(model)
-        if instructions is not None:
-            latency = instructions / board.cpu_mhz / 1000
-            basis = (f"estimate from emulated RV32IMC instructions at {board.cpu_mhz:g} MHz "
-                     f"({instructions:,} per inference under QEMU, one instruction per cycle)")
-        else:  # an estimate in cycles, at the board's clock
-            source = board if board.emulated or board.calibrated_engine == self.name else fitted
-            kernels = source.kernels_for(self.name)
-            kept = {call.op.index for call in lowered.calls}  # folded shape arithmetic costs nothing
-            cycles = sum(source.estimate_us(l.op, l.work, kernels, int(np.prod(l.output_shape))) * source.cpu_mhz
-                         for l in counts.layer_costs(model) if l.index in kept)
-            latency = cycles / board.cpu_mhz / 1000
-            basis = (f"estimate from the per-operator cycles of {source.name} ({source.estimate_basis(self.name)}), "
-                     f"at {board.cpu_mhz:g} MHz ({why_fitted})")
-        return Figures(lowered.arena_bytes, lowered.weight_bytes, round(latency, 4), basis,
-                       "the C engine's static plan")
+        return figures.c(cengine.lower(model), board, self.name, instructions, fitted, why_fitted)
 
     def timed_operators(self, model: Model) -> list[int]:
         """The operators the firmware's layers% times, in order: those left after folding."""

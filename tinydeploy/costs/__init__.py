@@ -1,1 +1,2 @@
-"""The costs layer: what a model costs on a board (counts, arena, kernel scratch, memory plans, latency)."""
+"""The costs layer: what a model costs on a board with an engine (``figures`` answers it, from
+counts, liveness, arena, kernels and memplan)."""

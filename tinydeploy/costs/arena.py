@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tinydeploy.costs import liveness
 from tinydeploy.costs.kernels import KernelLibrary
 from tinydeploy.core.model import Model
 
@@ -46,31 +47,18 @@ class Buffer:
 def buffers(model: Model, kernels: KernelLibrary) -> list[Buffer]:
     """The buffers TFLM plans for a model, in TFLM's order: the non-constant tensors
     (AllocationInfoBuilder's lifetimes), then every scratch request in the order made."""
-    first: dict[int, int] = {}
-    last: dict[int, int] = {}
-    for i in model.inputs:
-        first.setdefault(i, 0)
-        last[i] = 0
-    scratch = []
-    for scope, op in enumerate(model.operators, start=1):
-        for i in op.outputs:
-            first.setdefault(i, scope)
-        for i in op.inputs:
-            if i >= 0:
-                last[i] = scope
-        for i in op.outputs:
-            last[i] = scope
-        scratch += [Buffer(f"{op.name} {what}", _align(size), scope, scope, op.index)
-                    for what, size in kernels.scratch(model, op)]
+    ranges = liveness.model_ranges(model)
     end = len(model.operators)
-    for i in model.outputs:
-        first.setdefault(i, end)
-        last[i] = end
+    scratch = [Buffer(f"{op.name} {what}", _align(size), scope, scope, op.index)
+               for scope, op in enumerate(model.operators, start=1) for what, size in kernels.scratch(model, op)]
     planned = []
     for t in model.tensors:
-        if t.is_constant or t.is_variable or t.nbytes == 0 or t.index not in first:
+        # Variable tensors live in TFLM's persistent tail, not in the planned head.
+        if t.is_constant or t.is_variable or t.nbytes == 0 or t.index not in ranges:
             continue
-        planned.append(Buffer(f"tensor {t.index}", _align(t.nbytes), first[t.index], last[t.index]))
+        # TFLM ends the graph outputs in the last operator's scope, not after it.
+        first, last = (min(step, end) for step in ranges[t.index])
+        planned.append(Buffer(f"tensor {t.index}", _align(t.nbytes), first, last))
     return planned + scratch
 
 

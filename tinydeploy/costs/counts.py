@@ -1,14 +1,16 @@
 """Costs computed from a model's structure: MACs, parameters, live memory, latency.
 
 These are counts and estimates, never measurements. The measured TFLM arena
-comes from ``tinydeploy.runtime.tflm``.
+comes from ``tinydeploy.runtime.tflm``; an engine's figures on a board are put
+together in ``tinydeploy.costs.figures``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Collection
 
+from tinydeploy.costs.liveness import activation_lower_bound  # noqa: F401  (computed in liveness, read here too)
 from tinydeploy.core.model import Model, Operator
 
 if TYPE_CHECKING:
@@ -87,49 +89,25 @@ def param_count(model: Model) -> int:
     return sum(t.elements for t in model.tensors if t.is_constant)
 
 
-def activation_lower_bound(model: Model) -> int:
-    """Bytes: the largest sum of simultaneously live activation tensors.
-
-    A tensor is live from the step that produces it (step 0 for graph inputs)
-    to the last step that reads it (the last step for graph outputs). Variable
-    tensors are live throughout. No memory planner can do better than this
-    without splitting operators, so it bounds any arena's activation part.
-    """
-    last_step = max(len(model.operators) - 1, 0)
-    first: dict[int, int] = {}
-    last: dict[int, int] = {}
-    for i in model.inputs:
-        first[i] = 0
-        last[i] = 0
-    for op in model.operators:
-        for t in op.inputs:
-            if t >= 0 and not model.tensors[t].is_constant:
-                first.setdefault(t, op.index)
-                last[t] = op.index
-        for t in op.outputs:
-            if t >= 0:
-                first.setdefault(t, op.index)
-                last[t] = max(last.get(t, op.index), op.index)
-    for i in model.outputs:
-        last[i] = last_step
-    for t in model.tensors:
-        if t.is_variable:
-            first[t.index], last[t.index] = 0, last_step
-    peak = 0
-    for step in range(last_step + 1):
-        live = sum(model.tensors[t].nbytes for t in first if first[t] <= step <= last[t])
-        peak = max(peak, live)
-    return peak
-
-
 def same_padding(in_size: int, filter_size: int, stride: int, dilation: int, out_size: int) -> int:
     """ComputePaddingWithOffset: the padding before (the extra odd pixel goes after)."""
     effective = (filter_size - 1) * dilation + 1
     return max((out_size - 1) * stride + effective - in_size, 0) // 2
 
 
-def latency_estimate_ms(model: Model, board: "Board", kernels: str | None = None) -> float:
-    """The board's latency estimate for a model: each layer's MACs at the board profile's cycles
-    per MAC for its operator (kernels: which of the profile's tables; default its own)."""
-    return sum(board.estimate_us(layer.op, layer.work, kernels, _elements(layer.output_shape))
-               for layer in layer_costs(model)) / 1000
+def latency_estimate_ms(model: Model, board: "Board", kernels: str | None = None,
+                        operators: Collection[int] | None = None, at_mhz: float | None = None) -> float:
+    """The board's latency estimate for a model: each layer's work at the board profile's cycles
+    per unit for its operator (Board.estimate_us), summed.
+
+    Args:
+        model: the model.
+        board: the board whose latency table is read.
+        kernels: which of the profile's tables (default its own).
+        operators: the indices of the operators that run (default every one of the main graph).
+        at_mhz: the clock those cycles run at (default the board's own; another board's
+            table may stand in for a board without one).
+    """
+    us = sum(board.estimate_us(layer.op, layer.work, kernels, _elements(layer.output_shape))
+             for layer in layer_costs(model) if operators is None or layer.index in operators)
+    return us / 1000 if at_mhz is None else us * board.cpu_mhz / at_mhz / 1000

@@ -23,6 +23,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from tinydeploy.costs import liveness
+
 ALIGN = 4  # bytes; every offset is a multiple of this
 ORDERS = 32  # shuffled placement orders tried when segment overlaps are possible
 
@@ -82,16 +84,13 @@ def plan(steps: list[Step], sizes: dict[int, int], graph_inputs: list[int], grap
     sizes = dict(sizes)
     owner: dict[int, Buffer] = {}
     buffers: list[Buffer] = []
-    last_read: dict[int, int] = {}
-    for index, step in enumerate(steps):
-        for t in step.inputs:
-            last_read[t] = index
-    end = len(steps)
-    for t in graph_outputs:
-        last_read[t] = end
+    # Each tensor's last step, from liveness (which numbers from 1; here -1 is before the run).
+    # Graph outputs live past the last step, so a buffer holding one is never written over.
+    ranges = liveness.live_ranges([(step.inputs, [step.output]) for step in steps], graph_inputs, graph_outputs)
+    last = {t: final - 1 for t, (_, final) in ranges.items()}
 
     def new_buffer(t: int, first: int) -> None:
-        buffer = Buffer([t], sizes[t], first, max(first, last_read.get(t, first)))
+        buffer = Buffer([t], sizes[t], first, last.get(t, first))
         owner[t] = buffer
         buffers.append(buffer)
 
@@ -110,7 +109,7 @@ def plan(steps: list[Step], sizes: dict[int, int], graph_inputs: list[int], grap
                     break
         if target is not None:
             target.tensors.append(step.output)
-            target.last = max(target.last, last_read.get(step.output, index))
+            target.last = max(target.last, last[step.output])
             owner[step.output] = target
         else:
             new_buffer(step.output, index)
@@ -145,9 +144,9 @@ def plan(steps: list[Step], sizes: dict[int, int], graph_inputs: list[int], grap
             size, offsets = tried, [b.offset for b in buffers]
     for buffer, offset in zip(buffers, offsets):
         buffer.offset = offset
-    peak = 0
-    for step_index in range(-1, end + 1):
-        peak = max(peak, sum(b.size for b in buffers if b.first <= step_index <= b.last))
+    # The buffers' own bound: shared tensors count once, so it can be below the tensor-level
+    # liveness.activation_lower_bound, which counts each tensor.
+    peak = liveness.peak_live((b.first, b.last, b.size) for b in buffers)
     offsets = {t: b.offset for b in buffers for t in b.tensors if t >= 0}
     scratch = {-t - 1: b.offset for b in buffers for t in b.tensors if t < 0}
     return Plan(offsets, size, scratch=scratch, buffers=buffers, peak_live=peak)

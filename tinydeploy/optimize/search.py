@@ -23,9 +23,10 @@ from typing import Callable
 import numpy as np
 
 from tinydeploy.optimize import architectures as arch_lib
-from tinydeploy.costs import arena, counts
-from tinydeploy.runtime import tflm
-from tinydeploy.core.boards import Board
+from tinydeploy.optimize.engine_choice import EMULATED_BOARD
+from tinydeploy.codegen.engines import engine_for
+from tinydeploy.costs import counts, liveness
+from tinydeploy.core.boards import Board, get_board
 from tinydeploy.core.data import Dataset
 from tinydeploy.core.errors import BadInput, StepFailed
 from tinydeploy.core.model import parse_model
@@ -98,8 +99,8 @@ def smallest_arch() -> arch_lib.Arch:
 @dataclass
 class CandidateCost:
     params: int
-    flash_bytes: int  # measured: the int8 flatbuffer of the candidate
-    arena_bytes: int  # the board's arena: TFLM measured, with its kernels' scratch, 32-bit (tinydeploy.costs.arena)
+    flash_bytes: int  # measured: what the engine's firmware holds of the int8 model (tinydeploy.costs.figures)
+    arena_bytes: int  # the engine's arena on the board (for TFLM: measured, with its kernels' scratch, 32-bit)
     activation_lower_bound: int
     macs: int
     latency_ms: float  # estimated for the board
@@ -111,15 +112,26 @@ class CandidateCost:
                 "max_latency_ms": self.latency_ms - targets.max_latency_ms}
 
 
-def cost(arch: arch_lib.Arch, data: Dataset, board: Board) -> CandidateCost:
-    """Measure a candidate without training it."""
+def cost(arch: arch_lib.Arch, data: Dataset, board: Board, engine: str | None = None) -> CandidateCost:
+    """Measure a candidate without training it: its figures on the board as the engine registry's
+    cost gives them (tinydeploy.costs.figures), the same figures inspect and optimize report.
+
+    Args:
+        arch, data: the candidate and the data it is built for.
+        board: the board it is costed on.
+        engine: the engine to cost (default the board's first). The C engine's latency is its
+            per-operator estimate: search runs no emulator.
+
+    Raises:
+        BadInput: an engine the board doesn't run, or one that can't run the candidate.
+        StepFailed: TFLM cannot load the candidate.
+    """
     model = arch_lib.untrained_model(arch, data)
-    plain_params = counts.param_count(model)
-    layers = counts.layer_costs(model)
-    need = arena.for_board(model, tflm.measure_arena(model), board)  # the board's kernel scratch, 32-bit
-    return CandidateCost(plain_params, model.size_bytes, need.arena_bytes,
-                         counts.activation_lower_bound(model), sum(l.macs for l in layers),
-                         round(counts.latency_estimate_ms(model, board, board.kernels_for("tflm")), 4))
+    figures = engine_for(board, engine).cost(model, board, fitted=get_board(EMULATED_BOARD),
+                                             why_fitted="search costs candidates without the emulator")
+    return CandidateCost(counts.param_count(model), figures.flash_bytes, figures.arena_bytes,
+                         liveness.activation_lower_bound(model), sum(l.macs for l in counts.layer_costs(model)),
+                         figures.latency_ms)
 
 
 def redact(url: str) -> str:

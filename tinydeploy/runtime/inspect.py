@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinydeploy.costs import arena as arena_model
-from tinydeploy.costs import counts
+from tinydeploy.costs import counts, figures, liveness
 from tinydeploy.runtime import tflm
 from tinydeploy.core.boards import Board
 from tinydeploy.core.model import Model, load_model
 from tinydeploy.core.targets import TargetResult, Targets, check
 
-ENGINE = "tflm"  # inspect reports what TFLM needs; its latency is the board's estimate for TFLM
+ENGINE = figures.TFLM  # inspect reports what TFLM needs; its latency is the board's estimate for TFLM
 
 
 @dataclass
@@ -23,12 +23,20 @@ class InspectReport:
     layers: list[counts.LayerCost]
     activation_lower_bound: int
     arena: tflm.ArenaMeasurement | None
-    board_arena: arena_model.BoardArena | None  # what the board's firmware needs, with its kernels
+    cost: figures.Figures  # arena, flash and latency on the board: the TFLM engine's figures (tinydeploy.costs.figures)
     framework: str
-    latency_ms: float
     targets: list[TargetResult]
     unsupported: list[str]
     problems: list[str] = field(default_factory=list)  # bad-input findings, shown after the figures
+
+    @property
+    def board_arena(self) -> arena_model.BoardArena | None:
+        """What the board's firmware needs, with its kernels (None for a float or unloadable model)."""
+        return self.cost.board_arena
+
+    @property
+    def latency_ms(self) -> float:
+        return self.cost.latency_ms
 
     @property
     def macs(self) -> int:
@@ -56,7 +64,7 @@ class InspectReport:
         return {
             "model": m.path,
             "sha256": m.sha256,
-            "flash_bytes": m.size_bytes,
+            "flash_bytes": self.cost.flash_bytes,
             "params": counts.param_count(m),
             "int8": m.is_int8,
             "operators": self.ops,
@@ -110,14 +118,8 @@ def inspect(model_path: str | Path, board: Board, targets: Targets = Targets(),
                         f"Supported: {', '.join(sorted(tflm.RESOLVER_METHODS))}")
     arena = None if unsupported else tflm.measure_arena(model)
     framework = framework or board.framework
-    need = arena_model.for_board(model, arena, board, framework) if arena and model.is_int8 else None
-    layers = counts.layer_costs(model)
-    latency_ms = counts.latency_estimate_ms(model, board, board.kernels_for(ENGINE))
-    if need:
-        arena_bytes, arena_basis = need.arena_bytes, f"{board.name}, {need.kernels} kernels, 32-bit (derived)"
-    else:
-        arena_bytes, arena_basis = (arena.arena_bytes if arena else None), "measured (TFLM, host)"
-    results = check(targets, arena_bytes=arena_bytes, model_bytes=model.size_bytes, latency_ms=latency_ms,
-                    arena_basis=arena_basis, latency_basis=f"estimate ({board.name}, {board.estimate_basis(ENGINE)})")
-    return InspectReport(model, board, layers, counts.activation_lower_bound(model), arena, need, framework,
-                         latency_ms, results, unsupported, problems)
+    cost = figures.tflm(model, arena, board, framework)
+    results = check(targets, arena_bytes=cost.arena_bytes, model_bytes=cost.flash_bytes, latency_ms=cost.latency_ms,
+                    arena_basis=cost.arena_basis, latency_basis=cost.latency_basis)
+    return InspectReport(model, board, counts.layer_costs(model), liveness.activation_lower_bound(model), arena, cost,
+                         framework, results, unsupported, problems)

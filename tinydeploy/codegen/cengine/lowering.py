@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinydeploy.costs import memplan
+from tinydeploy.costs import liveness, memplan
 from tinydeploy.codegen.cengine import folding
 from tinydeploy.codegen.cengine.arithmetic import (Unsupported, activation_range, multiply_by_quantized_multiplier, quant_of,
                                           quantize_multiplier, requant_fields, single_rounding_fields, softmax_exps)
-from tinydeploy.costs.counts import activation_lower_bound, op_macs, same_padding
+from tinydeploy.costs.counts import op_macs, same_padding
 from tinydeploy.core.errors import BadInput
 from tinydeploy.core.model import Model, Operator, constant_values
 
@@ -490,4 +490,6 @@ def lower(model: Model) -> Lowered:
     steps = [memplan.Step(c.inputs, c.output, view_of=c.inputs[0] if c.view else None, in_place=c.in_place,
                           scratch=c.scratch, overlap=c.overlap) for c in calls]
     plan = memplan.plan(steps, sizes, [model.inputs[0]], [model.outputs[0]])
-    return Lowered(model, calls, plan, model.inputs[0], model.outputs[0], activation_lower_bound(model))
+    # The tensor-level bound of the whole graph, as inspect reports it; the plan's own bound
+    # (plan.peak_live) counts the tensors that share a buffer once.
+    return Lowered(model, calls, plan, model.inputs[0], model.outputs[0], liveness.activation_lower_bound(model))
