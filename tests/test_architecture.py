@@ -65,7 +65,7 @@ COST_CALL = re.compile(r"(?<!def )\b(latency_estimate_ms|estimate_us|for_board|b
 COST_HOMES = ("tinydeploy/costs/", "tinydeploy/codegen/engines.py")
 COST_CALLS_ELSEWHERE = {
     # A measured layer beside the board's table entry for it: the table shown or judged, not a model's cost.
-    "tinydeploy/device/bench.py": {"estimate_us"},
+    "tinydeploy/device/profiling.py": {"estimate_us"},
     "tinydeploy/device/calibrate.py": {"estimate_us"},
     # To move to tinydeploy.costs.figures (the engine registry's cost) with the pipeline's restructuring,
     # which is under way in parallel: the nearest-prototype stage's latency.
