@@ -14,6 +14,7 @@ from typing import Callable
 from tinydeploy.core.boards import DEFAULT_BOARD, Board, get_board, load_boards
 from tinydeploy.core.errors import BadInput
 from tinydeploy.core.targets import Targets
+from tinydeploy.core.names import TFLM
 
 Progress = Callable[[str, dict], None]
 
@@ -35,7 +36,7 @@ def inspect(model: str | Path, board: str | Board = DEFAULT_BOARD, targets: Targ
     from tinydeploy.runtime.inspect import inspect as inspect_model
     board = _board(board, boards_dir)
     if framework is not None:
-        framework_for(board, framework, "tflm")  # one that builds TFLM firmware for this board
+        framework_for(board, framework, TFLM)  # one that builds TFLM firmware for this board
     return inspect_model(model, board, targets, framework)
 
 

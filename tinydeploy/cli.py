@@ -15,6 +15,7 @@ from tinydeploy import __version__, api
 from tinydeploy.core.errors import (EXIT_FAILED, EXIT_OK, BadInput, StepFailed, TargetMissed, TinyDeployError,
                                extra_missing)
 from tinydeploy.core.boards import DEFAULT_BOARD
+from tinydeploy.core.names import TFLM
 from tinydeploy.core.targets import require_met
 
 
@@ -474,7 +475,7 @@ def _options_inspect(p) -> None:
     from tinydeploy.codegen.frameworks import FRAMEWORKS
     p.add_argument("model", help="the .tflite file")
     p.add_argument("--board", default=DEFAULT_BOARD, help="board profile (default %(default)s)")
-    p.add_argument("--framework", choices=[name for name, f in FRAMEWORKS.items() if "tflm" in f.engines],
+    p.add_argument("--framework", choices=[name for name, f in FRAMEWORKS.items() if TFLM in f.engines],
                    default=None, help="the TFLM firmware's framework, which picks the board's TFLM kernel library "
                                       "for the arena (default: the board profile's)")
     _add_targets(p)

@@ -19,6 +19,7 @@ import numpy as np
 
 from tinydeploy.core.errors import BadInput, StepFailed
 from tinydeploy.core.protocol import VIRTUAL_LAYER_BASIS, Line, parse_line
+from tinydeploy.core.names import TFLM
 
 CHUNK = 31  # bytes per `db` command, as the MLPerf Tiny runner sends them
 SERIAL_HINT = "likely cabling, drivers or a port in use by another program (a serial monitor?)"
@@ -331,7 +332,7 @@ def _timer_stats(samples: list[int], info: dict) -> dict:
 
 
 def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, y: np.ndarray,
-                       progress: Callable[[int, int], None] | None = None, engine: str = "tflm",
+                       progress: Callable[[int, int], None] | None = None, engine: str = TFLM,
                        kernels: str | None = None, on_sample: Callable[[dict], None] | None = None) -> dict:
     """Stream samples to the device and compare its outputs with the host's: the TFLM
     interpreter for TFLM firmware, TFLite's reference kernels for the C engine (which is
@@ -413,7 +414,7 @@ def profile_layers(conn: Connection, info: dict, model_path: str | Path | None =
         from tinydeploy.core.model import load_model
         model = load_model(model_path)
         board = load_boards().get(str(info.get("board")))
-        engine_name = str(info.get("engine", "tflm"))
+        engine_name = str(info.get("engine", TFLM))
         engine = ENGINES.get(engine_name)
         timed = engine.timed_operators(model) if engine else [op.index for op in model.operators]
         every = {cost.index: cost for cost in counts.layer_costs(model)}
@@ -506,7 +507,7 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
         timed(measure_latency(conn, result.info, runs, warmup, on_timing=timed))
         if samples is not None:
             validated(validate_on_device(conn, expect_model, *samples, progress=progress,
-                                         engine=result.info.get("engine", "tflm"),
+                                         engine=result.info.get("engine", TFLM),
                                          kernels=result.info.get("kernels"), on_sample=validated))
         if profile:
             result.profile = profile_layers(conn, result.info, expect_model)

@@ -25,6 +25,7 @@ from tinydeploy.runtime import tflm
 from tinydeploy.core.errors import BadInput
 from tinydeploy.core.model import load_model
 from tinydeploy.core.protocol import VIRTUAL_LAYER_REPEATS, DeviceProtocol, device_info
+from tinydeploy.core.names import TFLM
 
 BUSY_REPLY = "e-[port busy: another client is connected]\r\nm-ready\r\n"
 
@@ -55,7 +56,7 @@ class VirtualDevice:
 
         self._info = json.dumps({
             "arena_used_bytes": self.arena.arena_bytes, "setup_error": None,
-            **device_info(self.model, self.arena.arena_bytes, board="virtual", cpu_mhz=None, engine="tflm",
+            **device_info(self.model, self.arena.arena_bytes, board="virtual", cpu_mhz=None, engine=TFLM,
                           timer="us", framework="host",
                           tflm=f"tflite-micro {tflm.runtime_version()} (host interpreter)", kernels="reference",
                           tinydeploy=__version__, virtual=True,

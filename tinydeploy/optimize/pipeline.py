@@ -32,6 +32,7 @@ from tinydeploy.core.errors import BadInput
 from tinydeploy.runtime.evaluate import compare_with_reference, evaluate, wilson_interval
 from tinydeploy.core.model import parse_model
 from tinydeploy.optimize import architectures as arch_lib
+from tinydeploy.core.names import TFLM
 from tinydeploy.optimize import augment, engine_choice, nearest
 from tinydeploy.optimize import quantization as quant
 from tinydeploy.core.outputs import output_folder, write_atomically
@@ -536,7 +537,7 @@ class Pipeline:
         while True:
             plain, arch, made = nearest.model(x, y, self.n_classes, per_class, self.config.seed)
             tflite = self._convert(plain, {})
-            latency = counts.latency_estimate_ms(parse_model(tflite), board, board.kernels_for("tflm"))
+            latency = counts.latency_estimate_ms(parse_model(tflite), board, board.kernels_for(TFLM))
             if per_class == 1 or (len(tflite) <= targets.max_model_kb * 1024 and latency <= targets.max_latency_ms):
                 break
             per_class = max(1, int(per_class * 0.75))

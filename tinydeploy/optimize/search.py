@@ -29,6 +29,7 @@ from tinydeploy.core.boards import Board
 from tinydeploy.core.data import Dataset
 from tinydeploy.core.errors import BadInput, StepFailed
 from tinydeploy.core.model import parse_model
+from tinydeploy.core.names import TFLM
 from tinydeploy.core.outputs import output_folder, write_atomically
 from tinydeploy.core.targets import Targets
 
@@ -119,7 +120,7 @@ def cost(arch: arch_lib.Arch, data: Dataset, board: Board) -> CandidateCost:
     need = arena.for_board(model, tflm.measure_arena(model), board)  # the board's kernel scratch, 32-bit
     return CandidateCost(plain_params, model.size_bytes, need.arena_bytes,
                          counts.activation_lower_bound(model), sum(l.macs for l in layers),
-                         round(counts.latency_estimate_ms(model, board, board.kernels_for("tflm")), 4))
+                         round(counts.latency_estimate_ms(model, board, board.kernels_for(TFLM)), 4))
 
 
 def redact(url: str) -> str:
