@@ -17,9 +17,10 @@ from typing import Callable
 
 import numpy as np
 
+from tinydeploy.core.bounds import check
 from tinydeploy.core.errors import BadInput, StepFailed
-from tinydeploy.core.protocol import VIRTUAL_LAYER_BASIS, Line, parse_line
 from tinydeploy.core.names import TFLM
+from tinydeploy.core.protocol import VIRTUAL_LAYER_BASIS, Line, parse_line
 
 CHUNK = 31  # bytes per `db` command, as the MLPerf Tiny runner sends them
 SERIAL_HINT = "likely cabling, drivers or a port in use by another program (a serial monitor?)"
@@ -429,11 +430,9 @@ def profile_layers(conn: Connection, info: dict, model_path: str | Path | None =
     return {"timer": timer, "basis": basis, "total_ticks": total, "layers": layers}
 
 
-def _check_options(runs: int, warmup: int, samples, expect_model) -> None:
-    if runs < 1:
-        raise BadInput(f"--runs must be at least 1, got {runs}")
-    if warmup < 0:
-        raise BadInput(f"--warmup must be 0 or more, got {warmup}")
+def _check_options(baud: int, runs: int, warmup: int, timeout: float, samples, expect_model) -> None:
+    for option, value in (("--baud", baud), ("--runs", runs), ("--warmup", warmup), ("--timeout", timeout)):
+        check(option, value)
     if samples is not None and expect_model is None:
         raise BadInput("--validate needs --expect-model MODEL.tflite (the host reference)")
 
@@ -472,7 +471,7 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
         BadInput: bad options.
         StepFailed: the port, the device or the model check failed; results so far are saved.
     """
-    _check_options(runs, warmup, samples, expect_model)
+    _check_options(baud, runs, warmup, timeout, samples, expect_model)
     from tinydeploy.core.outputs import output_folder, write_atomically
     out = output_folder(out, "--out")
     result = BenchResult(port)

@@ -27,12 +27,13 @@ import numpy as np
 from tinydeploy.runtime import _tf, tflm
 from tinydeploy.costs import counts
 from tinydeploy.core.boards import Board
+from tinydeploy.core.bounds import check
 from tinydeploy.core.data import Dataset
 from tinydeploy.core.errors import BadInput
 from tinydeploy.runtime.evaluate import compare_with_reference, evaluate, wilson_interval
 from tinydeploy.core.model import parse_model
-from tinydeploy.optimize import architectures as arch_lib
 from tinydeploy.core.names import TFLM
+from tinydeploy.optimize import architectures as arch_lib
 from tinydeploy.optimize import augment, engine_choice, nearest
 from tinydeploy.optimize import quantization as quant
 from tinydeploy.core.outputs import output_folder, write_atomically
@@ -96,8 +97,9 @@ class OptimizeConfig:
     def __post_init__(self):
         if self.budget not in BUDGETS:
             raise BadInput(f"unknown budget '{self.budget}'. Budgets: {', '.join(BUDGETS)}")
-        if self.min_accuracy is not None and not 0 < self.min_accuracy <= 1:
-            raise BadInput(f"--min-accuracy is a fraction in (0, 1], got {self.min_accuracy}")
+        if self.min_accuracy is not None:
+            check("--min-accuracy", self.min_accuracy)
+        check("--seed", self.seed)
 
     def fingerprint(self) -> dict:
         """What a finished stage depends on: a rerun with other values starts over. The targets

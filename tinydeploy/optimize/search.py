@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from tinydeploy.optimize import architectures as arch_lib
 from tinydeploy.costs import arena, counts
 from tinydeploy.runtime import tflm
 from tinydeploy.core.boards import Board
+from tinydeploy.core.bounds import check
 from tinydeploy.core.data import Dataset
 from tinydeploy.core.errors import BadInput, StepFailed
 from tinydeploy.core.model import parse_model
@@ -254,12 +254,13 @@ def search(config: SearchConfig, progress: Callable[[str, dict], None] | None = 
         BadInput: no trials, unreachable storage, a mismatched study, or budgets
             that even the smallest architecture misses.
     """
-    if config.trials is not None and config.trials < 1:
-        raise BadInput(f"--trials must be at least 1, got {config.trials}")
     if config.trials is None and config.timeout is None:
         raise BadInput("give a budget: --trials N or --timeout SECONDS")
-    if config.timeout is not None and not (config.timeout > 0 and math.isfinite(config.timeout)):
-        raise BadInput(f"--timeout must be a positive number of seconds, got {config.timeout}")
+    for option, value in (("--trials", config.trials), ("--timeout", config.timeout), ("--seed", config.seed)):
+        if value is not None:
+            check(option, value)
+    if config.budget not in SEARCH_EPOCHS:
+        raise BadInput(f"unknown search budget '{config.budget}'. Budgets: {', '.join(SEARCH_EPOCHS)}")
     out = output_folder(config.out, "--out")
     storage = config.storage or f"sqlite:///{(out / 'search.db').resolve()}"
     study = open_study(storage, config.study, config.data, config.seed, config.join)
