@@ -1,6 +1,7 @@
 """The house rules that code review alone would let slip: the layers import downwards only
 (the import-linter contracts in pyproject.toml), and no module imports another in a cycle."""
 
+import ast
 import re
 import subprocess
 import sys
@@ -37,6 +38,53 @@ def test_engines_and_frameworks_differ_only_inside_their_registries():
     assert not found, "\n".join(found)
     assert ENGINE_OR_FRAMEWORK_TEST.search('c_engine = device.get("engine") == "c"')  # what it looks for
     assert ENGINE_OR_FRAMEWORK_TEST.search('if options.framework != "espidf":')
+
+
+NAMES = {"tflm", "c", "espidf", "arduino", "make"}  # the engines' and frameworks' names (tinydeploy/core/names.py)
+# Literals that spell one of those names with another meaning: the make program, which builds
+# a Makefile (the `make` framework's, or any other).
+OTHER_MEANINGS = {("tinydeploy/toolchain/build.py", "make")}
+
+
+def name_literals(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every string literal in Python source that is a whole engine or framework
+    name: not prose that contains one, and not a field's key that happens to be spelled the same
+    (a dict key, a subscript, the key of .get(): a board's [tflm] table, a device's "tflm" field),
+    nor a piece of an f-string."""
+    tree = ast.parse(source)
+    keys = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            keys.update(id(key) for key in node.keys if key is not None)
+        elif isinstance(node, ast.Subscript):
+            keys.add(id(node.slice))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+                and node.args:
+            keys.add(id(node.args[0]))
+        elif isinstance(node, ast.JoinedStr):
+            keys.update(id(part) for part in node.values)
+    return sorted((node.lineno, node.value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in NAMES
+                  and id(node) not in keys)
+
+
+@pytest.mark.unit
+def test_engine_and_framework_names_are_written_once():
+    """An engine's or framework's name is a constant of tinydeploy/core/names.py; everywhere else
+    (the registries too) uses the constant, so a renamed engine is renamed in one line."""
+    definition = ROOT / "tinydeploy" / "core" / "names.py"
+    found = [f"{path.relative_to(ROOT)}:{line}: {text!r}"
+             for path in sorted((ROOT / "tinydeploy").rglob("*.py")) if path != definition
+             for line, text in name_literals(path.read_text())
+             if (str(path.relative_to(ROOT)), text) not in OTHER_MEANINGS]
+    assert not found, "use tinydeploy.core.names' constants:\n" + "\n".join(found)
+    from tinydeploy.core import names
+    assert set(names.ENGINE_NAMES) | set(names.FRAMEWORK_NAMES) == NAMES
+    assert sorted(text for _, text in name_literals(definition.read_text())) == sorted(NAMES)  # each defined there
+    # what it looks for, and what it leaves alone
+    assert name_literals('engine = info.get("engine", "tflm")\nf(framework="arduino", x=("c",))') == \
+        [(1, "tflm"), (2, "arduino"), (2, "c")]
+    assert name_literals('t = raw.get("tflm")\nd = {"tflm": 1}\nd["c"]\ns = "a c or make"\nf"{x}c"') == []
 
 
 FACES = {"__init__.py", "__main__.py", "cli.py", "api.py", "pytest_plugin.py", "display.py"}

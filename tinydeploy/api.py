@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Callable
 
 from tinydeploy.core.boards import DEFAULT_BOARD, Board, get_board, load_boards
+from tinydeploy.core.bounds import check
 from tinydeploy.core.errors import BadInput
+from tinydeploy.core.names import TFLM
 from tinydeploy.core.targets import Targets
 
 Progress = Callable[[str, dict], None]
@@ -35,7 +37,7 @@ def inspect(model: str | Path, board: str | Board = DEFAULT_BOARD, targets: Targ
     from tinydeploy.runtime.inspect import inspect as inspect_model
     board = _board(board, boards_dir)
     if framework is not None:
-        framework_for(board, framework, "tflm")  # one that builds TFLM firmware for this board
+        framework_for(board, framework, TFLM)  # one that builds TFLM firmware for this board
     return inspect_model(model, board, targets, framework)
 
 
@@ -122,10 +124,9 @@ def flash(dir: str | Path | None = None, port: str | None = None, env: str | Non
 
 def validation_samples(data: str | None, validate: int, image_size: int = 32, seed: int = 0):
     """The first `validate` labelled samples of data, (x, y), or None when validate is 0."""
+    check("--validate", validate)
     if not validate:
         return None
-    if validate < 1:
-        raise BadInput(f"--validate needs a positive sample count, got {validate}")
     if not data:
         raise BadInput("--validate N needs --data (labelled samples)")
     from tinydeploy.core import data as data_lib
@@ -164,6 +165,7 @@ def verify_farm(boards, targets: Targets = Targets(), min_agreement: float = 0.9
     """Bench every board of a farm in parallel, as bench_farm does (with its options), and judge
     each against the targets: the rows, each with its verdicts."""
     from tinydeploy.device import farm
+    check("--min-agreement", min_agreement)
     return farm.run(_farm_boards(boards), out, farm.verify_job(targets, min_agreement, **_farm_options(**bench_options)))
 
 
@@ -174,6 +176,7 @@ def flash_farm(boards, firmware: str | Path, chip: str | None = None, board: str
     from tinydeploy.device import farm
     if not chip and not board:
         raise BadInput("--firmware needs --chip (e.g. esp32s3) or --board")
+    check("--offset", offset)  # before any board's job: a bad address would fail every row alike
     profile = _board(board, boards_dir) if board else None
     return farm.run(_farm_boards(boards), out, farm.flash_job(firmware, chip, offset, profile))
 
@@ -185,8 +188,12 @@ def _farm_boards(boards) -> list:
 
 def _farm_options(validate: int = 0, data: str | None = None, image_size: int = 32, seed: int = 0, progress=None,
                   **options) -> dict:
-    """bench's options for every board of a farm: the labelled samples loaded once, and no
-    per-sample progress (the boards' lines would interleave)."""
+    """bench's options for every board of a farm, checked once (a bad one would fail every row
+    alike): the labelled samples loaded once, and no per-sample progress (the boards' lines
+    would interleave)."""
+    for name in ("baud", "runs", "warmup", "timeout"):
+        if name in options:
+            check(f"--{name}", options[name])
     return {**options, "samples": validation_samples(data, validate, image_size, seed)}
 
 
@@ -204,6 +211,7 @@ def verify(results: str | Path | None = None, port: str | None = None, targets: 
     against the targets: (verdicts, the results judged)."""
     from tinydeploy.device.verify import load_results
     from tinydeploy.device.verify import verify as judge
+    check("--min-agreement", min_agreement)
     if results and port:
         raise BadInput("give either a results file or --port, not both")
     if port:
@@ -233,6 +241,7 @@ def deploy(data: str, board: str | Board = DEFAULT_BOARD, out: str | Path = "bui
     from tinydeploy.flows.deploy import deploy as run
     from tinydeploy.optimize import STAGES, check_stages
     stages = check_stages(list(stages or STAGES))
+    check("--min-agreement", min_agreement)
     profile = _board(board, boards_dir)
     boards = _farm_boards(farm) if farm is not None else None
     if boards is not None and port:

@@ -15,6 +15,8 @@ from tinydeploy import __version__, api
 from tinydeploy.core.errors import (EXIT_FAILED, EXIT_OK, BadInput, StepFailed, TargetMissed, TinyDeployError,
                                extra_missing)
 from tinydeploy.core.boards import DEFAULT_BOARD
+from tinydeploy.core.bounds import BOUNDS
+from tinydeploy.core.names import TFLM
 from tinydeploy.core.targets import require_met
 
 
@@ -26,21 +28,19 @@ class _Parser(argparse.ArgumentParser):
         raise BadInput(f"{message} (see: {self.prog} --help)")
 
 
-def _number(kind, low=None, high=None, low_open=False, what="a number"):
-    """An argparse type: a finite int or float within [low, high] (low excluded when low_open),
-    named in the message when the value is outside."""
-    import math
+def _bounded(option: str):
+    """An argparse type for option, from its bound in tinydeploy.core.bounds: a value of the
+    bound's kind within it, named in the message when it is not."""
+    bound = BOUNDS[option]
 
     def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not {what}") from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"'{text}' is not {what}")
-        if (low is not None and (value <= low if low_open else value < low)) or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"{text} is out of range: {what}")
+        value = bound.read(text)
+        if value is None:
+            raise argparse.ArgumentTypeError(f"'{text}' is not {bound.accepted()}")
+        if not bound.accepts(value):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: {bound.accepted()}")
         return value
+    parse.bound = bound  # which bound the option reads (tests/test_bounds.py)
     return parse
 
 
@@ -53,27 +53,8 @@ def _text_arg(what: str):
     return parse
 
 
-POSITIVE_SECONDS = _number(float, 0, None, True, "a positive number of seconds")
-BAUD = _number(int, 1, 20_000_000, what="a line rate in baud, 1..20000000")
-TCP_PORT = _number(int, 0, 65535, what="a TCP port, 0..65535 (0: any free port)")
-COUNT = _number(int, 1, None, what="a whole number, at least 1")
-NON_NEGATIVE = _number(int, 0, None, what="a whole number, 0 or more")
-BUDGET_KB = _number(float, 0, None, True, what="a positive number of KB")
-BUDGET_MS = _number(float, 0, None, True, what="a positive number of milliseconds")
-FRACTION = _number(float, 0, 1, True, what="a fraction in (0, 1]")
-PERCENT = _number(float, 0, 200, what="a percentage, 0..200")
 FOLDER = _text_arg("a folder")
 FILE = _text_arg("a file")
-
-
-def _flash_offset(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a flash address (e.g. 0x10000)") from None
-    if not 0 <= value < 1 << 32:
-        raise argparse.ArgumentTypeError(f"{text} is not a flash address (0..0xffffffff)")
-    return value
 
 
 def _write_option_file(path: str, text: str, option: str) -> None:
@@ -433,14 +414,16 @@ def _add_bench_options(parser, required_port: bool, farm: bool = False) -> None:
                                  "parallel, results in OUT/NAME/ and OUT/farm.json")
     else:
         parser.add_argument("--port", required=required_port, help="device path or pyserial URL (socket://, rfc2217://)")
-    parser.add_argument("--baud", type=BAUD, default=115200, help="line rate (default %(default)s)")
-    parser.add_argument("--runs", type=COUNT, default=20, help="timed single inferences (default %(default)s)")
-    parser.add_argument("--warmup", type=NON_NEGATIVE, default=2, help="warm-up inferences first (default %(default)s)")
-    parser.add_argument("--validate", type=NON_NEGATIVE, default=0, metavar="N",
+    parser.add_argument("--baud", type=_bounded("--baud"), default=115200, help="line rate (default %(default)s)")
+    parser.add_argument("--runs", type=_bounded("--runs"), default=20,
+                        help="timed single inferences (default %(default)s)")
+    parser.add_argument("--warmup", type=_bounded("--warmup"), default=2,
+                        help="warm-up inferences first (default %(default)s)")
+    parser.add_argument("--validate", type=_bounded("--validate"), default=0, metavar="N",
                         help="run N labelled samples on the device and compare with the host TFLM interpreter")
     parser.add_argument("--expect-model", default=None, metavar="MODEL.tflite",
                         help="the model the board must be running (SHA-256 checked); the host reference")
-    parser.add_argument("--timeout", type=POSITIVE_SECONDS, default=10.0,
+    parser.add_argument("--timeout", type=_bounded("--timeout"), default=10.0,
                         help="seconds to wait for a reply (default %(default)g)")
     parser.add_argument("--out", type=FOLDER, default="bench-results", help="folder for results.json and serial.log")
     parser.add_argument("--profile", action="store_true",
@@ -450,19 +433,22 @@ def _add_bench_options(parser, required_port: bool, farm: bool = False) -> None:
 def _add_data(parser, required: bool = True) -> None:
     parser.add_argument("--data", required=required,
                         help="'digits' (built-in demo) or a .npz / .csv file of raw labelled samples")
-    parser.add_argument("--image-size", type=_number(int, 4, 512, what="an image side in pixels, 4..512"),
-                        default=32, metavar="N",
+    parser.add_argument("--image-size", type=_bounded("--image-size"), default=32, metavar="N",
                         help="side of the built-in digits images (default %(default)s)")
-    parser.add_argument("--seed", type=_number(int, 0, 2**32 - 1, what="a seed, 0..4294967295"), default=0, help="seed of every random choice (default %(default)s)")
+    parser.add_argument("--seed", type=_bounded("--seed"), default=0,
+                        help="seed of every random choice (default %(default)s)")
 
 
 def _add_targets(parser) -> None:
     from tinydeploy.core.targets import DEFAULT_MAX_ARENA_KB, DEFAULT_MAX_LATENCY_MS, DEFAULT_MAX_MODEL_KB
-    parser.add_argument("--max-arena-kb", type=BUDGET_KB, default=DEFAULT_MAX_ARENA_KB, metavar="KB",
+    parser.add_argument("--max-arena-kb", type=_bounded("--max-arena-kb"), default=DEFAULT_MAX_ARENA_KB,
+                        metavar="KB",
                         help="tensor arena budget (default %(default)g)")
-    parser.add_argument("--max-model-kb", type=BUDGET_KB, default=DEFAULT_MAX_MODEL_KB, metavar="KB",
+    parser.add_argument("--max-model-kb", type=_bounded("--max-model-kb"), default=DEFAULT_MAX_MODEL_KB,
+                        metavar="KB",
                         help="model flash budget (default %(default)g)")
-    parser.add_argument("--max-latency-ms", type=BUDGET_MS, default=DEFAULT_MAX_LATENCY_MS, metavar="MS",
+    parser.add_argument("--max-latency-ms", type=_bounded("--max-latency-ms"), default=DEFAULT_MAX_LATENCY_MS,
+                        metavar="MS",
                         help="inference latency budget (default %(default)g)")
 
 
@@ -474,7 +460,7 @@ def _options_inspect(p) -> None:
     from tinydeploy.codegen.frameworks import FRAMEWORKS
     p.add_argument("model", help="the .tflite file")
     p.add_argument("--board", default=DEFAULT_BOARD, help="board profile (default %(default)s)")
-    p.add_argument("--framework", choices=[name for name, f in FRAMEWORKS.items() if "tflm" in f.engines],
+    p.add_argument("--framework", choices=[name for name, f in FRAMEWORKS.items() if TFLM in f.engines],
                    default=None, help="the TFLM firmware's framework, which picks the board's TFLM kernel library "
                                       "for the arena (default: the board profile's)")
     _add_targets(p)
@@ -489,7 +475,7 @@ def _options_optimize(p) -> None:
                         "once on TFLM for the chosen model; a .npz --data may carry x_test/y_test itself")
     p.add_argument("--board", default=DEFAULT_BOARD, help="board profile (default %(default)s)")
     _add_targets(p)
-    p.add_argument("--min-accuracy", type=FRACTION, default=None, metavar="A",
+    p.add_argument("--min-accuracy", type=_bounded("--min-accuracy"), default=None, metavar="A",
                    help="smallest acceptable int8 validation accuracy, as a fraction")
     p.add_argument("--budget", choices=list(BUDGETS), default="default", help="training effort (default %(default)s)")
     _add_stages(p)
@@ -501,18 +487,17 @@ def _options_optimize(p) -> None:
 
 def _options_render(p) -> None:
     from tinydeploy.codegen.frameworks import FRAMEWORKS
-    from tinydeploy.core.boards import ENGINES
     p.add_argument("model", help="the int8 .tflite file")
     p.add_argument("--board", required=True, help="board profile (see `tinydeploy boards`)")
     p.add_argument("--out", type=FOLDER, required=True, help="project folder to write")
     p.add_argument("--framework", choices=list(FRAMEWORKS), default=None,
                    help="espidf (esp-tflite-micro with ESP-NN), arduino (no ESP-NN, slower) or make (a board's own "
                         "cross compiler); default: the board profile's")
-    p.add_argument("--arena-margin", type=PERCENT, default=10.0, metavar="PCT",
+    p.add_argument("--arena-margin", type=_bounded("--arena-margin"), default=10.0, metavar="PCT",
                    help="arena margin over the measured TFLM arena, percent (default %(default)g)")
     p.add_argument("--labels", default=None, metavar="FILE",
                    help="class labels: a text file, one per line, or optimize's report.json")
-    p.add_argument("--engine", choices=ENGINES, default=None,
+    p.add_argument("--engine", choices=BOUNDS["--engine"].choices, default=None,
                    help="tflm (the TFLite Micro interpreter; the default where the board has it) or c "
                         "(the model as plain C, statically planned, no interpreter)")
 
@@ -525,7 +510,7 @@ def _options_build(p) -> None:
 
 def _options_emulate(p) -> None:
     p.add_argument("dir", help="the built project folder")
-    p.add_argument("--tcp", type=TCP_PORT, default=0, metavar="PORT",
+    p.add_argument("--tcp", type=_bounded("--tcp"), default=0, metavar="PORT",
                    help="loopback TCP port for the UART (default: any free port)")
     p.add_argument("--port-file", default=None, metavar="F", help="also write the serial port URL to this file")
 
@@ -537,7 +522,7 @@ def _options_flash(p) -> None:
     p.add_argument("--firmware", default=None, metavar="BIN", help="write this prebuilt image with esptool")
     p.add_argument("--chip", default=None, help="esptool chip name for --firmware (esp32, esp32s3, esp32c3, ...)")
     p.add_argument("--board", default=None, help="for --firmware: the board profile whose chip to flash")
-    p.add_argument("--offset", type=_flash_offset, default=0x10000,
+    p.add_argument("--offset", type=_bounded("--offset"), default=0x10000,
                    help="flash address for --firmware (default 0x10000)")
     p.add_argument("--farm", type=FILE, default=None, metavar="FILE",
                    help="write --firmware to every board of a farm file in parallel (logs in OUT/NAME/flash.log)")
@@ -562,7 +547,7 @@ def _options_verify(p) -> None:
     _add_bench_options(p, required_port=False, farm=True)
     _add_data(p, required=False)
     _add_targets(p)
-    p.add_argument("--min-agreement", type=FRACTION, default=0.99,
+    p.add_argument("--min-agreement", type=_bounded("--min-agreement"), default=0.99,
                    help="smallest top-1 agreement with the host reference when validated (default %(default)g)")
     p.add_argument("--junit", type=FILE, default=None, metavar="FILE", help="also write the verdicts as JUnit XML")
 
@@ -570,9 +555,10 @@ def _options_verify(p) -> None:
 def _options_virtual_device(p) -> None:
     p.add_argument("model", help="the int8 .tflite file it runs")
     p.add_argument("--port-file", default=None, metavar="F", help="also write the port to this file")
-    p.add_argument("--tcp", type=TCP_PORT, default=None, metavar="PORT",
+    p.add_argument("--tcp", type=_bounded("--tcp"), default=None, metavar="PORT",
                    help="serve socket://127.0.0.1:PORT instead of a pty (0 picks a free port)")
-    p.add_argument("--baud", type=BAUD, default=None, help="pace the link to this line rate, as a UART would")
+    p.add_argument("--baud", type=_bounded("--baud"), default=None,
+                   help="pace the link to this line rate, as a UART would")
 
 
 def _add_stages(p) -> None:
@@ -592,21 +578,23 @@ def _options_deploy(p) -> None:
     p.add_argument("--out", type=FOLDER, default="build/deploy", help="output folder (default %(default)s)")
     p.add_argument("--budget", choices=list(BUDGETS), default="default", help="optimize's training effort")
     _add_stages(p)
-    p.add_argument("--min-agreement", type=FRACTION, default=0.99, help="on-device validation agreement target")
+    p.add_argument("--min-agreement", type=_bounded("--min-agreement"), default=0.99,
+                   help="on-device validation agreement target")
     _add_targets(p)
 
 
 def _options_search(p) -> None:
+    from tinydeploy.optimize.search import SEARCH_EPOCHS
     _add_data(p, required=False)
     p.set_defaults(data="digits")
     p.add_argument("--out", type=FOLDER, default="build/search", help="folder for the study, best_arch.json and search.html")
     p.add_argument("--board", default=DEFAULT_BOARD, help="board profile (default %(default)s)")
-    p.add_argument("--trials", type=COUNT, default=None, help="trials to run (this worker)")
-    p.add_argument("--timeout", type=POSITIVE_SECONDS, default=None, help="seconds to search (this worker)")
+    p.add_argument("--trials", type=_bounded("--trials"), default=None, help="trials to run (this worker)")
+    p.add_argument("--timeout", type=_bounded("--timeout"), default=None, help="seconds to search (this worker)")
     p.add_argument("--storage", default=None, help="RDB URL (default sqlite in --out); postgresql://... for workers")
     p.add_argument("--study", default="tinydeploy", help="study name (default %(default)s)")
     p.add_argument("--join", action="store_true", help="add a worker to an existing study")
-    p.add_argument("--budget", choices=["fast", "default"], default="fast", help="training per trial")
+    p.add_argument("--budget", choices=list(SEARCH_EPOCHS), default="fast", help="training per trial")
     p.add_argument("--show", default=None, metavar="FILE.json", help="print an architecture's layers and costs")
     p.add_argument("--quiet", action="store_true", help="no per-trial lines")
     _add_targets(p)

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tinydeploy.core.boards import Board
+from tinydeploy.core.names import TFLM
 from tinydeploy.core.targets import TargetResult
 
 
@@ -126,7 +127,7 @@ def optimize_table(report: dict) -> Table:
             accuracy[0] += f"; ranked on leave-one-out {s['loo_accuracy'] * 100:.1f}% (n={s['loo_samples']})"
         if pooled:
             accuracy.append(f"{s['pooled_accuracy'] * 100:.1f}%" if "pooled_accuracy" in s else "")
-        table.add_row(s["stage"] + mark, *accuracy, s.get("engine", "tflm"), _n(s["flash_bytes"]),
+        table.add_row(s["stage"] + mark, *accuracy, s.get("engine", TFLM), _n(s["flash_bytes"]),
                       _n(s["arena_bytes"]), _n(s["macs"]), f"{s['latency_ms']:.3f}",
                       Text("met", style="green") if s["meets_targets"] else Text("missed", style="red"),
                       f"{s['seconds']:g}")
@@ -182,7 +183,7 @@ def bench_table(results: dict) -> Table:
     table.add_column("basis")
     device = results.get("device") or {}
     from tinydeploy.codegen.engines import ENGINES
-    engine = ENGINES.get(device.get("engine", "tflm"))
+    engine = ENGINES.get(device.get("engine", TFLM))
     runtime, arena_basis = engine.on_device(device) if engine else (f"engine {device.get('engine')}", "reported")
     table.add_row("board", str(device.get("board", "?")), runtime)
     table.add_row("model", f"{results.get('model_bytes') or 0:,} B", f"sha256 {str(results.get('model_sha256'))[:16]}…")

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tinydeploy.core.names import TFLM
+
 
 @dataclass
 class Latency:
@@ -68,7 +70,7 @@ class DeviceSession:
         if self.model is None:
             raise pytest.UsageError("validate() needs --tinydeploy-model (the host reference)")
         info = self.info()
-        return validate_on_device(self.connection, self.model, x, y, engine=info.get("engine", "tflm"),
+        return validate_on_device(self.connection, self.model, x, y, engine=info.get("engine", TFLM),
                                   kernels=info.get("kernels"))
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ from tinydeploy.runtime import tflm
 from tinydeploy.core.boards import Board
 from tinydeploy.core.errors import BadInput
 from tinydeploy.core.model import Model
+from tinydeploy.core.names import C, TFLM
 from tinydeploy.codegen.templating import copied_firmware
 
 RX_BUFFER_BYTES = 4096  # the host streams the next validation sample while one inference runs
@@ -50,7 +51,7 @@ def _count(n: int, noun: str) -> str:
 
 
 class TflmEngine:
-    name = "tflm"
+    name = TFLM
     labels = True  # its firmware prints class names
     emulated = False  # it has no build for the emulated board
     reference_basis = "host TFLM interpreter, same int8 inputs"
@@ -147,7 +148,7 @@ class TflmEngine:
 
 
 class CEngine:
-    name = "c"
+    name = C
     labels = False  # its firmware reports class indices
     emulated = True  # its firmware runs on the emulated RV32 board, which counts instructions
     reference_basis = "TFLite reference kernels (tf.lite.Interpreter, BUILTIN_REF), same int8 inputs"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from tinydeploy.core.boards import Board
 from tinydeploy.core.errors import BadInput
+from tinydeploy.core.names import ARDUINO, C, ESPIDF, MAKE, TFLM
 
 ESP_TFLITE_MICRO = ">=1.3.7"  # earlier versions could send every CONV_2D down the slow reference path
 ARDUINO_TFLM_LIBRARY = "spaziochirale/Chirale_TensorFLowLite"
@@ -37,10 +38,10 @@ def sdkconfig(board: Board) -> list[str]:
 
 
 class EspIdf:
-    name = "espidf"
+    name = ESPIDF
     tflm_library = f"esp-tflite-micro{ESP_TFLITE_MICRO}"
     runtime_note = "ESP-IDF, Espressif's esp-tflite-micro with the ESP-NN optimized kernels"
-    engines = ("tflm", "c")  # the C engine's firmware has an ESP-IDF platform layer (firmware/hal_espidf.c)
+    engines = (TFLM, C)  # the C engine's firmware has an ESP-IDF platform layer (firmware/hal_espidf.c)
 
     def applies_to(self, board: Board) -> bool:
         return board.toolchain is None
@@ -69,10 +70,10 @@ class EspIdf:
 
 
 class Arduino:
-    name = "arduino"
+    name = ARDUINO
     tflm_library = ARDUINO_TFLM_LIBRARY
     runtime_note = f"Arduino, {ARDUINO_TFLM_LIBRARY}: current TFLM API but no ESP-NN, so it is slower"
-    engines = ("tflm",)
+    engines = (TFLM,)
 
     def applies_to(self, board: Board) -> bool:
         return board.toolchain is None
@@ -87,10 +88,10 @@ class Arduino:
 
 
 class Make:
-    name = "make"
+    name = MAKE
     tflm_library = None  # no TFLM build for a bare cross compiler
     runtime_note = "the board's own cross compiler (a Makefile)"
-    engines = ("c",)
+    engines = (C,)
 
     def applies_to(self, board: Board) -> bool:
         return board.toolchain is not None

@@ -20,6 +20,7 @@ from tinydeploy.codegen import cgen
 from tinydeploy.core import protocol
 from tinydeploy.runtime import tflm
 from tinydeploy.core.boards import Board
+from tinydeploy.core.bounds import check
 from tinydeploy.codegen.engines import ENGINES, SETUP_ERROR_BYTES, Prepared, arena_size, engine_for
 from tinydeploy.core.errors import BadInput
 from tinydeploy.codegen.frameworks import FRAMEWORKS, framework_for
@@ -61,8 +62,7 @@ def device_info_format(model: Model, board: Board, framework, engine, arena_byte
 
 def _check_options(model: Model, options: RenderOptions, engine) -> None:
     engine.check_options(options.labels)
-    if not 0 <= options.arena_margin_percent <= 200:
-        raise BadInput(f"--arena-margin must be 0..200 percent, got {options.arena_margin_percent}")
+    check("--arena-margin", options.arena_margin_percent)
     outputs = model.output_tensors[0].elements
     if options.labels and len(options.labels) != outputs:
         raise BadInput(f"{len(options.labels)} labels given but the model has {outputs} outputs")

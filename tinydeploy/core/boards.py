@@ -13,11 +13,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tinydeploy.core.errors import BadInput
+from tinydeploy.core.names import ENGINE_NAMES, ESPIDF, MAKE
 from tinydeploy.core.resources import shipped
 
 KERNEL_SETS = ("esp-nn", "ansi")
 ISAS = ("rv32imc",)  # instruction sets the C engine's cost can be measured on, under QEMU
-ENGINES = ("tflm", "c")
+ENGINES = ENGINE_NAMES
 # TFLM kernel libraries a board's [tflm] table may name per framework (tinydeploy.costs.kernels).
 TFLM_KERNEL_LIBRARIES = ("reference", "esp-nn", "esp-nn-s3")
 # esptool's --chip names (esptool v5 `esptool --help`).
@@ -69,7 +70,7 @@ class Board:
     def framework(self) -> str:
         """The firmware framework the profile builds with by default (tinydeploy.codegen.frameworks):
         "make" for a board with its own cross compiler."""
-        return "make" if self.toolchain is not None else self.platformio.get("framework", "espidf")
+        return MAKE if self.toolchain is not None else self.platformio.get("framework", ESPIDF)
 
     def tflm_kernels(self, framework: str) -> str:
         """The TFLM kernel library this board's firmware links for a framework

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinydeploy.core.bounds import BOUNDS, check
 from tinydeploy.core.errors import BadInput
 
 BUILTIN = ("digits",)
@@ -85,11 +86,10 @@ class Dataset:
 
 def digits(size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """scikit-learn's digits as (size, size, 1) images with raw pixel values 0..16."""
+    check("--image-size", size)
     from scipy.ndimage import zoom
     from sklearn.datasets import load_digits
 
-    if not 8 <= size <= 128:
-        raise BadInput(f"digits image size must be 8..128 pixels, got {size}")
     bunch = load_digits()
     images = bunch.images.astype(np.float32)
     if size != 8:
@@ -97,9 +97,7 @@ def digits(size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> Dataset:
     return from_arrays(images[..., None], bunch.target, None, None, "digits", val_fraction, seed)
 
 
-# The largest input magnitude accepted: float32 overflows at 3.4e38, so the square of a value
-# above ~1.8e19 is Inf; at 1e20 the int8 converter left a model's dense layer in float.
-MAX_MAGNITUDE = 1e18
+MAX_MAGNITUDE = BOUNDS["sample values"].high  # the largest input magnitude accepted (why: its bound)
 
 
 def _check_samples(x: np.ndarray, y: np.ndarray, part: str, origin: str) -> list[str]:
@@ -319,8 +317,10 @@ def load(source: str, image_size: int = 32, val_fraction: float = 0.2, seed: int
         seed: seed of that split.
 
     Raises:
-        BadInput: unknown source, unreadable file, or invalid data.
+        BadInput: unknown source, unreadable file, invalid data, or an image size or seed out of bounds.
     """
+    check("--image-size", image_size)
+    check("--seed", seed)
     if source == "digits":
         return digits(image_size, val_fraction, seed)
     path = Path(source)

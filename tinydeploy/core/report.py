@@ -6,6 +6,8 @@ import base64
 import html
 import io
 
+from tinydeploy.core.names import TFLM
+
 
 def _figure_png(fig) -> str:
     buffer = io.BytesIO()
@@ -94,7 +96,7 @@ def optimize_html(report: dict) -> str:
         f"<tr><td>{html.escape(s['stage'])}</td><td>{s['accuracy'] * 100:.2f}%"
         + (f" (leave-one-out {s['loo_accuracy'] * 100:.1f}%, n={s['loo_samples']})" if "loo_accuracy" in s else "")
         + "</td>"
-        f"<td>{html.escape(s.get('engine', 'tflm'))}</td><td>{_n(s['flash_bytes'])}</td>"
+        f"<td>{html.escape(s.get('engine', TFLM))}</td><td>{_n(s['flash_bytes'])}</td>"
         f"<td>{_n(s['arena_bytes'])}</td><td>{s['macs']:,}</td><td>{_n(s['latency_ms'], '.3f')}</td>"
         f"<td>{'yes' if s['meets_targets'] else 'no'}</td><td>{s['seconds']}</td></tr>" for s in stages)
     chosen = report["chosen"]
@@ -122,7 +124,7 @@ Accuracy is the int8 model's on the TFLM interpreter; arena is what the board ne
 <p><b>Chosen: {html.escape(chosen['stage'])}</b> — {chosen['accuracy_tflm'] * 100:.2f}% ·
 {_n(chosen['flash_bytes'])} B flash · {_n(chosen['arena_bytes'])} B arena · {_n(chosen['latency_ms'], '.3f')} ms (estimate).
 {html.escape(verdict)}. Chosen on {html.escape(chosen.get('chosen_on', 'validation accuracy'))}.</p>
-<p>Engine: <b>{html.escape(chosen.get('engine', 'tflm'))}</b> — {html.escape(chosen.get('engine_why', ''))}.
+<p>Engine: <b>{html.escape(chosen.get('engine', TFLM))}</b> — {html.escape(chosen.get('engine_why', ''))}.
 Latency basis: {html.escape(chosen.get('latency_basis', 'estimate'))}. TFLM vs TFLite reference kernels: top-1 agreement
 {chosen['reference_check']['top1_agreement'] * 100:.2f}%, largest output difference
 {chosen['reference_check']['max_output_diff_lsb']} LSB.</p>

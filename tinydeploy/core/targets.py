@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tinydeploy.core.bounds import problem
 from tinydeploy.core.errors import BadInput, TargetMissed
 
 # The reference targets: a 64 KB tensor arena, a 20 KB model, 1 ms inference.
@@ -22,9 +23,9 @@ class Targets:
     max_latency_ms: float = DEFAULT_MAX_LATENCY_MS
 
     def __post_init__(self):
-        bad = [f"{name}={value}" for name, value in vars(self).items() if not value > 0]
-        if bad:
-            raise BadInput(f"targets must be positive numbers, got {', '.join(bad)}")
+        bad = [problem("--" + name.replace("_", "-"), value) for name, value in vars(self).items()]
+        if any(bad):
+            raise BadInput("; ".join(b for b in bad if b))
 
 
 @dataclass(frozen=True)

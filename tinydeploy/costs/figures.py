@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, Sequence
 from tinydeploy.costs import arena as arena_model
 from tinydeploy.costs import counts
 from tinydeploy.core.model import Model
+from tinydeploy.core.names import TFLM
 
 if TYPE_CHECKING:
     from tinydeploy.core.boards import Board
 
-TFLM = "tflm"  # the engine whose latency table inspect reads (tinydeploy.codegen.engines.TflmEngine.name)
 
 
 class Measurement(Protocol):

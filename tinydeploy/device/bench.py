@@ -15,7 +15,9 @@ from typing import Callable
 
 import numpy as np
 
+from tinydeploy.core.bounds import check
 from tinydeploy.core.errors import BadInput, StepFailed
+from tinydeploy.core.names import TFLM
 from tinydeploy.device.connection import Connection, read_info
 from tinydeploy.device.latency import latency_us, measure_latency
 from tinydeploy.device.profiling import profile_layers
@@ -48,11 +50,9 @@ class BenchResult:
                 "error": self.error}
 
 
-def _check_options(runs: int, warmup: int, samples, expect_model) -> None:
-    if runs < 1:
-        raise BadInput(f"--runs must be at least 1, got {runs}")
-    if warmup < 0:
-        raise BadInput(f"--warmup must be 0 or more, got {warmup}")
+def _check_options(baud: int, runs: int, warmup: int, timeout: float, samples, expect_model) -> None:
+    for option, value in (("--baud", baud), ("--runs", runs), ("--warmup", warmup), ("--timeout", timeout)):
+        check(option, value)
     if samples is not None and expect_model is None:
         raise BadInput("--validate needs --expect-model MODEL.tflite (the host reference)")
 
@@ -91,7 +91,7 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
         BadInput: bad options.
         StepFailed: the port, the device or the model check failed; results so far are saved.
     """
-    _check_options(runs, warmup, samples, expect_model)
+    _check_options(baud, runs, warmup, timeout, samples, expect_model)
     from tinydeploy.core.outputs import output_folder, write_atomically
     out = output_folder(out, "--out")
     result = BenchResult(port)
@@ -126,7 +126,7 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
         timed(measure_latency(conn, result.info, runs, warmup, on_timing=timed))
         if samples is not None:
             validated(validate_on_device(conn, expect_model, *samples, progress=progress,
-                                         engine=result.info.get("engine", "tflm"),
+                                         engine=result.info.get("engine", TFLM),
                                          kernels=result.info.get("kernels"), on_sample=validated))
         if profile:
             result.profile = profile_layers(conn, result.info, expect_model)

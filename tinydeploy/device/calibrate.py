@@ -22,6 +22,7 @@ import numpy as np
 
 from tinydeploy.core.boards import CALIBRATED, Board, parse_board
 from tinydeploy.core.errors import BadInput
+from tinydeploy.core.names import TFLM
 from tinydeploy.core.outputs import output_folder, write_atomically
 
 
@@ -51,7 +52,7 @@ def _measured_layers(results: dict, origin: str, board: Board) -> list[dict]:
     if any("work" not in layer for layer in layers):
         raise BadInput(f"{origin}: the layers are not matched to the model's operators; bench with --expect-model")
     per_cycle = 1.0 if profile.get("timer") == "instructions" else float(board.cpu_mhz)  # µs -> cycles
-    engine = str(device.get("engine", "tflm"))
+    engine = str(device.get("engine", TFLM))
     return [{"op": layer["op"], "work": int(layer["work"]), "macs": int(layer["macs"]),
              "outputs": int(layer.get("outputs", 0)), "cycles": layer["ticks"] * per_cycle, "run": origin,
              "engine": engine} for layer in layers]

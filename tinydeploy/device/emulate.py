@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tinydeploy.core.bounds import check
 from tinydeploy.core.errors import BadInput, StepFailed
 
 READY_TIMEOUT = 20.0  # seconds for the emulator to open its serial port
@@ -78,13 +79,12 @@ def start(project_dir: str | Path, tcp_port: int = 0) -> Emulator:
         BadInput: not a built project for an emulated board, or a bad port.
         StepFailed: the emulator is not installed or did not start.
     """
+    check("--tcp", tcp_port)
     root = Path(project_dir)
     board = _board_of(root)
     elf = root / "build" / "firmware.elf"
     if not elf.is_file():
         raise BadInput(f"{elf} does not exist: run `tinydeploy build {root}` first")
-    if not 0 <= tcp_port <= 65535:
-        raise BadInput(f"--tcp must be a port number 0..65535, got {tcp_port}")
     emulator = board.emulator
     executable = emulator["command"][0]
     if not shutil.which(executable):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinydeploy.core.names import TFLM
 from tinydeploy.core.protocol import VIRTUAL_LAYER_BASIS
 from tinydeploy.device.connection import Connection
 
@@ -36,7 +37,7 @@ def profile_layers(conn: Connection, info: dict, model_path: str | Path | None =
         from tinydeploy.core.model import load_model
         model = load_model(model_path)
         board = load_boards().get(str(info.get("board")))
-        engine_name = str(info.get("engine", "tflm"))
+        engine_name = str(info.get("engine", TFLM))
         engine = ENGINES.get(engine_name)
         timed = engine.timed_operators(model) if engine else [op.index for op in model.operators]
         every = {cost.index: cost for cost in counts.layer_costs(model)}

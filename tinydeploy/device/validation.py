@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 
 from tinydeploy.core.errors import StepFailed
+from tinydeploy.core.names import TFLM
 from tinydeploy.core.protocol import Line
 from tinydeploy.device.connection import Connection, load_commands
 
@@ -21,7 +22,7 @@ def _results(lines: list[Line]) -> list[int]:
 
 
 def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, y: np.ndarray,
-                       progress: Callable[[int, int], None] | None = None, engine: str = "tflm",
+                       progress: Callable[[int, int], None] | None = None, engine: str = TFLM,
                        kernels: str | None = None, on_sample: Callable[[dict], None] | None = None) -> dict:
     """Stream samples to the device and compare its outputs with the host's: the TFLM
     interpreter for TFLM firmware, TFLite's reference kernels for the C engine (which is

@@ -10,6 +10,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from tinydeploy.core.errors import BadInput
+from tinydeploy.core.names import TFLM
 from tinydeploy.core.outputs import read_json
 from tinydeploy.core.targets import TargetResult, Targets, check
 
@@ -64,7 +65,7 @@ def verify(results: dict, targets: Targets = Targets(), min_agreement: float = 0
     if virtual:
         where = "virtual device (host TFLM)"
     elif device.get("timer") == "instructions":
-        where = f"emulated board {device.get('board', '')} ({device.get('engine', 'tflm')} engine's static plan)"
+        where = f"emulated board {device.get('board', '')} ({device.get('engine', TFLM)} engine's static plan)"
     else:
         where = "board"
     latency = results.get("latency_us") or {}

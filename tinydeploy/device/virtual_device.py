@@ -22,8 +22,10 @@ import numpy as np
 
 from tinydeploy import __version__
 from tinydeploy.runtime import tflm
+from tinydeploy.core.bounds import check
 from tinydeploy.core.errors import BadInput
 from tinydeploy.core.model import load_model
+from tinydeploy.core.names import TFLM
 from tinydeploy.core.protocol import VIRTUAL_LAYER_REPEATS, DeviceProtocol, device_info
 
 BUSY_REPLY = "e-[port busy: another client is connected]\r\nm-ready\r\n"
@@ -39,6 +41,8 @@ class VirtualDevice:
     """
 
     def __init__(self, model_path: str | Path, baud: int | None = None, stop_after: int | None = None):
+        if baud is not None:
+            check("--baud", baud)
         self.model = load_model(model_path)
         if not self.model.is_int8:
             raise BadInput(f"{model_path}: the virtual device runs int8 models, as the firmware does; "
@@ -55,7 +59,7 @@ class VirtualDevice:
 
         self._info = json.dumps({
             "arena_used_bytes": self.arena.arena_bytes, "setup_error": None,
-            **device_info(self.model, self.arena.arena_bytes, board="virtual", cpu_mhz=None, engine="tflm",
+            **device_info(self.model, self.arena.arena_bytes, board="virtual", cpu_mhz=None, engine=TFLM,
                           timer="us", framework="host",
                           tflm=f"tflite-micro {tflm.runtime_version()} (host interpreter)", kernels="reference",
                           tinydeploy=__version__, virtual=True,
@@ -200,8 +204,7 @@ class VirtualDevice:
 
     def open_tcp(self, port: int = 0) -> str:
         """Serve on a loopback TCP port; returns the socket:// URL. One client at a time."""
-        if not 0 <= port <= 65535:
-            raise BadInput(f"--tcp {port}: a TCP port is 0..65535 (0: any free port)")
+        check("--tcp", port)
         server = socket.socket()
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

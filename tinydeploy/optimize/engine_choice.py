@@ -29,6 +29,7 @@ from tinydeploy.core.boards import Board, get_board
 from tinydeploy.core.errors import BadInput, TinyDeployError
 from tinydeploy.codegen.engines import ENGINES
 from tinydeploy.core.model import Model
+from tinydeploy.core.names import C
 from tinydeploy.core.targets import TargetResult, Targets, check
 
 EMULATED_BOARD = "qemu-riscv32"  # the profile whose firmware runs under QEMU and counts instructions
@@ -147,7 +148,7 @@ def emulated_instructions(model: Model, cache: Path) -> int | None:
     from tinydeploy.toolchain.project import write_project
     from tinydeploy.codegen.render import RenderOptions, render
     with tempfile.TemporaryDirectory(prefix="tinydeploy-rv32-") as work:
-        write_project(render(model, board, None, RenderOptions(engine="c")), work)
+        write_project(render(model, board, None, RenderOptions(engine=C)), work)
         build(work)
         with emulate.start(work) as emulator:
             result = bench(emulator.url, Path(work) / "bench", runs=3, warmup=1, reset=False)

@@ -27,10 +27,12 @@ import numpy as np
 from tinydeploy.runtime import _tf, tflm
 from tinydeploy.costs import counts
 from tinydeploy.core.boards import Board
+from tinydeploy.core.bounds import check
 from tinydeploy.core.data import Dataset
 from tinydeploy.core.errors import BadInput
 from tinydeploy.runtime.evaluate import compare_with_reference, evaluate, wilson_interval
 from tinydeploy.core.model import parse_model
+from tinydeploy.core.names import TFLM
 from tinydeploy.optimize import architectures as arch_lib
 from tinydeploy.optimize import augment, engine_choice, nearest
 from tinydeploy.optimize import quantization as quant
@@ -95,8 +97,9 @@ class OptimizeConfig:
     def __post_init__(self):
         if self.budget not in BUDGETS:
             raise BadInput(f"unknown budget '{self.budget}'. Budgets: {', '.join(BUDGETS)}")
-        if self.min_accuracy is not None and not 0 < self.min_accuracy <= 1:
-            raise BadInput(f"--min-accuracy is a fraction in (0, 1], got {self.min_accuracy}")
+        if self.min_accuracy is not None:
+            check("--min-accuracy", self.min_accuracy)
+        check("--seed", self.seed)
 
     def fingerprint(self) -> dict:
         """What a finished stage depends on: a rerun with other values starts over. The targets
@@ -536,7 +539,7 @@ class Pipeline:
         while True:
             plain, arch, made = nearest.model(x, y, self.n_classes, per_class, self.config.seed)
             tflite = self._convert(plain, {})
-            latency = counts.latency_estimate_ms(parse_model(tflite), board, board.kernels_for("tflm"))
+            latency = counts.latency_estimate_ms(parse_model(tflite), board, board.kernels_for(TFLM))
             if per_class == 1 or (len(tflite) <= targets.max_model_kb * 1024 and latency <= targets.max_latency_ms):
                 break
             per_class = max(1, int(per_class * 0.75))

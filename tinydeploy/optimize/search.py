@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,9 +26,11 @@ from tinydeploy.optimize.engine_choice import EMULATED_BOARD
 from tinydeploy.codegen.engines import engine_for
 from tinydeploy.costs import counts, liveness
 from tinydeploy.core.boards import Board, get_board
+from tinydeploy.core.bounds import check
 from tinydeploy.core.data import Dataset
 from tinydeploy.core.errors import BadInput, StepFailed
 from tinydeploy.core.model import parse_model
+from tinydeploy.core.names import TFLM
 from tinydeploy.core.outputs import output_folder, write_atomically
 from tinydeploy.core.targets import Targets
 
@@ -265,12 +266,13 @@ def search(config: SearchConfig, progress: Callable[[str, dict], None] | None = 
         BadInput: no trials, unreachable storage, a mismatched study, or budgets
             that even the smallest architecture misses.
     """
-    if config.trials is not None and config.trials < 1:
-        raise BadInput(f"--trials must be at least 1, got {config.trials}")
     if config.trials is None and config.timeout is None:
         raise BadInput("give a budget: --trials N or --timeout SECONDS")
-    if config.timeout is not None and not (config.timeout > 0 and math.isfinite(config.timeout)):
-        raise BadInput(f"--timeout must be a positive number of seconds, got {config.timeout}")
+    for option, value in (("--trials", config.trials), ("--timeout", config.timeout), ("--seed", config.seed)):
+        if value is not None:
+            check(option, value)
+    if config.budget not in SEARCH_EPOCHS:
+        raise BadInput(f"unknown search budget '{config.budget}'. Budgets: {', '.join(SEARCH_EPOCHS)}")
     out = output_folder(config.out, "--out")
     storage = config.storage or f"sqlite:///{(out / 'search.db').resolve()}"
     study = open_study(storage, config.study, config.data, config.seed, config.join)

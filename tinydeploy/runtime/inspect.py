@@ -11,9 +11,10 @@ from tinydeploy.costs import counts, figures, liveness
 from tinydeploy.runtime import tflm
 from tinydeploy.core.boards import Board
 from tinydeploy.core.model import Model, load_model
+from tinydeploy.core.names import TFLM
 from tinydeploy.core.targets import TargetResult, Targets, check
 
-ENGINE = figures.TFLM  # inspect reports what TFLM needs; its latency is the board's estimate for TFLM
+ENGINE = TFLM  # inspect reports what TFLM needs; its latency is the board's estimate for TFLM
 
 
 @dataclass

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from tinydeploy.core.boards import ESPTOOL_CHIPS, Board, load_boards
+from tinydeploy.core.bounds import check
 from tinydeploy.toolchain.build import pio_command, run_logged
 from tinydeploy.core.errors import BadInput, StepFailed
 
@@ -149,6 +150,7 @@ def flash_firmware(firmware: str | Path, chip: str | None = None, port: str | No
     Returns:
         The log path.
     """
+    check("--offset", offset)
     image = Path(firmware)
     if not image.is_file():
         raise BadInput(f"{image}: no such firmware image")
