@@ -18,7 +18,7 @@ from tinydeploy.device.power_joulescope import JoulescopeMonitor, recording_from
 from tinydeploy.device.power_lpm01a import Lpm01aMonitor
 from tinydeploy.device.power_measure import Recording, integrate
 from tinydeploy.device.power_ppk2 import Ppk2Monitor
-from tinydeploy.device.power_standins import (Lpm01aStandIn, Ppk2StandIn, Segment, Waveform, ascii_dec,
+from tinydeploy.device.power_standins import (Lpm01aStandIn, Ppk2StandIn, Waveform, ascii_dec,
                                               inference_waveform)
 
 VOLTS = 3.3

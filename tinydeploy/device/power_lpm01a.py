@@ -65,6 +65,7 @@ class Lpm01aMonitor(PowerMonitor):
         self._events: list[int] = []
         self._last = time.monotonic()
         self._error = ""
+        self._dead = False  # stopped answering mid-run
         self._reading = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -95,7 +96,7 @@ class Lpm01aMonitor(PowerMonitor):
                 self._events.append(len(self._values))
             elif text.startswith("TimeStamp"):
                 pass  # a second of samples went by; the sample count is the clock
-            elif _VALUE.fullmatch(text) or (_VALUE.match(text) and not text.startswith(("ack", "error"))):
+            elif _VALUE.match(text):  # a line may carry several values when the stream is fast
                 self._values += [int(m) * 10.0 ** int(e) for m, e in _VALUE.findall(text)]
             else:
                 self._lines.append(text)
@@ -111,12 +112,10 @@ class Lpm01aMonitor(PowerMonitor):
                 lines = list(self._lines)
             for i, line in enumerate(lines):
                 if line.startswith("error"):
-                    detail = next((x for x in lines[i + 1:] if x.startswith("Error detail")), "")
-                    if not detail:
-                        time.sleep(0.05)
-                        with self._lock:
-                            detail = next((x for x in self._lines[i + 1:] if x.startswith("Error detail")), "")
-                    raise StepFailed(f"power monitor {self.label} refused '{command}': {detail or line}")
+                    time.sleep(0.05)  # the "Error detail: ..." line follows the error
+                    with self._lock:
+                        detail = next((x for x in self._lines[i + 1:] if x.startswith("Error detail")), line)
+                    raise StepFailed(f"power monitor {self.label} refused '{command}': {detail}")
                 if line.startswith("ack") and (not expect or any(expect in x for x in lines[i:])):
                     return lines[i + 1:]
             if self._error:
@@ -150,7 +149,7 @@ class Lpm01aMonitor(PowerMonitor):
     def close(self) -> None:
         if self._serial is None:
             return
-        if not self._error:
+        if not (self._error or self._dead):  # a board gone silent would only time out
             try:
                 self._command("hrc")
             except StepFailed:
@@ -174,7 +173,8 @@ class Lpm01aMonitor(PowerMonitor):
         return f"nothing received for {quiet:.1f} s while streaming" if quiet > self.stall_s else ""
 
     def _stop(self) -> Recording:
-        if not self._stalled():
+        self._dead = bool(self._stalled())
+        if not self._dead:
             try:
                 self._command("stop", expect="Acquisition completed")
             except StepFailed:
