@@ -1,7 +1,6 @@
 """Board power profiles ([power]) and the energy estimates built on them (tinydeploy.costs.energy)."""
 
 import math
-from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -244,9 +243,3 @@ def test_the_plot_is_written(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
     with pytest.raises(BadInput, match="none of the boards has a power profile"):
         energy.plot_power_vs_rate([(get_board("qemu-riscv32"), 0.5)], tmp_path / "none.png")
-
-
-def test_the_board_is_not_changed_by_an_estimate():
-    board = get_board("esp32dev")
-    energy.energy_report(board, 1.0)
-    assert board == replace(board)
