@@ -19,7 +19,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[optimize,test]'
+	$(PY) -m pip install -q -e '.[optimize,test,power]'
 	touch $(INSTALLED)
 
 install: $(INSTALLED)

@@ -6,6 +6,7 @@ without a source tree (see tinydeploy.core.resources).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -28,6 +29,102 @@ BOARD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 CALIBRATED = "calibrated"  # the kernel set `tinydeploy calibrate` fits from an engine's profiled runs
 BOARDS_PATH = "TINYDEPLOY_BOARDS"  # environment variable: folders of user board profiles (os.pathsep)
 DEFAULT_BOARD = "esp32-s3-devkitc-1"  # the board commands use when none is named
+
+
+# A board's [power] table: the figures an energy estimate needs (tinydeploy.costs.energy).
+# Currents in mA at the supply voltage, times in ms.
+POWER_FIGURES = {
+    "supply_v": "supply voltage the currents are measured at (V)",
+    "active_ma": "current while computing at cpu_mhz, radio off (mA)",
+    "idle_ma": "current awake in an idle loop, radio off (mA)",
+    "light_sleep_ma": "current in light sleep (mA)",
+    "deep_sleep_ma": "current in deep sleep (mA)",
+    "light_wake_ms": "time to wake from light sleep and be ready to compute (ms)",
+    "light_wake_ma": "current while waking from light sleep (mA)",
+    "deep_wake_ms": "time to wake from deep sleep (a reboot) and be ready to compute (ms)",
+    "deep_wake_ma": "current while waking from deep sleep (mA)",
+}
+SUPPLY_V_RANGE = (1.0, 5.5)  # volts: below 1 V or above 5.5 V no MCU board here runs
+MAX_CURRENT_MA = 2000.0  # a sane bound: an ESP32 transmitting Wi-Fi peaks near 0.5 A
+_CURRENTS = ("active_ma", "idle_ma", "light_sleep_ma", "deep_sleep_ma", "light_wake_ma", "deep_wake_ma")
+_WAKE_TIMES = ("light_wake_ms", "deep_wake_ms")
+
+
+@dataclass(frozen=True)
+class PowerProfile:
+    """A board's power figures ([power] in its profile), each in POWER_FIGURES' units."""
+
+    supply_v: float
+    active_ma: float
+    idle_ma: float
+    light_sleep_ma: float
+    deep_sleep_ma: float
+    light_wake_ms: float
+    light_wake_ma: float
+    deep_wake_ms: float
+    deep_wake_ma: float
+    source: str
+    overridden: tuple[str, ...] = ()  # figures replaced by override_power, not the profile's own
+
+    def figures(self) -> dict[str, float]:
+        """The numeric figures by name (POWER_FIGURES' keys)."""
+        return {name: getattr(self, name) for name in POWER_FIGURES}
+
+    def to_dict(self) -> dict:
+        return {**self.figures(), "source": self.source, "overridden": list(self.overridden)}
+
+
+def power_problems(table: dict) -> list[str]:
+    """Everything wrong with a [power] table's figures, each naming its field ("power.active_ma ...")."""
+    problems = [f"'power.{name}' missing ({what})" for name, what in POWER_FIGURES.items() if name not in table]
+    problems += [f"'power.{name}' is unknown; accepted: {', '.join([*POWER_FIGURES, 'source'])}"
+                 for name in table if name not in POWER_FIGURES and name != "source"]
+    if not isinstance(table.get("source"), str) or not table.get("source", "").strip():
+        problems.append("'power.source' missing: say where the figures come from (datasheet table or measurement, "
+                        "chip or dev board)")
+    numbers = {}
+    for name in POWER_FIGURES:
+        value = table.get(name)
+        if name not in table:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"'power.{name}' is {value!r}; it must be a number")
+        elif not math.isfinite(value):
+            problems.append(f"'power.{name}' is {value}; it must be a finite number")
+        else:
+            numbers[name] = float(value)
+    low, high = SUPPLY_V_RANGE
+    if "supply_v" in numbers and not low <= numbers["supply_v"] <= high:
+        problems.append(f"'power.supply_v' is {numbers['supply_v']} V; accepted: {low}-{high} V")
+    problems += [f"'power.{name}' is {numbers[name]} mA; accepted: above 0 and below {MAX_CURRENT_MA:g} mA"
+                 for name in _CURRENTS if name in numbers and not 0 < numbers[name] < MAX_CURRENT_MA]
+    problems += [f"'power.{name}' is {numbers[name]} ms; a wake time is 0 or more"
+                 for name in _WAKE_TIMES if name in numbers and numbers[name] < 0]
+    active = numbers.get("active_ma")
+    if active is not None and 0 < active < MAX_CURRENT_MA:
+        problems += [f"'power.{name}' is {numbers[name]} mA, not below 'power.active_ma' {active} mA "
+                     "(a sleep draws less than computing; are the figures swapped or in the wrong unit?)"
+                     for name in ("light_sleep_ma", "deep_sleep_ma") if name in numbers and numbers[name] >= active]
+        if numbers.get("idle_ma", 0) > active:
+            problems.append(f"'power.idle_ma' is {numbers['idle_ma']} mA, above 'power.active_ma' {active} mA "
+                            "(idling draws no more than computing)")
+    return problems
+
+
+def parse_power(table: dict | None, origin: str) -> PowerProfile | None:
+    """A PowerProfile from a profile's [power] table (None for a profile without one).
+
+    Raises:
+        BadInput: a figure is missing, unknown, not a number, NaN or outside its physical range.
+    """
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise BadInput(f"board profile {origin}: 'power' must be a table ([power])")
+    problems = power_problems(table)
+    if problems:
+        raise BadInput(f"board profile {origin}: " + "; ".join(problems))
+    return PowerProfile(**{name: float(table[name]) for name in POWER_FIGURES}, source=table["source"].strip())
 
 
 @dataclass(frozen=True)
@@ -56,6 +153,7 @@ class Board:
     cycles_per_op: dict = field(default_factory=dict)  # kernel set -> {op: fixed cycles} (calibrated profiles)
     cycles_per_output: dict = field(default_factory=dict)  # kernel set -> {op: cycles per output element}
     calibrated_engine: str | None = None  # the engine whose profiled runs made the CALIBRATED set
+    power: PowerProfile | None = None  # [power]: figures for energy estimates (None: estimates unavailable)
 
     @property
     def emulated(self) -> bool:
@@ -113,6 +211,7 @@ class Board:
             "tflm": self.tflm, "isa": self.isa, "esptool_chip": self.esptool_chip,
             "path": self.path, "shadows": self.shadows, "cycles_per_op": self.cycles_per_op,
             "cycles_per_output": self.cycles_per_output, "calibrated_engine": self.calibrated_engine,
+            "power": self.power.to_dict() if self.power else None,
         }
 
 
@@ -185,6 +284,8 @@ def parse_board(text: str, origin: str) -> Board:
     serial = raw.get("serial", {}) if isinstance(raw.get("serial"), dict) else {}
     if not isinstance(serial.get("baud"), int):
         problems.append("'serial.baud' missing")
+    if "power" in raw:
+        problems += power_problems(raw["power"]) if isinstance(raw["power"], dict) else ["'power' must be a table"]
     if problems:
         raise BadInput(f"board profile {origin}: " + "; ".join(problems))
     return Board(
@@ -199,8 +300,37 @@ def parse_board(text: str, origin: str) -> Board:
                            for k, t in latency.get("cycles_per_output", {}).items()},
         latency_source=latency["source"].strip(), path=origin,
         engines=engines, toolchain=toolchain, emulator=emulator, tflm=tflm, isa=isa, esptool_chip=esptool_chip,
-        calibrated_engine=calibrated_engine,
+        calibrated_engine=calibrated_engine, power=parse_power(raw.get("power"), origin),
     )
+
+
+def override_power(board: Board, figures: dict[str, float]) -> Board:
+    """The board with some power figures replaced (a user's measured active current, say).
+
+    Args:
+        board: the board; one without a [power] table must be given every figure.
+        figures: {figure name: value} in POWER_FIGURES' units.
+
+    Returns:
+        A copy of the board whose power profile lists the replaced figures in `overridden`.
+
+    Raises:
+        BadInput: an unknown figure name, or the result fails the profile's own checks.
+    """
+    unknown = [name for name in figures if name not in POWER_FIGURES]
+    if unknown:
+        raise BadInput(f"unknown power figure {', '.join(repr(n) for n in unknown)}; "
+                       f"accepted: {', '.join(POWER_FIGURES)}")
+    base = board.power.to_dict() if board.power else {"source": "figures given by the user"}
+    base.pop("overridden", None)
+    table = {**base, **figures}
+    problems = power_problems(table)
+    if problems:
+        raise BadInput(f"power figures for board {board.name}: " + "; ".join(problems))
+    already = board.power.overridden if board.power else ()
+    power = PowerProfile(**{name: float(table[name]) for name in POWER_FIGURES}, source=table["source"],
+                         overridden=tuple(dict.fromkeys([*already, *figures])))
+    return replace(board, power=power)
 
 
 def board_dirs(extra_dirs: tuple[str | Path, ...] = ()) -> tuple[Path, ...]:
