@@ -112,6 +112,14 @@ static void td_fe_emit(const td_fe_sink *sink, uint32_t scale_index, uint32_t in
     }
 }
 
+/* The time-domain blocks work in place on one int16 buffer: a copy of the window or, when the
+ * chain starts by decimating, the decimated window. */
+static uint32_t td_fe_buffered_steps(const td_frontend_config *cfg)
+{
+    int decimates_first = cfg->n_blocks > 0 && cfg->blocks[0].kind == TD_FRONTEND_DECIMATE;
+    return decimates_first ? cfg->steps / cfg->blocks[0].factor : cfg->steps;
+}
+
 size_t td_frontend_scratch_bytes(const td_frontend_config *cfg)
 {
     size_t bytes = 0;
@@ -126,7 +134,7 @@ size_t td_frontend_scratch_bytes(const td_frontend_config *cfg)
         }
     }
     if (time_domain) {
-        bytes += ((size_t)2 * cfg->steps * cfg->channels + 3u) / 4u * 4u;
+        bytes += ((size_t)2 * td_fe_buffered_steps(cfg) * cfg->channels + 3u) / 4u * 4u;
     }
     return bytes + (size_t)4 * cfg->extra_rows * cfg->channels;
 }
@@ -183,16 +191,18 @@ static void td_fe_normalize(const td_frontend_block *b, int16_t *x, uint32_t ste
     }
 }
 
-static uint32_t td_fe_decimate(const td_frontend_block *b, int16_t *x, uint32_t steps, uint32_t channels)
+/* from x into y, which may be x: step t is written after steps t*factor.. are read */
+static uint32_t td_fe_decimate(const td_frontend_block *b, const int16_t *x, int16_t *y, uint32_t steps,
+                               uint32_t channels)
 {
     uint32_t kept = steps / b->factor, t, c, j;
-    for (t = 0; t < kept; t++) { /* in place: step t is written after steps t*factor.. are read */
+    for (t = 0; t < kept; t++) {
         for (c = 0; c < channels; c++) {
             int32_t sum = 0;
             for (j = 0; j < b->factor; j++) {
                 sum += x[(t * b->factor + j) * channels + c];
             }
-            x[t * channels + c] = (int16_t)td_fe_div_round32(sum, (int32_t)b->factor);
+            y[t * channels + c] = (int16_t)td_fe_div_round32(sum, (int32_t)b->factor);
         }
     }
     return kept;
@@ -334,7 +344,7 @@ static int td_fe_execute(const td_frontend_config *cfg, const int16_t *samples, 
                          int32_t *scratch, size_t scratch_bytes)
 {
     size_t need;
-    uint32_t steps, channels, i, c, e, extras = 0, time_words = 0;
+    uint32_t steps, channels, i, c, e, first = 0, extras = 0, time_words = 0;
     int time_domain = 0, featured = 0;
     const int16_t *x = samples;
     int16_t *time_buffer = (int16_t *)scratch;
@@ -355,16 +365,21 @@ static int td_fe_execute(const td_frontend_config *cfg, const int16_t *samples, 
         }
         time_domain |= kind == TD_FRONTEND_NORMALIZE || kind == TD_FRONTEND_DECIMATE;
     }
-    if (time_domain) { /* the time-domain blocks work in place on a copy */
-        time_words = (2 * steps * channels + 3) / 4;
-        for (i = 0; i < steps * channels; i++) {
-            time_buffer[i] = samples[i];
+    if (time_domain) {
+        time_words = (2 * td_fe_buffered_steps(cfg) * channels + 3) / 4;
+        if (cfg->blocks[0].kind == TD_FRONTEND_DECIMATE) {
+            steps = td_fe_decimate(&cfg->blocks[0], samples, time_buffer, steps, channels);
+            first = 1;
+        } else {
+            for (i = 0; i < steps * channels; i++) {
+                time_buffer[i] = samples[i];
+            }
         }
         x = time_buffer;
     }
     extra = scratch + time_words;
     work = extra + cfg->extra_rows * channels;
-    for (i = 0; i < cfg->n_blocks; i++) {
+    for (i = first; i < cfg->n_blocks; i++) {
         const td_frontend_block *b = &cfg->blocks[i];
         switch (b->kind) {
         case TD_FRONTEND_NORMALIZE:
@@ -372,7 +387,7 @@ static int td_fe_execute(const td_frontend_config *cfg, const int16_t *samples, 
             extras += b->log_scale ? 1u : 0u;
             break;
         case TD_FRONTEND_DECIMATE:
-            steps = td_fe_decimate(b, time_buffer, steps, channels);
+            steps = td_fe_decimate(b, time_buffer, time_buffer, steps, channels);
             break;
         case TD_FRONTEND_SPECTRUM:
             td_fe_spectrum(cfg, b, x, channels, work, sink);

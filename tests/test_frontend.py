@@ -259,6 +259,8 @@ def test_costs_follow_the_plan():
     assert long.flash_bytes_estimate == long.table_bytes + long.struct_bytes + long.code_bytes_estimate
     assert [what for what, _ in long.by_stage][-2:] == [spectrum.describe(), "requantise to int8"]
     assert "estimate" in long.describe()
+    decimated = frontend_cost(Frontend((Decimate(4), Normalize()), input_scale=1e-3), (4000, 3))
+    assert decimated.scratch_bytes == 2 * 1000 * 3  # the buffer holds the decimated window only
     stats_only = frontend_cost(Frontend((Stats(),)), (28, 2))
     assert stats_only.scratch_bytes == 0 and stats_only.work.square_roots == 2 * 2
 
@@ -381,7 +383,8 @@ CASES = {
     "passthrough-28x3": (Frontend((), input_scale=0.01), (28, 3), 120),
     "normalize-28x1": (Frontend((Normalize(log_scale=True),), input_scale=0.01), (28, 1), 200),
     "normalize-4000x3": (Frontend((Normalize(),), input_scale=1 / 4096), (4000, 3), 30),
-    "decimate-4000x3": (Frontend((Decimate(5),), input_scale=0.01), (4000, 3), 30),
+    "decimate-4000x3": (Frontend((Decimate(7),), input_scale=0.01), (4000, 3), 30),
+    "decimate-twice-28x2": (Frontend((Decimate(3), Decimate(2)), input_scale=0.01), (28, 2), 150),
     "spectrum-28x2": (Frontend((Spectrum(frame_length=16, hop=4, bands=5),), input_scale=0.01), (28, 2), 150),
     "mfcc-4000x1": (Frontend((Spectrum(frame_length=256, hop=128, bands=24, spacing="mel", sample_rate=16000,
                                        cepstra=13),), input_scale=1 / 32767), (4000, 1), 40),

@@ -789,7 +789,10 @@ class Frontend:
         last = self.blocks[-1] if self.blocks else None
         row_scales = last.row_scales(scale) if last is not None and last.ends_chain else np.array([scale])
         extra_rows = sum(b.extra_rows() for b in self.blocks)
+        # The time-domain blocks work in place on one int16 buffer: a copy of the window, or,
+        # when the chain starts by decimating, the decimated window (read from the input).
         has_time = any(not b.ends_chain for b in self.blocks)
+        buffered = stages[0].out_shape[0] if self.blocks and isinstance(self.blocks[0], Decimate) else steps
         spectrum = 0
         if isinstance(last, Spectrum):
             spectrum = 4 * (2 * last.frame_length + (last.bands if last.cepstra else 0))
@@ -800,7 +803,7 @@ class Frontend:
             shifts = np.array([s for _, s in pairs], np.int64)
         plan = Plan(input_shape=shape, stages=tuple(stages), rows=rows, cols=cols, extra_rows=extra_rows,
                     row_scales=row_scales, extra_scale=2.0 ** -LOG_BITS, output_shape=output_shape,
-                    time_scratch_bytes=(2 * steps * channels + 3) // 4 * 4 if has_time else 0,
+                    time_scratch_bytes=(2 * buffered * channels + 3) // 4 * 4 if has_time else 0,
                     extras_scratch_bytes=4 * extra_rows * channels, spectrum_scratch_bytes=spectrum,
                     multipliers=multipliers, shifts=shifts)
         self._plans[shape] = plan

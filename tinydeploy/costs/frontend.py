@@ -122,7 +122,7 @@ def frontend_cost(frontend: Frontend, input_shape) -> FrontendCost:
     plan = frontend.plan(input_shape)
     steps, channels = plan.input_shape
     stages = [("quantise the float window", Work(multiplies=steps * channels, additions=4 * steps * channels))]
-    if plan.time_scratch_bytes:
+    if plan.time_scratch_bytes and not isinstance(frontend.blocks[0], Decimate):
         stages.append(("copy the window into scratch", Work(additions=steps * channels)))
     tables = 2 << LOG_TABLE_BITS  # the uint16 log2 table
     for stage in plan.stages:
