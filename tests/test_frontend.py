@@ -481,3 +481,19 @@ def test_the_c_quantises_any_float_like_the_reference(c_library, values, scale):
 
 
 HOSTS: dict = {}
+
+
+@pytest.mark.host
+def test_the_docs_examples_run_and_compile(c_library, tmp_path):
+    """docs/frontend.md's Python runs, and its C compiles against the files the Python generated."""
+    text = (ROOT / "docs" / "frontend.md").read_text()
+    python, c = re.findall(r"```python\n(.*?)```", text, re.S), re.findall(r"```c\n(.*?)```", text, re.S)
+    assert len(python) == 1 and len(c) == 1
+    namespace: dict = {}
+    exec(compile(python[0], "docs/frontend.md", "exec"), namespace)
+    for name, content in namespace["files"].items():
+        (tmp_path / name).write_text(content)
+    (tmp_path / "example.c").write_text(c[0])
+    subprocess.run(["cc", *FLAGS, "-c", "-o", str(tmp_path / "example.o"), str(tmp_path / "example.c")],
+                   check=True, cwd=tmp_path)
+    subprocess.run(["cc", *FLAGS, "-c", "td_frontend_config.c", "td_frontend.c"], check=True, cwd=tmp_path)

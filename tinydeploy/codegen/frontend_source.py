@@ -101,9 +101,9 @@ def frontend_sources(frontend: Frontend, input_shape, name: str = "td_frontend_c
         header += [f"#define {macro}_OUTPUT_SCALE {cgen.float_literal(out.scale)}",
                    f"#define {macro}_OUTPUT_ZERO_POINT {out.zero_point}"]
     header += [
-        "/* td_frontend_scratch_bytes(): declare the scratch as int32_t[SCRATCH_WORDS] */",
+        "/* td_frontend_scratch_bytes(); declare the scratch as int32_t[SCRATCH_WORDS] (at least 1) */",
         f"#define {macro}_SCRATCH_BYTES {plan.scratch_bytes}",
-        f"#define {macro}_SCRATCH_WORDS {plan.scratch_bytes // 4}",
+        f"#define {macro}_SCRATCH_WORDS {max(1, plan.scratch_bytes // 4)}",
         "",
         f"extern const td_frontend_config {prefix};",
         "",
