@@ -497,3 +497,23 @@ def test_the_docs_examples_run_and_compile(c_library, tmp_path):
     subprocess.run(["cc", *FLAGS, "-c", "-o", str(tmp_path / "example.o"), str(tmp_path / "example.c")],
                    check=True, cwd=tmp_path)
     subprocess.run(["cc", *FLAGS, "-c", "td_frontend_config.c", "td_frontend.c"], check=True, cwd=tmp_path)
+
+
+@pytest.mark.host
+def test_the_flash_estimates_are_the_riscv_builds(rv32_tools, tmp_path):
+    """The structs' ILP32 sizes are exact, and the code estimate is rv32imc's -O2 .text (within 10%)."""
+    from tinydeploy.costs import frontend as costs
+    flags = ["-march=rv32imc", "-mabi=ilp32", "--specs=picolibc.specs", "-std=c99", "-O2", "-I", str(ROOT / "firmware")]
+    (tmp_path / "sizes.c").write_text(
+        '#include "td_frontend.h"\n'
+        f"typedef char block_size[sizeof(td_frontend_block) == {costs.BLOCK_STRUCT_BYTES} ? 1 : -1];\n"
+        f"typedef char config_size[sizeof(td_frontend_config) == {costs.CONFIG_STRUCT_BYTES} ? 1 : -1];\n"
+        "block_size *b;\nconfig_size *c;\n")
+    subprocess.run(["riscv64-unknown-elf-gcc", *flags, "-c", "-o", str(tmp_path / "sizes.o"), str(tmp_path / "sizes.c")],
+                   check=True)
+    obj = tmp_path / "td_frontend.o"
+    subprocess.run(["riscv64-unknown-elf-gcc", *flags, "-c", "-o", str(obj), str(ROOT / "firmware" / "td_frontend.c")],
+                   check=True)
+    text = int(subprocess.run(["riscv64-unknown-elf-size", str(obj)], capture_output=True, text=True,
+                              check=True).stdout.splitlines()[1].split()[0])
+    assert abs(text - costs.CODE_BYTES_ESTIMATE) <= 0.1 * costs.CODE_BYTES_ESTIMATE, text
