@@ -509,20 +509,20 @@ def fft_q15(re: np.ndarray, im: np.ndarray, cos_q15: np.ndarray) -> tuple[np.nda
     """
     n = re.shape[-1]
     order = bit_reversed(n)
-    re, im = re[..., order], im[..., order]
-    lead = re.shape[:-1]
+    re, im = re[..., order], im[..., order]  # fresh contiguous copies: the stages work in place
     half = 1
     while half < n:
         k = np.arange(half) * (n // (2 * half))
         c = cos_q15[k].astype(np.int64)
         s = cos_q15[np.abs(k - n // 4)].astype(np.int64)
-        re = re.reshape(*lead, n // (2 * half), 2, half)
-        im = im.reshape(*lead, n // (2 * half), 2, half)
-        a_re, b_re, a_im, b_im = re[..., 0, :], re[..., 1, :], im[..., 0, :], im[..., 1, :]
-        t_re = shift_round(b_re * c + b_im * s, Q15)
-        t_im = shift_round(b_im * c - b_re * s, Q15)
-        re = np.stack([a_re + t_re, a_re - t_re], axis=-2).reshape(*lead, n)
-        im = np.stack([a_im + t_im, a_im - t_im], axis=-2).reshape(*lead, n)
+        pairs = (*re.shape[:-1], n // (2 * half), 2, half)  # [..., group, a or b, j]: views of re, im
+        pr, pi = re.reshape(pairs), im.reshape(pairs)
+        t_re = shift_round(pr[..., 1, :] * c + pi[..., 1, :] * s, Q15)
+        t_im = shift_round(pi[..., 1, :] * c - pr[..., 1, :] * s, Q15)
+        np.subtract(pr[..., 0, :], t_re, out=pr[..., 1, :])
+        np.subtract(pi[..., 0, :], t_im, out=pi[..., 1, :])
+        pr[..., 0, :] += t_re
+        pi[..., 0, :] += t_im
         half *= 2
     return re, im
 
@@ -866,7 +866,7 @@ class Frontend:
         # in chunks: a spectrum's frames of a thousand long windows would take gigabytes
         per_window = x.shape[1] * x.shape[2] * max([1] + [st.block.frame_length // st.block.hop
                                                           for st in plan.stages if isinstance(st.block, Spectrum)])
-        chunk = max(1, (1 << 21) // per_window)
+        chunk = max(1, (1 << 19) // per_window)
         out = np.concatenate([self._run(x[i:i + chunk], plan) for i in range(0, max(len(x), 1), chunk)]) \
             if len(x) else np.zeros((0, *plan.output_shape), np.int32)
         return out[0] if single else out
