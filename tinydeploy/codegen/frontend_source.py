@@ -8,7 +8,7 @@ import numpy as np
 
 from tinydeploy.codegen import cgen
 from tinydeploy.codegen.templating import BANNER, copied_firmware
-from tinydeploy.core.frontend import Frontend, Plan, Spectrum, Stats, log2_table
+from tinydeploy.core.frontend import Decimate, Frontend, Normalize, Plan, Spectrum, Stats, log2_table
 from tinydeploy.core.errors import BadInput
 
 LIBRARY_FILES = ("td_frontend.h", "td_frontend.c")
@@ -31,9 +31,9 @@ def _block(plan: Plan, index: int, prefix: str, arrays: list[str]) -> list[str]:
     block, k = stage.block, stage.constants
     fields = {"kind": block.c_kind, "steps": stage.in_shape[0]}
     name = f"{prefix}_block{index}"
-    if block.kind == "normalize":
+    if isinstance(block, Normalize):
         fields.update(log_scale=int(block.log_scale), log_offset_q12=k["log_offset_q12"])
-    elif block.kind == "decimate":
+    elif isinstance(block, Decimate):
         fields.update(factor=block.factor)
     elif isinstance(block, Spectrum):
         fields.update(frame_length=block.frame_length, log2_length=k["log2_length"], hop=block.hop,

@@ -863,11 +863,12 @@ class Frontend:
         """
         x, single = self._batch(windows)
         plan = self.plan(x.shape[1:])
-        # in chunks: a spectrum's frames of a thousand long windows would take gigabytes
+        # in chunks of about 4 MB of samples: a spectrum's frames of a thousand long windows would
+        # take gigabytes, and smaller arrays stay in cache
         per_window = x.shape[1] * x.shape[2] * max([1] + [st.block.frame_length // st.block.hop
                                                           for st in plan.stages if isinstance(st.block, Spectrum)])
         chunk = max(1, (1 << 19) // per_window)
-        out = np.concatenate([self._run(x[i:i + chunk], plan) for i in range(0, max(len(x), 1), chunk)]) \
+        out = np.concatenate([self._run(x[i:i + chunk], plan) for i in range(0, len(x), chunk)]) \
             if len(x) else np.zeros((0, *plan.output_shape), np.int32)
         return out[0] if single else out
 
