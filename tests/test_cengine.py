@@ -176,7 +176,8 @@ def test_a_segment_overlap_never_overwrites_an_input_byte_before_its_last_read(d
     writes four output channels, a depthwise or pooling layer reads and writes one channel. Half
     the draws are a depthwise layer tall enough for the kernel's border columns (below). The
     output starts segment_overlap bytes past the input: no read finds a byte already written."""
-    from tinydeploy.codegen.cengine.lowering import QUAD, border_columns_ahead, segment_overlap
+    from tinydeploy.codegen.cengine.lowering import WORK_ORDER, border_columns_ahead, segment_overlap
+    QUAD = WORK_ORDER.quad
     border = data.draw(st.booleans())
     in_h, in_w, in_c, out_c = (data.draw(st.integers(1, 9)) for _ in range(4))
     if border:
@@ -394,6 +395,33 @@ def test_missing_operators_are_all_listed(unsupported_ops_model):
     message = str(err.value)
     assert "TOPK_V2" in message and "REDUCE_PROD" in message and "--engine tflm" in message
     assert "CONV_2D" in message  # what the engine does have
+
+
+# ---- the order of work: the kernels' against lowering's -----------------------
+
+@pytest.mark.host
+def test_the_generated_c_stops_on_kernels_of_another_order_of_work(zoo, tmp_path, monkeypatch):
+    """td_model.c checks td_kernels.h's numbers against the WorkOrder the arena was planned by:
+    it compiles as generated, and not where lowering's table says otherwise, naming both."""
+    import dataclasses
+    from tinydeploy.codegen.cengine import source
+    from tinydeploy.codegen.cengine.lowering import WORK_ORDER
+    lowered = cengine.lower(zoo["depthwise"])
+
+    def compile_model(folder: Path) -> subprocess.CompletedProcess:
+        folder.mkdir()
+        for name, text in cengine.render_sources(lowered, "checks").items():
+            (folder / name).write_text(text)
+        return subprocess.run(["gcc", *FLAGS, "-fsyntax-only", str(folder / "td_model.c")], capture_output=True,
+                              text=True)
+
+    assert compile_model(tmp_path / "same").returncode == 0
+    checks = WORK_ORDER.c_checks()
+    assert {macro for _, macro, _ in checks} == {"TD_QUAD", "TD_PAIR", "TD_CHANNEL_GROUP", "TD_SMALL_SIDE"}
+    for field, macro, value in checks:
+        monkeypatch.setattr(source, "WORK_ORDER", dataclasses.replace(WORK_ORDER, **{field: value * 2}))
+        done = compile_model(tmp_path / field)
+        assert done.returncode != 0 and f"{macro} is not tinydeploy's WorkOrder.{field} = {value * 2}" in done.stderr
 
 
 # ---- rendering ---------------------------------------------------------------
