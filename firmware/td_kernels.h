@@ -149,7 +149,8 @@ typedef struct td_requantize {
   td_requant rq;
 } td_requantize;
 
-/* scratch: 2 * k_h * k_w * in_c bytes, unused (may be NULL) for a 1x1 convolution without padding. */
+/* scratch: 2 * k_h * k_w * in_c bytes (a pair's gathered windows), unused (may be NULL) where
+ * every window lies inside the input and dil_w is 1 (window_inside()). */
 void td_conv_2d(const td_conv *p, const int8_t *input, int8_t *output, int8_t *scratch);
 void td_depthwise_conv_2d(const td_depthwise *p, const int8_t *input, int8_t *output);
 void td_fully_connected_s8(const td_fully_connected *p, const int8_t *input, int8_t *output);

@@ -550,6 +550,61 @@ def test_each_kernels_order_of_writes_keeps_to_the_overlap_lowering_plans(zoo, t
     assert checked, f"no layer of {name} is planned to overlap its input"
 
 
+@pytest.fixture(scope="module")
+def order_probe(tmp_path_factory):
+    """The kernels' inside_range() and window_inside() callable from Python."""
+    folder = tmp_path_factory.mktemp("probe")
+    (folder / "probe.c").write_text("""#include <string.h>
+#include "td_kernels_inline.h"
+void probe_inside_range(int32_t pad, int32_t stride, int32_t span, int32_t size, int32_t out, int32_t *range) {
+  inside_range(pad, stride, span, size, out, &range[0], &range[1]);
+}
+/* in_h, in_w, out_h, out_w, k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left */
+int probe_gathers(const int32_t *g) {
+  td_conv p;
+  int32_t oy, ox;
+  memset(&p, 0, sizeof p);
+  p.in_h = g[0]; p.in_w = g[1]; p.out_h = g[2]; p.out_w = g[3]; p.k_h = g[4]; p.k_w = g[5];
+  p.stride_h = g[6]; p.stride_w = g[7]; p.dil_h = g[8]; p.dil_w = g[9]; p.pad_top = g[10]; p.pad_left = g[11];
+  for (oy = 0; oy < p.out_h; ++oy)
+    for (ox = 0; ox < p.out_w; ++ox)
+      if (!window_inside(&p, oy, ox)) return 1;
+  return 0;
+}
+""")
+    library = folder / "probe.so"
+    subprocess.run(["gcc", *FLAGS, "-shared", "-fPIC", "-I", str(shipped("firmware")), "-o", str(library),
+                    str(folder / "probe.c")], check=True)
+    return ctypes.CDLL(str(library))
+
+
+@pytest.mark.host
+def test_lowering_finds_the_windows_inside_the_input_as_the_kernels_do(order_probe):
+    """inside_range(), which rows and columns the depthwise kernel's border columns span, on
+    both sides; and the convolution's scratch, which lowering gives a layer exactly where the
+    kernel gathers some window (dilated columns too, where it reads none in place)."""
+    from tinydeploy.codegen.cengine.lowering import conv_gathers, inside_range
+    got = (ctypes.c_int32 * 2)()
+    for pad, stride, span, size, out in np.ndindex(5, 4, 10, 13, 13):
+        if stride and size and out:
+            order_probe.probe_inside_range(pad, stride, span, size, out, got)
+            assert tuple(got) == inside_range(pad, stride, span, size, out), (pad, stride, span, size, out)
+    shapes = 0
+    for in_h, in_w, k, stride, dilation, same in np.ndindex(7, 7, 4, 3, 3, 2):
+        if not (in_h and in_w and k and stride and dilation):
+            continue
+        (out_h, pad_top), (out_w, pad_left) = ((_same_padding(n, k, stride, dilation) if same else
+                                                ((n - (k - 1) * dilation - 1) // stride + 1, 0)) for n in (in_h, in_w))
+        if out_h < 1 or out_w < 1:
+            continue
+        for k_w, dil_w in ((k, dilation), (1, dilation)):  # a 1 x k_w window may still be dilated
+            geometry = (in_h, in_w, out_h, out_w, k, k_w, stride, stride, dilation, dil_w, pad_top, pad_left)
+            expected = bool(order_probe.probe_gathers((ctypes.c_int32 * 12)(*geometry)))
+            assert conv_gathers(*geometry) == expected, geometry
+            shapes += 1
+    assert shapes > 500
+
+
 @pytest.mark.host
 def test_the_generated_c_stops_on_kernels_of_another_order_of_work(zoo, tmp_path, monkeypatch):
     """td_model.c checks td_kernels.h's numbers against the WorkOrder the arena was planned by:

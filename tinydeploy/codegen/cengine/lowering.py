@@ -183,6 +183,15 @@ def inside_range(pad: int, stride: int, span: int, size: int, out: int) -> tuple
     return min((pad + stride - 1) // stride, hi), hi
 
 
+def conv_gathers(in_h: int, in_w: int, out_h: int, out_w: int, k_h: int, k_w: int, stride_h: int, stride_w: int,
+                 dil_h: int, dil_w: int, pad_top: int, pad_left: int) -> bool:
+    """Whether the convolution kernel gathers some pair's windows into scratch: it reads a
+    window in place only where it lies inside the input and dil_w is 1 (window_inside())."""
+    rows = inside_range(pad_top, stride_h, (k_h - 1) * dil_h + 1, in_h, out_h)
+    columns = inside_range(pad_left, stride_w, k_w, in_w, out_w)
+    return dil_w != 1 or rows != (0, out_h) or columns != (0, out_w)
+
+
 def border_columns_ahead(out_h: int, out_w: int, rows: tuple[int, int], columns: tuple[int, int]) -> int:
     """How many rows ahead of the row it is on the depthwise kernel may write: quad - 1 where it
     does the border columns (outside `columns`) of `quad` rows whose windows cover every row
@@ -260,8 +269,8 @@ def _lower_conv(model: Model, op: Operator, name: str) -> Call:
                          in_offset=in_offset, out_offset=out_zero, act_min=act_min, act_max=act_max,
                          fast_requant=fast, int4_weights=int4)
     fields += [("weights", arrays[0].name), ("bias_full", arrays[1].name), ("rq", arrays[2].name)]
-    direct = k_h == 1 and k_w == 1 and pad_top == 0 and pad_left == 0
-    scratch = 0 if direct else WORK_ORDER.pair * k_h * k_w * in_c  # a pair's gathered windows
+    gathers = conv_gathers(in_h, in_w, out_h, out_w, k_h, k_w, sh, sw, dh, dw, pad_top, pad_left)
+    scratch = WORK_ORDER.pair * k_h * k_w * in_c if gathers else 0  # a pair's windows
     return Call(op, "td_conv_2d", "td_conv", fields, [op.inputs[0]], op.outputs[0], arrays, scratch=scratch,
                 overlap=segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left,
                                         WORK_ORDER.pair if int4 else WORK_ORDER.quad))
