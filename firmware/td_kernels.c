@@ -50,7 +50,7 @@ void td_average_pool_2d(const td_pool *p, const int8_t *input, int8_t *output) {
         }
         if (count == 0) continue; /* TFLite skips such outputs too */
         sum = sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
-        output[(oy * p->out_w + ox) * p->channels + c] = clamp8(sum, p->act_min, p->act_max);
+        TD_STORE(output, (oy * p->out_w + ox) * p->channels + c, clamp8(sum, p->act_min, p->act_max));
       }
     }
   }

@@ -26,6 +26,19 @@
 #define TD_ALIGN16
 #endif
 
+/* The order of work of the windowed kernels (td_kernels_inline.h), in the numbers tinydeploy
+ * plans by: its lowering.py holds the same in WorkOrder, sets td_depthwise's small and
+ * border_columns and bounds how far each layer's output may overlap its input by them, and
+ * the generated td_model.c stops the build where these differ. */
+#define TD_QUAD 4          /* pixels a block computes together (run_block, dw_quad); a
+                              depthwise layer's border columns go this many rows down */
+#define TD_PAIR 2          /* pixels of the other convolution and depthwise blocks (conv_block,
+                              conv_block4, dw_block_2); int4 convolutions go in pairs only */
+#define TD_CHANNEL_GROUP 4 /* output channels a block computes together (convolution weights
+                              are packed by them) */
+#define TD_SMALL_SIDE 16   /* a small depthwise layer's most outputs along each axis, which
+                              dw_small() unrolls */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -69,7 +82,7 @@ typedef struct td_depthwise {
   int32_t fast_requant; /* every channel: left == 0, right >= 1, round_offset cannot overflow */
   /* The order of work, which tinydeploy plans the output's overlap with the input
    * for: small, the whole layer unrolled channel by channel (its output apart);
-   * border_columns, the border columns of four rows done before those rows. */
+   * border_columns, the border columns of TD_QUAD rows done before those rows. */
   int32_t small, border_columns;
   const int8_t *weights;
   const int32_t *bias;
@@ -136,7 +149,8 @@ typedef struct td_requantize {
   td_requant rq;
 } td_requantize;
 
-/* scratch: 2 * k_h * k_w * in_c bytes, unused (may be NULL) for a 1x1 convolution without padding. */
+/* scratch: 2 * k_h * k_w * in_c bytes (a pair's gathered windows), unused (may be NULL) where
+ * every window lies inside the input and dil_w is 1 (window_inside()). */
 void td_conv_2d(const td_conv *p, const int8_t *input, int8_t *output, int8_t *scratch);
 void td_depthwise_conv_2d(const td_depthwise *p, const int8_t *input, int8_t *output);
 void td_fully_connected_s8(const td_fully_connected *p, const int8_t *input, int8_t *output);

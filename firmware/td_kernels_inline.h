@@ -22,18 +22,34 @@
 #define TD_SCHEDULE_BARRIER() __asm__ volatile("")
 /* Unroll the loop that follows (a kernel's taps: a constant count in a specialized layer;
  * TD_UNROLL_SMALL: a small layer's pixels, dw_small()). */
+#define TD_PRAGMA_TEXT(text) _Pragma(#text)
+#define TD_PRAGMA(text) TD_PRAGMA_TEXT(text) /* text's macros expanded first */
 #if defined(__clang__)
 #define TD_UNROLL _Pragma("unroll 8")
-#define TD_UNROLL_SMALL _Pragma("unroll 16")
+#define TD_UNROLL_SMALL TD_PRAGMA(unroll TD_SMALL_SIDE)
 #else
 #define TD_UNROLL _Pragma("GCC unroll 8")
-#define TD_UNROLL_SMALL _Pragma("GCC unroll 16")
+#define TD_UNROLL_SMALL TD_PRAGMA(GCC unroll TD_SMALL_SIDE)
 #endif
 #else
 #define TD_INLINE static inline
 #define TD_NOINLINE
 #define TD_SCHEDULE_BARRIER() ((void)0)
 #define TD_UNROLL
+#define TD_UNROLL_SMALL
+#endif
+
+/* The blocks below are written out for these (a0..a3 four channels; a, b, c, d four pixels;
+ * two pixels a and c): change them together. */
+#if TD_QUAD != 4 || TD_PAIR != 2 || TD_CHANNEL_GROUP != 4
+#error "td_kernels.h's TD_QUAD, TD_PAIR and TD_CHANNEL_GROUP name the blocks' four pixels, two pixels and four channels"
+#endif
+
+/* Every output byte the convolution, depthwise and pooling kernels write, base[index], goes
+ * through TD_STORE: a plain store, unless a test defines it first to record the order of the
+ * writes (tests/test_cengine.py checks it against the overlap tinydeploy plans). */
+#ifndef TD_STORE
+#define TD_STORE(base, index, value) ((base)[index] = (value))
 #endif
 
 /* ---- TFLite / gemmlowp fixed-point arithmetic --------------------------- */
@@ -147,15 +163,17 @@ TD_INLINE void store_4(int8_t *restrict out, const out_stage *s, int32_t a0, int
   const td_requant *rq = s->rq;
   const int32_t offset = s->offset, lo = s->lo, hi = s->hi;
   if (s->fast && s->count == 4) {
-    out[0] = clamp8(requant_fast_offset(a0, &rq[0], s->neg), lo, hi);
-    out[1] = clamp8(requant_fast_offset(a1, &rq[1], s->neg), lo, hi);
-    out[2] = clamp8(requant_fast_offset(a2, &rq[2], s->neg), lo, hi);
-    out[3] = clamp8(requant_fast_offset(a3, &rq[3], s->neg), lo, hi);
+    TD_STORE(out, 0, clamp8(requant_fast_offset(a0, &rq[0], s->neg), lo, hi));
+    TD_STORE(out, 1, clamp8(requant_fast_offset(a1, &rq[1], s->neg), lo, hi));
+    TD_STORE(out, 2, clamp8(requant_fast_offset(a2, &rq[2], s->neg), lo, hi));
+    TD_STORE(out, 3, clamp8(requant_fast_offset(a3, &rq[3], s->neg), lo, hi));
   } else { /* the last channels of a layer whose count is not a multiple of four */
     const int32_t acc[4] = {a0, a1, a2, a3};
     int32_t j;
     for (j = 0; j < s->count; ++j)
-      out[j] = clamp8(s->fast ? requant_fast_offset(acc[j], &rq[j], s->neg) : requant(acc[j], &rq[j]) + offset, lo, hi);
+      TD_STORE(out, j,
+               clamp8(s->fast ? requant_fast_offset(acc[j], &rq[j], s->neg) : requant(acc[j], &rq[j]) + offset,
+                      lo, hi));
   }
 }
 
@@ -166,8 +184,8 @@ TD_INLINE void store_pair(int8_t *restrict o0, int8_t *restrict o1, const td_req
                           const out_stage *s) {
   const int32_t m = rq->multiplier;
   const int32_t round_offset = rq->round_offset, shift = rq->fast_shift;
-  *o0 = clamp8(round_shift(fast_product(a, m), round_offset, shift, s->neg), s->lo, s->hi);
-  *o1 = clamp8(round_shift(fast_product(c, m), round_offset, shift, s->neg), s->lo, s->hi);
+  TD_STORE(o0, 0, clamp8(round_shift(fast_product(a, m), round_offset, shift, s->neg), s->lo, s->hi));
+  TD_STORE(o1, 0, clamp8(round_shift(fast_product(c, m), round_offset, shift, s->neg), s->lo, s->hi));
 }
 
 /* One channel's output for four pixels, o_step bytes apart: requant_fast_offset()
@@ -179,15 +197,15 @@ TD_INLINE void store_quad(int8_t *restrict o, int32_t o_step, const td_requant *
   if (s->fast) {
     const int32_t m = rq->multiplier;
     const int32_t round_offset = rq->round_offset, shift = rq->fast_shift, neg = s->neg;
-    o[0] = clamp8(round_shift(fast_product(a0, m), round_offset, shift, neg), lo, hi);
-    o[o_step] = clamp8(round_shift(fast_product(a1, m), round_offset, shift, neg), lo, hi);
-    o[2 * o_step] = clamp8(round_shift(fast_product(a2, m), round_offset, shift, neg), lo, hi);
-    o[3 * o_step] = clamp8(round_shift(fast_product(a3, m), round_offset, shift, neg), lo, hi);
+    TD_STORE(o, 0, clamp8(round_shift(fast_product(a0, m), round_offset, shift, neg), lo, hi));
+    TD_STORE(o, o_step, clamp8(round_shift(fast_product(a1, m), round_offset, shift, neg), lo, hi));
+    TD_STORE(o, 2 * o_step, clamp8(round_shift(fast_product(a2, m), round_offset, shift, neg), lo, hi));
+    TD_STORE(o, 3 * o_step, clamp8(round_shift(fast_product(a3, m), round_offset, shift, neg), lo, hi));
   } else {
-    o[0] = clamp8(requant(a0, rq) + s->offset, lo, hi);
-    o[o_step] = clamp8(requant(a1, rq) + s->offset, lo, hi);
-    o[2 * o_step] = clamp8(requant(a2, rq) + s->offset, lo, hi);
-    o[3 * o_step] = clamp8(requant(a3, rq) + s->offset, lo, hi);
+    TD_STORE(o, 0, clamp8(requant(a0, rq) + s->offset, lo, hi));
+    TD_STORE(o, o_step, clamp8(requant(a1, rq) + s->offset, lo, hi));
+    TD_STORE(o, 2 * o_step, clamp8(requant(a2, rq) + s->offset, lo, hi));
+    TD_STORE(o, 3 * o_step, clamp8(requant(a3, rq) + s->offset, lo, hi));
   }
 }
 
@@ -399,7 +417,7 @@ TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *
   const int32_t out_c = p->out_c, out_w = p->out_w, pixels = p->out_h * p->out_w, in_c = p->in_c;
   const int32_t run = p->k_w * in_c, patch = p->k_h * run, full = out_c >> 2;
   const int32_t in_row = p->dil_h * p->in_w * in_c;
-  /* one column (a series): a window is k_h whole rows, one contiguous run (lowering.py's `column`) */
+  /* one column (a series): a window is k_h whole rows, one contiguous run */
   const int32_t column = out_w == 1 && p->k_w == p->in_w && p->pad_left == 0 && p->dil_h == 1 && !p->int4_weights;
   out_stage s, rest;
   int32_t px, g;
@@ -409,28 +427,29 @@ TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *
   rest.rq = p->rq + 4 * full;
   px = 0;
   if (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 && p->pad_left == 0 &&
-      !p->int4_weights) { /* pointwise (lowering.py's `pointwise`): four pixels at a time, the rest in pairs */
-    for (; px + 4 <= pixels; px += 4)
+      !p->int4_weights) { /* pointwise: four pixels at a time, the rest in pairs */
+    for (; px + TD_QUAD <= pixels; px += TD_QUAD)
       run_blocks(p, input + px * in_c, in_c, 1, in_c, 0, &s, &rest, output + px * out_c);
   }
-  for (; px < pixels; px += 2) {
+  for (; px < pixels; px += TD_PAIR) {
     const int32_t second = px + 1 < pixels ? px + 1 : px; /* an odd last pixel: one pixel only */
     const int32_t oy0 = px / out_w, ox0 = px % out_w, oy1 = second / out_w, ox1 = second % out_w;
     const int8_t *x0, *x1;
     int32_t rows, length, stride;
     int8_t *o0 = output + px * out_c, *o1 = second != px ? output + second * out_c : NULL;
-    if (column && px + 3 < pixels && window_inside(p, px, 0) && window_inside(p, px + 3, 0)) {
+    if (column && px + TD_QUAD - 1 < pixels && window_inside(p, px, 0) && window_inside(p, px + TD_QUAD - 1, 0)) {
       /* four rows whose windows are inside: four at a time (the loop then goes on in pairs) */
       run_blocks(p, input + (px * p->stride_h - p->pad_top) * p->in_w * in_c, p->stride_h * p->in_w * in_c, 1, patch, 0,
                  &s, &rest, o0);
-      px += 2;
+      px += TD_QUAD - TD_PAIR;
       continue;
     }
-    if (!p->int4_weights && ox0 + 3 < out_w && window_inside(p, oy0, ox0) && window_inside(p, oy0, ox0 + 3)) {
+    if (!p->int4_weights && ox0 + TD_QUAD - 1 < out_w && window_inside(p, oy0, ox0) &&
+        window_inside(p, oy0, ox0 + TD_QUAD - 1)) {
       /* four pixels of a row whose windows are inside: four at a time (the loop then goes on in pairs) */
       run_blocks(p, input + ((oy0 * p->stride_h - p->pad_top) * p->in_w + ox0 * p->stride_w - p->pad_left) * in_c,
                  p->stride_w * in_c, p->k_h, run, in_row, &s, &rest, o0);
-      px += 2;
+      px += TD_QUAD - TD_PAIR;
       continue;
     }
     if (window_inside(p, oy0, ox0) && window_inside(p, oy1, ox1)) {
@@ -587,7 +606,7 @@ TD_INLINE void dw_channels(const td_depthwise *p, const int8_t *x, int8_t *out, 
         sum += (x[ky * x_row + kx * x_tap + ic] + p->in_offset) * p->weights[ky * w_row + kx * w_tap + c];
       }
     }
-    out[c] = clamp8(requant(sum, &p->rq[c]) + p->out_offset, p->act_min, p->act_max);
+    TD_STORE(out, c, clamp8(requant(sum, &p->rq[c]) + p->out_offset, p->act_min, p->act_max));
   }
 }
 
@@ -641,9 +660,10 @@ TD_INLINE void dw_small(const td_depthwise *p, const int8_t *input, int8_t *outp
               acc += (x[(iy * in_w + ix) * in_c] + offset) * w[(ky * k_w + kx) * out_c];
           }
         }
-        output[(oy * p->out_w + ox) * out_c + c] =
-            clamp8(p->fast_requant ? requant_fast_offset(acc, &p->rq[c], neg) : requant(acc, &p->rq[c]) + p->out_offset,
-                   p->act_min, p->act_max);
+        TD_STORE(output, (oy * p->out_w + ox) * out_c + c,
+                 clamp8(p->fast_requant ? requant_fast_offset(acc, &p->rq[c], neg)
+                                        : requant(acc, &p->rq[c]) + p->out_offset,
+                        p->act_min, p->act_max));
       }
     }
   }
@@ -683,18 +703,18 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
     int32_t ky_lo, ky_hi, rows_full, column_pair = 0;
     valid_taps(iy0, p->dil_h, k_h, p->in_h, &ky_lo, &ky_hi);
     rows_full = ky_lo == 0 && ky_hi == k_h;
-    if (out_w == 1 && grouped && rows_full && oy + 3 < out_h) { /* four rows (one pixel each) inside? */
+    if (out_w == 1 && grouped && rows_full && oy + TD_QUAD - 1 < out_h) { /* four rows (one pixel each) inside? */
       int32_t lo, hi, kx_lo, kx_hi;
-      valid_taps(iy0 + 3 * p->stride_h, p->dil_h, k_h, p->in_h, &lo, &hi);
+      valid_taps(iy0 + (TD_QUAD - 1) * p->stride_h, p->dil_h, k_h, p->in_h, &lo, &hi);
       valid_taps(-p->pad_left, p->dil_w, k_w, in_w, &kx_lo, &kx_hi);
       if (lo == 0 && hi == k_h && kx_lo == 0 && kx_hi == k_w) {
         dw_quads(p, input + (iy0 * in_w - p->pad_left) * in_c, p->stride_h * in_w * in_c, 0, k_h, 0, k_w,
                  p->bias_full, 0, &s, output + oy * out_c, out_c);
-        oy += 3;
+        oy += TD_QUAD - 1;
         continue;
       }
     }
-    if (p->border_columns && oy >= edge_done && oy >= y_lo && oy + 3 < y_hi) {
+    if (p->border_columns && oy >= edge_done && oy >= y_lo && oy + TD_QUAD - 1 < y_hi) {
       /* the border columns of four rows whose windows cover every row: four pixels down each column */
       for (ox = 0; ox < out_w; ++ox) {
         int32_t kx_lo, kx_hi;
@@ -704,7 +724,7 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
         dw_quads(p, input + (iy0 * in_w + ox * p->stride_w - p->pad_left) * in_c, p->stride_h * in_w * in_c, 0, k_h,
                  kx_lo, kx_hi, p->bias, p->in_offset, &s, output + (oy * out_w + ox) * out_c, out_w * out_c);
       }
-      edge_done = oy + 4;
+      edge_done = oy + TD_QUAD;
     }
     if (out_w == 1 && grouped && rows_full && oy + 1 < out_h) { /* does the next row's window cover every row too? */
       int32_t lo, hi;
@@ -720,16 +740,17 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
       valid_taps(ix0, p->dil_w, k_w, in_w, &kx_lo, &kx_hi);
       cols_full = kx_lo == 0 && kx_hi == k_w;
       if (oy < edge_done && (ox < x_lo || ox >= x_hi)) continue; /* done with its column's four rows */
-      if (grouped && cols_full && ox + 3 < out_w) { /* four pixels of this row whose windows cover every column? */
+      /* four pixels of this row whose windows cover every column? */
+      if (grouped && cols_full && ox + TD_QUAD - 1 < out_w) {
         int32_t lo, hi;
-        valid_taps(ix0 + 3 * p->stride_w, p->dil_w, k_w, in_w, &lo, &hi);
+        valid_taps(ix0 + (TD_QUAD - 1) * p->stride_w, p->dil_w, k_w, in_w, &lo, &hi);
         if (lo == 0 && hi == k_w) {
           if (rows_full) {
             dw_quads(p, x, p->stride_w * in_c, 0, k_h, 0, k_w, p->bias_full, 0, &s, out, out_c);
           } else { /* a top or bottom row */
             dw_quads(p, x, p->stride_w * in_c, ky_lo, ky_hi, 0, k_w, p->bias, p->in_offset, &s, out, out_c);
           }
-          ox += 3;
+          ox += TD_QUAD - 1;
           continue;
         }
       }
@@ -832,7 +853,7 @@ TD_INLINE void td_max_pool_2d_inline(const td_pool *p, const int8_t *input, int8
               if (v > best) best = v;
             }
           }
-          out[c] = clamp8(best, lo, hi);
+          TD_STORE(out, c, clamp8(best, lo, hi));
         }
         continue;
       }
@@ -844,7 +865,7 @@ TD_INLINE void td_max_pool_2d_inline(const td_pool *p, const int8_t *input, int8
             if (v > best) best = v;
           }
         }
-        out[c] = clamp8(best, lo, hi);
+        TD_STORE(out, c, clamp8(best, lo, hi));
       }
     }
   }

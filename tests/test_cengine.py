@@ -176,7 +176,8 @@ def test_a_segment_overlap_never_overwrites_an_input_byte_before_its_last_read(d
     writes four output channels, a depthwise or pooling layer reads and writes one channel. Half
     the draws are a depthwise layer tall enough for the kernel's border columns (below). The
     output starts segment_overlap bytes past the input: no read finds a byte already written."""
-    from tinydeploy.codegen.cengine.lowering import QUAD, border_columns_ahead, segment_overlap
+    from tinydeploy.codegen.cengine.lowering import WORK_ORDER, border_columns_ahead, segment_overlap
+    QUAD = WORK_ORDER.quad
     border = data.draw(st.booleans())
     in_h, in_w, in_c, out_c = (data.draw(st.integers(1, 9)) for _ in range(4))
     if border:
@@ -394,6 +395,239 @@ def test_missing_operators_are_all_listed(unsupported_ops_model):
     message = str(err.value)
     assert "TOPK_V2" in message and "REDUCE_PROD" in message and "--engine tflm" in message
     assert "CONV_2D" in message  # what the engine does have
+
+
+# ---- the order of work: the kernels' against lowering's -----------------------
+
+WINDOWED = ("td_conv_2d", "td_depthwise_conv_2d", "td_max_pool_2d", "td_average_pool_2d")
+TRACE = """static int8_t *trace_out;
+static int32_t *trace_log;
+static int32_t trace_n, trace_cap;
+static void trace_store(const int8_t *address) {
+  if (trace_n < trace_cap) trace_log[trace_n] = (int32_t)(address - trace_out);
+  ++trace_n;
+}
+#define TD_STORE(base, index, value) (trace_store(&(base)[index]), (base)[index] = (value))
+void trace_start(int8_t *out, int32_t *log, int32_t cap) {
+  trace_out = out;
+  trace_log = log;
+  trace_cap = cap;
+  trace_n = 0;
+}
+int32_t trace_count(void) { return trace_n; }
+"""
+
+
+def _layer_runner(lowered, folder: Path, trace: bool) -> ctypes.CDLL:
+    """The kernels and, for each windowed layer, run_op<index>(input, output, scratch): its kernel
+    alone on the buffers given, specialized as td_model.c specializes it (its parameters and
+    arrays as td_model.c declares them). With trace, every output store is recorded in order
+    (TD_STORE) and the code is built at -O0, which keeps that order and compiles fast."""
+    from tinydeploy.codegen.cengine.source import KERNEL_FILES, SPECIALIZED
+    from tinydeploy.codegen.templating import copied_firmware
+    folder.mkdir(parents=True)
+    for name, text in copied_firmware(KERNEL_FILES, folder="").items():
+        (folder / name).write_text(text)
+    values = cengine.source_values(lowered, "order of work")
+    calls = [c for c in lowered.calls if c.kernel in WINDOWED]
+    names = {f"op{c.op.index}" for c in calls}
+    lines = ["#include <stdint.h>", TRACE if trace else "", '#include "td_kernels.c"']
+    for array in values["arrays"]:
+        if array["name"].split("_")[0] in names:
+            lines += [f"static const {array['ctype']} {array['name']}[{array['length']}] = {{", *array["rows"], "};"]
+    for param in values["params"]:
+        if param["name"] in names:
+            lines += [f"static const {param['struct']} {param['name']} = {{",
+                      *(f"  .{field} = {value}," for field, value in param["fields"]), "};"]
+    for call in calls:
+        kernel = call.kernel + "_inline" if call.kernel in SPECIALIZED else call.kernel
+        args = "input, output, scratch" if call.kernel == "td_conv_2d" else "input, output"
+        lines += [f"void run_op{call.op.index}(const int8_t *input, int8_t *output, int8_t *scratch) {{",
+                  f"  (void)scratch;\n  {kernel}(&op{call.op.index}, {args});", "}"]
+    (folder / "runner.c").write_text("\n".join(lines) + "\n")
+    library = folder / "runner.so"
+    flags = [flag if flag != "-O2" or not trace else "-O0" for flag in FLAGS]
+    subprocess.run(["gcc", *flags, "-shared", "-fPIC", "-I", str(folder), "-o", str(library), str(folder / "runner.c")],
+                   check=True)
+    return ctypes.CDLL(str(library))
+
+
+def _run_layer(lib, call, arena: np.ndarray, input_at: int, output_at: int, scratch: np.ndarray) -> None:
+    address = arena.ctypes.data
+    getattr(lib, f"run_op{call.op.index}")(ctypes.c_void_p(address + input_at), ctypes.c_void_p(address + output_at),
+                                           ctypes.c_void_p(scratch.ctypes.data))
+
+
+def _last_needed(call, written: np.ndarray) -> np.ndarray:
+    """For each input byte of a windowed layer, when the last output whose window reads it is
+    written (its index in the order of writes; -1: none reads it). A convolution's output pixel
+    reads every channel of its window, a depthwise or pooling one channel c // multiplier."""
+    f = {name: int(value) for name, value in call.fields if value.lstrip("-").isdigit()}
+    if call.kernel in ("td_max_pool_2d", "td_average_pool_2d"):
+        k_h, k_w, dh, dw, in_c, out_c, multiplier = f["f_h"], f["f_w"], 1, 1, f["channels"], f["channels"], 1
+    else:
+        k_h, k_w, dh, dw, in_c, out_c = f["k_h"], f["k_w"], f["dil_h"], f["dil_w"], f["in_c"], f["out_c"]
+        multiplier = f.get("depth_multiplier")  # none: a convolution
+    oy, ox = np.divmod(np.arange(f["out_h"] * f["out_w"]), f["out_w"])
+    when = written.reshape(-1, out_c)
+    needed = np.full(f["in_h"] * f["in_w"] * in_c, -1)
+    for ky in range(k_h):
+        for kx in range(k_w):
+            iy, ix = oy * f["stride_h"] - f["pad_top"] + ky * dh, ox * f["stride_w"] - f["pad_left"] + kx * dw
+            inside = (iy >= 0) & (iy < f["in_h"]) & (ix >= 0) & (ix < f["in_w"])
+            first = ((iy * f["in_w"] + ix) * in_c)[inside][:, None]
+            if multiplier is None:
+                index, value = first + np.arange(in_c), np.repeat(when[inside].max(1)[:, None], in_c, 1)
+            else:
+                index, value = first + np.arange(out_c) // multiplier, when[inside]
+            np.maximum.at(needed, index.reshape(-1), value.reshape(-1))
+    return needed
+
+
+def _kernel_bound(needed: np.ndarray, written: np.ndarray) -> int | None:
+    """The highest start of the output (bytes past the input's start) at and below which no
+    write lands on an input byte that an output written later still reads; None: any start.
+    Output byte k written at step written[k] lands on input byte k + start, which is safe
+    unless needed[k + start] > written[k]."""
+    steps, far = len(written), len(needed) + len(written) + 1
+    first_at = np.full(steps + 1, far)  # lowest input byte whose last reader is written at each step
+    read = needed >= 0
+    np.minimum.at(first_at, needed[read], np.nonzero(read)[0])
+    lowest_after = np.minimum.accumulate(first_at[::-1])[::-1]  # lowest byte still read after each step
+    clash = lowest_after[written + 1] - np.arange(len(written))  # the lowest start that clashes, per byte
+    clash = clash[lowest_after[written + 1] < far]
+    return int(clash.min()) - 1 if clash.size else None
+
+
+@pytest.mark.host
+@pytest.mark.parametrize("name", ["convs", "depthwise", "pools_pads", "series", "shape_arithmetic", "columns",
+                                  "convs_int4", "columns_int4"])
+def test_each_kernels_order_of_writes_keeps_to_the_overlap_lowering_plans(zoo, tmp_path, name):
+    """The kernels' real order of work against the one lowering plans by, layer by layer: each
+    convolution, depthwise and pooling layer of the zoo runs alone with its output stores
+    recorded (TD_STORE). From that order and the layer's windows comes the highest start of the
+    output, relative to its input, at and below which no store lands on input bytes a later
+    output still reads; lowering's overlap (segment_overlap, by WorkOrder) must not exceed it.
+    Then the layer runs with its output exactly where the planner may put it, traced and as
+    built for the board, and must give the outputs it gives in separate buffers. A pair's
+    windows are gathered only where lowering gave the layer scratch, and within it."""
+    lowered = cengine.lower(zoo[name])
+    traced, plain = _layer_runner(lowered, tmp_path / "traced", True), _layer_runner(lowered, tmp_path / "plain", False)
+    tensors, rng = lowered.model.tensors, np.random.default_rng(11)
+    checked = 0
+    for call in (c for c in lowered.calls if c.kernel in WINDOWED):
+        in_bytes, out_bytes = tensors[call.inputs[0]].nbytes, tensors[call.output].nbytes
+        shapes = " -> ".join("x".join(map(str, tensors[t].shape)) for t in (call.inputs[0], call.output))
+        where = f"{name} op {call.op.index} ({call.kernel}, {shapes})"
+        x = rng.integers(-128, 128, in_bytes, dtype=np.int8)
+        arena = np.concatenate([x, np.zeros(out_bytes, np.int8)])
+        scratch = np.full(call.scratch + 64, 0x5A, np.int8)
+        log = np.zeros(out_bytes + 1, np.int32)
+        traced.trace_start(ctypes.c_void_p(arena.ctypes.data + in_bytes), ctypes.c_void_p(log.ctypes.data), len(log))
+        _run_layer(traced, call, arena, 0, in_bytes, scratch)
+        assert traced.trace_count() == out_bytes, where
+        assert np.array_equal(np.sort(log[:out_bytes]), np.arange(out_bytes)), f"{where}: a byte written twice"
+        assert (scratch[call.scratch:] == 0x5A).all(), f"{where}: gathers beyond its {call.scratch} bytes of scratch"
+        separate = arena[in_bytes:].copy()
+        written = np.empty(out_bytes, np.int64)
+        written[log[:out_bytes]] = np.arange(out_bytes)
+        bound = _kernel_bound(_last_needed(call, written), written)
+        if call.overlap is None:  # planned apart from its input (a small depthwise layer)
+            continue
+        assert bound is None or call.overlap <= bound, f"{where}: planned {call.overlap}, the kernel allows {bound}"
+        start = call.overlap // memplan.ALIGN * memplan.ALIGN  # as high as the planner may put it
+        input_at = max(0, -start)
+        for lib in (traced, plain):
+            arena = np.zeros(input_at + max(in_bytes, start + out_bytes), np.int8)
+            arena[input_at:input_at + in_bytes] = x
+            if lib is traced:
+                traced.trace_start(ctypes.c_void_p(arena.ctypes.data + input_at + start),
+                                   ctypes.c_void_p(log.ctypes.data), len(log))
+            _run_layer(lib, call, arena, input_at, input_at + start, scratch)
+            got = arena[input_at + start:input_at + start + out_bytes]
+            assert np.array_equal(got, separate), f"{where}: other outputs starting {start} bytes past its input"
+        checked += 1
+    assert checked, f"no layer of {name} is planned to overlap its input"
+
+
+@pytest.fixture(scope="module")
+def order_probe(tmp_path_factory):
+    """The kernels' inside_range() and window_inside() callable from Python."""
+    folder = tmp_path_factory.mktemp("probe")
+    (folder / "probe.c").write_text("""#include <string.h>
+#include "td_kernels_inline.h"
+void probe_inside_range(int32_t pad, int32_t stride, int32_t span, int32_t size, int32_t out, int32_t *range) {
+  inside_range(pad, stride, span, size, out, &range[0], &range[1]);
+}
+/* in_h, in_w, out_h, out_w, k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left */
+int probe_gathers(const int32_t *g) {
+  td_conv p;
+  int32_t oy, ox;
+  memset(&p, 0, sizeof p);
+  p.in_h = g[0]; p.in_w = g[1]; p.out_h = g[2]; p.out_w = g[3]; p.k_h = g[4]; p.k_w = g[5];
+  p.stride_h = g[6]; p.stride_w = g[7]; p.dil_h = g[8]; p.dil_w = g[9]; p.pad_top = g[10]; p.pad_left = g[11];
+  for (oy = 0; oy < p.out_h; ++oy)
+    for (ox = 0; ox < p.out_w; ++ox)
+      if (!window_inside(&p, oy, ox)) return 1;
+  return 0;
+}
+""")
+    library = folder / "probe.so"
+    subprocess.run(["gcc", *FLAGS, "-shared", "-fPIC", "-I", str(shipped("firmware")), "-o", str(library),
+                    str(folder / "probe.c")], check=True)
+    return ctypes.CDLL(str(library))
+
+
+@pytest.mark.host
+def test_lowering_finds_the_windows_inside_the_input_as_the_kernels_do(order_probe):
+    """inside_range(), which rows and columns the depthwise kernel's border columns span, on
+    both sides; and the convolution's scratch, which lowering gives a layer exactly where the
+    kernel gathers some window (dilated columns too, where it reads none in place)."""
+    from tinydeploy.codegen.cengine.lowering import conv_gathers, inside_range
+    got = (ctypes.c_int32 * 2)()
+    for pad, stride, span, size, out in np.ndindex(5, 4, 10, 13, 13):
+        if stride and size and out:
+            order_probe.probe_inside_range(pad, stride, span, size, out, got)
+            assert tuple(got) == inside_range(pad, stride, span, size, out), (pad, stride, span, size, out)
+    shapes = 0
+    for in_h, in_w, k, stride, dilation, same in np.ndindex(7, 7, 4, 3, 3, 2):
+        if not (in_h and in_w and k and stride and dilation):
+            continue
+        (out_h, pad_top), (out_w, pad_left) = ((_same_padding(n, k, stride, dilation) if same else
+                                                ((n - (k - 1) * dilation - 1) // stride + 1, 0)) for n in (in_h, in_w))
+        if out_h < 1 or out_w < 1:
+            continue
+        for k_w, dil_w in ((k, dilation), (1, dilation)):  # a 1 x k_w window may still be dilated
+            geometry = (in_h, in_w, out_h, out_w, k, k_w, stride, stride, dilation, dil_w, pad_top, pad_left)
+            expected = bool(order_probe.probe_gathers((ctypes.c_int32 * 12)(*geometry)))
+            assert conv_gathers(*geometry) == expected, geometry
+            shapes += 1
+    assert shapes > 500
+
+
+@pytest.mark.host
+def test_the_generated_c_stops_on_kernels_of_another_order_of_work(zoo, tmp_path, monkeypatch):
+    """td_model.c checks td_kernels.h's numbers against the WorkOrder the arena was planned by:
+    it compiles as generated, and not where lowering's table says otherwise, naming both."""
+    import dataclasses
+    from tinydeploy.codegen.cengine import source
+    from tinydeploy.codegen.cengine.lowering import WORK_ORDER
+    lowered = cengine.lower(zoo["depthwise"])
+
+    def compile_model(folder: Path) -> subprocess.CompletedProcess:
+        folder.mkdir()
+        for name, text in cengine.render_sources(lowered, "checks").items():
+            (folder / name).write_text(text)
+        return subprocess.run(["gcc", *FLAGS, "-fsyntax-only", str(folder / "td_model.c")], capture_output=True,
+                              text=True)
+
+    assert compile_model(tmp_path / "same").returncode == 0
+    checks = WORK_ORDER.c_checks()
+    assert {macro for _, macro, _ in checks} == {"TD_QUAD", "TD_PAIR", "TD_CHANNEL_GROUP", "TD_SMALL_SIDE"}
+    for field, macro, value in checks:
+        monkeypatch.setattr(source, "WORK_ORDER", dataclasses.replace(WORK_ORDER, **{field: value * 2}))
+        done = compile_model(tmp_path / field)
+        assert done.returncode != 0 and f"{macro} is not tinydeploy's WorkOrder.{field} = {value * 2}" in done.stderr
 
 
 # ---- rendering ---------------------------------------------------------------

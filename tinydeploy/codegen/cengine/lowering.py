@@ -21,8 +21,30 @@ from tinydeploy.core.model import Model, Operator, constant_values
 ENGINE_OPS = ("ADD", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "EXPAND_DIMS", "FULLY_CONNECTED",
               "MAX_POOL_2D", "MEAN", "PAD", "QUANTIZE", "RESHAPE", "SOFTMAX", "SQUEEZE")
 ACC_LIMIT = 1 << 30  # the kernels' fast requantization needs |accumulator| below this
-QUAD = 4  # the most output pixels a windowed kernel computes together (td_kernels_inline.h)
 _CTYPE_BYTES = {"int8_t": 1, "int32_t": 4, "td_requant": 12}  # td_requant: one row of five fields
+
+
+@dataclass(frozen=True)
+class WorkOrder:
+    """The windowed kernels' order of work (td_kernels_inline.h), defined here: lowering sets each
+    layer's flags and bounds its output's overlap with its input by these numbers, the generated
+    td_model.c stops the build where td_kernels.h's macros (C_MACROS) differ, and
+    tests/test_cengine.py checks the kernels' actual order of writes against the bounds."""
+    quad: int = 4  # pixels a block computes together (run_block, dw_quad); border columns' rows
+    pair: int = 2  # pixels of the other blocks (int4 convolutions go in pairs only); gathered patches
+    channel_group: int = 4  # output channels a block computes together; convolution weights packed by it
+    small_side: int = 16  # a small depthwise layer (unrolled whole): at most this many outputs each way,
+    small_taps: int = 256  # and this many taps over all of them (lowering's alone: the code it unrolls)
+
+    C_MACROS = {"quad": "TD_QUAD", "pair": "TD_PAIR", "channel_group": "TD_CHANNEL_GROUP",
+                "small_side": "TD_SMALL_SIDE"}
+
+    def c_checks(self) -> list[tuple[str, str, int]]:
+        """(field, td_kernels.h macro, value) for each number the kernels hold too."""
+        return [(name, macro, getattr(self, name)) for name, macro in self.C_MACROS.items()]
+
+
+WORK_ORDER = WorkOrder()
 
 
 @dataclass
@@ -161,12 +183,22 @@ def inside_range(pad: int, stride: int, span: int, size: int, out: int) -> tuple
     return min((pad + stride - 1) // stride, hi), hi
 
 
+def conv_gathers(in_h: int, in_w: int, out_h: int, out_w: int, k_h: int, k_w: int, stride_h: int, stride_w: int,
+                 dil_h: int, dil_w: int, pad_top: int, pad_left: int) -> bool:
+    """Whether the convolution kernel gathers some pair's windows into scratch: it reads a
+    window in place only where it lies inside the input and dil_w is 1 (window_inside())."""
+    rows = inside_range(pad_top, stride_h, (k_h - 1) * dil_h + 1, in_h, out_h)
+    columns = inside_range(pad_left, stride_w, k_w, in_w, out_w)
+    return dil_w != 1 or rows != (0, out_h) or columns != (0, out_w)
+
+
 def border_columns_ahead(out_h: int, out_w: int, rows: tuple[int, int], columns: tuple[int, int]) -> int:
-    """How many rows ahead of the row it is on the depthwise kernel may write: 3 where it does
-    the border columns (outside `columns`) of four rows whose windows cover every row (inside
-    `rows`) four pixels down each column, before those rows' other pixels; else 0."""
+    """How many rows ahead of the row it is on the depthwise kernel may write: quad - 1 where it
+    does the border columns (outside `columns`) of `quad` rows whose windows cover every row
+    (inside `rows`) `quad` pixels down each column, before those rows' other pixels; else 0."""
     y_lo, y_hi = rows
-    return QUAD - 1 if out_w > 1 and y_hi - y_lo >= QUAD and columns != (0, out_w) else 0
+    quad = WORK_ORDER.quad
+    return quad - 1 if out_w > 1 and y_hi - y_lo >= quad and columns != (0, out_w) else 0
 
 
 def segment_overlap(in_w: int, in_c: int, out_h: int, out_w: int, out_c: int, stride_h: int, stride_w: int,
@@ -175,9 +207,9 @@ def segment_overlap(in_w: int, in_c: int, out_h: int, out_w: int, out_c: int, st
     output may begin and still never overwrite an input byte before its last read.
 
     The convolution, depthwise and pooling kernels compute output pixels in row-major order,
-    at most `together` at a time (QUAD for a depthwise layer and a convolution, two for a
-    convolution with int4 weights, one for pooling), and may write part of a group's
-    outputs (some channels) before they have read all of its windows. The lowest input byte a
+    at most `together` at a time (WorkOrder.quad for a depthwise layer and a convolution,
+    WorkOrder.pair for a convolution with int4 weights, one for pooling), and may write part
+    of a group's outputs (some channels) before they have read all of its windows. The lowest input byte a
     pixel's window reads is its top-left tap inside the image (taps in the padding are never
     read). So when pixel q's output is written (with the rest of its group, at worst), every
     input byte still to be read lies at or above the lowest first read of the pixels from q on:
@@ -217,9 +249,10 @@ def _lower_conv(model: Model, op: Operator, name: str) -> Call:
     in_offset = -in_zero
     bias_full = bias + in_offset * w.reshape(out_c, -1).sum(1)
     bound = _check_accumulator(np.maximum(np.abs(bias), np.abs(bias_full)), np.abs(w).reshape(out_c, -1).sum(1))
-    groups = (out_c + 3) // 4
-    padded = groups * 4
-    packed = _pad4(w, padded).reshape(groups, 4, k_h, k_w, in_c).transpose(0, 2, 3, 4, 1)
+    block = WORK_ORDER.channel_group
+    groups = (out_c + block - 1) // block
+    padded = groups * block
+    packed = _pad4(w, padded).reshape(groups, block, k_h, k_w, in_c).transpose(0, 2, 3, 4, 1)
     rq = _conv_multipliers(model, op, out_c)
     fast = _fast(rq, bound)
     rq += [[0] * 5] * (padded - out_c)
@@ -236,12 +269,11 @@ def _lower_conv(model: Model, op: Operator, name: str) -> Call:
                          in_offset=in_offset, out_offset=out_zero, act_min=act_min, act_max=act_max,
                          fast_requant=fast, int4_weights=int4)
     fields += [("weights", arrays[0].name), ("bias_full", arrays[1].name), ("rq", arrays[2].name)]
-    direct = k_h == 1 and k_w == 1 and pad_top == 0 and pad_left == 0
-    scratch = 0 if direct else 2 * k_h * k_w * in_c  # two gathered patches
-    # td_conv_2d_inline's four-pixel blocks (int4 weights go in pairs)
+    gathers = conv_gathers(in_h, in_w, out_h, out_w, k_h, k_w, sh, sw, dh, dw, pad_top, pad_left)
+    scratch = WORK_ORDER.pair * k_h * k_w * in_c if gathers else 0  # a pair's windows
     return Call(op, "td_conv_2d", "td_conv", fields, [op.inputs[0]], op.outputs[0], arrays, scratch=scratch,
                 overlap=segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left,
-                                        2 if int4 else QUAD))
+                                        WORK_ORDER.pair if int4 else WORK_ORDER.quad))
 
 
 def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
@@ -271,9 +303,11 @@ def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
                          dil_h=dh, dil_w=dw, pad_top=pad_top, pad_left=pad_left, in_offset=in_offset,
                          out_offset=out_zero, act_min=act_min, act_max=act_max, fast_requant=_fast(rq, bound))
     # The kernel's order of work: a small layer unrolled whole, channel by channel over the
-    # image (so its output is planned apart from its input); else the border columns of four
-    # rows may be done before those rows
-    small = out_c == in_c and out_h <= 16 and out_w <= 16 and out_h * out_w * k_h * k_w <= 256
+    # image (so its output is planned apart from its input); else the border columns of
+    # `quad` rows may be done before those rows
+    order = WORK_ORDER
+    small = (out_c == in_c and out_h <= order.small_side and out_w <= order.small_side and
+             out_h * out_w * k_h * k_w <= order.small_taps)
     ahead = 0
     if out_c == in_c and not small:
         ahead = border_columns_ahead(out_h, out_w, inside_range(pad_top, sh, (k_h - 1) * dh + 1, in_h, out_h),
@@ -283,7 +317,7 @@ def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
                ("rq", arrays[3].name)]
     return Call(op, "td_depthwise_conv_2d", "td_depthwise", fields, [op.inputs[0]], op.outputs[0], arrays,
                 overlap=None if small else segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top,
-                                                           pad_left, QUAD if out_c == in_c else 1, ahead))
+                                                           pad_left, order.quad if out_c == in_c else 1, ahead))
 
 
 def _lower_fully_connected(model: Model, op: Operator, name: str) -> Call:

@@ -3,7 +3,7 @@ with tinydeploy's kernels beside them. Pure: {file name: text}, nothing written.
 
 from __future__ import annotations
 
-from tinydeploy.codegen.cengine.lowering import Array, Lowered
+from tinydeploy.codegen.cengine.lowering import WORK_ORDER, Array, Lowered
 from tinydeploy.codegen.templating import copied_firmware, environment
 
 # Kernels the generated code instantiates once per layer (td_kernels_inline.h), so the
@@ -55,6 +55,8 @@ def source_values(lowered: Lowered, banner: str) -> dict:
         "arena_bytes": plan.size, "input_offset": plan.offsets[lowered.input], "input_bytes": x.nbytes,
         "output_offset": plan.offsets[lowered.output], "output_bytes": y.nbytes,
         "lower_bound": lowered.lower_bound, "macs": lowered.macs,
+        # the order of work the plan assumes, checked against the kernels' when td_model.c compiles
+        "work_order": [{"field": name, "macro": macro, "value": value} for name, macro, value in WORK_ORDER.c_checks()],
     }
 
 
