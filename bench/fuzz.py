@@ -31,6 +31,7 @@ import contextlib
 import io
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -237,12 +238,14 @@ class Outcome:
 
 
 def _signature(exc: BaseException) -> str:
+    """The exception's type and the innermost tinydeploy frame: what makes two crashes one."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if "tinydeploy" in f.filename]
-    where = ""
-    if frames:
-        f = frames[-1]
-        where = f" at {Path(f.filename).relative_to(HERE.parent) if HERE.parent in Path(f.filename).parents else f.filename}:{f.lineno} ({f.name})"
-    return f"{type(exc).__name__}{where}"
+    if not frames:
+        return type(exc).__name__
+    f = frames[-1]
+    path = Path(f.filename)
+    shown = path.relative_to(HERE.parent) if HERE.parent in path.parents else path
+    return f"{type(exc).__name__} at {shown}:{f.lineno} ({f.name})"
 
 
 class _Expired(BaseException):
@@ -410,7 +413,9 @@ def main_fuzz(argv: list[str] | None = None) -> int:
                         help="save the first damaged model of each distinct internal error here")
     parser.add_argument("--commands", default=",".join(COMMANDS),
                         help=f"comma-separated subset of {', '.join(COMMANDS)}")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds one command may take")
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="seconds one command may take before it counts as a hang (default %(default)g; "
+                             "the TFLM child's own limit is 120 s a request)")
     args = parser.parse_args(argv)
     commands = [c for c in args.commands.split(",") if c]
     unknown = sorted(set(commands) - set(COMMANDS))
@@ -467,7 +472,6 @@ def main_fuzz(argv: list[str] | None = None) -> int:
             print(f"\r{elapsed / 60:5.1f}/{args.minutes:g} min  {tries} tries  "
                   f"{sum(t.internal for t in tallies.values())} internal errors ({len(found)} distinct)",
                   end="", file=sys.stderr, flush=True)
-            import shutil
             shutil.rmtree(work, ignore_errors=True)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -264,7 +264,8 @@ def _check_tensor(index: int, t, buffers, file_size: int) -> list[str]:
         limits = _ZERO_POINT_RANGE.get(dtype, (-(1 << 31), (1 << 31) - 1))
         outside = [z for z in zero_points if not limits[0] <= z <= limits[1]]
         if outside:
-            problems.append(f"{name}: zero point {outside[0]} is outside {dtype.lower()}'s range {limits[0]}..{limits[1]}")
+            problems.append(f"{name}: zero point {outside[0]} is outside {dtype.lower()}'s range "
+                            f"{limits[0]}..{limits[1]}")
         axis = int(q.quantizedDimension)
         if len(scales) > 1 and not (0 <= axis < len(shape) and shape[axis] == len(scales)):
             problems.append(f"{name}: {len(scales)} per-channel scales on axis {axis} of shape {shape}")
@@ -296,9 +297,9 @@ def _check_operator(where: str, op_t, model_t, tensors, shapes: list[list[int]] 
                     problems.append(f"{where}: {role} {position} is missing ({op_name} has "
                                     f"{len(indices)} {role}s)")
                 elif allowed is not _ANY_RANK and len(shapes[indices[position]]) not in allowed:
-                    ranks = str(allowed[0]) if len(allowed) == 1 else f"{allowed[0]} to {allowed[-1]}"
+                    accepted = str(allowed[0]) if len(allowed) == 1 else f"{allowed[0]} to {allowed[-1]}"
                     problems.append(f"{where} {role} {position}: tensor {indices[position]} has shape "
-                                    f"{shapes[indices[position]]}; {op_name} takes rank {ranks}")
+                                    f"{shapes[indices[position]]}; {op_name} takes rank {accepted}")
     opts = op_t.builtinOptions
     for attr in _AT_LEAST_ONE:
         if opts is not None and hasattr(opts, attr) and getattr(opts, attr) < 1:
@@ -359,15 +360,15 @@ def _check_dataflow(model_t) -> list[str]:
     written = {i: -1 for i in _dims(main.inputs)}
     problems = []
     for index, op_t in enumerate(main.operators or []):
+        where = f"operator {index} ({_op_name(model_t, op_t)})"
         for position, i in enumerate(_dims(op_t.inputs)):
             if i >= 0 and i not in written and not holds_data(i):
-                problems.append(f"operator {index} ({_op_name(model_t, op_t)}) input {position}: tensor {i} '{_decode(tensors[i].name)}' is "
-                                "read before any operator writes it (and is not a graph input or a constant)")
+                problems.append(f"{where} input {position}: tensor {i} '{_decode(tensors[i].name)}' is read before "
+                                "any operator writes it (and is not a graph input or a constant)")
         for i in _dims(op_t.outputs):
             if i in written:
                 by = "the graph input" if written[i] < 0 else f"operator {written[i]}"
-                problems.append(f"operator {index} ({_op_name(model_t, op_t)}) output: tensor {i} '{_decode(tensors[i].name)}' is written "
-                                f"by {by} already")
+                problems.append(f"{where} output: tensor {i} '{_decode(tensors[i].name)}' is written by {by} already")
             written[i] = index
     for position, i in enumerate(_dims(main.outputs)):
         if i not in written and not holds_data(i):
