@@ -262,8 +262,9 @@ class Runner:
         threading.excepthook = lambda hook: self.thread_errors.append(hook.exc_value)
 
     def cli(self, argv: list[str], work: Path, during=None) -> Outcome:
-        """main(argv) with --debug, so a bug raises with its traceback; `during(stop)`, when given,
-        runs in a thread alongside (it calls stop() to end a command that serves until stopped)."""
+        """main(argv) with --debug, so a bug raises with its traceback; `during(done)`, when given,
+        runs in a thread alongside until the command returns (done is set then): it stops a
+        command that serves until stopped."""
         self.thread_errors.clear()
         sink = io.StringIO()
 

@@ -464,6 +464,13 @@ def _input_index(op: int, position: int, index: int):
     return edit
 
 
+def _op_code(op: int, builtin: int):
+    def edit(model_t):
+        code = model_t.operatorCodes[model_t.subgraphs[0].operators[op].opcodeIndex]
+        code.builtinCode = code.deprecatedBuiltinCode = builtin
+    return edit
+
+
 # int8_cnn: tensors 0 input, 5 depthwise weights, 8 conv weights, 10 pooled, 12 conv out, 14 dense
 # out, 15 softmax out; operators CONV_2D, MAX_POOL_2D, DEPTHWISE_CONV_2D, CONV_2D, MEAN,
 # FULLY_CONNECTED, SOFTMAX. Each case ended as an internal error before (the error it raised).
@@ -501,6 +508,8 @@ DAMAGED = {
     "per-channel scales on the wrong axis": (
         _quantized_dimension(5, 1), "virtual-device",
         "tensor 5 'sequential/depthwise_conv2d/depthwise': 8 per-channel scales on axis 1 of shape [1, 3, 3, 8]"),
+    "the depthwise layer's code made ARG_MAX (JSONDecodeError on TFLM's failed report)": (
+        _op_code(2, 56), "render-tflm", "TFLM failed running it on zeros"),
     "an infinite scale (code rendered from it before)": (
         lambda m: setattr(m.subgraphs[0].tensors[14].quantization, "scale", [float("inf")]), "render-c",
         "tensor 14 'sequential/dense/MatMul2': quantization scale inf is not in 1e-30..1e+30"),

@@ -174,8 +174,9 @@ class TflmProcess:
 
     def report(self) -> str:
         answer = self._ask("report")
-        if answer is None:
-            raise BadInput(f"{self.name}: TFLM crashed running it on zeros (a corrupt flatbuffer?)")
+        if answer is None or answer == "fail":  # set up, yet an operator fails on its inputs
+            raise BadInput(f"{self.name}: TFLM " + ("crashed" if answer is None else "failed")
+                           + " running it on zeros (a corrupt flatbuffer?)")
         return json.loads(answer)
 
     def run(self, sample: bytes) -> bytes:
