@@ -191,7 +191,7 @@ def _run_sandboxed(tmp_path: Path, argv: list[str], capsys, port_file: Path | No
     old = os.getcwd()
     os.chdir(sandbox)
     try:
-        with _time_limit(120), _stopped_once_serving(port_file):
+        with _time_limit(300), _stopped_once_serving(port_file):  # above the TFLM child's own 120 s
             code = main([*argv, "--json"])
     finally:
         os.chdir(old)
