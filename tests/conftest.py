@@ -1,13 +1,43 @@
 """Test tiers: `unit` (pure Python), `host` (TensorFlow, C compiler, PlatformIO
 parser, ptys), `slow` (trains models) and `hardware` (a real board on --port,
 skipped without one). Every test carries a tier; one without is an error, not
-a test that `-m` silently drops."""
+a test that `-m` silently drops.
+
+Property tests are deterministic: the `tinydeploy` Hypothesis profile, loaded here for
+every run (CI or not), draws each test's examples from a seed derived from the test's own
+source (derandomize=True, which implies no example database), with no deadline and no
+too-slow health check, so the same checkout tests the same examples on any machine and
+at any load. A crash the long fuzzing finds (bench/fuzz.py) is pinned with @example."""
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 pytest_plugins = ["pytester"]
 
 TIERS = ("unit", "host", "slow", "hardware")
+TIMING_CHECKS = {HealthCheck.too_slow}
+
+settings.register_profile("tinydeploy", derandomize=True, deadline=None, print_blob=False,
+                          suppress_health_check=sorted(TIMING_CHECKS, key=lambda c: c.value))
+settings.load_profile("tinydeploy")
+
+
+def _deterministic(items) -> None:
+    """Every @given test runs derandomized, and none depends on timing: a test's own @settings
+    may change max_examples or its health checks, but the deadline and too-slow check it would
+    bring back are taken away again (a loaded 2-core CI machine must not fail a test)."""
+    for item in items:
+        test = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
+        own = getattr(test, "_hypothesis_internal_use_settings", None)
+        if own is None:
+            continue
+        if not own.derandomize or own.database is not None:
+            raise pytest.UsageError(f"{item.nodeid}: a property test must run derandomized, without an "
+                                    "example database (the tinydeploy Hypothesis profile)")
+        suppressed = set(own.suppress_health_check)
+        if own.deadline is not None or not TIMING_CHECKS <= suppressed:
+            test._hypothesis_internal_use_settings = settings(
+                own, deadline=None, suppress_health_check=sorted(suppressed | TIMING_CHECKS, key=lambda c: c.value))
 
 
 def pytest_addoption(parser):
@@ -19,6 +49,7 @@ def pytest_collection_modifyitems(config, items):
     untiered = [item.nodeid for item in items if not any(item.get_closest_marker(t) for t in TIERS)]
     if untiered:
         raise pytest.UsageError(f"tests without a tier ({', '.join(TIERS)}): {', '.join(untiered)}")
+    _deterministic(items)
     if config.getoption("--port"):
         return
     skip = pytest.mark.skip(reason="needs a board: pass --port")

@@ -6,13 +6,16 @@ import json
 import os
 import signal
 import socket
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from flatbuffers import Builder
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema_fb
 
 from tinydeploy.cli import main
 
@@ -151,24 +154,55 @@ def _tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
-def _run_sandboxed(tmp_path: Path, argv: list[str], capsys) -> None:
-    """Run argv in an empty folder; nothing may crash, hang, or write outside OUT."""
+@contextmanager
+def _stopped_once_serving(port_file: Path | None):
+    """For virtual-device, which serves until SIGTERM: once it has written its port file, send
+    SIGTERM (again until it returns: its handler is set just after the file), as a service
+    manager would; its handler is taken away afterwards."""
+    if port_file is None:
+        yield
+        return
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set() and not (port_file.exists() and port_file.read_text().strip()):
+            done.wait(0.02)
+        while not done.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.wait(0.2)
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_sandboxed(tmp_path: Path, argv: list[str], capsys, port_file: Path | None = None) -> tuple[int, dict]:
+    """Run argv in an empty folder; nothing may crash, hang, or write outside OUT. Returns the exit
+    code and the JSON document."""
     sandbox = tmp_path / "cwd"
     sandbox.mkdir()
     before = _tree(tmp_path)
     old = os.getcwd()
     os.chdir(sandbox)
     try:
-        with _time_limit(60):
+        with _time_limit(300), _stopped_once_serving(port_file):  # above the TFLM child's own 120 s
             code = main([*argv, "--json"])
     finally:
         os.chdir(old)
     captured = capsys.readouterr()
     assert "internal error" not in captured.err, f"{argv}: {captured.err}"
     assert code in (0, 1, 2), argv
-    assert isinstance(json.loads(captured.out), (dict, list)), argv
-    written = {p for p in _tree(tmp_path) - before if not p.startswith("out") and p != "cwd"}
+    document = json.loads(captured.out)
+    assert isinstance(document, (dict, list)), argv
+    written = {p for p in _tree(tmp_path) - before if not p.startswith("out") and p != "cwd" and p != "port"}
     assert not written, f"{argv} wrote outside --out: {sorted(written)}"
+    return code, document
 
 
 def _flipped(data: bytes, positions: list[int], values: list[int]) -> bytes:
@@ -178,11 +212,66 @@ def _flipped(data: bytes, positions: list[int], values: list[int]) -> bytes:
     return bytes(out)
 
 
+def _edited(data: bytes, edit) -> bytes:
+    """The model with fields changed through TFLite's schema: edit(model_t) changes them."""
+    model_t = schema_fb.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    edit(model_t)
+    builder = Builder(len(data) + 4096)
+    builder.Finish(model_t.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+ODD_VALUES = [-2, -1, 0, 1, 2, 3, 7, 10, 64, 1000, (1 << 31) - 1]
+FIELDS = ["shape", "type", "buffer", "op-input", "op-output", "opcode-index", "scales", "zero-points",
+          "quantized-dimension", "graph-output", "drop-op", "option"]
+
+
+def _field_edit(field: str, which: int, value: int):
+    """One structural damage: `field` of the tensor or operator `which` (modulo their count) set
+    to an odd value (for lists, one entry of it; for a shape, a negative value drops a dimension)."""
+    def edit(model_t):
+        graph = model_t.subgraphs[0]
+        tensor = graph.tensors[which % len(graph.tensors)]
+        op = graph.operators[which % len(graph.operators)]
+        if field == "shape":
+            shape = [int(d) for d in tensor.shape]  # a negative value drops a dimension
+            tensor.shape = [d for i, d in enumerate(shape) if i != which % max(len(shape), 1)] if value < 0 else \
+                [value if i == which % max(len(shape), 1) else d for i, d in enumerate(shape)]
+        elif field == "type":
+            tensor.type = value % 20
+        elif field == "buffer":
+            tensor.buffer = value % (1 << 32)
+        elif field in ("op-input", "op-output"):
+            attr = "inputs" if field == "op-input" else "outputs"
+            values = [int(i) for i in getattr(op, attr)]
+            values[which % len(values)] = value
+            setattr(op, attr, values)
+        elif field == "opcode-index":
+            op.opcodeIndex = value % (1 << 32)
+        elif field in ("scales", "zero-points", "quantized-dimension") and tensor.quantization is not None:
+            q = tensor.quantization
+            if field == "scales":
+                q.scale = [float(v) for v in q.scale][:max(value, 0)] + [float(value)] * (value < 0)
+            elif field == "zero-points":
+                q.zeroPoint = [int(z) for z in q.zeroPoint][:max(value, 0)] + [value * 100] * (value < 0)
+            else:
+                q.quantizedDimension = value
+        elif field == "graph-output":
+            graph.outputs = [value]
+        elif field == "drop-op":
+            del graph.operators[which % len(graph.operators)]
+        elif field == "option" and op.builtinOptions is not None:
+            names = sorted(vars(op.builtinOptions))
+            setattr(op.builtinOptions, names[which % len(names)], value % 256 if value < 0 else value)
+    return edit
+
+
 MODEL_DAMAGE = st.one_of(
     st.tuples(st.just("flip"), st.lists(st.integers(0, 1 << 20), min_size=1, max_size=8),
               st.lists(st.integers(0, 255), min_size=8, max_size=8)),
     st.tuples(st.just("truncate"), st.integers(0, 4000), st.none()),
     st.tuples(st.just("random"), st.binary(max_size=300), st.none()),
+    st.tuples(st.just("field"), st.tuples(st.sampled_from(FIELDS), st.integers(0, 100)), st.sampled_from(ODD_VALUES)),
 )
 
 
@@ -192,20 +281,67 @@ def _damaged_model(original: bytes, damage) -> bytes:
         return _flipped(original, a, b)
     if kind == "truncate":
         return original[:a]
+    if kind == "field":
+        return _edited(original, _field_edit(a[0], a[1], b))
     return b"\x1c\0\0\0TFL3" + a
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(damage=MODEL_DAMAGE, command=st.sampled_from(["inspect", "render-tflm", "render-c", "evaluate"]))
-def test_damaged_models_never_crash(tmp_path_factory, capsys, int8_cnn, damage, command):
+@pytest.fixture(scope="module")
+def good_device(int8_cnn):
+    """A virtual device serving the good model, for bench runs whose damaged model it can't serve."""
+    from tinydeploy import api
+    device = api.virtual_device(int8_cnn)
+    device.open_tcp(0)
+    yield device
+    device.close()
+
+
+MODEL_COMMANDS = ["inspect", "render-tflm", "render-c", "evaluate", "virtual-device", "bench"]
+
+
+def _run_model_command(command: str, model: Path, tmp_path: Path, capsys, good_device) -> tuple[int, dict]:
+    """One command that reads a model, run on it in a sandbox (_run_sandboxed); bench runs against
+    a virtual device serving the model, or the good one where it can't be served."""
+    out = str(tmp_path / "out")
+    if command == "virtual-device":
+        port_file = tmp_path / "port"
+        return _run_sandboxed(tmp_path, ["virtual-device", str(model), "--tcp", "0", "--port-file", str(port_file)],
+                              capsys, port_file=port_file)
+    if command == "bench":
+        from tinydeploy import api
+        from tinydeploy.core.errors import BadInput
+        try:
+            device = api.virtual_device(model)
+            url = device.open_tcp(0)
+        except BadInput:
+            device, url = None, good_device.address
+        try:
+            return _run_sandboxed(tmp_path, ["bench", "--port", url, "--expect-model", str(model), "--runs", "1",
+                                             "--warmup", "0", "--validate", "2", "--data", "digits", "--profile",
+                                             "--timeout", "10", "--out", out], capsys)
+        finally:
+            if device is not None:
+                device.close()
+    argv = {"inspect": ["inspect", str(model)],
+            "render-tflm": ["render", str(model), "--board", "esp32dev", "--engine", "tflm", "--out", out],
+            "render-c": ["render", str(model), "--board", "qemu-riscv32", "--engine", "c", "--out", out],
+            "evaluate": ["evaluate", str(model), "--data", "digits"]}[command]
+    return _run_sandboxed(tmp_path, argv, capsys)
+
+
+# Crashes the fuzzing found, pinned (each ended as an internal error before the fix): the pooled
+# tensor cut to rank 3 (IndexError: tuple index out of range, in inspect), an operator dropped
+# (KeyError: a tensor read but never written, in the C engine's plan).
+@example(damage=("field", ("shape", 10), -1), command="inspect")
+@example(damage=("field", ("drop-op", 4), 0), command="render-c")
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(damage=MODEL_DAMAGE, command=st.sampled_from(MODEL_COMMANDS))
+def test_damaged_models_never_crash(tmp_path_factory, capsys, int8_cnn, good_device, damage, command):
+    """Every command that reads a model ends a damaged one with exit 0, 1 or 2, never an internal error."""
     tmp_path = tmp_path_factory.mktemp("fuzz")
     model = tmp_path / "m.tflite"
     model.write_bytes(_damaged_model(int8_cnn.read_bytes(), damage))
-    argv = {"inspect": ["inspect", str(model)],
-            "render-tflm": ["render", str(model), "--board", "esp32dev", "--out", str(tmp_path / "out")],
-            "render-c": ["render", str(model), "--board", "qemu-riscv32", "--out", str(tmp_path / "out")],
-            "evaluate": ["evaluate", str(model), "--data", "digits"]}[command]
-    _run_sandboxed(tmp_path, argv, capsys)
+    _run_model_command(command, model, tmp_path, capsys, good_device)
 
 
 ARRAYS = st.sampled_from([
@@ -293,3 +429,161 @@ def test_odd_json_files_never_crash(tmp_path_factory, capsys, int8_cnn, value, r
             "show": ["search", "--data", "digits", "--image-size", "8", "--show", str(path)],
             "labels": ["render", str(int8_cnn), "--board", "esp32dev", "--out", out, "--labels", str(path)]}[command]
     _run_sandboxed(tmp_path, argv, capsys)
+
+
+# -- the crashes found, one per kind, each with the field it names -----------------------------
+def _shape(index: int, shape: list[int]):
+    def edit(model_t):
+        model_t.subgraphs[0].tensors[index].shape = shape
+    return edit
+
+
+def _both(*edits):
+    def edit(model_t):
+        for one in edits:
+            one(model_t)
+    return edit
+
+
+def _no_pool_options(model_t):
+    op = model_t.subgraphs[0].operators[1]
+    op.builtinOptions, op.builtinOptionsType = None, 0
+
+
+def _quantized_dimension(index: int, axis: int):
+    def edit(model_t):
+        model_t.subgraphs[0].tensors[index].quantization.quantizedDimension = axis
+    return edit
+
+
+def _input_index(op: int, position: int, index: int):
+    def edit(model_t):
+        inputs = [int(i) for i in model_t.subgraphs[0].operators[op].inputs]
+        inputs[position] = index
+        model_t.subgraphs[0].operators[op].inputs = inputs
+    return edit
+
+
+def _op_code(op: int, builtin: int):
+    def edit(model_t):
+        code = model_t.operatorCodes[model_t.subgraphs[0].operators[op].opcodeIndex]
+        code.builtinCode = code.deprecatedBuiltinCode = builtin
+    return edit
+
+
+# int8_cnn: tensors 0 input, 5 depthwise weights, 8 conv weights, 10 pooled, 12 conv out, 14 dense
+# out, 15 softmax out; operators CONV_2D, MAX_POOL_2D, DEPTHWISE_CONV_2D, CONV_2D, MEAN,
+# FULLY_CONNECTED, SOFTMAX. Each case ended as an internal error before (the error it raised).
+DAMAGED = {
+    "pooled output of rank 3 (IndexError in inspect's ESP-NN scratch)": (
+        _shape(10, [1, 15, 8]), "inspect",
+        "operator 1 (MAX_POOL_2D) output 0: tensor 10 has shape [1, 15, 8]; MAX_POOL_2D takes rank 4"),
+    "an operator removed (KeyError in the C engine's plan)": (
+        lambda m: m.subgraphs[0].operators.pop(4), "render-c",
+        "operator 4 (FULLY_CONNECTED) input 0: tensor 13 'sequential/global_average_pooling2d/Mean' is read "
+        "before any operator writes it"),
+    "depthwise weights of rank 3 (ValueError unpacking them)": (
+        _both(_shape(5, [3, 3, 8]), _quantized_dimension(5, 2)), "render-c",
+        "operator 2 (DEPTHWISE_CONV_2D) input 1: tensor 5 has shape [3, 3, 8]; DEPTHWISE_CONV_2D takes rank 4"),
+    "weights whose shape outgrows their buffer (ValueError reshaping them)": (
+        _shape(8, [8, 3, 3, 2]), "render-c",
+        "tensor 8 'sequential/conv2d/Conv2D': buffer 9 holds 72 bytes but shape [8, 3, 3, 2] of int8 needs 144"),
+    "a softmax input of rank 0 (IndexError in lowering)": (
+        _shape(14, []), "render-c", "operator 6 (SOFTMAX) input 0: tensor 14 has shape []; SOFTMAX takes rank 1 to 8"),
+    "an empty softmax (ZeroDivisionError in lowering)": (
+        _both(_shape(14, [1, 0]), _shape(15, [1, 0])), "render-c",
+        "operator 5 (FULLY_CONNECTED): output 0 'sequential/dense/MatMul2' has shape [1, 0], which holds no values"),
+    "an empty tensor before the mean (ValueError planning it)": (
+        _shape(12, [1, 0, 13, 16]), "render-c",
+        "operator 3 (CONV_2D): output 0 'sequential/conv2d_1/Relu;sequential/conv2d_1/Conv2D' has shape "
+        "[1, 0, 13, 16], which holds no values"),
+    "pooling without its options (KeyError 'filter_h')": (
+        _no_pool_options, "render-c", "operator 1 (MAX_POOL_2D): padding None; TFLite has SAME and VALID"),
+    "a tensor index out of range": (
+        _input_index(5, 1, 57), "evaluate",
+        "operator 5 (FULLY_CONNECTED) input 1: tensor index 57 out of range (model has 16 tensors)"),
+    "a negative tensor index other than -1 (read the last tensor instead)": (
+        _input_index(5, 1, -3), "inspect",
+        "operator 5 (FULLY_CONNECTED) input 1: tensor index -3 out of range (model has 16 tensors)"),
+    "per-channel scales on the wrong axis": (
+        _quantized_dimension(5, 1), "virtual-device",
+        "tensor 5 'sequential/depthwise_conv2d/depthwise': 8 per-channel scales on axis 1 of shape [1, 3, 3, 8]"),
+    "the depthwise layer's code made ARG_MAX (JSONDecodeError on TFLM's failed report)": (
+        _op_code(2, 56), "render-tflm", "TFLM failed running it on zeros"),
+    "an infinite scale (code rendered from it before)": (
+        lambda m: setattr(m.subgraphs[0].tensors[14].quantization, "scale", [float("inf")]), "render-c",
+        "tensor 14 'sequential/dense/MatMul2': quantization scale inf is not in 1e-30..1e+30"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED))
+def test_a_damaged_model_exits_2_naming_the_field(case, tmp_path, capsys, int8_cnn, good_device):
+    edit, command, message = DAMAGED[case]
+    model = tmp_path / "m.tflite"
+    model.write_bytes(_edited(int8_cnn.read_bytes(), edit))
+    code, document = _run_model_command(command, model, tmp_path, capsys, good_device)
+    assert code == 2
+    assert message in document["error"]
+
+
+def test_a_hung_tflm_child_is_ended_and_counted_as_a_crash(tmp_path, monkeypatch):
+    """A damaged model can send TFLM's kernels looping: the request times out, the child is
+    killed, and the probe counts as a failure (measure_arena then says the model is corrupt)."""
+    import subprocess
+    import sys
+    import time
+    from tinydeploy.runtime import tflm
+    process = tflm.TflmProcess(b"", "the model")
+    monkeypatch.setattr(process, "ANSWER_TIMEOUT", 0.5)
+    monkeypatch.setattr(process, "_start", lambda: setattr(process, "_child", subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True)))
+    started = time.monotonic()
+    try:
+        assert not process.accepts(4096)
+        assert process.crashes == 1 and process._child is None
+        assert time.monotonic() - started < 10
+    finally:
+        process.close()
+
+
+def test_data_labels_that_look_like_numbers_but_are_not(tmp_path, capsys, int8_cnn):
+    """'²' is a digit to str.isdigit() but not a number to int(): the labels stay names (a
+    ValueError before), and validation labels written as text match numeric training labels
+    (a KeyError before)."""
+    csv = tmp_path / "d.csv"
+    csv.write_text("label,a_0,a_1\n²,0.5,0.5\n²,0.1,0.2\n3,0.3,0.3\n3,0.1,0.1\n", encoding="utf-8")
+    code, document = _run_sandboxed(tmp_path, ["evaluate", str(int8_cnn), "--data", str(csv)], capsys)
+    assert code == 2 and "the data has 2 classes (3, ²)" in document["error"]
+    npz = tmp_path / "v.npz"
+    x = np.random.default_rng(0).random((20, 32, 32, 1)).astype(np.float32)
+    np.savez(npz, x_train=x, y_train=np.arange(20) % 10, x_val=x[:10], y_val=np.array([str(i) for i in range(10)]))
+    assert main(["evaluate", str(int8_cnn), "--data", str(npz), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["samples"] == 10
+
+
+BOARD_DAMAGE = {
+    "cycles_per_mac": ("[latency.cycles_per_mac.c-engine]", "cycles_per_mac = 5", "'latency.cycles_per_mac' must be"),
+    "engines": ('engines = ["c"]', "engines = 5", "'engines' must be a list of strings"),
+    "cpu_mhz": ("cpu_mhz = 160", "cpu_mhz = 0", "'cpu_mhz' must be positive, got 0"),
+    "source": ('source = "', 'source = 5\nold_source = "', "'latency.source' must be a string"),
+}
+
+
+@pytest.mark.parametrize("field", sorted(BOARD_DAMAGE))
+def test_a_board_profile_with_a_field_of_the_wrong_type_exits_2_naming_it(field, tmp_path, capsys, int8_cnn):
+    """A user's board profile is data: a number where a table belongs (AttributeError before),
+    or a clock of 0 MHz (ZeroDivisionError), is a message naming the field."""
+    from tinydeploy.core.resources import shipped
+    old, new, message = BOARD_DAMAGE[field]
+    text = (Path(shipped("boards")) / "qemu-riscv32.toml").read_text()
+    assert old in text
+    if field == "cycles_per_mac":  # the table's lines become keys of [latency]
+        text = text.replace(old, "").replace("[latency]", f"[latency]\n{new}")
+    else:
+        text = text.replace(old, new, 1)
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    (boards / "broken.toml").write_text(text.replace('name = "qemu-riscv32"', 'name = "broken"'))
+    assert main(["inspect", str(int8_cnn), "--board", "broken", "--boards-dir", str(boards)]) == 2
+    assert message in capsys.readouterr().err

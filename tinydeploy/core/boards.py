@@ -223,6 +223,49 @@ _TOOLCHAIN_KEYS = ("cc", "size", "cflags", "ldflags", "linker_script", "sources"
 _EMULATOR_KEYS = ("command", "packages", "timer")
 
 
+_TEXT, _TEXTS = "a string", "a list of strings"
+
+
+def _kind_problem(value, kind: str) -> bool:
+    if kind == _TEXT:
+        return not isinstance(value, str)
+    if kind == _TEXTS:
+        return not (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    if kind == "a table of numbers":
+        return not (isinstance(value, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                    for v in value.values()))
+    return not (isinstance(value, dict) and all(not _kind_problem(t, "a table of numbers") for t in value.values()))
+
+
+def _type_problems(raw: dict, pio: dict, toolchain: dict | None, emulator: dict | None, latency: dict) -> list[str]:
+    """Fields of the wrong type, each named (a profile is user data: a number where a table
+    belongs must be a message, not a crash later)."""
+    fields = [(f"platformio.{k}", pio.get(k), _TEXT) for k in ("platform", "board", "framework") if k in pio]
+    fields += [(f"toolchain.{k}", toolchain[k], _TEXT if k in ("cc", "size", "linker_script") else _TEXTS)
+               for k in _TOOLCHAIN_KEYS if toolchain and k in toolchain]
+    fields += [(f"emulator.{k}", emulator[k], _TEXTS) for k in ("command", "packages") if emulator and k in emulator]
+    fields += [(k, raw[k], _TEXTS) for k in ("engines",) if k in raw]
+    fields += [(k, raw[k], _TEXT) for k in ("isa", "esptool_chip") if k in raw]
+    fields += [("tflm", raw["tflm"], "a table of strings")] if "tflm" in raw else []
+    fields += [(f"latency.{k}", latency[k], _TEXT) for k in ("kernels", "source", "calibrated_engine") if k in latency]
+    fields += [(f"latency.{k}", latency[k], "a table of tables of numbers")
+               for k in ("cycles_per_mac", "cycles_per_op", "cycles_per_output") if k in latency]
+    serial = raw.get("serial") if isinstance(raw.get("serial"), dict) else {}
+    problems = []
+    for name, value, kind in fields:
+        wrong = (not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values()))
+                 if kind == "a table of strings" else _kind_problem(value, kind))
+        if wrong:
+            problems.append(f"'{name}' must be {kind}, got {value!r}"[:200])
+    for key in ("baud", "fast_baud"):
+        if key in serial and (not isinstance(serial[key], int) or isinstance(serial[key], bool) or serial[key] < 1):
+            problems.append(f"'serial.{key}' must be a whole number of baud, at least 1, got {serial[key]!r}")
+    for key in ("cpu_mhz", "sram_kb", "flash_kb", "arena_budget_kb"):
+        if isinstance(raw.get(key), int) and raw[key] < (1 if key == "cpu_mhz" else 0):
+            problems.append(f"'{key}' must be {'positive' if key == 'cpu_mhz' else '0 or more'}, got {raw[key]}")
+    return problems
+
+
 def parse_board(text: str, origin: str) -> Board:
     """Build a Board from a profile's TOML text, reporting every problem at once.
 
@@ -260,7 +303,7 @@ def parse_board(text: str, origin: str) -> Board:
     esptool_chip = raw.get("esptool_chip")
     if esptool_chip is not None and esptool_chip not in ESPTOOL_CHIPS:
         problems.append(f"'esptool_chip' is '{esptool_chip}'; accepted: {', '.join(ESPTOOL_CHIPS)}")
-    engines = tuple(raw.get("engines", ENGINES))
+    engines = tuple(raw.get("engines", ENGINES)) if isinstance(raw.get("engines", ENGINES), (list, tuple)) else ()
     isa = raw.get("isa")
     if isa is not None and isa not in ISAS:
         problems.append(f"'isa' is '{isa}'; accepted: {', '.join(ISAS)}")
@@ -270,9 +313,10 @@ def parse_board(text: str, origin: str) -> Board:
     problems += [f"'tflm.{framework}' is '{name}'; accepted: {', '.join(TFLM_KERNEL_LIBRARIES)}"
                  for framework, name in (tflm or {}).items() if name not in TFLM_KERNEL_LIBRARIES]
     latency = raw.get("latency", {}) if isinstance(raw.get("latency"), dict) else {}
-    tables = latency.get("cycles_per_mac", {})
+    problems += _type_problems(raw, pio, toolchain, emulator, latency)
+    tables = latency.get("cycles_per_mac", {}) if isinstance(latency.get("cycles_per_mac", {}), dict) else {}
     kernels = latency.get("kernels", "esp-nn")
-    if kernels not in tables:
+    if isinstance(kernels, str) and kernels not in tables:  # (not a string: reported above)
         problems.append(f"'latency.kernels' is '{kernels}' but latency.cycles_per_mac has "
                         f"{', '.join(tables) or 'no tables'}")
     calibrated_engine = latency.get("calibrated_engine")

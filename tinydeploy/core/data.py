@@ -175,7 +175,7 @@ def from_arrays(x_train, y_train, x_val, y_val, name: str, val_fraction: float =
         raise BadInput(f"{origin}: classes with fewer than 2 samples cannot be split for validation: "
                        f"{', '.join(few)}")
     labels = [str(c) for c in classes]
-    index = {c: i for i, c in enumerate(classes)}
+    index = {label: i for i, label in enumerate(labels)}  # by name: validation labels may be of another type
     if x_val is None:
         from sklearn.model_selection import train_test_split
         # A stratified split needs one validation sample of every class at least: with many
@@ -187,7 +187,7 @@ def from_arrays(x_train, y_train, x_val, y_val, name: str, val_fraction: float =
         unknown = sorted({str(v) for v in np.unique(y_val)} - set(labels))
         if unknown:
             raise BadInput(f"{origin}: validation labels not in the training set: {', '.join(unknown)}")
-    to_index = np.vectorize(lambda v: index[v], otypes=[np.int64])
+    to_index = np.vectorize(lambda v: index[str(v)], otypes=[np.int64])
     return Dataset(x_train.astype(np.float32), to_index(y_train), x_val.astype(np.float32),
                    to_index(y_val), labels, name, val_given=given_val)
 
@@ -278,7 +278,7 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except ValueError as exc:
         raise BadInput(f"{path}: a row has a missing or non-numeric value ({exc})") from exc
     y = np.array([row[label_at].strip() for _, row in body])
-    if np.all([v.lstrip("-").isdigit() for v in y]):
+    if all(re.fullmatch(r"-?[0-9]{1,18}", v) for v in y):  # class numbers (ASCII digits, within int64)
         y = y.astype(np.int64)
     return x, y
 

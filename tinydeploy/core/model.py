@@ -177,7 +177,7 @@ def _decode(raw) -> str:
 def _operators(model_t, subgraph) -> list[Operator]:
     out = []
     for index, op_t in enumerate(subgraph.operators or []):
-        code = model_t.operatorCodes[op_t.opcodeIndex]
+        code = model_t.operatorCodes[op_t.opcodeIndex]  # in range: _check_structure
         builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
         is_custom = builtin == schema_fb.BuiltinOperator.CUSTOM
         name = _decode(code.customCode) if is_custom else OP_NAMES.get(builtin, f"BUILTIN_{builtin}")
@@ -188,6 +188,192 @@ def _operators(model_t, subgraph) -> list[Operator]:
             options=_options(op_t),
         ))
     return out
+
+
+# The largest tensor a model may describe: TFLite's tensor sizes are 32-bit, and no board holds more.
+MAX_TENSOR_BYTES = (1 << 31) - 1
+# A quantization scale outside this range is no real model's (activation ranges and requantization
+# multipliers would overflow float32); zero is allowed for constants only (an all-zero weight channel).
+SCALE_RANGE = (1e-30, 1e30)
+_ZERO_POINT_RANGE = {"INT8": (-128, 127), "UINT8": (0, 255), "INT16": (-32768, 32767), "INT4": (-8, 7)}
+_ANY_RANK = None
+# What TFLite's kernels require of the operands that tinydeploy reads past an operator's name
+# (costs, the arena model, the C engine): {operand position: allowed ranks or _ANY_RANK} for
+# inputs, then outputs. An operand listed here must be present (not -1).
+_CONV = ({0: (4,), 1: (4,)}, {0: (4,)})
+_POOL = ({0: (4,)}, {0: (4,)})
+_UNARY = ({0: _ANY_RANK}, {0: _ANY_RANK})
+_BINARY = ({0: _ANY_RANK, 1: _ANY_RANK}, {0: _ANY_RANK})
+OPERANDS: dict[str, tuple[dict, dict]] = {
+    "CONV_2D": _CONV, "DEPTHWISE_CONV_2D": _CONV,
+    "FULLY_CONNECTED": ({0: _ANY_RANK, 1: (2,)}, {0: _ANY_RANK}),
+    "TRANSPOSE_CONV": ({0: (1,), 1: (4,), 2: (4,)}, {0: (4,)}),
+    "MAX_POOL_2D": _POOL, "AVERAGE_POOL_2D": _POOL,
+    "MEAN": _BINARY, "SUM": _BINARY, "ADD": _BINARY, "PAD": ({0: _ANY_RANK, 1: (2,)}, {0: _ANY_RANK}),
+    "SOFTMAX": ({0: tuple(range(1, 9))}, {0: tuple(range(1, 9))}),
+    "QUANTIZE": _UNARY, "DEQUANTIZE": _UNARY, "RESHAPE": _UNARY, "EXPAND_DIMS": _UNARY, "SQUEEZE": _UNARY,
+    "SHAPE": _UNARY, "STRIDED_SLICE": ({0: _ANY_RANK, 1: (1,), 2: (1,), 3: (1,)}, {0: _ANY_RANK}),
+    "PACK": ({0: _ANY_RANK}, {0: _ANY_RANK}), "CONCATENATION": ({0: _ANY_RANK}, {0: _ANY_RANK}),
+}
+# Window options must be at least 1 (a stride or filter of 0 divides by zero in every kernel).
+_AT_LEAST_ONE = ("strideH", "strideW", "dilationHFactor", "dilationWFactor", "filterHeight", "filterWidth")
+
+
+def _dims(values) -> list[int]:
+    return [int(v) for v in (values if values is not None else [])]
+
+
+def _check_tensor(index: int, t, buffers, file_size: int) -> list[str]:
+    """What is wrong with one tensor of the main graph: its type, shape, buffer and quantization."""
+    name = f"tensor {index} '{_decode(t.name)}'"
+    dtype = DTYPE_NAMES.get(t.type)
+    if dtype is None:
+        return [f"{name}: type {t.type} is not a TFLite tensor type"]
+    shape = _dims(t.shape)
+    if any(d < 0 for d in shape):
+        return [f"{name}: shape {shape} has a negative dimension"]
+    elements = 1
+    for d in shape:
+        elements *= d
+    per_element = _DTYPE_BYTES.get(dtype)
+    problems = []
+    nbytes = None if per_element is None else -(-elements * int(per_element * 2) // 2)
+    if nbytes is not None and nbytes > MAX_TENSOR_BYTES:
+        return [f"{name}: shape {shape} holds {nbytes} bytes, more than a TFLite tensor can ({MAX_TENSOR_BYTES})"]
+    if not 0 <= t.buffer < len(buffers):
+        return [f"{name}: buffer index {t.buffer} out of range (model has {len(buffers)} buffers)"]
+    buffer = buffers[t.buffer]
+    stored = len(buffer.data) if buffer.data is not None else 0
+    if stored and nbytes is not None and stored != nbytes:
+        problems.append(f"{name}: buffer {t.buffer} holds {stored} bytes but shape {shape} of {dtype.lower()} "
+                        f"needs {nbytes}")
+    if buffer.offset > 1 and buffer.offset + buffer.size > file_size:
+        problems.append(f"{name}: buffer {t.buffer} lies at bytes {buffer.offset}..{buffer.offset + buffer.size}, "
+                        f"past the end of the {file_size}-byte file")
+    q = t.quantization
+    scales = [] if q is None or q.scale is None else [float(v) for v in q.scale]
+    if scales:
+        zero_points = _dims(q.zeroPoint)
+        low, high = SCALE_RANGE
+        bad = [v for v in scales if not (low <= v <= high or (v == 0 and stored))]
+        if bad:
+            problems.append(f"{name}: quantization scale {bad[0]} is not in {low:g}..{high:g}"
+                            + ("" if stored else " (zero only for constants)"))
+        if len(zero_points) != len(scales):
+            problems.append(f"{name}: {len(scales)} quantization scales but {len(zero_points)} zero points")
+        limits = _ZERO_POINT_RANGE.get(dtype, (-(1 << 31), (1 << 31) - 1))
+        outside = [z for z in zero_points if not limits[0] <= z <= limits[1]]
+        if outside:
+            problems.append(f"{name}: zero point {outside[0]} is outside {dtype.lower()}'s range "
+                            f"{limits[0]}..{limits[1]}")
+        axis = int(q.quantizedDimension)
+        if len(scales) > 1 and not (0 <= axis < len(shape) and shape[axis] == len(scales)):
+            problems.append(f"{name}: {len(scales)} per-channel scales on axis {axis} of shape {shape}")
+    return problems
+
+
+def _check_operator(where: str, op_t, model_t, tensors, shapes: list[list[int]] | None) -> list[str]:
+    """What is wrong with one operator: its opcode index, its tensor indices, and (main graph) the
+    operands its kernel requires (OPERANDS) and its window options."""
+    codes = model_t.operatorCodes or []
+    if not 0 <= op_t.opcodeIndex < len(codes):
+        return [f"{where}: opcode index {op_t.opcodeIndex} out of range (model has {len(codes)} operator codes)"]
+    op_name = _op_name(model_t, op_t)
+    where = f"{where} ({op_name})"
+    problems = []
+    for role, indices, lowest in (("input", op_t.inputs, -1), ("output", op_t.outputs, 0)):
+        for position, i in enumerate(_dims(indices)):
+            if not lowest <= i < len(tensors):
+                problems.append(f"{where} {role} {position}: tensor index {i} out of range "
+                                f"(model has {len(tensors)} tensors)")
+    if problems or shapes is None:
+        return problems
+    required = OPERANDS.get(op_name)
+    if required is not None:
+        for role, indices, ranks in (("input", _dims(op_t.inputs), required[0]),
+                                     ("output", _dims(op_t.outputs), required[1])):
+            for position, allowed in ranks.items():
+                if position >= len(indices) or indices[position] < 0:
+                    problems.append(f"{where}: {role} {position} is missing ({op_name} has "
+                                    f"{len(indices)} {role}s)")
+                elif allowed is not _ANY_RANK and len(shapes[indices[position]]) not in allowed:
+                    accepted = str(allowed[0]) if len(allowed) == 1 else f"{allowed[0]} to {allowed[-1]}"
+                    problems.append(f"{where} {role} {position}: tensor {indices[position]} has shape "
+                                    f"{shapes[indices[position]]}; {op_name} takes rank {accepted}")
+    opts = op_t.builtinOptions
+    for attr in _AT_LEAST_ONE:
+        if opts is not None and hasattr(opts, attr) and getattr(opts, attr) < 1:
+            problems.append(f"{where}: option {attr} is {getattr(opts, attr)}; it must be at least 1")
+    beta = getattr(opts, "beta", None) if opts is not None else None
+    if beta is not None and not np.isfinite(beta):
+        problems.append(f"{where}: option beta is {beta}")
+    return problems
+
+
+def _check_structure(model_t, file_size: int) -> list[str]:
+    """Every structural invariant the readers of a model rely on, checked once where it is
+    loaded: indices in range (opcodes, tensors, buffers), shapes non-negative and matching
+    their buffers, quantization arrays of matching lengths, each operator's required
+    operands present with the ranks TFLite's kernels take. Returns the problems found."""
+    if not model_t.subgraphs:
+        return ["the model has no subgraph"]
+    buffers = model_t.buffers or []
+    problems = []
+    main = model_t.subgraphs[0]
+    tensors = main.tensors or []
+    for index, t in enumerate(tensors):
+        problems += _check_tensor(index, t, buffers, file_size)
+    shapes = None if problems else [_dims(t.shape) for t in tensors]
+    for number, graph in enumerate(model_t.subgraphs):
+        prefix = "" if number == 0 else f"subgraph {number} "
+        graph_tensors = graph.tensors or []
+        for index, op_t in enumerate(graph.operators or []):
+            problems += _check_operator(f"{prefix}operator {index}", op_t, model_t, graph_tensors,
+                                        shapes if number == 0 else None)
+    for role in ("inputs", "outputs"):
+        indices = _dims(getattr(main, role))
+        if not indices:
+            problems.append(f"the main graph has no {role}")
+        for position, i in enumerate(indices):
+            if not 0 <= i < len(tensors):
+                problems.append(f"graph {role[:-1]} {position}: tensor index {i} out of range "
+                                f"(model has {len(tensors)} tensors)")
+    return problems or _check_dataflow(model_t)
+
+
+def _op_name(model_t, op_t) -> str:
+    code = model_t.operatorCodes[op_t.opcodeIndex]
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    return OP_NAMES.get(builtin, f"BUILTIN_{builtin}")
+
+
+def _check_dataflow(model_t) -> list[str]:
+    """Every tensor the main graph's operators read exists by then: a graph input, a constant, a
+    variable, or the output of an earlier operator; and each tensor is written once at most."""
+    main, buffers = model_t.subgraphs[0], model_t.buffers or []
+    tensors = main.tensors or []
+
+    def holds_data(i: int) -> bool:
+        b = tensors[i].buffer
+        return tensors[i].isVariable or (0 < b and buffers[b].data is not None and len(buffers[b].data) > 0)
+
+    written = {i: -1 for i in _dims(main.inputs)}
+    problems = []
+    for index, op_t in enumerate(main.operators or []):
+        where = f"operator {index} ({_op_name(model_t, op_t)})"
+        for position, i in enumerate(_dims(op_t.inputs)):
+            if i >= 0 and i not in written and not holds_data(i):
+                problems.append(f"{where} input {position}: tensor {i} '{_decode(tensors[i].name)}' is read before "
+                                "any operator writes it (and is not a graph input or a constant)")
+        for i in _dims(op_t.outputs):
+            if i in written:
+                by = "the graph input" if written[i] < 0 else f"operator {written[i]}"
+                problems.append(f"{where} output: tensor {i} '{_decode(tensors[i].name)}' is written by {by} already")
+            written[i] = index
+    for position, i in enumerate(_dims(main.outputs)):
+        if i not in written and not holds_data(i):
+            problems.append(f"graph output {position}: tensor {i} '{_decode(tensors[i].name)}' is never written")
+    return problems
 
 
 def parse_model(data: bytes, path: str = "<bytes>") -> Model:
@@ -210,13 +396,18 @@ def parse_model(data: bytes, path: str = "<bytes>") -> Model:
         raise BadInput(f"{path}: not a TFLite flatbuffer (no 'TFL3' identifier){hint}")
     try:
         model_t = schema_fb.ModelT.InitFromPackedBuf(bytearray(data), 0)
-        if not model_t.subgraphs:
-            raise ValueError("the model has no subgraph")
+    except Exception as exc:  # any decoding failure means a corrupt file
+        raise BadInput(f"{path}: not a readable TFLite flatbuffer (truncated or corrupt: {exc})") from exc
+    problems = _check_structure(model_t, len(data))
+    if problems:
+        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise BadInput(f"{path}: a damaged TFLite model: {'; '.join(problems[:3])}{more}")
+    try:
         main = model_t.subgraphs[0]
         buffers = model_t.buffers or []
         tensors = []
         for index, t in enumerate(main.tensors or []):
-            buffer = buffers[t.buffer] if 0 < t.buffer < len(buffers) else None
+            buffer = buffers[t.buffer] if 0 < t.buffer else None  # buffer 0 is the empty sentinel
             has_data = buffer is not None and buffer.data is not None and len(buffer.data) > 0
             q = t.quantization
             quant = None
@@ -237,13 +428,6 @@ def parse_model(data: bytes, path: str = "<bytes>") -> Model:
         others = [op for sg in model_t.subgraphs[1:] for op in _operators(model_t, sg)]
         graph_inputs = tuple(int(i) for i in (main.inputs if main.inputs is not None else []))
         graph_outputs = tuple(int(i) for i in (main.outputs if main.outputs is not None else []))
-        for op in operators:
-            for i in op.inputs + op.outputs:
-                if i >= len(tensors):
-                    raise ValueError(f"operator {op.index} refers to tensor {i} of {len(tensors)}")
-        for i in graph_inputs + graph_outputs:
-            if not 0 <= i < len(tensors):
-                raise ValueError(f"graph input/output refers to tensor {i} of {len(tensors)}")
     except BadInput:
         raise
     except Exception as exc:  # any decoding failure means a corrupt file

@@ -123,6 +123,10 @@ class TflmProcess:
     and a probe that crashed counts as a failure.
     """
 
+    # Seconds a child may take over one request before it is taken for hung (a damaged model can
+    # send TFLM's kernels looping): far above what any probe or run of a board-sized model takes.
+    ANSWER_TIMEOUT = 120.0
+
     def __init__(self, model_bytes: bytes, name: str = "the model"):
         self.name = name
         self._file = tempfile.NamedTemporaryFile(suffix=".tflite", delete=False)
@@ -136,18 +140,24 @@ class TflmProcess:
             [sys.executable, "-m", "tinydeploy.runtime._tflm_worker", self._file.name],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
 
-    def _ask(self, request: str) -> str | None:
-        """The child's answer, or None if it died on the request (it is then restarted next time)."""
+    def _ask(self, request: str, timeout: float | None = None) -> str | None:
+        """The child's answer, or None if it died on the request or took longer than timeout
+        (default ANSWER_TIMEOUT) seconds; it is then restarted next time."""
+        import select
         if self._child is None:
             self._start()
+        answer = ""
         try:
             self._child.stdin.write(request + "\n")
             self._child.stdin.flush()
-            answer = self._child.stdout.readline()
+            ready, _, _ = select.select([self._child.stdout], [], [], timeout or self.ANSWER_TIMEOUT)
+            if ready:
+                answer = self._child.stdout.readline()
         except BrokenPipeError:
-            answer = ""
+            pass
         if answer:
             return answer.rstrip("\n")
+        self._child.kill()  # dead already, or hung
         self._child.wait()
         self._child = None
         self.crashes += 1
@@ -164,8 +174,9 @@ class TflmProcess:
 
     def report(self) -> str:
         answer = self._ask("report")
-        if answer is None:
-            raise BadInput(f"{self.name}: TFLM crashed running it on zeros (a corrupt flatbuffer?)")
+        if answer is None or answer == "fail":  # set up, yet an operator fails on its inputs
+            raise BadInput(f"{self.name}: TFLM " + ("crashed" if answer is None else "failed")
+                           + " running it on zeros (a corrupt flatbuffer?)")
         return json.loads(answer)
 
     def run(self, sample: bytes) -> bytes:
@@ -179,7 +190,7 @@ class TflmProcess:
         """Median µs of one invoke of each model in folder (0.tflite, 1.tflite, ...), each on
         zeros in an interpreter of its own (arena_bytes, doubled until it fits), timed with the
         host's clock in this process's child; the interpreters are kept for the next call."""
-        answer = self._ask(f"time {repeats} {arena_bytes} {folder}")
+        answer = self._ask(f"time {repeats} {arena_bytes} {folder}", timeout=10 * self.ANSWER_TIMEOUT)
         if answer is None or answer == "fail":
             raise BadInput(f"{self.name}: TFLM " + ("crashed" if answer is None else "failed")
                            + " running its operators one at a time")
@@ -187,8 +198,12 @@ class TflmProcess:
 
     def close(self):
         if self._child is not None:
-            self._child.stdin.close()
-            self._child.wait()
+            try:
+                self._child.stdin.close()
+                self._child.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):  # gone, or busy (interrupted mid-request)
+                self._child.kill()
+                self._child.wait()
             self._child = None
         if os.path.exists(self._file.name):
             os.unlink(self._file.name)

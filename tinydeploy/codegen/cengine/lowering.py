@@ -129,6 +129,8 @@ def _bias(model: Model, op: Operator, channels: int) -> np.ndarray:
         bias = constant_values(model, op.inputs[2]).astype(np.int64).reshape(-1)
         if model.tensors[op.inputs[2]].dtype != "INT32":
             raise Unsupported(f"{model.tensors[op.inputs[2]].dtype.lower()} bias")
+        if len(bias) != channels:
+            raise _damaged(model, op, f"its bias has {len(bias)} values for {channels} output channels")
         return bias
     return np.zeros(channels, dtype=np.int64)
 
@@ -477,6 +479,76 @@ _LOWER = {"CONV_2D": _lower_conv, "DEPTHWISE_CONV_2D": _lower_depthwise, "FULLY_
           "EXPAND_DIMS": _lower_reshape, "SQUEEZE": _lower_reshape}
 
 
+def _damaged(model: Model, op: Operator, why: str) -> BadInput:
+    return BadInput(f"{model.path}: operator {op.index} ({op.name}): {why} (a damaged model?)")
+
+
+def _out_size(padding: str, size: int, span: int, stride: int) -> int:
+    """TFLite's ComputeOutSize: the outputs of a window of `span` inputs along one axis."""
+    return (size + stride - 1) // stride if padding == "SAME" else (size - span + stride) // stride
+
+
+def _check_operands(model: Model, op: Operator) -> None:
+    """What the kernels take for granted of an operator's tensors, checked before lowering it:
+    no empty tensors, and the output shape its input, weights and options give (as TFLite's
+    Prepare checks), so a damaged model is refused, naming the field, instead of sizing a
+    kernel's loops from it. core.model has already checked indices, ranks and buffers."""
+    for role, indices in (("input", op.inputs), ("output", op.outputs)):
+        for position, i in enumerate(indices):
+            if i >= 0 and 0 in model.tensors[i].shape:
+                raise _damaged(model, op, f"{role} {position} '{model.tensors[i].name}' has shape "
+                                          f"{list(model.tensors[i].shape)}, which holds no values")
+    x, y = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+    o = op.options
+    if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D"):
+        if o.get("padding") not in ("SAME", "VALID"):
+            raise _damaged(model, op, f"padding {o.get('padding')!r}; TFLite has SAME and VALID")
+        if op.name.endswith("POOL_2D"):
+            if "filter_h" not in o or "filter_w" not in o:
+                raise _damaged(model, op, "no filter size in its options")
+            k_h, k_w, channels = o["filter_h"], o["filter_w"], x.shape[3]
+        else:
+            w = model.tensors[op.inputs[1]].shape
+            k_h, k_w = w[1], w[2]
+            channels = w[0] if op.name == "CONV_2D" else w[3]
+            if op.name == "DEPTHWISE_CONV_2D" and w[0] != 1:
+                raise _damaged(model, op, f"depthwise weights of shape {list(w)}; the first dimension is 1")
+        sh, sw = o.get("stride_h", 1), o.get("stride_w", 1)
+        dh, dw = (1, 1) if op.name.endswith("POOL_2D") else (o.get("dilation_h", 1), o.get("dilation_w", 1))
+        expected = [x.shape[0], _out_size(o["padding"], x.shape[1], (k_h - 1) * dh + 1, sh),
+                    _out_size(o["padding"], x.shape[2], (k_w - 1) * dw + 1, sw), channels]
+        if list(y.shape) != expected:
+            raise _damaged(model, op, f"output shape {list(y.shape)} is not {expected}, which its input "
+                                      f"{list(x.shape)}, window {k_h}x{k_w} and options give")
+    elif op.name == "FULLY_CONNECTED":
+        w = model.tensors[op.inputs[1]]
+        if w.quantization is None:
+            raise Unsupported("weights without quantization")
+        if x.elements % w.shape[1] == 0 and y.elements != x.elements // w.shape[1] * w.shape[0]:
+            raise _damaged(model, op, f"output shape {list(y.shape)} does not hold {x.elements // w.shape[1]} "
+                                      f"rows of {w.shape[0]} units")
+    elif op.name in ("SOFTMAX", "QUANTIZE") and x.elements != y.elements:
+        raise _damaged(model, op, f"input shape {list(x.shape)} and output shape {list(y.shape)} differ in size")
+    elif op.name == "SOFTMAX" and x.quantization is not None:
+        # PreprocessSoftmaxScaling's multiplier must exceed 1 (QuantizeMultiplierGreaterThanOne)
+        if not float(o.get("beta", 1.0)) * x.quantization.scales[0] * (1 << (31 - 5)) > 1:
+            raise _damaged(model, op, f"beta {o.get('beta', 1.0)} times the input scale "
+                                      f"{x.quantization.scales[0]:g} is not above 2^-26")
+    elif op.name == "MEAN" and y.elements != x.shape[-1] and len(x.shape) in (3, 4):
+        raise _damaged(model, op, f"output shape {list(y.shape)} is not one value per channel of {list(x.shape)}")
+    elif op.name == "PAD":
+        pads = model.tensors[op.inputs[1]]
+        if pads.is_constant and list(pads.shape) != [len(x.shape), 2]:
+            raise _damaged(model, op, f"paddings of shape {list(pads.shape)} for a {len(x.shape)}-D input; "
+                                      f"expected [{len(x.shape)}, 2]")
+        if pads.is_constant and pads.dtype in ("INT32", "INT64"):
+            before_after = constant_values(model, op.inputs[1])
+            expected = [int(d + b + a) for d, (b, a) in zip(x.shape, before_after)]
+            if (before_after < 0).any() or list(y.shape) != expected:
+                raise _damaged(model, op, f"output shape {list(y.shape)} is not {expected}, which its input "
+                                          f"{list(x.shape)} and paddings {before_after.tolist()} give")
+
+
 def lower(model: Model) -> Lowered:
     """Lower a model to kernel calls and a static memory plan. Shape arithmetic is folded
     first (tinydeploy.codegen.cengine.folding).
@@ -505,6 +577,7 @@ def lower(model: Model) -> Lowered:
             mismatch = folding.target_mismatch(model, op, folded)
             if mismatch:
                 raise Unsupported(mismatch)
+            _check_operands(model, op)
             call = _LOWER[op.name](model, op, f"op{op.index}")
             call.macs = op_macs(model, op)
             calls.append(call)
