@@ -43,7 +43,8 @@ def test_engines_and_frameworks_differ_only_inside_their_registries():
 NAMES = {"tflm", "c", "espidf", "arduino", "make"}  # the engines' and frameworks' names (tinydeploy/core/names.py)
 # Literals that spell one of those names with another meaning: the make program, which builds
 # a Makefile (the `make` framework's, or any other).
-OTHER_MEANINGS = {("tinydeploy/toolchain/build.py", "make")}
+# Same spelling, other meaning: the make program; a board profile's [tflm] table named in its type checks.
+OTHER_MEANINGS = {("tinydeploy/toolchain/build.py", "make"), ("tinydeploy/core/boards.py", "tflm")}
 
 
 def name_literals(source: str) -> list[tuple[int, str]]:
