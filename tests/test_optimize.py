@@ -427,3 +427,36 @@ def test_a_stage_no_engine_runs_ranks_below_one_that_misses_a_target_and_the_rep
                                     "reference_check": {"top1_agreement": 1.0, "max_output_diff_lsb": 0}}}
     page = optimize_html(report)
     assert "<td>nearest</td><td>90.00%</td><td>tflm</td><td>—</td><td>—</td><td>200</td><td>—</td>" in page
+
+
+@pytest.mark.unit
+def test_shrink_to_fit_bisects_the_width_then_doubles_the_stride_then_drops_blocks():
+    from tinydeploy.optimize import fit
+    arch = arch_lib.Arch((arch_lib.Block("conv", 32, 3, 1), arch_lib.Block("separable", 64, 3, 1),
+                          arch_lib.Block("separable", 64, 3, 1)), 0, name="a")
+    series = data.from_arrays(np.zeros((8, 64, 1), np.float32), np.arange(8) % 2, None, None, "zeros")
+    tried = []
+
+    def cost(candidate):  # what the fits predicates below judge
+        return candidate.blocks[-1].filters, candidate.blocks[0].stride, len(candidate.blocks)
+
+    def fits_under(limit, stride=1, blocks=3):
+        def fits(c):
+            tried.append(c)
+            return c[0] <= limit and c[1] >= stride and c[2] <= blocks
+        return fits
+
+    fitted = fit.shrink_to_fit(arch, series, cost, fits_under(20), drop_blocks=True)
+    assert fitted.family.blocks == arch.blocks and 20 * 0.93 < fitted.arch.blocks[-1].filters <= 20
+    assert len(tried) == 1 + fit.STEPS  # the narrowest, then the bisection (its own width is known to miss)
+    tried.clear()
+    fitted = fit.shrink_to_fit(arch, series, cost, fits_under(64, stride=4), drop_blocks=True)
+    assert fitted.width == 1.0 and fitted.arch.blocks[0].stride == 4 and len(fitted.arch.blocks) == 3
+    assert [c[1] for c in tried] == [1, 2, 4, 4]  # each stride's narrowest, then stride 4 whole
+    fitted = fit.shrink_to_fit(arch, series, cost, fits_under(64, stride=2, blocks=2), drop_blocks=True)
+    assert fitted.width == 1.0 and fitted.arch.blocks[0].stride == 2 and len(fitted.arch.blocks) == 2
+    assert fit.shrink_to_fit(arch, series, cost, fits_under(64, stride=2, blocks=2), drop_blocks=False) is None
+    assert [f.blocks[0].stride for f in fit.families(arch, series, drop_blocks=False)] == [1, 2, 4, 8]  # MAX_STRIDE
+    short = data.from_arrays(np.zeros((8, 16, 1), np.float32), np.arange(8) % 2, None, None, "short")
+    assert [(f.blocks[0].stride, len(f.blocks)) for f in fit.families(arch, short, drop_blocks=True)] == [
+        (1, 3), (2, 3), (4, 3), (1, 2), (2, 2), (4, 2), (1, 1), (2, 1), (4, 1)]  # 16 // 8 would leave 2 steps

@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -32,7 +32,7 @@ from tinydeploy.core.errors import BadInput
 from tinydeploy.runtime.evaluate import compare_with_reference, evaluate, wilson_interval
 from tinydeploy.core.model import parse_model
 from tinydeploy.optimize import architectures as arch_lib
-from tinydeploy.optimize import augment, engine_choice, nearest
+from tinydeploy.optimize import augment, engine_choice, fit, nearest
 from tinydeploy.optimize import quantization as quant
 from tinydeploy.core.outputs import output_folder, write_atomically
 from tinydeploy.core.targets import TargetResult, Targets
@@ -64,9 +64,6 @@ MIXED_TOLERANCE = 0.01  # accuracy a 4-bit layer choice may cost (measured) when
 PRUNE_KEEP = 0.75  # share of filters structured pruning keeps per block
 DISTILL_WIDTHS = (0.75, 0.5, 0.35)
 DISTILL_TEMPERATURE, DISTILL_ALPHA = 4.0, 0.5
-# Target seeking: widths are searched by bisection between these multipliers; below the
-# smallest, the first layer's stride doubles (up to SEEK_MAX_STRIDE), then blocks are dropped.
-SEEK_MIN_WIDTH, SEEK_STEPS, SEEK_MAX_STRIDE = 0.125, 5, 8
 # A trained seek model that still misses (its untrained twin met the targets narrowly) is
 # trained again this much narrower, at most SEEK_RETRIES times.
 SEEK_RETRY_SHRINK, SEEK_RETRIES = 0.9, 2
@@ -405,11 +402,11 @@ class Pipeline:
         """Target seeking: when the best model so far misses a flash, arena or latency target,
         find the largest model of its architecture's family that meets them all, and train it.
 
-        The width multiplier is searched by bisection, each candidate costed untrained (sizes
-        and MACs don't depend on the weights: tinydeploy.optimize.search.cost). When even the narrowest
-        misses, the first layer's stride doubles (lower resolution for images, fewer steps for
-        series), then the last blocks go. Returns (None, details) when nothing was needed, or
-        when even the smallest model misses (the details name its cost and what it misses).
+        The family is shrunk by tinydeploy.optimize.fit (width by bisection, then the first
+        stride doubles, then the last blocks go), each candidate costed untrained on every engine
+        of the board (sizes and MACs don't depend on the weights). Returns (None, details) when
+        nothing was needed, or when even the smallest model misses (the details name its cost
+        and what it misses).
         """
         best = _best(done, self.config)
         missed = [t["target"] for t in best.metrics["targets"] if not t["met"] and t["target"] in COST_TARGETS]
@@ -443,44 +440,38 @@ class Pipeline:
             tried.append(point)
             return point
 
-        for family in self._seek_families(best.arch):
-            if costed(family.scaled(SEEK_MIN_WIDTH))["misses"]:
-                continue  # even the narrowest of this family misses: a lower resolution or fewer blocks next
-            same_as_best = (family.blocks, family.head_units) == (best.arch.blocks, best.arch.head_units)
-            if not same_as_best and not costed(family)["misses"]:  # (the best's own width missed)
-                low = 1.0
-            else:  # the largest width that meets every cost target
-                low = arch_lib.widest_fitting(lambda w: not costed(family.scaled(w))["misses"], SEEK_MIN_WIDTH,
-                                              SEEK_STEPS)
-            chosen, width, retrained = (family.scaled(low) if low < 1.0 else family), low, []
-            while True:
-                plain, _, _ = self.train_from_scratch(chosen, "seek")
-                baked, _ = self._finetune(plain, chosen, {}, "seek", self.epochs["qat"], "seek")
-                tflite = self._convert(baked, {})
-                metrics = self.measure(tflite)
-                over = [TargetResult.from_dict(t).describe() for t in metrics["targets"]
-                        if not t["met"] and t["target"] in COST_TARGETS]
-                if not over or width <= SEEK_MIN_WIDTH or len(retrained) == SEEK_RETRIES:
-                    break
-                # Trained, it costs more than its untrained twin predicted (the weights choose
-                # kernel paths, e.g. the C engine's fast requantization): narrower, and again.
-                retrained.append({"width": round(width, 4), "misses": over})
-                width = max(SEEK_MIN_WIDTH, width * SEEK_RETRY_SHRINK)
-                chosen = family.scaled(width)
-            details = {"needed": True, "missed_by": best.stage, "missed": missed, "width": round(width, 4),
-                       "retrained_narrower": retrained,
-                       "trained_to_untrained": {e: {"flash": round(f, 3), "latency": round(l, 3)}
-                                                for e, (f, l) in scale.items()},
-                       "architecture": chosen.to_dict(), "tried": tried,
-                       "method": "bisection on the width multiplier, candidates costed untrained on every "
-                                 "engine of the board; then the first stride doubles and the last blocks go "
-                                 "while the narrowest misses"}
-            return Candidate("seek", chosen, baked, {}, tflite, metrics), details
-        smallest = tried[-1]
-        return None, {"needed": True, "missed_by": best.stage, "missed": missed, "tried": tried, "smallest": smallest,
-                      "note": (f"even the smallest model of the family ({smallest['blocks']} blocks, stride "
-                               f"{smallest['stride']}, width {SEEK_MIN_WIDTH:g}) misses: "
-                               + "; ".join(smallest["misses"]))}
+        fitted = fit.shrink_to_fit(best.arch, self.data, costed, lambda point: not point["misses"], drop_blocks=True)
+        if fitted is None:
+            smallest = tried[-1]
+            return None, {"needed": True, "missed_by": best.stage, "missed": missed, "tried": tried,
+                          "smallest": smallest,
+                          "note": (f"even the smallest model of the family ({smallest['blocks']} blocks, stride "
+                                   f"{smallest['stride']}, width {fit.MIN_WIDTH:g}) misses: "
+                                   + "; ".join(smallest["misses"]))}
+        chosen, width, retrained = fitted.arch, fitted.width, []
+        while True:
+            plain, _, _ = self.train_from_scratch(chosen, "seek")
+            baked, _ = self._finetune(plain, chosen, {}, "seek", self.epochs["qat"], "seek")
+            tflite = self._convert(baked, {})
+            metrics = self.measure(tflite)
+            over = [TargetResult.from_dict(t).describe() for t in metrics["targets"]
+                    if not t["met"] and t["target"] in COST_TARGETS]
+            if not over or width <= fit.MIN_WIDTH or len(retrained) == SEEK_RETRIES:
+                break
+            # Trained, it costs more than its untrained twin predicted (the weights choose
+            # kernel paths, e.g. the C engine's fast requantization): narrower, and again.
+            retrained.append({"width": round(width, 4), "misses": over})
+            width = max(fit.MIN_WIDTH, width * SEEK_RETRY_SHRINK)
+            chosen = fitted.family.scaled(width)
+        details = {"needed": True, "missed_by": best.stage, "missed": missed, "width": round(width, 4),
+                   "retrained_narrower": retrained,
+                   "trained_to_untrained": {e: {"flash": round(f, 3), "latency": round(l, 3)}
+                                            for e, (f, l) in scale.items()},
+                   "architecture": chosen.to_dict(), "tried": tried,
+                   "method": "bisection on the width multiplier, candidates costed untrained on every "
+                             "engine of the board; then the first stride doubles and the last blocks go "
+                             "while the narrowest misses"}
+        return Candidate("seek", chosen, baked, {}, tflite, metrics), details
 
     def _untrained_costs(self, arch: arch_lib.Arch) -> tuple[list, int]:
         """An architecture's cost on every engine of the board, untrained (sizes, MACs and the
@@ -489,19 +480,6 @@ class Pipeline:
         return (engine_choice.cost_all(model, self.config.board, self.config.targets,
                                  emulate_in=Path(self.config.out) / "engines"),
                 sum(l.macs for l in counts.layer_costs(model)))
-
-    def _seek_families(self, arch: arch_lib.Arch):
-        """The architecture, then ever cheaper variants: the first stride doubled up to
-        SEEK_MAX_STRIDE (while the input stays at least 4 long), then the last block dropped."""
-        first = arch.blocks[0]
-        shortest = min(self.data.input_shape[:2] if self.data.kind == "image" else self.data.input_shape[:1])
-        strides = [first.stride]
-        while strides[-1] * 2 <= SEEK_MAX_STRIDE and shortest // (strides[-1] * 2) >= 4:
-            strides.append(strides[-1] * 2)
-        for depth in range(len(arch.blocks), 0, -1):
-            for stride in strides:
-                blocks = (replace(first, stride=stride), *arch.blocks[1:depth])
-                yield replace(arch, blocks=blocks, name=f"{arch.name}-s{stride}-d{depth}")
 
     def train_from_scratch(self, arch: arch_lib.Arch, stage: str, epochs: int | None = None):
         """Train an architecture with BatchNormalization and the input normalization, then fold
