@@ -173,7 +173,7 @@ def _objective(config: SearchConfig, progress: Callable[[str, dict], None] | Non
 
     from tinydeploy.optimize.convert import to_int8_tflite
     from tinydeploy.runtime.evaluate import evaluate
-    from tinydeploy.optimize.pipeline import OptimizeConfig, Pipeline
+    from tinydeploy.optimize.training import OptimizeConfig, Trainer
     data = config.data
 
     def objective(trial):
@@ -216,10 +216,10 @@ def _objective(config: SearchConfig, progress: Callable[[str, dict], None] | Non
                 progress("rejected", {"trial": trial.number, "over": trial.user_attrs["rejected"]})
             raise optuna.TrialPruned("over budget before training, even scaled down")
         # Trained as optimize trains (a minimum of steps and augmentation on small sets).
-        pipeline = Pipeline(OptimizeConfig(data=data, out=Path(config.out), board=config.board,
-                                           budget=config.budget, seed=config.seed + trial.number))
-        pipeline._seed("arch")
-        plain, _, _ = pipeline.train_from_scratch(arch, "search", epochs=SEARCH_EPOCHS[config.budget])
+        trainer = Trainer(OptimizeConfig(data=data, out=Path(config.out), board=config.board,
+                                         budget=config.budget, seed=config.seed + trial.number))
+        trainer.seed("arch")
+        plain, _, _ = trainer.train_from_scratch(arch, "search", epochs=SEARCH_EPOCHS[config.budget])
         tflite = parse_model(to_int8_tflite(arch_lib.with_softmax(plain), data.x_train))
         accuracy = evaluate(tflite, data.x_val, data.y_val).accuracy
         trial.set_user_attr("accuracy", accuracy)
