@@ -367,13 +367,22 @@ def test_the_bit_width_variable_drives_the_fake_quantizer():
     assert all(len(np.unique(levels[..., c])) <= 15 for c in range(levels.shape[-1]))
 
 
+def _metrics(**figures):
+    """A stage's metrics record with these figures, the others plain placeholders."""
+    from tinydeploy.optimize.metrics import StageMetrics
+    plain = {"accuracy": 0.5, "engine": "tflm", "engine_why": "", "engines": [], "flash_bytes": 10_000,
+             "arena_bytes": 4_000, "latency_ms": 0.5, "latency_basis": "estimate", "model_bytes": 10_000,
+             "host_arena_bytes": 4_000, "macs": 1_000, "params": 500, "targets": [], "meets_targets": True}
+    return StageMetrics(**{**plain, **figures})
+
+
 @pytest.mark.unit
 def test_stages_are_ranked_on_validation_first_and_pooled_accuracy_breaks_ties():
-    from tinydeploy.optimize.pipeline import Candidate, _rank
+    from tinydeploy.optimize.training import Candidate
+    from tinydeploy.optimize.pipeline import _rank
 
     def stage(name, val, pooled, bits=None, flash=10_000):
-        metrics = {"meets_targets": True, "targets": [], "accuracy": val, "pooled_accuracy": pooled,
-                   "flash_bytes": flash}
+        metrics = _metrics(meets_targets=True, targets=[], accuracy=val, pooled_accuracy=pooled, flash_bytes=flash)
         return Candidate(name, None, None, bits or {}, b"", metrics)
 
     fitted_cnn, nearest = stage("distill", 0.875, 0.972), stage("nearest", 1.0, 0.944)
@@ -387,14 +396,14 @@ def test_stages_are_ranked_on_validation_first_and_pooled_accuracy_breaks_ties()
     # 8/8 (0.68), and 8/8 beats 22/40 (0.40).
     lucky_cnn, loo_nearest = stage("distill", 0.6, 0.9), stage("nearest", 0.4, 0.675)
     for s in (lucky_cnn, loo_nearest):
-        s.metrics["val_samples"] = 10
-    loo_nearest.metrics.update(loo_accuracy=0.825, loo_samples=40)
+        s.metrics.val_samples = 10
+    loo_nearest.metrics.loo_accuracy, loo_nearest.metrics.loo_samples = 0.825, 40
     assert max([lucky_cnn, loo_nearest], key=_rank) is loo_nearest
     perfect_cnn = stage("seek", 1.0, 1.0)
-    perfect_cnn.metrics["val_samples"] = 8
-    loo_nearest.metrics.update(loo_accuracy=round(33 / 36, 5), loo_samples=36)
+    perfect_cnn.metrics.val_samples = 8
+    loo_nearest.metrics.loo_accuracy, loo_nearest.metrics.loo_samples = round(33 / 36, 5), 36
     assert max([perfect_cnn, loo_nearest], key=_rank) is loo_nearest
-    loo_nearest.metrics.update(loo_accuracy=0.55, loo_samples=40)
+    loo_nearest.metrics.loo_accuracy, loo_nearest.metrics.loo_samples = 0.55, 40
     assert max([perfect_cnn, loo_nearest], key=_rank) is perfect_cnn
 
 
@@ -409,21 +418,99 @@ def test_leave_one_out_labels_each_window_by_its_nearest_other_one():
 
 @pytest.mark.unit
 def test_a_stage_no_engine_runs_ranks_below_one_that_misses_a_target_and_the_report_still_renders():
-    from tinydeploy.optimize.pipeline import Candidate, _rank
     from tinydeploy.core.report import optimize_html
-    missed = {"name": "latency", "value": 2.0, "limit": 1.0, "unit": "ms", "basis": "estimate", "met": False}
-    slow = Candidate("arch", None, None, {}, b"", {
-        "stage": "arch", "meets_targets": False, "targets": [missed], "accuracy": 0.8, "flash_bytes": 9_000,
-        "arena_bytes": 4_000, "latency_ms": 2.0, "macs": 1_000, "seconds": 1.0, "engine": "tflm"})
+    from tinydeploy.core.targets import TargetResult
+    from tinydeploy.optimize.pipeline import _rank
+    from tinydeploy.optimize.training import Candidate
+    missed = TargetResult("latency", 2.0, 1.0, "ms", "estimate")
+    slow = Candidate("arch", None, None, {}, b"", _metrics(
+        stage="arch", meets_targets=False, targets=[missed], accuracy=0.8, flash_bytes=9_000,
+        arena_bytes=4_000, latency_ms=2.0, macs=1_000, seconds=1.0, engine="tflm"))
     # a converter that left float layers: the accuracy is measured, no engine of the board runs it
-    floating = Candidate("nearest", None, None, {}, b"", {
-        "stage": "nearest", "meets_targets": False, "targets": [], "accuracy": 0.9, "flash_bytes": None,
-        "arena_bytes": None, "latency_ms": None, "macs": 200, "seconds": 1.0, "engine": "tflm"})
+    floating = Candidate("nearest", None, None, {}, b"", _metrics(
+        stage="nearest", meets_targets=False, targets=[], accuracy=0.9, flash_bytes=None,
+        arena_bytes=None, latency_ms=None, macs=200, seconds=1.0, engine="tflm"))
     assert max([floating, slow], key=_rank) is slow
-    report = {"stages": [slow.metrics, floating.metrics], "met": False, "missed": ["no engine runs the model"],
+    stages = [slow.metrics, floating.metrics]
+    report = {"stages": [s.to_dict() for s in stages], "met": False, "missed": ["no engine runs the model"],
               "targets": {"max_model_kb": 20, "max_arena_kb": 64, "max_latency_ms": 1.0},
               "data": {"name": "x", "train": 10, "val": 4}, "board": "esp32-s3-devkitc-1", "budget": "fast",
-              "seed": 0, "chosen": {**floating.metrics, "accuracy_tflm": 0.9,
+              "seed": 0, "chosen": {**floating.metrics.to_dict(), "accuracy_tflm": 0.9,
                                     "reference_check": {"top1_agreement": 1.0, "max_output_diff_lsb": 0}}}
-    page = optimize_html(report)
+    page = optimize_html(report, stages)
     assert "<td>nearest</td><td>90.00%</td><td>tflm</td><td>—</td><td>—</td><td>200</td><td>—</td>" in page
+
+
+@pytest.mark.unit
+def test_the_stage_registry_has_a_class_for_every_stage_but_final_in_order():
+    from tinydeploy.optimize import STAGES
+    from tinydeploy.optimize.stages import STAGE_CLASSES
+    assert (*STAGE_CLASSES, "final") == STAGES
+    assert all(stage.name == name and callable(stage.run) for name, stage in STAGE_CLASSES.items())
+
+
+# The keys of a stage in report.json (and its metrics.json, with "chain"): reports and docs read them.
+REPORT_KEYS = ["accuracy", "val_samples", "pooled_accuracy", "pooled_samples", "engine", "engine_why", "engines",
+               "flash_bytes", "arena_bytes", "latency_ms", "latency_basis", "model_bytes", "host_arena_bytes",
+               "macs", "params", "targets", "meets_targets", "loo_accuracy", "loo_samples", "stage", "chain",
+               "arch", "bits", "seconds", "details", "history", "history_fixed4"]
+
+
+@pytest.mark.unit
+def test_stage_metrics_round_trip_through_the_report_keys():
+    from tinydeploy.core.targets import TargetResult
+    from tinydeploy.optimize.engine_choice import EngineCost
+    from tinydeploy.optimize.metrics import StageMetrics
+    latency = TargetResult("latency", 1.5, 1.0, "ms", "estimate")
+    engines = [EngineCost("tflm", 4_096, 9_000, 1.5, "estimate", [latency]),
+               EngineCost("c", unavailable="no kernel for op X")]
+    full = _metrics(engines=engines, targets=[latency], meets_targets=False, val_samples=12, pooled_accuracy=0.9,
+                    pooled_samples=60, loo_accuracy=0.85, loo_samples=60, stage="progressive",
+                    chain=["arch", "progressive"], arch={"name": "a", "head_units": 0, "blocks": []},
+                    bits={"b1_pw": 4}, seconds=3.5, details={"final_bits": 4},
+                    history=[{"epoch": 1, "val_accuracy": 0.5}], extra_histories={"fixed4": [{"epoch": 1}]})
+    raw = full.to_dict()
+    assert list(raw) == REPORT_KEYS
+    assert raw["engines"][1] == {"engine": "c", "arena_bytes": None, "flash_bytes": None, "latency_ms": None,
+                                 "latency_basis": "", "met": False, "targets": [], "unavailable": "no kernel for op X"}
+    assert raw["targets"] == [latency.to_dict()] and raw["history_fixed4"] == [{"epoch": 1}]
+    assert StageMetrics.from_dict(json.loads(json.dumps(raw))) == full
+    # The figures a stage doesn't have are left out, as they always were; a report's stages have no chain.
+    lean = _metrics(stage="arch")
+    assert set(lean.to_dict()) == set(REPORT_KEYS) - {"val_samples", "pooled_accuracy", "pooled_samples",
+                                                      "loo_accuracy", "loo_samples", "history_fixed4"}
+    reported = {k: v for k, v in lean.to_dict().items() if k != "chain"}
+    assert StageMetrics.from_dict(reported) == lean
+
+
+@pytest.mark.unit
+def test_shrink_to_fit_bisects_the_width_then_doubles_the_stride_then_drops_blocks():
+    from tinydeploy.optimize import fit
+    arch = arch_lib.Arch((arch_lib.Block("conv", 32, 3, 1), arch_lib.Block("separable", 64, 3, 1),
+                          arch_lib.Block("separable", 64, 3, 1)), 0, name="a")
+    series = data.from_arrays(np.zeros((8, 64, 1), np.float32), np.arange(8) % 2, None, None, "zeros")
+    tried = []
+
+    def cost(candidate):  # what the fits predicates below judge
+        return candidate.blocks[-1].filters, candidate.blocks[0].stride, len(candidate.blocks)
+
+    def fits_under(limit, stride=1, blocks=3):
+        def fits(c):
+            tried.append(c)
+            return c[0] <= limit and c[1] >= stride and c[2] <= blocks
+        return fits
+
+    fitted = fit.shrink_to_fit(arch, series, cost, fits_under(20), drop_blocks=True)
+    assert fitted.family.blocks == arch.blocks and 20 * 0.93 < fitted.arch.blocks[-1].filters <= 20
+    assert len(tried) == 1 + fit.STEPS  # the narrowest, then the bisection (its own width is known to miss)
+    tried.clear()
+    fitted = fit.shrink_to_fit(arch, series, cost, fits_under(64, stride=4), drop_blocks=True)
+    assert fitted.width == 1.0 and fitted.arch.blocks[0].stride == 4 and len(fitted.arch.blocks) == 3
+    assert [c[1] for c in tried] == [1, 2, 4, 4]  # each stride's narrowest, then stride 4 whole
+    fitted = fit.shrink_to_fit(arch, series, cost, fits_under(64, stride=2, blocks=2), drop_blocks=True)
+    assert fitted.width == 1.0 and fitted.arch.blocks[0].stride == 2 and len(fitted.arch.blocks) == 2
+    assert fit.shrink_to_fit(arch, series, cost, fits_under(64, stride=2, blocks=2), drop_blocks=False) is None
+    assert [f.blocks[0].stride for f in fit.families(arch, series, drop_blocks=False)] == [1, 2, 4, 8]  # MAX_STRIDE
+    short = data.from_arrays(np.zeros((8, 16, 1), np.float32), np.arange(8) % 2, None, None, "short")
+    assert [(f.blocks[0].stride, len(f.blocks)) for f in fit.families(arch, short, drop_blocks=True)] == [
+        (1, 3), (2, 3), (4, 3), (1, 2), (2, 2), (4, 2), (1, 1), (2, 1), (4, 1)]  # 16 // 8 would leave 2 steps

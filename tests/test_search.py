@@ -195,7 +195,7 @@ def test_over_budget_candidates_are_scaled_to_fit_not_rejected(tmp_path):
 
 
 def test_widest_fitting_width_is_found_by_bisection():
-    from tinydeploy.optimize.architectures import widest_fitting
+    from tinydeploy.optimize.fit import widest_fitting
     asked = []
 
     def fits(width):

@@ -110,27 +110,29 @@ def inspect_view(report: dict) -> Group:
 
 
 def optimize_table(report: dict) -> Table:
+    from tinydeploy.optimize.metrics import StageMetrics
     from tinydeploy.runtime.evaluate import wilson_interval
     table = Table(title=f"optimize: {report['data']['name']} on {report['board']} "
                         f"(budget {report['budget']}, seed {report['seed']})", title_justify="left")
-    pooled = any("pooled_accuracy" in s for s in report["stages"])
+    stages = [StageMetrics.from_dict(s) for s in report["stages"]]
+    pooled = any(s.pooled_accuracy is not None for s in stages)
     val = report["data"]["val"]
     columns = ["stage", f"int8 val acc (TFLM, n={val}, 95% CI)"] + (["all samples"] if pooled else [])
     for column in (*columns, "engine", "flash B", "arena B (board)", "MACs", "latency ms (est.)", "targets", "s"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     chosen = report["chosen"]["stage"]
-    for s in report["stages"]:
-        mark = " ◀ chosen" if s["stage"] == chosen else ""
-        low, high = wilson_interval(round(s["accuracy"] * val), val)
-        accuracy = [f"{s['accuracy'] * 100:.1f}% ({low * 100:.0f}-{high * 100:.0f})"]
-        if "loo_accuracy" in s:  # what _rank compares for this stage
-            accuracy[0] += f"; ranked on leave-one-out {s['loo_accuracy'] * 100:.1f}% (n={s['loo_samples']})"
+    for s in stages:
+        mark = " ◀ chosen" if s.stage == chosen else ""
+        low, high = wilson_interval(round(s.accuracy * val), val)
+        accuracy = [f"{s.accuracy * 100:.1f}% ({low * 100:.0f}-{high * 100:.0f})"]
+        if s.loo_accuracy is not None:  # what _rank compares for this stage
+            accuracy[0] += f"; ranked on leave-one-out {s.loo_accuracy * 100:.1f}% (n={s.loo_samples})"
         if pooled:
-            accuracy.append(f"{s['pooled_accuracy'] * 100:.1f}%" if "pooled_accuracy" in s else "")
-        table.add_row(s["stage"] + mark, *accuracy, s.get("engine", TFLM), _n(s["flash_bytes"]),
-                      _n(s["arena_bytes"]), _n(s["macs"]), f"{s['latency_ms']:.3f}",
-                      Text("met", style="green") if s["meets_targets"] else Text("missed", style="red"),
-                      f"{s['seconds']:g}")
+            accuracy.append(f"{s.pooled_accuracy * 100:.1f}%" if s.pooled_accuracy is not None else "")
+        table.add_row(s.stage + mark, *accuracy, s.engine, _n(s.flash_bytes),
+                      _n(s.arena_bytes), _n(s.macs), f"{s.latency_ms:.3f}",
+                      Text("met", style="green") if s.meets_targets else Text("missed", style="red"),
+                      f"{s.seconds:g}")
     return table
 
 
@@ -165,11 +167,11 @@ class StageProgress:
             self.bar.update(self.epochs, total=info["epochs"], completed=info["epoch"],
                             info=f"{info['stage']} {acc}")
         elif kind in ("done", "skip"):
-            m = info["metrics"]
+            m = info["metrics"]  # a StageMetrics
             verb = "skipped (already done)" if kind == "skip" else "done"
-            cost = (f"{m['flash_bytes']:,} B flash · {m['arena_bytes']:,} B arena" if m["flash_bytes"] is not None
-                    else f"no engine of the board runs it: {m['engine_why']}")
-            self.console.print(f"{info['stage']}: {verb} · int8 accuracy {m['accuracy'] * 100:.2f}% · {cost}")
+            cost = (f"{m.flash_bytes:,} B flash · {m.arena_bytes:,} B arena" if m.flash_bytes is not None
+                    else f"no engine of the board runs it: {m.engine_why}")
+            self.console.print(f"{info['stage']}: {verb} · int8 accuracy {m.accuracy * 100:.2f}% · {cost}")
         elif kind == "note":
             self.console.print(info["text"])
 

@@ -5,6 +5,25 @@ from __future__ import annotations
 import base64
 import html
 import io
+from typing import Protocol, Sequence
+
+
+class StageFigures(Protocol):
+    """What the optimize report shows of a stage: tinydeploy.optimize.metrics.StageMetrics has
+    these (a layer above this one, so it is named here, not imported)."""
+    stage: str
+    accuracy: float
+    loo_accuracy: float | None
+    loo_samples: int | None
+    engine: str
+    flash_bytes: int | None
+    arena_bytes: int | None
+    latency_ms: float | None
+    macs: int
+    meets_targets: bool
+    seconds: float
+    history: list[dict]
+    extra_histories: dict[str, list[dict]]
 
 from tinydeploy.core.names import TFLM
 
@@ -27,15 +46,16 @@ def _n(value, spec: str = ",") -> str:
     return "—" if value is None else format(value, spec)
 
 
-def _scatter(stages: list[dict], key: str, limit: float, xlabel: str):
+def _scatter(points: list[tuple[str, float, int | None]], limit: float, xlabel: str):
+    """Accuracy against a cost in bytes: one point (stage, accuracy, bytes) a stage."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    for s in stages:
-        if s[key] is None:  # no engine of the board runs it: nothing to place
+    for stage, accuracy, cost in points:
+        if cost is None:  # no engine of the board runs it: nothing to place
             continue
-        x = s[key] / 1024
-        ax.scatter(x, s["accuracy"] * 100, s=40)
-        ax.annotate(s["stage"], (x, s["accuracy"] * 100), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        x = cost / 1024
+        ax.scatter(x, accuracy * 100, s=40)
+        ax.annotate(stage, (x, accuracy * 100), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.axvline(limit, color="red", linestyle="--", linewidth=1, label=f"budget {limit:g} KB")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("int8 accuracy on TFLM (%)")
@@ -65,19 +85,19 @@ def _seek_plot(tried: list[dict], targets: dict):
     return png
 
 
-def _curves(stages: list[dict]):
+def _curves(stages: Sequence[StageFigures]):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10.5, 3.6))
     offset = 0
     for s in stages:
-        curves = [("", s.get("history", []))]
-        if s.get("history_fixed4"):
-            curves.append((" (fixed 4-bit)", s["history_fixed4"]))
+        curves = [("", s.history)]
+        if s.extra_histories.get("fixed4"):
+            curves.append((" (fixed 4-bit)", s.extra_histories["fixed4"]))
         for suffix, history in curves:
             values = [h.get("val_accuracy") for h in history if h.get("val_accuracy") is not None]
             if values:
                 ax.plot(range(offset + 1, offset + len(values) + 1), [v * 100 for v in values],
-                        label=s["stage"] + suffix, linestyle="--" if suffix else "-")
+                        label=s.stage + suffix, linestyle="--" if suffix else "-")
         offset += max((len(h) for _, h in curves), default=0)
     ax.set_xlabel("epoch (stages one after another)")
     ax.set_ylabel("validation accuracy (%)")
@@ -88,22 +108,31 @@ def _curves(stages: list[dict]):
     return png
 
 
-def optimize_html(report: dict) -> str:
-    """The optimize report as a self-contained HTML page."""
-    stages = report["stages"]
+def optimize_html(report: dict, stages: Sequence[StageFigures]) -> str:
+    """The optimize report as a self-contained HTML page.
+
+    Args:
+        report: optimize's report (report.json's content): data, board, targets, the choice.
+        stages: each stage's metrics, in the order they ran.
+
+    Returns:
+        The page.
+    """
     targets = report["targets"]
     rows = "".join(
-        f"<tr><td>{html.escape(s['stage'])}</td><td>{s['accuracy'] * 100:.2f}%"
-        + (f" (leave-one-out {s['loo_accuracy'] * 100:.1f}%, n={s['loo_samples']})" if "loo_accuracy" in s else "")
+        f"<tr><td>{html.escape(s.stage)}</td><td>{s.accuracy * 100:.2f}%"
+        + (f" (leave-one-out {s.loo_accuracy * 100:.1f}%, n={s.loo_samples})" if s.loo_accuracy is not None else "")
         + "</td>"
-        f"<td>{html.escape(s.get('engine', TFLM))}</td><td>{_n(s['flash_bytes'])}</td>"
-        f"<td>{_n(s['arena_bytes'])}</td><td>{s['macs']:,}</td><td>{_n(s['latency_ms'], '.3f')}</td>"
-        f"<td>{'yes' if s['meets_targets'] else 'no'}</td><td>{s['seconds']}</td></tr>" for s in stages)
+        f"<td>{html.escape(s.engine)}</td><td>{_n(s.flash_bytes)}</td>"
+        f"<td>{_n(s.arena_bytes)}</td><td>{s.macs:,}</td><td>{_n(s.latency_ms, '.3f')}</td>"
+        f"<td>{'yes' if s.meets_targets else 'no'}</td><td>{s.seconds}</td></tr>" for s in stages)
     chosen = report["chosen"]
     verdict = "every target met" if report["met"] else "targets missed: " + "; ".join(report["missed"])
     images = [
-        ("Accuracy against flash", _scatter(stages, "flash_bytes", targets["max_model_kb"], "flash (KB)")),
-        ("Accuracy against arena", _scatter(stages, "arena_bytes", targets["max_arena_kb"],
+        ("Accuracy against flash", _scatter([(s.stage, s.accuracy, s.flash_bytes) for s in stages],
+                                            targets["max_model_kb"], "flash (KB)")),
+        ("Accuracy against arena", _scatter([(s.stage, s.accuracy, s.arena_bytes) for s in stages],
+                                            targets["max_arena_kb"],
                                             "arena on the board (KB): TFLM measured, with its kernels' scratch, 32-bit")),
     ]
     seek = report.get("seek") or {}

@@ -120,21 +120,6 @@ class Arch:
         return cls.from_dict(raw.get("arch", raw), str(p))
 
 
-def widest_fitting(fits, low: float, steps: int) -> float:
-    """The largest width multiplier in [low, 1) that fits, by bisection on a log scale.
-
-    Args:
-        fits: width -> does the architecture scaled by it meet the budgets?
-        low: a width known to fit.
-        steps: bisection steps (each calls fits once).
-    """
-    high = 1.0
-    for _ in range(steps):
-        middle = float(np.sqrt(low * high))
-        low, high = (middle, high) if fits(middle) else (low, middle)
-    return low
-
-
 def default_arch(input_shape: tuple[int, ...] | None = None) -> Arch:
     """The starting architecture for an input: for images, a compact CNN in the spirit of the
     reference gesture model (conv stem -> separable blocks -> global pooling -> dense); for

@@ -66,6 +66,12 @@ class EngineCost:
                 "latency_ms": self.latency_ms, "latency_basis": self.latency_basis, "met": self.met,
                 "targets": [v.to_dict() for v in self.verdicts], "unavailable": self.unavailable}
 
+    @classmethod
+    def from_dict(cls, raw: dict) -> "EngineCost":
+        """The costs of a dict from to_dict (a stage's metrics.json)."""
+        return cls(raw["engine"], raw["arena_bytes"], raw["flash_bytes"], raw["latency_ms"], raw["latency_basis"],
+                   [TargetResult.from_dict(v) for v in raw["targets"]], raw["unavailable"])
+
 
 def _judged(cost: EngineCost, targets: Targets, arena_basis: str) -> EngineCost:
     cost.verdicts = check(targets, arena_bytes=cost.arena_bytes, model_bytes=cost.flash_bytes,

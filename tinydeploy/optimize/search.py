@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from tinydeploy.optimize import architectures as arch_lib
+from tinydeploy.optimize import fit
 from tinydeploy.optimize.engine_choice import EMULATED_BOARD
 from tinydeploy.codegen.engines import engine_for
 from tinydeploy.costs import counts, liveness
@@ -30,7 +31,6 @@ from tinydeploy.core.bounds import check
 from tinydeploy.core.data import Dataset
 from tinydeploy.core.errors import BadInput, StepFailed
 from tinydeploy.core.model import parse_model
-from tinydeploy.core.names import TFLM
 from tinydeploy.core.outputs import output_folder, write_atomically
 from tinydeploy.core.targets import Targets
 
@@ -59,36 +59,23 @@ def sample_arch(trial) -> arch_lib.Arch:
     return arch_lib.Arch(tuple(blocks), trial.suggest_categorical("head_units", HEAD_UNITS), name="searched")
 
 
-FIT_MIN_WIDTH, FIT_STEPS, FIT_MAX_STRIDE = 0.125, 4, 8
-
-
 def fit_to_budgets(arch: arch_lib.Arch, data: Dataset, board: Board,
                    targets: Targets) -> tuple[arch_lib.Arch, "CandidateCost", str] | None:
     """An over-budget candidate scaled until it fits, so that the trial is spent training
-    instead of rejected: the largest width multiplier in [FIT_MIN_WIDTH, 1] that fits
-    (bisection on a log scale); when even the narrowest misses, the first block's stride
-    doubles (up to FIT_MAX_STRIDE) and the width is searched again. None when nothing fits."""
-    def fits(c: CandidateCost) -> bool:
-        return all(v <= 0 for v in c.violations(targets).values())
+    instead of rejected: its width, then its first stride (tinydeploy.optimize.fit.shrink_to_fit;
+    its blocks stay). None when nothing fits.
 
-    shortest = min(data.input_shape[:2] if data.kind == "image" else data.input_shape[:1])
-    stride = arch.blocks[0].stride
-    family = arch
-    while True:
-        costed: dict[float, CandidateCost] = {}
-
-        def fitting(width: float, family=family) -> bool:
-            costed[width] = cost(family.scaled(width), data, board)
-            return fits(costed[width])
-
-        if fitting(FIT_MIN_WIDTH):
-            low = arch_lib.widest_fitting(fitting, FIT_MIN_WIDTH, FIT_STEPS)
-            note = f"scaled to width {low:.3g}" + (f", first stride {stride}" if stride != arch.blocks[0].stride else "")
-            return replace(family.scaled(low), name="searched"), costed[low], note
-        if stride * 2 > FIT_MAX_STRIDE or shortest // (stride * 2) < 4:
-            return None
-        stride *= 2
-        family = replace(arch, blocks=(replace(arch.blocks[0], stride=stride), *arch.blocks[1:]))
+    Returns:
+        (the architecture that fits, its cost, what was changed in words), or None.
+    """
+    fitted = fit.shrink_to_fit(arch, data, lambda candidate: cost(candidate, data, board),
+                               lambda c: all(v <= 0 for v in c.violations(targets).values()), drop_blocks=False)
+    if fitted is None:
+        return None
+    stride = fitted.family.blocks[0].stride
+    note = f"scaled to width {fitted.width:.3g}" + (f", first stride {stride}" if stride != arch.blocks[0].stride
+                                                     else "")
+    return replace(fitted.arch, name="searched"), fitted.cost, note
 
 
 def smallest_arch() -> arch_lib.Arch:
@@ -198,7 +185,7 @@ def _objective(config: SearchConfig, progress: Callable[[str, dict], None] | Non
 
     from tinydeploy.optimize.convert import to_int8_tflite
     from tinydeploy.runtime.evaluate import evaluate
-    from tinydeploy.optimize.pipeline import OptimizeConfig, Pipeline
+    from tinydeploy.optimize.training import OptimizeConfig, Trainer
     data = config.data
 
     def objective(trial):
@@ -241,10 +228,10 @@ def _objective(config: SearchConfig, progress: Callable[[str, dict], None] | Non
                 progress("rejected", {"trial": trial.number, "over": trial.user_attrs["rejected"]})
             raise optuna.TrialPruned("over budget before training, even scaled down")
         # Trained as optimize trains (a minimum of steps and augmentation on small sets).
-        pipeline = Pipeline(OptimizeConfig(data=data, out=Path(config.out), board=config.board,
-                                           budget=config.budget, seed=config.seed + trial.number))
-        pipeline._seed("arch")
-        plain, _, _ = pipeline.train_from_scratch(arch, "search", epochs=SEARCH_EPOCHS[config.budget])
+        trainer = Trainer(OptimizeConfig(data=data, out=Path(config.out), board=config.board,
+                                         budget=config.budget, seed=config.seed + trial.number))
+        trainer.seed("arch")
+        plain, _, _ = trainer.train_from_scratch(arch, "search", epochs=SEARCH_EPOCHS[config.budget])
         tflite = parse_model(to_int8_tflite(arch_lib.with_softmax(plain), data.x_train))
         accuracy = evaluate(tflite, data.x_val, data.y_val).accuracy
         trial.set_user_attr("accuracy", accuracy)
