@@ -116,9 +116,6 @@ COST_CALLS_ELSEWHERE = {
     # A measured layer beside the board's table entry for it: the table shown or judged, not a model's cost.
     "tinydeploy/device/profiling.py": {"estimate_us"},
     "tinydeploy/device/calibrate.py": {"estimate_us"},
-    # To move to tinydeploy.costs.figures (the engine registry's cost) with the pipeline's restructuring,
-    # which is under way in parallel: the nearest-prototype stage's latency.
-    "tinydeploy/optimize/pipeline.py": {"latency_estimate_ms"},
 }
 
 
