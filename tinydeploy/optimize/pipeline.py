@@ -36,7 +36,7 @@ from tinydeploy.core.names import TFLM
 from tinydeploy.optimize import architectures as arch_lib
 from tinydeploy.optimize import augment, engine_choice, nearest
 from tinydeploy.optimize import quantization as quant
-from tinydeploy.core.outputs import output_folder, write_atomically
+from tinydeploy.core.outputs import run_folder, write_atomically
 from tinydeploy.core.targets import TargetResult, Targets
 
 STAGES = ("arch", "qat", "mixed", "progressive", "prune", "distill", "seek", "nearest", "final")
@@ -772,6 +772,9 @@ def _run_stages(config: OptimizeConfig, out: Path, pipeline: Pipeline, progress:
     return done, details
 
 
+OUTPUTS = ("run.json", "model.tflite", "report.json", "report.html")  # what optimize writes into OUT
+
+
 def optimize(config: OptimizeConfig, progress: Progress | None = None) -> OptimizeReport:
     """Run (or resume) the optimization pipeline.
 
@@ -783,13 +786,13 @@ def optimize(config: OptimizeConfig, progress: Progress | None = None) -> Optimi
     Returns:
         The report; OUT/model.tflite, OUT/report.json and OUT/report.html are written.
     """
-    out = output_folder(config.out, "--out")
-    _resume_check(out, config)
-    done, details = _run_stages(config, out, Pipeline(config, progress), progress)
-    total = len([s for s in config.stages if s != "final"]) + 1
-    if progress:
-        progress("stage", {"stage": "final", "index": total, "total": total})
-    return _final(config, out, done, details)
+    with run_folder(config.out, OUTPUTS, config.force) as out:  # locked; the user's own files kept
+        _resume_check(out, config)
+        done, details = _run_stages(config, out, Pipeline(config, progress), progress)
+        total = len([s for s in config.stages if s != "final"]) + 1
+        if progress:
+            progress("stage", {"stage": "final", "index": total, "total": total})
+        return _final(config, out, done, details)
 
 
 def _deployed(best: Candidate, config: OptimizeConfig) -> tuple[bytes, str]:
