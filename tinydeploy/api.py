@@ -32,13 +32,13 @@ def _board(board: str | Board, boards_dir: tuple[str, ...] = ()) -> Board:
     return board if isinstance(board, Board) else get_board(board, tuple(boards_dir))
 
 
+POSITIONAL = ("model", "dir", "results")  # arguments, not options
+
+
 def _paths(**paths) -> None:
     """Check each path (None: not given) where it enters, named as its option (out: --out)."""
     for name, value in paths.items():
         checked_path(value, name if name in POSITIONAL else "--" + name.replace("_", "-"))
-
-
-POSITIONAL = ("model", "dir", "results")  # arguments, not options
 
 
 def boards(boards_dir: tuple[str, ...] = ()) -> dict[str, Board]:
