@@ -145,8 +145,7 @@ def library(monkeypatch, tmp_path):
     from tinydeploy.optimize import OptimizeConfig
     from tinydeploy.optimize import search as search_lib
     from tinydeploy.toolchain.flash import flash_firmware
-    monkeypatch.setattr(outputs, "output_folder", _stop)  # bench's first step past its checks
-    monkeypatch.setattr(search_lib, "output_folder", _stop)
+    monkeypatch.setattr(outputs, "output_folder", _stop)  # bench's and search's first step past their checks
     monkeypatch.setattr(data, "digits", _stop)
     board = get_board("esp32dev")
 

@@ -4,6 +4,12 @@
 return; docs/api.md shows them at work. They raise tinydeploy.core.errors.BadInput for bad
 input and StepFailed for a failed step, and return verdicts rather than raising when a
 target is missed.
+
+Every path and port an option names is checked here, where it enters
+(tinydeploy.core.outputs.checked_path, tinydeploy.core.ports.check_port): a name the file
+system can't hold, or a port URL tinydeploy can't open, is BadInput naming the option.
+Functions that write into a folder take force: without it, they never write over a file
+tinydeploy did not write there (tinydeploy.core.outputs.claim).
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from tinydeploy.core.boards import DEFAULT_BOARD, Board, get_board, load_boards
 from tinydeploy.core.bounds import check
 from tinydeploy.core.errors import BadInput
 from tinydeploy.core.names import TFLM
+from tinydeploy.core.outputs import checked_path
+from tinydeploy.core.ports import check_port
 from tinydeploy.core.targets import Targets
 
 Progress = Callable[[str, dict], None]
@@ -22,6 +30,15 @@ Progress = Callable[[str, dict], None]
 
 def _board(board: str | Board, boards_dir: tuple[str, ...] = ()) -> Board:
     return board if isinstance(board, Board) else get_board(board, tuple(boards_dir))
+
+
+POSITIONAL = ("model", "dir", "results")  # arguments, not options
+
+
+def _paths(**paths) -> None:
+    """Check each path (None: not given) where it enters, named as its option (out: --out)."""
+    for name, value in paths.items():
+        checked_path(value, name if name in POSITIONAL else "--" + name.replace("_", "-"))
 
 
 def boards(boards_dir: tuple[str, ...] = ()) -> dict[str, Board]:
@@ -35,6 +52,7 @@ def inspect(model: str | Path, board: str | Board = DEFAULT_BOARD, targets: Targ
     the board's TFLM kernel library (default: the board profile's framework)."""
     from tinydeploy.codegen.frameworks import framework_for
     from tinydeploy.runtime.inspect import inspect as inspect_model
+    checked_path(model, "model")
     board = _board(board, boards_dir)
     if framework is not None:
         framework_for(board, framework, TFLM)  # one that builds TFLM firmware for this board
@@ -45,6 +63,8 @@ def start_arch(arch: str | Path | None = None, search: str | Path | None = None)
     """The architecture optimize starts from: an Arch JSON file, a search's best_arch.json, or None
     (the default for the data's shape)."""
     from tinydeploy.optimize.architectures import Arch
+    checked_path(arch, "--arch")
+    checked_path(search, "--search")
     if arch and search:
         raise BadInput("give --arch or --search, not both")
     if search:
@@ -62,6 +82,7 @@ def optimize(data: str, out: str | Path, board: str | Board = DEFAULT_BOARD, tar
     from tinydeploy.core import data as data_lib
     from tinydeploy.optimize import STAGES, OptimizeConfig, check_stages
     from tinydeploy.optimize import optimize as run
+    _paths(data=data, out=out, test=test)
     stages, start = check_stages(list(stages or STAGES)), start_arch(arch, search)  # cheap checks first
     dataset = data_lib.load(data, image_size=image_size, seed=seed)
     if test:
@@ -75,23 +96,27 @@ def optimize(data: str, out: str | Path, board: str | Board = DEFAULT_BOARD, tar
 def evaluate(model: str | Path, data: str, image_size: int = 32, seed: int = 0) -> dict:
     """The int8 accuracy of a .tflite model on raw labelled data, on the TFLM interpreter."""
     from tinydeploy.runtime.evaluate import evaluate_file
+    _paths(model=model, data=data)
     return evaluate_file(model, data, image_size=image_size, seed=seed)
 
 
 def render(model: str | Path, board: str | Board, out: str | Path, framework: str | None = None,
            arena_margin: float = 10.0, labels: str | Path | None = None, engine: str | None = None,
-           boards_dir: tuple[str, ...] = ()) -> dict:
+           boards_dir: tuple[str, ...] = (), force: bool = False) -> dict:
     """Write a firmware project for an int8 model; returns its summary. framework and engine
-    default to the board's own; labels is a text file (one per line) or optimize's report.json."""
+    default to the board's own; labels is a text file (one per line) or optimize's report.json;
+    force writes over files in out that tinydeploy did not generate."""
     from tinydeploy.toolchain.project import create_project
     from tinydeploy.codegen.render import RenderOptions, read_labels
+    _paths(model=model, out=out, labels=labels)
     options = RenderOptions(framework, arena_margin, read_labels(labels) if labels else (), engine)
-    return create_project(model, _board(board, boards_dir), out, options)
+    return create_project(model, _board(board, boards_dir), out, options, force)
 
 
 def build(dir: str | Path, env: str | None = None, on_line: Callable[[str], None] | None = None):
     """Compile a rendered project (tinydeploy.toolchain.build.BuildResult)."""
     from tinydeploy.toolchain.build import build as build_project
+    checked_path(dir, "dir")
     return build_project(dir, env, on_line)
 
 
@@ -99,6 +124,7 @@ def emulate(dir: str | Path, tcp: int = 0):
     """Boot a built project for an emulated board (a running tinydeploy.device.emulate.Emulator; use it
     as a context manager, or call stop())."""
     from tinydeploy.device.emulate import start
+    checked_path(dir, "dir")
     return start(dir, tcp)
 
 
@@ -110,6 +136,9 @@ def flash(dir: str | Path | None = None, port: str | None = None, env: str | Non
     board=); returns the log's path."""
     from tinydeploy.toolchain.flash import flash as flash_project
     from tinydeploy.toolchain.flash import flash_firmware
+    _paths(dir=dir, firmware=firmware)
+    if port is not None:
+        check_port(port)
     if firmware:
         if not chip and not board:
             raise BadInput("--firmware needs --chip (e.g. esp32s3) or --board")
@@ -125,6 +154,7 @@ def flash(dir: str | Path | None = None, port: str | None = None, env: str | Non
 def validation_samples(data: str | None, validate: int, image_size: int = 32, seed: int = 0):
     """The first `validate` labelled samples of data, (x, y), or None when validate is 0."""
     check("--validate", validate)
+    checked_path(data, "--data")
     if not validate:
         return None
     if not data:
@@ -137,53 +167,74 @@ def validation_samples(data: str | None, validate: int, image_size: int = 32, se
 def bench(port: str, out: str | Path = "bench-results", baud: int = 115200, runs: int = 20, warmup: int = 2,
           validate: int = 0, data: str | None = None, expect_model: str | Path | None = None, timeout: float = 10.0,
           image_size: int = 32, seed: int = 0, profile: bool = False,
-          progress: Callable[[int, int], None] | None = None):
+          progress: Callable[[int, int], None] | None = None, force: bool = False):
     """Measure latency and RAM on a board over serial, validate `validate` labelled samples of
     data there, and with profile time each layer (tinydeploy.device.bench.BenchResult; OUT/results.json
-    and serial.log)."""
+    and serial.log; force writes over files there that tinydeploy did not write)."""
     from tinydeploy.device.bench import bench as run
+    check_port(port)
+    _paths(out=out, expect_model=expect_model)
     return run(port, out, baud=baud, runs=runs, warmup=warmup, expect_model=expect_model,
                samples=validation_samples(data, validate, image_size, seed), timeout=timeout, progress=progress,
-               profile=profile)
+               profile=profile, force=force)
 
 
 def bench_farm(boards, out: str | Path = "bench-results", baud: int = 115200, runs: int = 20, warmup: int = 2,
                validate: int = 0, data: str | None = None, expect_model: str | Path | None = None,
-               timeout: float = 10.0, image_size: int = 32, seed: int = 0, profile: bool = False):
-    """Bench several boards in parallel (tinydeploy.device.farm): boards is a farm file or a list of
-    tinydeploy.device.farm.FarmBoard. Each board's results go to OUT/NAME/ as bench writes them, and
-    OUT/farm.json sums them up; returns the rows (a failed board fails its own row only)."""
+               timeout: float = 10.0, image_size: int = 32, seed: int = 0, profile: bool = False,
+               force: bool = False):
+    """Bench several boards in parallel (tinydeploy.device.farm): boards is a farm file, a list of
+    ports or a list of tinydeploy.device.farm.FarmBoard. Each board's results go to OUT/NAME/ as
+    bench writes them, and OUT/farm.json sums them up; returns the rows (a failed board fails its
+    own row only)."""
     from tinydeploy.device import farm
+    boards = _farm_boards(boards)
     options = _farm_options(baud=baud, runs=runs, warmup=warmup, validate=validate, data=data,
                             expect_model=expect_model, timeout=timeout, image_size=image_size, seed=seed,
-                            profile=profile)
-    return farm.run(_farm_boards(boards), out, farm.bench_job(**options))
+                            profile=profile, force=force)
+    return farm.run(boards, checked_path(out, "--out"), farm.bench_job(**options), force)
 
 
 def verify_farm(boards, targets: Targets = Targets(), min_agreement: float = 0.99,
-                out: str | Path = "bench-results", **bench_options):
+                out: str | Path = "bench-results", junit: str | Path | None = None, force: bool = False,
+                **bench_options):
     """Bench every board of a farm in parallel, as bench_farm does (with its options), and judge
-    each against the targets: the rows, each with its verdicts."""
+    each against the targets: the rows, each with its verdicts. With junit, JUnit XML is written
+    there whatever happens: a test case per board and target, a failed board's run a failing
+    one, and a farm that could not start one failing case naming why."""
     from tinydeploy.device import farm
-    check("--min-agreement", min_agreement)
-    return farm.run(_farm_boards(boards), out, farm.verify_job(targets, min_agreement, **_farm_options(**bench_options)))
+
+    def run():
+        check("--min-agreement", min_agreement)
+        board_list = _farm_boards(boards)
+        job = farm.verify_job(targets, min_agreement, **_farm_options(**bench_options, force=force))
+        rows = farm.run(board_list, checked_path(out, "--out"), job, force)
+        return farm.verdicts(rows), rows
+    return _with_junit(junit, "farm", run)[1]
 
 
 def flash_farm(boards, firmware: str | Path, chip: str | None = None, board: str | Board | None = None,
-               offset: int = 0x10000, out: str | Path = "flash-results", boards_dir: tuple[str, ...] = ()):
+               offset: int = 0x10000, out: str | Path = "flash-results", boards_dir: tuple[str, ...] = (),
+               force: bool = False):
     """Write a prebuilt image to every board of a farm in parallel (esptool, one thread a board):
     the rows, each board's log in OUT/NAME/flash.log (a board that fails fails its own row)."""
     from tinydeploy.device import farm
     if not chip and not board:
         raise BadInput("--firmware needs --chip (e.g. esp32s3) or --board")
     check("--offset", offset)  # before any board's job: a bad address would fail every row alike
+    _paths(firmware=firmware, out=out)
+    boards = _farm_boards(boards)
     profile = _board(board, boards_dir) if board else None
-    return farm.run(_farm_boards(boards), out, farm.flash_job(firmware, chip, offset, profile))
+    return farm.run(boards, out, farm.flash_job(firmware, chip, offset, profile, force), force)
 
 
 def _farm_boards(boards) -> list:
+    """The boards of a farm file, of a list of ports (named board1, board2...), or a list of FarmBoard."""
     from tinydeploy.device import farm
-    return farm.load_farm(boards) if isinstance(boards, (str, Path)) else list(boards)
+    if isinstance(boards, (str, Path)):
+        return farm.load_farm(checked_path(boards, "--farm"))
+    boards = list(boards)
+    return farm.from_ports(boards) if all(isinstance(b, str) for b in boards) else boards
 
 
 def _farm_options(validate: int = 0, data: str | None = None, image_size: int = 32, seed: int = 0, progress=None,
@@ -194,54 +245,91 @@ def _farm_options(validate: int = 0, data: str | None = None, image_size: int = 
     for name in ("baud", "runs", "warmup", "timeout"):
         if name in options:
             check(f"--{name}", options[name])
+    checked_path(options.get("expect_model"), "--expect-model")
     return {**options, "samples": validation_samples(data, validate, image_size, seed)}
 
 
 def calibrate(results: list[str | Path], board: str | Board, out: str | Path = "calibrated-boards",
-              boards_dir: tuple[str, ...] = ()):
+              boards_dir: tuple[str, ...] = (), force: bool = False):
     """Fit the board's per-operator costs on `bench --profile` runs and write OUT/BOARD.toml, a
-    profile that later commands use with --boards-dir OUT (tinydeploy.device.calibrate.Calibration)."""
+    profile that later commands use with --boards-dir OUT (tinydeploy.device.calibrate.Calibration);
+    force writes over an OUT/BOARD.toml that tinydeploy did not write."""
     from tinydeploy.device.calibrate import calibrate as fit
-    return fit(list(results), _board(board, boards_dir), out)
+    for path in results:
+        checked_path(path, "results")
+    checked_path(out, "--out")
+    return fit(list(results), _board(board, boards_dir), out, force)
 
 
 def verify(results: str | Path | None = None, port: str | None = None, targets: Targets = Targets(),
-           min_agreement: float = 0.99, out: str | Path = "bench-results", **bench_options):
-    """Judge bench results (a results.json or its folder), or a fresh bench of the board on port,
-    against the targets: (verdicts, the results judged)."""
+           min_agreement: float = 0.99, out: str | Path = "bench-results", junit: str | Path | None = None,
+           force: bool = False, **bench_options):
+    """Judge bench results (a results.json or its folder, checked against the results schema), or
+    a fresh bench of the board on port, against the targets: (verdicts, the results judged).
+    With junit, JUnit XML is written there whatever happens: a test case per target, or one
+    failing case naming why the run or the results could not be judged."""
     from tinydeploy.device.verify import load_results
     from tinydeploy.device.verify import verify as judge
-    check("--min-agreement", min_agreement)
-    if results and port:
-        raise BadInput("give either a results file or --port, not both")
-    if port:
-        bench(port, out, **bench_options)
-        results = out
-    elif not results:
-        raise BadInput("give a results file (from tinydeploy bench --out DIR) or --port")
-    loaded = load_results(results)
-    return judge(loaded, targets, min_agreement), loaded
+
+    def run():
+        check("--min-agreement", min_agreement)
+        if results and port:
+            raise BadInput("give either a results file or --port, not both")
+        if port:
+            bench(port, out, force=force, **bench_options)
+            source = out
+        elif not results:
+            raise BadInput("give a results file (from tinydeploy bench --out DIR) or --port")
+        else:
+            source = checked_path(results, "results")
+        loaded = load_results(source)
+        return judge(loaded, targets, min_agreement), loaded
+    return _with_junit(junit, "run" if port else "results", run)
+
+
+def _with_junit(junit: str | Path | None, failed_case: str, run: Callable[[], tuple[list, object]]):
+    """run() -> (verdicts, anything); with junit, the verdicts are written there as JUnit XML,
+    or, when run raises, one failing test case named failed_case that says why."""
+    if junit is None:
+        return run()
+    from tinydeploy.core.outputs import write_atomically
+    from tinydeploy.device.verify import failed_run, junit_xml
+    folder = Path(checked_path(junit, "--junit")).parent
+    if not folder.is_dir():
+        raise BadInput(f"--junit {junit}: no folder {folder} to write it in")
+    try:
+        verdicts, value = run()
+    except Exception as exc:  # noqa: BLE001 - CI reads the file: it must say why there are no verdicts
+        write_atomically(Path(junit), junit_xml([failed_run(failed_case, exc)]))
+        raise
+    write_atomically(Path(junit), junit_xml(verdicts))
+    return verdicts, value
 
 
 def virtual_device(model: str | Path, baud: int | None = None):
     """A stand-in board for a model (tinydeploy.device.virtual_device.VirtualDevice): call open_pty() or
     open_tcp(port) for its address, close() when done."""
     from tinydeploy.device.virtual_device import VirtualDevice
+    checked_path(model, "model")
     return VirtualDevice(model, baud=baud)
 
 
 def deploy(data: str, board: str | Board = DEFAULT_BOARD, out: str | Path = "build/deploy", port: str | None = None,
            targets: Targets = Targets(), budget: str = "default", min_agreement: float = 0.99, image_size: int = 32,
            seed: int = 0, boards_dir: tuple[str, ...] = (), progress: Progress | None = None,
-           stages: tuple[str, ...] | None = None, farm=None):
+           stages: tuple[str, ...] | None = None, farm=None, force: bool = False):
     """optimize (its stages, default all), render, build, flash, bench and verify in one go
-    (tinydeploy.flows.deploy.DeployReport); with farm= (a farm file or FarmBoards), the built image is
-    flashed to every board of the farm and each is benched and judged, in parallel."""
+    (tinydeploy.flows.deploy.DeployReport); with farm= (a farm file, ports or FarmBoards), the built
+    image is flashed to every board of the farm and each is benched and judged, in parallel. force
+    starts over (optimize's stages redone) and writes over files in out that tinydeploy did not write."""
     from tinydeploy.core import data as data_lib
     from tinydeploy.flows.deploy import deploy as run
     from tinydeploy.optimize import STAGES, check_stages
     stages = check_stages(list(stages or STAGES))
     check("--min-agreement", min_agreement)
+    _paths(data=data, out=out)
+    if port is not None:
+        check_port(port)
     profile = _board(board, boards_dir)
     boards = _farm_boards(farm) if farm is not None else None
     if boards is not None and port:
@@ -250,20 +338,23 @@ def deploy(data: str, board: str | Board = DEFAULT_BOARD, out: str | Path = "bui
         raise BadInput(f"--farm flashes physical boards; {profile.name} is emulated (deploy runs it in its emulator)")
     dataset = data_lib.load(data, image_size=image_size, seed=seed)
     return run(dataset, data, profile, out, targets, port=port, budget=budget, seed=seed,
-               min_agreement=min_agreement, progress=progress, stages=stages, farm=boards)
+               min_agreement=min_agreement, progress=progress, stages=stages, farm=boards, force=force)
 
 
 def search(data: str = "digits", out: str | Path = "build/search", board: str | Board = DEFAULT_BOARD,
            targets: Targets = Targets(), trials: int | None = None, timeout: float | None = None,
            storage: str | None = None, study: str = "tinydeploy", join: bool = False, budget: str = "fast",
-           image_size: int = 32, seed: int = 0, boards_dir: tuple[str, ...] = (), progress: Progress | None = None):
-    """Hardware-aware architecture search within the budgets (a summary; OUT/best_arch.json, search.html)."""
+           image_size: int = 32, seed: int = 0, boards_dir: tuple[str, ...] = (), progress: Progress | None = None,
+           force: bool = False):
+    """Hardware-aware architecture search within the budgets (a summary; OUT/best_arch.json, search.html;
+    force writes over files there that tinydeploy did not write)."""
     from tinydeploy.core import data as data_lib
     from tinydeploy.optimize.search import SearchConfig
     from tinydeploy.optimize.search import search as run
+    _paths(data=data, out=out)
     dataset = data_lib.load(data, image_size=image_size, seed=seed)
     config = SearchConfig(dataset, Path(out), _board(board, boards_dir), targets, trials=trials, timeout=timeout,
-                          storage=storage, study=study, seed=seed, join=join, budget=budget)
+                          storage=storage, study=study, seed=seed, join=join, budget=budget, force=force)
     return run(config, progress)
 
 
@@ -273,5 +364,6 @@ def arch_cost(arch: str | Path, data: str = "digits", board: str | Board = DEFAU
     from tinydeploy.core import data as data_lib
     from tinydeploy.optimize.architectures import Arch
     from tinydeploy.optimize.search import cost
+    _paths(show=arch, data=data)
     spec = Arch.load(arch)
     return spec, cost(spec, data_lib.load(data, image_size=image_size, seed=seed), _board(board, boards_dir))

@@ -152,7 +152,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_render(args) -> int:
     summary = api.render(args.model, args.board, args.out, args.framework, args.arena_margin, args.labels,
-                         args.engine, _boards_dir(args))
+                         args.engine, _boards_dir(args), force=args.force)
     if args.json:
         _emit_json(args, summary)
         return EXIT_OK
@@ -221,7 +221,8 @@ def cmd_flash(args) -> int:
         if not args.firmware:
             raise BadInput("--farm needs --firmware BIN (the application image `tinydeploy build` made, "
                            "DIR/.pio/build/ENV/firmware.bin) and --chip or --board")
-        rows = api.flash_farm(args.farm, args.firmware, args.chip, args.board, args.offset, args.out, _boards_dir(args))
+        rows = api.flash_farm(args.farm, args.firmware, args.chip, args.board, args.offset, args.out, _boards_dir(args),
+                              force=args.force)
         return _show_farm(args, rows, "Farm flash", saved="flash.log")
     log = api.flash(args.dir, args.port, args.env, args.firmware, args.chip, args.board, args.offset,
                     _line_printer(args), _boards_dir(args))
@@ -252,7 +253,8 @@ def cmd_search(args) -> int:
 
     summary = api.search(args.data, args.out, args.board, _targets(args), trials=args.trials, timeout=args.timeout,
                          storage=args.storage, study=args.study, join=args.join, budget=args.budget,
-                         image_size=args.image_size, seed=args.seed, boards_dir=_boards_dir(args), progress=progress)
+                         image_size=args.image_size, seed=args.seed, boards_dir=_boards_dir(args), progress=progress,
+                         force=args.force)
     if args.json:
         _emit_json(args, summary)
     else:
@@ -270,17 +272,17 @@ def _bench_options(args) -> dict:
             print(f"validated {done}/{total} samples on the device", file=sys.stderr)
     return {"baud": args.baud, "runs": args.runs, "warmup": args.warmup, "validate": args.validate, "data": args.data,
             "expect_model": args.expect_model, "timeout": args.timeout, "image_size": args.image_size,
-            "seed": args.seed, "profile": args.profile, "progress": progress}
+            "seed": args.seed, "profile": args.profile, "force": args.force, "progress": progress}
 
 
 def _farm(args):
-    """The boards of --farm or of several --port, or None for one board (bench's own layout)."""
-    from tinydeploy.device import farm
+    """The farm of --farm FILE or of several --port (the API loads and checks it), or None for
+    one board (bench's own layout)."""
     if args.farm and args.port:
         raise BadInput("give --farm or --port, not both")
     if args.farm:
-        return farm.load_farm(args.farm)
-    return farm.from_ports(args.port) if args.port and len(args.port) > 1 else None
+        return args.farm
+    return list(args.port) if args.port and len(args.port) > 1 else None
 
 
 def _show_farm(args, rows, title: str, saved: str = "results.json") -> int:
@@ -320,7 +322,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    calibration = api.calibrate(args.results, args.board, args.out, _boards_dir(args))
+    calibration = api.calibrate(args.results, args.board, args.out, _boards_dir(args), force=args.force)
     if args.json:
         _emit_json(args, calibration.to_dict())
         return EXIT_OK
@@ -340,18 +342,17 @@ def _show_verdicts(args, verdicts, payload: dict) -> None:
 
 
 def cmd_verify(args) -> int:
-    from tinydeploy.device.verify import junit_xml
     boards = _farm(args)
     if boards is not None:
         if args.results:
             raise BadInput("give a results file or boards to bench (--farm, --port), not both")
-        return _show_farm(args, api.verify_farm(boards, _targets(args), args.min_agreement, args.out,
-                                                **_bench_options(args)), "Farm verify")
+        options = {k: v for k, v in _bench_options(args).items() if k != "progress"}  # lines would interleave
+        return _show_farm(args, api.verify_farm(boards, _targets(args), args.min_agreement, args.out, args.junit,
+                                                **options), "Farm verify")
     port = args.port[0] if args.port else None
-    verdicts, results = api.verify(args.results, port, _targets(args), args.min_agreement, args.out,
-                                   **(_bench_options(args) if port else {}))
-    if args.junit:
-        _write_option_file(args.junit, junit_xml(verdicts), "--junit")
+    bench_options = _bench_options(args) if port else {"force": args.force}
+    verdicts, results = api.verify(args.results, port, _targets(args), args.min_agreement, args.out, args.junit,
+                                   **bench_options)
     _show_verdicts(args, verdicts, {"results": results})
     require_met(verdicts)
     return EXIT_OK
@@ -388,7 +389,7 @@ def cmd_deploy(args) -> int:
         report = api.deploy(args.data, args.board, args.out, port, _targets(args), budget=args.budget,
                             min_agreement=args.min_agreement, image_size=args.image_size, seed=args.seed,
                             boards_dir=_boards_dir(args), progress=progress, stages=tuple(args.stages.split(",")),
-                            farm=boards)
+                            farm=boards, force=args.force)
     payload = report.to_dict()
     if args.json:
         _emit_json(args, payload)
@@ -407,13 +408,14 @@ def cmd_deploy(args) -> int:
 def _add_bench_options(parser, required_port: bool, farm: bool = False) -> None:
     if farm:  # several boards at once: --port repeated, or a farm file
         parser.add_argument("--port", action="append", default=None,
-                            help="device path or pyserial URL (socket://, rfc2217://); repeat it to bench several "
-                                 "boards in parallel")
+                            help="device path or URL (socket://HOST:PORT, rfc2217://HOST:PORT, hwgrep://PATTERN); "
+                                 "repeat it to bench several boards in parallel")
         parser.add_argument("--farm", type=FILE, default=None, metavar="FILE",
                             help="a farm file (TOML [[board]] tables: name, port, profile, reset): every board in "
                                  "parallel, results in OUT/NAME/ and OUT/farm.json")
     else:
-        parser.add_argument("--port", required=required_port, help="device path or pyserial URL (socket://, rfc2217://)")
+        parser.add_argument("--port", required=required_port,
+                            help="device path or URL (socket://HOST:PORT, rfc2217://HOST:PORT, hwgrep://PATTERN)")
     parser.add_argument("--baud", type=_bounded("--baud"), default=115200, help="line rate (default %(default)s)")
     parser.add_argument("--runs", type=_bounded("--runs"), default=20,
                         help="timed single inferences (default %(default)s)")
@@ -428,6 +430,11 @@ def _add_bench_options(parser, required_port: bool, farm: bool = False) -> None:
     parser.add_argument("--out", type=FOLDER, default="bench-results", help="folder for results.json and serial.log")
     parser.add_argument("--profile", action="store_true",
                         help="also time each layer on the device, beside the board profile's estimate")
+    _add_force(parser)
+
+
+def _add_force(parser, what: str = "write over files in --out that tinydeploy did not write") -> None:
+    parser.add_argument("--force", action="store_true", help=what)
 
 
 def _add_data(parser, required: bool = True) -> None:
@@ -481,7 +488,8 @@ def _options_optimize(p) -> None:
     _add_stages(p)
     p.add_argument("--arch", default=None, metavar="FILE.json", help="start from this architecture spec")
     p.add_argument("--search", default=None, metavar="DIR", help="start from a search's best_arch.json")
-    p.add_argument("--force", action="store_true", help="redo finished stages instead of resuming")
+    _add_force(p, "start over: redo finished stages instead of resuming, and write over files in --out that "
+                  "tinydeploy did not write")
     p.add_argument("--quiet", action="store_true", help="no progress display or table")
 
 
@@ -500,6 +508,7 @@ def _options_render(p) -> None:
     p.add_argument("--engine", choices=BOUNDS["--engine"].choices, default=None,
                    help="tflm (the TFLite Micro interpreter; the default where the board has it) or c "
                         "(the model as plain C, statically planned, no interpreter)")
+    _add_force(p, "write over files in --out that tinydeploy did not generate")
 
 
 def _options_build(p) -> None:
@@ -527,6 +536,7 @@ def _options_flash(p) -> None:
     p.add_argument("--farm", type=FILE, default=None, metavar="FILE",
                    help="write --firmware to every board of a farm file in parallel (logs in OUT/NAME/flash.log)")
     p.add_argument("--out", type=FOLDER, default="flash-results", help="with --farm: folder for the logs and farm.json")
+    _add_force(p)
     p.add_argument("--quiet", action="store_true", help="don't stream the tool's output")
 
 
@@ -540,6 +550,7 @@ def _options_calibrate(p) -> None:
     p.add_argument("--board", required=True, help="the board the runs were measured on")
     p.add_argument("--out", type=FOLDER, default="calibrated-boards",
                    help="folder for the calibrated profile BOARD.toml (default %(default)s)")
+    _add_force(p, "write over an OUT/BOARD.toml that tinydeploy did not write (a hand-written profile)")
 
 
 def _options_verify(p) -> None:
@@ -549,7 +560,8 @@ def _options_verify(p) -> None:
     _add_targets(p)
     p.add_argument("--min-agreement", type=_bounded("--min-agreement"), default=0.99,
                    help="smallest top-1 agreement with the host reference when validated (default %(default)g)")
-    p.add_argument("--junit", type=FILE, default=None, metavar="FILE", help="also write the verdicts as JUnit XML")
+    p.add_argument("--junit", type=FILE, default=None, metavar="FILE",
+                   help="also write the verdicts as JUnit XML (always, when asked: a run that fails is a failing case)")
 
 
 def _options_virtual_device(p) -> None:
@@ -580,6 +592,7 @@ def _options_deploy(p) -> None:
     _add_stages(p)
     p.add_argument("--min-agreement", type=_bounded("--min-agreement"), default=0.99,
                    help="on-device validation agreement target")
+    _add_force(p, "start over: redo optimize's stages, and write over files in --out that tinydeploy did not write")
     _add_targets(p)
 
 
@@ -597,6 +610,7 @@ def _options_search(p) -> None:
     p.add_argument("--budget", choices=list(SEARCH_EPOCHS), default="fast", help="training per trial")
     p.add_argument("--show", default=None, metavar="FILE.json", help="print an architecture's layers and costs")
     p.add_argument("--quiet", action="store_true", help="no per-trial lines")
+    _add_force(p)
     _add_targets(p)
 
 
@@ -671,21 +685,25 @@ def main(argv: list[str] | None = None) -> int:
         except ModuleNotFoundError as exc:  # a module of an extra that is not installed: say which
             raise extra_missing(exc) from exc
     except TinyDeployError as exc:
-        if args.debug:
-            raise
-        if args.json and not getattr(args, "json_emitted", False):
-            _emit_json(args, {"error": str(exc), "exit_code": exc.exit_code})
-        print(f"tinydeploy: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _failed(args, str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        print("tinydeploy: interrupted", file=sys.stderr)
-        return EXIT_FAILED
+        return _failed(args, "interrupted", EXIT_FAILED, prefix="tinydeploy: ")
     except Exception as exc:  # a bug: one line, the traceback with --debug
-        if args.debug:
-            raise
-        print(f"tinydeploy: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-              file=sys.stderr)
-        return EXIT_FAILED
+        return _failed(args, f"internal error: {type(exc).__name__}: {exc}", EXIT_FAILED, prefix="tinydeploy: ",
+                       hint="" if args.debug else " (run with --debug for the traceback)")
+
+
+def _failed(args, message: str, code: int, prefix: str = "tinydeploy: error: ", hint: str = "") -> int:
+    """The one way a command ends on an error: the traceback with --debug (which changes nothing
+    else), one JSON document under --json (unless the command printed its own), one line on
+    stderr; returns the exit code."""
+    if args.debug:
+        import traceback
+        traceback.print_exc()
+    if args.json and not getattr(args, "json_emitted", False):
+        _emit_json(args, {"error": message, "exit_code": code})
+    print(f"{prefix}{message}{hint}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from tinydeploy.codegen import cgen
 from tinydeploy.core import protocol
 from tinydeploy.runtime import tflm
 from tinydeploy.core.boards import Board
+from tinydeploy.core.data import label_problem
 from tinydeploy.core.bounds import check
 from tinydeploy.codegen.engines import ENGINES, SETUP_ERROR_BYTES, Prepared, arena_size, engine_for
 from tinydeploy.core.errors import BadInput
@@ -144,6 +145,7 @@ def read_labels(path: str | Path) -> tuple[str, ...]:
                                                for x in labels):
         raise BadInput(expected)
     shown = tuple(str(x) for x in labels)
-    if any(not x.strip() or "\n" in x or "\r" in x for x in shown):
-        raise BadInput(f"{p}: labels must be non-empty single lines")
+    problem = label_problem(shown)  # the data's rule: what deploy takes from the data, render takes here
+    if problem:
+        raise BadInput(f"{p}: {problem}")
     return shown

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tinydeploy.core.errors import BadInput
+from tinydeploy.core.outputs import checked_path
 from tinydeploy.core.names import ENGINE_NAMES, ESPIDF, MAKE
 from tinydeploy.core.resources import shipped
 
@@ -383,7 +384,7 @@ def board_dirs(extra_dirs: tuple[str | Path, ...] = ()) -> tuple[Path, ...]:
     listed = [p for p in os.environ.get(BOARDS_PATH, "").split(os.pathsep) if p]
     folders = []
     for folder, where in [(p, f"${BOARDS_PATH}") for p in listed] + [(p, "--boards-dir") for p in extra_dirs]:
-        if not Path(folder).is_dir():
+        if not Path(checked_path(folder, where)).is_dir():
             raise BadInput(f"{where} {folder}: no such folder of board profiles")
         folders.append(Path(folder))
     return tuple(folders)

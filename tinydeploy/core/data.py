@@ -142,8 +142,25 @@ def _check_labels(y: np.ndarray, part: str) -> list[str]:
                     "give class numbers or names"]
         return []
     if y.dtype.kind == "U":
-        return [] if all(v.strip() for v in y) else [f"{part}: some labels are empty"]
+        bad = label_problem(np.unique(y).tolist())
+        return [f"{part}: {bad}"] if bad else []
     return [f"{part}: labels must be class numbers or names, got {y.dtype}"]
+
+
+def label_problem(labels) -> str | None:
+    """Why class labels can't be used, or None: each must be one non-empty line of text, as the
+    firmware prints it and as `render --labels` reads it back from a file, one a line. Checked
+    where labels enter (the data, a --labels file), with this one rule.
+
+    Returns:
+        A message naming the bad labels, or None when every label is usable.
+    """
+    bad = [f"{i + 1} ({label!r})" for i, label in enumerate(labels)
+           if not isinstance(label, str) or not label.strip() or label.splitlines() != [label]]
+    if not bad:
+        return None
+    return (f"labels must each be one non-empty line of text; not so: label {', '.join(bad[:5])}"
+            + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""))
 
 
 def from_arrays(x_train, y_train, x_val, y_val, name: str, val_fraction: float = 0.2,
@@ -192,9 +209,20 @@ def from_arrays(x_train, y_train, x_val, y_val, name: str, val_fraction: float =
                    to_index(y_val), labels, name, val_given=given_val)
 
 
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first local header, or an empty archive's end record
+
+
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of a .npz file, read eagerly (numpy reads lazily, so a damaged member or an
     object array would otherwise fail later, outside this check)."""
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise BadInput(f"{path}: can't read it ({exc.strerror or exc})") from exc
+    if magic not in ZIP_MAGIC:  # np.load would try it as a pickle, and blame "Python objects"
+        raise BadInput(f"{path}: not an .npz file: an .npz is a zip archive of arrays (np.savez), and this "
+                       f"file starts with {magic!r}, not a zip header")
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {k: archive[k] for k in archive.files}
@@ -204,9 +232,16 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise BadInput(f"{path}: not a readable .npz file ({reason})") from exc
 
 
+def _unpaired(arrays: dict) -> list[str]:
+    """The arrays missing from a half-given set (x_val without y_val...): half a set would
+    otherwise be silently ignored."""
+    return [b for part in ("train", "val", "test") for a, b in ((f"x_{part}", f"y_{part}"), (f"y_{part}", f"x_{part}"))
+            if a in arrays and b not in arrays]
+
+
 def _load_npz(path: Path, val_fraction: float, seed: int) -> Dataset:
     arrays = _read_npz(path)
-    missing = [k for k in ("x_train", "y_train") if k not in arrays]
+    missing = list(dict.fromkeys([k for k in ("x_train", "y_train") if k not in arrays] + _unpaired(arrays)))
     if missing:
         raise BadInput(f"{path}: missing arrays {', '.join(missing)}; it has {', '.join(arrays) or 'none'}")
     has_val = "x_val" in arrays and "y_val" in arrays
@@ -298,6 +333,8 @@ def add_test(dataset: Dataset, source: str) -> Dataset:
         x, y = _read_csv(path)
         return dataset.with_test(x, y, source)
     arrays = _read_npz(path)
+    if _unpaired(arrays):
+        raise BadInput(f"{path}: missing arrays {', '.join(_unpaired(arrays))}; it has {', '.join(arrays)}")
     x_key, y_key = ("x_test", "y_test") if "x_test" in arrays and "y_test" in arrays else ("x_train", "y_train")
     if x_key not in arrays or y_key not in arrays:
         raise BadInput(f"{path}: no x_test/y_test or x_train/y_train; it has {', '.join(arrays) or 'nothing'}")

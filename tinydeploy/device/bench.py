@@ -18,10 +18,17 @@ import numpy as np
 from tinydeploy.core.bounds import check
 from tinydeploy.core.errors import BadInput, StepFailed
 from tinydeploy.core.names import TFLM
+from tinydeploy.core.outputs import run_folder, write_atomically
+from tinydeploy.core.ports import check_port
+from tinydeploy.core.results_schema import SCHEMA_VERSION
 from tinydeploy.device.connection import Connection, read_info
 from tinydeploy.device.latency import latency_us, measure_latency
 from tinydeploy.device.profiling import profile_layers
 from tinydeploy.device.validation import validate_on_device
+
+
+OUTPUTS = ("results.json", "serial.log")  # what bench writes into OUT
+PROFILE_PAGE = "bench.html"  # and with --profile, the per-layer chart
 
 
 @dataclass
@@ -41,7 +48,7 @@ class BenchResult:
         return bool(self.info.get("virtual"))
 
     def to_dict(self) -> dict:
-        return {"port": self.port, "virtual": self.virtual, "device": self.info,
+        return {"schema_version": SCHEMA_VERSION, "port": self.port, "virtual": self.virtual, "device": self.info,
                 "model_sha256": self.info.get("model_sha256"), "expected_sha256": self.expected_sha256,
                 "model_bytes": self.info.get("model_bytes"), "arena_bytes": self.info.get("arena_bytes"),
                 "arena_used_bytes": self.info.get("arena_used_bytes"), "latency_us": self.latency_us,
@@ -70,7 +77,7 @@ def _check_device(conn: Connection, info: dict, expected_sha: str | None, expect
 def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup: int = 2,
           expect_model: str | Path | None = None, samples: tuple[np.ndarray, np.ndarray] | None = None,
           timeout: float = 10.0, reset: bool = True, progress: Callable[[int, int], None] | None = None,
-          profile: bool = False) -> BenchResult:
+          profile: bool = False, force: bool = False) -> BenchResult:
     """Connect to a device, read its info, measure latency and optionally validate it.
 
     Args:
@@ -83,17 +90,24 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
         timeout: seconds to wait for any reply.
         reset: pulse the reset line first where the port allows.
         profile: also time each layer on the device (profile_layers), last.
+        force: write over files in out that tinydeploy did not write (tinydeploy.core.outputs.claim).
 
     Returns:
         The result (also in OUT/results.json).
 
     Raises:
-        BadInput: bad options.
-        StepFailed: the port, the device or the model check failed; results so far are saved.
+        BadInput: bad options, or files of the user's in out.
+        StepFailed: the port, the device or the model check failed, or another run writes into
+            out; results so far are saved.
     """
     _check_options(baud, runs, warmup, timeout, samples, expect_model)
-    from tinydeploy.core.outputs import output_folder, write_atomically
-    out = output_folder(out, "--out")
+    check_port(port)
+    with run_folder(out, OUTPUTS + (PROFILE_PAGE,) * profile, force) as folder:
+        return _bench(port, folder, baud, runs, warmup, expect_model, samples, timeout, reset, progress, profile)
+
+
+def _bench(port: str, out: Path, baud: int, runs: int, warmup: int, expect_model, samples, timeout: float,
+           reset: bool, progress, profile: bool) -> BenchResult:
     result = BenchResult(port)
 
     def save() -> None:  # after every timing and sample: a run that stops keeps what it measured
@@ -132,7 +146,7 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
             result.profile = profile_layers(conn, result.info, expect_model)
             save()
             from tinydeploy.core.report import profile_html
-            write_atomically(out / "bench.html", profile_html(result.to_dict()))
+            write_atomically(out / PROFILE_PAGE, profile_html(result.to_dict()))
         result.complete = True
     except StepFailed as exc:
         result.error = str(exc)

@@ -23,7 +23,7 @@ import numpy as np
 from tinydeploy.core.boards import CALIBRATED, Board, parse_board
 from tinydeploy.core.errors import BadInput
 from tinydeploy.core.names import TFLM
-from tinydeploy.core.outputs import output_folder, write_atomically
+from tinydeploy.core.outputs import run_folder, write_atomically
 
 
 @dataclass
@@ -159,11 +159,15 @@ def _profile_table(board: Board, raw: dict) -> dict:
     return {**raw, "latency": latency}
 
 
-def calibrate(results_paths: list[str | Path], board: Board, out: str | Path) -> Calibration:
+def calibrate(results_paths: list[str | Path], board: Board, out: str | Path, force: bool = False) -> Calibration:
     """Fit the board's per-operator costs on profiled bench runs and write OUT/NAME.toml.
 
+    Args:
+        force: write over an OUT/NAME.toml that tinydeploy did not write (a hand-written profile).
+
     Raises:
-        BadInput: a results file is missing, unreadable, without a profile, or from another board.
+        BadInput: a results file is missing, unreadable, not valid bench results, without a
+            profile, or from another board; or OUT/NAME.toml is a file of the user's.
     """
     import tomllib
     if not results_paths:
@@ -191,11 +195,11 @@ def calibrate(results_paths: list[str | Path], board: Board, out: str | Path) ->
                                           f"{len(runs)} profiled {engine} run(s) ({', '.join(runs)}); "
                                           f"before: {board.latency_source}", engine)
     raw = tomllib.loads(Path(board.path).read_text(encoding="utf-8"))
-    folder = output_folder(out, "--out")
-    target = folder / f"{board.name}.toml"
-    write_atomically(target, f"# Board profile calibrated by tinydeploy calibrate from {board.path}\n"
-                             + to_toml(_profile_table(new, raw)))
-    written = parse_board(target.read_text(encoding="utf-8"), str(target))  # it reads back as it will be used
+    with run_folder(out, [f"{board.name}.toml"], force) as folder:
+        target = folder / f"{board.name}.toml"
+        write_atomically(target, f"# Board profile calibrated by tinydeploy calibrate from {board.path}\n"
+                                 + to_toml(_profile_table(new, raw)))
+        written = parse_board(target.read_text(encoding="utf-8"), str(target))  # it reads back as it will be used
     return Calibration(written, target,
                        {op: {"per_unit": round(a, 4), "per_output": round(c, 3), "fixed": round(b, 1), "how": how,
                              "layers": sum(layer["op"] == op for layer in layers)}

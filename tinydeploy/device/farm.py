@@ -24,8 +24,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tinydeploy.core.errors import BadInput, TinyDeployError
+from tinydeploy.core.outputs import NAME_MAX
+from tinydeploy.core.ports import check_port
 
 RESETS = ("rts", "none")
+SUMMARY = "farm.json"  # OUT/farm.json: every row and the aggregate
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -78,11 +81,16 @@ def load_farm(path: str | Path) -> list[FarmBoard]:
         name, port = entry.get("name"), entry.get("port")
         profile, reset = entry.get("profile"), entry.get("reset", "rts")
         unknown = sorted(set(entry) - {"name", "port", "profile", "reset"})
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or len(name) > NAME_MAX:
             problems.append(f"board {i + 1}: {_given('name', name)} "
-                            "(letters, digits, '_', '.', '-'; it names a folder)")
+                            f"(letters, digits, '_', '.', '-', at most {NAME_MAX}; it names a folder)")
         if not isinstance(port, str) or not port:
             problems.append(f"board {i + 1}: {_given('port', port)} (a device path or pyserial URL)")
+        else:
+            try:
+                check_port(port, f"board {i + 1}: port")
+            except BadInput as exc:
+                problems.append(str(exc))
         if profile is not None and not isinstance(profile, str):
             problems.append(f"board {i + 1}: profile {profile!r} (a board profile's name)")
         if reset not in RESETS:
@@ -103,15 +111,25 @@ def _given(key: str, value) -> str:
 
 
 def from_ports(ports: list[str]) -> list[FarmBoard]:
-    """A farm of the boards on these ports, named board1, board2, ..."""
-    return [FarmBoard(f"board{i + 1}", port) for i, port in enumerate(ports)]
+    """A farm of the boards on these ports, named board1, board2, ...
+
+    Raises:
+        BadInput: a port tinydeploy can't open (tinydeploy.core.ports).
+    """
+    return [FarmBoard(f"board{i + 1}", check_port(port)) for i, port in enumerate(ports)]
 
 
-def run(boards: list[FarmBoard], out: str | Path, job) -> list[FarmRow]:
+def run(boards: list[FarmBoard], out: str | Path, job, force: bool = False) -> list[FarmRow]:
     """job(board, folder) -> FarmRow for every board at once, each in its own thread, into
-    OUT/NAME; a job that raises fails its own row only. OUT/farm.json is written at the end."""
-    from tinydeploy.core.outputs import output_folder, write_atomically
-    out = output_folder(out, "--out")
+    OUT/NAME; a job that raises fails its own row only. OUT/farm.json is written at the end
+    (force: over one that tinydeploy did not write)."""
+    from tinydeploy.core.outputs import run_folder
+    with run_folder(out, [SUMMARY], force) as folder:
+        return _run(boards, folder, job)
+
+
+def _run(boards: list[FarmBoard], out: Path, job) -> list[FarmRow]:
+    from tinydeploy.core.outputs import write_atomically
     rows: dict[str, FarmRow] = {}
 
     def one(board: FarmBoard) -> None:
@@ -128,15 +146,17 @@ def run(boards: list[FarmBoard], out: str | Path, job) -> list[FarmRow]:
     for thread in threads:
         thread.join()
     ordered = [rows[board.name] for board in boards]
-    write_atomically(out / "farm.json", json.dumps(summary(ordered), indent=2))
+    write_atomically(out / SUMMARY, json.dumps(summary(ordered), indent=2))
     return ordered
 
 
 def _saved(folder: Path) -> dict:
-    """What a board's bench saved before it stopped (results.json), if anything."""
+    """What a board's bench saved before it stopped (results.json), if anything valid
+    (tinydeploy.core.results_schema): a damaged file gives nothing to judge."""
+    from tinydeploy.core.results_schema import validate
     try:
-        return json.loads((folder / "results.json").read_text())
-    except (OSError, ValueError):
+        return validate(json.loads((folder / "results.json").read_text(encoding="utf-8")), folder / "results.json")
+    except (OSError, ValueError, TinyDeployError):
         return {}
 
 
@@ -155,14 +175,17 @@ def bench_job(**bench_options):
     return job
 
 
-def flash_job(firmware: str | Path, chip: str | None = None, offset: int = 0x10000, board_profile=None):
+def flash_job(firmware: str | Path, chip: str | None = None, offset: int = 0x10000, board_profile=None,
+              force: bool = False):
     """A farm job that writes a prebuilt image to a board with esptool (tinydeploy.toolchain.flash.
     flash_firmware), its log in OUT/NAME/flash.log; the chip is `chip`, or the board profile's."""
+    from tinydeploy.core.outputs import run_folder
     from tinydeploy.toolchain.flash import flash_firmware
 
     def job(board: FarmBoard, folder: Path) -> FarmRow:
-        folder.mkdir(parents=True, exist_ok=True)
-        log = flash_firmware(firmware, chip, board.port, offset, log_path=folder / "flash.log", board=board_profile)
+        with run_folder(folder, ["flash.log"], force) as checked:
+            log = flash_firmware(firmware, chip, board.port, offset, log_path=checked / "flash.log",
+                                 board=board_profile)
         return FarmRow(board, {"flash_log": str(log)})
     return job
 

@@ -9,41 +9,24 @@ from __future__ import annotations
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from tinydeploy.core.errors import BadInput
+from tinydeploy.core.errors import TinyDeployError
 from tinydeploy.core.names import TFLM
 from tinydeploy.core.outputs import read_json
+from tinydeploy.core.results_schema import validate
 from tinydeploy.core.targets import TargetResult, Targets, check
 
 
 def load_results(path: str | Path) -> dict:
+    """A bench results file (or the results.json in a folder), checked against its schema
+    (tinydeploy.core.results_schema) before anything is judged from it.
+
+    Raises:
+        BadInput: missing, not JSON, or not valid bench results (naming every bad field).
+    """
     p = Path(path)
     if p.is_dir():
         p = p / "results.json"
-    results = read_json(p, "no such results file (tinydeploy bench --out DIR writes DIR/results.json)")
-    if not isinstance(results, dict) or "device" not in results:
-        raise BadInput(f"{p}: not a tinydeploy bench results file")
-    _check_figures(results, str(p))
-    return results
-
-
-def _check_figures(results: dict, origin: str) -> None:
-    """Every figure verify judges is a number (or absent): a hand-edited or foreign file
-    is named with its bad field instead of failing half-way."""
-    def number(value) -> bool:
-        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                 and value == value and abs(value) != float("inf"))
-
-    fields = {key: results.get(key) for key in ("arena_used_bytes", "model_bytes")}
-    for part, keys in (("latency_us", ("median",)), ("validation", ("top1_agreement", "samples"))):
-        section = results.get(part)
-        if section is not None and not isinstance(section, dict):
-            raise BadInput(f"{origin}: '{part}' is not an object")
-        fields.update({f"{part}.{key}": (section or {}).get(key) for key in keys})
-    bad = [f"{key}={value!r}" for key, value in fields.items() if not number(value)]
-    if bad:
-        raise BadInput(f"{origin}: not numbers: {', '.join(bad)}")
-    if not isinstance(results.get("device"), dict):
-        raise BadInput(f"{origin}: 'device' is not an object")
+    return validate(read_json(p, "no such results file (tinydeploy bench --out DIR writes DIR/results.json)"), p)
 
 
 def verify(results: dict, targets: Targets = Targets(), min_agreement: float = 0.99,
@@ -117,6 +100,13 @@ def _what_stopped(results: dict) -> str:
             missing.append(absent)
     return (f"the run stopped: {why}. Measured: {', '.join(measured) or 'nothing'}; "
             f"missing: {', '.join(missing) or 'validation, if it was asked for'}")
+
+
+def failed_run(name: str, error: BaseException) -> TargetResult:
+    """A missed verdict for a run that left nothing to judge (a port that did not answer,
+    results that are not valid), naming why: JUnit always has a test case to fail."""
+    why = str(error) if isinstance(error, TinyDeployError) else f"{type(error).__name__}: {error}"
+    return TargetResult(name, 0.0, 1.0, "", why, at_least=True, detail=f"nothing to judge: {why}")
 
 
 def junit_xml(verdicts: list[TargetResult], suite: str = "tinydeploy.device.verify") -> str:

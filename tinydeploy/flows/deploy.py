@@ -46,7 +46,7 @@ class DeployReport:
 def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, targets: Targets = Targets(),
            port: str | None = None, budget: str = "default", seed: int = 0, min_agreement: float = 0.99,
            progress: Callable[[str, dict], None] | None = None, stages: tuple[str, ...] | None = None,
-           farm: list | None = None) -> DeployReport:
+           farm: list | None = None, force: bool = False) -> DeployReport:
     """Run the whole pipeline.
 
     Args:
@@ -59,6 +59,8 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
         min_agreement: verify's agreement target for on-device validation.
         progress: receives (event, info) as the stages go.
         farm: boards (tinydeploy.device.farm.FarmBoard) to flash, bench and judge instead of one.
+        force: start over (optimize's stages redone) and write over files in out that
+            tinydeploy did not write.
     """
     from tinydeploy.toolchain import flash as flash_lib
     from tinydeploy.codegen.engines import ENGINES
@@ -66,40 +68,43 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
     from tinydeploy.toolchain.project import create_project
     from tinydeploy.codegen.render import RenderOptions
     from tinydeploy.device.verify import verify
-    out = Path(out)
-    notices: list[str] = []
+    from tinydeploy.core.outputs import run_folder
+    with run_folder(out, (), force) as out:  # one run at a time; each part claims the files it writes
+        notices: list[str] = []
 
-    def note(text: str) -> None:
-        notices.append(text)
-        if progress:
-            progress("note", {"text": text})
+        def note(text: str) -> None:
+            notices.append(text)
+            if progress:
+                progress("note", {"text": text})
 
-    stage_list = {"stages": stages} if stages else {}
-    result = optimize(OptimizeConfig(dataset, out / "optimize", board, targets, budget=budget, seed=seed,
-                                     data_source=data_source, **stage_list), progress)
-    model_path = result.model_path
-    engine = result.report["chosen"]["engine"]  # the engine optimize chose for this board (and why)
-    note(f"engine: {engine} ({result.report['chosen']['engine_why']})")
-    project = create_project(model_path, board, out / "firmware",
-                             RenderOptions(labels=tuple(dataset.labels) if ENGINES[engine].labels else (), engine=engine))
-    note(f"rendered {project['project']} ({project['engine']} engine, arena {project['arena_bytes']:,} bytes)")
-    samples = (dataset.x_val[:VALIDATE_SAMPLES], dataset.y_val[:VALIDATE_SAMPLES])
-    if farm is not None:
-        summary, verdicts = _deploy_farm(board, project["project"], farm, out / "bench", model_path, samples,
-                                         targets, min_agreement, note)
-        return DeployReport(result.report, project, {}, verdicts, False, notices, farm=summary)
-    if port is None and not board.emulated:
-        port = flash_lib.attached_port()
-    virtual = port is None and not board.emulated
-    bench_result = _bench_on(board, project["project"], port, out / "bench", model_path, samples, note)
-    results = bench_result.to_dict()
-    estimate = result.report["chosen"]["latency_ms"] if virtual else None
-    verdicts = verify(results, targets, min_agreement, latency_estimate_ms=estimate)
-    return DeployReport(result.report, project, results, verdicts, virtual, notices)
+        stage_list = {"stages": stages} if stages else {}
+        result = optimize(OptimizeConfig(dataset, out / "optimize", board, targets, budget=budget, seed=seed,
+                                         data_source=data_source, force=force, **stage_list), progress)
+        model_path = result.model_path
+        engine = result.report["chosen"]["engine"]  # the engine optimize chose for this board (and why)
+        note(f"engine: {engine} ({result.report['chosen']['engine_why']})")
+        project = create_project(model_path, board, out / "firmware",
+                                 RenderOptions(labels=tuple(dataset.labels) if ENGINES[engine].labels else (),
+                                               engine=engine), force)
+        note(f"rendered {project['project']} ({project['engine']} engine, arena {project['arena_bytes']:,} bytes)")
+        samples = (dataset.x_val[:VALIDATE_SAMPLES], dataset.y_val[:VALIDATE_SAMPLES])
+        if farm is not None:
+            summary, verdicts = _deploy_farm(board, project["project"], farm, out / "bench", model_path, samples,
+                                             targets, min_agreement, note, force)
+            return DeployReport(result.report, project, {}, verdicts, False, notices, farm=summary)
+        if port is None and not board.emulated:
+            port = flash_lib.attached_port()
+        virtual = port is None and not board.emulated
+        bench_result = _bench_on(board, project["project"], port, out / "bench", model_path, samples, note, force)
+        results = bench_result.to_dict()
+        estimate = result.report["chosen"]["latency_ms"] if virtual else None
+        verdicts = verify(results, targets, min_agreement, latency_estimate_ms=estimate)
+        return DeployReport(result.report, project, results, verdicts, virtual, notices)
 
 
 def _deploy_farm(board: Board, project: str, boards: list, out: Path, model_path: Path, samples, targets: Targets,
-                 min_agreement: float, note: Callable[[str], None]) -> tuple[dict, list[TargetResult]]:
+                 min_agreement: float, note: Callable[[str], None],
+                 force: bool = False) -> tuple[dict, list[TargetResult]]:
     """Build once, then flash (esptool), bench and judge every board of the farm in parallel:
     (the farm's summary, every board's verdicts named after it, a failed board's as a miss)."""
     from tinydeploy.device import farm as farm_lib
@@ -110,15 +115,15 @@ def _deploy_farm(board: Board, project: str, boards: list, out: Path, model_path
     if not images:
         raise StepFailed(f"the build of {project} made no firmware.bin to flash")
     note(f"flashing {images[0]} to {len(boards)} boards with esptool, then benching them, in parallel")
-    job = farm_lib.flash_then(farm_lib.flash_job(images[0], board_profile=board),
+    job = farm_lib.flash_then(farm_lib.flash_job(images[0], board_profile=board, force=force),
                               farm_lib.verify_job(targets, min_agreement, baud=board.baud, runs=20, warmup=2,
-                                                  expect_model=model_path, samples=samples))
-    rows = farm_lib.run(boards, out, job)
+                                                  expect_model=model_path, samples=samples, force=force))
+    rows = farm_lib.run(boards, out, job, force)
     return farm_lib.summary(rows), farm_lib.verdicts(rows)
 
 
 def _bench_on(board: Board, project: str, port: str | None, out: Path, model_path: Path, samples,
-              note: Callable[[str], None]):
+              note: Callable[[str], None], force: bool = False):
     """Bench the rendered firmware where it can run: an emulated board in its emulator, a board
     on port once built and flashed, or (no board attached) the virtual device, saying so."""
     from tinydeploy.toolchain import flash as flash_lib
@@ -130,16 +135,17 @@ def _bench_on(board: Board, project: str, port: str | None, out: Path, model_pat
         build(project)
         with emulate.start(project) as emulator:
             note(f"emulating {board.name}: {board.emulator['command'][0]} on {emulator.url}")
-            return bench(emulator.url, out, runs=20, warmup=2, expect_model=model_path, samples=samples, reset=False)
+            return bench(emulator.url, out, runs=20, warmup=2, expect_model=model_path, samples=samples, reset=False,
+                         force=force)
     if port is None:
         from tinydeploy.device.virtual_device import VirtualDevice
         note("no board attached: build and flash skipped; benching the VIRTUAL device (host TFLM). "
              "Its latency is host time, not board time; the latency verdict uses the board estimate")
         with VirtualDevice(model_path) as device:
             return bench(device.open_pty(), out, runs=20, warmup=2, expect_model=model_path, samples=samples,
-                         reset=False)
+                         reset=False, force=force)
     note(f"building {project} with PlatformIO")
     build(project)
     note(f"flashing {port}")
     flash_lib.flash(project, port)
-    return bench(port, out, baud=board.baud, expect_model=model_path, samples=samples)
+    return bench(port, out, baud=board.baud, expect_model=model_path, samples=samples, force=force)

@@ -25,7 +25,7 @@ import numpy as np
 from tinydeploy.core.data import Dataset
 from tinydeploy.core.errors import BadInput
 from tinydeploy.core.model import parse_model
-from tinydeploy.core.outputs import output_folder, write_atomically
+from tinydeploy.core.outputs import run_folder, write_atomically
 from tinydeploy.optimize import architectures as arch_lib
 from tinydeploy.optimize import nearest
 from tinydeploy.optimize.metrics import StageMetrics
@@ -237,6 +237,9 @@ def _run_stages(config: OptimizeConfig, out: Path, work: Trainer, progress: Prog
     return done, details
 
 
+OUTPUTS = ("run.json", "model.tflite", "report.json", "report.html")  # what optimize writes into OUT
+
+
 def optimize(config: OptimizeConfig, progress: Progress | None = None) -> OptimizeReport:
     """Run (or resume) the optimization pipeline.
 
@@ -249,13 +252,13 @@ def optimize(config: OptimizeConfig, progress: Progress | None = None) -> Optimi
     Returns:
         The report; OUT/model.tflite, OUT/report.json and OUT/report.html are written.
     """
-    out = output_folder(config.out, "--out")
-    _resume_check(out, config)
-    done, details = _run_stages(config, out, Trainer(config, progress), progress)
-    total = len([s for s in config.stages if s != "final"]) + 1
-    if progress:
-        progress("stage", {"stage": "final", "index": total, "total": total})
-    return _final(config, out, done, details)
+    with run_folder(config.out, OUTPUTS, config.force) as out:  # locked; the user's own files kept
+        _resume_check(out, config)
+        done, details = _run_stages(config, out, Trainer(config, progress), progress)
+        total = len([s for s in config.stages if s != "final"]) + 1
+        if progress:
+            progress("stage", {"stage": "final", "index": total, "total": total})
+        return _final(config, out, done, details)
 
 
 def _deployed(best: Candidate, config: OptimizeConfig) -> tuple[bytes, str]:

@@ -31,7 +31,7 @@ from tinydeploy.core.bounds import check
 from tinydeploy.core.data import Dataset
 from tinydeploy.core.errors import BadInput, StepFailed
 from tinydeploy.core.model import parse_model
-from tinydeploy.core.outputs import output_folder, write_atomically
+from tinydeploy.core.outputs import run_folder, write_atomically
 from tinydeploy.core.targets import Targets
 
 SPACE_VERSION = 2  # bump when the search space changes: old studies are then refused
@@ -178,6 +178,7 @@ class SearchConfig:
     seed: int = 0
     join: bool = False
     budget: str = "fast"
+    force: bool = False  # write over files in out that tinydeploy did not write
 
 
 def _objective(config: SearchConfig, progress: Callable[[str, dict], None] | None):
@@ -243,6 +244,10 @@ def _objective(config: SearchConfig, progress: Callable[[str, dict], None] | Non
     return objective
 
 
+OUTPUTS = ("best_arch.json", "search.html")  # what search writes into OUT
+STUDY_FILE = "search.db"  # the study's SQLite storage, in OUT unless --storage names another
+
+
 def search(config: SearchConfig, progress: Callable[[str, dict], None] | None = None) -> dict:
     """Run (or resume, or join) a search; write OUT/best_arch.json and OUT/search.html.
 
@@ -260,8 +265,12 @@ def search(config: SearchConfig, progress: Callable[[str, dict], None] | None = 
             check(option, value)
     if config.budget not in SEARCH_EPOCHS:
         raise BadInput(f"unknown search budget '{config.budget}'. Budgets: {', '.join(SEARCH_EPOCHS)}")
-    out = output_folder(config.out, "--out")
-    storage = config.storage or f"sqlite:///{(out / 'search.db').resolve()}"
+    with run_folder(config.out, OUTPUTS + (() if config.storage else (STUDY_FILE,)), config.force) as out:
+        return _search(config, out, progress)
+
+
+def _search(config: SearchConfig, out: Path, progress: Callable[[str, dict], None] | None) -> dict:
+    storage = config.storage or f"sqlite:///{(out / STUDY_FILE).resolve()}"
     study = open_study(storage, config.study, config.data, config.seed, config.join)
     floor = cost(smallest_arch(), config.data, config.board)
     over = {k: v for k, v in floor.violations(config.targets).items() if v > 0}
