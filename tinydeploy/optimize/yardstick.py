@@ -91,8 +91,8 @@ class Yardstick:
         return {**asdict(self), "ratio": self.ratio}
 
 
-ONE_NN = "1-NN Euclidean (raw windows, float; never deployed)"
-MINIROCKET = "MiniRocket (float; never deployed)"
+ONE_NN = "1-NN Euclidean (raw windows, float)"
+MINIROCKET = "MiniRocket (float)"
 
 
 def one_nn(x_ref, y_ref, x, y, on: str, reference: str, deployed: float | None,
