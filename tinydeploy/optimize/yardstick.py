@@ -169,12 +169,13 @@ def default_checks(accuracy: float, samples: int, chance: float, one_nn_accuracy
 
 def what_would_help(details: dict, train_samples: int, held_out: int, kind: str) -> str:
     """What could lift accuracy, chosen from what the run shows."""
+    from tinydeploy.optimize.training import AUGMENT_BELOW, SMALL_VALIDATION
     helps = []
     seek = details.get("seek") or {}
     if seek.get("needed"):
         helps.append(f"a longer latency budget (--max-latency-ms) or a faster board: seek shrank the model "
                      f"to width {seek.get('width', '?')} to meet the targets")
-    if train_samples < 500 or held_out < 100:
+    if train_samples < AUGMENT_BELOW or held_out < SMALL_VALIDATION:
         helps.append(f"more data ({train_samples} training and {held_out} held-out windows)")
     if kind == "series":
         helps.append("a signal front end (features before the network; coming in tinydeploy)")
