@@ -8,7 +8,8 @@ TFLM arena with the board's kernel scratch, 32-bit; tinydeploy.costs.arena), its
 and its estimated latency on the board. Every stage's model and metrics are
 kept in OUT/stages/, written atomically, so a rerun resumes where it stopped.
 At the end the best model meeting every target (not simply the last) becomes
-OUT/model.tflite.
+OUT/model.tflite; the report sets it beside float yardsticks on the same windows and, without
+--min-accuracy, judges it against chance and 1-NN (tinydeploy.optimize.yardstick).
 """
 
 from __future__ import annotations
