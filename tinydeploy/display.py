@@ -109,7 +109,14 @@ def inspect_view(report: dict) -> Group:
                  targets_table([TargetResult.from_dict(t) for t in report["targets"]]))
 
 
-def optimize_table(report: dict) -> Table:
+def optimize_table(report: dict) -> Table | Group:
+    """Each stage's figures, then (when the report has them) the yardsticks beside the deployed model."""
+    stages = _stages_table(report)
+    yardsticks = yardstick_table(report)
+    return stages if yardsticks is None else Group(stages, yardsticks)
+
+
+def _stages_table(report: dict) -> Table:
     from tinydeploy.optimize.metrics import StageMetrics
     from tinydeploy.runtime.evaluate import wilson_interval
     table = Table(title=f"optimize: {report['data']['name']} on {report['board']} "
@@ -240,8 +247,40 @@ def optimize_lines(report: dict, out) -> list[str]:
     if report.get("test"):
         lines.append(f"held-out test accuracy (once, chosen model only): "
                      f"{describe_accuracy(report['test']['accuracy'], report['test']['samples'])}")
+    lines += _check_lines(report.get("accuracy_checks"))
     lines.append(f"wrote {chosen['model']} ({chosen['stage']}), {out}/report.json and {out}/report.html")
     return lines
+
+
+def _check_lines(checks: dict | None) -> list[str]:
+    """The default accuracy checks' verdicts (tinydeploy.optimize.yardstick), or what replaced them."""
+    if not checks:
+        return []
+    if checks.get("replaced_by"):
+        return [f"accuracy checks vs chance and 1-NN: replaced by {checks['replaced_by']}"]
+    return [f"{v['target']}: {'met' if v['met'] else 'MISSED'} — {v['detail']}" for v in checks["verdicts"]]
+
+
+def yardstick_table(report: dict) -> Table | None:
+    """The deployed int8 model beside each yardstick on the same windows, or None (an older report)."""
+    rows = report.get("yardsticks")
+    if not rows:
+        return None
+    table = Table(title="Yardsticks (float, never deployed) on the same windows as the deployed int8 model",
+                  title_justify="left")
+    for column in ("yardstick", "windows", "fitted on", "yardstick acc", "deployed int8 acc", "ratio"):
+        table.add_column(column, justify="right" if "acc" in column or column in ("windows", "ratio") else "left")
+    for r in rows:
+        deployed = "" if r["deployed_accuracy"] is None else f"{r['deployed_accuracy'] * 100:.1f}%"
+        if r["accuracy"] is None:
+            table.add_row(r["name"], f"{r['on']} ({r['samples']})", r["reference"], r["note"], deployed, "")
+            continue
+        ratio = r["ratio"]
+        shown = Text(f"{ratio:.2f}", style="red" if ratio is not None and ratio < 1 else "green") \
+            if ratio is not None else Text("")
+        table.add_row(r["name"], f"{r['on']} ({r['samples']})", r["reference"], f"{r['accuracy'] * 100:.1f}%",
+                      deployed, shown)
+    return table
 
 
 def arch_lines(arch, figures: dict) -> list[str]:

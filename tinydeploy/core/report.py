@@ -157,11 +157,36 @@ Accuracy is the int8 model's on the TFLM interpreter; arena is what the board ne
 Latency basis: {html.escape(chosen.get('latency_basis', 'estimate'))}. TFLM vs TFLite reference kernels: top-1 agreement
 {chosen['reference_check']['top1_agreement'] * 100:.2f}%, largest output difference
 {chosen['reference_check']['max_output_diff_lsb']} LSB.</p>
+{_yardsticks_html(report)}
 <table><tr><th>stage</th><th>accuracy</th><th>engine</th><th>flash B</th><th>arena B</th><th>MACs</th><th>latency ms (est.)</th>
 <th>meets targets</th><th>seconds</th></tr>{rows}</table>
 <h2>Plots</h2>{figures}
 <figure><img src='data:image/png;base64,{curves}'><figcaption>Training curves</figcaption></figure>
 </body></html>"""
+
+
+def _yardsticks_html(report: dict) -> str:
+    """The yardsticks beside the deployed model, and the default accuracy checks (empty for an
+    older report without them)."""
+    rows = report.get("yardsticks")
+    if not rows:
+        return ""
+    body = "".join(
+        f"<tr><td>{html.escape(r['name'])}</td><td>{html.escape(r['on'])} ({r['samples']})</td>"
+        f"<td>{html.escape(r['reference'])}</td>"
+        + (f"<td>{r['accuracy'] * 100:.1f}%</td>" if r["accuracy"] is not None else f"<td>{html.escape(r['note'])}</td>")
+        + f"<td>{'' if r['deployed_accuracy'] is None else format(r['deployed_accuracy'] * 100, '.1f') + '%'}</td>"
+        f"<td>{'' if r['ratio'] is None else format(r['ratio'], '.2f')}</td></tr>" for r in rows)
+    checks = report.get("accuracy_checks") or {}
+    if checks.get("replaced_by"):
+        verdicts = f"<p>Accuracy checks vs chance and 1-NN: replaced by {html.escape(checks['replaced_by'])}.</p>"
+    else:
+        verdicts = "".join(f"<p>{html.escape(v['target'])}: <b>{'met' if v['met'] else 'MISSED'}</b> — "
+                           f"{html.escape(v['detail'])}.</p>" for v in checks.get("verdicts", []))
+    return (f"<h2>Yardsticks</h2><p>Float classifiers on the same windows as the deployed int8 model, to judge it "
+            f"by; never deployed.</p><table><tr><th>yardstick</th><th>windows</th><th>fitted on</th>"
+            f"<th>yardstick accuracy</th><th>deployed int8 accuracy</th><th>ratio</th></tr>{body}</table>{verdicts}"
+            f"<h2>Stages</h2>")
 
 
 def search_html(summary: dict, trials: list[dict]) -> str:

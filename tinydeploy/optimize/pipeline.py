@@ -8,7 +8,8 @@ TFLM arena with the board's kernel scratch, 32-bit; tinydeploy.costs.arena), its
 and its estimated latency on the board. Every stage's model and metrics are
 kept in OUT/stages/, written atomically, so a rerun resumes where it stopped.
 At the end the best model meeting every target (not simply the last) becomes
-OUT/model.tflite.
+OUT/model.tflite; the report sets it beside float yardsticks on the same windows and, without
+--min-accuracy, judges it against chance and 1-NN (tinydeploy.optimize.yardstick).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tinydeploy.core.model import parse_model
 from tinydeploy.core.outputs import run_folder, write_atomically
 from tinydeploy.optimize import architectures as arch_lib
 from tinydeploy.optimize import nearest
+from tinydeploy.optimize import yardstick
 from tinydeploy.optimize.metrics import StageMetrics
 from tinydeploy.optimize.stages import STAGE_CLASSES
 from tinydeploy.optimize.training import BUDGETS, STAGES, Candidate, OptimizeConfig, Progress, Trainer
@@ -296,11 +298,18 @@ def _final(config: OptimizeConfig, out: Path, done: list[Candidate], details: di
         test = evaluate(model, config.data.x_test, config.data.y_test).to_dict()
         test["basis"] = "int8 model on the TFLM interpreter; the held-out test set, used for nothing else"
     chosen = best.metrics
+    rows, checks = _accuracy_checks(config, chosen, tflm_eval.accuracy, test)
     missed = [t.describe() for t in chosen.targets if not t.met]
     if chosen.flash_bytes is None:
         missed.append(f"no engine of {config.board.name} runs the model ({chosen.engine_why})")
     if missed and (details.get("seek") or {}).get("smallest"):
         missed.append(details["seek"]["note"])
+    failed = [c for c in checks["verdicts"] if not c.met]
+    missed += [c.describe() for c in failed]
+    met = chosen.meets_targets and not failed
+    if failed:
+        missed.append(yardstick.what_would_help(details, len(config.data.x_train), checks["samples"],
+                                                config.data.kind))
     report = {
         "tinydeploy": "optimize", "seed": config.seed, "budget": config.budget, "board": config.board.name,
         "data": config.data.summary(), "labels": config.data.labels,
@@ -317,10 +326,30 @@ def _final(config: OptimizeConfig, out: Path, done: list[Candidate], details: di
                    "engines": [e.to_dict() for e in chosen.engines]},
         "test": test,
         "seek": details.get("seek"),
-        "met": chosen.meets_targets, "missed": missed,
+        "yardsticks": [r.to_dict() for r in rows],
+        "accuracy_checks": {**checks, "verdicts": [c.to_dict() for c in checks["verdicts"]]},
+        "met": met, "missed": missed,
     }
     write_atomically(out / "report.json", json.dumps(report, indent=2))
     from tinydeploy.core.report import optimize_html
     stages = [c.metrics for c in done]
     write_atomically(out / "report.html", optimize_html(report, stages))
-    return OptimizeReport(report, out / "model.tflite", chosen.meets_targets, missed, stages)
+    return OptimizeReport(report, out / "model.tflite", met, missed, stages)
+
+
+def _accuracy_checks(config: OptimizeConfig, chosen: StageMetrics, validation: float,
+                     test: dict | None) -> tuple[list, dict]:
+    """The yardstick rows (tinydeploy.optimize.yardstick), and the default accuracy checks
+    of the chosen model: on test when there is a test set, else on the held-out figure it was
+    ranked on. An explicit --min-accuracy replaces them (it is judged on validation with every
+    stage's targets): their verdicts list is then empty."""
+    loo = (chosen.loo_accuracy, chosen.loo_samples) if chosen.loo_accuracy is not None else None
+    rows, judged = yardstick.yardsticks(config.data, len(config.data.labels), validation,
+                                        test["accuracy"] if test else None, loo, config.seed)
+    checks = {"judged_on": judged.figure, "accuracy": round(judged.accuracy, 5), "samples": judged.samples,
+              "chance": round(judged.chance, 5), "one_nn": judged.one_nn}
+    if config.min_accuracy is not None:
+        return rows, {**checks, "verdicts": [],
+                      "replaced_by": f"--min-accuracy {config.min_accuracy:g} (judged on validation with the targets)"}
+    return rows, {**checks, "verdicts": yardstick.default_checks(judged.accuracy, judged.samples, judged.chance,
+                                                                 judged.one_nn, judged.figure)}
