@@ -3,8 +3,8 @@
     python bench/firmware_host_check.py PROJECT --tflm DIR [--esp-nn DIR] [--arduino-lib DIR]
         [--model MODEL.tflite] [--data digits] [--validate N] [--profile] [--bits 32|64] [--work DIR] [--json]
 
-The project's own sources (main, model runner, model data, protocol core; for the C engine
-its model, kernels and hal_espidf.c) are compiled unchanged, with `-Wall -Wextra -Werror`,
+The project's own sources (main, platform layer, model runner, model data, protocol core; for
+the C engine its model and kernels) are compiled unchanged, with `-Wall -Wextra -Werror`,
 against a TFLite Micro source tree and the small ESP-IDF / Arduino stand-ins in
 bench/host_shim/ (our own code). The binary then runs behind a pty, and `tinydeploy bench`
 talks to it exactly as to a board: boot, info%, latency, `--validate` and `--profile`.
@@ -233,9 +233,8 @@ def build(project_dir: Path, tflm: Path | None, esp_nn: Path | None, arduino_lib
                                                                f"-DTD_BAUD={line_baud}"])
         return builder.link(objects, work / "firmware", cxx=False), "c engine"
     lib = tflm_library(builder, framework, kernels or _board_kernels(project), tflm, esp_nn, arduino_lib, line_baud)
-    main = src / ("main.cpp" if framework == "arduino" else "main.cc")
-    app = [main, src / "model_runner.cc", src / "model_data.cc", src / "td_board.c", src / "td_protocol.c"]
-    objects = lib.objects + builder.compile(app, [*STRICT, "-O2", *lib.platform, f"-I{src}",
+    app = sorted(p for p in src.iterdir() if p.suffix in (".c", ".cc", ".cpp"))
+    objects = lib.objects + builder.compile(app, [*STRICT, "-O2", *lib.platform, f"-I{src}", f"-DTD_BAUD={line_baud}",
                                                   *(f"-isystem{p}" for p in lib.includes), "-DTF_LITE_STATIC_MEMORY"])
     return builder.link(objects, work / "firmware", extra=_link_flags(project_dir)), lib.kernels
 

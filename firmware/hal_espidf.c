@@ -1,6 +1,6 @@
 /* Platform for ESP-IDF boards: UART0 through the IDF driver, esp_timer for
- * microseconds. app_main runs the C-engine firmware. TD_BAUD comes from the
- * generated src/CMakeLists.txt. */
+ * microseconds. app_main runs the firmware (td_main.c), of either engine.
+ * TD_BAUD comes from the generated src/CMakeLists.txt. */
 #include "driver/uart.h"
 #include "esp_timer.h"
 #include "td_hal.h"
@@ -8,8 +8,7 @@
 #define TD_UART UART_NUM_0
 
 void td_hal_init(void) {
-  /* 4 KB of receive buffer: the host sends the next validation sample while one inference runs. */
-  uart_driver_install(TD_UART, 4096, 1024, 0, NULL, 0);
+  uart_driver_install(TD_UART, TD_RX_BUFFER_BYTES, 1024, 0, NULL, 0);
   uart_set_baudrate(TD_UART, TD_BAUD);
 }
 

@@ -1,23 +1,15 @@
-/* Firmware for the C engine: the protocol core driving td_model_invoke().
- * Model-specific strings come from the generated td_board.h, the model from
- * the generated td_model.c; the platform from td_hal.h. */
-#include <stdio.h>
+/* The firmware's main, the same for every engine and platform: the protocol
+ * core on the platform's serial port and clock (td_hal.h), driving the engine's
+ * model (td_runner.h). The board's strings come from the generated td_board.h. */
+#include <stddef.h>
 
 #include "td_board.h"
 #include "td_hal.h"
-#include "td_kernels.h"
-#include "td_model.h"
 #include "td_protocol.h"
+#include "td_runner.h"
 
-/* Aligned, so td_model_invoke copies them a word at a time. */
-static union {
-  int32_t align;
-  int8_t bytes[TD_MODEL_INPUT_BYTES];
-} input TD_ALIGN16;
-static union {
-  int32_t align;
-  int8_t bytes[TD_MODEL_OUTPUT_BYTES];
-} output TD_ALIGN16;
+static td_platform platform;
+static td_protocol protocol;
 
 static void serial_write(void *ctx, const char *data, size_t len) {
   (void)ctx;
@@ -29,52 +21,27 @@ static uint64_t ticks(void *ctx) {
   return td_hal_ticks();
 }
 
-static int invoke(void *ctx) {
-  (void)ctx;
-  return td_model_invoke(input.bytes, output.bytes);
-}
-
-static size_t info(void *ctx, char *buf, size_t size) {
-  char used[24];
-  int n;
-  (void)ctx;
-  snprintf(used, sizeof(used), "%lu", (unsigned long)TD_MODEL_ARENA_BYTES);
-  n = snprintf(buf, size, kInfoFormat, used, "null"); /* the static plan never fails to set up */
-  return n < 0 ? 0 : (size_t)n;
-}
-
-#ifdef TD_PROFILE
-/* layers%: one more inference with the clock stamped around every layer. */
-static size_t profile(void *ctx, const uint64_t **durations) {
-  static uint64_t each[TD_MODEL_LAYERS];
-  size_t i;
-  int failed;
-  (void)ctx;
-  td_profile_on = 1;
-  failed = td_model_invoke(input.bytes, output.bytes);
-  td_profile_on = 0;
-  if (failed) return 0;
-  for (i = 0; i < TD_MODEL_LAYERS; ++i) each[i] = td_profile_ticks[i + 1] - td_profile_ticks[i];
-  *durations = each;
-  return TD_MODEL_LAYERS;
-}
-#define TD_PROFILE_CALLBACK profile
-#else
-#define TD_PROFILE_CALLBACK NULL
-#endif
-
-void td_main(void) {
-  static const td_platform platform = {NULL, serial_write, ticks, invoke, info, TD_PROFILE_CALLBACK};
-  static td_protocol protocol;
-  td_model_io io;
+void td_main_setup(void) {
+  td_model_io io = {NULL, 0, NULL, 0, NULL, NULL};
+  const char *error;
   td_hal_init();
-  io.input = input.bytes;
-  io.input_size = sizeof(input.bytes);
-  io.output = output.bytes;
-  io.output_size = sizeof(output.bytes);
+  platform.ctx = NULL;
+  platform.write = serial_write;
+  platform.micros = ticks;
   io.name = kDeviceName;
   io.model = kModelName;
-  td_protocol_init(&protocol, &platform, &io, 1);
+  error = td_runner_setup(&platform, &io);
+  td_protocol_init(&protocol, &platform, &io, error == NULL);
+  if (error != NULL) td_protocol_error(&protocol, error);
   td_protocol_boot(&protocol);
-  for (;;) td_protocol_feed(&protocol, td_hal_read());
+}
+
+void td_main_run(void) {
+  int byte;
+  while ((byte = td_hal_read()) >= 0) td_protocol_feed(&protocol, byte);
+}
+
+void td_main(void) {
+  td_main_setup();
+  td_main_run();
 }

@@ -650,8 +650,8 @@ def test_esp32_project_with_the_c_engine_has_no_tflm(int8_cnn, tmp_path):
     assert "src/idf_component.yml" not in files  # no esp-tflite-micro dependency
     assert not any("tflite" in text.lower() and "micro_interpreter" in text.lower() for text in files.values())
     sources = re.search(r'SRCS((?: "[^"]+")+)', files["src/CMakeLists.txt"]).group(1).split()
-    assert sorted(s.strip('"') for s in sources) == ["hal_espidf.c", "td_board.c", "td_kernels.c", "td_main.c",
-                                                    "td_model.c", "td_protocol.c"]
+    assert sorted(s.strip('"') for s in sources) == ["hal_espidf.c", "td_board.c", "td_c_runner.c", "td_kernels.c",
+                                                    "td_main.c", "td_model.c", "td_protocol.c"]
     info = json.loads(json.loads(re.search(r"kInfoFormat\[\] = (\".*\");", files["src/td_board.c"]).group(1))
                       % ("1", "null"))
     assert info["engine"] == "c" and info["timer"] == "us" and "tflm" not in info

@@ -3,6 +3,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,8 @@ from tinydeploy.codegen.render import FRAMEWORKS, RenderOptions, arena_size, ren
 from tinydeploy.codegen.templating import BANNER
 
 pytestmark = pytest.mark.host
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +63,14 @@ def test_rendered_project_for_every_board(tmp_path, int8_cnn, measured, board_na
     assert f"constexpr size_t kArenaSize = {arena_size(need, 10.0)};" in runner
     assert arena_size(need, 10.0) >= need * 1.1 and arena_size(need, 10.0) % 16 == 0
     assert kernels.library(board.tflm_kernels(framework)).description in runner
-    # No InitializeTarget(): Chirale's restarts Serial at 9600 baud.
-    assert "InitializeTarget()" not in runner.replace("tflite::InitializeTarget() is not called", "")
+    # No InitializeTarget(): Chirale's restarts Serial at 9600 baud. The runner's logic is
+    # tinydeploy's own firmware, copied; the generated half holds only the model's definitions.
+    runtime = files["src/td_tflm_runner.cc"]
+    for text in (runner, runtime):
+        assert "InitializeTarget()" not in text.replace("tflite::InitializeTarget() is not called", "")
+    assert runtime.endswith((ROOT / "firmware" / "td_tflm_runner.cc").read_text())
+    assert "MicroInterpreter" not in runner and "class " not in runner
+    assert f"constexpr size_t kLayerCount = {len(model.operators)};" in files["src/model_data.h"]
     for path, text in files.items():
         assert BANNER in text, path
     assert "#ifndef TINYDEPLOY_MODEL_DATA_H_" in files["src/model_data.h"]
@@ -69,15 +78,20 @@ def test_rendered_project_for_every_board(tmp_path, int8_cnn, measured, board_na
         assert 'espressif/esp-tflite-micro: ">=1.3.7"' in files["src/idf_component.yml"]
         assert f"CONFIG_ESP_DEFAULT_CPU_FREQ_MHZ_{board.cpu_mhz}=y" in files["sdkconfig.defaults"]
         assert "CONSOLE_UART_BAUDRATE" not in files["sdkconfig.defaults"]  # Kconfig drops it
-        assert "uart_driver_install(kPort, 4096," in files["src/main.cc"]
-        assert "esp_timer_get_time" in files["src/main.cc"]
+        hal = files["src/hal_espidf.c"]
+        assert "uart_driver_install(TD_UART, TD_RX_BUFFER_BYTES," in hal and "esp_timer_get_time" in hal
+        assert f"TD_BAUD={board.baud})" in files["src/CMakeLists.txt"]
+        sources = re.search(r'SRCS((?: "[^"]+")+)', files["src/CMakeLists.txt"]).group(1).split()
+        assert sorted(s.strip('"') for s in sources) == sorted(p[4:] for p in files if re.match(r"src/.*\.cc?$", p))
     else:
         assert "Chirale_TensorFLowLite" in env["lib_deps"][0] if isinstance(env["lib_deps"], list) \
             else "Chirale_TensorFLowLite" in env["lib_deps"]
         assert "TensorFlowLite_ESP32" not in "".join(files.values())
-        main = files["src/main.cpp"]
-        assert main.index("Serial.setRxBufferSize(4096)") < main.index(f"Serial.begin({board.baud})")
-        assert env["build_flags"] == ["-Wl,--wrap=DebugLog"] and "__wrap_DebugLog" in main
+        hal = files["src/hal_arduino.cpp"]
+        assert hal.index("Serial.setRxBufferSize(TD_RX_BUFFER_BYTES)") < hal.index("Serial.begin(TD_BAUD)")
+        assert env["build_src_flags"] == [f"-DTD_BAUD={board.baud}"]
+        assert env["build_flags"] == ["-Wl,--wrap=DebugLog"] and "__wrap_DebugLog" in hal
+    assert "#define TD_RX_BUFFER_BYTES 4096" in files["src/td_hal.h"]
 
 
 def test_model_array_compiles_and_decodes_to_the_same_bytes(tmp_path, int8_cnn, measured):
@@ -269,3 +283,6 @@ def test_every_generated_file_of_every_engine_and_framework_carries_the_banner(i
     assert not unmarked, f"generated without the banner: {unmarked}"
     header = files["src/td_board.h"]
     assert "extern const char kInfoFormat[];" in header and "static" not in header  # data lives in td_board.c
+    # Every engine and framework runs the one shared main, on its platform's layer (td_hal.h).
+    assert files["src/td_main.c"].endswith((ROOT / "firmware" / "td_main.c").read_text())
+    assert not {"src/main.cc", "src/main.cpp"} & set(files)

@@ -29,8 +29,7 @@ from tinydeploy.core.model import Model
 from tinydeploy.core.names import C, TFLM
 from tinydeploy.codegen.templating import copied_firmware
 
-RX_BUFFER_BYTES = 4096  # the host streams the next validation sample while one inference runs
-SETUP_ERROR_BYTES = 192  # model_runner.cc's buffer for a setup error (with its NUL)
+SETUP_ERROR_BYTES = 192  # TD_SETUP_ERROR_BYTES in firmware/td_runner.h: the firmware's buffer for a setup error
 
 
 def _quant(tensor) -> tuple[float, int]:
@@ -104,16 +103,16 @@ class TflmEngine:
                            f"TFLM plans them) + tail {need.tail_bytes} (32-bit); plus {margin}% margin, rounded "
                            "up to 16."),
             "runtime_note": framework.runtime_note,
-            "rx_buffer_bytes": RX_BUFFER_BYTES, "setup_error_bytes": SETUP_ERROR_BYTES,
         })
         build = framework.tflm_files(board)
-        values["sources"] = build.sources
+        values["sources"] = ["td_main.c", "model_data.cc", "model_runner.cc", "td_tflm_runner.cc", "td_board.c",
+                             "td_protocol.c", *build.sources]
         templates = {"src/model_data.h": "common/model_data.h.j2", "src/model_data.cc": "common/model_data.cc.j2",
-                     "src/model_runner.h": "common/model_runner.h.j2",
                      "src/model_runner.cc": "common/model_runner.cc.j2", "README.md": "common/README.md.j2",
                      **build.templates}
         files = {path: env.get_template(template).render(**values) for path, template in templates.items()}
-        files.update(copied_firmware(("td_protocol.h", "td_protocol.c")))
+        files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", "td_main.c", "td_runner.h",
+                                      "td_tflm_runner.h", "td_tflm_runner.cc", *build.firmware)))
         return files
 
     def summary(self, prepared: Prepared, board: Board, framework, margin_percent: float) -> dict:
@@ -182,10 +181,12 @@ class CEngine:
                            else "microseconds"),
         })
         build = framework.c_files(board)
-        values["sources"] = ["td_main.c", "td_model.c", "td_kernels.c", "td_protocol.c", "td_board.c", *build.sources]
+        values["sources"] = ["td_main.c", "td_c_runner.c", "td_model.c", "td_kernels.c", "td_protocol.c", "td_board.c",
+                             *build.sources]
         values["how_to"] = build.how_to
         files = {f"src/{name}": text for name, text in cengine.render_sources(lowered, values["banner"]).items()}
-        files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", "td_main.c", *build.firmware)))
+        files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", "td_main.c", "td_runner.h",
+                                      "td_c_runner.c", *build.firmware)))
         templates = {**build.templates, "README.md": "cengine/README.md.j2"}
         files.update({path: env.get_template(template).render(**values) for path, template in templates.items()})
         return files

@@ -51,13 +51,12 @@ class EspIdf:
                 "esp_tflite_micro": ESP_TFLITE_MICRO}
 
     def tflm_files(self, board: Board) -> BuildFiles:
-        """A TFLM project's build files and main, beyond the engine's own files."""
-        return BuildFiles({"platformio.ini": "common/platformio.ini.j2", "src/main.cc": "espidf/main.cc.j2",
-                           "CMakeLists.txt": "espidf/CMakeLists.txt.j2",
+        """A TFLM project's build files and platform layer, beyond the engine's own files."""
+        return BuildFiles({"platformio.ini": "common/platformio.ini.j2", "CMakeLists.txt": "espidf/CMakeLists.txt.j2",
                            "src/CMakeLists.txt": "espidf/src_CMakeLists.txt.j2",
                            "src/idf_component.yml": "espidf/idf_component.yml.j2",
                            "sdkconfig.defaults": "espidf/sdkconfig.defaults.j2"},
-                          sources=["main.cc", "model_data.cc", "model_runner.cc", "td_board.c", "td_protocol.c"])
+                          sources=["hal_espidf.c"], firmware=["hal_espidf.c"])
 
     def c_files(self, board: Board) -> BuildFiles:
         """The C engine's build files, with its ESP-IDF platform layer."""
@@ -79,12 +78,14 @@ class Arduino:
         return board.toolchain is None
 
     def values(self, board: Board) -> dict:
-        # The library's log goes to __wrap_DebugLog (main.cpp), not into the protocol stream.
+        # The library's log goes to __wrap_DebugLog (hal_arduino.cpp), not into the protocol stream.
         return {"f_cpu": f"{board.cpu_mhz * 1_000_000}L", "sdkconfig": [],
-                "extra": [("lib_deps", ARDUINO_TFLM_LIBRARY), ("build_flags", "-Wl,--wrap=DebugLog")]}
+                "extra": [("lib_deps", ARDUINO_TFLM_LIBRARY), ("build_flags", "-Wl,--wrap=DebugLog"),
+                          ("build_src_flags", f"-DTD_BAUD={board.baud}")]}
 
     def tflm_files(self, board: Board) -> BuildFiles:
-        return BuildFiles({"platformio.ini": "common/platformio.ini.j2", "src/main.cpp": "arduino/main.cpp.j2"})
+        """A TFLM project's platformio.ini and platform layer (PlatformIO compiles all of src/)."""
+        return BuildFiles({"platformio.ini": "common/platformio.ini.j2"}, firmware=["hal_arduino.cpp"])
 
 
 class Make:
