@@ -32,7 +32,8 @@ def boards(boards_dir: tuple[str, ...] = ()) -> dict[str, Board]:
 def inspect(model: str | Path, board: str | Board = DEFAULT_BOARD, targets: Targets = Targets(),
             framework: str | None = None, boards_dir: tuple[str, ...] = ()):
     """What a .tflite model costs on a board (tinydeploy.runtime.inspect.InspectReport); framework picks
-    the board's TFLM kernel library (default: the board profile's framework)."""
+    the board's TFLM kernel library (default: the board profile's framework). Its energy figures are
+    estimated at targets.rate_hz, with the highest rate within targets.power_budget_mw."""
     from tinydeploy.codegen.frameworks import framework_for
     from tinydeploy.runtime.inspect import inspect as inspect_model
     board = _board(board, boards_dir)
@@ -206,21 +207,26 @@ def calibrate(results: list[str | Path], board: str | Board, out: str | Path = "
 
 
 def verify(results: str | Path | None = None, port: str | None = None, targets: Targets = Targets(),
-           min_agreement: float = 0.99, out: str | Path = "bench-results", **bench_options):
+           min_agreement: float = 0.99, out: str | Path = "bench-results", board: str | Board | None = None,
+           boards_dir: tuple[str, ...] = (), **bench_options):
     """Judge bench results (a results.json or its folder), or a fresh bench of the board on port,
-    against the targets: (verdicts, the results judged)."""
-    from tinydeploy.device.verify import load_results
+    against the targets: (verdicts, the results judged). Energy targets judge the results' power
+    measurement where there is one, else an estimate from their latency and the [power] figures of
+    board (default: the profile the results' device names)."""
+    from tinydeploy.device.verify import load_results, results_board
     from tinydeploy.device.verify import verify as judge
     check("--min-agreement", min_agreement)
     if results and port:
         raise BadInput("give either a results file or --port, not both")
+    profile = _board(board, boards_dir) if board else None
     if port:
         bench(port, out, **bench_options)
         results = out
     elif not results:
         raise BadInput("give a results file (from tinydeploy bench --out DIR) or --port")
     loaded = load_results(results)
-    return judge(loaded, targets, min_agreement), loaded
+    profile = profile or results_board(loaded, tuple(boards_dir))
+    return judge(loaded, targets, min_agreement, board=profile), loaded
 
 
 def virtual_device(model: str | Path, baud: int | None = None):

@@ -84,8 +84,9 @@ def _boards_dir(args) -> tuple[str, ...]:
 
 
 def _targets(args):
-    from tinydeploy.core.targets import Targets
-    return Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms)
+    from tinydeploy.core.targets import DEFAULT_RATE_HZ, Targets
+    return Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms, getattr(args, "max_energy_uj", None),
+                   getattr(args, "max_power_mw", None), getattr(args, "rate_hz", DEFAULT_RATE_HZ))
 
 
 def cmd_boards(args) -> int:
@@ -348,8 +349,8 @@ def cmd_verify(args) -> int:
         return _show_farm(args, api.verify_farm(boards, _targets(args), args.min_agreement, args.out,
                                                 **_bench_options(args)), "Farm verify")
     port = args.port[0] if args.port else None
-    verdicts, results = api.verify(args.results, port, _targets(args), args.min_agreement, args.out,
-                                   **(_bench_options(args) if port else {}))
+    verdicts, results = api.verify(args.results, port, _targets(args), args.min_agreement, args.out, args.board,
+                                   _boards_dir(args), **(_bench_options(args) if port else {}))
     if args.junit:
         _write_option_file(args.junit, junit_xml(verdicts), "--junit")
     _show_verdicts(args, verdicts, {"results": results})
@@ -452,6 +453,17 @@ def _add_targets(parser) -> None:
                         help="inference latency budget (default %(default)g)")
 
 
+def _add_energy_targets(parser) -> None:
+    from tinydeploy.core.targets import DEFAULT_RATE_HZ, TUTORIAL_MAX_POWER_MW
+    parser.add_argument("--max-energy-uj", type=_bounded("--max-energy-uj"), default=None, metavar="UJ",
+                        help="energy per inference budget (default: not judged)")
+    parser.add_argument("--max-power-mw", type=_bounded("--max-power-mw"), default=None, metavar="MW",
+                        help="average power budget at --rate-hz, with the sleep mode that minimises it (default: "
+                             f"not judged; the highest rate within {TUTORIAL_MAX_POWER_MW:g} mW is shown)")
+    parser.add_argument("--rate-hz", type=_bounded("--rate-hz"), default=DEFAULT_RATE_HZ, metavar="HZ",
+                        help="inferences per second the average power is stated at (default %(default)g)")
+
+
 def _options_boards(p) -> None:
     pass
 
@@ -464,6 +476,7 @@ def _options_inspect(p) -> None:
                    default=None, help="the TFLM firmware's framework, which picks the board's TFLM kernel library "
                                       "for the arena (default: the board profile's)")
     _add_targets(p)
+    _add_energy_targets(p)
 
 
 def _options_optimize(p) -> None:
@@ -547,6 +560,10 @@ def _options_verify(p) -> None:
     _add_bench_options(p, required_port=False, farm=True)
     _add_data(p, required=False)
     _add_targets(p)
+    _add_energy_targets(p)
+    p.add_argument("--board", default=None,
+                   help="the board profile whose [power] figures estimate energy where the results hold no power "
+                        "measurement (default: the board the results name)")
     p.add_argument("--min-agreement", type=_bounded("--min-agreement"), default=0.99,
                    help="smallest top-1 agreement with the host reference when validated (default %(default)g)")
     p.add_argument("--junit", type=FILE, default=None, metavar="FILE", help="also write the verdicts as JUnit XML")
@@ -581,6 +598,7 @@ def _options_deploy(p) -> None:
     p.add_argument("--min-agreement", type=_bounded("--min-agreement"), default=0.99,
                    help="on-device validation agreement target")
     _add_targets(p)
+    _add_energy_targets(p)
 
 
 def _options_search(p) -> None:
