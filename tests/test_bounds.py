@@ -177,6 +177,7 @@ def library(monkeypatch, tmp_path):
         "--max-power-mw": [lambda v: Targets(max_power_mw=v), lambda v: figures.energy(board, 1.0, "", budget_mw=v)],
         "--rate-hz": [lambda v: Targets(rate_hz=v), lambda v: figures.energy(board, 1.0, "", rate_hz=v),
                       lambda v: figures.energy(get_board("qemu-riscv32"), 1.0, "", rate_hz=v)],
+        "--power-voltage": benching("power_voltage"),
         "--min-accuracy": [lambda v: OptimizeConfig(None, tmp_path, board, min_accuracy=v)],
         "--min-agreement": [lambda v: api.verify(None, None, min_agreement=v),
                             lambda v: api.verify_farm([], min_agreement=v, out=tmp_path),

@@ -138,26 +138,30 @@ def validation_samples(data: str | None, validate: int, image_size: int = 32, se
 def bench(port: str, out: str | Path = "bench-results", baud: int = 115200, runs: int = 20, warmup: int = 2,
           validate: int = 0, data: str | None = None, expect_model: str | Path | None = None, timeout: float = 10.0,
           image_size: int = 32, seed: int = 0, profile: bool = False,
-          progress: Callable[[int, int], None] | None = None):
+          progress: Callable[[int, int], None] | None = None, power_monitor: str | None = None,
+          power_voltage: float = 3.3):
     """Measure latency and RAM on a board over serial, validate `validate` labelled samples of
     data there, and with profile time each layer (tinydeploy.device.bench.BenchResult; OUT/results.json
-    and serial.log)."""
+    and serial.log). With power_monitor (KIND[:PORT], tinydeploy.device.power) the timed runs are
+    recorded and the measured energy per inference is stored (OUT/power.npz holds the samples)."""
     from tinydeploy.device.bench import bench as run
     return run(port, out, baud=baud, runs=runs, warmup=warmup, expect_model=expect_model,
                samples=validation_samples(data, validate, image_size, seed), timeout=timeout, progress=progress,
-               profile=profile)
+               profile=profile, power_monitor=power_monitor, power_voltage=power_voltage)
 
 
 def bench_farm(boards, out: str | Path = "bench-results", baud: int = 115200, runs: int = 20, warmup: int = 2,
                validate: int = 0, data: str | None = None, expect_model: str | Path | None = None,
-               timeout: float = 10.0, image_size: int = 32, seed: int = 0, profile: bool = False):
+               timeout: float = 10.0, image_size: int = 32, seed: int = 0, profile: bool = False,
+               power_monitor: str | None = None, power_voltage: float = 3.3):
     """Bench several boards in parallel (tinydeploy.device.farm): boards is a farm file or a list of
     tinydeploy.device.farm.FarmBoard. Each board's results go to OUT/NAME/ as bench writes them, and
-    OUT/farm.json sums them up; returns the rows (a failed board fails its own row only)."""
+    OUT/farm.json sums them up; returns the rows (a failed board fails its own row only). A power
+    monitor measures one board: power_monitor is refused here."""
     from tinydeploy.device import farm
     options = _farm_options(baud=baud, runs=runs, warmup=warmup, validate=validate, data=data,
                             expect_model=expect_model, timeout=timeout, image_size=image_size, seed=seed,
-                            profile=profile)
+                            profile=profile, power_monitor=power_monitor, power_voltage=power_voltage)
     return farm.run(_farm_boards(boards), out, farm.bench_job(**options))
 
 
@@ -192,6 +196,9 @@ def _farm_options(validate: int = 0, data: str | None = None, image_size: int = 
     """bench's options for every board of a farm, checked once (a bad one would fail every row
     alike): the labelled samples loaded once, and no per-sample progress (the boards' lines
     would interleave)."""
+    if options.pop("power_monitor", None) is not None:
+        raise BadInput("--power-monitor measures one board: bench it with one --port, not a farm")
+    check("--power-voltage", options.pop("power_voltage", 3.3))
     for name in ("baud", "runs", "warmup", "timeout"):
         if name in options:
             check(f"--{name}", options[name])

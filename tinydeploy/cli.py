@@ -271,7 +271,8 @@ def _bench_options(args) -> dict:
             print(f"validated {done}/{total} samples on the device", file=sys.stderr)
     return {"baud": args.baud, "runs": args.runs, "warmup": args.warmup, "validate": args.validate, "data": args.data,
             "expect_model": args.expect_model, "timeout": args.timeout, "image_size": args.image_size,
-            "seed": args.seed, "profile": args.profile, "progress": progress}
+            "seed": args.seed, "profile": args.profile, "progress": progress, "power_monitor": args.power_monitor,
+            "power_voltage": args.power_voltage}
 
 
 def _farm(args):
@@ -429,6 +430,13 @@ def _add_bench_options(parser, required_port: bool, farm: bool = False) -> None:
     parser.add_argument("--out", type=FOLDER, default="bench-results", help="folder for results.json and serial.log")
     parser.add_argument("--profile", action="store_true",
                         help="also time each layer on the device, beside the board profile's estimate")
+    from tinydeploy.device.power import MONITORS
+    parser.add_argument("--power-monitor", default=None, metavar="KIND[:PORT]",
+                        help=f"record the board's current during the timed runs with a power monitor "
+                             f"({', '.join(MONITORS)}; the firmware marks each inference on its marker input) and "
+                             "store the measured energy per inference")
+    parser.add_argument("--power-voltage", type=_bounded("--power-voltage"), default=3.3, metavar="V",
+                        help="the supply voltage the power monitor gives the board (default %(default)g)")
 
 
 def _add_data(parser, required: bool = True) -> None:

@@ -244,6 +244,19 @@ def bench_table(results: dict) -> Table:
         table.add_row("largest output difference", f"{validation['max_output_diff_lsb']} LSB",
                       f"measured, {validation.get('kernels', '?')} kernels; outputs by difference: {spread}")
         table.add_row("device accuracy", f"{validation['device_accuracy'] * 100:.1f}%", "against the labels")
+    power = results.get("power")
+    if power:
+        if power.get("energy_uj") is not None:
+            table.add_row("energy per inference", f"{power['energy_uj']:.4g} µJ",
+                          f"{power['basis']}: {power['monitor']}, {power['windows']} marked windows, "
+                          f"{power['sample_rate_hz'] / 1000:g} kS/s")
+            table.add_row("current while inferring", f"{power['active_ma']:.4g} mA",
+                          f"{power['basis']}, at {power['voltage_v']:g} V")
+            idle = power.get("idle_ma")
+            table.add_row("idle current after", f"{idle:.4g} mA" if idle is not None else "n/a",
+                          f"{power['basis']}, {power['idle_s']:.2g} s" if idle is not None else "too little idle recorded")
+        else:
+            table.add_row("energy per inference", "n/a", f"{power.get('monitor', 'power monitor')}: {power.get('error')}")
     if results.get("error"):
         table.add_row("error", Text("run stopped", style="red"), results["error"])
     return table

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from numbers import Integral, Real
 
+from tinydeploy.core.boards import SUPPLY_V_RANGE
 from tinydeploy.core.errors import BadInput
 from tinydeploy.core.names import ENGINE_NAMES
 
@@ -116,6 +117,9 @@ BOUNDS = {bound.option: bound for bound in (
     Bound("--rate-hz", float, 0, low_open=True, unit="inferences per second",
           reason="the inference rate an average power is stated at: 0 Hz has no period, and a rate too fast "
                  "for inference plus wake is reported per sleep mode, not refused"),
+    Bound("--power-voltage", float, *SUPPLY_V_RANGE, unit="volts", noun="a supply voltage",
+          reason="the supply a power monitor gives the board: the range a board profile's [power] supply_v "
+                 "accepts; each monitor narrows it to what it supplies (a PPK2 0.8-5 V)"),
     Bound("--min-accuracy", float, 0, 1, low_open=True, noun="a fraction",
           reason="an accuracy is a fraction; 0 would accept any model"),
     Bound("--min-agreement", float, 0, 1, low_open=True, noun="a fraction",
