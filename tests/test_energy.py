@@ -407,3 +407,13 @@ def test_verify_makes_no_estimate_from_the_virtual_devices_host_time_or_an_unkno
     (deployed,) = [v for v in verify(virtual, targets, latency_estimate_ms=0.5, board=get_board("esp32dev"))
                    if v.name == "energy"]
     assert deployed.met and "latency estimate for the board (no board attached)" in deployed.basis
+
+
+def test_a_search_trial_line_shows_the_estimated_energy_beside_the_latency():
+    from tinydeploy.display import search_trial_line
+    line = search_trial_line("trial", {"trial": 3, "accuracy": 0.9, "latency_ms": 0.5, "energy_uj": 52.3,
+                                       "arena_bytes": 4096})
+    assert line == "trial 3: int8 accuracy 90.0% · 0.500 ms est. · 52.3 µJ est. · 4,096 B arena"
+    unpowered = search_trial_line("trial", {"trial": 3, "accuracy": 0.9, "latency_ms": 0.5, "energy_uj": None,
+                                            "arena_bytes": 4096})
+    assert "µJ" not in unpowered
