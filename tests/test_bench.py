@@ -11,6 +11,7 @@ from tinydeploy.device.connection import Connection, DeviceTimeout
 from tinydeploy.cli import main
 from tinydeploy.core.errors import StepFailed
 from tinydeploy.core.model import load_model, parse_model
+from tinydeploy.core.targets import Targets
 from tinydeploy.device.verify import junit_xml, load_results, verify
 from tinydeploy.device.virtual_device import VirtualDevice
 from tests.helpers import run_cli
@@ -311,3 +312,86 @@ def test_instruction_counts_are_never_shown_as_microseconds_without_a_clock():
     for bad in (None, 0, -5, "160", True):
         with pytest.raises(StepFailed, match="counts instructions, not µs, but its info gives no clock rate"):
             latency_us(stats, {"timer": "instructions", "cpu_mhz": bad})
+
+
+# -- bench --power-monitor: a PPK2 stand-in whose current the virtual device's inferences drive ----------
+
+ACTIVE_A, AWAKE_A = 0.046, 0.0317  # computing, and awake between commands (an S3's idle; same PPK2 range)
+
+
+@pytest.fixture
+def ppk2_api():
+    return pytest.importorskip("ppk2_api.ppk2_api", reason="pip install 'tinydeploy[power]'")
+
+
+def test_bench_measures_energy_per_inference_with_a_ppk2_marked_by_each_inference(int8_cnn, tmp_path, ppk2_api):
+    from tinydeploy.device.power_standins import DrivenWaveform, Ppk2StandIn
+    waveform = DrivenWaveform(ACTIVE_A, AWAKE_A)
+    with Ppk2StandIn(waveform) as kit, VirtualDevice(int8_cnn, marker=waveform.mark) as vd:
+        port = vd.open_pty()
+        assert main(["bench", "--port", port, "--runs", "8", "--warmup", "2", "--power-monitor", f"ppk2:{kit.port}",
+                     "--out", str(tmp_path), "--json"]) == 0
+        marked = waveform.marked_seconds(since=kit._streamer.started)  # the inferences while it streamed
+    saved = json.loads((tmp_path / "results.json").read_text())
+    power = saved["power"]
+    assert power["basis"] == "measured" and power["monitor"] == f"ppk2 on {kit.port}"
+    assert power["inferences"] == power["windows"] == len(marked) == 8  # the timed runs only, one window each
+    assert power["sample_rate_hz"] == 100_000 and (kit.voltage_mv, kit.dut_power) == (3300, True)
+    # each window within a sample (10 µs) at either edge of the time the device marked, and the
+    # current inside them the active current
+    assert power["inference_ms"] == pytest.approx(sum(marked) / 8 * 1000, abs=0.02)
+    assert power["energy_uj"] == pytest.approx(ACTIVE_A * 3.3 * power["inference_ms"] * 1000, rel=0.005)
+    assert power["active_ma"] == pytest.approx(ACTIVE_A * 1000, rel=0.005)
+    assert power["idle_ma"] == pytest.approx(AWAKE_A * 1000, rel=0.01)
+    # the marked windows are the inferences the device timed (the same invokes, host clock)
+    assert power["inference_ms"] == pytest.approx(saved["latency_us"]["mean"] / 1000, rel=0.25)
+    recording = np.load(tmp_path / "power.npz")
+    assert len(recording["current_a"]) == power["samples"] and recording["marker"].sum() > 0
+    # verify judges the measured figure, and labels the average power an estimate built on it
+    junit = tmp_path / "energy.xml"
+    assert main(["verify", str(tmp_path), "--board", "esp32-s3-devkitc-1", "--max-latency-ms", "1000",
+                 "--max-energy-uj", str(round(power["energy_uj"] * 2)), "--max-power-mw", "200",
+                 "--junit", str(junit)]) == 0
+    assert 'name="energy"></testcase>' in junit.read_text() and 'name="power"></testcase>' in junit.read_text()
+    assert main(["verify", str(tmp_path), "--board", "esp32-s3-devkitc-1", "--max-latency-ms", "1000",
+                 "--max-energy-uj", str(round(power["energy_uj"] / 2, 1)), "--max-power-mw", "1", "--rate-hz", "5",
+                 "--junit", str(junit), "--json"]) == 1
+    xml = junit.read_text()
+    assert xml.count("<failure") == 2 and "measured (ppk2 on" in xml
+    assert "the highest rate within 1 mW is" in xml and "estimate from the measured energy" in xml
+
+
+def test_a_ppk2_that_stops_mid_run_keeps_its_samples_and_the_timings(int8_cnn, tmp_path, ppk2_api):
+    from tinydeploy.device.power import MonitorStopped
+    from tinydeploy.device.power_standins import DrivenWaveform, Ppk2StandIn
+    waveform = DrivenWaveform(ACTIVE_A, AWAKE_A)
+    with Ppk2StandIn(waveform, stop_after=500) as kit, VirtualDevice(int8_cnn, marker=waveform.mark) as vd:
+        with pytest.raises(MonitorStopped, match=f"power monitor ppk2 on {kit.port} stopped answering"):
+            bench(vd.open_pty(), tmp_path, runs=20, warmup=0, power_monitor=f"ppk2:{kit.port}")
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["latency_us"]["runs"] == 20 and "partial" not in saved["latency_us"]  # the device went on
+    power = saved["power"]
+    assert power["partial"] and power["samples"] == 500 and "stopped answering" in power["error"]
+    assert saved["complete"] is False and "stopped answering" in saved["error"]
+    assert len(np.load(tmp_path / "power.npz")["current_a"]) == 500
+    verdicts = {v.name: v for v in verify(saved, Targets(max_latency_ms=1000, max_energy_uj=100))}
+    assert not verdicts["bench completed"].met and "stopped answering" in verdicts["bench completed"].describe()
+
+
+@pytest.mark.unit
+def test_bad_power_monitor_options_are_refused_before_any_port(tmp_path):
+    from tinydeploy import api
+    from tinydeploy.core.errors import BadInput
+    with pytest.raises(BadInput, match="--power-monitor 'otii:/dev/ttyUSB0': unknown kind 'otii'; accepted: ppk2, "
+                                       "lpm01a, joulescope"):
+        bench("socket://127.0.0.1:1", tmp_path, power_monitor="otii:/dev/ttyUSB0")
+    with pytest.raises(BadInput, match=r"--power-voltage is a supply voltage in volts, 1..5.5, got 12"):
+        bench("socket://127.0.0.1:1", tmp_path, power_monitor="ppk2", power_voltage=12)
+    with pytest.raises(BadInput, match=r"ppk2: voltage 5.4 V is outside what the kit supplies \(0.8-5.0 V\)"):
+        bench("socket://127.0.0.1:1", tmp_path / "out", power_monitor="ppk2", power_voltage=5.4)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(BadInput, match="--power-monitor measures one board"):
+        api.bench_farm([], tmp_path, power_monitor="ppk2")
+    assert main(["bench", "--port", "socket://127.0.0.1:1", "--port", "socket://127.0.0.1:2", "--power-monitor",
+                 "ppk2", "--out", str(tmp_path)]) == 2
+    assert not (tmp_path / "results.json").exists()

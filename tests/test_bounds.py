@@ -140,6 +140,7 @@ def library(monkeypatch, tmp_path):
     from tinydeploy.core import data, outputs
     from tinydeploy.core.boards import get_board
     from tinydeploy.core.targets import Targets
+    from tinydeploy.costs import figures
     from tinydeploy.device import bench, emulate
     from tinydeploy.device.virtual_device import VirtualDevice
     from tinydeploy.optimize import OptimizeConfig
@@ -171,6 +172,11 @@ def library(monkeypatch, tmp_path):
         "--max-arena-kb": [lambda v: Targets(max_arena_kb=v)],
         "--max-model-kb": [lambda v: Targets(max_model_kb=v)],
         "--max-latency-ms": [lambda v: Targets(max_latency_ms=v)],
+        "--max-energy-uj": [lambda v: Targets(max_energy_uj=v)],
+        "--max-power-mw": [lambda v: Targets(max_power_mw=v), lambda v: figures.energy(board, 1.0, "", budget_mw=v)],
+        "--rate-hz": [lambda v: Targets(rate_hz=v), lambda v: figures.energy(board, 1.0, "", rate_hz=v),
+                      lambda v: figures.energy(get_board("qemu-riscv32"), 1.0, "", rate_hz=v)],
+        "--power-voltage": benching("power_voltage"),
         "--min-accuracy": [lambda v: OptimizeConfig(None, tmp_path, board, min_accuracy=v)],
         "--min-agreement": [lambda v: api.verify(None, None, min_agreement=v),
                             lambda v: api.verify_farm([], min_agreement=v, out=tmp_path),

@@ -68,7 +68,7 @@ def test_every_command_is_a_python_api_function_of_the_same_name_and_defaults():
             default = tuple(action.default) if isinstance(action.default, list) else action.default
             if action.dest == "stages":
                 assert tuple(default.split(",")) == STAGES and parameters["stages"].default is None
-            elif action.dest.startswith("max_"):
+            elif action.dest.startswith("max_") or action.dest == "rate_hz":
                 assert getattr(parameters["targets"].default, action.dest) == getattr(Targets(), action.dest) == default
             elif action.dest in parameters:
                 assert parameters[action.dest].default in (default, inspect.Parameter.empty), (name, action.dest)

@@ -243,3 +243,177 @@ def test_the_plot_is_written(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
     with pytest.raises(BadInput, match="none of the boards has a power profile"):
         energy.plot_power_vs_rate([(get_board("qemu-riscv32"), 0.5)], tmp_path / "none.png")
+
+
+# -- energy as the fourth target (tinydeploy.costs.figures, tinydeploy.core.targets) ---------------
+
+def test_figures_energy_takes_the_estimate_from_the_latency_and_the_power_profile():
+    from tinydeploy.costs import figures
+    board = get_board("esp32-s3-devkitc-1")
+    found = figures.energy(board, 0.795, "estimate (the board's table)", rate_hz=1.0, budget_mw=1.0)
+    report = energy.energy_report(board, 0.795, (1.0,), 1.0)
+    assert found.energy_uj == report.inference.energy_uj == pytest.approx(3.3 * 31.7 * 0.795)
+    assert found.mode == report.rates[0].best == "light" and found.mode_name == "light sleep"
+    assert found.average_mw == report.rates[0].mode("light").average_mw
+    assert (found.max_rate_hz, found.max_rate_mode) == (report.budget.max_rate_hz, "light")
+    assert found.energy_basis.startswith("estimate (esp32-s3-devkitc-1 power profile")
+    assert "latency estimate (the board's table)" in found.energy_basis
+    assert found.budget_note == f"the highest rate within 1 mW is {report.budget.max_rate_hz:.3g} Hz (light sleep)"
+    assert found.to_dict()["detail"]["rates"][0]["rate_hz"] == 1.0
+
+
+def test_figures_energy_without_a_power_profile_or_a_latency_says_why():
+    from tinydeploy.costs import figures
+    emulated = figures.energy(get_board("qemu-riscv32"), 1.2, "estimate")
+    assert not emulated.available and emulated.average_mw is None
+    assert emulated.reason.startswith("estimate unavailable: board qemu-riscv32 has no power profile")
+    assert emulated.to_dict()["available"] is False and emulated.budget_note == ""
+    uncosted = figures.energy(get_board("esp32dev"), 0.0, "estimate (no operator costed)")
+    assert not uncosted.available and "no latency above 0 ms" in uncosted.reason
+
+
+@pytest.mark.parametrize("rate", [0, -1.0, math.nan, math.inf])
+def test_a_bad_rate_is_bad_input_naming_the_option(rate):
+    from tinydeploy.costs import figures
+    from tinydeploy.core.targets import Targets
+    with pytest.raises(BadInput, match=r"--rate-hz is a positive number of inferences per second, got"):
+        figures.energy(get_board("esp32dev"), 1.0, "estimate", rate_hz=rate)
+    with pytest.raises(BadInput, match="--rate-hz is"):
+        figures.energy(get_board("qemu-riscv32"), 1.0, "estimate", rate_hz=rate)  # checked before the profile
+    with pytest.raises(BadInput, match="--rate-hz is"):
+        Targets(rate_hz=rate)
+
+
+def test_a_rate_no_sleep_mode_keeps_has_no_average_and_says_the_fastest():
+    from tinydeploy.costs import figures
+    found = figures.energy(get_board("esp32dev"), 5.0, "estimate", rate_hz=500.0)
+    assert found.available and found.average_mw is None and found.mode is None
+    assert found.reason == ("no sleep mode keeps 500 Hz: one inference takes 5 ms, so at most 200 Hz "
+                            "(resting awake, with no wake time)")
+
+
+def _targets(**budgets):
+    from tinydeploy.core.targets import Targets
+    return Targets(**budgets)
+
+
+def test_the_energy_targets_are_judged_only_when_set():
+    from tinydeploy.core.targets import check
+    from tinydeploy.costs import figures
+    found = figures.energy(get_board("esp32-s3-devkitc-1"), 0.795, "estimate")
+    judged = check(_targets(), arena_bytes=1024, model_bytes=1024, latency_ms=0.5, arena_basis="a",
+                   latency_basis="b", energy=found)
+    assert [r.name for r in judged] == ["arena", "model", "latency"]
+
+
+def test_energy_and_power_are_met_or_missed_with_their_basis():
+    from tinydeploy.core.targets import check_energy
+    from tinydeploy.costs import figures
+    board = get_board("esp32-s3-devkitc-1")
+    met = check_energy(_targets(max_energy_uj=100, max_power_mw=2.0),
+                       figures.energy(board, 0.795, "estimate", rate_hz=1.0, budget_mw=2.0))
+    assert [(r.name, r.met, r.unit) for r in met] == [("energy", True, "µJ"), ("power", True, "mW")]
+    assert met[0].measured == 83.16 and met[0].basis.startswith("estimate (")
+    assert met[1].note == "average at 1 Hz, light sleep between inferences" and met[1].measured == 1.082
+    missed = check_energy(_targets(max_energy_uj=50, max_power_mw=1.0, rate_hz=2.0),
+                          figures.energy(board, 0.795, "estimate", rate_hz=2.0, budget_mw=1.0))
+    assert not any(r.met for r in missed)
+    power = missed[1].describe()  # light sleep: (83.2 + 209.2 µJ busy + 0.792 mW x 497.2 ms) / 500 ms
+    assert power.startswith("power 1.372 mW (needs <= 1 mW); average at 2 Hz, light sleep between inferences; "
+                            "the highest rate within 1 mW is 0.717 Hz (light sleep)")
+    assert missed[1].to_dict()["note"].endswith("0.717 Hz (light sleep)")
+
+
+def test_an_energy_target_without_a_power_profile_is_missed_with_the_reason_not_a_crash():
+    from tinydeploy.core.targets import TargetResult, check_energy
+    from tinydeploy.costs import figures
+    verdicts = check_energy(_targets(max_energy_uj=100, max_power_mw=1.0),
+                            figures.energy(get_board("qemu-riscv32"), 1.0, "estimate"))
+    assert [(r.name, r.met, r.measured, r.basis) for r in verdicts] == [("energy", False, None, "unavailable"),
+                                                                         ("power", False, None, "unavailable")]
+    assert verdicts[0].describe().startswith("energy: estimate unavailable: board qemu-riscv32 has no power profile")
+    assert TargetResult.from_dict(verdicts[1].to_dict()) == verdicts[1]
+
+
+def test_a_power_target_at_an_impossible_rate_is_missed_naming_the_fastest_and_the_budgets_rate():
+    from tinydeploy.core.targets import check_energy
+    from tinydeploy.costs import figures
+    (power,) = check_energy(_targets(max_power_mw=1.0, rate_hz=500.0),
+                            figures.energy(get_board("esp32dev"), 5.0, "estimate", rate_hz=500.0))
+    assert not power.met and power.measured is None
+    assert "no sleep mode keeps 500 Hz" in power.describe() and "the highest rate within 1 mW is" in power.describe()
+
+
+def _measured(**changes):
+    """results.json's power section as bench --power-monitor writes it (PowerMeasurement.to_dict)."""
+    return {"monitor": "ppk2 on /dev/ttyACM0", "inferences": 20, "windows": 20, "energy_uj": 120.0,
+            "inference_ms": 1.0, "active_ma": 36.4, "idle_ma": 31.0, "idle_s": 0.49, "sample_rate_hz": 100_000,
+            "samples": 52_000, "voltage_v": 3.3, "basis": "measured", **changes}
+
+
+def test_measured_energy_is_the_monitors_and_the_average_uses_it_with_the_profiles_sleep():
+    from tinydeploy.costs import figures
+    board = get_board("esp32-s3-devkitc-1")
+    found = figures.measured_energy(board, _measured(), rate_hz=1.0, budget_mw=1.0)
+    assert found.energy_uj == 120.0
+    assert found.energy_basis == "measured (ppk2 on /dev/ttyACM0, 20 inferences at 100 kS/s, the marked windows only)"
+    # the same as an estimate whose active current gives 120 µJ in the measured 1 ms, idle as measured
+    same = figures.energy(override_power(board, {"active_ma": 120.0 / 3.3, "idle_ma": 31.0}), 1.0, "", 1.0, 1.0)
+    assert found.average_mw == pytest.approx(same.average_mw) and found.mode == same.mode == "light"
+    assert found.power_basis.startswith("estimate from the measured energy and idle current (ppk2 on /dev/ttyACM0)")
+    assert found.max_rate_hz == pytest.approx(same.max_rate_hz)
+
+
+def test_measured_energy_without_a_board_keeps_the_energy_and_says_why_there_is_no_average():
+    from tinydeploy.costs import figures
+    for board, why in ((None, "no board profile to take sleep and wake figures from (give --board)"),
+                       (get_board("qemu-riscv32"), "estimate unavailable: board qemu-riscv32 has no power profile")):
+        found = figures.measured_energy(board, _measured())
+        assert found.energy_uj == 120.0 and found.average_mw is None and why in found.reason
+    odd = figures.measured_energy(get_board("esp32dev"), _measured(idle_ma=500.0))  # idle above active
+    assert odd.energy_uj == 120.0 and odd.average_mw is None and "don't fit the esp32dev sleep figures" in odd.reason
+
+
+def _results(**changes):
+    return {"virtual": False, "device": {"board": "esp32-s3-devkitc-1"}, "arena_used_bytes": 2048,
+            "model_bytes": 4096, "complete": True, "latency_us": {"median": 800, "basis": "device m-lap-us stamps"},
+            **changes}
+
+
+def test_verify_judges_measured_energy_where_there_is_one_and_labels_estimates_otherwise():
+    from tinydeploy.device.verify import junit_xml, verify
+    targets = _targets(max_latency_ms=10, max_energy_uj=100, max_power_mw=1.0)
+    estimated = {v.name: v for v in verify(_results(), targets)}  # the board the results name
+    assert estimated["energy"].met and estimated["energy"].measured == pytest.approx(3.3 * 31.7 * 0.8, rel=1e-3)
+    assert estimated["energy"].basis.startswith("estimate (esp32-s3-devkitc-1 power profile")
+    assert "latency median, device m-lap-us stamps" in estimated["energy"].basis
+    measured = {v.name: v for v in verify(_results(power=_measured()), targets)}
+    assert not measured["energy"].met and measured["energy"].measured == 120.0
+    assert measured["energy"].basis.startswith("measured (ppk2")
+    xml = junit_xml(verify(_results(power=_measured()), targets))
+    assert xml.count("<testcase") == 5 and 'name="energy"><failure message="energy 120 µJ (needs &lt;= 100 µJ)"' in xml
+    other = {v.name: v for v in verify(_results(), targets, board=get_board("esp32dev"))}
+    assert other["energy"].basis.startswith("estimate (esp32dev power profile")
+
+
+def test_verify_makes_no_estimate_from_the_virtual_devices_host_time_or_an_unknown_board():
+    from tinydeploy.device.verify import verify
+    targets = _targets(max_latency_ms=10, max_energy_uj=100)
+    virtual = _results(virtual=True, device={"board": "virtual"})
+    (unnamed,) = [v for v in verify(virtual, targets) if v.name == "energy"]
+    assert not unnamed.met and "the results name board 'virtual', which is no known board profile" in unnamed.detail
+    (host,) = [v for v in verify(virtual, targets, board=get_board("esp32dev")) if v.name == "energy"]
+    assert not host.met and "the virtual device's latency is host time" in host.detail
+    (deployed,) = [v for v in verify(virtual, targets, latency_estimate_ms=0.5, board=get_board("esp32dev"))
+                   if v.name == "energy"]
+    assert deployed.met and "latency estimate for the board (no board attached)" in deployed.basis
+
+
+def test_a_search_trial_line_shows_the_estimated_energy_beside_the_latency():
+    from tinydeploy.display import search_trial_line
+    line = search_trial_line("trial", {"trial": 3, "accuracy": 0.9, "latency_ms": 0.5, "energy_uj": 52.3,
+                                       "arena_bytes": 4096})
+    assert line == "trial 3: int8 accuracy 90.0% · 0.500 ms est. · 52.3 µJ est. · 4,096 B arena"
+    unpowered = search_trial_line("trial", {"trial": 3, "accuracy": 0.9, "latency_ms": 0.5, "energy_uj": None,
+                                            "arena_bytes": 4096})
+    assert "µJ" not in unpowered

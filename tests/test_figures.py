@@ -1,5 +1,6 @@
 """One answer to "what does this model cost on this board with this engine" (tinydeploy.costs.figures):
-inspect, search, optimize's engine choice and the engine registry report the same figures."""
+inspect, search, optimize's engine choice and the engine registry report the same figures, energy
+included."""
 
 import numpy as np
 import pytest
@@ -35,8 +36,16 @@ def test_inspect_search_optimize_and_the_registry_give_one_answer(tmp_path, monk
         assert (other.arena_bytes, other.flash_bytes, other.latency_ms) == (
             inspected.cost.arena_bytes, inspected.cost.flash_bytes, inspected.latency_ms)
     assert (registry.arena_basis, registry.latency_basis) == (inspected.cost.arena_basis, inspected.cost.latency_basis)
+    # Energy, from that latency and the board's power profile: one answer too.
+    assert registry.energy == inspected.cost.energy and registry.energy.available
+    assert searched.energy_uj == registry.energy.energy_uj  # (optimize's engine choice judges no energy)
+    assert registry.energy == figures.energy(board, registry.latency_ms, registry.latency_basis)
+    assert registry.energy.energy_uj == pytest.approx(board.power.supply_v * board.power.active_ma * registry.latency_ms)
     report = inspected.to_dict()
     assert report["board_arena"]["arena_bytes"] == registry.arena_bytes and report["flash_bytes"] == registry.flash_bytes
+    assert report["energy"] == registry.energy.to_dict() and report["energy"]["rate_hz"] == Targets().rate_hz
+    at_5_hz = inspect(path, board, Targets(rate_hz=5.0, max_power_mw=2.0)).cost.energy
+    assert at_5_hz == figures.energy(board, registry.latency_ms, registry.latency_basis, 5.0, 2.0)
     # Render's arena is the same need, with its margin.
     summary = ENGINES["tflm"].summary(Prepared(model, inspected.arena), board, FRAMEWORKS[board.framework], 10.0)
     assert summary["board_arena"]["arena_bytes"] == registry.arena_bytes
@@ -47,6 +56,8 @@ def test_inspect_search_optimize_and_the_registry_give_one_answer(tmp_path, monk
     for other in (c_searched, chosen["c"]):
         assert (other.arena_bytes, other.flash_bytes, other.latency_ms) == (
             c_engine.arena_bytes, c_engine.flash_bytes, c_engine.latency_ms)
+    assert c_searched.energy_uj == c_engine.energy.energy_uj is not None
+    assert c_engine.energy == figures.energy(board, c_engine.latency_ms, c_engine.latency_basis)
     assert searched.activation_lower_bound == c_searched.activation_lower_bound == inspected.activation_lower_bound
 
 

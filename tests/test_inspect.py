@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -56,6 +57,53 @@ def test_report_json(int8_cnn, capsys):
     assert report["arena"]["arena_bytes"] > report["activation_lower_bound_bytes"]
     assert report["latency"]["basis"] == "estimate, esp-nn cycles per MAC" and report["latency"]["board"] == "esp32dev"
     assert [t["target"] for t in report["targets"]] == ["arena", "model", "latency"]
+
+
+def test_inspect_reports_energy_per_inference_and_average_power_at_the_rate(int8_cnn, capsys):
+    assert main(["inspect", str(int8_cnn), "--json", "--rate-hz", "0.5", "--max-power-mw", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    energy, latency = report["energy"], report["latency"]
+    board = get_board("esp32-s3-devkitc-1")
+    assert energy["available"] and energy["board"] == board.name and energy["rate_hz"] == 0.5
+    assert energy["energy_uj"] == pytest.approx(board.power.supply_v * board.power.active_ma * latency["ms"], rel=1e-3)
+    assert energy["energy_basis"].startswith("estimate (") and energy["power_basis"].startswith("estimate (")
+    modes = {m["mode"]: m["average_mw"] for m in energy["detail"]["rates"][0]["modes"]}
+    assert energy["mode"] == min(modes, key=modes.get) == "light" and energy["average_mw"] == modes["light"]
+    assert energy["budget_mw"] == 2 and energy["max_rate_hz"] > 0.5 and energy["max_rate_mode"] == "light"
+    assert report["targets"][-1]["target"] == "power" and report["targets"][-1]["met"]
+    assert report["targets"][-1]["note"] == "average at 0.5 Hz, light sleep between inferences"
+
+
+def test_inspect_states_1_hz_and_1_mw_by_default_and_shows_energy_as_estimates(int8_cnn):
+    code, out, err = run_cli("inspect", int8_cnn, env={**os.environ, "COLUMNS": "200"})
+    assert code == 0, err
+    assert "Energy on esp32-s3-devkitc-1 — ESTIMATES" in out and "energy per inference" in out
+    assert "average at 1 Hz, light sleep (least)" in out and "highest rate within 1 mW" in out
+
+
+def test_a_missed_power_target_exits_1_and_says_the_highest_rate_that_meets_it(int8_cnn):
+    code, out, err = run_cli("inspect", int8_cnn, "--max-power-mw", "1", "--rate-hz", "10")
+    assert code == 1
+    assert "targets missed: power" in err and "average at 10 Hz, light sleep between inferences" in err
+    assert "the highest rate within 1 mW is 0." in err and "Hz (light sleep)" in err
+
+
+def test_energy_on_a_board_without_a_power_profile_is_unavailable_not_a_crash(int8_cnn):
+    code, out, err = run_cli("inspect", int8_cnn, "--board", "qemu-riscv32", "--max-latency-ms", "100", "--json")
+    assert code == 0, err  # not asked: shown, not judged
+    energy = json.loads(out)["energy"]
+    assert not energy["available"] and energy["energy_uj"] is None
+    assert energy["reason"].startswith("estimate unavailable: board qemu-riscv32 has no power profile")
+    code, out, err = run_cli("inspect", int8_cnn, "--board", "qemu-riscv32", "--max-latency-ms", "100",
+                             "--max-energy-uj", "1000")
+    assert code == 1 and "Traceback" not in err
+    assert "targets missed: energy: estimate unavailable: board qemu-riscv32 has no power profile" in err
+
+
+@pytest.mark.parametrize("rate", ["0", "-1", "nan", "inf"])
+def test_a_rate_that_is_not_positive_and_finite_exits_2(int8_cnn, rate, capsys):
+    assert main(["inspect", str(int8_cnn), f"--rate-hz={rate}"]) == 2
+    assert "argument --rate-hz:" in capsys.readouterr().err
 
 
 def test_latency_estimate_uses_the_board(int8_cnn):

@@ -62,6 +62,8 @@ def test_search_rejects_before_training_and_resumes(tmp_path, digits16):
         costs = t.user_attrs.get("costs")
         if costs:
             assert costs["flash_bytes"] > 0 and costs["arena_bytes"] >= costs["activation_lower_bound"]
+            assert costs["energy_uj"] == pytest.approx(3.3 * 31.7 * costs["latency_ms"])  # the S3's active power
+    assert all(p["energy_uj"] > 0 for p in second["pareto_front"])
     if second.get("best"):
         best = json.loads((tmp_path / "best_arch.json").read_text())
         assert best["flash_bytes"] <= 20 * 1024 and best["latency_ms"] <= 1 and best["arena_bytes"] <= 64 * 1024

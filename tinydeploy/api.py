@@ -49,7 +49,8 @@ def boards(boards_dir: tuple[str, ...] = ()) -> dict[str, Board]:
 def inspect(model: str | Path, board: str | Board = DEFAULT_BOARD, targets: Targets = Targets(),
             framework: str | None = None, boards_dir: tuple[str, ...] = ()):
     """What a .tflite model costs on a board (tinydeploy.runtime.inspect.InspectReport); framework picks
-    the board's TFLM kernel library (default: the board profile's framework)."""
+    the board's TFLM kernel library (default: the board profile's framework). Its energy figures are
+    estimated at targets.rate_hz, with the highest rate within targets.power_budget_mw."""
     from tinydeploy.codegen.frameworks import framework_for
     from tinydeploy.runtime.inspect import inspect as inspect_model
     checked_path(model, "model")
@@ -167,31 +168,35 @@ def validation_samples(data: str | None, validate: int, image_size: int = 32, se
 def bench(port: str, out: str | Path = "bench-results", baud: int = 115200, runs: int = 20, warmup: int = 2,
           validate: int = 0, data: str | None = None, expect_model: str | Path | None = None, timeout: float = 10.0,
           image_size: int = 32, seed: int = 0, profile: bool = False,
-          progress: Callable[[int, int], None] | None = None, force: bool = False):
+          progress: Callable[[int, int], None] | None = None, force: bool = False, power_monitor: str | None = None,
+          power_voltage: float = 3.3):
     """Measure latency and RAM on a board over serial, validate `validate` labelled samples of
     data there, and with profile time each layer (tinydeploy.device.bench.BenchResult; OUT/results.json
-    and serial.log; force writes over files there that tinydeploy did not write)."""
+    and serial.log; force writes over files there that tinydeploy did not write). With power_monitor
+    (KIND[:PORT], tinydeploy.device.power) the timed runs are recorded and the measured energy per
+    inference is stored (OUT/power.npz holds the samples)."""
     from tinydeploy.device.bench import bench as run
     check_port(port)
     _paths(out=out, expect_model=expect_model)
     return run(port, out, baud=baud, runs=runs, warmup=warmup, expect_model=expect_model,
                samples=validation_samples(data, validate, image_size, seed), timeout=timeout, progress=progress,
-               profile=profile, force=force)
+               profile=profile, force=force, power_monitor=power_monitor, power_voltage=power_voltage)
 
 
 def bench_farm(boards, out: str | Path = "bench-results", baud: int = 115200, runs: int = 20, warmup: int = 2,
                validate: int = 0, data: str | None = None, expect_model: str | Path | None = None,
                timeout: float = 10.0, image_size: int = 32, seed: int = 0, profile: bool = False,
-               force: bool = False):
+               force: bool = False, power_monitor: str | None = None, power_voltage: float = 3.3):
     """Bench several boards in parallel (tinydeploy.device.farm): boards is a farm file, a list of
     ports or a list of tinydeploy.device.farm.FarmBoard. Each board's results go to OUT/NAME/ as
     bench writes them, and OUT/farm.json sums them up; returns the rows (a failed board fails its
-    own row only)."""
+    own row only). A power monitor measures one board: power_monitor is refused here."""
     from tinydeploy.device import farm
     boards = _farm_boards(boards)
     options = _farm_options(baud=baud, runs=runs, warmup=warmup, validate=validate, data=data,
                             expect_model=expect_model, timeout=timeout, image_size=image_size, seed=seed,
-                            profile=profile, force=force)
+                            profile=profile, force=force, power_monitor=power_monitor,
+                            power_voltage=power_voltage)
     return farm.run(boards, checked_path(out, "--out"), farm.bench_job(**options), force)
 
 
@@ -242,6 +247,9 @@ def _farm_options(validate: int = 0, data: str | None = None, image_size: int = 
     """bench's options for every board of a farm, checked once (a bad one would fail every row
     alike): the labelled samples loaded once, and no per-sample progress (the boards' lines
     would interleave)."""
+    if options.pop("power_monitor", None) is not None:
+        raise BadInput("--power-monitor measures one board: bench it with one --port, not a farm")
+    check("--power-voltage", options.pop("power_voltage", 3.3))
     for name in ("baud", "runs", "warmup", "timeout"):
         if name in options:
             check(f"--{name}", options[name])
@@ -263,18 +271,22 @@ def calibrate(results: list[str | Path], board: str | Board, out: str | Path = "
 
 def verify(results: str | Path | None = None, port: str | None = None, targets: Targets = Targets(),
            min_agreement: float = 0.99, out: str | Path = "bench-results", junit: str | Path | None = None,
-           force: bool = False, **bench_options):
+           force: bool = False, board: str | Board | None = None, boards_dir: tuple[str, ...] = (),
+           **bench_options):
     """Judge bench results (a results.json or its folder, checked against the results schema), or
     a fresh bench of the board on port, against the targets: (verdicts, the results judged).
     With junit, JUnit XML is written there whatever happens: a test case per target, or one
-    failing case naming why the run or the results could not be judged."""
-    from tinydeploy.device.verify import load_results
+    failing case naming why the run or the results could not be judged. Energy targets judge the
+    results' power measurement where there is one, else an estimate from their latency and the
+    [power] figures of board (default: the profile the results' device names)."""
+    from tinydeploy.device.verify import load_results, results_board
     from tinydeploy.device.verify import verify as judge
 
     def run():
         check("--min-agreement", min_agreement)
         if results and port:
             raise BadInput("give either a results file or --port, not both")
+        profile = _board(board, boards_dir) if board else None
         if port:
             bench(port, out, force=force, **bench_options)
             source = out
@@ -283,7 +295,8 @@ def verify(results: str | Path | None = None, port: str | None = None, targets: 
         else:
             source = checked_path(results, "results")
         loaded = load_results(source)
-        return judge(loaded, targets, min_agreement), loaded
+        profile = profile or results_board(loaded, tuple(boards_dir))
+        return judge(loaded, targets, min_agreement, board=profile), loaded
     return _with_junit(junit, "run" if port else "results", run)
 
 

@@ -84,8 +84,9 @@ def _boards_dir(args) -> tuple[str, ...]:
 
 
 def _targets(args):
-    from tinydeploy.core.targets import Targets
-    return Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms)
+    from tinydeploy.core.targets import DEFAULT_RATE_HZ, Targets
+    return Targets(args.max_arena_kb, args.max_model_kb, args.max_latency_ms, getattr(args, "max_energy_uj", None),
+                   getattr(args, "max_power_mw", None), getattr(args, "rate_hz", DEFAULT_RATE_HZ))
 
 
 def cmd_boards(args) -> int:
@@ -272,7 +273,8 @@ def _bench_options(args) -> dict:
             print(f"validated {done}/{total} samples on the device", file=sys.stderr)
     return {"baud": args.baud, "runs": args.runs, "warmup": args.warmup, "validate": args.validate, "data": args.data,
             "expect_model": args.expect_model, "timeout": args.timeout, "image_size": args.image_size,
-            "seed": args.seed, "profile": args.profile, "force": args.force, "progress": progress}
+            "seed": args.seed, "profile": args.profile, "force": args.force, "progress": progress,
+            "power_monitor": args.power_monitor, "power_voltage": args.power_voltage}
 
 
 def _farm(args):
@@ -352,7 +354,7 @@ def cmd_verify(args) -> int:
     port = args.port[0] if args.port else None
     bench_options = _bench_options(args) if port else {"force": args.force}
     verdicts, results = api.verify(args.results, port, _targets(args), args.min_agreement, args.out, args.junit,
-                                   **bench_options)
+                                   board=args.board, boards_dir=_boards_dir(args), **bench_options)
     _show_verdicts(args, verdicts, {"results": results})
     require_met(verdicts)
     return EXIT_OK
@@ -430,6 +432,13 @@ def _add_bench_options(parser, required_port: bool, farm: bool = False) -> None:
     parser.add_argument("--out", type=FOLDER, default="bench-results", help="folder for results.json and serial.log")
     parser.add_argument("--profile", action="store_true",
                         help="also time each layer on the device, beside the board profile's estimate")
+    from tinydeploy.device.power import MONITORS
+    parser.add_argument("--power-monitor", default=None, metavar="KIND[:PORT]",
+                        help=f"record the board's current during the timed runs with a power monitor "
+                             f"({', '.join(MONITORS)}; the firmware marks each inference on its marker input) and "
+                             "store the measured energy per inference")
+    parser.add_argument("--power-voltage", type=_bounded("--power-voltage"), default=3.3, metavar="V",
+                        help="the supply voltage the power monitor gives the board (default %(default)g)")
     _add_force(parser)
 
 
@@ -459,6 +468,17 @@ def _add_targets(parser) -> None:
                         help="inference latency budget (default %(default)g)")
 
 
+def _add_energy_targets(parser) -> None:
+    from tinydeploy.core.targets import DEFAULT_RATE_HZ, TUTORIAL_MAX_POWER_MW
+    parser.add_argument("--max-energy-uj", type=_bounded("--max-energy-uj"), default=None, metavar="UJ",
+                        help="energy per inference budget (default: not judged)")
+    parser.add_argument("--max-power-mw", type=_bounded("--max-power-mw"), default=None, metavar="MW",
+                        help="average power budget at --rate-hz, with the sleep mode that minimises it (default: "
+                             f"not judged; the highest rate within {TUTORIAL_MAX_POWER_MW:g} mW is shown)")
+    parser.add_argument("--rate-hz", type=_bounded("--rate-hz"), default=DEFAULT_RATE_HZ, metavar="HZ",
+                        help="inferences per second the average power is stated at (default %(default)g)")
+
+
 def _options_boards(p) -> None:
     pass
 
@@ -471,6 +491,7 @@ def _options_inspect(p) -> None:
                    default=None, help="the TFLM firmware's framework, which picks the board's TFLM kernel library "
                                       "for the arena (default: the board profile's)")
     _add_targets(p)
+    _add_energy_targets(p)
 
 
 def _options_optimize(p) -> None:
@@ -558,6 +579,10 @@ def _options_verify(p) -> None:
     _add_bench_options(p, required_port=False, farm=True)
     _add_data(p, required=False)
     _add_targets(p)
+    _add_energy_targets(p)
+    p.add_argument("--board", default=None,
+                   help="the board profile whose [power] figures estimate energy where the results hold no power "
+                        "measurement (default: the board the results name)")
     p.add_argument("--min-agreement", type=_bounded("--min-agreement"), default=0.99,
                    help="smallest top-1 agreement with the host reference when validated (default %(default)g)")
     p.add_argument("--junit", type=FILE, default=None, metavar="FILE",
@@ -594,6 +619,7 @@ def _options_deploy(p) -> None:
                    help="on-device validation agreement target")
     _add_force(p, "start over: redo optimize's stages, and write over files in --out that tinydeploy did not write")
     _add_targets(p)
+    _add_energy_targets(p)
 
 
 def _options_search(p) -> None:

@@ -36,11 +36,17 @@ def targets_table(results: list[TargetResult], title: str = "Targets") -> Table:
         table.add_column(column, justify="right" if column in ("measured", "limit") else "left")
     for r in results:
         verdict = Text("met", style="green") if r.met else Text("MISSED", style="bold red")
-        if r.detail:  # a check, not a figure: show what was compared
-            table.add_row(r.name, "yes" if r.met else "no", "", f"{r.basis}: {r.detail}", verdict)
-            continue
         relation = "≥ " if r.at_least else "≤ "
-        table.add_row(r.name, f"{r.measured:g} {r.unit}", f"{relation}{r.limit:g} {r.unit}", r.basis, verdict)
+        note = f"; {r.note}" if r.note else ""
+        if r.measured is None:  # no figure to judge: say why
+            why = r.detail if r.basis == "unavailable" else f"{r.basis}: {r.detail}"
+            table.add_row(r.name, "n/a", f"{relation}{r.limit:g} {r.unit}", Text(why + note), verdict)
+            continue
+        if r.detail:  # a check, not a figure: show what was compared
+            table.add_row(r.name, "yes" if r.met else "no", "", Text(f"{r.basis}: {r.detail}"), verdict)
+            continue
+        table.add_row(r.name, f"{r.measured:g} {r.unit}", f"{relation}{r.limit:g} {r.unit}", Text(r.basis + note),
+                      verdict)
     return table
 
 
@@ -105,8 +111,39 @@ def inspect_view(report: dict) -> Group:
     lat = report["latency"]
     latency = Text(f"Latency: {lat['ms']:.3f} ms on {lat['board']} ({lat['basis']}) — "
                    "an ESTIMATE from the board profile's per-operator cycles, not a measurement")
-    return Group(head, ops, io, layers, memory, latency,
+    return Group(head, ops, io, layers, memory, latency, energy_view(report["energy"]),
                  targets_table([TargetResult.from_dict(t) for t in report["targets"]]))
+
+
+def energy_view(energy: dict):
+    """Energy per inference, average power at the rate per sleep mode, and the highest rate within
+    the budget (tinydeploy.costs.figures.Energy.to_dict), labelled with their basis."""
+    if not energy["available"]:
+        return Text(f"Energy: {energy['reason']}")
+    estimated = energy["energy_basis"].startswith("estimate")
+    table = Table(title=f"Energy on {energy['board']} — " + ("ESTIMATES from the board's power profile and the "
+                                                            "latency estimate, not measurements"
+                                                            if estimated else "measured per inference"),
+                  title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("basis")
+    table.add_row("energy per inference", f"{energy['energy_uj']:.3g} µJ", Text(energy["energy_basis"]))
+    rate, detail = energy["rate_hz"], energy["detail"] or {}
+    modes = (detail.get("rates") or [{}])[0].get("modes", [])
+    for mode in modes:
+        best = " (least)" if mode["mode"] == energy["mode"] else ""
+        value = f"{mode['average_mw']:.3g} mW" if mode["possible"] else "impossible"
+        table.add_row(f"average at {rate:g} Hz, {mode['name']}{best}", value,
+                      Text(energy["power_basis"] if best else mode["reason"]))
+    if not modes and energy["reason"]:  # a measured energy without the board's sleep figures
+        table.add_row(f"average at {rate:g} Hz", "n/a", Text(energy["reason"]))
+    if energy["budget_note"]:
+        mode = next((m["name"] for m in detail["budget"]["modes"] if m["mode"] == energy["max_rate_mode"]), None)
+        table.add_row(f"highest rate within {energy['budget_mw']:g} mW",
+                      f"{energy['max_rate_hz']:.3g} Hz" if mode else "none",
+                      Text(f"{mode} between inferences; {energy['power_basis']}" if mode else energy["budget_note"]))
+    return table
 
 
 def optimize_table(report: dict) -> Table | Group:
@@ -216,6 +253,19 @@ def bench_table(results: dict) -> Table:
         table.add_row("largest output difference", f"{validation['max_output_diff_lsb']} LSB",
                       f"measured, {validation.get('kernels', '?')} kernels; outputs by difference: {spread}")
         table.add_row("device accuracy", f"{validation['device_accuracy'] * 100:.1f}%", "against the labels")
+    power = results.get("power")
+    if power:
+        if power.get("energy_uj") is not None:
+            table.add_row("energy per inference", f"{power['energy_uj']:.4g} µJ",
+                          f"{power['basis']}: {power['monitor']}, {power['windows']} marked windows, "
+                          f"{power['sample_rate_hz'] / 1000:g} kS/s")
+            table.add_row("current while inferring", f"{power['active_ma']:.4g} mA",
+                          f"{power['basis']}, at {power['voltage_v']:g} V")
+            idle = power.get("idle_ma")
+            table.add_row("idle current after", f"{idle:.4g} mA" if idle is not None else "n/a",
+                          f"{power['basis']}, {power['idle_s']:.2g} s" if idle is not None else "too little idle recorded")
+        else:
+            table.add_row("energy per inference", "n/a", f"{power.get('monitor', 'power monitor')}: {power.get('error')}")
     if results.get("error"):
         table.add_row("error", Text("run stopped", style="red"), results["error"])
     return table
@@ -297,8 +347,10 @@ def search_trial_line(kind: str, info: dict) -> str | None:
     if kind == "rejected":
         return f"trial {info['trial']}: rejected before training (over {', '.join(info['over'])})"
     if kind == "trial":
+        energy = info.get("energy_uj")
         return (f"trial {info['trial']}: int8 accuracy {info['accuracy'] * 100:.1f}% · {info['latency_ms']:.3f} ms "
-                f"est. · {info['arena_bytes']:,} B arena")
+                + (f"est. · {energy:.3g} µJ est. · " if energy is not None else "est. · ")
+                + f"{info['arena_bytes']:,} B arena")
     return None
 
 

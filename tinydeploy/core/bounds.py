@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from numbers import Integral, Real
 
+from tinydeploy.core.boards import SUPPLY_V_RANGE
 from tinydeploy.core.errors import BadInput
 from tinydeploy.core.names import ENGINE_NAMES
 
@@ -109,6 +110,16 @@ BOUNDS = {bound.option: bound for bound in (
     Bound("--max-arena-kb", float, 0, low_open=True, unit="KB", reason="a budget of 0 KB is never met"),
     Bound("--max-model-kb", float, 0, low_open=True, unit="KB", reason="a budget of 0 KB is never met"),
     Bound("--max-latency-ms", float, 0, low_open=True, unit="milliseconds", reason="a budget of 0 ms is never met"),
+    Bound("--max-energy-uj", float, 0, low_open=True, unit="microjoules",
+          reason="energy per inference; a budget of 0 µJ is never met"),
+    Bound("--max-power-mw", float, 0, low_open=True, unit="milliwatts",
+          reason="an average power at --rate-hz; a budget of 0 mW is never met"),
+    Bound("--rate-hz", float, 0, low_open=True, unit="inferences per second",
+          reason="the inference rate an average power is stated at: 0 Hz has no period, and a rate too fast "
+                 "for inference plus wake is reported per sleep mode, not refused"),
+    Bound("--power-voltage", float, *SUPPLY_V_RANGE, unit="volts", noun="a supply voltage",
+          reason="the supply a power monitor gives the board: the range a board profile's [power] supply_v "
+                 "accepts; each monitor narrows it to what it supplies (a PPK2 0.8-5 V)"),
     Bound("--min-accuracy", float, 0, 1, low_open=True, noun="a fraction",
           reason="an accuracy is a fraction; 0 would accept any model"),
     Bound("--min-agreement", float, 0, 1, low_open=True, noun="a fraction",

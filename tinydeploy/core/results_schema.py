@@ -73,6 +73,10 @@ VALIDATION = {"samples": Field("count", True), "top1_agreement": Field("fraction
 LAYER = {"index": Field("count"), "ticks": Field("amount", True), "us": Field("amount"), "share": Field("fraction"),
          "op": Field("text"), "macs": Field("count"), "work": Field("count"), "outputs": Field("count"),
          "estimate_us": Field("amount")}
+# bench --power-monitor's measurement (tinydeploy.device.bench, basis "measured").
+POWER = {"monitor": Field("text"), "basis": Field("text"), "energy_uj": Field("amount"), "inference_ms": Field("amount"),
+         "active_ma": Field("amount"), "idle_ma": Field("amount"), "sample_rate_hz": Field("positive"),
+         "partial": Field("flag"), "error": Field("text"), "samples": Field("count"), "recording": Field("text")}
 PROFILE = {"timer": Field("text"), "basis": Field("text"), "total_ticks": Field("amount"), "layers": Field([LAYER])}
 
 SCHEMAS = {
@@ -80,7 +84,7 @@ SCHEMAS = {
         "device": Field(DEVICE, True), "model_sha256": Field("text"), "expected_sha256": Field("text"),
         "model_bytes": Field("count"), "arena_bytes": Field("count"), "arena_used_bytes": Field("count"),
         "latency_us": Field(STATS), "latency_instructions": Field(STATS),
-        "validation": Field(VALIDATION), "profile": Field(PROFILE), "complete": Field("flag"), "error": Field("text")},
+        "validation": Field(VALIDATION), "profile": Field(PROFILE), "power": Field(POWER), "complete": Field("flag"), "error": Field("text")},
 }
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tinydeploy.core.boards import Board, PowerProfile
 from tinydeploy.core.errors import BadInput
+from tinydeploy.core.targets import TUTORIAL_MAX_POWER_MW
 
 ESTIMATE = "estimate"
 # How the board rests between inferences: name -> (resting current, wake time, wake current) figures.
@@ -31,7 +32,7 @@ SLEEP_MODES = {
     "deep": ("deep_sleep_ma", "deep_wake_ms", "deep_wake_ma"),
 }
 MODE_NAMES = {"awake": "awake idle", "light": "light sleep", "deep": "deep sleep"}
-TARGET_MW = 1.0  # the tutorial's fourth target
+TARGET_MW = TUTORIAL_MAX_POWER_MW  # the tutorial's fourth target
 BISECTION_STEPS = 200  # halvings of the rate interval; far below float resolution long before
 
 

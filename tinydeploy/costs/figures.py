@@ -1,4 +1,4 @@
-"""What a model costs on a board with an engine: arena, flash and latency, each with its basis.
+"""What a model costs on a board with an engine: arena, flash, latency and energy, each with its basis.
 
 Every such figure is computed here and nowhere else: ``inspect`` (tinydeploy.runtime.inspect),
 the engine registry's ``cost``, ``arena`` and ``summary`` (tinydeploy.codegen.engines), and
@@ -13,6 +13,9 @@ tinydeploy.costs.counts.
 - the C engine: the arena of its static plan; flash, its constant arrays; latency, the
   instructions retired under emulation where they were counted, else a cycle table over the
   operators left after folding.
+- energy, for either engine: the energy of one inference and the average power at an inference
+  rate with the sleep mode that minimises it, from the figure's latency and the board's [power]
+  table (tinydeploy.costs.energy); or, after `bench --power-monitor`, from the measured energy.
 
 This layer sits below runtime and codegen, so what they make is passed in: the host's TFLM
 measurement and the C engine's lowered model, as the protocols below describe them. The engine
@@ -27,8 +30,13 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, Sequence
 
 from tinydeploy.costs import arena as arena_model
 from tinydeploy.costs import counts
+from tinydeploy.costs import energy as energy_model
+from tinydeploy.core.boards import override_power
+from tinydeploy.core.bounds import check
+from tinydeploy.core.errors import BadInput
 from tinydeploy.core.model import Model
 from tinydeploy.core.names import TFLM
+from tinydeploy.core.targets import DEFAULT_RATE_HZ, TUTORIAL_MAX_POWER_MW
 
 if TYPE_CHECKING:
     from tinydeploy.core.boards import Board
@@ -63,6 +71,7 @@ class Figures:
     latency_basis: str
     arena_basis: str
     board_arena: arena_model.BoardArena | None = None  # TFLM: what the arena is made of
+    energy: "Energy | None" = None  # from latency_ms and the board's [power] table (see energy())
 
 
 class Arena(NamedTuple):
@@ -74,6 +83,150 @@ class Arena(NamedTuple):
 class Latency(NamedTuple):
     ms: float
     basis: str
+
+
+# -- energy -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Energy:
+    """The energy of one inference, and the average power at an inference rate with the sleep
+    mode that minimises it, each with its basis; the figures missing say why in `reason`."""
+
+    board: str
+    rate_hz: float
+    budget_mw: float
+    energy_uj: float | None = None  # per inference
+    average_mw: float | None = None  # at rate_hz, resting in `mode` between inferences
+    mode: str | None = None  # tinydeploy.costs.energy.SLEEP_MODES' name; None: no mode keeps the rate
+    max_rate_hz: float | None = None  # the highest rate within budget_mw (0: none)
+    max_rate_mode: str | None = None
+    energy_basis: str = ""
+    power_basis: str = ""
+    reason: str = ""
+    report: energy_model.EnergyReport | None = None  # every mode at the rate, each mode's highest rate
+
+    @property
+    def available(self) -> bool:
+        return self.energy_uj is not None
+
+    @property
+    def mode_name(self) -> str | None:
+        return energy_model.MODE_NAMES[self.mode] if self.mode else None
+
+    @property
+    def budget_note(self) -> str:
+        """The highest rate within the budget, in words ("" where there is no estimate)."""
+        if self.max_rate_hz is None:
+            return ""
+        if self.max_rate_mode is None:
+            resting = min(m.average_mw for m in self.report.budget.modes)
+            return (f"no rate keeps {self.budget_mw:g} mW: resting alone draws at least {resting:.3g} mW "
+                    "in every sleep mode")
+        return (f"the highest rate within {self.budget_mw:g} mW is {self.max_rate_hz:.3g} Hz "
+                f"({energy_model.MODE_NAMES[self.max_rate_mode]})")
+
+    def to_dict(self) -> dict:
+        return {"board": self.board, "available": self.available, "energy_uj": self.energy_uj,
+                "energy_basis": self.energy_basis, "rate_hz": self.rate_hz, "average_mw": self.average_mw,
+                "mode": self.mode, "mode_name": self.mode_name, "power_basis": self.power_basis,
+                "budget_mw": self.budget_mw, "max_rate_hz": self.max_rate_hz, "max_rate_mode": self.max_rate_mode,
+                "budget_note": self.budget_note, "reason": self.reason,
+                "detail": self.report.to_dict() if self.report else None}
+
+
+def _duty_cycle(board: "Board", latency_ms: float, rate_hz: float, budget_mw: float, energy_uj: float,
+                energy_basis: str, power_basis: str) -> Energy:
+    """Energy with the average power at rate_hz and the highest rate within budget_mw, where
+    energy_uj is already known (estimated or measured) and latency_ms is the inference's time."""
+    report = energy_model.energy_report(board, latency_ms, (rate_hz,), budget_mw)
+    duty = report.rates[0]
+    average = duty.mode(duty.best).average_mw if duty.best else None
+    awake = duty.mode("awake").busy_ms  # resting awake: no wake time, the least busy of the modes
+    reason = "" if duty.best else (f"no sleep mode keeps {rate_hz:g} Hz: one inference takes {awake:.4g} ms, so at "
+                                   f"most {1000 / awake:.4g} Hz (resting awake, with no wake time)")
+    return Energy(board.name, rate_hz, budget_mw, energy_uj, average, duty.best, report.budget.max_rate_hz,
+                  report.budget.best, energy_basis, power_basis, reason, report)
+
+
+def _overridden(board: "Board") -> str:
+    figures = board.power.overridden if board.power else ()
+    return f"; figures replaced: {', '.join(figures)}" if figures else ""
+
+
+def energy(board: "Board", latency_ms: float | None, latency_basis: str, rate_hz: float = DEFAULT_RATE_HZ,
+           budget_mw: float = TUTORIAL_MAX_POWER_MW) -> Energy:
+    """Estimated energy of one inference and average power at a rate, from a latency and the
+    board's [power] table (tinydeploy.costs.energy).
+
+    Args:
+        board: the board; one without a [power] table gives figures that say so.
+        latency_ms: one inference's latency (an estimate or a board's timing); None or 0 where
+            there is none, which gives figures that say so.
+        latency_basis: how that latency was had, for the figures' basis.
+        rate_hz: the inference rate to state the average power at.
+        budget_mw: the power budget to state the highest rate within.
+
+    Returns:
+        The Energy; where a figure can't be had, None with the reason ("estimate unavailable:
+        board X has no power profile ...").
+
+    Raises:
+        BadInput: rate_hz or budget_mw out of their bounds (tinydeploy.core.bounds).
+    """
+    check("--rate-hz", rate_hz)
+    check("--max-power-mw", budget_mw)
+    if board.power is None:
+        return Energy(board.name, rate_hz, budget_mw, reason=energy_model.unavailable(board))
+    if latency_ms is None or not latency_ms > 0:
+        return Energy(board.name, rate_hz, budget_mw,
+                      reason=f"estimate unavailable: no latency above 0 ms to estimate energy from "
+                             f"({latency_basis or 'no latency'})")
+    inference = energy_model.inference_energy(board, latency_ms)
+    profile = f"{board.name} power profile{_overridden(board)}"
+    return _duty_cycle(board, latency_ms, rate_hz, budget_mw, inference.energy_uj,
+                       f"estimate ({profile}: {inference.active_mw:.4g} mW active × {latency_ms:g} ms, "
+                       f"latency {latency_basis})",
+                       f"estimate ({profile}, latency {latency_basis})")
+
+
+def measured_energy(board: "Board | None", power: dict, rate_hz: float = DEFAULT_RATE_HZ,
+                    budget_mw: float = TUTORIAL_MAX_POWER_MW) -> Energy:
+    """Energy figures from a power monitor's measurement (results.json's "power", written by
+    `bench --power-monitor`): the measured energy per inference, and the average power at a rate
+    estimated from it, the measured idle current and the board's sleep and wake figures.
+
+    Args:
+        board: the board profile, for its sleep and wake figures (None: the average is unavailable).
+        power: energy_uj, inference_ms, active_ma, idle_ma, voltage_v, monitor, inferences and
+            sample_rate_hz, as tinydeploy.device.power_measure.PowerMeasurement.to_dict() gives them.
+        rate_hz, budget_mw: as for energy().
+
+    Raises:
+        BadInput: rate_hz or budget_mw out of their bounds.
+    """
+    check("--rate-hz", rate_hz)
+    check("--max-power-mw", budget_mw)
+    name = board.name if board else "unknown board"
+    measured_uj, inference_ms = power["energy_uj"], power["inference_ms"]
+    basis = (f"measured ({power['monitor']}, {power['inferences']} inferences at "
+             f"{power['sample_rate_hz'] / 1000:g} kS/s, the marked windows only)")
+    if board is None or board.power is None:
+        why = ("no board profile to take sleep and wake figures from (give --board)" if board is None
+               else energy_model.unavailable(board))
+        return Energy(name, rate_hz, budget_mw, measured_uj, energy_basis=basis, reason=f"average power: {why}")
+    # The profile's active current replaced so that active power x the marked time is the measured
+    # energy, and its awake-idle current by the one measured after the inferences.
+    replaced = {"active_ma": measured_uj / inference_ms / board.power.supply_v}
+    if power.get("idle_ma") is not None:
+        replaced["idle_ma"] = power["idle_ma"]
+    try:
+        measured_board = override_power(board, replaced)
+    except BadInput as exc:
+        return Energy(name, rate_hz, budget_mw, measured_uj, energy_basis=basis,
+                      reason=f"average power: the measured figures don't fit the {board.name} sleep figures ({exc})")
+    return _duty_cycle(measured_board, inference_ms, rate_hz, budget_mw, measured_uj, basis,
+                       f"estimate from the measured energy and idle current ({power['monitor']}) with "
+                       f"the {board.name} power profile's sleep and wake figures")
 
 
 def arena_size(need: int, margin_percent: float) -> int:
@@ -124,11 +277,13 @@ def tflm_latency(model: Model, board: "Board", engine: str = TFLM) -> Latency:
 
 
 def tflm(model: Model, measured: Measurement | None, board: "Board", framework: str | None = None,
-         engine: str = TFLM) -> Figures:
-    """A model's TFLM figures on a board (tflm_arena, tflm_flash, tflm_latency)."""
+         engine: str = TFLM, rate_hz: float = DEFAULT_RATE_HZ, budget_mw: float = TUTORIAL_MAX_POWER_MW) -> Figures:
+    """A model's TFLM figures on a board (tflm_arena, tflm_flash, tflm_latency, and energy at
+    rate_hz with the highest rate within budget_mw)."""
     arena = tflm_arena(model, measured, board, framework)
     latency = tflm_latency(model, board, engine)
-    return Figures(arena.arena_bytes, tflm_flash(model), latency.ms, latency.basis, arena.basis, arena.parts)
+    return Figures(arena.arena_bytes, tflm_flash(model), latency.ms, latency.basis, arena.basis, arena.parts,
+                   energy(board, latency.ms, latency.basis, rate_hz, budget_mw))
 
 
 # -- the C engine ---------------------------------------------------------------------------
@@ -172,8 +327,10 @@ def c_latency(lowered: Lowered, board: "Board", engine: str, instructions: int |
 
 
 def c(lowered: Lowered, board: "Board", engine: str, instructions: int | None = None,
-      fitted: "Board | None" = None, why_fitted: str = "") -> Figures:
-    """A model's C-engine figures on a board (c_arena, c_flash, c_latency)."""
+      fitted: "Board | None" = None, why_fitted: str = "", rate_hz: float = DEFAULT_RATE_HZ,
+      budget_mw: float = TUTORIAL_MAX_POWER_MW) -> Figures:
+    """A model's C-engine figures on a board (c_arena, c_flash, c_latency, and energy as for tflm)."""
     arena = c_arena(lowered)
     latency = c_latency(lowered, board, engine, instructions, fitted, why_fitted)
-    return Figures(arena.arena_bytes, c_flash(lowered), latency.ms, latency.basis, arena.basis)
+    return Figures(arena.arena_bytes, c_flash(lowered), latency.ms, latency.basis, arena.basis,
+                   energy=energy(board, latency.ms, latency.basis, rate_hz, budget_mw))

@@ -1,9 +1,11 @@
 """`tinydeploy bench`: read the truth back from a board over serial.
 
 It connects (connection), times inference (latency), and optionally validates
-outputs (validation) and times each layer (profiling). Everything received is
-logged to OUT/serial.log as it arrives, and OUT/results.json is written even when
-a run fails half-way, so nothing measured is lost.
+outputs (validation) and times each layer (profiling). With a power monitor
+(tinydeploy.device.power) it records the board's current during the timed runs and
+stores the measured energy per inference. Everything received is logged to
+OUT/serial.log as it arrives, and OUT/results.json is written even when a run
+fails half-way, so nothing measured is lost.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from tinydeploy.core.ports import check_port
 from tinydeploy.core.results_schema import SCHEMA_VERSION
 from tinydeploy.device.connection import Connection, read_info
 from tinydeploy.device.latency import latency_us, measure_latency
+from tinydeploy.device.power import (MonitorSpec, MonitorStopped, PowerMonitor, Recording, open_monitor,
+                                     parse_power_monitor)
+from tinydeploy.device.power_measure import MEASURED, integrate
 from tinydeploy.device.profiling import profile_layers
 from tinydeploy.device.validation import validate_on_device
 
@@ -39,6 +44,7 @@ class BenchResult:
     latency_instructions: dict | None = None  # emulated boards: instructions retired per inference
     validation: dict | None = None
     profile: dict | None = None  # each layer's time (bench --profile)
+    power: dict | None = None  # bench --power-monitor: measured energy per inference, or why there is none
     expected_sha256: str | None = None
     complete: bool = False
     error: str | None = None
@@ -53,7 +59,7 @@ class BenchResult:
                 "model_bytes": self.info.get("model_bytes"), "arena_bytes": self.info.get("arena_bytes"),
                 "arena_used_bytes": self.info.get("arena_used_bytes"), "latency_us": self.latency_us,
                 "latency_instructions": self.latency_instructions,
-                "validation": self.validation, "profile": self.profile, "complete": self.complete,
+                "validation": self.validation, "profile": self.profile, "power": self.power, "complete": self.complete,
                 "error": self.error}
 
 
@@ -62,6 +68,54 @@ def _check_options(baud: int, runs: int, warmup: int, timeout: float, samples, e
         check(option, value)
     if samples is not None and expect_model is None:
         raise BadInput("--validate needs --expect-model MODEL.tflite (the host reference)")
+
+
+POWER_IDLE_S = 0.5  # idle recorded after the timed runs, for the idle current
+POWER_SAMPLES = "power.npz"  # the monitor's recording, beside results.json
+
+
+def _power_spec(power_monitor: str | None, power_voltage: float) -> MonitorSpec | None:
+    """The monitor asked for, checked before any port is touched."""
+    check("--power-voltage", power_voltage)
+    return parse_power_monitor(power_monitor) if power_monitor is not None else None
+
+
+def _save_recording(recording: Recording, path: Path) -> None:
+    """The monitor's samples, so a measurement can be checked (or one cut short examined) later."""
+    marks = {"marker": recording.marker} if recording.marker is not None else {"events": np.asarray(recording.events)}
+    np.savez_compressed(path, current_a=recording.current_a, voltage_v=np.asarray(recording.voltage_v),
+                        sample_rate_hz=recording.sample_rate_hz, **marks)
+
+
+def _power_recorder(monitor: PowerMonitor, runs: int, out: Path, result: "BenchResult", failures: list,
+                    save: Callable[[], None]) -> Callable:
+    """What measure_latency hands the timed runs to: the monitor records them and the idle after,
+    and the result's power is the measurement, or (the monitor stopped, no window marked) the
+    error with the samples kept in OUT/power.npz. The device's own failures pass through."""
+    def record(run: Callable[[], None]) -> None:
+        try:
+            recording = monitor.record(run, idle_s=POWER_IDLE_S)
+        except MonitorStopped as exc:
+            kept = exc.recording
+            if kept is not None:
+                _save_recording(kept, out / POWER_SAMPLES)
+            result.power = {"monitor": monitor.label, "basis": MEASURED, "partial": True, "error": str(exc),
+                            "samples": kept.samples if kept else 0,
+                            "sample_rate_hz": kept.sample_rate_hz if kept else monitor.sample_rate_hz,
+                            "recording": POWER_SAMPLES if kept is not None else None}
+            failures.append(exc)
+            save()
+            return
+        _save_recording(recording, out / POWER_SAMPLES)
+        try:
+            result.power = {**integrate(recording, runs).to_dict(), "recording": POWER_SAMPLES}
+        except StepFailed as exc:  # no marked window, or a count that matches no inference count
+            result.power = {"monitor": monitor.label, "basis": MEASURED, "error": str(exc),
+                            "samples": recording.samples, "sample_rate_hz": recording.sample_rate_hz,
+                            "recording": POWER_SAMPLES}
+            failures.append(exc)
+        save()
+    return record
 
 
 def _check_device(conn: Connection, info: dict, expected_sha: str | None, expect_model) -> None:
@@ -77,7 +131,8 @@ def _check_device(conn: Connection, info: dict, expected_sha: str | None, expect
 def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup: int = 2,
           expect_model: str | Path | None = None, samples: tuple[np.ndarray, np.ndarray] | None = None,
           timeout: float = 10.0, reset: bool = True, progress: Callable[[int, int], None] | None = None,
-          profile: bool = False, force: bool = False) -> BenchResult:
+          profile: bool = False, force: bool = False, power_monitor: str | None = None,
+          power_voltage: float = 3.3) -> BenchResult:
     """Connect to a device, read its info, measure latency and optionally validate it.
 
     Args:
@@ -91,23 +146,33 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
         reset: pulse the reset line first where the port allows.
         profile: also time each layer on the device (profile_layers), last.
         force: write over files in out that tinydeploy did not write (tinydeploy.core.outputs.claim).
+        power_monitor: a power monitor, KIND[:PORT] (tinydeploy.device.power), opened before the
+            board is reached (it may power it); it records the timed runs, each marked by the
+            firmware on the monitor's marker input, and the result's power is the measured µJ per
+            inference, idle current and sample rate (its samples in OUT/power.npz).
+        power_voltage: the supply voltage the monitor gives the board (or the board's own supply).
 
     Returns:
         The result (also in OUT/results.json).
 
     Raises:
         BadInput: bad options, or files of the user's in out.
-        StepFailed: the port, the device or the model check failed, or another run writes into
-            out; results so far are saved.
+        StepFailed: the port, the device, the model check or the power monitor failed (a monitor
+            that stops answering keeps its samples), or another run writes into out; results so
+            far are saved.
     """
     _check_options(baud, runs, warmup, timeout, samples, expect_model)
     check_port(port)
-    with run_folder(out, OUTPUTS + (PROFILE_PAGE,) * profile, force) as folder:
-        return _bench(port, folder, baud, runs, warmup, expect_model, samples, timeout, reset, progress, profile)
+    power_spec = _power_spec(power_monitor, power_voltage)
+    monitor = open_monitor(power_spec, voltage_v=power_voltage) if power_spec else None  # checks its options
+    names = OUTPUTS + (PROFILE_PAGE,) * profile + (POWER_SAMPLES,) * (monitor is not None)
+    with run_folder(out, names, force) as folder:
+        return _bench(port, folder, baud, runs, warmup, expect_model, samples, timeout, reset, progress, profile,
+                      monitor)
 
 
 def _bench(port: str, out: Path, baud: int, runs: int, warmup: int, expect_model, samples, timeout: float,
-           reset: bool, progress, profile: bool) -> BenchResult:
+           reset: bool, progress, profile: bool, monitor: PowerMonitor | None) -> BenchResult:
     result = BenchResult(port)
 
     def save() -> None:  # after every timing and sample: a run that stops keeps what it measured
@@ -130,14 +195,20 @@ def _bench(port: str, out: Path, baud: int, runs: int, warmup: int, expect_model
         expected_sha = load_model(expect_model).sha256
         result.expected_sha256 = expected_sha
     conn = None
+    power_failures: list[StepFailed] = []
     try:
+        if monitor is not None:
+            monitor.open()
         conn = Connection(port, baud, out / "serial.log", timeout)
         was_reset = reset and conn.reset()
         conn.sync(boot_wait=2.0 if was_reset else 0.3)
         result.info = read_info(conn)
         save()
         _check_device(conn, result.info, expected_sha, expect_model)
-        timed(measure_latency(conn, result.info, runs, warmup, on_timing=timed))
+        record = _power_recorder(monitor, runs, out, result, power_failures, save) if monitor else None
+        timed(measure_latency(conn, result.info, runs, warmup, on_timing=timed, record=record))
+        if power_failures:
+            raise power_failures[0]
         if samples is not None:
             validated(validate_on_device(conn, expect_model, *samples, progress=progress,
                                          engine=result.info.get("engine", TFLM),
@@ -157,5 +228,7 @@ def _bench(port: str, out: Path, baud: int, runs: int, warmup: int, expect_model
     finally:
         if conn is not None:
             conn.close()
+        if monitor is not None:
+            monitor.close()
         save()
     return result

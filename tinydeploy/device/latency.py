@@ -55,24 +55,30 @@ def instructions_to_us(stats: dict, cpu_mhz: float) -> dict:
 
 
 def measure_latency(conn: Connection, info: dict, runs: int, warmup: int,
-                    on_timing: Callable[[dict], None] | None = None) -> dict:
+                    on_timing: Callable[[dict], None] | None = None,
+                    record: Callable[[Callable[[], None]], None] | None = None) -> dict:
     """Time `runs` single inferences (after `warmup`) from the device's own stamps
     (microseconds, or instructions retired on an emulated board: info's "timer").
     on_timing gets the statistics so far after every timing (marked partial until the last),
-    so that a run that stops half-way keeps what it measured."""
+    so that a run that stops half-way keeps what it measured. record, when given, is handed the
+    timed runs (after the warm-up) to call while it records them (a power monitor's measure)."""
     zero = info.get("input", {}).get("zero_point", 0)
     size = int(np.prod(info.get("input", {}).get("shape", [0])))
     load_input(conn, np.full(size, zero, dtype=np.int8).tobytes())
     if warmup:
         conn.command(f"infer 1 {warmup}")
     samples: list[int] = []
-    for _ in range(runs):
-        laps = _laps(conn.command("infer 1 0"))
-        if len(laps) != 2:
-            raise StepFailed(f"expected two m-lap-us stamps, got {laps}")
-        samples.append(laps[1] - laps[0])
-        if on_timing and len(samples) < runs:
-            on_timing({**_timer_stats(samples, info), "partial": True, "runs_planned": runs})
+
+    def timed_runs() -> None:
+        for _ in range(runs):
+            laps = _laps(conn.command("infer 1 0"))
+            if len(laps) != 2:
+                raise StepFailed(f"expected two m-lap-us stamps, got {laps}")
+            samples.append(laps[1] - laps[0])
+            if on_timing and len(samples) < runs:
+                on_timing({**_timer_stats(samples, info), "partial": True, "runs_planned": runs})
+
+    (record or (lambda run: run()))(timed_runs)
     return _timer_stats(samples, info)
 
 

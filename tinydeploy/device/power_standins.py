@@ -1,6 +1,8 @@
 """Stand-in power monitors on a pty: a PPK2 and an LPM01A that speak their instruments' wire
 protocols and stream a known current waveform, so the drivers (and ppk2-api underneath the
-PPK2 one) are tested without the hardware, the way virtual_device stands in for a board.
+PPK2 one) are tested without the hardware, the way virtual_device stands in for a board. The
+waveform is fixed (Waveform), or driven by a virtual device's inferences as they run
+(DrivenWaveform, fed by VirtualDevice's marker).
 
 PPK2 (as ppk2-api 0.9 expects it): single-byte commands, some with arguments (0x19 asks for the
 calibration metadata, 0x0D sets the source voltage, 0x11 the mode, 0x0C switches the board's
@@ -56,6 +58,9 @@ class Waveform:
     def seconds(self) -> float:
         return float(self.edges_s[-1])
 
+    def restart(self, origin: float) -> None:
+        """Streaming started (monotonic seconds): a fixed waveform starts over at every start."""
+
     def at(self, index: np.ndarray, rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
         """(current A, marker 0/1) at sample indices: each sample is the waveform at its start time."""
         t = index / rate_hz
@@ -72,6 +77,50 @@ class Waveform:
     def marked_energy_j(self, voltage_v: float) -> float:
         """The true integral of current x voltage over the marked segments."""
         return sum(s.seconds * s.current_a * voltage_v for s in self.segments if s.marked)
+
+
+class DrivenWaveform:
+    """A board's current as it happens: `active_a` while the board marks an inference, `idle_a`
+    otherwise. Whatever runs the inferences (a virtual device's marker) calls mark(True) before
+    each and mark(False) after; the stand-in streams each sample after its time has passed, so
+    every sample it sends reflects what the board was doing then.
+
+    Args:
+        active_a: the current while marked.
+        idle_a: the current otherwise.
+    """
+
+    def __init__(self, active_a: float, idle_a: float):
+        self.active_a, self.tail_a = active_a, idle_a
+        self.origin = time.monotonic()  # the time of sample 0: the stand-in's start of streaming
+        self.windows: list[list[float]] = []  # [start, end] monotonic seconds; end is inf while marked
+        self._lock = threading.Lock()
+
+    def restart(self, origin: float) -> None:
+        self.origin = origin
+
+    def mark(self, high: bool) -> None:
+        with self._lock:  # the time taken under the lock: a chunk being sent is wholly before or after it
+            now = time.monotonic()
+            if high:
+                self.windows.append([now, math.inf])
+            elif self.windows and self.windows[-1][1] == math.inf:
+                self.windows[-1][1] = now
+
+    def at(self, index: np.ndarray, rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
+        """(current A, marker 0/1) at sample indices."""
+        t = self.origin + np.asarray(index) / rate_hz
+        marker = np.zeros(len(t), dtype=np.int64)
+        with self._lock:
+            windows = [tuple(w) for w in self.windows if w[1] > t[0]] if len(t) else []
+        for start, end in windows:
+            marker[(t >= start) & (t < end)] = 1
+        return np.where(marker == 1, self.active_a, self.tail_a), marker
+
+    def marked_seconds(self, since: float) -> list[float]:
+        """The length of each closed window that started after `since` (monotonic seconds)."""
+        with self._lock:
+            return [end - start for start, end in self.windows if start >= since and end != math.inf]
 
 
 def inference_waveform(inferences: int, lead_s: float = 0.02, gap_s: float = 0.003,
@@ -152,6 +201,10 @@ class _Streamer:
         self.silent = False  # went quiet on purpose (stop_after)
         self._started = 0.0
         self._thread: threading.Thread | None = None
+
+    @property
+    def started(self) -> float:
+        return self._started
 
     def start(self) -> None:
         self.sent, self._started = 0, time.monotonic()
@@ -253,6 +306,7 @@ class Ppk2StandIn(_PtyInstrument):
                 self.dut_power = bool(args[0])
             elif command == 0x06:
                 self._streamer.start()
+                self.waveform.restart(self._streamer.started)
             elif command == 0x07:
                 self._streamer.stop()
         self._pending = data[i:]
@@ -372,6 +426,7 @@ class Lpm01aStandIn(_PtyInstrument):
             self._events, self._level = 0, 0
             self._streamer = _Streamer(self.rate_hz, self._send, self._stop_after)
             self._streamer.start()
+            self.waveform.restart(self._streamer.started)
 
     def close(self) -> None:
         if self._streamer:

@@ -9,11 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from tinydeploy.core.errors import TinyDeployError
+from tinydeploy.core.boards import Board, get_board
+from tinydeploy.core.errors import BadInput, TinyDeployError
 from tinydeploy.core.names import TFLM
 from tinydeploy.core.outputs import read_json
 from tinydeploy.core.results_schema import validate
 from tinydeploy.core.targets import TargetResult, Targets, check
+from tinydeploy.costs import figures
 
 
 def load_results(path: str | Path) -> dict:
@@ -29,16 +31,51 @@ def load_results(path: str | Path) -> dict:
     return validate(read_json(p, "no such results file (tinydeploy bench --out DIR writes DIR/results.json)"), p)
 
 
+def results_board(results: dict, boards_dir: tuple[str, ...] = ()) -> Board | None:
+    """The profile of the board the results name (their device's info), or None where they name
+    no known profile (the virtual device names none)."""
+    name = (results.get("device") or {}).get("board")
+    try:
+        return get_board(name, boards_dir) if isinstance(name, str) else None
+    except BadInput:
+        return None
+
+
+def energy_figures(results: dict, targets: Targets, board: Board | None, latency_ms: float | None,
+                   latency_basis: str, host_time: bool = False) -> figures.Energy:
+    """Energy per inference and average power at targets.rate_hz: from the power monitor's
+    measurement where the results hold one (bench --power-monitor), else estimated from the
+    latency judged and the board's [power] profile, each labelled with its basis. host_time:
+    that latency is the virtual device's host time, which no estimate is made from."""
+    power = results.get("power") or {}
+    if power.get("energy_uj") is not None:
+        return figures.measured_energy(board, power, targets.rate_hz, targets.power_budget_mw)
+    if board is None:
+        named = (results.get("device") or {}).get("board")
+        which = f"name board {named!r}, which is no known board profile," if named else "name no board"
+        return figures.Energy(str(named or "unknown board"), targets.rate_hz, targets.power_budget_mw,
+                              reason=f"estimate unavailable: the results {which} and hold no power measurement "
+                                     "(bench --power-monitor); give --board")
+    if host_time:
+        return figures.Energy(board.name, targets.rate_hz, targets.power_budget_mw,
+                              reason="estimate unavailable: the virtual device's latency is host time, not the "
+                                     f"board's, and the results hold no power measurement; inspect the model "
+                                     f"with --board {board.name} for the estimate")
+    return figures.energy(board, latency_ms, latency_basis, targets.rate_hz, targets.power_budget_mw)
+
+
 def verify(results: dict, targets: Targets = Targets(), min_agreement: float = 0.99,
-           latency_estimate_ms: float | None = None) -> list[TargetResult]:
+           latency_estimate_ms: float | None = None, board: Board | None = None) -> list[TargetResult]:
     """The verdict on each target.
 
     Args:
         results: bench results (BenchResult.to_dict()).
-        targets: arena, model and latency budgets.
+        targets: arena, model, latency and (where set) energy budgets.
         min_agreement: smallest top-1 agreement with the host reference, when validated.
         latency_estimate_ms: for a virtual device, the board's estimated latency to judge instead
             of the host's timing (which says nothing about the board).
+        board: the board profile whose [power] figures estimate energy where the results hold no
+            power measurement (default: the profile the results' device names, if one is known).
 
     Returns:
         One TargetResult per target; a run that did not complete is a missed target too.
@@ -58,9 +95,13 @@ def verify(results: dict, targets: Targets = Targets(), min_agreement: float = 0
         latency_ms, latency_basis = latency["median"] / 1000, f"median, {latency.get('basis', where)}"
     else:
         latency_ms, latency_basis = None, ""
+    energy = None
+    if targets.judges_energy:
+        energy = energy_figures(results, targets, board or results_board(results), latency_ms, latency_basis,
+                                host_time=virtual and latency_estimate_ms is None)
     verdicts = check(targets, arena_bytes=results.get("arena_used_bytes"), model_bytes=results.get("model_bytes"),
                      latency_ms=latency_ms, arena_basis=f"arena_used_bytes() on the {where}",
-                     latency_basis=latency_basis)
+                     latency_basis=latency_basis, energy=energy)
     expected, actual = results.get("expected_sha256"), results.get("model_sha256")
     if expected:
         same = expected == actual

@@ -17,6 +17,7 @@ import threading
 import time
 import tty
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -38,9 +39,12 @@ class VirtualDevice:
         model_path: the int8 .tflite file it runs.
         baud: when given, output and input are paced to this line rate, as a UART would.
         stop_after: stop answering after this many commands (to test host timeouts).
+        marker: called with True before each inference and False after, as the firmware raises
+            a power monitor's marker input while it computes (a stand-in monitor's waveform).
     """
 
-    def __init__(self, model_path: str | Path, baud: int | None = None, stop_after: int | None = None):
+    def __init__(self, model_path: str | Path, baud: int | None = None, stop_after: int | None = None,
+                 marker: Callable[[bool], None] | None = None):
         if baud is not None:
             check("--baud", baud)
         self.model = load_model(model_path)
@@ -51,6 +55,7 @@ class VirtualDevice:
         self.runner = tflm.TflmRunner(self.model, self.arena.arena_bytes)
         self.baud = baud
         self.stop_after = stop_after
+        self.marker = marker
         self.commands = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -75,10 +80,15 @@ class VirtualDevice:
         """One inference; None when the interpreter fails, which the device reports as the
         firmware does (e-[invoke failed])."""
         sample = np.frombuffer(data, dtype=np.int8).reshape(self._input_shape)
+        if self.marker:
+            self.marker(True)
         try:
             return [int(v) for v in self.runner.invoke_int8(sample)]
         except Exception:  # noqa: BLE001 - any failure of the interpreter is the device's answer
             return None
+        finally:
+            if self.marker:
+                self.marker(False)
 
     def _profile(self, data: bytes) -> tuple[list[int], list[int]] | None:
         """layers%: one inference's outputs, and each operator's time (protocol.VIRTUAL_LAYER_BASIS);

@@ -98,7 +98,7 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
         bench_result = _bench_on(board, project["project"], port, out / "bench", model_path, samples, note, force)
         results = bench_result.to_dict()
         estimate = result.report["chosen"]["latency_ms"] if virtual else None
-        verdicts = verify(results, targets, min_agreement, latency_estimate_ms=estimate)
+        verdicts = verify(results, targets, min_agreement, latency_estimate_ms=estimate, board=board)
         return DeployReport(result.report, project, results, verdicts, virtual, notices)
 
 

@@ -92,6 +92,7 @@ class CandidateCost:
     activation_lower_bound: int
     macs: int
     latency_ms: float  # estimated for the board
+    energy_uj: float | None = None  # estimated per inference (None: the board has no power profile)
 
     def violations(self, targets: Targets) -> dict[str, float]:
         """Budget name -> how far over it (<= 0 within)."""
@@ -119,7 +120,7 @@ def cost(arch: arch_lib.Arch, data: Dataset, board: Board, engine: str | None = 
                                              why_fitted="search costs candidates without the emulator")
     return CandidateCost(counts.param_count(model), figures.flash_bytes, figures.arena_bytes,
                          liveness.activation_lower_bound(model), sum(l.macs for l in counts.layer_costs(model)),
-                         figures.latency_ms)
+                         figures.latency_ms, figures.energy.energy_uj)
 
 
 def redact(url: str) -> str:
@@ -238,6 +239,7 @@ def _objective(config: SearchConfig, progress: Callable[[str, dict], None] | Non
         trial.set_user_attr("accuracy", accuracy)
         if progress:
             progress("trial", {"trial": trial.number, "accuracy": accuracy, "latency_ms": measured.latency_ms,
+                               "energy_uj": measured.energy_uj,
                                "arena_bytes": measured.arena_bytes})
         return accuracy, measured.latency_ms, float(measured.arena_bytes)
 
@@ -301,6 +303,7 @@ def summarize(study, config: SearchConfig, storage: str) -> dict:
         "failed": sum(t.state == optuna.trial.TrialState.FAIL for t in trials),
         "pareto_front": [{"trial": t.number, "accuracy": t.values[0], "latency_ms": t.values[1],
                           "arena_bytes": int(t.values[2]), "flash_bytes": t.user_attrs["costs"]["flash_bytes"],
+                          "energy_uj": t.user_attrs["costs"].get("energy_uj"),
                           "arch": t.user_attrs["arch"]} for t in sorted(front, key=lambda t: -t.values[0])],
     }
     if feasible:

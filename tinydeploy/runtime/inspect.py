@@ -24,7 +24,7 @@ class InspectReport:
     layers: list[counts.LayerCost]
     activation_lower_bound: int
     arena: tflm.ArenaMeasurement | None
-    cost: figures.Figures  # arena, flash and latency on the board: the TFLM engine's figures (tinydeploy.costs.figures)
+    cost: figures.Figures  # arena, flash, latency and energy on the board: the TFLM engine's (tinydeploy.costs.figures)
     framework: str
     targets: list[TargetResult]
     unsupported: list[str]
@@ -82,6 +82,7 @@ class InspectReport:
             "latency": {"board": self.board.name, "kernels": self.board.kernels_for(ENGINE),
                         "ms": round(self.latency_ms, 3), "basis": f"estimate, {self.board.estimate_basis(ENGINE)}",
                         "source": self.board.latency_source},
+            "energy": self.cost.energy.to_dict(),
             "targets": [t.to_dict() for t in self.targets],
             "targets_met": self.targets_met,
             "problems": self.problems,
@@ -97,6 +98,8 @@ def inspect(model_path: str | Path, board: Board, targets: Targets = Targets(),
         board: the board profile to estimate latency and size the arena for.
         targets: budgets to judge the figures against; the arena target is judged on what
             the board needs (its kernel library's scratch, 32-bit structs), not the host figure.
+            Its rate_hz and power_budget_mw set the rate the average power is estimated at and
+            the budget the highest rate is stated against.
         framework: the firmware framework, which picks the board's TFLM kernel library
             (default: the board profile's framework).
 
@@ -119,8 +122,8 @@ def inspect(model_path: str | Path, board: Board, targets: Targets = Targets(),
                         f"Supported: {', '.join(sorted(tflm.RESOLVER_METHODS))}")
     arena = None if unsupported else tflm.measure_arena(model)
     framework = framework or board.framework
-    cost = figures.tflm(model, arena, board, framework)
+    cost = figures.tflm(model, arena, board, framework, rate_hz=targets.rate_hz, budget_mw=targets.power_budget_mw)
     results = check(targets, arena_bytes=cost.arena_bytes, model_bytes=cost.flash_bytes, latency_ms=cost.latency_ms,
-                    arena_basis=cost.arena_basis, latency_basis=cost.latency_basis)
+                    arena_basis=cost.arena_basis, latency_basis=cost.latency_basis, energy=cost.energy)
     return InspectReport(model, board, counts.layer_costs(model), liveness.activation_lower_bound(model), arena, cost,
                          framework, results, unsupported, problems)
