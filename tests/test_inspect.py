@@ -170,7 +170,7 @@ def test_unknown_board_exits_2(int8_cnn):
 
 def test_debug_shows_the_traceback(tmp_path):
     code, out, err = run_cli("inspect", tmp_path / "missing.tflite", "--debug")
-    assert code == 1  # an uncaught exception: Python's own exit code
+    assert code == 2  # --debug adds the traceback; the exit code is still bad input's
     assert "Traceback" in err and "BadInput" in err
 
 
