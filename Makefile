@@ -7,6 +7,7 @@ TD := $(VENV)/bin/tinydeploy
 INSTALLED := $(VENV)/.installed
 DEMO := build/demo
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 
 # Debian packages the test suite uses beyond PyPI: the RV32 cross compiler, its C library
 # and QEMU, for the emulated board that runs the real C-engine firmware; 32-bit host
@@ -37,8 +38,9 @@ system-packages:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# Two workers (pytest-xdist): CI has two cores, and the slow tests train models for minutes.
 test: $(INSTALLED) system-packages
-	$(PY) -m pytest -m "unit or host or slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "unit or host or slow" -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The documentation's generated parts: synopses and the command table from the CLI's parser,
 # and the real output of the commands it shows, run on the built-in digits data in build/docs.
