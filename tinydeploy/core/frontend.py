@@ -22,6 +22,7 @@ with the network input's (scale, zero point), one multiplier per row.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
@@ -165,7 +166,7 @@ def _is_int(value) -> bool:
 
 
 @dataclass(frozen=True)
-class Block:
+class Block(ABC):
     """One step of a front end. Subclasses are frozen dataclasses whose fields are the
     block's parameters; ``kind`` names it in to_dict() and ``code`` in the C config."""
 
@@ -189,15 +190,17 @@ class Block:
         """{"kind": ..., parameter: value, ...}, plain JSON types."""
         return {"kind": self.kind, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.params().items()}}
 
+    @abstractmethod
     def output_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
-        raise NotImplementedError
+        ...
 
     def extra_rows(self) -> int:
         """Per-channel values this block adds to the end of the features (Normalize's log-scale)."""
         return 0
 
+    @abstractmethod
     def describe(self) -> str:
-        raise NotImplementedError
+        ...
 
     def constants(self, shape: tuple[int, int], scale: float) -> dict[str, Any]:
         """The integers and integer tables the reference and the C share, for this input shape and scale."""

@@ -12,6 +12,7 @@ reported separately.
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -164,7 +165,7 @@ class MonitorStopped(StepFailed):
         self.recording = recording
 
 
-class PowerMonitor:
+class PowerMonitor(ABC):
     """A power monitor: records current while the board runs inferences, then while it idles.
 
     Subclasses (one per instrument) implement open(), close(), _start(), _stop() -> Recording
@@ -189,17 +190,21 @@ class PowerMonitor:
     def label(self) -> str:
         return f"{self.kind} on {self.port}" if self.port else self.kind
 
+    @abstractmethod
     def open(self) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _start(self) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _stop(self) -> Recording:
-        raise NotImplementedError
+        ...
 
     def _stalled(self) -> str:
         return ""
