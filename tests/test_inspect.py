@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from tinydeploy.costs import counts
+from tinydeploy.costs import counts, liveness
 from tinydeploy.runtime import tflm
 from tinydeploy.core.boards import get_board
 from tinydeploy.cli import main
@@ -27,7 +27,7 @@ def test_measured_arena_is_the_smallest_that_works(int8_cnn):
     finally:
         prober.close()
     assert arena.head_bytes + arena.tail_bytes == arena.arena_bytes
-    assert counts.activation_lower_bound(model) <= arena.head_bytes
+    assert liveness.activation_lower_bound(model) <= arena.head_bytes
 
 
 def test_mac_count_of_a_known_conv_layer(int8_cnn):
@@ -42,7 +42,7 @@ def test_mac_count_of_a_known_conv_layer(int8_cnn):
 def test_lower_bound_counts_live_tensors(int8_cnn):
     model = load_model(int8_cnn)
     # At the first conv, its int8 input (32*32*1) and output (30*30*8) are both live.
-    assert counts.activation_lower_bound(model) >= 32 * 32 + 30 * 30 * 8
+    assert liveness.activation_lower_bound(model) >= 32 * 32 + 30 * 30 * 8
 
 
 def test_report_json(int8_cnn, capsys):

@@ -21,7 +21,7 @@ import numpy as np
 
 from tinydeploy.codegen import cengine, cgen
 from tinydeploy.costs import figures, kernels
-from tinydeploy.costs.figures import Figures, arena_size  # noqa: F401  (the registry's callers read them here)
+from tinydeploy.costs.figures import Figures
 from tinydeploy.runtime import tflm
 from tinydeploy.core.boards import Board
 from tinydeploy.core.errors import BadInput

@@ -22,7 +22,8 @@ from tinydeploy.runtime import tflm
 from tinydeploy.core.boards import Board
 from tinydeploy.core.data import label_problem
 from tinydeploy.core.bounds import check
-from tinydeploy.codegen.engines import ENGINES, SETUP_ERROR_BYTES, Prepared, arena_size, engine_for
+from tinydeploy.codegen.engines import ENGINES, SETUP_ERROR_BYTES, Prepared, engine_for
+from tinydeploy.costs.figures import arena_size
 from tinydeploy.core.errors import BadInput
 from tinydeploy.codegen.frameworks import FRAMEWORKS, framework_for
 from tinydeploy.core.manifest import PROJECT_FILE, project_file

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Collection
 
-from tinydeploy.costs.liveness import activation_lower_bound  # noqa: F401  (computed in liveness, read here too)
 from tinydeploy.core.model import Model, Operator
 
 if TYPE_CHECKING:
