@@ -948,3 +948,19 @@ class Frontend:
             high = low + 1.0
         scale = (high - low) / 255.0
         return self.with_output(scale, int(np.clip(round(-128 - low / scale), -128, 127)))
+
+
+def model_frontend(meta: dict) -> tuple[Frontend, tuple[int, int]] | None:
+    """The front end and raw window shape [steps, channels] stored in a model's metadata
+    (core.model.Model.meta), or None when the model takes its input as it is.
+
+    Raises:
+        BadInput: the metadata has a front end but no window, or a front end that
+            Frontend.from_dict() refuses.
+    """
+    if not meta.get("frontend"):
+        return None
+    window = meta.get("window")
+    if not window:
+        raise BadInput("model metadata: a front end needs the raw window's [steps, channels] under 'window'")
+    return Frontend.from_dict(meta["frontend"]), (int(window[0]), int(window[1]))

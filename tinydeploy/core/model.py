@@ -8,6 +8,7 @@ never hand-decodes the format and reading a model does not import TensorFlow.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,6 +98,15 @@ class Model:
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     other_subgraph_ops: tuple[Operator, ...] = ()
+    meta: dict = field(default_factory=dict, compare=False)
+    """tinydeploy's own description stored inside the flatbuffer (see with_metadata): for
+    example "labels", "frontend" and "window"; {} for a model made elsewhere."""
+
+    @property
+    def labels(self) -> tuple[str, ...] | None:
+        """The class labels that optimize stored in the model, or None."""
+        labels = self.meta.get("labels")
+        return tuple(labels) if labels else None
 
     @property
     def size_bytes(self) -> int:
@@ -433,7 +443,91 @@ def parse_model(data: bytes, path: str = "<bytes>") -> Model:
     except Exception as exc:  # any decoding failure means a corrupt file
         raise BadInput(f"{path}: not a readable TFLite flatbuffer (truncated or corrupt: {exc})") from exc
     return Model(path=path, data=bytes(data), tensors=tuple(tensors), operators=tuple(operators),
-                 inputs=graph_inputs, outputs=graph_outputs, other_subgraph_ops=tuple(others))
+                 inputs=graph_inputs, outputs=graph_outputs, other_subgraph_ops=tuple(others),
+                 meta=_read_meta(model_t, path))
+
+
+# The name of tinydeploy's entry in the flatbuffer's metadata table (TFLite's schema.fbs:
+# Model.metadata is a list of (name, buffer index)). Interpreters ignore unknown entries.
+META_NAME = "tinydeploy"
+_META_KEYS = {"labels": list, "frontend": dict, "window": list, "version": str}
+
+
+def _read_meta(model_t, path: str) -> dict:
+    for entry in model_t.metadata or []:
+        if _decode(entry.name) != META_NAME:
+            continue
+        buffers = model_t.buffers or []
+        if not 0 <= entry.buffer < len(buffers) or buffers[entry.buffer].data is None:
+            raise BadInput(f"{path}: the '{META_NAME}' metadata points at no data")
+        try:
+            meta = json.loads(bytes(bytearray(buffers[entry.buffer].data)).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise BadInput(f"{path}: the '{META_NAME}' metadata is not JSON ({exc})") from exc
+        return check_meta(meta, path)
+    return {}
+
+
+def check_meta(meta, where: str) -> dict:
+    """The metadata dict, checked: known keys with the right JSON types, labels as strings.
+
+    Raises:
+        BadInput: naming the bad key or value and what is accepted.
+    """
+    if not isinstance(meta, dict):
+        raise BadInput(f"{where}: tinydeploy metadata must be a JSON object, not {type(meta).__name__}")
+    for key, value in meta.items():
+        kind = _META_KEYS.get(key)
+        if kind is None:
+            continue  # a newer tinydeploy's key: kept, not used
+        if not isinstance(value, kind):
+            raise BadInput(f"{where}: metadata '{key}' must be a {kind.__name__}, not {value!r:.60}")
+    labels = meta.get("labels", [])
+    if not all(isinstance(x, str) for x in labels):
+        raise BadInput(f"{where}: metadata 'labels' must be strings, got {labels!r:.80}")
+    window = meta.get("window")
+    if window is not None and (len(window) != 2 or not all(isinstance(d, int) and d > 0 for d in window)):
+        raise BadInput(f"{where}: metadata 'window' must be [steps, channels], positive integers; got {window!r:.60}")
+    return meta
+
+
+def with_metadata(data: bytes, meta: dict) -> bytes:
+    """The .tflite bytes with tinydeploy's metadata entry set to meta (replacing any earlier).
+
+    Args:
+        data: a .tflite flatbuffer.
+        meta: plain JSON types; "labels" (class names in output order), "frontend"
+            (Frontend.to_dict()), "window" ([steps, channels] of the raw window).
+
+    Raises:
+        BadInput: data is not a readable model, or meta fails check_meta().
+    """
+    import flatbuffers  # a dependency of tflite-micro
+
+    check_meta(meta, "metadata")
+    parse_model(data)  # refuse damaged input before rewriting it
+    model_t = schema_fb.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    if any(getattr(b, "offset", 0) for b in model_t.buffers or []):
+        raise BadInput("metadata: the model keeps its buffers outside the flatbuffer (over 2 GB); "
+                       "tinydeploy cannot rewrite it")
+    buffers = [_AlignedBufferT(b.data) for b in model_t.buffers or []]
+    payload = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+    entries = [m for m in (model_t.metadata or []) if _decode(m.name) != META_NAME]
+    kept = [m for m in (model_t.metadata or []) if _decode(m.name) == META_NAME]
+    if kept and 0 < kept[0].buffer < len(buffers):
+        index = kept[0].buffer  # reuse the earlier entry's buffer: no orphan left behind
+        buffers[index] = _AlignedBufferT(payload)
+    else:
+        buffers.append(_AlignedBufferT(payload))
+        index = len(buffers) - 1
+    entry = schema_fb.MetadataT()
+    entry.name = META_NAME
+    entry.buffer = index
+    model_t.buffers = buffers
+    model_t.metadata = entries + [entry]
+    builder = flatbuffers.Builder(len(data) + payload.size + 1024)
+    builder.Finish(model_t.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 _NUMPY_TYPES = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
@@ -482,3 +576,29 @@ def load_model(path: str | Path) -> Model:
     except OSError as exc:
         raise BadInput(f"{p}: cannot read it ({exc.strerror})") from exc
     return parse_model(data, str(p))
+
+
+# TFLite's schema.fbs declares Buffer.data with force_align: 16 (so that int32 biases and
+# float weights can be read in place); the Python bindings' Pack() aligns uint8 vectors to 1.
+_BUFFER_ALIGN = 16
+
+
+class _AlignedBufferT(schema_fb.BufferT):
+    """A Buffer that packs its data 16-byte aligned, as the TFLite converter writes it."""
+
+    def __init__(self, data):
+        super().__init__()
+        self.data = None if data is None else np.asarray(data, dtype=np.uint8).reshape(-1)
+
+    def Pack(self, builder):  # noqa: N802 (the bindings' name)
+        vector = None
+        if self.data is not None:
+            payload = self.data.tobytes()
+            builder.StartVector(1, len(payload), _BUFFER_ALIGN)
+            builder.head -= len(payload)
+            builder.Bytes[builder.head:builder.head + len(payload)] = payload
+            vector = builder.EndVector(len(payload))
+        schema_fb.BufferStart(builder)
+        if vector is not None:
+            schema_fb.BufferAddData(builder, vector)
+        return schema_fb.BufferEnd(builder)
