@@ -151,3 +151,20 @@ def frontend_cost(frontend: Frontend, input_shape) -> FrontendCost:
                         table_bytes=tables, struct_bytes=CONFIG_STRUCT_BYTES + BLOCK_STRUCT_BYTES * len(plan.stages),
                         code_bytes_estimate=CODE_BYTES_ESTIMATE, work=total,
                         by_stage=tuple((what, work.operations) for what, work in stages))
+
+
+# Cycles one counted operation takes on the device: an estimate, not a board measurement. The
+# host build of td_frontend.c took 2.6 ms for 1.76 M operations on a 2.45 GHz AMD EPYC (3.6
+# cycles each, docs/frontend.md); an in-order ESP32 core, which does the int64 products in
+# several instructions, is taken to need no fewer.
+CYCLES_PER_OPERATION = 4
+
+
+def latency_ms_estimate(cost: FrontendCost, cpu_mhz: float) -> float:
+    """A front end's time per window on a core at cpu_mhz: its operations at CYCLES_PER_OPERATION."""
+    return cost.operations * CYCLES_PER_OPERATION / (cpu_mhz * 1000.0)
+
+
+def ram_bytes(cost: FrontendCost) -> int:
+    """RAM a front end holds beside the model's arena: its scratch, the int16 window and the int8 features."""
+    return cost.scratch_bytes + cost.input_bytes + cost.output_bytes
