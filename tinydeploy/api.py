@@ -77,21 +77,31 @@ def optimize(data: str, out: str | Path, board: str | Board = DEFAULT_BOARD, tar
              test: str | None = None, min_accuracy: float | None = None, budget: str = "default",
              stages: tuple[str, ...] | None = None, arch: str | Path | None = None, search: str | Path | None = None,
              force: bool = False, image_size: int = 32, seed: int = 0, boards_dir: tuple[str, ...] = (),
-             progress: Progress | None = None):
+             progress: Progress | None = None, front_end: str | Path = "auto"):
     """Train and optimize a model on data until its int8 form fits the board
-    (tinydeploy.optimize.OptimizeReport; OUT/model.tflite, report.json and report.html)."""
+    (tinydeploy.optimize.OptimizeReport; OUT/model.tflite, report.json and report.html).
+    front_end: "auto" (chosen per dataset), "none", or a SPEC or JSON file that pins one
+    (tinydeploy.optimize.frontend_choice; docs/frontend.md)."""
     from tinydeploy.core import data as data_lib
     from tinydeploy.optimize import STAGES, OptimizeConfig, check_stages
     from tinydeploy.optimize import optimize as run
     _paths(data=data, out=out, test=test)
     stages, start = check_stages(list(stages or STAGES)), start_arch(arch, search)  # cheap checks first
+    _front_end_spec(front_end)
     dataset = data_lib.load(data, image_size=image_size, seed=seed)
     if test:
         dataset = data_lib.add_test(dataset, test)  # checked before any training
     config = OptimizeConfig(data=dataset, out=out, board=_board(board, boards_dir), targets=targets,
                             min_accuracy=min_accuracy, budget=budget, seed=seed, stages=stages, force=force,
                             arch=start, data_source=data)
-    return run(config, progress)
+    return run(config, progress, front_end=front_end)
+
+
+def _front_end_spec(front_end) -> None:
+    """Check --front-end before any data is loaded (its fit to the windows is checked later)."""
+    from tinydeploy.optimize.frontend_choice import AUTO, parse_spec
+    if str(front_end).strip().lower() != AUTO:
+        parse_spec(str(front_end))
 
 
 def evaluate(model: str | Path, data: str, image_size: int = 32, seed: int = 0) -> dict:
@@ -330,16 +340,22 @@ def virtual_device(model: str | Path, baud: int | None = None):
 def deploy(data: str, board: str | Board = DEFAULT_BOARD, out: str | Path = "build/deploy", port: str | None = None,
            targets: Targets = Targets(), budget: str = "default", min_agreement: float = 0.99, image_size: int = 32,
            seed: int = 0, boards_dir: tuple[str, ...] = (), progress: Progress | None = None,
-           stages: tuple[str, ...] | None = None, farm=None, force: bool = False):
+           stages: tuple[str, ...] | None = None, farm=None, force: bool = False, front_end: str | Path = "auto",
+           min_accuracy: float | None = None):
     """optimize (its stages, default all), render, build, flash, bench and verify in one go
     (tinydeploy.flows.deploy.DeployReport); with farm= (a farm file, ports or FarmBoards), the built
     image is flashed to every board of the farm and each is benched and judged, in parallel. force
-    starts over (optimize's stages redone) and writes over files in out that tinydeploy did not write."""
+    starts over (optimize's stages redone) and writes over files in out that tinydeploy did not write.
+    front_end and min_accuracy are optimize's: without min_accuracy the chosen model must pass the
+    default accuracy checks (above chance, not clearly below 1-NN), or deploy ends missed."""
     from tinydeploy.core import data as data_lib
     from tinydeploy.flows.deploy import deploy as run
     from tinydeploy.optimize import STAGES, check_stages
     stages = check_stages(list(stages or STAGES))
     check("--min-agreement", min_agreement)
+    if min_accuracy is not None:
+        check("--min-accuracy", min_accuracy)
+    _front_end_spec(front_end)
     _paths(data=data, out=out)
     if port is not None:
         check_port(port)
@@ -351,7 +367,8 @@ def deploy(data: str, board: str | Board = DEFAULT_BOARD, out: str | Path = "bui
         raise BadInput(f"--farm flashes physical boards; {profile.name} is emulated (deploy runs it in its emulator)")
     dataset = data_lib.load(data, image_size=image_size, seed=seed)
     return run(dataset, data, profile, out, targets, port=port, budget=budget, seed=seed,
-               min_agreement=min_agreement, progress=progress, stages=stages, farm=boards, force=force)
+               min_agreement=min_agreement, progress=progress, stages=stages, farm=boards, force=force,
+               front_end=front_end, min_accuracy=min_accuracy)
 
 
 def search(data: str = "digits", out: str | Path = "build/search", board: str | Board = DEFAULT_BOARD,

@@ -127,7 +127,8 @@ def cmd_optimize(args) -> int:
         result = api.optimize(args.data, args.out, args.board, _targets(args), test=args.test,
                               min_accuracy=args.min_accuracy, budget=args.budget, stages=tuple(args.stages.split(",")),
                               arch=args.arch, search=args.search, force=args.force, image_size=args.image_size,
-                              seed=args.seed, boards_dir=_boards_dir(args), progress=progress)
+                              seed=args.seed, boards_dir=_boards_dir(args), progress=progress,
+                              front_end=args.front_end)
     if args.json:
         _emit_json(args, result.report)
     elif not args.quiet:
@@ -146,8 +147,9 @@ def cmd_evaluate(args) -> int:
     if args.json:
         _emit_json(args, result)
     else:
+        through = f" after its front end ({result['frontend']})" if result.get("frontend") else ""
         print(f"{result['model']}: int8 accuracy {result['accuracy'] * 100:.2f}% on {result['samples']} samples "
-              f"({result['split']} of {result['data']}), measured on the TFLM interpreter")
+              f"({result['split']} of {result['data']}), measured on the TFLM interpreter{through}")
     return EXIT_OK
 
 
@@ -391,7 +393,8 @@ def cmd_deploy(args) -> int:
         report = api.deploy(args.data, args.board, args.out, port, _targets(args), budget=args.budget,
                             min_agreement=args.min_agreement, image_size=args.image_size, seed=args.seed,
                             boards_dir=_boards_dir(args), progress=progress, stages=tuple(args.stages.split(",")),
-                            farm=boards, force=args.force)
+                            farm=boards, force=args.force, front_end=args.front_end,
+                            min_accuracy=args.min_accuracy)
     payload = report.to_dict()
     if args.json:
         _emit_json(args, payload)
@@ -403,7 +406,8 @@ def cmd_deploy(args) -> int:
             console.print(table)
         title = "Verification" + (" — VIRTUAL device: no board attached" if report.virtual else "")
         console.print(targets_table(report.verdicts, title=title))
-    require_met(report.verdicts)
+    if not report.met:
+        raise TargetMissed(report.explanation())
     return EXIT_OK
 
 
@@ -509,6 +513,7 @@ def _options_optimize(p) -> None:
     _add_stages(p)
     p.add_argument("--arch", default=None, metavar="FILE.json", help="start from this architecture spec")
     p.add_argument("--search", default=None, metavar="DIR", help="start from a search's best_arch.json")
+    _add_front_end(p)
     _add_force(p, "start over: redo finished stages instead of resuming, and write over files in --out that "
                   "tinydeploy did not write")
     p.add_argument("--quiet", action="store_true", help="no progress display or table")
@@ -604,6 +609,14 @@ def _add_stages(p) -> None:
                    help=f"comma-separated optimize stages to run, in order (default {','.join(STAGES)})")
 
 
+def _add_front_end(p) -> None:
+    p.add_argument("--front-end", default="auto", metavar="auto|none|SPEC",
+                   help="the signal front end before the network: auto (compared per dataset, default), none, or "
+                        "a SPEC that pins one, e.g. 'decimate:4,normalize:log' or "
+                        "'normalize,spectrum:frame=256,hop=128,bands=20' (blocks normalize, decimate, spectrum, "
+                        "stats; docs/frontend.md), or a JSON file of its blocks")
+
+
 def _options_deploy(p) -> None:
     from tinydeploy.optimize import BUDGETS
     _add_data(p)
@@ -617,6 +630,10 @@ def _options_deploy(p) -> None:
     _add_stages(p)
     p.add_argument("--min-agreement", type=_bounded("--min-agreement"), default=0.99,
                    help="on-device validation agreement target")
+    p.add_argument("--min-accuracy", type=_bounded("--min-accuracy"), default=None, metavar="A",
+                   help="smallest acceptable int8 validation accuracy, as a fraction (default: the model must "
+                        "clear chance and not lie clearly below the 1-NN yardstick)")
+    _add_front_end(p)
     _add_force(p, "start over: redo optimize's stages, and write over files in --out that tinydeploy did not write")
     _add_targets(p)
     _add_energy_targets(p)

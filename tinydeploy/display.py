@@ -162,6 +162,13 @@ def _stages_table(report: dict) -> Table:
     pooled = any(s.pooled_accuracy is not None for s in stages)
     val = report["data"]["val"]
     columns = ["stage", f"int8 val acc (TFLM, n={val}, 95% CI)"] + (["all samples"] if pooled else [])
+    front = report.get("frontend")
+    if front:  # what the network's input is, and its cost beside the stages' (which are the network's)
+        cost = front.get("cost") or {}
+        spent = (f"; ~{cost['latency_ms_estimate']:.3f} ms and {cost['ram_bytes']:,} B RAM of the budgets, the "
+                 "stages' figures are the network's" if "latency_ms_estimate" in cost else "")
+        table.caption = f"front end ({front['how']}): {front['spec']} — {front['describe']}{spent}"
+        table.caption_justify = "left"
     for column in (*columns, "engine", "flash B", "arena B (board)", "MACs", "latency ms (est.)", "targets", "s"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     chosen = report["chosen"]["stage"]

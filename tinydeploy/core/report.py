@@ -7,6 +7,8 @@ import html
 import io
 from typing import Protocol, Sequence
 
+import numpy as np
+
 
 class StageFigures(Protocol):
     """What the optimize report shows of a stage: tinydeploy.optimize.metrics.StageMetrics has
@@ -108,12 +110,45 @@ def _curves(stages: Sequence[StageFigures]):
     return png
 
 
-def optimize_html(report: dict, stages: Sequence[StageFigures]) -> str:
+def frontend_png(windows, features, labels: Sequence[str], title: str) -> bytes:
+    """What a front end made of one window per class: the raw window (left) and its features
+    (right: its rows, frames or time, across, its columns up), one class a row, as PNG bytes.
+
+    Args:
+        windows: [classes, steps, channels] raw windows.
+        features: [classes, rows, cols] their float features.
+        labels: each row's class name.
+        title: the front end, in words.
+    """
+    plt = _pyplot()
+    count = len(windows)
+    fig, axes = plt.subplots(count, 2, figsize=(9, 1.6 * count + 0.6), squeeze=False)
+    for row, (window, feature, label) in enumerate(zip(windows, features, labels)):
+        raw = axes[row][0]
+        raw.plot(window, linewidth=0.6)
+        raw.set_ylabel(str(label), rotation=0, ha="right", va="center", fontsize=8)
+        raw.tick_params(labelsize=7)
+        picture = np.asarray(feature).reshape(len(feature), -1).T  # features up, rows (frames, time) across
+        handle = axes[row][1].imshow(picture, aspect="auto", origin="lower", cmap="magma", interpolation="nearest")
+        axes[row][1].tick_params(labelsize=7)
+        fig.colorbar(handle, ax=axes[row][1], fraction=0.04, pad=0.02)
+        if row == 0:
+            raw.set_title("raw window", fontsize=9)
+            axes[row][1].set_title("features (rows across, columns up)", fontsize=9)
+    fig.suptitle(title, fontsize=9)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def optimize_html(report: dict, stages: Sequence[StageFigures], frontend_plot: bytes | None = None) -> str:
     """The optimize report as a self-contained HTML page.
 
     Args:
         report: optimize's report (report.json's content): data, board, targets, the choice.
         stages: each stage's metrics, in the order they ran.
+        frontend_plot: PNG of what the front end made of one window per class (frontend_png).
 
     Returns:
         The page.
@@ -141,6 +176,9 @@ def optimize_html(report: dict, stages: Sequence[StageFigures]) -> str:
                        _seek_plot(seek["tried"], targets)))
     figures = "".join(f"<figure><img src='data:image/png;base64,{png}'><figcaption>{t}</figcaption></figure>"
                       for t, png in images)
+    if frontend_plot is not None:
+        images.append(("What the front end made of one training window of each class",
+                       base64.b64encode(frontend_plot).decode()))
     curves = _curves(stages)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>tinydeploy optimize report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
@@ -157,12 +195,32 @@ Accuracy is the int8 model's on the TFLM interpreter; arena is what the board ne
 Latency basis: {html.escape(chosen.get('latency_basis', 'estimate'))}. TFLM vs TFLite reference kernels: top-1 agreement
 {chosen['reference_check']['top1_agreement'] * 100:.2f}%, largest output difference
 {chosen['reference_check']['max_output_diff_lsb']} LSB.</p>
+{_frontend_html(report)}
 {_yardsticks_html(report)}
 <table><tr><th>stage</th><th>accuracy</th><th>engine</th><th>flash B</th><th>arena B</th><th>MACs</th><th>latency ms (est.)</th>
 <th>meets targets</th><th>seconds</th></tr>{rows}</table>
 <h2>Plots</h2>{figures}
 <figure><img src='data:image/png;base64,{curves}'><figcaption>Training curves</figcaption></figure>
 </body></html>"""
+
+
+def _frontend_html(report: dict) -> str:
+    """The front end the model takes its features from, and every candidate's scores (empty for
+    a report without them)."""
+    front = report.get("frontend")
+    if not front:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(c['name'])}</td><td>{html.escape(c['spec'])}</td><td>{'x'.join(map(str, c['features']))}</td>"
+        f"<td>{'' if c['score'] is None else format(c['score'], '.3f')}</td>"
+        f"<td>{'' if c['ridge_cv'] is None else format(c['ridge_cv'], '.3f')}</td>"
+        f"<td>{'' if c['one_nn_cv'] is None else format(c['one_nn_cv'], '.3f')}</td>"
+        f"<td>{c['latency_ms_estimate']:.3f}</td><td>{c['ram_bytes']:,}</td>"
+        f"<td>{html.escape(c['note'])}</td></tr>" for c in front.get("candidates", []))
+    table = (f"<table><tr><th>candidate</th><th>--front-end</th><th>features</th><th>score</th><th>ridge CV</th>"
+             f"<th>1-NN CV</th><th>ms (est.)</th><th>RAM B</th><th>note</th></tr>{rows}</table>" if rows else "")
+    return (f"<h2>Front end</h2><p><b>{html.escape(front['describe'])}</b> ({html.escape(front['how'])}: "
+            f"{html.escape(front.get('reason', ''))}).</p>{table}")
 
 
 def _yardsticks_html(report: dict) -> str:

@@ -7,6 +7,12 @@ cross compiler and benched in its emulator instead of being flashed. With a
 farm (tinydeploy.device.farm), the image built once is written to every board with
 esptool and each board is benched and judged, all in parallel; a board that
 fails fails its own row, and the targets are met when every board meets them.
+
+The model is judged as optimize judges it: without --min-accuracy its accuracy must clear
+chance and not lie clearly below the 1-NN yardstick (tinydeploy.optimize.yardstick); those
+verdicts join the device's, so a useless model ends the run missed (exit 1), with what would
+help. A model with a front end is validated on the device with its int8 features
+(runtime.evaluate.quantize_input runs the front end on the raw windows).
 """
 
 from __future__ import annotations
@@ -31,6 +37,12 @@ class DeployReport:
     virtual: bool
     notices: list[str] = field(default_factory=list)
     farm: dict | None = None  # with a farm: tinydeploy.device.farm.summary of its rows
+    advice: str = ""  # what would help, when an accuracy check missed
+
+    def explanation(self) -> str:
+        """Every verdict that missed, and what would help (for the exit message)."""
+        missed = [v.describe() for v in self.verdicts if not v.met]
+        return "targets missed: " + "; ".join(missed) + (f". {self.advice}" if self.advice else "")
 
     @property
     def met(self) -> bool:
@@ -39,14 +51,17 @@ class DeployReport:
     def to_dict(self) -> dict:
         return {"virtual": self.virtual, "notices": self.notices, "met": self.met,
                 "verdicts": [v.to_dict() for v in self.verdicts], "bench": self.bench,
-                "project": self.project, "optimize": {k: self.optimize[k] for k in ("chosen", "met", "missed")},
+                "project": self.project,
+                "optimize": {k: self.optimize.get(k) for k in ("chosen", "met", "missed", "frontend", "accuracy_checks")},
+                **({"advice": self.advice} if self.advice else {}),
                 **({"farm": self.farm} if self.farm is not None else {})}
 
 
 def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, targets: Targets = Targets(),
            port: str | None = None, budget: str = "default", seed: int = 0, min_agreement: float = 0.99,
            progress: Callable[[str, dict], None] | None = None, stages: tuple[str, ...] | None = None,
-           farm: list | None = None, force: bool = False) -> DeployReport:
+           farm: list | None = None, force: bool = False, front_end: str | Path = "auto",
+           min_accuracy: float | None = None) -> DeployReport:
     """Run the whole pipeline.
 
     Args:
@@ -61,6 +76,9 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
         farm: boards (tinydeploy.device.farm.FarmBoard) to flash, bench and judge instead of one.
         force: start over (optimize's stages redone) and write over files in out that
             tinydeploy did not write.
+        front_end: optimize's --front-end ("auto", "none", a SPEC or a JSON file).
+        min_accuracy: the smallest acceptable int8 validation accuracy; None: the default
+            accuracy checks (above chance, not clearly below 1-NN) judge the model.
     """
     from tinydeploy.toolchain import flash as flash_lib
     from tinydeploy.codegen.engines import ENGINES
@@ -79,7 +97,11 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
 
         stage_list = {"stages": stages} if stages else {}
         result = optimize(OptimizeConfig(dataset, out / "optimize", board, targets, budget=budget, seed=seed,
-                                         data_source=data_source, force=force, **stage_list), progress)
+                                         data_source=data_source, force=force, min_accuracy=min_accuracy,
+                                         **stage_list), progress, front_end=front_end)
+        accuracy, advice = _accuracy_verdicts(result.report, min_accuracy)
+        if advice:
+            note(f"the model's accuracy check missed; {advice}")
         model_path = result.model_path
         engine = result.report["chosen"]["engine"]  # the engine optimize chose for this board (and why)
         note(f"engine: {engine} ({result.report['chosen']['engine_why']})")
@@ -91,7 +113,8 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
         if farm is not None:
             summary, verdicts = _deploy_farm(board, project["project"], farm, out / "bench", model_path, samples,
                                              targets, min_agreement, note, force)
-            return DeployReport(result.report, project, {}, verdicts, False, notices, farm=summary)
+            return DeployReport(result.report, project, {}, accuracy + verdicts, False, notices, farm=summary,
+                                advice=advice)
         if port is None and not board.emulated:
             port = flash_lib.attached_port()
         virtual = port is None and not board.emulated
@@ -99,7 +122,25 @@ def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, ta
         results = bench_result.to_dict()
         estimate = result.report["chosen"]["latency_ms"] if virtual else None
         verdicts = verify(results, targets, min_agreement, latency_estimate_ms=estimate, board=board)
-        return DeployReport(result.report, project, results, verdicts, virtual, notices)
+        return DeployReport(result.report, project, results, accuracy + verdicts, virtual, notices, advice=advice)
+
+
+def _accuracy_verdicts(report: dict, min_accuracy: float | None) -> tuple[list[TargetResult], str]:
+    """optimize's judgement of the model's accuracy, as verdicts: --min-accuracy on the int8
+    validation accuracy when given, else the default checks (chance and 1-NN); and what would
+    help when one missed (optimize's own advice)."""
+    if min_accuracy is not None:
+        chosen = report["chosen"]
+        verdicts = [TargetResult("accuracy", chosen["accuracy_tflm"], min_accuracy, "",
+                                 "measured (TFLM int8, validation set)", at_least=True)]
+    else:
+        verdicts = [TargetResult.from_dict(v) for v in report["accuracy_checks"]["verdicts"]]
+    advice = ""
+    if any(not v.met for v in verdicts):
+        advice = next((m for m in report["missed"] if m.startswith("what would help")),
+                      "what would help: a longer latency budget or a faster board, a signal front end "
+                      "(--front-end), more data, a longer --budget")
+    return verdicts, advice
 
 
 def _deploy_farm(board: Board, project: str, boards: list, out: Path, model_path: Path, samples, targets: Targets,

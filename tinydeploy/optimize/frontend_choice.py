@@ -174,15 +174,27 @@ def _from_json(path: Path) -> Frontend:
 
 
 def to_spec(front: Frontend | None) -> str:
-    """The compact --front-end string of a front end (parameters at their defaults left out)."""
+    """The compact --front-end string of a front end (parameters at their defaults left out,
+    short names where there are), which parse_spec reads back."""
     if front is None or not front.blocks and not front.flatten:
         return NONE
+    short = {v: k for k, v in ALIASES.items()}
     parts = []
     for block in front.blocks:
         defaults = type(block)()
-        params = [f"{k}={'+'.join(v) if isinstance(v, tuple) else str(v).lower() if isinstance(v, bool) else v}"
-                  for k, v in block.params().items() if v != getattr(defaults, k)]
-        parts.append(block.kind + (":" + ";".join(params) if params else ""))
+        params = []
+        for key, value in block.params().items():
+            if value == getattr(defaults, key):
+                continue
+            if key == "log_scale":
+                params.append("log")
+            elif key == "factor":
+                params.append(str(value))
+            else:
+                shown = "+".join(value) if isinstance(value, tuple) else str(value).lower() if isinstance(value, bool) \
+                    else f"{value:g}" if isinstance(value, float) else value
+                params.append(f"{short.get(key, key)}={shown}")
+        parts.append(block.kind + (":" + ",".join(params) if params else ""))
     return ",".join(parts + (["flatten"] if front.flatten else []))
 
 

@@ -10,6 +10,14 @@ kept in OUT/stages/, written atomically, so a rerun resumes where it stopped.
 At the end the best model meeting every target (not simply the last) becomes
 OUT/model.tflite; the report sets it beside float yardsticks on the same windows and, without
 --min-accuracy, judges it against chance and 1-NN (tinydeploy.optimize.yardstick).
+
+First, a signal front end is chosen (tinydeploy.optimize.frontend_choice; --front-end pins or
+disables it). With one, the stages train and measure on its features (the dataset is
+transformed once), under the latency and arena budgets less the front end's cost; the final
+model carries the front end in its metadata (core.model.with_metadata), with the model's
+input quantisation as its output, and it is validated and tested on the raw windows through
+it (front end, then the int8 model on TFLM), as the board will run it. Every model's
+metadata holds its labels.
 """
 
 from __future__ import annotations
@@ -25,10 +33,10 @@ import numpy as np
 
 from tinydeploy.core.data import Dataset
 from tinydeploy.core.errors import BadInput
-from tinydeploy.core.model import parse_model
+from tinydeploy.core.model import parse_model, with_metadata
 from tinydeploy.core.outputs import run_folder, write_atomically
 from tinydeploy.optimize import architectures as arch_lib
-from tinydeploy.optimize import nearest
+from tinydeploy.optimize import frontend_choice, nearest
 from tinydeploy.optimize import yardstick
 from tinydeploy.optimize.metrics import StageMetrics
 from tinydeploy.optimize.stages import STAGE_CLASSES
@@ -156,10 +164,11 @@ def _read_json(path: Path):
         return None
 
 
-def _resume_check(out: Path, config: OptimizeConfig) -> None:
-    """Refuse a folder that holds a run with other settings (unless --force), then record ours."""
+def _resume_check(out: Path, config: OptimizeConfig, extra: dict | None = None) -> None:
+    """Refuse a folder that holds a run with other settings (unless --force), then record ours
+    (the config's fingerprint and extra: the front end)."""
     run_file = out / "run.json"
-    fingerprint = config.fingerprint()
+    fingerprint = {**config.fingerprint(), **(extra or {})}
     if run_file.exists() and not config.force:
         previous = _read_json(run_file)
         if not isinstance(previous, dict):
@@ -239,10 +248,12 @@ def _run_stages(config: OptimizeConfig, out: Path, work: Trainer, progress: Prog
     return done, details
 
 
-OUTPUTS = ("run.json", "model.tflite", "report.json", "report.html")  # what optimize writes into OUT
+# what optimize writes into OUT
+OUTPUTS = ("run.json", "model.tflite", "report.json", "report.html", "frontend.png")
 
 
-def optimize(config: OptimizeConfig, progress: Progress | None = None) -> OptimizeReport:
+def optimize(config: OptimizeConfig, progress: Progress | None = None,
+             front_end: str | Path | None = frontend_choice.AUTO) -> OptimizeReport:
     """Run (or resume) the optimization pipeline.
 
     Args:
@@ -250,17 +261,25 @@ def optimize(config: OptimizeConfig, progress: Progress | None = None) -> Optimi
         progress: optional callback receiving ("stage", ...), ("epoch", ...),
             ("skip", ...), ("note", ...) and ("done", ...) events (skip and done carry the
             stage's "metrics", a StageMetrics).
+        front_end: "auto" (chosen per dataset), "none", or a SPEC or JSON file that pins one
+            (tinydeploy.optimize.frontend_choice).
 
     Returns:
-        The report; OUT/model.tflite, OUT/report.json and OUT/report.html are written.
+        The report; OUT/model.tflite, OUT/report.json, OUT/report.html and OUT/frontend.png
+        are written.
     """
     with run_folder(config.out, OUTPUTS, config.force) as out:  # locked; the user's own files kept
-        _resume_check(out, config)
-        done, details = _run_stages(config, out, Trainer(config, progress), progress)
+        choice = frontend_choice.choose(config.data, front_end, config.targets, config.board, config.seed, progress)
+        if progress and choice.front is not None:
+            progress("note", {"text": f"front end: {choice.front.describe()} ({choice.reason})"})
+        work = replace(config, data=frontend_choice.feature_dataset(choice.front, config.data),
+                       targets=choice.network_targets(config.targets, config.board))
+        _resume_check(out, work, choice.fingerprint())
+        done, details = _run_stages(work, out, Trainer(work, progress), progress)
         total = len([s for s in config.stages if s != "final"]) + 1
         if progress:
             progress("stage", {"stage": "final", "index": total, "total": total})
-        return _final(config, out, done, details)
+        return _final(config, work, choice, out, done, details)
 
 
 def _deployed(best: Candidate, config: OptimizeConfig) -> tuple[bytes, str]:
@@ -280,12 +299,27 @@ def _deployed(best: Candidate, config: OptimizeConfig) -> tuple[bytes, str]:
             f"training windows' classifier")
 
 
-def _final(config: OptimizeConfig, out: Path, done: list[Candidate], details: dict) -> OptimizeReport:
-    """Choose, validate on TFLM, cross-check with TFLite's reference kernels, and report."""
+def _with_meta(tflite: bytes, config: OptimizeConfig, front) -> bytes:
+    """The model with tinydeploy's metadata: its labels and, with a front end, the front end
+    (its output set to the model's input quantisation) and the raw window's [steps, channels]."""
+    meta = {"labels": list(config.data.labels)}
+    if front is not None:
+        quant = parse_model(tflite).input_tensors[0].quantization
+        meta["frontend"] = front.with_output(float(quant.scales[0]), int(quant.zero_points[0])).to_dict()
+        meta["window"] = [int(v) for v in config.data.input_shape]
+    return with_metadata(tflite, meta)
+
+
+def _final(config: OptimizeConfig, work: OptimizeConfig, choice: frontend_choice.Choice, out: Path,
+           done: list[Candidate], details: dict) -> OptimizeReport:
+    """Choose, validate on TFLM (through the front end, on raw windows), cross-check with
+    TFLite's reference kernels, and report. config holds the raw data and the user's targets,
+    work the features the stages trained on and the network's targets."""
     best = _best(done)
-    model = parse_model(best.tflite)
+    model = parse_model(_with_meta(best.tflite, config, choice.front))
     tflm_eval = evaluate(model, config.data.x_val, config.data.y_val)
-    deployed, refit = _deployed(best, config)
+    deployed, refit = _deployed(best, work)
+    deployed = _with_meta(deployed, config, choice.front)
     if refit:
         model = parse_model(deployed)  # validated above as chosen; checked and tested as deployed
         reference = compare_with_reference(model, config.data.x_val, evaluate(model, config.data.x_val,
@@ -296,7 +330,9 @@ def _final(config: OptimizeConfig, out: Path, done: list[Candidate], details: di
     test = None
     if config.data.x_test is not None:  # once, for the chosen model only
         test = evaluate(model, config.data.x_test, config.data.y_test).to_dict()
-        test["basis"] = "int8 model on the TFLM interpreter; the held-out test set, used for nothing else"
+        test["basis"] = ("int8 model on the TFLM interpreter" + (", after the front end (its int8 features)"
+                                                                 if choice.front is not None else "")
+                         + "; the held-out test set, used for nothing else")
     chosen = best.metrics
     rows, checks = _accuracy_checks(config, chosen, tflm_eval.accuracy, test)
     missed = [t.describe() for t in chosen.targets if not t.met]
@@ -309,12 +345,18 @@ def _final(config: OptimizeConfig, out: Path, done: list[Candidate], details: di
     met = chosen.meets_targets and not failed
     if failed:
         missed.append(yardstick.what_would_help(details, len(config.data.x_train), checks["samples"],
-                                                config.data.kind))
+                                                config.data.kind, choice.how, choice.front is not None))
+    front_report = choice.to_dict(config.targets, config.board)
+    plot = _frontend_plot(config, choice)
+    if plot is not None:
+        write_atomically(out / "frontend.png", plot)
+        front_report["plot"] = str(out / "frontend.png")
     report = {
         "tinydeploy": "optimize", "seed": config.seed, "budget": config.budget, "board": config.board.name,
         "data": config.data.summary(), "labels": config.data.labels,
         "targets": {"max_arena_kb": config.targets.max_arena_kb, "max_model_kb": config.targets.max_model_kb,
                     "max_latency_ms": config.targets.max_latency_ms, "min_accuracy": config.min_accuracy},
+        "frontend": front_report,
         "stages": [{k: v for k, v in c.metrics.to_dict().items() if k != "chain"} for c in done],
         "chosen": {"stage": best.stage, "model": str(out / "model.tflite"), "sha256": model.sha256,
                    "accuracy_tflm": round(tflm_eval.accuracy, 5), "validation": tflm_eval.to_dict(),
@@ -323,18 +365,35 @@ def _final(config: OptimizeConfig, out: Path, done: list[Candidate], details: di
                    "flash_bytes": chosen.flash_bytes, "arena_bytes": chosen.arena_bytes, "macs": chosen.macs,
                    "latency_ms": chosen.latency_ms, "latency_basis": chosen.latency_basis,
                    "model_bytes": chosen.model_bytes, "engine": chosen.engine, "engine_why": chosen.engine_why,
-                   "engines": [e.to_dict() for e in chosen.engines]},
+                   "engines": [e.to_dict() for e in chosen.engines],
+                   "frontend": front_report["spec"], "metadata": sorted(model.meta)},
         "test": test,
         "seek": details.get("seek"),
         "yardsticks": [r.to_dict() for r in rows],
         "accuracy_checks": {**checks, "verdicts": [c.to_dict() for c in checks["verdicts"]]},
         "met": met, "missed": missed,
     }
+    if choice.front is not None:
+        report["chosen"]["validation"]["basis"] = ("the front end on the raw validation windows, then the int8 "
+                                                   "model on the TFLM interpreter")
     write_atomically(out / "report.json", json.dumps(report, indent=2))
     from tinydeploy.core.report import optimize_html
     stages = [c.metrics for c in done]
-    write_atomically(out / "report.html", optimize_html(report, stages))
+    write_atomically(out / "report.html", optimize_html(report, stages, plot))
     return OptimizeReport(report, out / "model.tflite", met, missed, stages)
+
+
+def _frontend_plot(config: OptimizeConfig, choice: frontend_choice.Choice) -> bytes | None:
+    """A PNG of what the front end made of one training window of each class (up to 12), or
+    None without a front end."""
+    if choice.front is None:
+        return None
+    from tinydeploy.core.report import frontend_png
+    y = np.asarray(config.data.y_train)
+    classes = [c for c in range(len(config.data.labels)) if (y == c).any()][:12]
+    windows = np.stack([config.data.x_train[int(np.flatnonzero(y == c)[0])] for c in classes])
+    return frontend_png(windows, frontend_choice.features(choice.front, windows),
+                        [config.data.labels[c] for c in classes], choice.front.describe())
 
 
 def _accuracy_checks(config: OptimizeConfig, chosen: StageMetrics, validation: float,

@@ -167,8 +167,10 @@ def default_checks(accuracy: float, samples: int, chance: float, one_nn_accuracy
     return checks
 
 
-def what_would_help(details: dict, train_samples: int, held_out: int, kind: str) -> str:
-    """What could lift accuracy, chosen from what the run shows."""
+def what_would_help(details: dict, train_samples: int, held_out: int, kind: str, front_end: str = "auto",
+                    has_front_end: bool = False) -> str:
+    """What could lift accuracy, chosen from what the run shows (front_end: how the run's front end
+    was decided, "auto", "pinned" or "disabled"; has_front_end: whether it has one)."""
     from tinydeploy.optimize.training import AUGMENT_BELOW, SMALL_VALIDATION
     helps = []
     seek = details.get("seek") or {}
@@ -177,8 +179,13 @@ def what_would_help(details: dict, train_samples: int, held_out: int, kind: str)
                      f"to width {seek.get('width', '?')} to meet the targets")
     if train_samples < AUGMENT_BELOW or held_out < SMALL_VALIDATION:
         helps.append(f"more data ({train_samples} training and {held_out} held-out windows)")
-    if kind == "series":
-        helps.append("a signal front end (features before the network; coming in tinydeploy)")
+    if kind == "series" and front_end == "disabled":
+        helps.append("a signal front end (--front-end auto, or pin one; docs/frontend.md)")
+    elif kind == "series" and front_end == "pinned":
+        helps.append("another signal front end (--front-end auto compares several; docs/frontend.md)")
+    elif kind == "series" and not has_front_end:
+        helps.append("a signal front end: none fitted half the budgets or beat the raw window; a longer latency "
+                     "budget lets the spectral ones in (--front-end SPEC pins one; docs/frontend.md)")
     helps.append("a longer --budget")
     return "what would help: " + "; ".join(helps)
 
