@@ -4,7 +4,8 @@ decision, made per dataset, or pinned or disabled with --front-end.
 Candidates are scaled to the window [steps, channels] (``candidates``): always "none" (the
 network takes the raw window); per-window normalisation keeping the log-scale; for long
 windows, average decimation to about DECIMATED_STEPS steps, then normalisation; framed
-spectra in linear bands (one with short frames, one with long); and per-channel statistics
+spectra in linear bands (one with short frames, one with long, and for long windows a cheap
+one: decimated, frames apart); and per-channel statistics
 over a few segments when the window has several channels. Images keep "none".
 
 Each candidate is scored cheaply and honestly (``score``): its features of at most
@@ -49,6 +50,10 @@ AUTO, NONE = "auto", "none"
 DECIMATED_STEPS = 128
 # Shortest window a spectrum candidate is tried on (a 16-point frame, four of them).
 SPECTRUM_MIN_STEPS = 64
+# Windows twice this long also get a cheap spectrum: decimated to about this many steps, then
+# 32-point frames that don't overlap (1,500 steps: about 0.5 ms on an ESP32-S3, against 2.8 ms
+# for 64-point frames every 32 steps of the whole window; tinydeploy.costs.frontend).
+CHEAP_SPECTRUM_STEPS = 256
 # The probe: at most this many training windows, k-fold with at most this many folds.
 PROBE_WINDOWS = 800
 PROBE_FOLDS = 4
@@ -64,6 +69,7 @@ ALIASES = {"log": "log_scale", "frame": "frame_length", "rate": "sample_rate", "
            "mfcc": "cepstra", "segs": "segments"}
 BARE = {"normalize": "log_scale", "decimate": "factor", "spectrum": "frame_length", "stats": "stats"}
 CHAIN_OPTIONS = ("flatten",)
+SHOWN = ("factor", "frame_length", "hop", "bands")  # to_spec writes these even at their defaults
 
 
 def accepted_text() -> str:
@@ -184,7 +190,7 @@ def to_spec(front: Frontend | None) -> str:
         defaults = type(block)()
         params = []
         for key, value in block.params().items():
-            if value == getattr(defaults, key):
+            if value == getattr(defaults, key) and key not in SHOWN:
                 continue
             if key == "log_scale":
                 params.append("log")
@@ -220,6 +226,10 @@ def candidates(shape: tuple[int, ...], kind: str) -> list[tuple[str, Frontend | 
             bands = min(frame // 2, 16 if frame <= 64 else 32)
             out.append((f"normalize + spectrum {frame}/{frame // 2}, {bands} bands",
                         Frontend((Normalize(log_scale=True), Spectrum(frame, frame // 2, bands)))))
+    if steps >= 2 * CHEAP_SPECTRUM_STEPS:  # a spectrum that fits a tight budget: decimated, frames apart
+        factor = steps // CHEAP_SPECTRUM_STEPS
+        out.append((f"decimate {factor} + normalize + spectrum 32/32, 16 bands",
+                    Frontend((Decimate(factor), Normalize(log_scale=True), Spectrum(32, 32, 16)))))
     if channels >= 2 and steps >= 4:
         segments = 4 if steps >= 64 else 1
         out.append((f"stats over {segments} segment{'s' * (segments > 1)}", Frontend((Stats(segments=segments),))))
