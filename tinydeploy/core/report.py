@@ -174,11 +174,11 @@ def optimize_html(report: dict, stages: Sequence[StageFigures], frontend_plot: b
     if seek.get("tried"):
         images.append(("Target seeking: the costs tried (width bisection, then stride and depth)",
                        _seek_plot(seek["tried"], targets)))
-    figures = "".join(f"<figure><img src='data:image/png;base64,{png}'><figcaption>{t}</figcaption></figure>"
-                      for t, png in images)
     if frontend_plot is not None:
         images.append(("What the front end made of one training window of each class",
                        base64.b64encode(frontend_plot).decode()))
+    figures = "".join(f"<figure><img src='data:image/png;base64,{png}'><figcaption>{t}</figcaption></figure>"
+                      for t, png in images)
     curves = _curves(stages)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>tinydeploy optimize report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
