@@ -8,7 +8,7 @@ from tinydeploy.core import data
 from tinydeploy.core.boards import get_board
 from tinydeploy.core.errors import BadInput
 from tinydeploy.runtime.evaluate import evaluate
-from tinydeploy.core.model import load_model
+from tinydeploy.core.model import load_model, with_metadata
 from tinydeploy.optimize import OptimizeConfig, check_stages, optimize
 from tinydeploy.core.targets import Targets
 from tests.helpers import run_cli
@@ -35,7 +35,7 @@ def stage(result, name):
     return next(s for s in result.report["stages"] if s["stage"] == name)
 
 
-def test_every_stage_ran_and_was_measured(pipeline):
+def test_every_stage_ran_and_was_measured(pipeline, digits16):
     config, result, events = pipeline
     names = [s["stage"] for s in result.report["stages"]]
     assert names == ["arch", "qat", "mixed", "progressive", "prune", "distill", "nearest"]
@@ -45,8 +45,12 @@ def test_every_stage_ran_and_was_measured(pipeline):
     assert ("epoch", "arch") in events and ("done", "nearest") in events
     chosen = result.report["chosen"]
     staged = (next((config.out / "stages").glob(f"*-{chosen['stage']}")) / "model.tflite").read_bytes()
-    # the chosen stage's model, or (a nearest-prototype classifier) the same made from every labelled window
-    assert ((config.out / "model.tflite").read_bytes() == staged) == ("deployed" not in chosen)
+    # the chosen stage's model with its labels in the metadata, or (a nearest-prototype classifier)
+    # the same made from every labelled window
+    labelled = with_metadata(staged, {"labels": digits16.labels})
+    assert ((config.out / "model.tflite").read_bytes() == labelled) == ("deployed" not in chosen)
+    assert load_model(config.out / "model.tflite").labels == tuple(digits16.labels)
+    assert result.report["frontend"]["chosen"] is None and result.report["frontend"]["how"] == "auto"
 
 
 def test_reported_accuracy_is_the_int8_model_on_tflm(pipeline, digits16):
