@@ -108,3 +108,24 @@ def test_a_dilated_long_window_model_runs_the_same_on_tflm_and_the_c_engine(tmp_
     x = np.random.default_rng(3).integers(-128, 128, size=(8, *model.input_tensors[0].shape[1:]), dtype=np.int8)
     host = cengine.HostModel(cengine.lower(model), tmp_path)
     assert np.array_equal(host.predict(x).reshape(8, -1), reference_outputs(model, x).reshape(8, -1))
+
+
+@pytest.mark.unit
+def test_the_search_space_of_a_long_window_holds_strided_stems_dilated_blocks_and_a_wide_head():
+    import optuna
+
+    from tinydeploy.optimize.search import sample_arch
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    data = _series(2000, 52, per_class=2)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    archs = [sample_arch(study.ask(), data) for _ in range(60)]
+    for arch in archs:
+        arch.validate()
+        assert arch.blocks[-1].kind == "depthwise" or arch.blocks[-1].filters >= 52
+    assert {a.blocks[0].stride for a in archs} == {2, 4, 8}
+    assert any(b.dilation > 1 for a in archs for b in a.blocks)
+    assert any(b.stride == 2 for a in archs for b in a.blocks[2:])
+    # without the data (or for short windows) the space is the one it was
+    other = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))  # a study holds one data's space
+    short = [sample_arch(other.ask()) for _ in range(20)]
+    assert all(b.dilation == 1 for a in short for b in a.blocks) and all(a.blocks[0].stride <= 2 for a in short)
