@@ -129,3 +129,22 @@ def test_the_search_space_of_a_long_window_holds_strided_stems_dilated_blocks_an
     other = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))  # a study holds one data's space
     short = [sample_arch(other.ask()) for _ in range(20)]
     assert all(b.dilation == 1 for a in short for b in a.blocks) and all(a.blocks[0].stride <= 2 for a in short)
+
+
+@pytest.mark.host
+def test_a_small_long_window_set_chooses_its_width_by_repeated_cross_validation(tmp_path):
+    from tinydeploy.optimize import OptimizeConfig, optimize
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(3), 12)
+    t = np.arange(600)
+    x = (np.sin(2 * np.pi * (0.05 + 0.1 * y[:, None]) * t + rng.uniform(0, 6, (36, 1)))
+         + rng.normal(0, 0.3, (36, 600)))[..., None].astype(np.float32)
+    data = from_arrays(x, y, None, None, "tones", seed=0)
+    report = optimize(OptimizeConfig(data=data, out=tmp_path, board=get_board("esp32-s3-devkitc-1"), budget="fast",
+                                     stages=("arch", "final"))).report
+    arch = report["stages"][0]
+    chosen_by = arch["details"]["chosen_by"]
+    assert chosen_by["splits"] == len(training.cv_splits(np.concatenate([data.y_train, data.y_val]), "fast", 0)) == 3
+    assert len(chosen_by["candidates"]) == 2 and all(len(c["folds"]) == 3 for c in chosen_by["candidates"])
+    assert all(c["predictions"] == 36 for c in chosen_by["candidates"])
+    assert arch["details"]["sizing"]["family"] == "long-series" and arch["meets_targets"]

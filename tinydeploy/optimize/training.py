@@ -202,8 +202,8 @@ class Trainer:
         n = len(self.data.x_train)
         batch, epochs, _ = schedule(n, epochs, self.epochs["batch"], min_steps)
         per_epoch = int(np.ceil(n / batch))
-        schedule = self.keras.optimizers.schedules.CosineDecay(lr, per_epoch * max(epochs, 1))
-        model.compile(self.keras.optimizers.Adam(schedule), loss, metrics=["accuracy"])
+        decay = self.keras.optimizers.schedules.CosineDecay(lr, per_epoch * max(epochs, 1))
+        model.compile(self.keras.optimizers.Adam(decay), loss, metrics=["accuracy"])
         stopper = None
         if early_stopping:
             stopper = self.keras.callbacks.EarlyStopping(monitor="val_loss", patience=max(8, epochs // 4),
