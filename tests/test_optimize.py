@@ -231,8 +231,11 @@ def test_target_seeking_shrinks_a_series_model_until_it_meets_1ms_on_the_c3(tmp_
     enough (200 steps) that even the faster engine misses by about twice at full width, so
     the bisection tries widths on both sides of the target."""
     x, y = _bumps(80, steps=200)
+    # The architecture is given: without one, the arch stage sizes the data's family to the targets
+    # itself (tests/test_architectures_scaling.py), and there is nothing left to seek.
     config = OptimizeConfig(data.from_arrays(x, y, None, None, "bumps"), tmp_path / "out",
-                            get_board("esp32-c3-devkitm-1"), budget="fast", stages=check_stages(["arch", "seek"]))
+                            get_board("esp32-c3-devkitm-1"), budget="fast", stages=check_stages(["arch", "seek"]),
+                            arch=arch_lib.series_arch(200))
     result = optimize(config)
     arch, seek = stage(result, "arch"), stage(result, "seek")
     assert arch["latency_ms"] > 1.0 and not arch["meets_targets"]

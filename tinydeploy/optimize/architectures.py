@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -28,7 +29,9 @@ from tinydeploy.core.errors import BadInput
 
 BLOCK_KINDS = ("conv", "separable", "depthwise")
 ACTIVATIONS = ("relu", "relu6")
-STRIDES = (1, 2, 4, 8)  # 4 and 8 only come from target seeking, on the first block
+STRIDES = (1, 2, 4, 8)  # 4 and 8: a long window's stem, or target seeking's on the first block
+KERNELS = (1, 3, 5, 7, 9, 11)  # 9 and 11: a long window's strided stem, so that no sample is skipped
+DILATIONS = (1, 2, 4, 8, 16)  # along time (both axes of an image); a dilated block has stride 1
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Block:
     activation: str = "relu"
     pool: bool = False  # 2x2 max pool after the block
     residual: bool = False  # add the block's input when the shapes allow
+    dilation: int = 1  # the kernel's taps this many steps apart (stride 1 then): a wide view for few MACs
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class Arch:
     prototypes: int = 0  # > 0: a nearest-prototype classifier with this many per class, and no blocks
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "head_units": self.head_units, "blocks": [asdict(b) for b in self.blocks],
+        return {"name": self.name, "head_units": self.head_units, "blocks": [_block_dict(b) for b in self.blocks],
                 **({"prototypes": self.prototypes} if self.prototypes else {})}
 
     @classmethod
@@ -77,7 +81,7 @@ class Arch:
         elif not 1 <= len(self.blocks) <= 8:
             problems.append(f"{len(self.blocks)} blocks (1..8 allowed)")
         types = {"kind": str, "filters": int, "kernel": int, "stride": int, "activation": str, "pool": bool,
-                 "residual": bool}
+                 "residual": bool, "dilation": int}
         for i, b in enumerate(self.blocks):
             wrong = [f"{name} {getattr(b, name)!r}" for name, kind in types.items()
                      if not isinstance(getattr(b, name), kind) or (kind is int and isinstance(getattr(b, name), bool))]
@@ -88,9 +92,13 @@ class Arch:
                 problems.append(f"block {i}: kind '{b.kind}' (accepted: {', '.join(BLOCK_KINDS)})")
             if b.activation not in ACTIVATIONS:
                 problems.append(f"block {i}: activation '{b.activation}' (accepted: {', '.join(ACTIVATIONS)})")
-            if b.kernel not in (1, 3, 5, 7) or b.stride not in STRIDES or not 1 <= b.filters <= 1024:
+            if b.kernel not in KERNELS or b.stride not in STRIDES or not 1 <= b.filters <= 1024:
                 problems.append(f"block {i}: kernel {b.kernel}, stride {b.stride}, filters {b.filters} (accepted: "
-                                f"kernel 1, 3, 5 or 7; stride {', '.join(map(str, STRIDES))}; filters 1..1024)")
+                                f"kernel {', '.join(map(str, KERNELS))}; stride {', '.join(map(str, STRIDES))}; "
+                                "filters 1..1024)")
+            if b.dilation not in DILATIONS or (b.dilation > 1 and b.stride > 1):
+                problems.append(f"block {i}: dilation {b.dilation} with stride {b.stride} (accepted: dilation "
+                                f"{', '.join(map(str, DILATIONS))}, and stride 1 when dilated)")
         if not 0 <= self.head_units <= 4096:
             problems.append(f"head_units {self.head_units} (0..4096)")
         if problems:
@@ -118,6 +126,15 @@ class Arch:
             raise BadInput(f"{p}: not an architecture spec (a JSON object with \"blocks\"), but a "
                            f"{type(raw).__name__}")
         return cls.from_dict(raw.get("arch", raw), str(p))
+
+
+def _block_dict(b: Block) -> dict:
+    """A block's spec; dilation only when the block is dilated, so that specs written before
+    blocks could be dilated (and run fingerprints made of them) stay as they were."""
+    raw = asdict(b)
+    if b.dilation == 1:
+        del raw["dilation"]
+    return raw
 
 
 def default_arch(input_shape: tuple[int, ...] | None = None) -> Arch:
@@ -154,6 +171,89 @@ def series_arch(steps: int) -> Arch:
         width = min(32, width + 8)
     blocks.append(Block("separable", width, 3, 1))
     return Arch(name="series", blocks=tuple(blocks))
+
+
+# Windows at least this long get the strided and dilated family (long_series_arch): the
+# 150-step family above cost 10 ms on the S3 for 1,460 steps, and shrunk to 1 ms it was useless.
+LONG_WINDOW = 512
+
+
+def head_width(n_classes: int) -> int:
+    """The features the classifier reads (the last block's filters): at least the class count,
+    rounded up to 8, from 16 to 96, so that 52 classes are not squeezed through 32 features."""
+    return int(min(96, max(16, -(-n_classes // 8) * 8)))
+
+
+def long_series_arch(steps: int, n_classes: int, width: float = 1.0) -> Arch:
+    """A 1-D CNN for long windows (LONG_WINDOW steps or more) that fits a millisecond budget.
+
+    A strided stem (kernel 7, stride 4; kernel 11, stride 8 beyond 2,048 steps: the kernel spans
+    the stride, so no sample is skipped) and a max pool take the window down 8 or 16 times, then
+    separable blocks of stride 2 halve it while it is longer than 16; after the second and
+    third of them, a dilated block (dilation 2, then 4, residual) widens the view at that
+    resolution for a fraction of a strided block's cost. The last block has head_width(n_classes)
+    filters, then global average pooling and the classifier. width scales every other block's
+    filters (the sizing in tinydeploy.optimize.stages bisects it to meet the targets).
+    """
+    def filters(base: float) -> int:
+        return max(4, int(round(base * width)))
+
+    stride, kernel = (4, 7) if steps <= 2048 else (8, 11)
+    blocks = [Block("conv", filters(8), kernel, stride, pool=True)]
+    length = ((steps - kernel) // stride + 1) // 2
+    base, strided = 12.0, 0
+    while length > 16 and len(blocks) < 6:
+        blocks.append(Block("separable", filters(base), 5, 2))
+        length, strided = (length + 1) // 2, strided + 1
+        if strided in (2, 3) and len(blocks) < 6:
+            blocks.append(Block("separable", filters(base), 5, 1, residual=True, dilation=2 ** (strided - 1)))
+        base *= 1.4
+    blocks.append(Block("separable", max(filters(base), head_width(n_classes)), 3, 1))
+    return Arch(tuple(blocks), name="long-series")
+
+
+def image_arch(n_classes: int, width: float = 1.0) -> Arch:
+    """default_arch's image CNN with its widths scaled by width, and its last block at least
+    head_width(n_classes) wide."""
+    def filters(base: int) -> int:
+        return max(4, int(round(base * width)))
+
+    return Arch(name="image", blocks=(
+        Block("conv", filters(8), 3, 2),
+        Block("separable", filters(16), 3, 1, pool=True),
+        Block("separable", filters(32), 3, 1, pool=True),
+        Block("separable", max(filters(32), head_width(n_classes)), 3, 1, residual=True),
+    ))
+
+
+def family(input_shape: tuple[int, ...], n_classes: int) -> Callable[[float], Arch]:
+    """The architecture family for data of this shape and class count: width -> architecture
+    (width 1 is the family's base). Images: image_arch; long windows: long_series_arch; shorter
+    windows: series_arch, its filters scaled (and its last block at least head_width wide)."""
+    if _spatial(input_shape):
+        return lambda width: image_arch(n_classes, width)
+    steps = input_shape[0]
+    if steps >= LONG_WINDOW:
+        return lambda width: long_series_arch(steps, n_classes, width)
+
+    def short(width: float) -> Arch:
+        base = series_arch(steps)
+        scaled = base.scaled(width) if width != 1.0 else base
+        last = scaled.blocks[-1]
+        return replace(scaled, name=base.name,
+                       blocks=(*scaled.blocks[:-1], replace(last, filters=max(last.filters, head_width(n_classes)))))
+    return short
+
+
+def widest(fits: Callable[[float], bool], low: float, high: float, steps: int = 5, high_fits: bool | None = None) -> float:
+    """The largest width in [low, high] for which fits holds, by bisection on a log scale
+    (fits(low) is assumed; high is tried first unless high_fits already says)."""
+    if fits(high) if high_fits is None else high_fits:
+        return high
+    for _ in range(steps):
+        middle = float(np.sqrt(low * high))
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
 
 
 @dataclass
@@ -226,13 +326,13 @@ def build(arch: Arch, input_shape: tuple[int, ...], n_classes: int, norm: Normal
         fused = "relu" if not batchnorm and b.activation == "relu" else None
         if b.kind == "conv":
             x = L.Conv2D(b.filters, kernel, k2(b.stride), pad, use_bias=not batchnorm or i == 0,
-                         activation=fused, name=f"{tag}_conv")(x)
+                         dilation_rate=k2(b.dilation), activation=fused, name=f"{tag}_conv")(x)
             x = finish(x, b.activation, f"{tag}_conv")
         else:
             # A series' width is 1, so a (s, s) stride is the (s, 1) one; TensorFlow's CPU kernel
             # trains depthwise convolutions with equal strides only.
             x = L.DepthwiseConv2D(kernel, (b.stride, b.stride), pad, use_bias=not batchnorm or i == 0,
-                                  activation=fused, name=f"{tag}_dw")(x)
+                                  dilation_rate=k2(b.dilation), activation=fused, name=f"{tag}_dw")(x)
             x = finish(x, b.activation, f"{tag}_dw")
             if b.kind == "separable":
                 x = L.Conv2D(b.filters, 1, use_bias=not batchnorm, activation=fused, name=f"{tag}_pw")(x)

@@ -34,28 +34,44 @@ from tinydeploy.core.model import parse_model
 from tinydeploy.core.outputs import run_folder, write_atomically
 from tinydeploy.core.targets import Targets
 
-SPACE_VERSION = 2  # bump when the search space changes: old studies are then refused
-# (2: over-budget candidates are scaled to fit before training; small sets train as optimize does)
+SPACE_VERSION = 3  # bump when the search space changes: old studies are then refused
+# (2: over-budget candidates are scaled to fit before training; small sets train as optimize does;
+#  3: long windows get strided stems, dilated blocks and a head sized to the class count)
 FILTERS = (8, 12, 16, 24, 32, 48, 64)
 HEAD_UNITS = (0, 16, 32, 64)
 SEARCH_EPOCHS = {"fast": 4, "default": 12}  # per trial; small sets get optimize's minimum of steps
+DILATIONS = (1, 2, 4, 8)  # for stride-1 blocks after the first, on long windows
 
 
-def sample_arch(trial) -> arch_lib.Arch:
-    """An architecture from Optuna's suggestions (the search space)."""
+def sample_arch(trial, data: Dataset | None = None) -> arch_lib.Arch:
+    """An architecture from Optuna's suggestions (the search space). With the data, the space
+    follows its shape: windows of architectures.LONG_WINDOW steps or more get a strided stem
+    (stride 2 to 8, kernels up to 11), strided blocks up to the fifth and dilated stride-1
+    blocks; the last block is at least architectures.head_width(classes) wide."""
+    long = data is not None and data.kind == "series" and data.input_shape[0] >= arch_lib.LONG_WINDOW
     n_blocks = trial.suggest_int("blocks", 2, 8)
     blocks = []
     for i in range(n_blocks):
         kind = trial.suggest_categorical(f"b{i}_kind", ("conv", "separable", "depthwise") if i else ("conv", "separable"))
+        if long and i == 0:
+            kernel = trial.suggest_categorical("b0_kernel", (5, 7, 11))
+            stride = trial.suggest_categorical("b0_stride", (2, 4, 8))
+        else:
+            kernel = trial.suggest_categorical(f"b{i}_kernel", (3, 5))
+            stride = trial.suggest_categorical(f"b{i}_stride", (1, 2)) if i < (5 if long else 2) else 1
+        dilation = trial.suggest_categorical(f"b{i}_dilation", DILATIONS) if long and i and stride == 1 else 1
         blocks.append(arch_lib.Block(
             kind=kind,
             filters=trial.suggest_categorical(f"b{i}_filters", FILTERS),
-            kernel=trial.suggest_categorical(f"b{i}_kernel", (3, 5)),
-            stride=trial.suggest_categorical(f"b{i}_stride", (1, 2)) if i < 2 else 1,
+            kernel=kernel,
+            stride=stride,
             activation=trial.suggest_categorical(f"b{i}_act", ("relu", "relu6")),
             pool=trial.suggest_categorical(f"b{i}_pool", (False, True)),
             residual=trial.suggest_categorical(f"b{i}_residual", (False, True)) if i else False,
+            dilation=dilation,
         ))
+    if data is not None and blocks[-1].kind != "depthwise":
+        blocks[-1] = replace(blocks[-1], filters=max(blocks[-1].filters, arch_lib.head_width(len(data.labels))))
     return arch_lib.Arch(tuple(blocks), trial.suggest_categorical("head_units", HEAD_UNITS), name="searched")
 
 
@@ -191,7 +207,7 @@ def _objective(config: SearchConfig, progress: Callable[[str, dict], None] | Non
     data = config.data
 
     def objective(trial):
-        arch = sample_arch(trial)
+        arch = sample_arch(trial, data)
         spec = json.dumps(arch.to_dict(), sort_keys=True)
         trial.set_user_attr("arch", arch.to_dict())
         # A finished twin is never trained again.

@@ -8,7 +8,7 @@ figures); the pipeline measures the others, records them and chooses among them.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,9 @@ from tinydeploy.costs import counts, figures
 from tinydeploy.optimize import architectures as arch_lib
 from tinydeploy.optimize import augment, engine_choice, fit, nearest
 from tinydeploy.optimize import quantization as quant
-from tinydeploy.optimize.training import AUGMENT_BELOW, MIN_SCRATCH_STEPS, SMALL_VALIDATION, Candidate, Trainer
+from tinydeploy.optimize import training
+from tinydeploy.optimize.training import (AUGMENT_BELOW, MIN_SCRATCH_STEPS, SMALL_VALIDATION, Candidate, Trainer,
+                                          cv_splits)
 from tinydeploy.runtime import tflm
 
 MIXED_TOLERANCE = 0.01  # accuracy a 4-bit layer choice may cost (measured) when flash already fits
@@ -35,17 +37,99 @@ NEAREST_OVERHEAD_BYTES = 2048
 
 
 class ArchStage:
-    """Train the architecture (the configured one, or the default for the input) from scratch."""
+    """Train the architecture from scratch: the configured one, or one of the family that suits
+    the data (architectures.family: its shape and class count) sized to the targets.
+
+    Sizing: the family's width is bisected (architectures.widest) so that its untrained twin meets
+    the flash, arena and latency targets on an engine of the board with SIZE_MARGIN to spare (a
+    trained model costs a little more); a set of GROW_FROM training samples or more may grow past
+    the base width, up to max_width(samples), to spend the budget. A set too small to validate
+    on (under SMALL_VALIDATION validation windows) chooses between the sized width and half of it
+    by repeated stratified cross-validation over every labelled window (training.cv_splits)."""
     name = "arch"
 
     def run(self, work: Trainer, previous: Candidate | None) -> tuple[Candidate, dict]:
-        arch = work.config.arch or arch_lib.default_arch(work.data.input_shape)
+        sizing, chosen_by = None, None
+        if work.config.arch is not None:
+            arch = work.config.arch
+        else:
+            arch, sizing = sized(work)
+            arch, chosen_by = self._cross_validated(work, arch, sizing)
         plain, norm, run = work.train_from_scratch(arch, self.name)
         details = {"architecture": arch.to_dict(), "float_accuracy": round(work.float_accuracy(plain), 5),
                    "normalization": asdict(norm), "epochs": run["epochs"], "training": run,
+                   **({"sizing": sizing} if sizing else {}), **({"chosen_by": chosen_by} if chosen_by else {}),
                    "note": "int8 by post-training quantization; the input normalization and "
                            "BatchNormalization are folded into the weights"}
         return Candidate(self.name, arch, plain, {}, work.convert(plain, {}), None), details
+
+    @staticmethod
+    def _cross_validated(work: Trainer, arch: arch_lib.Arch, sizing: dict) -> tuple[arch_lib.Arch, dict | None]:
+        if len(work.data.x_val) >= SMALL_VALIDATION:
+            return arch, None
+        y = np.concatenate([work.data.y_train, work.data.y_val])
+        splits = cv_splits(y, work.config.budget, work.config.seed)
+        if not splits:
+            return arch, {"method": "none: a class has a single labelled window, so no stratified split exists"}
+        make = arch_lib.family(work.data.input_shape, work.n_classes)
+        width = sizing["width"]
+        candidates = {width: arch, width / 2: make(width / 2)}
+        scores = {w: work.cv_accuracy(a, splits) for w, a in candidates.items()}
+        best = max(scores, key=lambda w: (scores[w]["accuracy"], w))
+        if work.progress:
+            work.progress("note", {"text": "arch: cross-validated widths " + ", ".join(
+                f"{w:.3g}: {scores[w]['accuracy']:.3f}" for w in scores)})
+        return candidates[best], {
+            "method": f"repeated stratified cross-validation over all {len(y)} labelled windows "
+                      f"({len(splits)} folds, {training.CV_STEPS[work.config.budget]} steps each, float accuracy)",
+            "splits": len(splits), "width": best,
+            "candidates": [{"width": round(w, 4), **scores[w]} for w in scores]}
+
+
+# The untrained twin must meet each cost target with this share of it to spare: trained, the
+# flatbuffer's quantization parameters and (on the C engine) kernel paths cost a little more.
+SIZE_MARGIN = 0.9
+MIN_FAMILY_WIDTH = 0.25
+GROW_FROM = 1000  # training samples from which the family grows past its base width
+
+
+def max_width(samples: int) -> float:
+    """How far past its base width a family may grow for a set of this many training samples:
+    not at all under GROW_FROM (a wider net only fits the few samples harder), 2x up to four
+    times that, 3x beyond."""
+    return 1.0 if samples < GROW_FROM else 2.0 if samples < 4 * GROW_FROM else 3.0
+
+
+def sized(work: Trainer) -> tuple[arch_lib.Arch, dict]:
+    """The data's family (architectures.family) at the widest width that meets the targets
+    (ArchStage), with what was tried."""
+    make = arch_lib.family(work.data.input_shape, work.n_classes)
+    t = work.config.targets
+    margin = replace(t, max_model_kb=t.max_model_kb * SIZE_MARGIN, max_latency_ms=t.max_latency_ms * SIZE_MARGIN,
+                     max_arena_kb=t.max_arena_kb * SIZE_MARGIN)
+    tried: list[dict] = []
+
+    def fits(width: float) -> bool:
+        model = arch_lib.untrained_model(make(width), work.data)
+        options = engine_choice.cost_all(model, work.config.board, margin,
+                                         emulate_in=Path(work.config.out) / "engines")
+        chosen, _ = engine_choice.choose(options)
+        tried.append({"width": round(width, 4), "engine": chosen.engine, "flash_bytes": chosen.flash_bytes,
+                      "arena_bytes": chosen.arena_bytes, "latency_ms": chosen.latency_ms, "fits": chosen.met})
+        return chosen.met
+
+    samples = len(work.data.x_train)
+    if fits(1.0):
+        width = arch_lib.widest(fits, 1.0, max_width(samples), steps=3) if max_width(samples) > 1 else 1.0
+    elif fits(MIN_FAMILY_WIDTH):
+        width = arch_lib.widest(fits, MIN_FAMILY_WIDTH, 1.0, steps=3, high_fits=False)
+    else:
+        width = 1.0  # nothing of the family fits: the seek stage shrinks it further (stride, blocks)
+    arch = make(width)
+    return arch, {"family": arch.name, "width": round(width, 4), "max_width": max_width(samples),
+                  "margin": SIZE_MARGIN, "tried": tried,
+                  "method": "bisection on the width, each candidate costed untrained on every engine of the board "
+                            "against the targets less the margin"}
 
 
 class QatStage:

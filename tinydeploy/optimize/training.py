@@ -52,8 +52,51 @@ AUGMENT_BELOW = 500
 # A validation set this small decides little: equally valid stages are then told apart on
 # every labelled sample (training and validation pooled; _rank says why only then).
 SMALL_VALIDATION = 100
+# Such small sets choose among architectures by repeated stratified cross-validation over every
+# labelled window (cv_splits): CV_FOLDS folds (fewer when a class has fewer windows), repeated
+# while the held-out predictions number under CV_PREDICTIONS, at most CV_REPEATS[budget] times;
+# each fold trains for CV_STEPS optimizer steps (a ranking, not a final model).
+CV_FOLDS = 3
+CV_PREDICTIONS = 300
+CV_REPEATS = {"fast": 1, "default": 2, "thorough": 3}
+CV_STEPS = {"fast": 150, "default": 250, "thorough": 400}
 
 Progress = Callable[[str, dict], None]
+
+
+def schedule(n: int, epochs: int, batch_max: int, min_steps: int = 0) -> tuple[int, int, int]:
+    """How long training on n samples runs for a budget of this many epochs: (batch, epochs,
+    optimizer steps). Steps grow with the data: a budgeted epoch is a pass over every sample,
+    worth at least MIN_STEPS_PER_EPOCH steps (small sets also get smaller batches, down to
+    MIN_BATCH), and never fewer than min_steps in all."""
+    batch = min(batch_max, max(MIN_BATCH, n // 4))
+    per_epoch = int(np.ceil(n / batch))
+    epochs = max(epochs, int(np.ceil(epochs * MIN_STEPS_PER_EPOCH / per_epoch)), int(np.ceil(min_steps / per_epoch)))
+    return batch, epochs, per_epoch * epochs
+
+
+def cv_splits(y: np.ndarray, budget: str, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Repeated stratified k-fold splits of labelled windows y: (train indices, held-out indices)
+    each. CV_FOLDS folds, or as many as the rarest class has windows (at least 2); repeated,
+    each time dealt anew, until CV_PREDICTIONS held-out predictions or CV_REPEATS[budget]
+    repeats. Empty when a class has a single window (no stratified split exists)."""
+    y = np.asarray(y)
+    rarest = int(np.bincount(y).min()) if len(y) else 0
+    folds = min(CV_FOLDS, rarest)
+    if folds < 2:
+        return []
+    repeats = int(min(CV_REPEATS[budget], max(1, np.ceil(CV_PREDICTIONS / len(y)))))
+    rng = np.random.default_rng(seed)
+    splits = []
+    for _ in range(repeats):
+        fold_of = np.empty(len(y), np.int64)
+        offset = int(rng.integers(folds))
+        for c in np.unique(y):
+            members = rng.permutation(np.flatnonzero(y == c))
+            fold_of[members] = (np.arange(len(members)) + offset) % folds
+            offset += len(members)
+        splits += [(np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)) for k in range(folds)]
+    return splits
 
 
 @dataclass
@@ -157,11 +200,10 @@ class Trainer:
         """
         history = self.histories.setdefault(stage, [])
         n = len(self.data.x_train)
-        batch = min(self.epochs["batch"], max(MIN_BATCH, n // 4))
+        batch, epochs, _ = schedule(n, epochs, self.epochs["batch"], min_steps)
         per_epoch = int(np.ceil(n / batch))
-        epochs = max(epochs, int(np.ceil(epochs * MIN_STEPS_PER_EPOCH / per_epoch)), int(np.ceil(min_steps / per_epoch)))
-        schedule = self.keras.optimizers.schedules.CosineDecay(lr, per_epoch * max(epochs, 1))
-        model.compile(self.keras.optimizers.Adam(schedule), loss, metrics=["accuracy"])
+        decay = self.keras.optimizers.schedules.CosineDecay(lr, per_epoch * max(epochs, 1))
+        model.compile(self.keras.optimizers.Adam(decay), loss, metrics=["accuracy"])
         stopper = None
         if early_stopping:
             stopper = self.keras.callbacks.EarlyStopping(monitor="val_loss", patience=max(8, epochs // 4),
@@ -251,6 +293,28 @@ class Trainer:
             model_bytes=model.size_bytes, host_arena_bytes=measured.arena_bytes,
             macs=sum(l.macs for l in layers), params=counts.param_count(model), targets=targets,
             meets_targets=chosen.unavailable is None and all(t.met for t in targets))
+
+    def cv_accuracy(self, arch: arch_lib.Arch, splits: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+        """An architecture's float accuracy over cross-validation splits of every labelled window
+        (cv_splits), each fold trained from scratch for CV_STEPS[budget] steps: the held-out
+        predictions pooled, and each fold's accuracy."""
+        from dataclasses import replace
+        x = np.concatenate([self.data.x_train, self.data.x_val])
+        y = np.concatenate([self.data.y_train, self.data.y_val])
+        right, scored, folds = 0, 0, []
+        for train, held in splits:
+            data = replace(self.data, x_train=x[train], y_train=y[train], x_val=x[held], y_val=y[held],
+                           x_test=None, y_test=None)
+            fold = Trainer(replace(self.config, data=data), None)
+            fold.seed("arch")
+            norm = arch_lib.Normalization.of(data.x_train)
+            model = arch_lib.build(arch, data.input_shape, self.n_classes, norm)
+            fold.fit(model, "arch-cv", 1, 3e-3, self.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                     min_steps=CV_STEPS[self.config.budget])
+            hits = int((model.predict(data.x_val, verbose=0, batch_size=256).argmax(1) == data.y_val).sum())
+            right, scored = right + hits, scored + len(held)
+            folds.append(round(hits / len(held), 4))
+        return {"accuracy": round(right / max(scored, 1), 5), "predictions": scored, "folds": folds}
 
     def train_from_scratch(self, arch: arch_lib.Arch, stage: str, epochs: int | None = None):
         """Train an architecture with BatchNormalization and the input normalization, then fold
