@@ -342,3 +342,12 @@ def test_render_refuses_a_front_end_that_does_not_fill_the_model_input(fronted, 
     broken = parse_model(with_metadata(model.data, meta), "broken.tflite")
     with pytest.raises(BadInput, match="front end makes .* features .* model's input takes 128"):
         render(broken, get_board("esp32-s3-devkitc-1"), None, RenderOptions(engine="c"))
+
+
+@pytest.mark.host
+def test_render_summary_names_the_front_end(fronted, tmp_path):
+    from tinydeploy.toolchain.project import create_project
+    summary = create_project(fronted[0], get_board("esp32-s3-devkitc-1"), tmp_path / "fw", RenderOptions(engine="c"))
+    cost = figures.frontend(load_model(fronted[0]))
+    assert summary["frontend"]["ram_bytes"] == cost.ram_bytes and "front end" in summary["description"]
+    assert (tmp_path / "fw/src/td_frontend_config.c").is_file()
