@@ -124,6 +124,29 @@ def host_check_module():
     return sys.modules["firmware_host_check"]
 
 
+# The TFLM kernel files of this test's operators: TFLM's reference kernels, only those the model's
+# resolver registers (the linker would drop the others), so the test compiles a quarter of TFLM.
+KERNEL_FILES = {"CONV_2D": "conv", "FULLY_CONNECTED": "fully_connected", "MEAN": "reduce", "RESHAPE": "reshape",
+                "SOFTMAX": "softmax"}
+
+
+def tflm_for(model, tflm: Path, cache: Path):
+    """TFLM (esp-tflite-micro's tree, reference kernels) for the host, as
+    firmware_host_check.tflm_library builds it, with the model's kernels only."""
+    check = host_check_module()
+    builder = check.Builder(cache / "objects", 64)
+    stems = {KERNEL_FILES[op.name] for op in model.all_operators} | {"kernel_util"}
+    kernels = tflm / "tensorflow/lite/micro/kernels"
+    sources = [p for p in check._tflm_tree_sources(tflm, "reference")
+               if "signal" not in p.parts and (p.parent != kernels or p.stem.removesuffix("_common") in stems)]
+    includes = check._tflm_tree_includes(tflm)
+    platform = [f"-I{check.SHIM / 'espidf'}", f"-DTD_LINE_BAUD={BAUD}", f"-I{check.SHIM}"]
+    objects = builder.compile([check.SHIM / "host_uart.c"], [*check.STRICT, "-O2", *platform])
+    objects += builder.compile(sources, [*check.TFLM_FLAGS, *platform, *(f"-isystem{p}" for p in includes)])
+    objects += builder.compile([check.SHIM / "espidf/espidf_shim.c"], [*check.STRICT, "-O2", *platform])
+    return check.Library(objects, platform, includes, "reference")
+
+
 def build_on_host(project: Path, work: Path, library=None) -> Path:
     """The project's sources (ESP-IDF, either engine) built on this computer against the ESP-IDF
     stand-ins of bench/host_shim, with the probe around the engine's runner; TFLM's objects
@@ -205,10 +228,8 @@ def test_tflm_firmware_runs_the_front_end_bit_exactly(fronted, tmp_path):
     files = render(load_model(model_path), get_board("esp32-s3-devkitc-1"), None, RenderOptions(engine="tflm"))
     assert '"td_frontend_config.c"' in files["src/CMakeLists.txt"]
     write_project(files, tmp_path / "fw")
-    check = host_check_module()
     cache = Path(os.environ.get("TINYDEPLOY_HOST_CHECK_WORK") or tmp_path)
-    library = check.tflm_library(check.Builder(cache / "objects", 64), "espidf", "reference", Path(tflm_src),
-                                 None, None, BAUD)
+    library = tflm_for(load_model(model_path), Path(tflm_src), cache)
     binary = build_on_host(tmp_path / "fw", tmp_path, library)
     inputs, outputs, stdout = run_on_host(binary, model_path, x, tmp_path)
     assert len(outputs) == len(x), stdout[-2000:]
