@@ -72,8 +72,12 @@ def fronted(tmp_path_factory):
 
 
 def script(wire: list[bytes]) -> bytes:
-    """The protocol commands that load each raw window and run one inference on it."""
-    return "".join(f"{c}%" for data in wire for c in [*load_commands(data), "infer 1 0"]).encode()
+    """The protocol commands that load each raw window and run one inference on it. The ESP-IDF
+    platform layer opens its UART at 115200 baud and then switches to the project's rate: bytes
+    the stand-in UART receives in between read as garbage, so a preamble of line breaks ending in
+    '%' (one command at most, answered and forgotten) goes first."""
+    commands = "".join(f"{c}%" for data in wire for c in [*load_commands(data), "infer 1 0"])
+    return ("\n" * 200 + "%" + commands).encode()
 
 
 def results(stdout: str) -> np.ndarray:
