@@ -1,12 +1,17 @@
 /* The firmware's main, the same for every engine and platform: the protocol
  * core on the platform's serial port and clock (td_hal.h), driving the engine's
- * model (td_runner.h). The board's strings come from the generated td_board.h. */
+ * model (td_runner.h), behind the model's front end where it has one (the generated
+ * td_board.h then defines TD_FRONTEND: td_frontend_runner.h). The board's strings
+ * come from the generated td_board.h. */
 #include <stddef.h>
 
 #include "td_board.h"
 #include "td_hal.h"
 #include "td_protocol.h"
 #include "td_runner.h"
+#ifdef TD_FRONTEND
+#include "td_frontend_runner.h"
+#endif
 
 static td_platform platform;
 static td_protocol protocol;
@@ -31,6 +36,9 @@ void td_main_setup(void) {
   io.name = kDeviceName;
   io.model = kModelName;
   error = td_runner_setup(&platform, &io);
+#ifdef TD_FRONTEND
+  error = td_frontend_setup(&platform, &io, error);
+#endif
   td_protocol_init(&protocol, &platform, &io, error == NULL);
   if (error != NULL) td_protocol_error(&protocol, error);
   td_protocol_boot(&protocol);

@@ -111,8 +111,28 @@ def inspect_view(report: dict) -> Group:
     lat = report["latency"]
     latency = Text(f"Latency: {lat['ms']:.3f} ms on {lat['board']} ({lat['basis']}) — "
                    "an ESTIMATE from the board profile's per-operator cycles, not a measurement")
-    return Group(head, ops, io, layers, memory, latency, energy_view(report["energy"]),
+    parts = [head, ops, io, layers, memory, latency]
+    if report.get("frontend"):
+        parts.append(frontend_view(report["frontend"]))
+    return Group(*parts, energy_view(report["energy"]),
                  targets_table([TargetResult.from_dict(t) for t in report["targets"]]))
+
+
+def frontend_view(share: dict) -> Table:
+    """The front end's share of inspect's figures (InspectReport.frontend_share)."""
+    table = Table(title=f"Front end: {share['describe']}; window {'×'.join(map(str, share['window']))} → "
+                        f"features {'×'.join(map(str, share['features']))} (included in the figures above and "
+                        "in the targets)", title_justify="left")
+    for column in ("figure", "value", "basis"):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    table.add_row("RAM beside the arena", f"{_n(share['ram_bytes'])} B",
+                  f"scratch {_n(share['scratch_bytes'])} B + int16 window {_n(share['window_bytes'])} B, exact")
+    table.add_row("flash", f"{_n(share['flash_bytes_estimate'])} B",
+                  f"tables and structs {_n(share['table_bytes'])} B, exact; code ~{_n(share['code_bytes_estimate'])} "
+                  "B, an estimate")
+    shown = f" ({share['share_of_latency']:.0%} of the latency)" if share.get("share_of_latency") is not None else ""
+    table.add_row("latency", f"{share['latency_ms']:.3f} ms{shown}", share["latency_basis"])
+    return table
 
 
 def energy_view(energy: dict):

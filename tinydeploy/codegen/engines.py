@@ -106,7 +106,7 @@ class TflmEngine:
         })
         build = framework.tflm_files(board)
         values["sources"] = ["td_main.c", "model_data.cc", "model_runner.cc", "td_tflm_runner.cc", "td_board.c",
-                             "td_protocol.c", *build.sources]
+                             "td_protocol.c", *build.sources, *values["frontend_sources"]]
         templates = {"src/model_data.h": "common/model_data.h.j2", "src/model_data.cc": "common/model_data.cc.j2",
                      "src/model_runner.cc": "common/model_runner.cc.j2", "README.md": "common/README.md.j2",
                      **build.templates}
@@ -182,7 +182,7 @@ class CEngine:
         })
         build = framework.c_files(board)
         values["sources"] = ["td_main.c", "td_c_runner.c", "td_model.c", "td_kernels.c", "td_protocol.c", "td_board.c",
-                             *build.sources]
+                             *build.sources, *values["frontend_sources"]]
         values["how_to"] = build.how_to
         files = {f"src/{name}": text for name, text in cengine.render_sources(lowered, values["banner"]).items()}
         files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", "td_main.c", "td_runner.h",

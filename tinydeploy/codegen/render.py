@@ -23,14 +23,30 @@ from tinydeploy.core.boards import Board
 from tinydeploy.core.data import label_problem
 from tinydeploy.core.bounds import check
 from tinydeploy.codegen.engines import ENGINES, SETUP_ERROR_BYTES, Prepared, engine_for
+from tinydeploy.costs import figures
 from tinydeploy.costs.figures import arena_size
+from tinydeploy.codegen.frontend_source import frontend_sources
+from tinydeploy.codegen.templating import copied_firmware
+from tinydeploy.core.model_frontend import DeviceFrontend, device_frontend
 from tinydeploy.core.errors import BadInput
 from tinydeploy.codegen.frameworks import FRAMEWORKS, framework_for
 from tinydeploy.core.manifest import PROJECT_FILE, project_file
 from tinydeploy.core.model import Model
 from tinydeploy.codegen.templating import BANNER, environment
 
-__all__ = ["ENGINES", "FRAMEWORKS", "RenderOptions", "arena_size", "device_info_format", "read_labels", "render"]
+__all__ = ["ENGINES", "FRAMEWORKS", "RenderOptions", "arena_size", "device_info_format", "frontend_files",
+           "frontend_info", "read_labels", "render"]
+
+# What a model with a front end adds to any engine's project (docs/frontend.md): the front end's
+# library and generated config, and the layer between protocol and model that td_main.c runs.
+FRONTEND_RUNNER = ("td_frontend_runner.h", "td_frontend_runner.c")
+FRONTEND_SOURCES = ("td_frontend.c", "td_frontend_config.c", "td_frontend_runner.c")
+
+
+def frontend_files(front: DeviceFrontend) -> dict[str, str]:
+    """The files a front end adds to a project, under src/."""
+    return {**frontend_sources(front.front, front.window, folder="src/"), **copied_firmware(FRONTEND_RUNNER)}
+
 
 # The info line is the info format with its two %s filled in: arena_used_bytes (at most 20
 # digits) and setup_error (null, or the error quoted). Filled, it must fit the firmware's info
@@ -47,13 +63,23 @@ class RenderOptions:
     engine: str | None = None
 
 
+def frontend_info(model: Model) -> dict:
+    """What info% adds for a model with a front end (docs/protocol.md): "window", the raw
+    window [steps, channels] the device takes (int16 little-endian samples), and
+    "frontend_ram_bytes", the RAM its front end holds beside the model's arena; {} without one."""
+    front = device_frontend(model)
+    if front is None:
+        return {}
+    return {"window": list(front.window), "frontend_ram_bytes": figures.frontend_arena(model)}
+
+
 def device_info_format(model: Model, board: Board, framework, engine, arena_bytes: int) -> str:
     """The firmware's info JSON (protocol.device_info), with two %s for what only the board
     knows: arena_used_bytes (a number, or null when the model could not be set up) and
     setup_error (null, or a JSON string)."""
     info = protocol.device_info(model, arena_bytes, board=board.name, cpu_mhz=board.cpu_mhz, engine=engine.name,
                                 timer=board.timer, framework=framework.name, **engine.info(board, framework),
-                                tinydeploy=__version__)
+                                tinydeploy=__version__, **frontend_info(model))
     text = ('{"arena_used_bytes":%s,"setup_error":%s,'
             + json.dumps(info, separators=(",", ":"))[1:].replace("%", "%%"))
     if len(text) > INFO_LIMIT:
@@ -95,14 +121,17 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
     engine = engine_for(board, options.engine)
     framework = framework_for(board, options.framework, engine.name)
     _check_options(model, options, engine)
+    front = device_frontend(model)  # BadInput when the metadata's front end does not fit the model
     prepared = prepared or engine.prepare(model, measured)
     arena_bytes, need = engine.arena(prepared, board, framework, options.arena_margin_percent)
     budget = board.arena_budget_kb * 1024
-    if arena_bytes > budget:
+    frontend_ram = figures.frontend_arena(model)
+    if arena_bytes + frontend_ram > budget:
         made_of = (f" ({need.arena_bytes} with {need.kernels} kernels + {options.arena_margin_percent:g}% margin)"
                    if need is not None else "")
-        raise BadInput(f"the {engine.name} engine's arena is {arena_bytes} bytes{made_of} but {board.name} has "
-                       f"{budget} bytes of internal RAM for it")
+        fronted = f", and its front end {frontend_ram} bytes more," if frontend_ram else ""
+        raise BadInput(f"the {engine.name} engine's arena is {arena_bytes} bytes{made_of}{fronted} but {board.name} "
+                       f"has {budget} bytes of internal RAM for it")
     values = {
         "banner": BANNER, "board": board, "framework": framework.name, **framework.values(board),
         "model_name": cgen.comment(model_name),  # for comments and the README: user text, made inert
@@ -115,9 +144,13 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
         "labels": list(options.labels), "label_literals": [cgen.string_literal(x) for x in options.labels],
         "arena_bytes": arena_bytes, "arena_need": need, "margin_percent": f"{options.arena_margin_percent:g}",
         "info_format": cgen.string_literal(device_info_format(model, board, framework, engine, arena_bytes)),
+        "board_defines": ["#define TD_FRONTEND 1"] if front else [],
+        "frontend_sources": list(FRONTEND_SOURCES) if front else [],
     }
     env = environment()
     files = engine.files(prepared, board, framework, values, env)
+    if front:
+        files.update(frontend_files(front))
     files["src/td_board.h"] = env.get_template("common/td_board.h.j2").render(**values)
     files["src/td_board.c"] = env.get_template("common/td_board.c.j2").render(**values)
     files[PROJECT_FILE] = project_file(BANNER, board, engine.name, framework.name, model.sha256, arena_bytes)

@@ -13,6 +13,10 @@ tinydeploy.costs.counts.
 - the C engine: the arena of its static plan; flash, its constant arrays; latency, the
   instructions retired under emulation where they were counted, else a cycle table over the
   operators left after folding.
+- a front end (a model whose metadata holds one: tinydeploy.core.model_frontend): the firmware
+  runs it before the model, so its RAM (scratch and the received window), flash (tables and
+  code) and cycles (tinydeploy.costs.frontend) join either engine's arena, flash and latency,
+  and so its energy; an emulator's instruction count includes it already.
 - energy, for either engine: the energy of one inference and the average power at an inference
   rate with the sleep mode that minimises it, from the figure's latency and the board's [power]
   table (tinydeploy.costs.energy); or, after `bench --power-monitor`, from the measured energy.
@@ -31,10 +35,12 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, Sequence
 from tinydeploy.costs import arena as arena_model
 from tinydeploy.costs import counts
 from tinydeploy.costs import energy as energy_model
+from tinydeploy.costs.frontend import FrontendCost, frontend_cost
 from tinydeploy.core.boards import override_power
 from tinydeploy.core.bounds import check
 from tinydeploy.core.errors import BadInput
 from tinydeploy.core.model import Model
+from tinydeploy.core.model_frontend import device_frontend
 from tinydeploy.core.names import TFLM
 from tinydeploy.core.targets import DEFAULT_RATE_HZ, TUTORIAL_MAX_POWER_MW
 
@@ -72,6 +78,7 @@ class Figures:
     arena_basis: str
     board_arena: arena_model.BoardArena | None = None  # TFLM: what the arena is made of
     energy: "Energy | None" = None  # from latency_ms and the board's [power] table (see energy())
+    frontend: FrontendCost | None = None  # the model's front end, whose share the figures include
 
 
 class Arena(NamedTuple):
@@ -234,6 +241,50 @@ def arena_size(need: int, margin_percent: float) -> int:
     return int(math.ceil(need * (1 + margin_percent / 100) / 16) * 16)
 
 
+# -- the front end -------------------------------------------------------------------------
+
+def frontend(model: Model) -> FrontendCost | None:
+    """The cost of the front end a model's firmware runs (tinydeploy.costs.frontend), or None
+    when the model has none.
+
+    Raises:
+        BadInput: the model's metadata holds a front end that does not fit the model.
+    """
+    found = device_frontend(model)
+    return None if found is None else frontend_cost(found.front, found.window)
+
+
+def frontend_arena(model: Model) -> int:
+    """Bytes of RAM a model's front end adds to its arena figure (0 without one): the scratch
+    and the int16 window the firmware receives."""
+    cost = frontend(model)
+    return cost.ram_bytes if cost else 0
+
+
+def frontend_latency(cost: FrontendCost, board: "Board") -> Latency:
+    """One window through the front end on a board: its estimated cycles at the board's clock."""
+    return Latency(round(cost.cycles_estimate / board.cpu_mhz / 1000, 4),
+                   f"estimate: {cost.operations:,} integer operations x {cost.cycles_estimate / cost.operations:.2g} "
+                   f"cycles at {board.cpu_mhz:g} MHz")
+
+
+def _with_frontend(cost: FrontendCost | None, board: "Board", arena: Arena, flash: int, latency: Latency,
+                   counted: bool = False) -> tuple[Arena, int, Latency]:
+    """An engine's arena, flash and latency with the front end's share added (counted: the
+    latency is an emulator's count of the whole firmware, front end included)."""
+    if cost is None:
+        return arena, flash, latency
+    arena = Arena(None if arena.arena_bytes is None else arena.arena_bytes + cost.ram_bytes,
+                  f"{arena.basis} + front end {cost.ram_bytes:,} B (scratch {cost.scratch_bytes:,} B, "
+                  f"int16 window {cost.input_bytes:,} B)", arena.parts)
+    if counted:
+        return arena, flash + cost.flash_bytes_estimate, Latency(latency.ms, f"{latency.basis}, front end included")
+    share = frontend_latency(cost, board)
+    return arena, flash + cost.flash_bytes_estimate, Latency(round(latency.ms + share.ms, 4),
+                                                             f"{latency.basis} + front end {share.ms:g} ms "
+                                                             f"({share.basis})")
+
+
 # -- TFLM ---------------------------------------------------------------------------------
 
 def tflm_arena(model: Model, measured: Measurement | None, board: "Board", framework: str | None = None) -> Arena:
@@ -278,12 +329,13 @@ def tflm_latency(model: Model, board: "Board", engine: str = TFLM) -> Latency:
 
 def tflm(model: Model, measured: Measurement | None, board: "Board", framework: str | None = None,
          engine: str = TFLM, rate_hz: float = DEFAULT_RATE_HZ, budget_mw: float = TUTORIAL_MAX_POWER_MW) -> Figures:
-    """A model's TFLM figures on a board (tflm_arena, tflm_flash, tflm_latency, and energy at
-    rate_hz with the highest rate within budget_mw)."""
-    arena = tflm_arena(model, measured, board, framework)
-    latency = tflm_latency(model, board, engine)
-    return Figures(arena.arena_bytes, tflm_flash(model), latency.ms, latency.basis, arena.basis, arena.parts,
-                   energy(board, latency.ms, latency.basis, rate_hz, budget_mw))
+    """A model's TFLM figures on a board (tflm_arena, tflm_flash, tflm_latency, with its front
+    end's share where it has one, and energy at rate_hz with the highest rate within budget_mw)."""
+    cost = frontend(model)
+    arena, flash, latency = _with_frontend(cost, board, tflm_arena(model, measured, board, framework),
+                                           tflm_flash(model), tflm_latency(model, board, engine))
+    return Figures(arena.arena_bytes, flash, latency.ms, latency.basis, arena.basis, arena.parts,
+                   energy(board, latency.ms, latency.basis, rate_hz, budget_mw), cost)
 
 
 # -- the C engine ---------------------------------------------------------------------------
@@ -329,8 +381,11 @@ def c_latency(lowered: Lowered, board: "Board", engine: str, instructions: int |
 def c(lowered: Lowered, board: "Board", engine: str, instructions: int | None = None,
       fitted: "Board | None" = None, why_fitted: str = "", rate_hz: float = DEFAULT_RATE_HZ,
       budget_mw: float = TUTORIAL_MAX_POWER_MW) -> Figures:
-    """A model's C-engine figures on a board (c_arena, c_flash, c_latency, and energy as for tflm)."""
-    arena = c_arena(lowered)
-    latency = c_latency(lowered, board, engine, instructions, fitted, why_fitted)
-    return Figures(arena.arena_bytes, c_flash(lowered), latency.ms, latency.basis, arena.basis,
-                   energy=energy(board, latency.ms, latency.basis, rate_hz, budget_mw))
+    """A model's C-engine figures on a board (c_arena, c_flash, c_latency, with its front end's
+    share where it has one, and energy as for tflm)."""
+    cost = frontend(lowered.model)
+    arena, flash, latency = _with_frontend(cost, board, c_arena(lowered), c_flash(lowered),
+                                           c_latency(lowered, board, engine, instructions, fitted, why_fitted),
+                                           counted=instructions is not None)
+    return Figures(arena.arena_bytes, flash, latency.ms, latency.basis, arena.basis,
+                   energy=energy(board, latency.ms, latency.basis, rate_hz, budget_mw), frontend=cost)

@@ -25,6 +25,12 @@ CONFIG_STRUCT_BYTES = 60
 # .text of firmware/td_frontend.c for rv32imc (ESP32-C3's ISA), gcc 12.2 -O2 (-Os: 3,766);
 # libgcc's soft-float and 64-bit division helpers, often linked anyway, are not counted.
 CODE_BYTES_ESTIMATE = 5204
+# Instructions td_frontend_run() retires per counted operation (operations below), measured on
+# RV32IMC (riscv64-unknown-elf-gcc 12.2 -O2, QEMU -icount: exact counts) on six front ends: the
+# four of docs/frontend.md's table (5.3-5.7), a 128x2 window's 32-point spectrum (6.4) and a
+# 1,500-step decimate-and-normalize (2.9); the median, 5.5. At one instruction a cycle it
+# estimates cycles on every board (as the C engine's fitted tables do).
+CYCLES_PER_OPERATION = 5.5
 # td_fe_isqrt runs at most 32 steps; td_fe_log2_q12 six comparisons and a lookup.
 SQRT_OPERATIONS = 32
 LOG_OPERATIONS = 8
@@ -70,6 +76,17 @@ class FrontendCost:
     @property
     def operations(self) -> int:
         return self.work.operations
+
+    @property
+    def ram_bytes(self) -> int:
+        """RAM the firmware holds for the front end beside the model: the scratch and the
+        received int16 window (the features go straight into the model's input)."""
+        return self.scratch_bytes + self.input_bytes
+
+    @property
+    def cycles_estimate(self) -> int:
+        """Cycles of one window, an estimate: operations x CYCLES_PER_OPERATION."""
+        return round(self.operations * CYCLES_PER_OPERATION)
 
     def describe(self) -> str:
         """One line for a report."""

@@ -62,9 +62,13 @@ def measure_latency(conn: Connection, info: dict, runs: int, warmup: int,
     on_timing gets the statistics so far after every timing (marked partial until the last),
     so that a run that stops half-way keeps what it measured. record, when given, is handed the
     timed runs (after the warm-up) to call while it records them (a power monitor's measure)."""
-    zero = info.get("input", {}).get("zero_point", 0)
-    size = int(np.prod(info.get("input", {}).get("shape", [0])))
-    load_input(conn, np.full(size, zero, dtype=np.int8).tobytes())
+    window = info.get("window")
+    if window:  # the device takes a raw window (int16 samples) and runs its front end: zeros
+        load_input(conn, bytes(2 * int(np.prod(window))))
+    else:
+        zero = info.get("input", {}).get("zero_point", 0)
+        size = int(np.prod(info.get("input", {}).get("shape", [0])))
+        load_input(conn, np.full(size, zero, dtype=np.int8).tobytes())
     if warmup:
         conn.command(f"infer 1 {warmup}")
     samples: list[int] = []

@@ -32,17 +32,30 @@ def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, 
     outputs differ by 0, 1, 2... LSB, and the largest difference. Another kernel library
     (ESP-NN, or an older TFLM in an Arduino library) may round differently; the figure
     says by how much, and nothing is widened to hide it. on_sample gets the figures so far
-    after every sample (marked partial until the last)."""
+    after every sample (marked partial until the last).
+
+    A model with a front end (tinydeploy.core.model_frontend) takes raw windows: each is sent
+    as int16 samples, quantised here as td_frontend_quantize() does, and the host reference
+    runs on the features the Python front end makes of them (bit-exact with the device's)."""
     from tinydeploy.codegen.engines import ENGINES
     from tinydeploy.runtime.evaluate import quantize_input
     from tinydeploy.core.model import load_model
+    from tinydeploy.core.model_frontend import device_frontend
     if engine not in ENGINES:
         raise StepFailed(f"the device runs an engine tinydeploy doesn't know ('{engine}'; engines: "
                          f"{', '.join(ENGINES)}), so there is no host reference to validate it against")
     model = load_model(model_path)
-    inputs = quantize_input(model, x)
+    front = device_frontend(model)
+    if front is None:
+        inputs = quantize_input(model, x)
+        sent = [sample.tobytes() for sample in inputs]
+        reference = ENGINES[engine].reference_basis
+    else:
+        inputs = front.features(x).reshape(len(x), *model.input_tensors[0].shape[1:])
+        sent = front.wire(x)
+        reference = (f"{ENGINES[engine].reference_basis}, on the features of the host's front end "
+                     "(int16 windows sent, the device runs its front end)")
     host = ENGINES[engine].reference(model, inputs)
-    reference = ENGINES[engine].reference_basis
     device: list[list[int]] = []
     started = time.perf_counter()
 
@@ -64,7 +77,7 @@ def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, 
                 "seconds": round(seconds, 3), "samples_per_second": round(done / seconds, 2) if seconds else None,
                 "reference": reference}
 
-    batches = [load_commands(sample.tobytes()) + ["infer 1 0"] for sample in inputs]
+    batches = [load_commands(data) + ["infer 1 0"] for data in sent]
     if batches:
         conn.send_all(batches[0])
     for i, batch in enumerate(batches):
@@ -74,5 +87,5 @@ def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, 
         if on_sample and len(device) < len(batches):
             on_sample({**summary(), "partial": True, "samples_planned": len(batches)})
         if progress:
-            progress(i + 1, len(inputs))
+            progress(i + 1, len(batches))
     return summary()

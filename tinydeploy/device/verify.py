@@ -99,8 +99,12 @@ def verify(results: dict, targets: Targets = Targets(), min_agreement: float = 0
     if targets.judges_energy:
         energy = energy_figures(results, targets, board or results_board(results), latency_ms, latency_basis,
                                 host_time=virtual and latency_estimate_ms is None)
-    verdicts = check(targets, arena_bytes=results.get("arena_used_bytes"), model_bytes=results.get("model_bytes"),
-                     latency_ms=latency_ms, arena_basis=f"arena_used_bytes() on the {where}",
+    arena, arena_basis = results.get("arena_used_bytes"), f"arena_used_bytes() on the {where}"
+    front_ram = device.get("frontend_ram_bytes")
+    if arena is not None and front_ram:  # the front end's RAM beside the model's arena, as info% states it
+        arena, arena_basis = arena + front_ram, f"{arena_basis} + the front end's {front_ram:,} B (info%)"
+    verdicts = check(targets, arena_bytes=arena, model_bytes=results.get("model_bytes"),
+                     latency_ms=latency_ms, arena_basis=arena_basis,
                      latency_basis=latency_basis, energy=energy)
     expected, actual = results.get("expected_sha256"), results.get("model_sha256")
     if expected:

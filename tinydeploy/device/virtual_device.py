@@ -26,6 +26,8 @@ from tinydeploy.runtime import tflm
 from tinydeploy.core.bounds import check
 from tinydeploy.core.errors import BadInput
 from tinydeploy.core.model import load_model
+from tinydeploy.core.model_frontend import WIRE_DTYPE, device_frontend
+from tinydeploy.codegen.render import frontend_info
 from tinydeploy.core.names import TFLM
 from tinydeploy.core.protocol import VIRTUAL_LAYER_REPEATS, DeviceProtocol, device_info
 
@@ -51,6 +53,7 @@ class VirtualDevice:
         if not self.model.is_int8:
             raise BadInput(f"{model_path}: the virtual device runs int8 models, as the firmware does; "
                            "this one is not int8 (convert it with full-integer quantization)")
+        self.front = device_frontend(self.model)  # takes raw int16 windows and runs the front end first
         self.arena = tflm.measure_arena(self.model)
         self.runner = tflm.TflmRunner(self.model, self.arena.arena_bytes)
         self.baud = baud
@@ -69,7 +72,8 @@ class VirtualDevice:
                           tflm=f"tflite-micro {tflm.runtime_version()} (host interpreter)", kernels="reference",
                           tinydeploy=__version__, virtual=True,
                           latency_basis="virtual: host wall clock running the TFLM interpreter, not board latency",
-                          arena_basis="TFLM measured on the host (an upper bound for a 32-bit board)"),
+                          arena_basis="TFLM measured on the host (an upper bound for a 32-bit board)",
+                          **frontend_info(self.model)),
         }, separators=(",", ":"))
         self._input_shape = input_tensor.shape[1:]
         self._output_size = output_tensor.elements
@@ -79,7 +83,11 @@ class VirtualDevice:
     def _invoke(self, data: bytes) -> list[int] | None:
         """One inference; None when the interpreter fails, which the device reports as the
         firmware does (e-[invoke failed])."""
-        sample = np.frombuffer(data, dtype=np.int8).reshape(self._input_shape)
+        if self.front is None:
+            sample = np.frombuffer(data, dtype=np.int8).reshape(self._input_shape)
+        else:
+            samples = np.frombuffer(data, dtype=WIRE_DTYPE)
+            sample = self.front.features_of_samples(samples)[0].reshape(self._input_shape)
         if self.marker:
             self.marker(True)
         try:
@@ -110,7 +118,8 @@ class VirtualDevice:
 
     def _protocol(self, write) -> DeviceProtocol:
         return DeviceProtocol(write, lambda: time.perf_counter_ns() // 1000, self._invoke, lambda: self._info,
-                              self.model.input_tensors[0].nbytes, self._output_size, "tinydeploy-virtual",
+                              self.front.window_bytes if self.front else self.model.input_tensors[0].nbytes,
+                              self._output_size, "tinydeploy-virtual",
                               f"{Path(self.model.path).stem} {self.model.sha256[:12]}", profile=self._profile)
 
     class _Line:

@@ -11,6 +11,7 @@ from tinydeploy.costs import counts, figures, liveness
 from tinydeploy.runtime import tflm
 from tinydeploy.core.boards import Board
 from tinydeploy.core.model import Model, load_model
+from tinydeploy.core.model_frontend import device_frontend
 from tinydeploy.core.names import TFLM
 from tinydeploy.core.targets import TargetResult, Targets, check
 
@@ -56,6 +57,23 @@ class InspectReport:
             found[buffer.op] = found.get(buffer.op, 0) + buffer.size
         return found
 
+    def frontend_share(self) -> dict | None:
+        """The front end's share of the figures (None for a model without one): the arena,
+        flash and latency above include it."""
+        cost = self.cost.frontend
+        if cost is None:
+            return None
+        found = device_frontend(self.model)
+        share = figures.frontend_latency(cost, self.board)
+        return {"describe": found.front.describe(), "window": list(found.window),
+                "features": list(found.front.output_shape(found.window)), "ram_bytes": cost.ram_bytes,
+                "scratch_bytes": cost.scratch_bytes, "window_bytes": cost.input_bytes,
+                "flash_bytes_estimate": cost.flash_bytes_estimate, "table_bytes": cost.table_bytes + cost.struct_bytes,
+                "code_bytes_estimate": cost.code_bytes_estimate, "operations": cost.operations,
+                "cycles_estimate": cost.cycles_estimate, "latency_ms": share.ms, "latency_basis": share.basis,
+                "share_of_latency": round(share.ms / self.latency_ms, 4) if self.latency_ms else None,
+                "stages": [{"what": what, "operations": ops} for what, ops in cost.by_stage]}
+
     @property
     def targets_met(self) -> bool:
         return all(t.met for t in self.targets)
@@ -83,6 +101,7 @@ class InspectReport:
                         "ms": round(self.latency_ms, 3), "basis": f"estimate, {self.board.estimate_basis(ENGINE)}",
                         "source": self.board.latency_source},
             "energy": self.cost.energy.to_dict(),
+            "frontend": self.frontend_share(),
             "targets": [t.to_dict() for t in self.targets],
             "targets_met": self.targets_met,
             "problems": self.problems,

@@ -106,6 +106,7 @@ def create_project(model_path: str | Path, board, out: str | Path, options=None,
     from tinydeploy.codegen.frameworks import framework_for
     from tinydeploy.core.model import load_model
     from tinydeploy.codegen.render import RenderOptions, render
+    from tinydeploy.costs import figures
     options = options or RenderOptions()
     model = load_model(model_path)
     engine = engine_for(board, options.engine)
@@ -116,6 +117,11 @@ def create_project(model_path: str | Path, board, out: str | Path, options=None,
                "model_sha256": model.sha256, "model_bytes": model.size_bytes,
                "ops": sorted({op.name for op in model.all_operators}),
                **engine.summary(prepared, board, framework, options.arena_margin_percent)}
+    cost = figures.frontend(model)
+    if cost is not None:  # the firmware runs the model's front end on the raw window first
+        summary["frontend"] = {"ram_bytes": cost.ram_bytes, "scratch_bytes": cost.scratch_bytes,
+                               "window_bytes": cost.input_bytes, "flash_bytes_estimate": cost.flash_bytes_estimate,
+                               "cycles_estimate": cost.cycles_estimate}
     summary["files"] = [str(p) for p in write_project(files, out, force)]
-    summary["description"] = engine.describe(summary)
+    summary["description"] = engine.describe(summary) + (f"; front end: {cost.describe()}" if cost else "")
     return summary
