@@ -143,10 +143,11 @@ class ArduinoLibrary(_Kind):
     def values(self, name: str, engine) -> dict:
         owner, library = ARDUINO_TFLM_LIBRARY.split("/")
         manifest = {"name": name, "version": VERSION,
-                    "description": f"{name}: a tinydeploy model ({engine.name} engine) with a typed C/C++ API",
+                    "description": f"{name}: a tinydeploy model ({engine.name} engine) with a typed C/C++ API "
+                                   f"({BANNER})",
                     "keywords": ["tinyml", "machine learning", "tinydeploy"],
                     "frameworks": [ARDUINO], "platforms": ["espressif32"] if engine.needs_tflm else ["*"],
-                    "headers": [f"{name}.h"], "examples": [f"examples/{name}/{name}.ino"]}
+                    "headers": [f"{name}.h"]}
         if engine.needs_tflm:
             manifest["dependencies"] = [{"owner": owner, "name": library}]
         return {"kind_description": "an Arduino library (and a PlatformIO library)",
