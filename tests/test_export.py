@@ -112,10 +112,13 @@ def _export(model_path: Path, out: Path, name: str, kind: str = "c-library", **o
     return api.export(model_path, kind, out, name=name, **options)
 
 
+OPT = "-O1"  # the tests' builds: warnings need an optimizer's analysis; -O2 takes twice as long
+
+
 def _compile_shared(folder: Path) -> Path:
     need_programs("gcc")
     library = folder / "library.so"
-    command = ["gcc", "-std=c99", "-O2", *STRICT, "-shared", "-fPIC", f"-I{folder / 'include'}", f"-I{folder / 'src'}",
+    command = ["gcc", "-std=c99", OPT, *STRICT, "-shared", "-fPIC", f"-I{folder / 'include'}", f"-I{folder / 'src'}",
                *map(str, sorted((folder / "src").glob("*.c"))), "-o", str(library)]
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -178,19 +181,32 @@ class Library:
         return self.fn("error_text")(code).decode()
 
 
+@pytest.fixture(scope="module")
+def libraries(models, tmp_path_factory):
+    """Each model's C library (exported with its defaults, under its own name), compiled once."""
+    cache = {}
+
+    def get(which: str):
+        if which not in cache:
+            folder = tmp_path_factory.mktemp(f"lib-{which}")
+            summary = _export(models[which][0], folder, which)
+            cache[which] = (Library(folder, which, len(summary["labels"])), summary, folder)
+        return cache[which]
+    return get
+
+
 def _scale(model_path: Path) -> float:
     return load_model(model_path).output_tensors[0].quantization.scales[0]
 
 
 @pytest.mark.host
 @pytest.mark.parametrize("which", ["digits", "series", "frontend"])
-def test_the_float_api_gives_tflms_answers_on_every_test_window(models, tmp_path, which):
+def test_the_float_api_gives_tflms_answers_on_every_test_window(models, libraries, which):
     """The C library's classify() on raw floats: the label TFLM gives on the host for every
     test window, every score within one quantization step of TFLM's, and the int8 input it
     makes is the host's (quantize_input, or the front end's quantized())."""
     model_path, windows, inputs = models[which]
-    summary = _export(model_path, tmp_path / which, which)
-    lib = Library(tmp_path / which, which, len(summary["labels"]))
+    lib, summary, _ = libraries(which)
     assert lib.setup() == 0
     reference = _tflm_outputs(model_path, inputs)
     scale, zero = _scale(model_path), load_model(model_path).output_tensors[0].quantization.zero_points[0]
@@ -211,16 +227,17 @@ def test_the_float_api_gives_tflms_answers_on_every_test_window(models, tmp_path
 
 
 @pytest.mark.host
-@pytest.mark.parametrize("which,hop,smoothing", [("series", 7, 1), ("frontend", 40, 3), ("series", 50, 2)])
-def test_streaming_sample_by_sample_equals_whole_windows(models, tmp_path, which, hop, smoothing):
+@pytest.mark.parametrize("which,hop,smoothing", [("series", 7, 1), ("frontend", 0, 3), ("series", 50, 2)])
+def test_streaming_sample_by_sample_equals_whole_windows(models, libraries, which, hop, smoothing):
     """stream_push fed one sample at a time classifies the windows that start every hop samples
-    with classify()'s results, averaged over the last `smoothing` ones."""
+    (hop 0: the export's default, the window) with classify()'s results, averaged over the
+    last `smoothing` ones."""
     model_path, windows, _ = models[which]
-    summary = _export(model_path, tmp_path / which, which, hop=hop, smoothing=smoothing)
-    lib = Library(tmp_path / which, which, len(summary["labels"]))
-    assert lib.setup() == 0
+    lib, summary, _ = libraries(which)
+    assert lib.setup() == 0 and summary["hop"] == STEPS
     signal = windows[:5].reshape(-1, CHANNELS)  # 200 samples of 3 channels
-    state, code = lib.stream(0, 0)  # the export's defaults
+    state, code = lib.stream(hop, smoothing)
+    hop = hop or STEPS
     assert code == 0
     streamed = []
     for i, sample in enumerate(signal):
@@ -239,7 +256,7 @@ def test_streaming_sample_by_sample_equals_whole_windows(models, tmp_path, which
 
 
 @pytest.mark.host
-def test_two_exported_models_link_into_one_cpp_program(models, tmp_path):
+def test_two_exported_models_link_into_one_cpp_program(models, libraries, tmp_path):
     """Two libraries, each with its own kernels, runner and model, compiled separately and
     linked into one C++ program: every global symbol carries its library's prefix, and both
     models give the answers each gives alone."""
@@ -252,7 +269,7 @@ def test_two_exported_models_link_into_one_cpp_program(models, tmp_path):
         _export(path, folder, name)
         for source in sorted((folder / "src").glob("*.c")):
             obj = tmp_path / f"{name}-{source.stem}.o"
-            done = subprocess.run(["gcc", "-std=c99", "-O2", *STRICT, f"-I{folder / 'include'}", f"-I{folder / 'src'}",
+            done = subprocess.run(["gcc", "-std=c99", OPT, *STRICT, f"-I{folder / 'include'}", f"-I{folder / 'src'}",
                                    "-c", str(source), "-o", str(obj)], capture_output=True, text=True)
             assert done.returncode == 0, done.stderr
             objects.append(obj)
@@ -273,13 +290,13 @@ def test_two_exported_models_link_into_one_cpp_program(models, tmp_path):
         '  std::printf("%d %s %d %s\\n", r.index, r.label, s.index, s.label);\n'
         '  return 0;\n}\n')
     program = tmp_path / "both"
-    done = subprocess.run(["g++", "-std=c++17", "-O2", *STRICT, f"-I{tmp_path / 'wake/include'}",
+    done = subprocess.run(["g++", "-std=c++17", OPT, *STRICT, f"-I{tmp_path / 'wake/include'}",
                            f"-I{tmp_path / 'digits/include'}", str(main), *map(str, objects), "-o", str(program)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     alone = {}
-    for name, windows in (("wake", series_windows), ("digits", digits_windows)):
-        lib = Library(tmp_path / name, name, 3 if name == "wake" else 10)
+    for name, which, windows in (("wake", "series", series_windows), ("digits", "digits", digits_windows)):
+        lib = libraries(which)[0]  # the same model alone (under its own name)
         assert lib.setup() == 0
         alone[name] = lib.classify(windows[0])[1]
     text = " ".join(f"{v:.9g}" for v in [*series_windows[0], *digits_windows[0]])
@@ -291,16 +308,15 @@ def test_two_exported_models_link_into_one_cpp_program(models, tmp_path):
 
 
 @pytest.mark.host
-def test_the_c_library_example_builds_and_prints_label_and_time(models, tmp_path):
+def test_the_c_library_example_builds_and_prints_label_and_time(models, libraries, tmp_path):
     """The C library's example (its recording: the first digits validation windows), built
     with warnings as errors (by its CMakeLists.txt where cmake is installed), prints one line
     per window with the label classify() gives and a time."""
-    model_path, windows, _ = models["digits"]
-    folder = tmp_path / "lib"
-    summary = _export(model_path, folder, "digits")  # a digits-shaped model: the digits demo is its recording
+    _, windows, _ = models["digits"]
+    lib, summary, folder = libraries("digits")  # a digits-shaped model: the digits demo is its recording
     name = summary["name"]
     program = tmp_path / "example"
-    done = subprocess.run(["gcc", "-std=c99", "-O2", *STRICT, f"-I{folder / 'include'}", f"-I{folder / 'src'}",
+    done = subprocess.run(["gcc", "-std=c99", OPT, *STRICT, f"-I{folder / 'include'}", f"-I{folder / 'src'}",
                            *map(str, sorted((folder / "src").glob("*.c"))), str(folder / f"examples/{name}/main.c"),
                            "-o", str(program)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -312,7 +328,6 @@ def test_the_c_library_example_builds_and_prints_label_and_time(models, tmp_path
             done = subprocess.run(command, capture_output=True, text=True)
             assert done.returncode == 0, done.stdout + done.stderr
         outputs.append(subprocess.run([str(build / f"{name}_example")], capture_output=True, text=True, timeout=60))
-    lib = Library(folder, name, 10)
     assert lib.setup() == 0
     expected = [lib.classify(w)[1].label.decode() for w in windows[:4]]
     for run in outputs:
@@ -400,3 +415,66 @@ def test_manifests_pass_the_ecosystems_own_parsers(models, tmp_path):
         assert "idf_component_register(" in cmake and ("esp-tflite-micro" in cmake) == (engine == "tflm")
         sources = re.findall(r'"(src/[^"]+)"', cmake)
         assert sources and all((component / s).is_file() for s in sources)
+
+
+def _host_check():
+    """bench/firmware_host_check.py: TFLM and the ESP-IDF stand-ins compiled for this computer."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("firmware_host_check", ROOT / "bench/firmware_host_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.host
+def test_the_tflm_component_runs_on_the_host_with_tflms_answers(models, tmp_path_factory):
+    """The TFLM engine's ESP-IDF component (td_tflm_runner.cc, model_runner.cc, model_data.cc and
+    the API), compiled with warnings as errors against an esp-tflite-micro tree and the host's
+    ESP-IDF stand-ins: its example runs, and on every test window of the time-series model it
+    gives the host TFLM's exact int8 outputs."""
+    tflm_src = os.environ.get("TINYDEPLOY_TFLM_SRC")
+    if not tflm_src:
+        pytest.skip("TINYDEPLOY_TFLM_SRC is not set: give an espressif/esp-tflite-micro tree to build the TFLM "
+                    "engine's library on the host")
+    need_programs("gcc", "g++")
+    check = _host_check()
+    work = Path(os.environ.get("TINYDEPLOY_HOST_CHECK_WORK") or tmp_path_factory.mktemp("tflm-objects"))
+    builder = check.Builder(work / "objects-64", 64)
+    tflm = check.tflm_library(builder, "espidf", "reference", Path(tflm_src), None, None)
+    model_path, windows, inputs = models["series"]
+    folder = tmp_path_factory.mktemp("tflm-component")
+    summary = _export(model_path, folder, "wake", "idf-component", engine="tflm", data=None)
+    assert summary["engine"] == "tflm"
+    flags = [*STRICT, "-O1", *tflm.platform, f"-I{folder / 'include'}", f"-I{folder / 'src'}",
+             *(f"-isystem{p}" for p in tflm.includes), "-DTF_LITE_STATIC_MEMORY"]
+    library = builder.compile(sorted(p for p in (folder / "src").iterdir() if p.suffix in (".c", ".cc")), flags)
+    driver = folder / "driver.c"
+    driver.write_text(
+        '#include <stdio.h>\n#include "wake.h"\n'
+        'void app_main(void);\n'
+        'void app_main(void) {\n'
+        '  static float window[WAKE_WINDOW_SIZE];\n'
+        '  wake_result r;\n'
+        '  int code = wake_setup();\n'
+        '  if (code != WAKE_OK) { printf("setup: %s\\n", wake_error_text(code)); return; }\n'
+        '  for (;;) {\n'
+        '    for (int i = 0; i < WAKE_WINDOW_SIZE; ++i) if (scanf("%f", &window[i]) != 1) return;\n'
+        '    if (wake_classify(window, WAKE_WINDOW_SIZE, &r) != WAKE_OK) { printf("failed\\n"); return; }\n'
+        '    printf("%d", r.index);\n'
+        '    for (int k = 0; k < WAKE_CLASSES; ++k) printf(" %.0f", r.scores[k] / WAKE_OUTPUT_SCALE + WAKE_OUTPUT_ZERO_POINT);\n'
+        '    printf("\\n");\n'
+        '  }\n'
+        '}\n')
+    runs = {}
+    for name, main in (("driver", driver), ("example", folder / "examples/wake/main/main.c")):
+        objects = builder.compile([main], flags)
+        runs[name] = builder.link([*tflm.objects, *library, *objects], folder / name)
+    example = subprocess.run([str(runs["example"])], capture_output=True, text=True, timeout=120)
+    assert example.returncode == 0 and "window 0: " in example.stdout and " us" in example.stdout, example.stdout
+    text = "\n".join(" ".join(f"{v:.9g}" for v in w) for w in windows)
+    done = subprocess.run([str(runs["driver"])], input=text, capture_output=True, text=True, timeout=300)
+    lines = done.stdout.split("\n")[:len(windows)]
+    got = np.array([[int(v) for v in line.split()[1:]] for line in lines])
+    reference = _tflm_outputs(model_path, inputs)
+    print(f"tflm component: {int((got == reference).all(axis=1).sum())}/{len(windows)} windows with TFLM's outputs")
+    assert np.array_equal(got, reference) and [int(line.split()[0]) for line in lines] == list(reference.argmax(1))
