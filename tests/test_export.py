@@ -422,6 +422,7 @@ def _host_check():
     import importlib.util
     spec = importlib.util.spec_from_file_location("firmware_host_check", ROOT / "bench/firmware_host_check.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -328,6 +328,8 @@ def export(model: Model, board: Board, options: ExportOptions,
     check("--smoothing", options.smoothing)
     if options.window is not None:
         check("--window", options.window)
+    if options.hop is not None:
+        check("--hop", options.hop)
     if len(model.outputs) != 1 or len(model.inputs) != 1:
         raise BadInput(f"{model.path}: a library takes a model with one input and one output")
     layout = library_layout(model, options.window)

@@ -6,7 +6,8 @@ messages name it ("sample values" bounds the values of a data file). Choices amo
 that a registry defines, with what each name means, are checked by that registry, and the
 CLI offers the registry's own names, so they too are written once: frameworks
 (tinydeploy.codegen.frameworks.FRAMEWORKS), training budgets (tinydeploy.optimize.BUDGETS),
-search budgets (tinydeploy.optimize.search.SEARCH_EPOCHS), stages (tinydeploy.optimize.STAGES)
+search budgets (tinydeploy.optimize.search.SEARCH_EPOCHS), stages (tinydeploy.optimize.STAGES),
+library kinds (tinydeploy.codegen.library.KINDS)
 and esptool chips (tinydeploy.core.boards.ESPTOOL_CHIPS).
 """
 
