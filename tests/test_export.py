@@ -479,3 +479,35 @@ def test_the_tflm_component_runs_on_the_host_with_tflms_answers(models, tmp_path
     reference = _tflm_outputs(model_path, inputs)
     print(f"tflm component: {int((got == reference).all(axis=1).sum())}/{len(windows)} windows with TFLM's outputs")
     assert np.array_equal(got, reference) and [int(line.split()[0]) for line in lines] == list(reference.argmax(1))
+
+
+@pytest.mark.host
+def test_tinydeploy_bench_checks_the_users_own_program(models, libraries, tmp_path):
+    """The protocol linked into the user's program (NAME_bench_start on its port, every received
+    byte to NAME_bench_feed): `tinydeploy bench` over a pty finds the model by its hash and
+    validates it bit-exactly on labelled windows, as it does the benchmark firmware."""
+    need_programs("gcc")
+    _, summary, folder = libraries("series")
+    main = tmp_path / "app.c"
+    main.write_text(
+        '#include <stdio.h>\n#include "series.h"\n'
+        'static void port_write(const char *data, size_t len) { fwrite(data, 1, len, stdout); fflush(stdout); }\n'
+        'int main(void) {\n'
+        '  int byte;\n'
+        '  series_bench_start(port_write);\n'
+        '  while ((byte = getchar()) != EOF) series_bench_feed(byte);\n'
+        '  return 0;\n}\n')
+    program = tmp_path / "app"
+    done = subprocess.run(["gcc", "-std=c99", OPT, *STRICT, f"-I{folder / 'include'}", f"-I{folder / 'src'}",
+                           *map(str, sorted((folder / "src").glob("*.c"))), str(main), "-o", str(program)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    x, y = _series(60, 2)
+    data = tmp_path / "windows.npz"
+    np.savez(data, x_train=x, y_train=np.array(SERIES_LABELS)[y])
+    outcome = _host_check().run_bench(program, tmp_path / "bench", models["series"][0], str(data), validate=30,
+                                        timeout=60)
+    assert outcome["exit_code"] == 0, outcome["stderr"] + outcome["firmware_stderr"]
+    results = outcome["results"]
+    assert results["device"]["library"] == "series" and results["device"]["engine"] == "c"
+    assert results["validation"]["samples"] == 30 and results["validation"]["identical_outputs"] == 1.0

@@ -128,7 +128,7 @@ class TflmEngine:
         templates = {"model_data.h": "common/model_data.h.j2", "model_data.cc": "common/model_data.cc.j2",
                      "model_runner.cc": "common/model_runner.cc.j2"}
         files = {name: env.get_template(template).render(**values) for name, template in templates.items()}
-        files.update(copied_firmware(("td_protocol.h", "td_hal.h", "td_runner.h", "td_tflm_runner.h",
+        files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", "td_runner.h", "td_tflm_runner.h",
                                       "td_tflm_runner.cc"), folder=""))
         return files
 
@@ -213,7 +213,8 @@ class CEngine:
         """The engine's half of a library export (tinydeploy.codegen.library): the model as C,
         the kernels and the runner behind td_runner.h, {file name: text}."""
         files = cengine.render_sources(prepared.lowered, values["banner"])
-        files.update(copied_firmware(("td_protocol.h", "td_hal.h", "td_runner.h", "td_c_runner.c"), folder=""))
+        files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", "td_runner.h", "td_c_runner.c"),
+                                     folder=""))
         return files
 
     def summary(self, prepared: Prepared, board: Board, framework, margin_percent: float) -> dict:

@@ -27,8 +27,10 @@ from tinydeploy.codegen import cgen
 from tinydeploy.codegen.engines import ENGINES, Prepared
 from tinydeploy.codegen.frameworks import ARDUINO_TFLM_LIBRARY, ESP_TFLITE_MICRO, FRAMEWORKS
 from tinydeploy.codegen.frontend_source import frontend_sources
+from tinydeploy.codegen.render import INFO_LIMIT
 from tinydeploy.codegen.templating import BANNER, environment
 from tinydeploy.core.boards import Board
+from tinydeploy.core import protocol
 from tinydeploy.core.bounds import check
 from tinydeploy.core.errors import BadInput
 from tinydeploy.core.frontend import Frontend, model_frontend
@@ -297,6 +299,17 @@ def _recording_values(recording: Recording | None, layout: Layout, labels: list[
             "recording_origin": cgen.comment(origin), "recording_notes": notes}
 
 
+def _info_format(model: Model, arena_bytes: int, name: str, kind: str, engine: str) -> str:
+    """The info% line of the library's benchmark protocol (NAME_bench_start), with render's two
+    %s: arena_used_bytes and setup_error."""
+    info = protocol.device_info(model, arena_bytes, engine=engine, timer="us", library=name, kind=kind,
+                                tinydeploy=__version__)
+    text = '{"arena_used_bytes":%s,"setup_error":%s,' + json.dumps(info, separators=(",", ":"))[1:].replace("%", "%%")
+    if len(text) > INFO_LIMIT:
+        raise BadInput(f"the library's info line would be {len(text)} characters (limit {INFO_LIMIT})")
+    return text
+
+
 def _with_prefix(text: str, include: str) -> str:
     return f'#include "{include}" /* every global name here carries the library\'s prefix */\n' + text
 
@@ -362,8 +375,7 @@ def export(model: Model, board: Board, options: ExportOptions,
         "arduino_tflm_owner": ARDUINO_TFLM_LIBRARY.split("/")[0],
         "arduino_tflm_name": ARDUINO_TFLM_LIBRARY.split("/")[1],
         "version": VERSION, "tinydeploy_version": __version__, "header_dir": kind.header_dir,
-        "info_format": cgen.string_literal('{"arena_used_bytes":%s,"setup_error":%s,"library":'
-                                           + f'"{name}","engine":"{engine.name}","sha256":"{model.sha256}"}}'),
+        "info_format": cgen.string_literal(_info_format(model, arena_bytes, name, kind.name, engine.name)),
         "device_name": cgen.string_literal(f"tinydeploy-{name}"),
         "model_name_literal": cgen.string_literal(f"{name} {model.sha256[:12]}"),
         **_recording_values(options.recording, layout, labels),
