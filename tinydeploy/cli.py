@@ -167,7 +167,7 @@ def cmd_render(args) -> int:
 
 def cmd_export(args) -> int:
     summary = api.export(args.model, args.kind, args.out, args.engine, args.name, args.labels, args.data,
-                         args.window, args.hop, args.smoothing, args.board or DEFAULT_BOARD, args.arena_margin,
+                         args.window, args.hop, args.smoothing, args.board, args.arena_margin,
                          _boards_dir(args), force=args.force)
     if args.json:
         _emit_json(args, summary)
@@ -573,8 +573,7 @@ def _options_export(p) -> None:
                    help="samples between classified windows in streaming (default: the window: no overlap)")
     p.add_argument("--smoothing", type=_bounded("--smoothing"), default=1, metavar="N",
                    help="streaming averages the last N results (default %(default)s: none)")
-    p.add_argument("--board", default=None, help="board a TFLM arena is sized for (default: "
-                                                 f"{DEFAULT_BOARD})")
+    p.add_argument("--board", default=DEFAULT_BOARD, help="board a TFLM arena is sized for (default %(default)s)")
     p.add_argument("--arena-margin", type=_bounded("--arena-margin"), default=10.0, metavar="PCT",
                    help="TFLM arena margin over the measured arena, percent (default %(default)g)")
     _add_force(p, "write over files in --out that tinydeploy did not generate")
