@@ -555,3 +555,33 @@ def test_the_arduino_example_runs_on_the_arduino_stand_ins(models, tmp_path):
     lines = re.findall(r"window (\d): (\w+) \(score [0-9.]+, expected '([^']*)'\) in (\d+) us", out.decode(errors="replace"))
     assert lines and [int(i) for i, _, _, _ in lines] == list(range(len(lines))), out  # one a second
     assert all(label in summary["labels"] for _, label, _, _ in lines)
+
+
+@pytest.mark.host
+def test_the_tflm_component_compiles_with_every_strong_symbol_prefixed(models, tmp_path):
+    """The TFLM engine's component sources compile with warnings as errors against an
+    esp-tflite-micro tree's headers and the ESP-IDF stand-ins; every symbol they define for
+    good carries the prefix (the rest are TFLM's own template instances, weak: the linker
+    keeps one for both libraries)."""
+    tflm_src = os.environ.get("TINYDEPLOY_TFLM_SRC")
+    if not tflm_src:
+        pytest.skip("TINYDEPLOY_TFLM_SRC is not set: give an espressif/esp-tflite-micro tree")
+    need_programs("gcc", "g++", "nm")
+    folder = tmp_path / "wake"
+    _export(models["series"][0], folder, "wake", "idf-component", engine="tflm")
+    root = Path(tflm_src)
+    includes = [root, *(root / "third_party" / p for p in ("gemmlowp", "flatbuffers/include", "ruy", "kissfft"))]
+    flags = [OPT, *STRICT, f"-I{ROOT / 'bench/host_shim/espidf'}", f"-I{ROOT / 'bench/host_shim'}",
+             f"-I{folder / 'include'}", f"-I{folder / 'src'}", *(f"-isystem{p}" for p in includes),
+             "-DTF_LITE_STATIC_MEMORY"]
+    for source in sorted((folder / "src").iterdir()):
+        if source.suffix not in (".c", ".cc"):
+            continue
+        compiler = ["g++", "-std=gnu++17"] if source.suffix == ".cc" else ["gcc", "-std=gnu11"]
+        obj = tmp_path / f"{source.name}.o"
+        done = subprocess.run([*compiler, *flags, "-c", str(source), "-o", str(obj)], capture_output=True, text=True)
+        assert done.returncode == 0, (source.name, done.stderr[-3000:])
+        listed = subprocess.run(["nm", "-g", "--defined-only", "-C", str(obj)], capture_output=True, text=True).stdout
+        strong = [line.split(maxsplit=2)[2] for line in listed.splitlines()
+                  if len(line.split()) >= 3 and line.split()[1] in "TDBR"]
+        assert all("wake_" in symbol for symbol in strong), (source.name, strong)
