@@ -18,7 +18,7 @@ import json
 import math
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -220,7 +220,6 @@ class Layout:
     steps: int
     channels: int
     frontend: Frontend | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -276,7 +275,7 @@ def _labels(model: Model, given: tuple[str, ...], classes: int) -> tuple[list[st
         "which stores them"]
 
 
-def _recording_values(recording: Recording | None, layout: Layout, labels: list[str]) -> dict:
+def _recording_values(recording: Recording | None, layout: Layout) -> dict:
     notes = []
     if recording is None or len(recording.windows) == 0:
         windows = np.zeros((1, layout.size), np.float32)
@@ -351,7 +350,6 @@ def export(model: Model, board: Board, options: ExportOptions,
     out_tensor, in_tensor = model.output_tensors[0], model.input_tensors[0]
     classes = out_tensor.elements
     labels, notes = _labels(model, options.labels, classes)
-    notes = notes + layout.notes
     prepared = prepared or engine.prepare(model)
     framework = FRAMEWORKS[kind.framework] if kind.framework else None
     arena_bytes, need = engine.arena(prepared, board, framework, options.arena_margin_percent)
@@ -378,7 +376,7 @@ def export(model: Model, board: Board, options: ExportOptions,
         "info_format": cgen.string_literal(_info_format(model, arena_bytes, name, kind.name, engine.name)),
         "device_name": cgen.string_literal(f"tinydeploy-{name}"),
         "model_name_literal": cgen.string_literal(f"{name} {model.sha256[:12]}"),
-        **_recording_values(options.recording, layout, labels),
+        **_recording_values(options.recording, layout),
         **kind.values(name, engine),
     }
     values.update({
