@@ -17,7 +17,7 @@ pytestmark = pytest.mark.unit
 
 CLI_BOUNDS = {option: bound for option, bound in BOUNDS.items() if option.startswith("--")}
 # Options whose choices a registry above core defines (see tinydeploy/core/bounds.py).
-REGISTRY_CHOICES = {"--framework", "--budget"}
+REGISTRY_CHOICES = {"--framework", "--budget", "--kind"}  # --kind: tinydeploy.codegen.library.KINDS
 
 
 def _step(bound, value, direction: int):
@@ -65,8 +65,8 @@ def _required(command) -> list[str]:
     """The least a command's parser needs besides the option under test."""
     argv = []
     for action in command._actions:
-        if action.required:
-            argv += [*action.option_strings[:1], "x"]
+        if action.required:  # a set of names (--kind) takes its first
+            argv += [*action.option_strings[:1], action.choices[0] if action.choices else "x"]
     return argv
 
 
@@ -136,6 +136,7 @@ def _stop(*_args, **_kwargs):
 def library(monkeypatch, tmp_path):
     """For every bound, calls of each library function that takes the input, with the value;
     each stops at its first step past the checks."""
+    from tinydeploy.codegen.library import ExportOptions, export
     from tinydeploy.codegen.render import RenderOptions, render
     from tinydeploy.core import data, outputs
     from tinydeploy.core.boards import get_board
@@ -181,7 +182,11 @@ def library(monkeypatch, tmp_path):
         "--min-agreement": [lambda v: api.verify(None, None, min_agreement=v),
                             lambda v: api.verify_farm([], min_agreement=v, out=tmp_path),
                             lambda v: api.deploy(missing + ".npz", min_agreement=v)],
-        "--arena-margin": [lambda v: render(None, board, None, RenderOptions(arena_margin_percent=v))],
+        "--arena-margin": [lambda v: render(None, board, None, RenderOptions(arena_margin_percent=v)),
+                           lambda v: export(None, board, ExportOptions("c-library", arena_margin_percent=v))],
+        "--window": [lambda v: export(None, board, ExportOptions("c-library", window=v))],
+        "--hop": [lambda v: export(None, board, ExportOptions("c-library", hop=v))],
+        "--smoothing": [lambda v: export(None, board, ExportOptions("c-library", smoothing=v))],
         "--offset": [lambda v: flash_firmware(missing, "esp32", offset=v),
                      lambda v: api.flash_farm([], missing, "esp32", offset=v, out=tmp_path)],
     }

@@ -21,7 +21,8 @@ def test_installed_wheel_finds_its_boards_templates_and_firmware(tmp_path):
     assert "tinydeploy/templates/common/model_runner.cc.j2" in names
     assert "tinydeploy/firmware/td_protocol.c" in names
     assert {"tinydeploy/optimize/pipeline.py", "tinydeploy/codegen/cengine/lowering.py", "tinydeploy/api.py",
-            "tinydeploy/templates/common/td_board.c.j2"} <= set(names)  # the subpackages and new templates
+            "tinydeploy/templates/common/td_board.c.j2", "tinydeploy/templates/library/header.h.j2",
+            "tinydeploy/codegen/library.py"} <= set(names)  # the subpackages and new templates
     # The C engine: its templates, kernels and the emulated board's start code and linker script.
     assert {"tinydeploy/templates/cengine/td_model.c.j2", "tinydeploy/templates/make/Makefile.j2",
             "tinydeploy/firmware/td_kernels.c", "tinydeploy/firmware/start_rv32.S",

@@ -124,6 +124,26 @@ def render(model: str | Path, board: str | Board, out: str | Path, framework: st
     return create_project(model, _board(board, boards_dir), out, options, force)
 
 
+def export(model: str | Path, kind: str, out: str | Path, engine: str | None = None, name: str | None = None,
+           labels: str | Path | None = None, data: str | None = None, window: int | None = None,
+           hop: int | None = None, smoothing: int = 1, board: str | Board = DEFAULT_BOARD,
+           arena_margin: float = 10.0, boards_dir: tuple[str, ...] = (), force: bool = False) -> dict:
+    """Write the model as a library for the user's own application (an ESP-IDF component, an
+    Arduino/PlatformIO library or a plain C library: tinydeploy.codegen.library.KINDS); returns
+    its summary. name (default: the model file's name) prefixes every symbol; labels as for
+    render; data gives the example's windows ('digits', a .npz or .csv); window, hop and
+    smoothing set the streaming API's defaults; board sizes a TFLM arena."""
+    from tinydeploy.codegen.library import ExportOptions
+    from tinydeploy.codegen.render import read_labels
+    from tinydeploy.toolchain.export import create_library
+    _paths(model=model, out=out, labels=labels)
+    if data is not None and data != "digits":
+        checked_path(data, "--data")
+    options = ExportOptions(kind, engine, name or Path(model).stem, read_labels(labels) if labels else (),
+                            window, hop, smoothing, arena_margin)
+    return create_library(model, _board(board, boards_dir), out, options, data, force)
+
+
 def build(dir: str | Path, env: str | None = None, on_line: Callable[[str], None] | None = None):
     """Compile a rendered project (tinydeploy.toolchain.build.BuildResult)."""
     from tinydeploy.toolchain.build import build as build_project

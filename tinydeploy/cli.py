@@ -167,6 +167,22 @@ def cmd_render(args) -> int:
     return EXIT_OK
 
 
+def cmd_export(args) -> int:
+    summary = api.export(args.model, args.kind, args.out, args.engine, args.name, args.labels, args.data,
+                         args.window, args.hop, args.smoothing, args.board, args.arena_margin,
+                         _boards_dir(args), force=args.force)
+    if args.json:
+        _emit_json(args, summary)
+        return EXIT_OK
+    steps, channels = summary["window"]
+    print(f"exported {summary['name']} as a {summary['kind']} ({summary['engine']} engine) into {summary['library']}: "
+          f"{len(summary['files'])} files; include {summary['header']}; windows of {steps} x {channels} raw values, "
+          f"hop {summary['hop']}; {len(summary['labels'])} classes ({', '.join(summary['labels'][:10])})")
+    for note in summary["notes"]:
+        print(f"note: {note}")
+    return EXIT_OK
+
+
 def _interrupt(*_) -> None:
     raise KeyboardInterrupt
 
@@ -537,6 +553,37 @@ def _options_render(p) -> None:
     _add_force(p, "write over files in --out that tinydeploy did not generate")
 
 
+def _options_export(p) -> None:
+    from tinydeploy.codegen.library import KINDS
+    p.add_argument("model", help="the int8 .tflite file")
+    p.add_argument("--kind", choices=list(KINDS), required=True,
+                   help="idf-component (ESP-IDF), arduino-library (Arduino and PlatformIO) or c-library "
+                        "(plain C99 with CMake, C engine)")
+    p.add_argument("--out", type=FOLDER, required=True, help="folder to write the library into")
+    p.add_argument("--engine", choices=BOUNDS["--engine"].choices, default=None,
+                   help="tflm or c (default: the kind's first: tflm, or c for c-library)")
+    p.add_argument("--name", default=None, metavar="NAME",
+                   help="the library's name and the prefix of every symbol, escaped to a C identifier "
+                        "(default: the model file's name)")
+    p.add_argument("--labels", default=None, metavar="FILE",
+                   help="class labels: a text file, one per line, or optimize's report.json (default: the "
+                        "model's own, else class numbers)")
+    p.add_argument("--data", default=None,
+                   help="windows for the example app: 'digits' or a .npz / .csv file (default: the digits for "
+                        "a digits-shaped model)")
+    p.add_argument("--window", type=_bounded("--window"), default=None, metavar="N",
+                   help="steps in one window, for a model whose flat input the metadata doesn't split "
+                        "(default: the model's first input axis)")
+    p.add_argument("--hop", type=_bounded("--hop"), default=None, metavar="H",
+                   help="samples between classified windows in streaming (default: the window: no overlap)")
+    p.add_argument("--smoothing", type=_bounded("--smoothing"), default=1, metavar="N",
+                   help="streaming averages the last N results (default %(default)s: none)")
+    p.add_argument("--board", default=DEFAULT_BOARD, help="board a TFLM arena is sized for (default %(default)s)")
+    p.add_argument("--arena-margin", type=_bounded("--arena-margin"), default=10.0, metavar="PCT",
+                   help="TFLM arena margin over the measured arena, percent (default %(default)g)")
+    _add_force(p, "write over files in --out that tinydeploy did not generate")
+
+
 def _options_build(p) -> None:
     p.add_argument("dir", help="the project folder")
     p.add_argument("--env", default=None, help="PlatformIO environment (default: all)")
@@ -671,6 +718,8 @@ COMMANDS = [  # name, summary, options, handler
      _options_optimize, cmd_optimize),
     ("render", "write a firmware project for an int8 model",
      _options_render, cmd_render),
+    ("export", "write the model as a library for your own app (ESP-IDF component, Arduino library, C library)",
+     _options_export, cmd_export),
     ("build", "compile a rendered project (PlatformIO, or the board's cross compiler)",
      _options_build, cmd_build),
     ("emulate", "boot a built project for an emulated board; prints the serial port for bench",

@@ -54,6 +54,7 @@ class TflmEngine:
     labels = True  # its firmware prints class names
     emulated = False  # it has no build for the emulated board
     reference_basis = "host TFLM interpreter, same int8 inputs"
+    needs_tflm = True  # a library export depends on a TFLM library (and builds C++)
 
     def check(self, model: Model) -> None:
         """Raise BadInput unless the model is full int8 with only operators TFLM has."""
@@ -84,7 +85,9 @@ class TflmEngine:
     def info(self, board: Board, framework) -> dict:
         return {"tflm": framework.tflm_library, "kernels": board.tflm_kernels(framework.name)}
 
-    def files(self, prepared: Prepared, board: Board, framework, values: dict, env) -> dict[str, str]:
+    def _model_values(self, prepared: Prepared, values: dict) -> None:
+        """Adds what model_data.{h,cc} and model_runner.cc substitute to values (which holds the
+        arena, its need and margin, the labels and the model's name)."""
         model, measured = prepared.model, prepared.measured
         arena_bytes, need = values["arena_bytes"], values["arena_need"]
         in_scale, in_zero = _quant(model.input_tensors[0])
@@ -102,8 +105,11 @@ class TflmEngine:
                            f"{need.head_bytes} (activations and {need.scratch_bytes} bytes of kernel scratch, as "
                            f"TFLM plans them) + tail {need.tail_bytes} (32-bit); plus {margin}% margin, rounded "
                            "up to 16."),
-            "runtime_note": framework.runtime_note,
         })
+
+    def files(self, prepared: Prepared, board: Board, framework, values: dict, env) -> dict[str, str]:
+        self._model_values(prepared, values)
+        values["runtime_note"] = framework.runtime_note
         build = framework.tflm_files(board)
         values["sources"] = ["td_main.c", "model_data.cc", "model_runner.cc", "td_tflm_runner.cc", "td_board.c",
                              "td_protocol.c", *build.sources, *values["frontend_sources"]]
@@ -113,6 +119,17 @@ class TflmEngine:
         files = {path: env.get_template(template).render(**values) for path, template in templates.items()}
         files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", "td_main.c", "td_runner.h",
                                       "td_tflm_runner.h", "td_tflm_runner.cc", *build.firmware)))
+        return files
+
+    def library_files(self, prepared: Prepared, values: dict, env) -> dict[str, str]:
+        """The engine's half of a library export (tinydeploy.codegen.library): the model and the
+        runner behind td_runner.h, {file name: text}. values as for files(), with no board's."""
+        self._model_values(prepared, values)
+        templates = {"model_data.h": "common/model_data.h.j2", "model_data.cc": "common/model_data.cc.j2",
+                     "model_runner.cc": "common/model_runner.cc.j2"}
+        files = {name: env.get_template(template).render(**values) for name, template in templates.items()}
+        files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", "td_runner.h", "td_tflm_runner.h",
+                                      "td_tflm_runner.cc"), folder=""))
         return files
 
     def summary(self, prepared: Prepared, board: Board, framework, margin_percent: float) -> dict:
@@ -151,6 +168,7 @@ class CEngine:
     labels = False  # its firmware reports class indices
     emulated = True  # its firmware runs on the emulated RV32 board, which counts instructions
     reference_basis = "TFLite reference kernels (tf.lite.Interpreter, BUILTIN_REF), same int8 inputs"
+    needs_tflm = False  # plain C99, no dependency
 
     def check(self, model: Model) -> None:
         cengine.lower(model)  # BadInput listing every operator it lacks
@@ -189,6 +207,14 @@ class CEngine:
                                       "td_c_runner.c", *build.firmware)))
         templates = {**build.templates, "README.md": "cengine/README.md.j2"}
         files.update({path: env.get_template(template).render(**values) for path, template in templates.items()})
+        return files
+
+    def library_files(self, prepared: Prepared, values: dict, env) -> dict[str, str]:
+        """The engine's half of a library export (tinydeploy.codegen.library): the model as C,
+        the kernels and the runner behind td_runner.h, {file name: text}."""
+        files = cengine.render_sources(prepared.lowered, values["banner"])
+        files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", "td_runner.h", "td_c_runner.c"),
+                                     folder=""))
         return files
 
     def summary(self, prepared: Prepared, board: Board, framework, margin_percent: float) -> dict:

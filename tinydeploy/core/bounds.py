@@ -6,7 +6,8 @@ messages name it ("sample values" bounds the values of a data file). Choices amo
 that a registry defines, with what each name means, are checked by that registry, and the
 CLI offers the registry's own names, so they too are written once: frameworks
 (tinydeploy.codegen.frameworks.FRAMEWORKS), training budgets (tinydeploy.optimize.BUDGETS),
-search budgets (tinydeploy.optimize.search.SEARCH_EPOCHS), stages (tinydeploy.optimize.STAGES)
+search budgets (tinydeploy.optimize.search.SEARCH_EPOCHS), stages (tinydeploy.optimize.STAGES),
+library kinds (tinydeploy.codegen.library.KINDS)
 and esptool chips (tinydeploy.core.boards.ESPTOOL_CHIPS).
 """
 
@@ -128,6 +129,12 @@ BOUNDS = {bound.option: bound for bound in (
           reason="added to the measured TFLM arena; past 200% the arena is over 3x what TFLM measured it needs"),
     Bound("--offset", int, 0, 2**32 - 1, noun="a flash address", any_base=True,
           reason="esptool's flash addresses are 32-bit"),
+    Bound("--window", int, 1, 65536, unit="steps", noun="a window length",
+          reason="a streaming window of at least one sample; 65536 steps is past any window a board's RAM holds"),
+    Bound("--hop", int, 1, 65536, unit="samples", noun="a hop",
+          reason="samples between two classified windows: at least one; at most the longest --window"),
+    Bound("--smoothing", int, 1, 64, unit="results", noun="a count",
+          reason="results averaged by the streaming API: 1 is none; 64 keeps its history (64 x classes floats) small"),
     Bound("--engine", str, choices=ENGINE_NAMES, reason="the engines tinydeploy/codegen/engines.py renders"),
     Bound("sample values", float, 0, 1e18, noun="a magnitude",
           reason="float32 overflows at 3.4e38, so the square of a value above ~1.8e19 is Inf; at 1e20 the int8 "
