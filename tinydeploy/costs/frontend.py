@@ -170,18 +170,13 @@ def frontend_cost(frontend: Frontend, input_shape) -> FrontendCost:
                         by_stage=tuple((what, work.operations) for what, work in stages))
 
 
-# Cycles one counted operation takes on the device: an estimate, not a board measurement. The
-# host build of td_frontend.c took 2.6 ms for 1.76 M operations on a 2.45 GHz AMD EPYC (3.6
-# cycles each, docs/frontend.md); an in-order ESP32 core, which does the int64 products in
-# several instructions, is taken to need no fewer.
-CYCLES_PER_OPERATION = 4
-
-
 def latency_ms_estimate(cost: FrontendCost, cpu_mhz: float) -> float:
-    """A front end's time per window on a core at cpu_mhz: its operations at CYCLES_PER_OPERATION."""
-    return cost.operations * CYCLES_PER_OPERATION / (cpu_mhz * 1000.0)
+    """A front end's time per window on a core at cpu_mhz, from cost.cycles_estimate (the same
+    figure costs.figures adds to a model's latency)."""
+    return cost.cycles_estimate / (cpu_mhz * 1000.0)
 
 
 def ram_bytes(cost: FrontendCost) -> int:
-    """RAM a front end holds beside the model's arena: its scratch, the int16 window and the int8 features."""
-    return cost.scratch_bytes + cost.input_bytes + cost.output_bytes
+    """RAM a front end holds beside the model's arena: cost.ram_bytes (its features go straight
+    into the model's input, which the arena holds)."""
+    return cost.ram_bytes
