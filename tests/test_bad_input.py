@@ -565,7 +565,7 @@ def test_data_labels_that_look_like_numbers_but_are_not(tmp_path, capsys, int8_c
 BOARD_DAMAGE = {
     "cycles_per_mac": ("[latency.cycles_per_mac.c-engine]", "cycles_per_mac = 5", "'latency.cycles_per_mac' must be"),
     "engines": ('engines = ["c"]', "engines = 5", "'engines' must be a list of strings"),
-    "cpu_mhz": ("cpu_mhz = 160", "cpu_mhz = 0", "'cpu_mhz' must be positive, got 0"),
+    "cpu_mhz": ("cpu_mhz = 160", "cpu_mhz = 0", "'cpu_mhz' is a CPU clock in MHz, 1..1000, got 0"),
     "source": ('source = "', 'source = 5\nold_source = "', "'latency.source' must be a string"),
 }
 
