@@ -23,7 +23,7 @@ KERNEL_SETS = ("esp-nn", "ansi")
 ISAS = ("rv32imc",)  # instruction sets the C engine's cost can be measured on, under QEMU
 ENGINES = ENGINE_NAMES
 # TFLM kernel libraries a board's [tflm] table may name per framework (tinydeploy.costs.kernels).
-TFLM_KERNEL_LIBRARIES = ("reference", "esp-nn", "esp-nn-s3")
+TFLM_KERNEL_LIBRARIES = ("reference", "esp-nn", "esp-nn-s3", "cmsis-nn")
 # esptool's --chip names (esptool v5 `esptool --help`).
 ESPTOOL_CHIPS = ("esp32", "esp32s2", "esp32s3", "esp32c2", "esp32c3", "esp32c5", "esp32c6", "esp32h2", "esp32p4")
 # A board's name becomes a file name, a PlatformIO environment ([env:NAME]) and part of C names.
