@@ -178,7 +178,7 @@ def tflm_library(builder: Builder, framework: str, kernels: str, tflm: Path | No
         objects += builder.compile(_arduino_sources(arduino_lib),
                                    [*TFLM_FLAGS, *platform, *(f"-isystem{p}" for p in includes)])
         objects += builder.compile([SHIM / "arduino/arduino_shim.cc"], [*STRICT, "-O2", *platform])
-        return Library(objects, platform, includes, "reference")
+        return Library(objects, platform, includes, kernels)
     if tflm is None:
         raise CheckError("an ESP-IDF project needs --tflm (an esp-tflite-micro tree)")
     if kernels != "reference" and esp_nn is None:

@@ -1,6 +1,8 @@
 """A hostile user against the CLI: every command with long paths, damaged models and data, bad
 port URLs, files of the user's own in --out, a second run on a busy --out, forged results, and
-boards that fail under `verify --junit`, each run as `python -m tinydeploy ... --json` in a
+boards that fail under `verify --junit`, hostile board profiles (every value class: clocks, cycle
+counts, line rates, memory sizes, power figures, and strings that would inject into platformio.ini,
+a Makefile or a command line), usage conflicts under --junit, each run as `python -m tinydeploy ... --json` in a
 temporary folder, as a user runs it.
 
 Per command it counts the hostile inputs, the clean refusals (exit 2 bad input, exit 1 a failed
@@ -126,6 +128,51 @@ FORGED = {  # name: the text of a forged results.json
     "not-json": "results: fine\n",
     "empty": "",
 }
+
+
+# name: (base profile, [(old line, new line)]): each a user's profile wrong in one way
+PROFILE_BASES = {"pio": "esp32dev", "make": "qemu-riscv32"}
+HOSTILE_PROFILES = {
+    "clock-zero": ("pio", [("cpu_mhz = 240", "cpu_mhz = 0")]),
+    "clock-negative": ("pio", [("cpu_mhz = 240", "cpu_mhz = -240")]),
+    "clock-absurd": ("pio", [("cpu_mhz = 240", "cpu_mhz = 1000000000")]),
+    "clock-fraction": ("pio", [("cpu_mhz = 240", "cpu_mhz = 240.5")]),
+    "cycles-nan": ("pio", [("FULLY_CONNECTED = 12.74", "FULLY_CONNECTED = nan")]),
+    "cycles-negative": ("pio", [("FULLY_CONNECTED = 12.74", "FULLY_CONNECTED = -12.74")]),
+    "cycles-inf": ("pio", [("FULLY_CONNECTED = 12.74", "FULLY_CONNECTED = inf")]),
+    "cycles-per-op-negative": ("make", [("SOFTMAX = 251.0", "SOFTMAX = -251.0")]),
+    "baud-zero": ("pio", [("baud = 115200", "baud = 0")]),
+    "baud-absurd": ("pio", [("baud = 115200", "baud = 1000000000000")]),
+    "fast-baud-negative": ("pio", [("fast_baud = 921600", "fast_baud = -921600")]),
+    "sram-negative": ("pio", [("sram_kb = 520", "sram_kb = -520")]),
+    "arena-budget-absurd": ("pio", [("arena_budget_kb = 128", "arena_budget_kb = 1000000000000")]),
+    "power-negative": ("pio", [("active_ma = ", "active_ma = -1 #")]),
+    "power-nan": ("pio", [("supply_v = ", "supply_v = nan #")]),
+    "power-inf": ("pio", [("deep_wake_ms = ", "deep_wake_ms = inf #")]),
+    "newline-in-pio-board": ("pio", [('board = "esp32dev"', 'board = "esp32dev\\n[env:evil]\\nextra_scripts = evil.py"')]),
+    "semicolon-in-platform": ("pio", [('platform = "espressif32"', 'platform = "espressif32 ; evil"')]),
+    "bracket-in-platform": ("pio", [('platform = "espressif32"', 'platform = "[espressif32]"')]),
+    "interpolation-in-platform": ("pio", [('platform = "espressif32"', 'platform = "${sysenv.HOME}"')]),
+    "newline-in-chip": ("pio", [('chip = "ESP32"', 'chip = "ESP32\\n[env:evil]"')]),
+    "control-in-description": ("pio", [('description = "', 'description = "\\u0007')]),
+    "shell-in-cflags": ("make", [('"-O2"', '"$(shell touch pwned)"')]),
+    "newline-in-cc": ("make", [('cc = "riscv64-unknown-elf-gcc"', 'cc = "gcc\\nall:\\n\\ttouch pwned"')]),
+    "backslash-in-packages": ("make", [('packages = ["gcc-riscv64-unknown-elf", ', 'packages = ["gcc\\\\", ')]),
+    "traversal-in-linker-script": ("make", [('linker_script = "qemu_virt.ld"', 'linker_script = "../../etc/passwd"')]),
+    "nul-in-emulator": ("make", [('command = ["qemu-system-riscv32"', 'command = ["qemu\\u0000"')]),
+}
+
+
+def hostile_profile(name: str) -> str:
+    """The text of hostile profile `name` (its board is named hostile-NAME)."""
+    from tinydeploy.core.resources import shipped
+    base, changes = HOSTILE_PROFILES[name]
+    text = (Path(shipped("boards")) / f"{PROFILE_BASES[base]}.toml").read_text(encoding="utf-8")
+    text = text.replace(f'name = "{PROFILE_BASES[base]}"', f'name = "hostile-{name}"', 1)
+    for old, new in changes:
+        assert old in text, (name, old)
+        text = text.replace(old, new, 1)
+    return text
 
 
 def damaged_models(good: bytes) -> dict[str, bytes]:
@@ -279,6 +326,37 @@ def probes(w: Path, model: Path, silent: str) -> list[Probe]:
                                        "--junit", w / f"junit-b-{name}.xml"], 1, junit=str(w / f"junit-b-{name}.xml"))
     add("verify", "failed board", ["verify", "--farm", w / "farm-dead.toml", "--timeout", "2", "--out", out("vbf"),
                                    "--junit", w / "junit-b-farm.xml"], 1, junit=str(w / "junit-b-farm.xml"))
+
+    # 8. hostile board profiles: each value class, on every command that reads a profile
+    for name, (base, _) in HOSTILE_PROFILES.items():
+        folder, board = w / "profiles" / name, f"hostile-{name}"
+        add("boards", "hostile profile", ["boards", "--boards-dir", folder], 2)
+        add("inspect", "hostile profile", ["inspect", model, "--board", board, "--boards-dir", folder], 2)
+        add("render", "hostile profile", ["render", model, "--board", board, "--boards-dir", folder, "--out",
+                                          out(f"rp-{name}")], 2)
+    for name in ("clock-zero", "cycles-nan", "baud-zero", "newline-in-pio-board"):
+        folder, board = w / "profiles" / name, f"hostile-{name}"
+        add("optimize", "hostile profile", ["optimize", "--data", "digits", "--board", board, "--boards-dir", folder,
+                                            "--out", out(f"op-{name}"), *FAST], 2)
+        add("search", "hostile profile", ["search", "--data", "digits", "--board", board, "--boards-dir", folder,
+                                          "--trials", "1", "--out", out(f"sp-{name}")], 2)
+        add("deploy", "hostile profile", ["deploy", "--data", "digits", "--board", board, "--boards-dir", folder,
+                                          "--out", out(f"dp-{name}"), *FAST], 2)
+        add("calibrate", "hostile profile", ["calibrate", w / "results-good.json", "--board", board, "--boards-dir",
+                                             folder, "--out", out(f"cp-{name}")], 2)
+        add("bench", "hostile profile", ["bench", "--port", dead, "--profile", "--boards-dir", folder, "--out",
+                                         out(f"bp-{name}")], 2)
+        add("verify", "hostile profile", ["verify", w / "results-good.json", "--board", board, "--boards-dir", folder,
+                                          "--junit", w / f"junit-p-{name}.xml"], 2, junit=str(w / f"junit-p-{name}.xml"))
+
+    # 9. usage conflicts under --junit: the file is still written
+    for i, argv in enumerate([["verify", "--farm", w / "farm-dead.toml", "--port", dead],
+                              ["verify", w / "results-good.json", "--farm", w / "farm-dead.toml"],
+                              ["verify", w / "results-good.json", "--port", dead],
+                              ["verify"],
+                              ["verify", w / "results-good.json", "--min-agreement", "2"]]):
+        add("verify", "usage conflict", [*argv, "--out", out(f"vc{i}"), "--junit", w / f"junit-c-{i}.xml"], 2,
+            junit=str(w / f"junit-c-{i}.xml"))
     return found
 
 
@@ -302,6 +380,9 @@ def prepare(w: Path, model_bytes: bytes) -> Path:
     (w / "app.bin").write_bytes(b"\xe9" + bytes(4095))
     (w / "farm-bad-url.toml").write_text('[[board]]\nname = "a"\nport = "telnet://board:23"\n')
     (w / "farm-dead.toml").write_text(f'[[board]]\nname = "a"\nport = "{refused_port()}"\nreset = "none"\n')
+    for name in HOSTILE_PROFILES:
+        (w / "profiles" / name).mkdir(parents=True)
+        (w / "profiles" / name / f"{name}.toml").write_text(hostile_profile(name), encoding="utf-8")
     return model
 
 
@@ -375,6 +456,23 @@ def concurrent_benches(w: Path, silent: str) -> Outcome:
     return outcome
 
 
+def profile_from_another_folder(w: Path, model: Path) -> Outcome:
+    """A project rendered for a user's profile (given by a relative --boards-dir) is built from
+    another folder: build must find the profile it was rendered with (exit 0; 2 said "unknown
+    board" before). The board is the emulated one under another name: its build is a short make."""
+    text = (ROOT / "boards" / "qemu-riscv32.toml").read_text(encoding="utf-8")
+    (w / "here" / "mine").mkdir(parents=True)
+    (w / "here" / "mine" / "my-qemu.toml").write_text(text.replace('name = "qemu-riscv32"', 'name = "my-qemu"'))
+    project = w / "here" / "project"
+    rendered = run(Probe("render", "profile path", ["render", str(model), "--board", "my-qemu", "--boards-dir", "mine",
+                                                    "--engine", "c", "--out", "project"], 0), w / "here")
+    if rendered.code != 0:
+        return rendered
+    elsewhere = w / "elsewhere"
+    elsewhere.mkdir()
+    return run(Probe("build", "profile path", ["build", str(project)], 0), elsewhere)
+
+
 COLUMNS = ("command", "hostile", "exit 2", "exit 1", "exit 0", "internal", "unexpected", "overwritten", "no junit")
 
 
@@ -399,6 +497,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="probes run at once (default 2)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--kind", action="append", default=[],
+                        help="run only probes of this kind ('hostile profile', 'usage conflict', 'profile path'...); "
+                             "repeatable")
     parser.add_argument("--verbose", action="store_true", help="list every probe with the last line it printed")
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
@@ -407,10 +508,13 @@ def main() -> int:
     silent = SilentBoard()
     try:
         model = prepare(w, tiny_model())
-        todo = probes(w, model, silent.url)
+        todo = [p for p in probes(w, model, silent.url) if not args.kind or p.kind in args.kind]
         with ThreadPoolExecutor(args.workers) as pool:
             outcomes = list(pool.map(lambda p: run(p, w), todo))
-        outcomes.append(concurrent_benches(w, silent.url))
+        if not args.kind or "concurrent run" in args.kind:
+            outcomes.append(concurrent_benches(w, silent.url))
+        if not args.kind or "profile path" in args.kind:
+            outcomes.append(profile_from_another_folder(w, model))
     finally:
         silent.close()
         if not args.keep:

@@ -79,6 +79,14 @@ def int8_cnn(models_dir):
 
 
 @pytest.fixture(scope="session")
+def int8_cnn_per_tensor_dense(models_dir):
+    """int8_cnn with its dense layer quantized per tensor, not per channel: what the Arduino
+    library's CMSIS-NN FULLY_CONNECTED computes exactly."""
+    from tests import models
+    return models.write(models_dir / "int8_cnn_per_tensor_dense.tflite", models.int8_cnn(per_tensor_dense=True))
+
+
+@pytest.fixture(scope="session")
 def float_cnn(models_dir):
     from tests import models
     return models.write(models_dir / "float_cnn.tflite", models.float_cnn())

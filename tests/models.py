@@ -36,8 +36,8 @@ def representative(n: int = 32, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((n, *INPUT_SHAPE), dtype=np.float32)
 
 
-def int8_cnn() -> bytes:
-    return to_int8_tflite(small_cnn(), representative())
+def int8_cnn(per_tensor_dense: bool = False) -> bytes:
+    return to_int8_tflite(small_cnn(), representative(), per_tensor_dense=per_tensor_dense)
 
 
 def float_cnn() -> bytes:

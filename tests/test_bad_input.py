@@ -565,7 +565,7 @@ def test_data_labels_that_look_like_numbers_but_are_not(tmp_path, capsys, int8_c
 BOARD_DAMAGE = {
     "cycles_per_mac": ("[latency.cycles_per_mac.c-engine]", "cycles_per_mac = 5", "'latency.cycles_per_mac' must be"),
     "engines": ('engines = ["c"]', "engines = 5", "'engines' must be a list of strings"),
-    "cpu_mhz": ("cpu_mhz = 160", "cpu_mhz = 0", "'cpu_mhz' must be positive, got 0"),
+    "cpu_mhz": ("cpu_mhz = 160", "cpu_mhz = 0", "'cpu_mhz' is a CPU clock in MHz, 1..1000, got 0"),
     "source": ('source = "', 'source = 5\nold_source = "', "'latency.source' must be a string"),
 }
 
@@ -587,3 +587,290 @@ def test_a_board_profile_with_a_field_of_the_wrong_type_exits_2_naming_it(field,
     (boards / "broken.toml").write_text(text.replace('name = "qemu-riscv32"', 'name = "broken"'))
     assert main(["inspect", str(int8_cnn), "--board", "broken", "--boards-dir", str(boards)]) == 2
     assert message in capsys.readouterr().err
+
+
+# -- issue 29, class 5: a user's board profile is checked where it enters ----------------------------
+def _profile(base: str, name: str, *changes: tuple[str, str]) -> str:
+    """A shipped profile renamed, with lines changed (each old text must be there)."""
+    from tinydeploy.core.resources import shipped
+    text = (Path(shipped("boards")) / f"{base}.toml").read_text(encoding="utf-8")
+    text = text.replace(f'name = "{base}"', f'name = "{name}"', 1)
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    return text
+
+
+HOSTILE_PROFILE_VALUES = {  # case: (base profile, change, the key named, what is accepted)
+    "clock zero": ("esp32dev", ("cpu_mhz = 240", "cpu_mhz = 0"), "'cpu_mhz'", "1..1000"),
+    "clock negative": ("esp32dev", ("cpu_mhz = 240", "cpu_mhz = -240"), "'cpu_mhz'", "1..1000"),
+    "clock absurd": ("esp32dev", ("cpu_mhz = 240", "cpu_mhz = 240000000"), "'cpu_mhz'", "1..1000"),
+    "cycles NaN": ("esp32dev", ("FULLY_CONNECTED = 12.74", "FULLY_CONNECTED = nan"),
+                   "'latency.cycles_per_mac.esp-nn.FULLY_CONNECTED'", "0..1e+06"),
+    "cycles negative": ("esp32dev", ("FULLY_CONNECTED = 12.74", "FULLY_CONNECTED = -12.74"),
+                        "'latency.cycles_per_mac.esp-nn.FULLY_CONNECTED'", "0..1e+06"),
+    "cycles inf": ("qemu-riscv32", ("SOFTMAX = 251.0", "SOFTMAX = inf"), "'latency.cycles_per_op.c-engine.SOFTMAX'",
+                   "0..1e+09"),
+    "baud zero": ("esp32dev", ("baud = 115200", "baud = 0"), "'serial.baud'", "1..20000000"),
+    "baud absurd": ("esp32dev", ("fast_baud = 921600", "fast_baud = 921600000"), "'serial.fast_baud'", "1..20000000"),
+    "arena budget absurd": ("esp32dev", ("arena_budget_kb = 128", "arena_budget_kb = 1000000000"),
+                            "'arena_budget_kb'", "1..65536"),
+    "power negative": ("esp32dev", ("active_ma = 50.0", "active_ma = -50.0"), "'power.active_ma'", "above 0"),
+    "power NaN": ("esp32dev", ("supply_v = 3.3", "supply_v = nan"), "'power.supply_v'", "finite"),
+    "newline into platformio.ini": ("esp32dev", ('board = "esp32dev"', 'board = "esp32dev\\n[env:evil]"'),
+                                    "'platformio.board'", "letters, digits"),
+    "comment into platformio.ini": ("esp32dev", ('platform = "espressif32"', 'platform = "espressif32 ; x"'),
+                                    "'platformio.platform'", "a PlatformIO value"),
+    "section into platformio.ini": ("esp32dev", ('platform = "espressif32"', 'platform = "[espressif32]"'),
+                                    "'platformio.platform'", "a PlatformIO value"),
+    "newline into a comment": ("esp32dev", ('chip = "ESP32"', 'chip = "ESP32\\n[env:evil]"'), "'chip'", "one line"),
+    "make variable": ("qemu-riscv32", ('"-O2"', '"$(shell touch pwned)"'), "'toolchain.cflags'", "one word"),
+    "path out of firmware/": ("qemu-riscv32", ('linker_script = "qemu_virt.ld"', 'linker_script = "../x.ld"'),
+                              "'toolchain.linker_script'", "no '/'"),
+    "NUL in a command": ("qemu-riscv32", ('command = ["qemu-system-riscv32"', 'command = ["qemu\\u0000"'),
+                         "'emulator.command'", "without control characters"),
+}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("case", sorted(HOSTILE_PROFILE_VALUES))
+def test_a_hostile_profile_value_is_bad_input_naming_key_value_and_what_is_accepted(case):
+    """Zero, negative, absurd or NaN numbers (a zero clock divided by zero, a negative one gave a
+    negative latency reported as met), and strings that would inject into platformio.ini, the
+    Makefile or a command line, are refused when the profile is read."""
+    from tinydeploy.core.boards import parse_board
+    from tinydeploy.core.errors import BadInput
+    base, change, key, accepted = HOSTILE_PROFILE_VALUES[case]
+    with pytest.raises(BadInput) as refused:
+        parse_board(_profile(base, "hostile", change), "hostile.toml")
+    message = str(refused.value)
+    assert "hostile.toml" in message and key in message and accepted in message
+
+
+@pytest.mark.unit
+@given(value=st.floats(allow_nan=True, allow_infinity=True, width=64))
+@example(value=0.0)
+@example(value=1e6)
+@example(value=-0.0)
+def test_any_cycle_count_is_accepted_exactly_when_it_is_a_physical_one(value):
+    """Property: a cycle count is read iff it is finite and in 0..1e6, and a profile that is read
+    never estimates a negative or NaN latency."""
+    import math
+
+    from tinydeploy.core.boards import parse_board
+    from tinydeploy.core.errors import BadInput
+    text = _profile("esp32dev", "prop", ("FULLY_CONNECTED = 12.74", f"FULLY_CONNECTED = {value!r}"))
+    physical = math.isfinite(value) and 0 <= value <= 1e6
+    try:
+        board = parse_board(text, "prop.toml")
+    except BadInput as exc:
+        assert not physical and "'latency.cycles_per_mac.esp-nn.FULLY_CONNECTED'" in str(exc)
+        return
+    assert physical
+    estimate = board.estimate_us("FULLY_CONNECTED", 1000)
+    assert math.isfinite(estimate) and estimate >= 0
+
+
+@pytest.mark.unit
+@given(text=st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12))
+@example(text="espressif32\n[env:evil]")
+@example(text="x ; y")
+@example(text="${sysenv.HOME}")
+@example(text="https://github.com/platformio/platform-espressif32.git#v6.5.0")
+def test_a_platformio_value_either_is_refused_or_stays_one_value_of_one_section(text):
+    """Property: whatever string a profile gives as its PlatformIO platform, either it is refused
+    naming 'platformio.platform', or the platformio.ini written from it has one section whose
+    platform is that string, read back as PlatformIO reads it (';' and '#' comments, ${} variables)."""
+    import configparser
+
+    from tinydeploy.core.boards import parse_board
+    from tinydeploy.core.errors import BadInput
+    from tinydeploy.codegen.templating import environment
+    toml_text = json.dumps(text, ensure_ascii=False)  # a TOML basic string, but for DEL (which TOML refuses)
+    try:
+        board = parse_board(_profile("esp32dev", "prop", ('platform = "espressif32"', f"platform = {toml_text}")),
+                            "prop.toml")
+    except BadInput as exc:
+        assert "'platformio.platform'" in str(exc) or "invalid TOML" in str(exc)
+        return
+    ini = environment().get_template("common/platformio.ini.j2").render(
+        banner="b", board=board, framework="espidf", f_cpu="240000000L", baud=115200, upload_speed=921600,
+        env_name=board.name, extra=[])
+    parser = configparser.ConfigParser(inline_comment_prefixes=("#", ";"), interpolation=None)
+    parser.read_string(ini)
+    assert parser.sections() == ["env:prop"] and parser["env:prop"]["platform"] == text
+
+
+def test_a_project_finds_its_user_profile_from_another_folder(tmp_path, monkeypatch, capsys, int8_cnn, rv32_tools):
+    """The profile a project was rendered with is recorded by its absolute path: `build` run from
+    another folder finds it (it said "unknown board" when --boards-dir was relative)."""
+    here = tmp_path / "here"
+    (here / "mine").mkdir(parents=True)
+    (here / "mine" / "my-qemu.toml").write_text(_profile("qemu-riscv32", "my-qemu"), encoding="utf-8")
+    monkeypatch.chdir(here)
+    assert main(["render", str(int8_cnn), "--board", "my-qemu", "--boards-dir", "mine", "--out", "project"]) == 0
+    recorded = json.loads((here / "project" / "tinydeploy.json").read_text())
+    assert recorded["board_profile"] == str(here / "mine" / "my-qemu.toml")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["build", str(here / "project"), "--json"]) == 0, capsys.readouterr().err
+    assert (here / "project" / "build" / "firmware.elf").is_file()
+
+
+def test_a_projects_vanished_profile_is_named(tmp_path, monkeypatch, capsys, int8_cnn):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "lab.toml").write_text(_profile("esp32dev", "lab"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["render", str(int8_cnn), "--board", "lab", "--boards-dir", "mine", "--out", "p"]) == 0
+    (tmp_path / "mine" / "lab.toml").unlink()
+    capsys.readouterr()
+    assert main(["build", "p"]) == 2
+    err = capsys.readouterr().err
+    assert "board 'lab'" in err and str(tmp_path / "mine" / "lab.toml") in err and "--boards-dir" in err
+
+
+def test_bench_profile_estimates_layers_with_the_boards_dir_profiles(tmp_path, capsys, int8_cnn):
+    """bench --profile reads --boards-dir: each layer gets the user profile's estimate (none before)."""
+    from tinydeploy.device.virtual_device import VirtualDevice
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    (boards / "virtual.toml").write_text(_profile("esp32dev", "virtual"), encoding="utf-8")  # the stand-in's name
+    with VirtualDevice(int8_cnn) as device:
+        port = device.open_pty()
+        for folder, extra in (("without", []), ("with", ["--boards-dir", str(boards)])):
+            argv = ["bench", "--port", port, "--expect-model", str(int8_cnn), "--runs", "1", "--warmup", "0",
+                    "--profile", "--out", str(tmp_path / folder), "--json", *extra]
+            assert main(argv) == 0
+            layers = json.loads(capsys.readouterr().out)["profile"]["layers"]
+            assert all(("estimate_us" in layer) == (folder == "with") for layer in layers)
+    assert main(["bench", "--port", "socket://127.0.0.1:9", "--profile", "--boards-dir", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "x")]) == 2
+
+
+# -- issue 29, device truth: a device that disagrees with the host fails bench and verify ------------
+@pytest.fixture
+def disagreeing_host(monkeypatch):
+    """The host reference answers class 0 for the first sample only: the device then disagrees there."""
+    from tinydeploy.codegen.engines import ENGINES
+    from tinydeploy.core.names import TFLM
+    engine = ENGINES[TFLM]
+    real = engine.reference
+
+    def reference(model, inputs):
+        outputs = np.array(real(model, inputs))
+        outputs[0] = -128
+        outputs[0, (int(np.argmax(outputs[0])) + 1) % outputs.shape[1]] = 127
+        return outputs
+    monkeypatch.setattr(engine, "reference", reference)
+
+
+def test_bench_validate_fails_when_the_device_disagrees_on_any_sample(tmp_path, capsys, int8_cnn, disagreeing_host):
+    """bench --validate exits 1 when one sample in ten disagrees (it exited 0 at 93% agreement),
+    keeping the results; --min-agreement 0.9 accepts it; verify's JUnit fails the agreement case."""
+    from tinydeploy.device.virtual_device import VirtualDevice
+    with VirtualDevice(int8_cnn) as device:
+        port = device.open_pty()
+        common = ["bench", "--port", port, "--expect-model", str(int8_cnn), "--runs", "1", "--warmup", "0",
+                  "--validate", "10", "--data", "digits", "--json"]
+        assert main([*common, "--out", str(tmp_path / "strict")]) == 1
+        document = json.loads(capsys.readouterr().out)
+        assert "agreed with the host reference" in document["error"] and "--min-agreement" in document["error"]
+        saved = json.loads((tmp_path / "strict" / "results.json").read_text())
+        assert saved["validation"]["top1_agreement"] == 0.9 and saved["complete"] is True
+        assert main([*common, "--out", str(tmp_path / "lowered"), "--min-agreement", "0.9"]) == 0
+        capsys.readouterr()
+    junit = tmp_path / "junit.xml"
+    lenient = ["--max-latency-ms", "1000", "--max-arena-kb", "1000"]  # host latency, not the board's
+    assert main(["verify", str(tmp_path / "strict"), *lenient, "--junit", str(junit)]) == 1
+    assert '<testcase classname="tinydeploy.device.verify" name="agreement"><failure' in junit.read_text()
+    assert main(["verify", str(tmp_path / "strict"), *lenient, "--min-agreement", "0.9", "--junit", str(junit)]) == 0
+    assert 'failures="0"' in junit.read_text()
+
+
+# -- issue 29, class 3: one failed search candidate is that trial's failure -------------------------
+def test_a_search_candidate_that_fails_is_its_trials_failure_and_the_search_goes_on(tmp_path, capsys, monkeypatch):
+    """The post-training evaluation of the first candidate raises: that trial is failed and
+    recorded with why, the next trial trains, the summary lists it, and no traceback is printed
+    (Optuna's own log only with --debug). The study is a real SQLite storage."""
+    import optuna
+
+    from tinydeploy.runtime import evaluate as evaluate_module
+    real = evaluate_module.evaluate
+    calls = []
+
+    def evaluate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the converter produced a model TFLM cannot evaluate")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(evaluate_module, "evaluate", evaluate)
+    argv = ["search", "--data", "digits", "--image-size", "8", "--trials", "2", "--budget", "fast",
+            "--max-latency-ms", "1000", "--max-arena-kb", "256", "--max-model-kb", "512", "--out", str(tmp_path / "s"),
+            "--json"]
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "internal error" not in captured.err
+    summary = json.loads(captured.out)
+    assert code == 0 and summary["trials"] == 2 and summary["failed"] == 1 and summary["complete"] == 1
+    assert summary["failed_trials"] == [{"trial": 0, "why": "RuntimeError: the converter produced a model TFLM "
+                                                            "cannot evaluate"}]
+    study = optuna.load_study(study_name="tinydeploy", storage=f"sqlite:///{tmp_path / 's' / 'search.db'}")
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+
+
+@pytest.mark.parametrize("failure", ["bad input", "step failed"])
+def test_every_failing_trial_ends_the_search_with_exit_1_naming_the_first(tmp_path, capsys, monkeypatch, failure):
+    from tinydeploy.core.errors import BadInput
+    from tinydeploy.optimize import search as search_module
+    real, calls = search_module.cost, []
+
+    def cost(arch, *args, **kwargs):
+        calls.append(arch.name)
+        if arch.name == "smallest":  # the feasibility check before any trial
+            return real(arch, *args, **kwargs)
+        raise (BadInput if failure == "bad input" else ValueError)("TFLM refused a tensor of this candidate")
+    monkeypatch.setattr(search_module, "cost", cost)
+    code = main(["search", "--data", "digits", "--image-size", "8", "--trials", "2", "--out", str(tmp_path / "s"),
+                 "--json"])
+    captured = capsys.readouterr()
+    assert code == 1 and "Traceback" not in captured.err
+    assert "every trial of this run failed (2)" in json.loads(captured.out)["error"]
+    assert "TFLM refused a tensor" in captured.err
+
+
+# -- issue 29, usage conflicts still write the JUnit file asked for ----------------------------------
+@pytest.mark.unit
+@pytest.mark.parametrize("argv", [["verify", "--farm", "{farm}", "--port", "socket://127.0.0.1:9"],
+                                  ["verify", "{results}", "--farm", "{farm}"],
+                                  ["verify", "{results}", "--min-agreement", "2"],
+                                  ["verify", "{results}", "--no-such-option"]])
+def test_a_usage_conflict_still_writes_the_junit_file(tmp_path, capsys, argv):
+    farm, results = tmp_path / "farm.toml", tmp_path / "results.json"
+    farm.write_text('[[board]]\nname = "a"\nport = "socket://127.0.0.1:9"\n')
+    results.write_text("{}")
+    junit = tmp_path / "junit.xml"
+    argv = [a.format(farm=farm, results=results) for a in argv]
+    assert main([*argv, "--junit", str(junit)]) == 2
+    xml = junit.read_text()
+    assert 'failures="1"' in xml and 'name="usage"' in xml
+    first_words = capsys.readouterr().err.split("error: ", 1)[1][:30]
+    assert first_words in xml
+
+
+# -- issue 29, class 11: the Arduino library's FULLY_CONNECTED has one multiplier per layer ----------
+def test_arduino_refuses_per_channel_dense_layers_naming_why_and_the_fix(tmp_path, capsys, int8_cnn,
+                                                                        int8_cnn_per_tensor_dense):
+    assert main(["render", str(int8_cnn), "--board", "esp32dev", "--framework", "arduino", "--out",
+                 str(tmp_path / "a"), "--json"]) == 2
+    error = json.loads(capsys.readouterr().out)["error"]
+    for words in ("FULLY_CONNECTED operator 5", "per output channel", "one multiplier", "--framework espidf",
+                  "per_tensor_dense=True"):
+        assert words in error
+    assert not (tmp_path / "a" / "platformio.ini").exists()
+    assert main(["render", str(int8_cnn), "--board", "esp32dev", "--framework", "espidf", "--out",
+                 str(tmp_path / "e")]) == 0
+    assert main(["render", str(int8_cnn_per_tensor_dense), "--board", "esp32dev", "--framework", "arduino", "--out",
+                 str(tmp_path / "p")]) == 0

@@ -49,7 +49,7 @@ def test_a_bad_profile_reports_every_problem_at_once():
     with pytest.raises(BadInput) as err:
         parse_board('name = "x"\ncpu_mhz = "fast"\n[latency]\nkernels = "esp-nn"\n', "x.toml")
     message = str(err.value)
-    for expected in ("x.toml", "'chip' missing", "'cpu_mhz' must be a int", "'platformio' missing",
+    for expected in ("x.toml", "'chip' missing", "'cpu_mhz' must be a whole number, got 'fast'", "'platformio' missing",
                      "latency.cycles_per_mac", "'latency.source' missing"):
         assert expected in message
 

@@ -33,7 +33,29 @@ def test_generic_esp_nn_asks_only_for_softmax_scratch():
     generic = LIBRARIES["esp-nn"]
     assert generic.conv_scratch(conv(32, 1, 3, 32, 8, pad=1), depthwise=False) == 0
     assert generic.softmax_scratch(10) == 40
-    assert set(LIBRARIES) == {"reference", "esp-nn", "esp-nn-s3"}
+    assert set(LIBRARIES) == {"reference", "esp-nn", "esp-nn-s3", "cmsis-nn"}
+
+
+@pytest.mark.host
+def test_cmsis_nn_asks_for_im2col_scratch_except_on_its_1x1_fast_path(int8_cnn):
+    """Chirale_TensorFlowLite's CMSIS-NN in portable C: arm_convolve_s8_get_buffer_size is two
+    int16 columns (4 * in_ch * kernel area bytes); a 1x1 convolution of stride 1 asks for none,
+    nor do depthwise, dense or pooling layers."""
+    from tinydeploy.core.model import load_model
+    model = load_model(int8_cnn)
+    cmsis, reference = LIBRARIES["cmsis-nn"], LIBRARIES["reference"]
+    asked = {}
+    for op in model.operators:
+        extra = cmsis.scratch(model, op)[len(reference.scratch(model, op)):]
+        asked[op.index] = extra
+        if op.name != "CONV_2D":
+            assert extra == []
+    convs = [op for op in model.operators if op.name == "CONV_2D"]
+    first, pointwise = convs[0], convs[1]
+    in_ch = model.tensors[first.inputs[0]].shape[3]
+    kh, kw = model.tensors[first.inputs[1]].shape[1:3]
+    assert asked[first.index] == [("CMSIS-NN im2col", 4 * in_ch * kh * kw)]
+    assert model.tensors[pointwise.inputs[1]].shape[1:3] == (1, 1) and asked[pointwise.index] == []
 
 
 def _random_windows(n: int, seed: int = 0) -> list[Window]:

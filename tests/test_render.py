@@ -39,9 +39,13 @@ def pio_config(project):
 @pytest.mark.parametrize("board_name, framework", [(name, f) for name, b in sorted(load_boards().items())
                                                    if "tflm" in b.engines
                                                    for f, framework in FRAMEWORKS.items() if framework.applies_to(b)])
-def test_rendered_project_for_every_board(tmp_path, int8_cnn, measured, board_name, framework):
+def test_rendered_project_for_every_board(tmp_path, int8_cnn, int8_cnn_per_tensor_dense, measured, board_name,
+                                          framework):
     board = get_board(board_name)
     labels = tuple(f"class {i}" for i in range(10))
+    if FRAMEWORKS[framework].model_problems(load_model(int8_cnn)):  # Arduino: per-tensor dense layers only
+        int8_cnn = int8_cnn_per_tensor_dense
+        measured = tflm.measure_arena(load_model(int8_cnn))
     model = load_model(int8_cnn)
     files = render(model, board, measured, RenderOptions(framework, 10.0, labels))
     write_project(files, tmp_path)
@@ -275,8 +279,10 @@ def _combinations():
 
 
 @pytest.mark.parametrize("board_name, engine, framework", list(_combinations()))
-def test_every_generated_file_of_every_engine_and_framework_carries_the_banner(int8_cnn, measured, board_name,
-                                                                               engine, framework):
+def test_every_generated_file_of_every_engine_and_framework_carries_the_banner(int8_cnn, int8_cnn_per_tensor_dense,
+                                                                               measured, board_name, engine, framework):
+    if FRAMEWORKS[framework].model_problems(load_model(int8_cnn)):  # Arduino: per-tensor dense layers only
+        int8_cnn, measured = int8_cnn_per_tensor_dense, None
     files = render(load_model(int8_cnn), get_board(board_name), measured, RenderOptions(framework, engine=engine))
     assert "src/td_board.c" in files and "tinydeploy.json" in files
     unmarked = [path for path, text in files.items() if BANNER not in text]

@@ -199,38 +199,47 @@ def bench(port: str, out: str | Path = "bench-results", baud: int = 115200, runs
           validate: int = 0, data: str | None = None, expect_model: str | Path | None = None, timeout: float = 10.0,
           image_size: int = 32, seed: int = 0, profile: bool = False,
           progress: Callable[[int, int], None] | None = None, force: bool = False, power_monitor: str | None = None,
-          power_voltage: float = 3.3):
+          power_voltage: float = 3.3, min_agreement: float | None = 1.0, boards_dir: tuple[str, ...] = ()):
     """Measure latency and RAM on a board over serial, validate `validate` labelled samples of
     data there, and with profile time each layer (tinydeploy.device.bench.BenchResult; OUT/results.json
     and serial.log; force writes over files there that tinydeploy did not write). With power_monitor
     (KIND[:PORT], tinydeploy.device.power) the timed runs are recorded and the measured energy per
-    inference is stored (OUT/power.npz holds the samples)."""
+    inference is stored (OUT/power.npz holds the samples). A validated device that agrees with the
+    host on fewer samples than min_agreement (default: all) fails the run (StepFailed, results
+    saved); None judges nothing. Per-layer estimates use the profiles of boards_dir too."""
     from tinydeploy.device.bench import bench as run
     check_port(port)
     _paths(out=out, expect_model=expect_model)
+    if boards_dir:
+        load_boards(tuple(boards_dir))  # a bad profile is bad input now, not a missing estimate later
     return run(port, out, baud=baud, runs=runs, warmup=warmup, expect_model=expect_model,
                samples=validation_samples(data, validate, image_size, seed), timeout=timeout, progress=progress,
-               profile=profile, force=force, power_monitor=power_monitor, power_voltage=power_voltage)
+               profile=profile, force=force, power_monitor=power_monitor, power_voltage=power_voltage,
+               min_agreement=min_agreement, boards_dir=tuple(boards_dir))
 
 
 def bench_farm(boards, out: str | Path = "bench-results", baud: int = 115200, runs: int = 20, warmup: int = 2,
                validate: int = 0, data: str | None = None, expect_model: str | Path | None = None,
                timeout: float = 10.0, image_size: int = 32, seed: int = 0, profile: bool = False,
-               force: bool = False, power_monitor: str | None = None, power_voltage: float = 3.3):
+               force: bool = False, power_monitor: str | None = None, power_voltage: float = 3.3,
+               min_agreement: float | None = 1.0, boards_dir: tuple[str, ...] = ()):
     """Bench several boards in parallel (tinydeploy.device.farm): boards is a farm file, a list of
     ports or a list of tinydeploy.device.farm.FarmBoard. Each board's results go to OUT/NAME/ as
     bench writes them, and OUT/farm.json sums them up; returns the rows (a failed board fails its
-    own row only). A power monitor measures one board: power_monitor is refused here."""
+    own row only, a board that disagrees with the host below min_agreement too). A power monitor
+    measures one board: power_monitor is refused here."""
     from tinydeploy.device import farm
     boards = _farm_boards(boards)
+    if boards_dir:
+        load_boards(tuple(boards_dir))
     options = _farm_options(baud=baud, runs=runs, warmup=warmup, validate=validate, data=data,
                             expect_model=expect_model, timeout=timeout, image_size=image_size, seed=seed,
                             profile=profile, force=force, power_monitor=power_monitor,
-                            power_voltage=power_voltage)
+                            power_voltage=power_voltage, min_agreement=min_agreement, boards_dir=tuple(boards_dir))
     return farm.run(boards, checked_path(out, "--out"), farm.bench_job(**options), force)
 
 
-def verify_farm(boards, targets: Targets = Targets(), min_agreement: float = 0.99,
+def verify_farm(boards, targets: Targets = Targets(), min_agreement: float = 1.0,
                 out: str | Path = "bench-results", junit: str | Path | None = None, force: bool = False,
                 **bench_options):
     """Bench every board of a farm in parallel, as bench_farm does (with its options), and judge
@@ -300,7 +309,7 @@ def calibrate(results: list[str | Path], board: str | Board, out: str | Path = "
 
 
 def verify(results: str | Path | None = None, port: str | None = None, targets: Targets = Targets(),
-           min_agreement: float = 0.99, out: str | Path = "bench-results", junit: str | Path | None = None,
+           min_agreement: float = 1.0, out: str | Path = "bench-results", junit: str | Path | None = None,
            force: bool = False, board: str | Board | None = None, boards_dir: tuple[str, ...] = (),
            **bench_options):
     """Judge bench results (a results.json or its folder, checked against the results schema), or
@@ -318,7 +327,7 @@ def verify(results: str | Path | None = None, port: str | None = None, targets: 
             raise BadInput("give either a results file or --port, not both")
         profile = _board(board, boards_dir) if board else None
         if port:
-            bench(port, out, force=force, **bench_options)
+            bench(port, out, force=force, min_agreement=None, boards_dir=boards_dir, **bench_options)  # judged below
             source = out
         elif not results:
             raise BadInput("give a results file (from tinydeploy bench --out DIR) or --port")
@@ -349,6 +358,28 @@ def _with_junit(junit: str | Path | None, failed_case: str, run: Callable[[], tu
     return verdicts, value
 
 
+def junit_refusal(junit: str | Path | None, case: str, error: Exception) -> bool:
+    """Write JUnit XML with one failing test case named case that says why a run was refused
+    before it started (a usage conflict): CI that asked for the file finds it. Nothing is written
+    where junit is None or names no writable place (that problem is not the one reported).
+
+    Returns:
+        Whether the file was written.
+    """
+    if junit is None:
+        return False
+    from tinydeploy.core.outputs import write_atomically
+    from tinydeploy.device.verify import failed_run, junit_xml
+    try:
+        target = Path(checked_path(junit, "--junit"))
+        if not target.parent.is_dir():
+            return False
+        write_atomically(target, junit_xml([failed_run(case, error)]))
+    except (BadInput, OSError):
+        return False
+    return True
+
+
 def virtual_device(model: str | Path, baud: int | None = None):
     """A stand-in board for a model (tinydeploy.device.virtual_device.VirtualDevice): call open_pty() or
     open_tcp(port) for its address, close() when done."""
@@ -358,7 +389,7 @@ def virtual_device(model: str | Path, baud: int | None = None):
 
 
 def deploy(data: str, board: str | Board = DEFAULT_BOARD, out: str | Path = "build/deploy", port: str | None = None,
-           targets: Targets = Targets(), budget: str = "default", min_agreement: float = 0.99, image_size: int = 32,
+           targets: Targets = Targets(), budget: str = "default", min_agreement: float = 1.0, image_size: int = 32,
            seed: int = 0, boards_dir: tuple[str, ...] = (), progress: Progress | None = None,
            stages: tuple[str, ...] | None = None, farm=None, force: bool = False, front_end: str | Path = "auto",
            min_accuracy: float | None = None):
@@ -395,16 +426,19 @@ def search(data: str = "digits", out: str | Path = "build/search", board: str | 
            targets: Targets = Targets(), trials: int | None = None, timeout: float | None = None,
            storage: str | None = None, study: str = "tinydeploy", join: bool = False, budget: str = "fast",
            image_size: int = 32, seed: int = 0, boards_dir: tuple[str, ...] = (), progress: Progress | None = None,
-           force: bool = False):
+           force: bool = False, optuna_log: bool = False):
     """Hardware-aware architecture search within the budgets (a summary; OUT/best_arch.json, search.html;
-    force writes over files there that tinydeploy did not write)."""
+    force writes over files there that tinydeploy did not write). A candidate that fails is that
+    trial's failure (in the summary's failed_trials), and the search goes on; optuna_log shows
+    Optuna's own log with their tracebacks."""
     from tinydeploy.core import data as data_lib
     from tinydeploy.optimize.search import SearchConfig
     from tinydeploy.optimize.search import search as run
     _paths(data=data, out=out)
     dataset = data_lib.load(data, image_size=image_size, seed=seed)
     config = SearchConfig(dataset, Path(out), _board(board, boards_dir), targets, trials=trials, timeout=timeout,
-                          storage=storage, study=study, seed=seed, join=join, budget=budget, force=force)
+                          storage=storage, study=study, seed=seed, join=join, budget=budget, force=force,
+                          optuna_log=optuna_log)
     return run(config, progress)
 
 

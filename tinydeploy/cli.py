@@ -273,7 +273,7 @@ def cmd_search(args) -> int:
     summary = api.search(args.data, args.out, args.board, _targets(args), trials=args.trials, timeout=args.timeout,
                          storage=args.storage, study=args.study, join=args.join, budget=args.budget,
                          image_size=args.image_size, seed=args.seed, boards_dir=_boards_dir(args), progress=progress,
-                         force=args.force)
+                         force=args.force, optuna_log=args.debug)
     if args.json:
         _emit_json(args, summary)
     else:
@@ -325,10 +325,12 @@ def cmd_bench(args) -> int:
     boards = _farm(args)
     if boards is not None:
         options = {k: v for k, v in _bench_options(args).items() if k != "progress"}  # lines would interleave
-        return _show_farm(args, api.bench_farm(boards, args.out, **options), "Farm bench")
+        return _show_farm(args, api.bench_farm(boards, args.out, min_agreement=args.min_agreement,
+                                               boards_dir=_boards_dir(args), **options), "Farm bench")
     if not args.port:
         raise BadInput("give the board's --port (or --farm FILE, or several --port)")
-    data = api.bench(args.port[0], args.out, **_bench_options(args)).to_dict()
+    data = api.bench(args.port[0], args.out, min_agreement=args.min_agreement, boards_dir=_boards_dir(args),
+                     **_bench_options(args)).to_dict()
     if args.json:
         _emit_json(args, data)
     else:
@@ -362,10 +364,14 @@ def _show_verdicts(args, verdicts, payload: dict) -> None:
 
 
 def cmd_verify(args) -> int:
-    boards = _farm(args)
-    if boards is not None:
-        if args.results:
+    try:
+        boards = _farm(args)
+        if boards is not None and args.results:
             raise BadInput("give a results file or boards to bench (--farm, --port), not both")
+    except BadInput as exc:  # a usage conflict: CI still finds the --junit file it asked for
+        api.junit_refusal(args.junit, "usage", exc)
+        raise
+    if boards is not None:
         options = {k: v for k, v in _bench_options(args).items() if k != "progress"}  # lines would interleave
         return _show_farm(args, api.verify_farm(boards, _targets(args), args.min_agreement, args.out, args.junit,
                                                 **options), "Farm verify")
@@ -616,6 +622,9 @@ def _options_flash(p) -> None:
 def _options_bench(p) -> None:
     _add_bench_options(p, required_port=False, farm=True)
     _add_data(p, required=False)
+    p.add_argument("--min-agreement", type=_bounded("--min-agreement"), default=1.0,
+                   help="with --validate, the smallest top-1 agreement with the host reference that passes; below "
+                        "it bench exits 1 (default %(default)g: the device agrees on every sample)")
 
 
 def _options_calibrate(p) -> None:
@@ -635,8 +644,9 @@ def _options_verify(p) -> None:
     p.add_argument("--board", default=None,
                    help="the board profile whose [power] figures estimate energy where the results hold no power "
                         "measurement (default: the board the results name)")
-    p.add_argument("--min-agreement", type=_bounded("--min-agreement"), default=0.99,
-                   help="smallest top-1 agreement with the host reference when validated (default %(default)g)")
+    p.add_argument("--min-agreement", type=_bounded("--min-agreement"), default=1.0,
+                   help="smallest top-1 agreement with the host reference when validated (default %(default)g: the "
+                        "device agrees on every sample)")
     p.add_argument("--junit", type=FILE, default=None, metavar="FILE",
                    help="also write the verdicts as JUnit XML (always, when asked: a run that fails is a failing case)")
 
@@ -675,8 +685,8 @@ def _options_deploy(p) -> None:
     p.add_argument("--out", type=FOLDER, default="build/deploy", help="output folder (default %(default)s)")
     p.add_argument("--budget", choices=list(BUDGETS), default="default", help="optimize's training effort")
     _add_stages(p)
-    p.add_argument("--min-agreement", type=_bounded("--min-agreement"), default=0.99,
-                   help="on-device validation agreement target")
+    p.add_argument("--min-agreement", type=_bounded("--min-agreement"), default=1.0,
+                   help="on-device validation agreement target (default %(default)g: every sample agrees)")
     p.add_argument("--min-accuracy", type=_bounded("--min-accuracy"), default=None, metavar="A",
                    help="smallest acceptable int8 validation accuracy, as a fraction (default: the model must "
                         "clear chance and not lie clearly below the 1-NN yardstick)")
@@ -767,6 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except BadInput as exc:  # usage: an unknown option, a value out of range
+        api.junit_refusal(_junit_asked(argv), "usage", exc)
         if "--json" in argv:
             print(json.dumps({"error": str(exc), "exit_code": exc.exit_code}, indent=2))
         print(f"tinydeploy: error: {exc}", file=sys.stderr)
@@ -783,6 +794,19 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line, the traceback with --debug
         return _failed(args, f"internal error: {type(exc).__name__}: {exc}", EXIT_FAILED, prefix="tinydeploy: ",
                        hint="" if args.debug else " (run with --debug for the traceback)")
+
+
+def _junit_asked(argv: list[str]) -> str | None:
+    """The --junit FILE of a verify command line that could not be parsed (the last one given), if any."""
+    if "verify" not in argv:  # the one command with --junit
+        return None
+    found = None
+    for i, arg in enumerate(argv):
+        if arg == "--junit" and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif arg.startswith("--junit="):
+            found = arg.split("=", 1)[1]
+    return found or None
 
 
 def _failed(args, message: str, code: int, prefix: str = "tinydeploy: error: ", hint: str = "") -> int:

@@ -373,6 +373,8 @@ def search_trial_line(kind: str, info: dict) -> str | None:
     """One line per search trial, or None for events that need none."""
     if kind == "rejected":
         return f"trial {info['trial']}: rejected before training (over {', '.join(info['over'])})"
+    if kind == "failed":
+        return f"trial {info['trial']}: failed ({info['why']}); the search goes on"
     if kind == "trial":
         energy = info.get("energy_uj")
         return (f"trial {info['trial']}: int8 accuracy {info['accuracy'] * 100:.1f}% · {info['latency_ms']:.3f} ms "
@@ -386,7 +388,10 @@ def search_lines(summary: dict, out) -> list[str]:
     rate, best = summary["rejection_rate"], summary.get("best")
     return [f"{summary['trials']} trials ({summary['complete']} trained, {summary['scaled_to_fit']} of them scaled "
             f"down to fit the budgets; {summary['rejected_before_training']} rejected before training"
-            + (f", {rate:.0%}" if rate is not None else "") + f"); Pareto front: {len(summary['pareto_front'])}",
+            + (f", {rate:.0%}" if rate is not None else "")
+            + (f"; {summary['failed']} failed" if summary.get("failed") else "")
+            + f"); Pareto front: {len(summary['pareto_front'])}",
+            *[f"  trial {t['trial']} failed: {t['why']}" for t in summary.get("failed_trials", [])[:5]],
             f"best within budget: trial {best['trial']}, {best['accuracy'] * 100:.2f}% -> {out}/best_arch.json"
             if best else "no trial met every budget yet",
             f"report: {out}/search.html"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from tinydeploy.core.boards import Board
 from tinydeploy.core.errors import BadInput
+from tinydeploy.core.model import Model
 from tinydeploy.core.names import ARDUINO, C, ESPIDF, MAKE, TFLM
 
 ESP_TFLITE_MICRO = ">=1.3.7"  # earlier versions could send every CONV_2D down the slow reference path
@@ -37,7 +38,16 @@ def sdkconfig(board: Board) -> list[str]:
             "CONFIG_ESP_TASK_WDT_CHECK_IDLE_TASK_CPU0=n"]
 
 
-class EspIdf:
+class _ComputesEveryModel:
+    """A framework whose TFLM kernels compute every int8 model the host's interpreter does."""
+
+    def model_problems(self, model: Model) -> list[str]:
+        """Why this framework's kernels would answer differently from the host for this model
+        (empty: they compute it as the host does)."""
+        return []
+
+
+class EspIdf(_ComputesEveryModel):
     name = ESPIDF
     tflm_library = f"esp-tflite-micro{ESP_TFLITE_MICRO}"
     runtime_note = "ESP-IDF, Espressif's esp-tflite-micro with the ESP-NN optimized kernels"
@@ -71,8 +81,26 @@ class EspIdf:
 class Arduino:
     name = ARDUINO
     tflm_library = ARDUINO_TFLM_LIBRARY
-    runtime_note = f"Arduino, {ARDUINO_TFLM_LIBRARY}: current TFLM API but no ESP-NN, so it is slower"
+    runtime_note = f"Arduino, {ARDUINO_TFLM_LIBRARY}: current TFLM API with CMSIS-NN's portable C kernels, no ESP-NN"
     engines = (TFLM,)
+
+    def model_problems(self, model: Model) -> list[str]:
+        """The library's FULLY_CONNECTED is CMSIS-NN's (Chirale_TensorFlowLite 2.0.0,
+        kernels/cmsis_nn/fully_connected.cpp): it requantizes every output channel with the
+        first channel's multiplier, so a layer quantized per channel answers differently from the
+        host (the demo model agreed on 93% of samples, up to 255 LSB apart, in a host build of
+        the library; issue 29). Per-tensor dense layers it computes exactly."""
+        per_channel = [op.index for op in model.operators if op.name == "FULLY_CONNECTED" and len(op.inputs) > 1
+                       and _channel_scales(model, op.inputs[1]) > 1]
+        if not per_channel:
+            return []
+        return [f"FULLY_CONNECTED operator{'s' * (len(per_channel) > 1)} {', '.join(map(str, per_channel))} "
+                f"{'are' if len(per_channel) > 1 else 'is'} quantized per output channel, but "
+                f"{ARDUINO_TFLM_LIBRARY}'s FULLY_CONNECTED (CMSIS-NN) applies one multiplier to every channel, so "
+                "the board would answer differently from the host. Render with --framework espidf, or convert the "
+                "model with per-tensor dense layers (tinydeploy.optimize.convert.to_int8_tflite(..., "
+                "per_tensor_dense=True); TFLiteConverter's _experimental_disable_per_channel_quantization_for_"
+                "dense_layers = True)"]
 
     def applies_to(self, board: Board) -> bool:
         return board.toolchain is None
@@ -88,7 +116,12 @@ class Arduino:
         return BuildFiles({"platformio.ini": "common/platformio.ini.j2"}, firmware=["hal_arduino.cpp"])
 
 
-class Make:
+def _channel_scales(model: Model, tensor: int) -> int:
+    quantization = model.tensors[tensor].quantization
+    return len(quantization.scales) if quantization is not None else 0
+
+
+class Make(_ComputesEveryModel):
     name = MAKE
     tflm_library = None  # no TFLM build for a bare cross compiler
     runtime_note = "the board's own cross compiler (a Makefile)"

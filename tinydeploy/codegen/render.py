@@ -122,6 +122,9 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
     framework = framework_for(board, options.framework, engine.name)
     _check_options(model, options, engine)
     front = device_frontend(model)  # BadInput when the metadata's front end does not fit the model
+    refused = framework.model_problems(model)
+    if refused:
+        raise BadInput(f"--framework {framework.name} can't run this model as the host does: " + "; ".join(refused))
     prepared = prepared or engine.prepare(model, measured)
     arena_bytes, need = engine.arena(prepared, board, framework, options.arena_margin_percent)
     budget = board.arena_budget_kb * 1024

@@ -13,16 +13,17 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from tinydeploy.core.bounds import BOUNDS, SUPPLY_V_RANGE
 from tinydeploy.core.errors import BadInput
 from tinydeploy.core.outputs import checked_path
-from tinydeploy.core.names import ENGINE_NAMES, ESPIDF, MAKE
+from tinydeploy.core.names import ARDUINO, ENGINE_NAMES, ESPIDF, MAKE
 from tinydeploy.core.resources import shipped
 
 KERNEL_SETS = ("esp-nn", "ansi")
 ISAS = ("rv32imc",)  # instruction sets the C engine's cost can be measured on, under QEMU
 ENGINES = ENGINE_NAMES
 # TFLM kernel libraries a board's [tflm] table may name per framework (tinydeploy.costs.kernels).
-TFLM_KERNEL_LIBRARIES = ("reference", "esp-nn", "esp-nn-s3")
+TFLM_KERNEL_LIBRARIES = ("reference", "esp-nn", "esp-nn-s3", "cmsis-nn")
 # esptool's --chip names (esptool v5 `esptool --help`).
 ESPTOOL_CHIPS = ("esp32", "esp32s2", "esp32s3", "esp32c2", "esp32c3", "esp32c5", "esp32c6", "esp32h2", "esp32p4")
 # A board's name becomes a file name, a PlatformIO environment ([env:NAME]) and part of C names.
@@ -45,7 +46,6 @@ POWER_FIGURES = {
     "deep_wake_ms": "time to wake from deep sleep (a reboot) and be ready to compute (ms)",
     "deep_wake_ma": "current while waking from deep sleep (mA)",
 }
-SUPPLY_V_RANGE = (1.0, 5.5)  # volts: below 1 V or above 5.5 V no MCU board here runs
 MAX_CURRENT_MA = 2000.0  # a sane bound: an ESP32 transmitting Wi-Fi peaks near 0.5 A
 _CURRENTS = ("active_ma", "idle_ma", "light_sleep_ma", "deep_sleep_ma", "light_wake_ma", "deep_wake_ma")
 _WAKE_TIMES = ("light_wake_ms", "deep_wake_ms")
@@ -220,6 +220,7 @@ _REQUIRED = {
     "name": str, "chip": str, "description": str, "cpu_mhz": int, "sram_kb": int,
     "flash_kb": int, "arena_budget_kb": int, "serial": dict, "latency": dict,
 }
+_KIND_WORDS = {str: "a string", int: "a whole number", dict: "a table"}
 _TOOLCHAIN_KEYS = ("cc", "size", "cflags", "ldflags", "linker_script", "sources", "packages")
 _EMULATOR_KEYS = ("command", "packages", "timer")
 
@@ -258,12 +259,80 @@ def _type_problems(raw: dict, pio: dict, toolchain: dict | None, emulator: dict 
                  if kind == "a table of strings" else _kind_problem(value, kind))
         if wrong:
             problems.append(f"'{name}' must be {kind}, got {value!r}"[:200])
-    for key in ("baud", "fast_baud"):
-        if key in serial and (not isinstance(serial[key], int) or isinstance(serial[key], bool) or serial[key] < 1):
-            problems.append(f"'serial.{key}' must be a whole number of baud, at least 1, got {serial[key]!r}")
-    for key in ("cpu_mhz", "sram_kb", "flash_kb", "arena_budget_kb"):
-        if isinstance(raw.get(key), int) and raw[key] < (1 if key == "cpu_mhz" else 0):
-            problems.append(f"'{key}' must be {'positive' if key == 'cpu_mhz' else '0 or more'}, got {raw[key]}")
+    numbers = [(f"serial.{key}", f"serial.{key}", serial[key]) for key in ("baud", "fast_baud") if key in serial]
+    numbers += [(key, key, raw[key]) for key in ("cpu_mhz", "sram_kb", "flash_kb", "arena_budget_kb")
+                if isinstance(raw.get(key), int)]  # (another type: reported with the required fields)
+    numbers += [(f"latency.{table}", f"latency.{table}.{kernels}.{op}", value)
+                for table in ("cycles_per_mac", "cycles_per_op", "cycles_per_output")
+                if not _kind_problem(latency.get(table, {}), "a table of tables of numbers")
+                for kernels, ops in latency.get(table, {}).items() for op, value in ops.items()]
+    for key, shown, value in numbers:
+        if not BOUNDS[key].accepts(value):
+            problems.append(f"'{shown}' is {BOUNDS[key].accepted()}, got {value!r}")
+    return problems
+
+
+# What each string of a profile may hold. The strings are written into generated files (platformio.ini,
+# a Makefile, C and INI comments, the README) or run as a command line, so each is held to characters
+# that stay inert there: no line breaks where a line ends a value (a newline in platformio.ini starts
+# a new section), no ';' '#' '[' '$' where the file gives them a meaning.
+_PIO_WORD = r"[A-Za-z0-9_.+@/:~=<>^*,!-][A-Za-z0-9_.+@/:~=<>^*,!#-]*"
+TEXT_RULES = {
+    "one line": (re.compile(r"[^\x00-\x1f\x7f]*"), "one line of text, without control characters"),
+    "text": (re.compile(r"[^\x00-\x08\x0b-\x1f\x7f]*"), "text without control characters (line breaks and tabs "
+                                                          "are fine)"),
+    "platformio value": (re.compile(f"{_PIO_WORD}( {_PIO_WORD})*"),
+                         "a PlatformIO value: words of letters, digits and _ . + @ / : ~ = < > ^ * , ! - # separated "
+                         "by single spaces, a word not starting with '#' (no ';', '[', '$', quotes or line breaks: "
+                         "platformio.ini would read them as comments, sections or variables)"),
+    "identifier": (re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*"),
+                   "letters, digits, '_', '.' and '-', starting with a letter or digit"),
+    "make word": (re.compile(r"[A-Za-z0-9_.+,=/:@-]+"),
+                  "one word of letters, digits and _ . + , = / : @ - (a Makefile would expand '$', end the line at "
+                  "'#' or a line break, and the shell would split a space)"),
+    "file name": (re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*"),
+                  "the name of a file in tinydeploy's firmware/ folder: letters, digits, '_', '.' and '-', no '/'"),
+    "debian package": (re.compile(r"[a-z0-9][a-z0-9+.-]+"),
+                       "a Debian package name: lower-case letters, digits, '+', '.' and '-'"),
+}
+PIO_FRAMEWORKS = (ESPIDF, ARDUINO)  # the frameworks a [platformio] table may name (tinydeploy.codegen.frameworks)
+
+
+def _text_fields(raw: dict, pio: dict, toolchain: dict | None, emulator: dict | None,
+                 latency: dict) -> list[tuple[str, object, str]]:
+    """(the key as the profile spells it, its value, its TEXT_RULES rule) for every string of a profile."""
+    fields = [(key, raw.get(key), "one line") for key in ("chip", "description")]
+    fields += [("platformio.platform", pio.get("platform"), "platformio value"),
+               ("platformio.board", pio.get("board"), "identifier")]
+    for key, rule in (("cc", "make word"), ("size", "make word"), ("linker_script", "file name"),
+                      ("cflags", "make word"), ("ldflags", "make word"), ("sources", "file name"),
+                      ("packages", "debian package")):
+        values = (toolchain or {}).get(key)
+        fields += [(f"toolchain.{key}", v, rule) for v in (values if isinstance(values, list) else [values])]
+    for key, rule in (("command", "one line"), ("packages", "debian package")):
+        values = (emulator or {}).get(key)
+        fields += [(f"emulator.{key}", v, rule) for v in (values if isinstance(values, list) else [values])]
+    fields += [("latency.source", latency.get("source"), "text"), ("latency.kernels", latency.get("kernels"), "identifier")]
+    for table in ("cycles_per_mac", "cycles_per_op", "cycles_per_output"):
+        for kernels, ops in (latency.get(table) or {}).items() if isinstance(latency.get(table), dict) else ():
+            fields.append((f"latency.{table}", kernels, "identifier"))
+            fields += [(f"latency.{table}.{kernels}", op, "identifier") for op in (ops if isinstance(ops, dict) else ())]
+    power = raw.get("power")
+    fields += [("power.source", power.get("source"), "text")] if isinstance(power, dict) else []
+    return [(key, value, rule) for key, value, rule in fields if isinstance(value, str)]
+
+
+def _text_problems(raw: dict, pio: dict, toolchain: dict | None, emulator: dict | None, latency: dict) -> list[str]:
+    """Strings holding characters the files they are written into would read as code, each named
+    with what is accepted (strings of the wrong type are reported by _type_problems)."""
+    problems = []
+    for key, value, rule in _text_fields(raw, pio, toolchain, emulator, latency):
+        pattern, accepted = TEXT_RULES[rule]
+        if not pattern.fullmatch(value):
+            problems.append(f"'{key}' is {value[:80]!r}; accepted: {accepted}")
+    framework = pio.get("framework")
+    if isinstance(framework, str) and framework not in PIO_FRAMEWORKS:
+        problems.append(f"'platformio.framework' is {framework[:80]!r}; accepted: {', '.join(PIO_FRAMEWORKS)}")
     return problems
 
 
@@ -282,8 +351,8 @@ def parse_board(text: str, origin: str) -> Board:
     except tomllib.TOMLDecodeError as exc:
         raise BadInput(f"board profile {origin}: invalid TOML ({exc})") from exc
     problems = [f"'{key}' missing" for key in _REQUIRED if key not in raw]
-    problems += [f"'{key}' must be a {kind.__name__}" for key, kind in _REQUIRED.items()
-                 if key in raw and not isinstance(raw[key], kind)]
+    problems += [f"'{key}' must be {_KIND_WORDS[kind]}, got {raw[key]!r}"[:200] for key, kind in _REQUIRED.items()
+                 if key in raw and (not isinstance(raw[key], kind) or isinstance(raw[key], bool))]
     pio = raw.get("platformio", {}) if isinstance(raw.get("platformio"), dict) else {}
     toolchain = raw.get("toolchain") if isinstance(raw.get("toolchain"), dict) else None
     emulator = raw.get("emulator") if isinstance(raw.get("emulator"), dict) else None
@@ -315,6 +384,7 @@ def parse_board(text: str, origin: str) -> Board:
                  for framework, name in (tflm or {}).items() if name not in TFLM_KERNEL_LIBRARIES]
     latency = raw.get("latency", {}) if isinstance(raw.get("latency"), dict) else {}
     problems += _type_problems(raw, pio, toolchain, emulator, latency)
+    problems += _text_problems(raw, pio, toolchain, emulator, latency)
     tables = latency.get("cycles_per_mac", {}) if isinstance(latency.get("cycles_per_mac", {}), dict) else {}
     kernels = latency.get("kernels", "esp-nn")
     if isinstance(kernels, str) and kernels not in tables:  # (not a string: reported above)

@@ -17,9 +17,12 @@ import math
 from dataclasses import dataclass
 from numbers import Integral, Real
 
-from tinydeploy.core.boards import SUPPLY_V_RANGE
 from tinydeploy.core.errors import BadInput
 from tinydeploy.core.names import ENGINE_NAMES
+
+
+SUPPLY_V_RANGE = (1.0, 5.5)  # volts: below 1 V or above 5.5 V no MCU board here runs
+MAX_BAUD = 20_000_000  # pyserial takes any positive rate; 20 Mbaud is well past any ESP32 UART (5 Mbaud)
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ BOUNDS = {bound.option: bound for bound in (
     Bound("--seed", int, 0, 2**31 - 1, noun="a seed",
           reason="numpy's seeds end at 2**32 - 1, and optimize adds a stage's index, search a trial's number: "
                  "half the range is kept for those"),
-    Bound("--baud", int, 1, 20_000_000, unit="baud", noun="a line rate",
+    Bound("--baud", int, 1, MAX_BAUD, unit="baud", noun="a line rate",
           reason="pyserial takes any positive rate; 20 Mbaud is well past any ESP32 UART (5 Mbaud)"),
     Bound("--tcp", int, 0, 65535, noun="a TCP port", reason="a loopback TCP port; 0 asks the system for a free one"),
     Bound("--runs", int, 1, reason="a latency needs at least one timed inference"),
@@ -139,6 +142,25 @@ BOUNDS = {bound.option: bound for bound in (
     Bound("sample values", float, 0, 1e18, noun="a magnitude",
           reason="float32 overflows at 3.4e38, so the square of a value above ~1.8e19 is Inf; at 1e20 the int8 "
                  "converter left a model's dense layer in float"),
+    # A board profile's numbers (tinydeploy.core.boards), keyed as the profile spells them. They
+    # divide latencies and land in platformio.ini and sdkconfig, so each is held to a physical range.
+    Bound("cpu_mhz", int, 1, 1000, unit="MHz", noun="a CPU clock",
+          reason="the fastest ESP32 (the P4) runs at 400 MHz; 1000 MHz or more is a clock given in kHz or Hz"),
+    Bound("sram_kb", int, 1, 65536, unit="KB", noun="an internal RAM size",
+          reason="an ESP32-P4 has 768 KB; 64 MB is more than any module's RAM, PSRAM included (32 MB)"),
+    Bound("flash_kb", int, 0, 1_048_576, unit="KB", noun="a flash size",
+          reason="0 for a board that runs from RAM; 1 GB is past any flash chip an ESP32 addresses"),
+    Bound("arena_budget_kb", int, 1, 65536, unit="KB", noun="an arena budget",
+          reason="a budget of 0 KB is never met; more than 64 MB is more RAM than any board here has"),
+    Bound("serial.baud", int, 1, MAX_BAUD, unit="baud", noun="a line rate", reason="as --baud"),
+    Bound("serial.fast_baud", int, 1, MAX_BAUD, unit="baud", noun="a line rate", reason="as --baud"),
+    Bound("latency.cycles_per_mac", float, 0, 1e6, noun="a cycle count",
+          reason="per MAC (per element for an op without MACs): TFLM's reference kernels take ~140 on an ESP32; "
+                 "a negative or NaN count would make a negative or NaN latency that budgets judge as met"),
+    Bound("latency.cycles_per_output", float, 0, 1e6, noun="a cycle count",
+          reason="per output element (a requantization): tens of cycles measured; a million is a typo"),
+    Bound("latency.cycles_per_op", float, 0, 1e9, noun="a cycle count",
+          reason="fixed cycles per layer: hundreds measured; 1e9 is seconds at any clock here"),
 )}
 
 

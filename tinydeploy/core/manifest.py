@@ -4,16 +4,20 @@ was rendered for, so build, flash and emulate need no options to find them again
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from tinydeploy.core.boards import Board, board_from_file, get_board
+from tinydeploy.core.boards import Board, board_from_file, get_board, load_boards
+from tinydeploy.core.errors import BadInput
 
 PROJECT_FILE = "tinydeploy.json"
 
 
 def project_file(banner: str, board: Board, engine: str, framework: str, model_sha256: str, arena_bytes: int) -> str:
-    """tinydeploy.json's text: what was rendered, for build, flash, emulate and bench."""
-    return json.dumps({"generated_by": banner, "board": board.name, "board_profile": board.path, "engine": engine,
+    """tinydeploy.json's text: what was rendered, for build, flash, emulate and bench. The board's
+    profile is recorded by its absolute path, so a command run from another folder finds it."""
+    return json.dumps({"generated_by": banner, "board": board.name, "board_profile": os.path.abspath(board.path),
+                       "engine": engine,
                        "framework": framework, "model_sha256": model_sha256,
                        "arena_bytes": arena_bytes, "baud": board.baud}, indent=2, ensure_ascii=False) + "\n"
 
@@ -33,4 +37,7 @@ def rendered_board(project_dir: str | Path) -> Board | None:
         board = board_from_file(profile)
         if board.name == info["board"]:
             return board
+    if isinstance(profile, str) and info["board"] not in load_boards():
+        raise BadInput(f"{project_dir} was rendered for board '{info['board']}' of the profile {profile}, which is "
+                       "no longer there; put it back, or render again with --boards-dir naming its folder")
     return get_board(info["board"])

@@ -6,7 +6,10 @@ that lives only while its operator runs. Which kernels ask, and for how much,
 depends on the kernel library the firmware links:
 
 - ``reference``: TFLite Micro's reference kernels (the host's tflite-micro
-  package, Arduino's Chirale_TensorFlowLite);
+  package);
+- ``cmsis-nn``: Arduino's Chirale_TensorFlowLite (2.0.0), whose CONV_2D, DEPTHWISE_CONV_2D,
+  FULLY_CONNECTED, pooling, ADD, MUL and SOFTMAX are CMSIS-NN's, built from its portable C
+  (an ESP32 is no Arm core: neither ARM_MATH_DSP nor MVE);
 - ``esp-nn``: esp-tflite-micro with ESP-NN's generic C path (ESP32, ESP32-C3);
 - ``esp-nn-s3``: esp-tflite-micro with ESP-NN's ESP32-S3 assembly kernels.
 
@@ -190,7 +193,29 @@ class EspNnS3(EspNnGeneric):
         return 4 * width  # esp_nn_get_softmax_scratch_size_esp32s3
 
 
-LIBRARIES: dict[str, KernelLibrary] = {lib.name: lib for lib in (KernelLibrary(), EspNnGeneric(), EspNnS3())}
+class CmsisNnPortable(KernelLibrary):
+    """CMSIS-NN's kernels in Chirale_TensorFlowLite 2.0.0, portable C (no DSP or MVE extension).
+    Of its size functions only the convolution's asks for scratch there: an im2col buffer of
+    two int16 columns (arm_convolve_s8_get_buffer_size: 2 * in_ch * filter_w * filter_h int16),
+    except on the 1x1 fast path (no padding, stride 1, dilation 1: arm_convolve_1x1_s8_fast, 0).
+    Depthwise, fully connected and average pooling ask for none without DSP."""
+
+    name = "cmsis-nn"
+    description = "CMSIS-NN portable C kernels (Chirale_TensorFlowLite)"
+
+    def scratch(self, model: Model, op: Operator) -> list[tuple[str, int]]:
+        requests = super().scratch(model, op)
+        if op.name == "CONV_2D" and _is_int8(model, op.inputs[0]):
+            w, o = window(model, op), op.options
+            one_by_one = (w.filter_w == w.filter_h == 1 and w.pad_w == w.pad_h == 0 and w.stride_w == w.stride_h == 1
+                          and o.get("dilation_w", 1) == o.get("dilation_h", 1) == 1)
+            if not one_by_one:
+                requests.append(("CMSIS-NN im2col", 2 * w.in_ch * w.filter_w * w.filter_h * 2))
+        return requests
+
+
+LIBRARIES: dict[str, KernelLibrary] = {lib.name: lib for lib in (KernelLibrary(), EspNnGeneric(), EspNnS3(),
+                                                                 CmsisNnPortable())}
 
 
 def library(name: str) -> KernelLibrary:

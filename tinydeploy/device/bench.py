@@ -132,7 +132,8 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
           expect_model: str | Path | None = None, samples: tuple[np.ndarray, np.ndarray] | None = None,
           timeout: float = 10.0, reset: bool = True, progress: Callable[[int, int], None] | None = None,
           profile: bool = False, force: bool = False, power_monitor: str | None = None,
-          power_voltage: float = 3.3) -> BenchResult:
+          power_voltage: float = 3.3, min_agreement: float | None = None,
+          boards_dir: tuple[str | Path, ...] = ()) -> BenchResult:
     """Connect to a device, read its info, measure latency and optionally validate it.
 
     Args:
@@ -151,6 +152,9 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
             firmware on the monitor's marker input, and the result's power is the measured µJ per
             inference, idle current and sample rate (its samples in OUT/power.npz).
         power_voltage: the supply voltage the monitor gives the board (or the board's own supply).
+        min_agreement: with samples, the smallest top-1 agreement with the host reference the run
+            accepts (1: the device must agree on every sample); None judges nothing.
+        boards_dir: folders of user board profiles, for profile's per-layer estimates.
 
     Returns:
         The result (also in OUT/results.json).
@@ -158,21 +162,39 @@ def bench(port: str, out: str | Path, baud: int = 115200, runs: int = 20, warmup
     Raises:
         BadInput: bad options, or files of the user's in out.
         StepFailed: the port, the device, the model check or the power monitor failed (a monitor
-            that stops answering keeps its samples), or another run writes into out; results so
-            far are saved.
+            that stops answering keeps its samples), another run writes into out, or the device
+            agreed with the host on fewer samples than min_agreement; results so far are saved.
     """
     _check_options(baud, runs, warmup, timeout, samples, expect_model)
+    if min_agreement is not None:
+        check("--min-agreement", min_agreement)
     check_port(port)
     power_spec = _power_spec(power_monitor, power_voltage)
     monitor = open_monitor(power_spec, voltage_v=power_voltage) if power_spec else None  # checks its options
     names = OUTPUTS + (PROFILE_PAGE,) * profile + (POWER_SAMPLES,) * (monitor is not None)
     with run_folder(out, names, force) as folder:
-        return _bench(port, folder, baud, runs, warmup, expect_model, samples, timeout, reset, progress, profile,
-                      monitor)
+        result = _bench(port, folder, baud, runs, warmup, expect_model, samples, timeout, reset, progress, profile,
+                        monitor, tuple(boards_dir))
+    _check_agreement(result.validation, min_agreement)
+    return result
+
+
+def _check_agreement(validation: dict | None, min_agreement: float | None) -> None:
+    """Device truth: a device whose answers differ from the host's on more samples than
+    min_agreement allows fails the bench (its results are saved)."""
+    if min_agreement is None or not validation or validation.get("top1_agreement", 1.0) >= min_agreement:
+        return
+    raise StepFailed(f"the device agreed with the host reference ({validation.get('reference', 'host')}) on "
+                     f"{validation['top1_agreement']:.2%} of {validation['samples']} samples, below --min-agreement "
+                     f"{min_agreement:g} (outputs up to {validation.get('max_output_diff_lsb')} LSB apart; device "
+                     f"accuracy {validation.get('device_accuracy')}, host {validation.get('host_accuracy')}); "
+                     "its kernels compute this model differently. Results are saved; lower --min-agreement to "
+                     "accept the difference")
 
 
 def _bench(port: str, out: Path, baud: int, runs: int, warmup: int, expect_model, samples, timeout: float,
-           reset: bool, progress, profile: bool, monitor: PowerMonitor | None) -> BenchResult:
+           reset: bool, progress, profile: bool, monitor: PowerMonitor | None,
+           boards_dir: tuple = ()) -> BenchResult:
     result = BenchResult(port)
 
     def save() -> None:  # after every timing and sample: a run that stops keeps what it measured
@@ -214,7 +236,7 @@ def _bench(port: str, out: Path, baud: int, runs: int, warmup: int, expect_model
                                          engine=result.info.get("engine", TFLM),
                                          kernels=result.info.get("kernels"), on_sample=validated))
         if profile:
-            result.profile = profile_layers(conn, result.info, expect_model)
+            result.profile = profile_layers(conn, result.info, expect_model, boards_dir)
             save()
             from tinydeploy.core.report import profile_html
             write_atomically(out / PROFILE_PAGE, profile_html(result.to_dict()))

@@ -11,10 +11,12 @@ from tinydeploy.core.protocol import VIRTUAL_LAYER_BASIS
 from tinydeploy.device.connection import Connection
 
 
-def profile_layers(conn: Connection, info: dict, model_path: str | Path | None = None) -> dict:
+def profile_layers(conn: Connection, info: dict, model_path: str | Path | None = None,
+                   boards_dir: tuple[str | Path, ...] = ()) -> dict:
     """Each layer's time on the device (the protocol's layers%: one more inference, timed per
     operator by the firmware's own clock), beside the board profile's estimate for it when the
-    host has the model and knows the board.
+    host has the model and knows the board (a shipped profile, or one in boards_dir or
+    $TINYDEPLOY_BOARDS).
 
     Raises:
         DeviceError: the firmware has no per-layer profile, or the run failed.
@@ -36,7 +38,7 @@ def profile_layers(conn: Connection, info: dict, model_path: str | Path | None =
         from tinydeploy.codegen.engines import ENGINES
         from tinydeploy.core.model import load_model
         model = load_model(model_path)
-        board = load_boards().get(str(info.get("board")))
+        board = load_boards(tuple(boards_dir)).get(str(info.get("board")))
         engine_name = str(info.get("engine", TFLM))
         engine = ENGINES.get(engine_name)
         timed = engine.timed_operators(model) if engine else [op.index for op in model.operators]

@@ -64,7 +64,7 @@ def energy_figures(results: dict, targets: Targets, board: Board | None, latency
     return figures.energy(board, latency_ms, latency_basis, targets.rate_hz, targets.power_budget_mw)
 
 
-def verify(results: dict, targets: Targets = Targets(), min_agreement: float = 0.99,
+def verify(results: dict, targets: Targets = Targets(), min_agreement: float = 1.0,
            latency_estimate_ms: float | None = None, board: Board | None = None) -> list[TargetResult]:
     """The verdict on each target.
 

@@ -58,7 +58,7 @@ class DeployReport:
 
 
 def deploy(dataset: Dataset, data_source: str, board: Board, out: str | Path, targets: Targets = Targets(),
-           port: str | None = None, budget: str = "default", seed: int = 0, min_agreement: float = 0.99,
+           port: str | None = None, budget: str = "default", seed: int = 0, min_agreement: float = 1.0,
            progress: Callable[[str, dict], None] | None = None, stages: tuple[str, ...] | None = None,
            farm: list | None = None, force: bool = False, front_end: str | Path = "auto",
            min_accuracy: float | None = None) -> DeployReport:

@@ -8,7 +8,7 @@ from tinydeploy.runtime import _tf
 
 
 def to_int8_tflite(keras_model, representative: np.ndarray, samples: int = 200, seed: int = 0,
-                   static_batch: bool = True) -> bytes:
+                   static_batch: bool = True, per_tensor_dense: bool = False) -> bytes:
     """Convert with full integer quantization: int8 weights, activations, input and output.
 
     Args:
@@ -19,6 +19,9 @@ def to_int8_tflite(keras_model, representative: np.ndarray, samples: int = 200, 
         seed: which ones are drawn.
         static_batch: convert for a batch of 1, as the board runs it (False: an unknown batch,
             as a converter given only the Keras model produces; tests use it for such models).
+        per_tensor_dense: quantize dense (FULLY_CONNECTED) weights with one scale per tensor, not
+            per output channel: kernels with one multiplier per layer (the Arduino library's
+            CMSIS-NN FULLY_CONNECTED) then compute the model exactly.
 
     Returns:
         The .tflite bytes.
@@ -39,6 +42,8 @@ def to_int8_tflite(keras_model, representative: np.ndarray, samples: int = 200, 
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
+    if per_tensor_dense:  # the converter's own switch (TensorFlow >= 2.16)
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     return _quietly(converter.convert)
 
 

@@ -196,6 +196,19 @@ class SearchConfig:
     join: bool = False
     budget: str = "fast"
     force: bool = False  # write over files in out that tinydeploy did not write
+    optuna_log: bool = False  # show Optuna's own log, failed trials' tracebacks included (--debug)
+
+
+class CandidateFailed(Exception):
+    """One candidate could not be costed, trained, converted or evaluated: its trial fails, the
+    search goes on (Optuna catches this type only)."""
+
+
+def _why(exc: BaseException) -> str:
+    """A failure in one line: a tinydeploy error's own message, else its type and first line."""
+    from tinydeploy.core.errors import TinyDeployError
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    return text if isinstance(exc, TinyDeployError) else f"{type(exc).__name__}: {text}".rstrip(": ")
 
 
 def _objective(config: SearchConfig, progress: Callable[[str, dict], None] | None):
@@ -207,6 +220,18 @@ def _objective(config: SearchConfig, progress: Callable[[str, dict], None] | Non
     data = config.data
 
     def objective(trial):
+        try:
+            return candidate(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of one candidate is that trial's failure
+            why = _why(exc)
+            trial.set_user_attr("failed", why)
+            if progress:
+                progress("failed", {"trial": trial.number, "why": why})
+            raise CandidateFailed(why) from exc
+
+    def candidate(trial):
         arch = sample_arch(trial, data)
         spec = json.dumps(arch.to_dict(), sort_keys=True)
         trial.set_user_attr("arch", arch.to_dict())
@@ -298,9 +323,22 @@ def _search(config: SearchConfig, out: Path, progress: Callable[[str, dict], Non
                  "max_latency_ms": f"{floor.latency_ms:.3f} ms"}
         raise BadInput("no architecture in the search space can meet " + ", ".join(
             f"--{k.replace('_', '-')} {getattr(config.targets, k):g} (the smallest needs {found[k]})" for k in over))
-    study.optimize(_objective(config, progress), n_trials=config.trials, timeout=config.timeout,
-                   catch=(), gc_after_trial=True)
-    return summarize(study, config, storage)
+    import optuna
+    verbosity = optuna.logging.get_verbosity()
+    if not config.optuna_log:  # a failed trial is reported by progress and the summary, without Optuna's traceback
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+    first = len(study.get_trials(deepcopy=False))
+    try:
+        study.optimize(_objective(config, progress), n_trials=config.trials, timeout=config.timeout,
+                       catch=(CandidateFailed,), gc_after_trial=True)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    summary = summarize(study, config, storage)
+    ran = study.get_trials(deepcopy=False)[first:]
+    if ran and all(t.state == optuna.trial.TrialState.FAIL for t in ran):
+        raise StepFailed(f"every trial of this run failed ({len(ran)}); the first: trial {ran[0].number}: "
+                         f"{ran[0].user_attrs.get('failed', 'no reason recorded')}")
+    return summary
 
 
 def summarize(study, config: SearchConfig, storage: str) -> dict:
@@ -317,6 +355,8 @@ def summarize(study, config: SearchConfig, storage: str) -> dict:
         "rejection_rate": round(len(rejected) / len(trials), 3) if trials else None,
         "scaled_to_fit": sum(1 for t in trials if t.user_attrs.get("scaled")),
         "failed": sum(t.state == optuna.trial.TrialState.FAIL for t in trials),
+        "failed_trials": [{"trial": t.number, "why": t.user_attrs.get("failed", "stopped (a lost worker, say)")}
+                          for t in trials if t.state == optuna.trial.TrialState.FAIL],
         "pareto_front": [{"trial": t.number, "accuracy": t.values[0], "latency_ms": t.values[1],
                           "arena_bytes": int(t.values[2]), "flash_bytes": t.user_attrs["costs"]["flash_bytes"],
                           "energy_uj": t.user_attrs["costs"].get("energy_uj"),
