@@ -54,6 +54,7 @@ class TflmEngine:
     labels = True  # its firmware prints class names
     emulated = False  # it has no build for the emulated board
     reference_basis = "host TFLM interpreter, same int8 inputs"
+    fixed_plan = False  # a model image for it may change the model's layers (within its ops and arena)
 
     def check(self, model: Model) -> None:
         """Raise BadInput unless the model is full int8 with only operators TFLM has."""
@@ -151,6 +152,7 @@ class CEngine:
     labels = False  # its firmware reports class indices
     emulated = True  # its firmware runs on the emulated RV32 board, which counts instructions
     reference_basis = "TFLite reference kernels (tf.lite.Interpreter, BUILTIN_REF), same int8 inputs"
+    fixed_plan = True  # its code is the plan: a model image for it may change the weights only
 
     def check(self, model: Model) -> None:
         cengine.lower(model)  # BadInput listing every operator it lacks
