@@ -23,6 +23,7 @@ SUBTYPES = {"td_state": 0x40, "model_a": 0x41, "model_b": 0x42}
 SLOT_NAMES = {"a": "model_a", "b": "model_b"}
 APP_BYTES = 0x180000  # 1.5 MB for the application, as ESP-IDF's "large single app" table gives it
 FILE = "partitions.csv"
+HEADER_ROOM = 0x1000  # an image's header beside its model, at most (operators, arena figures, labels)
 
 
 def _up(n: int, to: int) -> int:

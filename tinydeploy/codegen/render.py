@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinydeploy import __version__
-from tinydeploy.codegen import cgen
+from tinydeploy.codegen import cgen, package, partitions
 from tinydeploy.core import protocol
 from tinydeploy.runtime import tflm
 from tinydeploy.core.boards import Board
@@ -45,6 +45,7 @@ class RenderOptions:
     arena_margin_percent: float = 10.0
     labels: tuple[str, ...] = ()
     engine: str | None = None
+    model_partition: bool = False  # the model in two flash slots (A/B) instead of the application
 
 
 def device_info_format(model: Model, board: Board, framework, engine, arena_bytes: int) -> str:
@@ -116,12 +117,31 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
         "arena_bytes": arena_bytes, "arena_need": need, "margin_percent": f"{options.arena_margin_percent:g}",
         "info_format": cgen.string_literal(device_info_format(model, board, framework, engine, arena_bytes)),
     }
+    if options.model_partition and getattr(framework, "model_partition", False):
+        added = framework.partition_values()  # the custom partition table, in sdkconfig and platformio.ini
+        values["sdkconfig"] = [*values.get("sdkconfig", []), *added["sdkconfig"]]
+        values["extra"] = [*values.get("extra", []), *added["extra"]]
     env = environment()
     files = engine.files(prepared, board, framework, values, env)
     files["src/td_board.h"] = env.get_template("common/td_board.h.j2").render(**values)
     files["src/td_board.c"] = env.get_template("common/td_board.c.j2").render(**values)
-    files[PROJECT_FILE] = project_file(BANNER, board, engine.name, framework.name, model.sha256, arena_bytes)
+    contract = package.contract(model, engine.name, arena_bytes, engine.info(board, framework).get("kernels"),
+                                engine.fixed_plan)
+    slots = _model_partition(files, model, board, framework) if options.model_partition else None
+    files[PROJECT_FILE] = project_file(BANNER, board, engine.name, framework.name, model.sha256, arena_bytes,
+                                       contract, slots)
     return files
+
+
+def _model_partition(files: dict[str, str], model: Model, board: Board, framework) -> dict:
+    """render --model-partition: the partition table with the model slots (codegen.partitions),
+    added to files; returns the slots' partitions for tinydeploy.json."""
+    if not getattr(framework, "model_partition", False):
+        raise BadInput(f"--model-partition needs ESP-IDF's esp_partition_mmap: render with --framework espidf "
+                       f"(not {framework.name})")
+    parts = partitions.layout(board.flash_kb, model.size_bytes + partitions.HEADER_ROOM)
+    files[partitions.FILE] = partitions.csv(parts, BANNER)
+    return {p.name: p.to_dict() for p in parts if p.name in ("td_state", *partitions.SLOT_NAMES.values())}
 
 
 def read_labels(path: str | Path) -> tuple[str, ...]:
