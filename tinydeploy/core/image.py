@@ -238,12 +238,14 @@ def firmware_contract(engine: str, ops, arena_bytes: int, kernels: str | None, i
             "input": input.to_dict(), "output": output.to_dict(), "plan_sha256": plan_sha256}
 
 
-def _shape(shape) -> str:
-    return "×".join(str(d) for d in shape) or "scalar"
+def _shape(shape, times: str = "×") -> str:
+    return times.join(str(d) for d in shape) or "scalar"
 
 
-def problems(header: Header, contract: dict) -> list[str]:
-    """Why an image's model cannot run on a firmware with this contract ([] when it fits)."""
+def problems(header: Header, contract: dict, device: bool = False) -> list[str]:
+    """Why an image's model cannot run on a firmware with this contract ([] when it fits).
+    device: in the firmware's ASCII words (x, !=), as it prints them over serial."""
+    times, differs = ("x", "!=") if device else ("×", "≠")
     found = []
     registered = set(contract.get("ops") or ())
     for op in sorted(set(header.ops) - registered):
@@ -251,7 +253,7 @@ def problems(header: Header, contract: dict) -> list[str]:
     plan = contract.get("plan_sha256")
     if plan:  # the C engine: its code is the plan; only the weights may change
         if header.plan_sha256 != plan:
-            found.append(f"plan {(header.plan_sha256 or 'none')[:12]} ≠ the firmware's {plan[:12]} (the C engine "
+            found.append(f"plan {(header.plan_sha256 or 'none')[:12]} {differs} the firmware's {plan[:12]} (the C engine "
                          "keeps its code: only a model with the same layers and shapes fits)")
         need = header.c_arena_bytes
     else:
@@ -266,15 +268,15 @@ def problems(header: Header, contract: dict) -> list[str]:
     for role, spec in (("input", header.input), ("output", header.output)):
         want = contract.get(role) or {}
         if want and list(spec.shape) != list(want.get("shape", [])):
-            found.append(f"{role} {_shape(spec.shape)} ≠ {_shape(want.get('shape', []))}")
+            found.append(f"{role} {_shape(spec.shape, times)} {differs} {_shape(want.get('shape', []), times)}")
         elif want and spec.dtype != want.get("dtype"):
-            found.append(f"{role} {spec.dtype} ≠ {want.get('dtype')}")
+            found.append(f"{role} {spec.dtype} {differs} {want.get('dtype')}")
     return found
 
 
-def check_fits(header: Header, contract: dict, where: str = "image") -> None:
+def check_fits(header: Header, contract: dict, where: str = "image", device: bool = False) -> None:
     """Raise BadInput listing every reason the image does not fit the firmware."""
-    found = problems(header, contract)
+    found = problems(header, contract, device)
     if found:
         raise BadInput(f"{where} (model {header.version}) does not fit the firmware: " + "; ".join(found))
 

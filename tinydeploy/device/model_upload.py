@@ -67,7 +67,7 @@ def upload_model(port: str, image_path: str | Path, log_path: str | Path, baud: 
     header = image.parse(data, str(path)).header  # refuse a bad image before touching the device
     conn = Connection(port, baud, Path(log_path), timeout)
     try:
-        conn.sync()
+        conn.sync(boot_wait=0.2)  # no reset: the device is running, only get in step with it
         before = read_info(conn)
         if "model_slot" not in before:
             raise StepFailed(f"the device on {port} keeps its model in the application (its info% has no "

@@ -91,7 +91,7 @@ def check_slot(flash: FileFlash, slot: str, contract: dict) -> image.Image:
     if image_bytes > flash.sizes[name]:
         raise BadInput(f"slot {slot}: the image's {image_bytes:,} B exceed the slot's {flash.sizes[name]:,}")
     parsed = image.parse(flash.read(name, 0, image_bytes), f"slot {slot}")
-    image.check_fits(parsed.header, contract, f"slot {slot}")
+    image.check_fits(parsed.header, contract, f"slot {slot}", device=True)
     return parsed
 
 
