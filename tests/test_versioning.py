@@ -424,3 +424,148 @@ def test_package_and_flash_dry_run_say_whether_an_image_fits_a_project(zoo, tmp_
     assert run_cli(*["render", str(paths["a"]), "--board", "esp32-c3-devkitm-1", "--out", str(plain)])[0] == 0
     code, _, err = run_cli(*["flash", str(plain), "--model", str(out), "--dry-run"])
     assert code == 2 and "--model-partition" in err
+
+
+# -- the C firmware (firmware/td_slots.c) against its Python twin -----------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+TWIN_OPS = ("CONV_2D", "FULLY_CONNECTED", "SOFTMAX")
+TWIN_SLOT = 0x10000
+
+
+@pytest.fixture(scope="module")
+def slots_host(tmp_path_factory):
+    from tests.helpers import need_programs
+    need_programs("gcc", packages="gcc")
+    exe = tmp_path_factory.mktemp("slots") / "slots_host"
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", f"-I{ROOT / 'firmware'}",
+                    str(ROOT / "firmware" / "td_protocol.c"), str(ROOT / "firmware" / "td_slots.c"),
+                    str(ROOT / "tests" / "slots_host.c"), "-o", str(exe)], check=True)
+    return exe
+
+
+def _twin_contract() -> dict:
+    return image.firmware_contract("tflm", TWIN_OPS, 11680, "esp-nn", image.TensorSpec((1, 32, 32, 1), "int8", 0.5, 0),
+                                   image.TensorSpec((1, 10), "int8", 0.5, 0))
+
+
+def _twin_image(version: str, seed: int, **changes) -> bytes:
+    model = np.random.default_rng(seed).integers(0, 256, 1500, dtype=np.uint8).tobytes()
+    values = dict(ops=TWIN_OPS, arena={"reference": 10000, "esp-nn": 10600, "esp-nn-s3": 11400},
+                  input=image.TensorSpec((1, 32, 32, 1), "int8", 0.5, 0), output=image.TensorSpec((1, 10), "int8", 0.5, 0),
+                  labels=())
+    values.update(changes)
+    return image.pack(_header(model, version=version, **values), model)
+
+
+def _python_twin(folder: Path, contract: dict, script: bytes) -> bytes:
+    """The virtual device's side (device/slots.py and core/protocol.py) on the same script."""
+    from tinydeploy.core.protocol import DeviceProtocol
+    out = bytearray()
+    flash = slots.FileFlash(folder, TWIN_SLOT)
+    position = 0
+    while True:
+        booted = slots.boot(flash, contract)
+        restarted = []
+
+        class Slots:
+            upload = slots.Upload(flash, booted.slot, contract)
+
+            def begin(self, size):
+                return self.upload.begin(size)
+
+            def chunk(self, data, crc):
+                return self.upload.chunk(data, crc)
+
+            def commit(self):
+                header = self.upload.commit().header
+                return f"{self.upload.target} {header.version} {header.model_sha256[:12]}"
+
+            def restart(self):
+                restarted.append(True)
+
+        info = json.dumps({"model_slot": booted.slot, "model_version": booted.image.header.version},
+                          separators=(",", ":"))
+        protocol = DeviceProtocol(out.extend, lambda: 0, lambda data: [0, 0], lambda: info, 4, 2, "host", "slots",
+                                  slots=Slots())
+        for message in booted.messages:
+            protocol.error(message)
+        protocol.boot()
+        while position < len(script) and not restarted:
+            protocol.feed(script[position:position + 1])
+            position += 1
+        if not restarted:
+            return bytes(out)
+
+
+def _upload_script(data: bytes, bad_crc_at: int | None = None) -> bytes:
+    script = f"info%model begin {len(data)}%".encode()
+    for number, start in enumerate(range(0, len(data), 300)):
+        piece = data[start:start + 300]
+        if number == bad_crc_at:
+            script += f"model chunk {len(piece)} {image.crc32(piece) ^ 0x10:08x}%".encode() + piece
+        script += f"model chunk {len(piece)} {image.crc32(piece):08x}%".encode() + piece
+    return script + b"model commit%info%"
+
+
+def _twin_cases():
+    good = _twin_image("1.1.0", 1)
+    flipped = bytearray(good)
+    flipped[-7] ^= 0x01
+    return {
+        "good": (_upload_script(good, bad_crc_at=2), "m-model-committed-[b 1.1.0 "),
+        "flipped": (_upload_script(bytes(flipped)), "bad checksum"),
+        "newer": (_upload_script(_newer(good)), "made by a newer tinydeploy"),
+        "extra_op": (_upload_script(_twin_image("1.2.0", 2, ops=(*TWIN_OPS, "MEAN"))), "op MEAN not registered"),
+        "bigger_arena": (_upload_script(_twin_image("1.3.0", 3, arena={"esp-nn": 21400})),
+                         "needs 21,400 B of arena, firmware has 11,680"),
+        "other_input": (_upload_script(_twin_image("1.4.0", 4, input=image.TensorSpec((1, 28, 28, 1), "int8", 0.5, 0))),
+                        "input 1x28x28x1 != 1x32x32x1"),
+        "usage": (b"model%model begin x%model chunk 0 1%model chunk 4 12345678%abcdmodel commit%", "usage: model"),
+        "no_kernels": (_upload_script(_twin_image("1.5.0", 5, arena={"reference": 1})),
+                       "no arena figure for the esp-nn kernels (it has: reference)"),
+    }
+
+
+@pytest.mark.host
+@pytest.mark.parametrize("case", list(_twin_cases()))
+def test_the_c_slots_answer_and_write_flash_exactly_as_the_python_twin(slots_host, tmp_path, case):
+    script, expected = _twin_cases()[case]
+    contract = _twin_contract()
+    folders = [tmp_path / "c", tmp_path / "py"]
+    for folder in folders:
+        store = slots.FileFlash(folder, TWIN_SLOT)
+        store.write("model_a", 0, _twin_image("1.0.0", 0))
+    c_out = subprocess.run([str(slots_host), str(folders[0]), str(TWIN_SLOT), ",".join(TWIN_OPS), "11680", "esp-nn",
+                            "1x32x32x1", "1x10"], input=script, capture_output=True, check=True).stdout
+    py_out = _python_twin(folders[1], contract, script)
+    assert c_out == py_out
+    assert expected in c_out.decode()
+    for name in ("td_state", "model_a", "model_b"):
+        assert (folders[0] / f"{name}.bin").read_bytes() == (folders[1] / f"{name}.bin").read_bytes(), name
+    if case == "good":
+        assert c_out.decode().count("m-init-done") == 2  # restarted into slot b
+        assert c_out.decode().endswith('m-info-{"model_slot":"b","model_version":"1.1.0"}\r\nm-ready\r\n')
+        assert "send it again" in c_out.decode()
+    elif case != "usage":
+        assert "keeps running" in c_out.decode() and c_out.decode().count("m-init-done") == 1
+
+
+@pytest.mark.host
+def test_the_c_boot_check_rolls_back_from_a_bad_slot_on_trial_as_the_twin_does(slots_host, tmp_path):
+    folders = [tmp_path / "c", tmp_path / "py"]
+    bad = bytearray(_twin_image("1.1.0", 1))
+    bad[300] ^= 0x80
+    for folder in folders:
+        store = slots.FileFlash(folder, TWIN_SLOT)
+        store.write("model_a", 0, _twin_image("1.0.0", 0))
+        slots.write_state(store, image.SlotState(1, "a", False, "a"))
+        store.write("model_b", 0, bytes(bad))
+        slots.write_state(store, image.SlotState(2, "b", True, "a"))  # as flash --model leaves it
+    c_out = subprocess.run([str(slots_host), str(folders[0]), str(TWIN_SLOT), ",".join(TWIN_OPS), "11680", "esp-nn",
+                            "1x32x32x1", "1x10"], input=b"info%", capture_output=True, check=True).stdout
+    assert c_out == _python_twin(folders[1], _twin_contract(), b"info%")
+    assert c_out.decode().startswith("e-[slot b: bad checksum")
+    assert "running slot a]" in c_out.decode() and '"model_slot":"a"' in c_out.decode()
+    assert (folders[0] / "td_state.bin").read_bytes() == (folders[1] / "td_state.bin").read_bytes()
+    assert slots.read_state(slots.FileFlash(folders[0], TWIN_SLOT))[0] == image.SlotState(3, "a", False, "a")
