@@ -517,3 +517,50 @@ int td_slots_byte(td_protocol *p, void *ctx, int byte) {
   chunk_done(p, s);
   return 0;
 }
+
+const uint8_t *td_slots_model(const td_slots *s) {
+  const uint8_t *base = s->running ? td_flash_map(s->running) : NULL;
+  return base ? base + s->image.header_bytes : NULL;
+}
+
+size_t td_slots_info(const td_slots *s, char *buf, size_t length, size_t size) {
+  static const char kSha[] = "\"model_sha256\":\"", kBytes[] = "\"model_bytes\":";
+  char copy[TD_INFO_SIZE], tail[96];
+  const char *at;
+  size_t n = length < sizeof(copy) - 1 ? length : sizeof(copy) - 1, o = 0;
+  int k;
+  if (!s->running || n == 0 || size == 0) return length;
+  memcpy(copy, buf, n);
+  copy[n] = '\0';
+  at = strstr(copy, kSha);
+  if (at != NULL && strlen(at) >= sizeof(kSha) - 1 + 64) { /* the slot's model, not the rendered one */
+    static const char hex[] = "0123456789abcdef";
+    char *digits = copy + (at - copy) + sizeof(kSha) - 1;
+    for (k = 0; k < 32; ++k) {
+      digits[2 * k] = hex[s->image.sha256[k] >> 4];
+      digits[2 * k + 1] = hex[s->image.sha256[k] & 15];
+    }
+  }
+  at = strstr(copy, kBytes);
+  buf[0] = '\0';
+  if (at != NULL) {
+    const char *end = at + sizeof(kBytes) - 1;
+    char number[16];
+    while (*end >= '0' && *end <= '9') ++end;
+    o = (size_t)(at - copy) + sizeof(kBytes) - 1;
+    if (o >= size) o = size - 1;
+    memcpy(buf, copy, o);
+    buf[o] = '\0';
+    snprintf(number, sizeof(number), "%lu", (unsigned long)s->image.model_bytes);
+    append(buf, size, number);
+    append(buf, size, end);
+  } else {
+    append(buf, size, copy);
+  }
+  o = strlen(buf);
+  if (o > 0 && buf[o - 1] == '}') buf[--o] = '\0';
+  snprintf(tail, sizeof(tail), ",\"model_slot\":\"%c\",\"model_version\":\"%s\",\"model_trial\":%s}",
+           slot_name(s->running), s->image.version, s->trial ? "true" : "false");
+  append(buf, size, tail);
+  return strlen(buf);
+}

@@ -83,6 +83,15 @@ void td_slots_first_inference(td_slots *s, int failed);
 int td_slots_command(td_protocol *p, void *ctx, const char *command, char *args);
 int td_slots_byte(td_protocol *p, void *ctx, int byte);
 
+/* The running slot's model (the flatbuffer after the image header), read in place through
+ * td_flash_map; NULL when no slot runs or the platform cannot map. */
+const uint8_t *td_slots_model(const td_slots *s);
+
+/* The info% line of the runner (length bytes in buf, a JSON object), told about the slot: its
+ * model_sha256 and model_bytes become the slot's, and model_slot, model_version and
+ * model_trial are added. Returns the new length (at most size - 1). */
+size_t td_slots_info(const td_slots *s, char *buf, size_t length, size_t size);
+
 /* CRC-32 (IEEE, reflected; zlib's crc32), continued from crc (0 to start). */
 uint32_t td_crc32(uint32_t crc, const void *data, size_t count);
 

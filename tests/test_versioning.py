@@ -484,7 +484,9 @@ def _python_twin(folder: Path, contract: dict, script: bytes) -> bytes:
             def restart(self):
                 restarted.append(True)
 
-        info = json.dumps({"model_slot": booted.slot, "model_version": booted.image.header.version},
+        info = json.dumps({"arena_used_bytes": 1, "model_sha256": booted.image.header.model_sha256,
+                           "model_bytes": len(booted.image.model), "board": "host", "model_slot": booted.slot,
+                           "model_version": booted.image.header.version, "model_trial": booted.trial},
                           separators=(",", ":"))
         protocol = DeviceProtocol(out.extend, lambda: 0, lambda data: [0, 0], lambda: info, 4, 2, "host", "slots",
                                   slots=Slots())
@@ -545,7 +547,7 @@ def test_the_c_slots_answer_and_write_flash_exactly_as_the_python_twin(slots_hos
         assert (folders[0] / f"{name}.bin").read_bytes() == (folders[1] / f"{name}.bin").read_bytes(), name
     if case == "good":
         assert c_out.decode().count("m-init-done") == 2  # restarted into slot b
-        assert c_out.decode().endswith('m-info-{"model_slot":"b","model_version":"1.1.0"}\r\nm-ready\r\n')
+        assert c_out.decode().endswith('"model_slot":"b","model_version":"1.1.0","model_trial":true}\r\nm-ready\r\n')
         assert "send it again" in c_out.decode()
     elif case != "usage":
         assert "keeps running" in c_out.decode() and c_out.decode().count("m-init-done") == 1
