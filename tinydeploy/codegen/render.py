@@ -28,7 +28,7 @@ from tinydeploy.core.errors import BadInput
 from tinydeploy.codegen.frameworks import FRAMEWORKS, framework_for
 from tinydeploy.core.manifest import PROJECT_FILE, project_file
 from tinydeploy.core.model import Model
-from tinydeploy.codegen.templating import BANNER, environment
+from tinydeploy.codegen.templating import BANNER, copied_firmware, environment
 
 __all__ = ["ENGINES", "FRAMEWORKS", "RenderOptions", "arena_size", "device_info_format", "read_labels", "render"]
 
@@ -117,12 +117,14 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
         "arena_bytes": arena_bytes, "arena_need": need, "margin_percent": f"{options.arena_margin_percent:g}",
         "info_format": cgen.string_literal(device_info_format(model, board, framework, engine, arena_bytes)),
     }
-    if options.model_partition and getattr(framework, "model_partition", False):
-        added = framework.partition_values()  # the custom partition table, in sdkconfig and platformio.ini
-        values["sdkconfig"] = [*values.get("sdkconfig", []), *added["sdkconfig"]]
-        values["extra"] = [*values.get("extra", []), *added["extra"]]
+    values.update({"slot_sources": [], "slot_defines": []})
+    if options.model_partition:
+        _partition_values(values, model, engine, framework, arena_bytes, board)
     env = environment()
     files = engine.files(prepared, board, framework, values, env)
+    if options.model_partition:
+        files.update(copied_firmware(SLOT_FIRMWARE))
+        files["src/td_contract.c"] = env.get_template("common/td_contract.c.j2").render(**values)
     files["src/td_board.h"] = env.get_template("common/td_board.h.j2").render(**values)
     files["src/td_board.c"] = env.get_template("common/td_board.c.j2").render(**values)
     contract = package.contract(model, engine.name, arena_bytes, engine.info(board, framework).get("kernels"),
@@ -131,6 +133,33 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
     files[PROJECT_FILE] = project_file(BANNER, board, engine.name, framework.name, model.sha256, arena_bytes,
                                        contract, slots)
     return files
+
+
+SLOT_FIRMWARE = ("td_slots.h", "td_slots.c", "td_main_slots.h", "td_main_slots.c", "hal_espidf_slots.c")
+
+
+def _partition_values(values: dict, model: Model, engine, framework, arena_bytes: int, board: Board) -> None:
+    """render --model-partition's build values: the slot firmware's sources and define, the
+    custom partition table in sdkconfig and platformio.ini, and the contract for td_contract.c."""
+    if not getattr(framework, "model_partition", False):
+        raise BadInput(f"--model-partition needs ESP-IDF's esp_partition_mmap: render with --framework espidf "
+                       f"(not {framework.name})")
+    if engine.fixed_plan:
+        raise BadInput(f"--model-partition: the {engine.name} engine's firmware does not read its weights from a "
+                       "slot yet; render with --engine tflm")
+    added = framework.partition_values()
+    contract = package.contract(model, engine.name, arena_bytes, engine.info(board, framework).get("kernels"))
+    dims = {role: contract[role]["shape"] for role in ("input", "output")}
+    values.update({
+        "sdkconfig": [*values.get("sdkconfig", []), *added["sdkconfig"]],
+        "extra": [*values.get("extra", []), *added["extra"]],
+        "slot_sources": ["td_slots.c", "td_main_slots.c", "hal_espidf_slots.c", "td_contract.c"],
+        "slot_defines": ["TD_MODEL_PARTITION"],
+        "contract": contract, "contract_ops": contract["ops"],
+        "contract_kernels": cgen.string_literal(contract["kernels"]) if contract["kernels"] else "NULL",
+        "contract_input": dims["input"] + [0] * (4 - len(dims["input"])), "contract_input_rank": len(dims["input"]),
+        "contract_output": dims["output"] + [0] * (4 - len(dims["output"])), "contract_output_rank": len(dims["output"]),
+    })
 
 
 def _model_partition(files: dict[str, str], model: Model, board: Board, framework) -> dict:
