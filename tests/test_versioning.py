@@ -571,3 +571,71 @@ def test_the_c_boot_check_rolls_back_from_a_bad_slot_on_trial_as_the_twin_does(s
     assert "running slot a]" in c_out.decode() and '"model_slot":"a"' in c_out.decode()
     assert (folders[0] / "td_state.bin").read_bytes() == (folders[1] / "td_state.bin").read_bytes()
     assert slots.read_state(slots.FileFlash(folders[0], TWIN_SLOT))[0] == image.SlotState(3, "a", False, "a")
+
+
+# -- the real TFLM firmware with --model-partition, built on the host ------------------------
+
+@pytest.mark.host
+def test_the_tflm_firmware_takes_model_b_over_serial_runs_it_from_the_slot_and_keeps_it(zoo, tmp_path):
+    """render --model-partition's ESP-IDF project (td_main, td_tflm_runner reading the model in
+    place from the mapped slot, td_slots, hal_espidf_slots.c), compiled 32-bit with warnings as
+    errors against bench/host_shim's ESP-IDF stand-ins (partitions as files, esp_restart as exec)."""
+    import pty
+    import tty
+    tflm_src = os.environ.get("TINYDEPLOY_TFLM_SRC")
+    esp_nn = os.environ.get("TINYDEPLOY_ESP_NN_SRC")
+    if not tflm_src or not esp_nn:
+        pytest.skip("set TINYDEPLOY_TFLM_SRC and TINYDEPLOY_ESP_NN_SRC to build the real TFLM firmware on the host")
+    from tests.helpers import missing, need_programs
+    need_programs("gcc", "g++", packages="gcc-multilib g++-multilib")
+    if subprocess.run(["gcc", "-m32", "-x", "c", "-", "-o", "/dev/null"], input=b"int main(void){return 0;}",
+                      capture_output=True).returncode:
+        missing("needs a 32-bit host compiler (Debian: apt-get install gcc-multilib g++-multilib)")
+    sys.path.insert(0, str(ROOT / "bench"))
+    import firmware_host_check
+    from tinydeploy.runtime import tflm
+    folder, paths = zoo
+    project = tmp_path / "fw"
+    code, _, err = run_cli(*["render", str(paths["a"]), "--board", "esp32-c3-devkitm-1", "--out", str(project),
+                             "--model-partition"])
+    assert code == 0, err
+    work = Path(os.environ.get("TINYDEPLOY_HOST_CHECK_WORK") or tmp_path / "host-check")
+    binary, _ = firmware_host_check.build(project, Path(tflm_src), Path(esp_nn), None, work / "slots")
+    sizes = json.loads((project / "tinydeploy.json").read_text())["model_slots"]
+    flash = tmp_path / "flash"
+    store = slots.FileFlash(flash, sizes["model_a"]["size"])
+    store.write("model_a", 0, package.package(load_model(paths["a"]), "1.0.0"))  # as `flash --model` leaves slot a
+    samples = np.random.default_rng(3).integers(-128, 128, (3, 1, 32, 32, 1), dtype=np.int8)
+    expected_b = [[int(v) for v in tflm.TflmRunner(load_model(paths["b"])).invoke_int8(s[0])] for s in samples]
+
+    def boot() -> tuple[subprocess.Popen, str, int]:
+        master, slave = pty.openpty()
+        tty.setraw(slave)
+        path = os.ttyname(slave)
+        os.close(slave)
+        process = subprocess.Popen([str(binary)], stdin=master, stdout=master, stderr=subprocess.DEVNULL,
+                                   env={**os.environ, "TD_HOST_FLASH": str(flash)})
+        return process, path, master
+
+    process, port, master = boot()
+    try:
+        assert _info(port, tmp_path / "a.log")["model_version"] == "1.0.0"
+        result = upload_model(port, folder / "b.bin", tmp_path / "upload.log")
+        assert (result["slot"], result["version"]) == ("b", "1.1.0")
+        info = _info(port, tmp_path / "b.log")
+        assert info["model_sha256"] == load_model(paths["b"]).sha256 and info["model_trial"] is True
+        assert info["engine"] == "tflm" and info["arena_used_bytes"] is not None
+        assert _outputs(port, tmp_path / "out.log", samples) == expected_b
+    finally:
+        process.kill()
+        process.wait()
+        os.close(master)
+    process, port, master = boot()  # a reset: the same flash
+    try:
+        info = _info(port, tmp_path / "reset.log")
+        assert (info["model_slot"], info["model_version"], info["model_trial"]) == ("b", "1.1.0", False)
+        assert _outputs(port, tmp_path / "again.log", samples[:1]) == expected_b[:1]
+    finally:
+        process.kill()
+        process.wait()
+        os.close(master)
