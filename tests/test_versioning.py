@@ -639,3 +639,20 @@ def test_the_tflm_firmware_takes_model_b_over_serial_runs_it_from_the_slot_and_k
         process.kill()
         process.wait()
         os.close(master)
+
+
+@pytest.mark.unit
+def test_a_slot_on_trial_whose_first_inference_fails_gives_way_to_the_last_good_one(tmp_path):
+    store = slots.FileFlash(tmp_path, TWIN_SLOT)
+    store.write("model_a", 0, _twin_image("1.0.0", 0))
+    upload = slots.Upload(store, slots.boot(store, _twin_contract()).slot, _twin_contract())
+    data = _twin_image("1.1.0", 1)
+    upload.begin(len(data))
+    upload.chunk(data, image.crc32(data))
+    upload.commit()
+    booted = slots.boot(store, _twin_contract())
+    assert (booted.slot, booted.trial) == ("b", True)
+    assert "rolled back to slot a" in slots.failed_first(store, booted)
+    again = slots.boot(store, _twin_contract())
+    assert (again.slot, again.trial, again.image.header.version) == ("a", False, "1.0.0")
+    assert slots.failed_first(store, again) is None  # not on trial: nothing to roll back
