@@ -609,13 +609,11 @@ def test_the_tflm_firmware_takes_model_b_over_serial_runs_it_from_the_slot_and_k
     expected_b = [[int(v) for v in tflm.TflmRunner(load_model(paths["b"])).invoke_int8(s[0])] for s in samples]
 
     def boot() -> tuple[subprocess.Popen, str, int]:
-        master, slave = pty.openpty()
+        master, slave = pty.openpty()  # the slave stays open, so the firmware never reads an EOF
         tty.setraw(slave)
-        path = os.ttyname(slave)
-        os.close(slave)
         process = subprocess.Popen([str(binary)], stdin=master, stdout=master, stderr=subprocess.DEVNULL,
                                    env={**os.environ, "TD_HOST_FLASH": str(flash)})
-        return process, path, master
+        return process, os.ttyname(slave), master
 
     process, port, master = boot()
     try:
@@ -656,3 +654,103 @@ def test_a_slot_on_trial_whose_first_inference_fails_gives_way_to_the_last_good_
     again = slots.boot(store, _twin_contract())
     assert (again.slot, again.trial, again.image.header.version) == ("a", False, "1.0.0")
     assert slots.failed_first(store, again) is None  # not on trial: nothing to roll back
+
+
+@pytest.mark.host
+def test_the_esp_idf_slot_firmware_boots_updates_over_serial_restarts_and_keeps_the_new_model(zoo, tmp_path):
+    """The rendered --model-partition project's td_main.c, td_main_slots.c, td_slots.c, td_contract.c,
+    hal_espidf.c and hal_espidf_slots.c, built with warnings as errors against bench/host_shim's
+    ESP-IDF stand-ins (partitions are files, esp_partition_mmap is mmap, esp_restart an exec), with
+    a stand-in runner that reads the model in place from the mapped slot (tests/slot_runner_host.c;
+    the TFLM build of the same project: the test above)."""
+    import pty
+    import tty
+    from tests.helpers import need_programs
+    need_programs("gcc", packages="gcc")
+    folder, paths = zoo
+    project = tmp_path / "fw"
+    code, _, err = run_cli(*["render", str(paths["a"]), "--board", "esp32-c3-devkitm-1", "--out", str(project),
+                             "--model-partition"])
+    assert code == 0, err
+    src, shim = project / "src", ROOT / "bench" / "host_shim"
+    binary = tmp_path / "firmware"
+    sources = [src / name for name in ("td_main.c", "td_main_slots.c", "td_slots.c", "td_contract.c", "td_protocol.c",
+                                       "td_board.c", "hal_espidf.c", "hal_espidf_slots.c")]
+    sources += [ROOT / "tests" / "slot_runner_host.c", shim / "host_uart.c", shim / "espidf" / "espidf_shim.c",
+                shim / "espidf" / "esp_partition_shim.c"]
+    subprocess.run(["gcc", "-Wall", "-Wextra", "-Werror", "-O1", "-DTD_MODEL_PARTITION", "-DTD_BAUD=115200",
+                    f"-I{src}", f"-I{shim}", f"-I{shim / 'espidf'}", *map(str, sources), "-o", str(binary),
+                    "-lpthread"], check=True)
+    sizes = json.loads((project / "tinydeploy.json").read_text())["model_slots"]
+    flash = tmp_path / "flash"
+    store = slots.FileFlash(flash, sizes["model_a"]["size"])
+    store.write("model_a", 0, package.package(load_model(paths["a"]), "1.0.0"))
+    models = {name: load_model(paths[name]).data for name in ("a", "b")}
+    sample = np.full((1, 32, 32, 1), 1, dtype=np.int8)
+
+    def expected(name: str) -> list[int]:
+        total = 1024 + sum(models[name][:4096])
+        return [int(np.uint8((total + i) & 0xFF).astype(np.int8)) for i in range(10)]
+
+    def boot():
+        master, slave = pty.openpty()  # the slave stays open, so the firmware never reads an EOF
+        tty.setraw(slave)
+        process = subprocess.Popen([str(binary)], stdin=master, stdout=master, stderr=subprocess.DEVNULL,
+                                   env={**os.environ, "TD_HOST_FLASH": str(flash)})
+        return process, os.ttyname(slave), (master, slave)
+
+    def stop(process, fds):
+        process.kill()
+        process.wait()
+        for fd in fds:
+            os.close(fd)
+
+    assert expected("a") != expected("b")
+    process, port, master = boot()
+    try:
+        info = _info(port, tmp_path / "a.log")
+        assert (info["model_slot"], info["model_version"]) == ("a", "1.0.0") and info["engine"] == "tflm"
+        assert _outputs(port, tmp_path / "a-out.log", [sample]) == [expected("a")]
+        result = upload_model(port, folder / "b.bin", tmp_path / "upload.log")  # restarts (exec) into slot b
+        assert (result["slot"], result["version"]) == ("b", "1.1.0")
+        info = _info(port, tmp_path / "b.log")
+        assert info["model_sha256"] == hashlib_sha256(models["b"]) and info["model_bytes"] == len(models["b"])
+        assert _outputs(port, tmp_path / "b-out.log", [sample]) == [expected("b")]
+        bad = bytearray((folder / "b.bin").read_bytes())
+        bad[-50] ^= 0x04
+        (tmp_path / "bad.bin").write_bytes(bytes(bad))
+        with pytest.raises(BadInput, match="bad checksum"):  # the host refuses it before sending
+            upload_model(port, tmp_path / "bad.bin", tmp_path / "bad.log")
+        refused = _raw_upload(port, bytes(bad), tmp_path / "raw.log")  # and so does the firmware
+        assert "model refused, slot b keeps running: slot a: bad checksum" in refused
+        assert _info(port, tmp_path / "still.log")["model_version"] == "1.1.0"
+    finally:
+        stop(process, master)
+    process, port, master = boot()  # a reset
+    try:
+        info = _info(port, tmp_path / "reset.log")
+        assert (info["model_slot"], info["model_version"], info["model_trial"]) == ("b", "1.1.0", False)
+        assert _outputs(port, tmp_path / "reset-out.log", [sample]) == [expected("b")]
+    finally:
+        stop(process, master)
+
+
+def _raw_upload(port: str, data: bytes, log: Path) -> str:
+    """begin, chunks and commit with no check on the host; the device's refusal, in its words."""
+    from tinydeploy.device.model_upload import send_chunk
+    conn = Connection(port, 115200, log)
+    try:
+        conn.sync(boot_wait=0.1)
+        conn.command(f"model begin {len(data)}")
+        for start in range(0, len(data), 512):
+            send_chunk(conn, data[start:start + 512])
+        with pytest.raises(StepFailed) as refused:
+            conn.command("model commit")
+        return str(refused.value)
+    finally:
+        conn.close()
+
+
+def hashlib_sha256(data: bytes) -> str:
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
