@@ -285,6 +285,9 @@ def verify(results: str | Path | None = None, port: str | None = None, targets: 
 
     def run():
         check("--min-agreement", min_agreement)
+        if expect_version is not None:
+            from tinydeploy.core.image import check_version
+            check_version(expect_version, "--expect-version")
         if results and port:
             raise BadInput("give either a results file or --port, not both")
         profile = _board(board, boards_dir) if board else None
@@ -332,7 +335,7 @@ def virtual_device(model: str | Path, baud: int | None = None, slots: str | Path
         checked_path(slots, "--slots")
     if version is not None:
         from tinydeploy.core.image import check_version
-        check_version(version)
+        check_version(version, "--model-version")
     return VirtualDevice(model, baud=baud, slots=slots, version=version)
 
 

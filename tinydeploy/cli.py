@@ -630,7 +630,7 @@ def _options_verify(p) -> None:
                    help="smallest top-1 agreement with the host reference when validated (default %(default)g)")
     p.add_argument("--junit", type=FILE, default=None, metavar="FILE",
                    help="also write the verdicts as JUnit XML (always, when asked: a run that fails is a failing case)")
-    p.add_argument("--expect-version", type=_text_arg("--expect-version"), default=None, metavar="X.Y.Z",
+    p.add_argument("--expect-version", default=None, metavar="X.Y.Z",
                    help="fail unless the device reported this model version (a firmware with model slots)")
 
 
@@ -644,7 +644,7 @@ def _options_virtual_device(p) -> None:
     p.add_argument("--slots", type=FOLDER, default=None, metavar="DIR",
                    help="act as a firmware rendered with --model-partition, with DIR as its flash: the model runs "
                         "from slot A or B, and `flash --model IMAGE --serial` uploads another")
-    p.add_argument("--model-version", type=_text_arg("--model-version"), default=None, metavar="X.Y.Z",
+    p.add_argument("--model-version", default=None, metavar="X.Y.Z",
                    help="with --slots, the version of MODEL in a new flash (default: the model's own, else 0.1.0)")
 
 
@@ -692,7 +692,7 @@ def _options_search(p) -> None:
 
 def _options_package(p) -> None:
     p.add_argument("model", help="the int8 .tflite file")
-    p.add_argument("--version", required=True, type=_text_arg("--version"), metavar="X.Y.Z",
+    p.add_argument("--version", required=True, metavar="X.Y.Z",
                    help="the model's semantic version, which the device reports in info%%")
     p.add_argument("--out", type=FILE, required=True, metavar="IMAGE", help="the model image to write (model.bin)")
     _add_force(p, "write over an --out file that tinydeploy did not write")

@@ -58,10 +58,10 @@ def crc32(data: bytes) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
-def check_version(version: str) -> str:
+def check_version(version: str, option: str = "--version") -> str:
     """A semantic version string (MAJOR.MINOR.PATCH[-pre][+build]) that fits the header."""
     if not isinstance(version, str) or not SEMVER.fullmatch(version) or len(version.encode()) >= VERSION_BYTES:
-        raise BadInput(f"--version {version!r}: not a semantic version of at most {VERSION_BYTES - 1} characters "
+        raise BadInput(f"{option} {version!r}: not a semantic version of at most {VERSION_BYTES - 1} characters "
                        "(MAJOR.MINOR.PATCH, e.g. 1.2.0 or 2.0.0-rc.1)")
     return version
 
