@@ -234,8 +234,13 @@ def build(project_dir: Path, tflm: Path | None, esp_nn: Path | None, arduino_lib
         return builder.link(objects, work / "firmware", cxx=False), "c engine"
     lib = tflm_library(builder, framework, kernels or _board_kernels(project), tflm, esp_nn, arduino_lib, line_baud)
     app = sorted(p for p in src.iterdir() if p.suffix in (".c", ".cc", ".cpp"))
+    # render --model-partition: the model in flash slots, files in $TD_HOST_FLASH (esp_partition_shim.c)
+    slots = ["-DTD_MODEL_PARTITION"] if project.get("model_slots") else []
     objects = lib.objects + builder.compile(app, [*STRICT, "-O2", *lib.platform, f"-I{src}", f"-DTD_BAUD={line_baud}",
-                                                  *(f"-isystem{p}" for p in lib.includes), "-DTF_LITE_STATIC_MEMORY"])
+                                                  *(f"-isystem{p}" for p in lib.includes), "-DTF_LITE_STATIC_MEMORY",
+                                                  *slots])
+    if slots:
+        objects += builder.compile([SHIM / "espidf/esp_partition_shim.c"], [*STRICT, "-O2", *lib.platform])
     return builder.link(objects, work / "firmware", extra=_link_flags(project_dir)), lib.kernels
 
 

@@ -12,6 +12,9 @@
 #ifdef TD_FRONTEND
 #include "td_frontend_runner.h"
 #endif
+#ifdef TD_MODEL_PARTITION
+#include "td_main_slots.h" /* the model in flash slots (render --model-partition) */
+#endif
 
 static td_platform platform;
 static td_protocol protocol;
@@ -35,11 +38,22 @@ void td_main_setup(void) {
   platform.micros = ticks;
   io.name = kDeviceName;
   io.model = kModelName;
+#ifdef TD_MODEL_PARTITION
+  {
+    const char *slot_error = td_main_slots_boot(); /* before the runner: it reads the model from the slot */
+    error = td_runner_setup(&platform, &io);
+    if (slot_error != NULL) error = slot_error;
+  }
+#else
   error = td_runner_setup(&platform, &io);
+#endif
 #ifdef TD_FRONTEND
   error = td_frontend_setup(&platform, &io, error);
 #endif
   td_protocol_init(&protocol, &platform, &io, error == NULL);
+#ifdef TD_MODEL_PARTITION
+  td_main_slots_attach(&platform, &protocol);
+#endif
   if (error != NULL) td_protocol_error(&protocol, error);
   td_protocol_boot(&protocol);
 }

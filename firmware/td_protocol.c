@@ -19,6 +19,14 @@ void td_protocol_error(td_protocol *p, const char *message) {
   emit_line(p, "]");
 }
 
+void td_protocol_line(td_protocol *p, const char *text) { emit_line(p, text); }
+
+void td_protocol_set_extension(td_protocol *p, td_extension_command command, td_extension_byte byte, void *ctx) {
+  p->extension = command;
+  p->extension_byte = byte;
+  p->extension_ctx = ctx;
+}
+
 void td_protocol_init(td_protocol *p, const td_platform *platform, const td_model_io *io, int ready) {
   memset(p, 0, sizeof(*p));
   p->platform = platform;
@@ -188,6 +196,7 @@ static void command_layers(td_protocol *p) {
 }
 
 static void execute(td_protocol *p, char *command) {
+  int handled;
   char *args = strchr(command, ' ');
   if (args != NULL) *args++ = '\0';
   else args = command + strlen(command);
@@ -217,6 +226,8 @@ static void execute(td_protocol *p, char *command) {
     print_results(p);
   } else if (strcmp(command, "layers") == 0) {
     command_layers(p);
+  } else if (p->extension != NULL && (handled = p->extension(p, p->extension_ctx, command, args)) != 0) {
+    if (handled == 2) return; /* the extension ends its reply itself (after raw bytes, or at once) */
   } else {
     emit(p, "e-[unknown command '");
     emit(p, command);
@@ -227,6 +238,10 @@ static void execute(td_protocol *p, char *command) {
 
 void td_protocol_feed(td_protocol *p, int byte) {
   if (byte < 0) return;
+  if (p->raw_active) { /* an extension's raw bytes (a model chunk), '%' and line breaks too */
+    p->raw_active = p->extension_byte(p, p->extension_ctx, byte);
+    return;
+  }
   if (byte == '%') {
     if (p->overflow) {
       td_protocol_error(p, "command longer than 80 characters");

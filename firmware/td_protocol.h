@@ -43,6 +43,14 @@ typedef struct td_model_io {
   const char *model; /* model name for `profile%` */
 } td_model_io;
 
+struct td_protocol;
+/* An optional extension of the command set (model slots, td_slots.c). command: 0 when it is not
+ * the extension's; 1 when it answered (the core ends the reply with m-ready); 2 when it ends the
+ * reply itself: after raw bytes (it sets raw_active, and the core hands it each byte until byte
+ * returns 0), or at once. */
+typedef int (*td_extension_command)(struct td_protocol *p, void *ctx, const char *command, char *args);
+typedef int (*td_extension_byte)(struct td_protocol *p, void *ctx, int byte);
+
 typedef struct td_protocol {
   const td_platform *platform;
   td_model_io io;
@@ -52,6 +60,10 @@ typedef struct td_protocol {
   int overflow;          /* the current command is longer than TD_MAX_COMMAND */
   size_t expected;       /* bytes announced by `db load N` */
   size_t loaded;         /* bytes received since */
+  td_extension_command extension; /* NULL: no extension */
+  td_extension_byte extension_byte;
+  void *extension_ctx;
+  int raw_active;        /* the extension takes the next bytes raw */
 } td_protocol;
 
 /* Set up the protocol. ready = 0 makes every model command answer an error
@@ -66,6 +78,12 @@ void td_protocol_feed(td_protocol *p, int byte);
 
 /* Print "e-[message]\r\n" (for errors outside a command, such as a failed allocation). */
 void td_protocol_error(td_protocol *p, const char *message);
+
+/* Print one line (for an extension's replies). */
+void td_protocol_line(td_protocol *p, const char *text);
+
+/* Add commands (after td_protocol_init): see td_extension_command. */
+void td_protocol_set_extension(td_protocol *p, td_extension_command command, td_extension_byte byte, void *ctx);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,12 @@
 #include "td_board.h"
 #include "td_hal.h"
 #include "td_runner.h"
+#ifdef TD_MODEL_PARTITION
+#include "td_main_slots.h"  // the model read in place from its flash slot (render --model-partition)
+#define TD_MODEL_DATA td_model_slot_data()
+#else
+#define TD_MODEL_DATA g_model_data
+#endif
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "tensorflow/lite/schema/schema_generated.h"
@@ -76,7 +82,11 @@ LayerTimer layer_timer;
 // tflite::InitializeTarget() is not called: it does nothing in esp-tflite-micro, and the
 // Arduino library's version restarts Serial at 9600 baud, cutting the host off.
 int setup() {
-  const tflite::Model *model = tflite::GetModel(g_model_data);
+  if (TD_MODEL_DATA == nullptr) {
+    set_error("no model slot can run (see the error printed at boot)");
+    return -1;
+  }
+  const tflite::Model *model = tflite::GetModel(TD_MODEL_DATA);
   if (model->version() != TFLITE_SCHEMA_VERSION) {
     char text[64];
     snprintf(text, sizeof(text), "model schema %d, runtime expects %d", (int)model->version(), TFLITE_SCHEMA_VERSION);

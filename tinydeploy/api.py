@@ -113,14 +113,15 @@ def evaluate(model: str | Path, data: str, image_size: int = 32, seed: int = 0) 
 
 def render(model: str | Path, board: str | Board, out: str | Path, framework: str | None = None,
            arena_margin: float = 10.0, labels: str | Path | None = None, engine: str | None = None,
-           boards_dir: tuple[str, ...] = (), force: bool = False) -> dict:
+           boards_dir: tuple[str, ...] = (), force: bool = False, model_partition: bool = False) -> dict:
     """Write a firmware project for an int8 model; returns its summary. framework and engine
     default to the board's own; labels is a text file (one per line) or optimize's report.json;
-    force writes over files in out that tinydeploy did not generate."""
+    force writes over files in out that tinydeploy did not generate; model_partition keeps the
+    model in two flash slots (partitions.csv) for `flash --model`."""
     from tinydeploy.toolchain.project import create_project
     from tinydeploy.codegen.render import RenderOptions, read_labels
     _paths(model=model, out=out, labels=labels)
-    options = RenderOptions(framework, arena_margin, read_labels(labels) if labels else (), engine)
+    options = RenderOptions(framework, arena_margin, read_labels(labels) if labels else (), engine, model_partition)
     return create_project(model, _board(board, boards_dir), out, options, force)
 
 
@@ -311,7 +312,7 @@ def calibrate(results: list[str | Path], board: str | Board, out: str | Path = "
 def verify(results: str | Path | None = None, port: str | None = None, targets: Targets = Targets(),
            min_agreement: float = 1.0, out: str | Path = "bench-results", junit: str | Path | None = None,
            force: bool = False, board: str | Board | None = None, boards_dir: tuple[str, ...] = (),
-           **bench_options):
+           expect_version: str | None = None, **bench_options):
     """Judge bench results (a results.json or its folder, checked against the results schema), or
     a fresh bench of the board on port, against the targets: (verdicts, the results judged).
     With junit, JUnit XML is written there whatever happens: a test case per target, or one
@@ -323,6 +324,9 @@ def verify(results: str | Path | None = None, port: str | None = None, targets: 
 
     def run():
         check("--min-agreement", min_agreement)
+        if expect_version is not None:
+            from tinydeploy.core.image import check_version
+            check_version(expect_version, "--expect-version")
         if results and port:
             raise BadInput("give either a results file or --port, not both")
         profile = _board(board, boards_dir) if board else None
@@ -335,7 +339,7 @@ def verify(results: str | Path | None = None, port: str | None = None, targets: 
             source = checked_path(results, "results")
         loaded = load_results(source)
         profile = profile or results_board(loaded, tuple(boards_dir))
-        return judge(loaded, targets, min_agreement, board=profile), loaded
+        return judge(loaded, targets, min_agreement, board=profile, expect_version=expect_version), loaded
     return _with_junit(junit, "run" if port else "results", run)
 
 
@@ -380,12 +384,60 @@ def junit_refusal(junit: str | Path | None, case: str, error: Exception) -> bool
     return True
 
 
-def virtual_device(model: str | Path, baud: int | None = None):
+def virtual_device(model: str | Path, baud: int | None = None, slots: str | Path | None = None,
+                   version: str | None = None):
     """A stand-in board for a model (tinydeploy.device.virtual_device.VirtualDevice): call open_pty() or
-    open_tcp(port) for its address, close() when done."""
+    open_tcp(port) for its address, close() when done. With slots (a folder standing for its
+    flash) it is a firmware rendered with --model-partition: the model runs from slot A or B and
+    a new one can be uploaded over serial (flash --model IMAGE --serial)."""
     from tinydeploy.device.virtual_device import VirtualDevice
     checked_path(model, "model")
-    return VirtualDevice(model, baud=baud)
+    if slots is not None:
+        checked_path(slots, "--slots")
+    if version is not None:
+        from tinydeploy.core.image import check_version
+        check_version(version, "--model-version")
+    return VirtualDevice(model, baud=baud, slots=slots, version=version)
+
+
+def package(model: str | Path, version: str, out: str | Path, force: bool = False) -> dict:
+    """A model image for a flash slot (tinydeploy.core.image): header (version, ops, arena per
+    kernel library, I/O, labels), the model, CRC-32; written to out. Returns the header."""
+    from tinydeploy.codegen.package import package as pack
+    from tinydeploy.core import image
+    from tinydeploy.core.model import load_model
+    from tinydeploy.core.outputs import run_folder, write_atomically
+    _paths(model=model, out=out)
+    image.check_version(version)
+    data = pack(load_model(model), version)
+    target = Path(out)
+    with run_folder(target.parent if str(target.parent) else ".", [target.name], force) as folder:
+        write_atomically(folder / target.name, data)
+    return {"out": str(target), "bytes": len(data), **image.parse(data, str(target)).header.to_dict()}
+
+
+def flash_model(image_path: str | Path, dir: str | Path | None = None, port: str | None = None,
+                serial: bool = False, dry_run: bool = False, baud: int = 115200, log: str | Path | None = None,
+                on_line: Callable[[str], None] | None = None) -> dict:
+    """A model image into the inactive slot of a --model-partition firmware: with esptool at the
+    offsets of DIR's partition table (dry_run: only check it fits DIR's firmware), or with
+    serial=True through the application's serial protocol (the device checks it)."""
+    _paths(dir=dir)
+    checked_path(image_path, "--model")
+    if port is not None:
+        check_port(port)
+    if serial:
+        from tinydeploy.device.model_upload import upload_model
+        if dry_run:
+            raise BadInput("--dry-run checks an image against a project folder's firmware (DIR), not over --serial")
+        if not port:
+            raise BadInput("--serial needs --port (the application's serial port)")
+        return upload_model(port, image_path, Path(log or Path(image_path).with_suffix(".upload.log")), baud)
+    if not dir:
+        raise BadInput("flash --model needs the project folder the firmware was rendered to (its partition table "
+                       "and contract), or --serial --port P")
+    from tinydeploy.toolchain.model_flash import flash_model as write_slot
+    return write_slot(dir, image_path, port, on_line, dry_run)
 
 
 def deploy(data: str, board: str | Board = DEFAULT_BOARD, out: str | Path = "build/deploy", port: str | None = None,

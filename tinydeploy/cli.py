@@ -155,7 +155,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_render(args) -> int:
     summary = api.render(args.model, args.board, args.out, args.framework, args.arena_margin, args.labels,
-                         args.engine, _boards_dir(args), force=args.force)
+                         args.engine, _boards_dir(args), force=args.force, model_partition=args.model_partition)
     if args.json:
         _emit_json(args, summary)
         return EXIT_OK
@@ -233,6 +233,26 @@ def cmd_build(args) -> int:
 
 
 def cmd_flash(args) -> int:
+    if args.model:
+        result = api.flash_model(args.model, args.dir, args.port, serial=args.serial, dry_run=args.dry_run,
+                                 on_line=_line_printer(args))
+        if args.json:
+            _emit_json(args, result)
+        elif args.dry_run:
+            slots = result["slots"]
+            print(f"{args.model}: model {result['image']['version']} fits {args.dir}; it goes to the slot not "
+                  f"running: model_a at 0x{slots['a']['offset']:x} or model_b at 0x{slots['b']['offset']:x} "
+                  f"({slots['a']['size']:,} B each), state at 0x{slots['state']['offset']:x}")
+        elif args.serial:
+            print(f"uploaded {result['bytes']:,} B in {result['seconds']:.2f} s ({result['bytes_per_second']:,} B/s): "
+                  f"slot {result['slot']} runs {result['version']} (was slot {result['before']['slot']}, "
+                  f"{result['before']['version']})")
+        else:
+            print(f"wrote {args.model} to slot {result['slot']} at 0x{result['slot_offset']:x}, marked to try "
+                  f"(state at 0x{result['state_offset']:x}); log {result['log']}")
+        return EXIT_OK
+    if args.serial or args.dry_run:
+        raise BadInput("--serial and --dry-run go with --model IMAGE")
     if args.farm:
         if args.port or args.dir:
             raise BadInput("--farm flashes a prebuilt --firmware BIN to every board of the farm file: give no "
@@ -249,6 +269,18 @@ def cmd_flash(args) -> int:
         _emit_json(args, {"log": str(log), "ok": True})
     else:
         print(f"flashed; log {log}")
+    return EXIT_OK
+
+
+def cmd_package(args) -> int:
+    result = api.package(args.model, args.version, args.out, force=args.force)
+    if args.json:
+        _emit_json(args, result)
+    else:
+        arena = ", ".join(f"{k} {v:,} B" for k, v in result["arena"].items()) or "not measured"
+        print(f"{result['out']}: model {result['version']}, {result['bytes']:,} B, ops {', '.join(result['ops'])}; "
+              f"arena {arena}")
+        print(f"next: tinydeploy flash DIR --model {result['out']} --dry-run")
     return EXIT_OK
 
 
@@ -378,7 +410,8 @@ def cmd_verify(args) -> int:
     port = args.port[0] if args.port else None
     bench_options = _bench_options(args) if port else {"force": args.force}
     verdicts, results = api.verify(args.results, port, _targets(args), args.min_agreement, args.out, args.junit,
-                                   board=args.board, boards_dir=_boards_dir(args), **bench_options)
+                                   board=args.board, boards_dir=_boards_dir(args),
+                                   expect_version=args.expect_version, **bench_options)
     _show_verdicts(args, verdicts, {"results": results})
     require_met(verdicts)
     return EXIT_OK
@@ -387,7 +420,7 @@ def cmd_verify(args) -> int:
 def cmd_virtual_device(args) -> int:
     import signal
     import threading
-    device = api.virtual_device(args.model, baud=args.baud)
+    device = api.virtual_device(args.model, baud=args.baud, slots=args.slots, version=args.model_version)
     address = device.open_tcp(args.tcp) if args.tcp is not None else device.open_pty()
     if args.port_file:
         _write_option_file(args.port_file, address + "\n", "--port-file")
@@ -556,6 +589,9 @@ def _options_render(p) -> None:
     p.add_argument("--engine", choices=BOUNDS["--engine"].choices, default=None,
                    help="tflm (the TFLite Micro interpreter; the default where the board has it) or c "
                         "(the model as plain C, statically planned, no interpreter)")
+    p.add_argument("--model-partition", action="store_true",
+                   help="keep the model in two flash slots (A/B, partitions.csv) so that `flash --model` updates "
+                        "it without reflashing the application (ESP-IDF)")
     _add_force(p, "write over files in --out that tinydeploy did not generate")
 
 
@@ -614,6 +650,13 @@ def _options_flash(p) -> None:
                    help="flash address for --firmware (default 0x10000)")
     p.add_argument("--farm", type=FILE, default=None, metavar="FILE",
                    help="write --firmware to every board of a farm file in parallel (logs in OUT/NAME/flash.log)")
+    p.add_argument("--model", type=FILE, default=None, metavar="IMAGE",
+                   help="write a model image (tinydeploy package) to the inactive model slot of DIR's firmware "
+                        "(rendered with --model-partition) and mark it to try")
+    p.add_argument("--serial", action="store_true",
+                   help="with --model: upload through the application's serial protocol on --port instead of esptool")
+    p.add_argument("--dry-run", action="store_true",
+                   help="with --model: only check that the image fits DIR's firmware, and say where it would go")
     p.add_argument("--out", type=FOLDER, default="flash-results", help="with --farm: folder for the logs and farm.json")
     _add_force(p)
     p.add_argument("--quiet", action="store_true", help="don't stream the tool's output")
@@ -649,6 +692,8 @@ def _options_verify(p) -> None:
                         "device agrees on every sample)")
     p.add_argument("--junit", type=FILE, default=None, metavar="FILE",
                    help="also write the verdicts as JUnit XML (always, when asked: a run that fails is a failing case)")
+    p.add_argument("--expect-version", default=None, metavar="X.Y.Z",
+                   help="fail unless the device reported this model version (a firmware with model slots)")
 
 
 def _options_virtual_device(p) -> None:
@@ -658,6 +703,11 @@ def _options_virtual_device(p) -> None:
                    help="serve socket://127.0.0.1:PORT instead of a pty (0 picks a free port)")
     p.add_argument("--baud", type=_bounded("--baud"), default=None,
                    help="pace the link to this line rate, as a UART would")
+    p.add_argument("--slots", type=FOLDER, default=None, metavar="DIR",
+                   help="act as a firmware rendered with --model-partition, with DIR as its flash: the model runs "
+                        "from slot A or B, and `flash --model IMAGE --serial` uploads another")
+    p.add_argument("--model-version", default=None, metavar="X.Y.Z",
+                   help="with --slots, the version of MODEL in a new flash (default: the model's own, else 0.1.0)")
 
 
 def _add_stages(p) -> None:
@@ -714,6 +764,14 @@ def _options_search(p) -> None:
     _add_targets(p)
 
 
+def _options_package(p) -> None:
+    p.add_argument("model", help="the int8 .tflite file")
+    p.add_argument("--version", required=True, metavar="X.Y.Z",
+                   help="the model's semantic version, which the device reports in info%%")
+    p.add_argument("--out", type=FILE, required=True, metavar="IMAGE", help="the model image to write (model.bin)")
+    _add_force(p, "write over an --out file that tinydeploy did not write")
+
+
 def _options_evaluate(p) -> None:
     p.add_argument("model", help="the .tflite file")
     _add_data(p)
@@ -736,6 +794,8 @@ COMMANDS = [  # name, summary, options, handler
      _options_emulate, cmd_emulate),
     ("flash", "upload a project (PlatformIO) or a prebuilt image (esptool) to a board",
      _options_flash, cmd_flash),
+    ("package", "pack a model into a versioned model image for a firmware's flash slot",
+     _options_package, cmd_package),
     ("bench", "measure latency and RAM on a board over serial",
      _options_bench, cmd_bench),
     ("calibrate", "fit a board's per-operator costs on profiled bench runs; writes a board profile",

@@ -55,6 +55,7 @@ class TflmEngine:
     emulated = False  # it has no build for the emulated board
     reference_basis = "host TFLM interpreter, same int8 inputs"
     needs_tflm = True  # a library export depends on a TFLM library (and builds C++)
+    fixed_plan = False  # a model image for it may change the model's layers (within its ops and arena)
 
     def check(self, model: Model) -> None:
         """Raise BadInput unless the model is full int8 with only operators TFLM has."""
@@ -169,6 +170,7 @@ class CEngine:
     emulated = True  # its firmware runs on the emulated RV32 board, which counts instructions
     reference_basis = "TFLite reference kernels (tf.lite.Interpreter, BUILTIN_REF), same int8 inputs"
     needs_tflm = False  # plain C99, no dependency
+    fixed_plan = True  # its code is the plan: a model image for it may change the weights only
 
     def check(self, model: Model) -> None:
         cengine.lower(model)  # BadInput listing every operator it lacks

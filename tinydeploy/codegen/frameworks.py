@@ -52,6 +52,14 @@ class EspIdf(_ComputesEveryModel):
     tflm_library = f"esp-tflite-micro{ESP_TFLITE_MICRO}"
     runtime_note = "ESP-IDF, Espressif's esp-tflite-micro with the ESP-NN optimized kernels"
     engines = (TFLM, C)  # the C engine's firmware has an ESP-IDF platform layer (firmware/hal_espidf.c)
+    model_partition = True  # esp_partition_mmap: render --model-partition keeps the model in flash slots
+
+    def partition_values(self) -> dict:
+        """What --model-partition adds to the build: the custom partition table in sdkconfig
+        and platformio.ini (board_build.partitions)."""
+        return {"sdkconfig": ["CONFIG_PARTITION_TABLE_CUSTOM=y",
+                              'CONFIG_PARTITION_TABLE_CUSTOM_FILENAME="partitions.csv"'],
+                "extra": [("board_build.partitions", "partitions.csv")]}
 
     def applies_to(self, board: Board) -> bool:
         return board.toolchain is None

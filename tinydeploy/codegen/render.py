@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinydeploy import __version__
-from tinydeploy.codegen import cgen
+from tinydeploy.codegen import cgen, package, partitions
 from tinydeploy.core import protocol
 from tinydeploy.runtime import tflm
 from tinydeploy.core.boards import Board
@@ -32,7 +32,7 @@ from tinydeploy.core.errors import BadInput
 from tinydeploy.codegen.frameworks import FRAMEWORKS, framework_for
 from tinydeploy.core.manifest import PROJECT_FILE, project_file
 from tinydeploy.core.model import Model
-from tinydeploy.codegen.templating import BANNER, environment
+from tinydeploy.codegen.templating import BANNER, copied_firmware, environment
 
 __all__ = ["ENGINES", "FRAMEWORKS", "RenderOptions", "arena_size", "device_info_format", "frontend_files",
            "frontend_info", "read_labels", "render"]
@@ -61,6 +61,7 @@ class RenderOptions:
     arena_margin_percent: float = 10.0
     labels: tuple[str, ...] = ()
     engine: str | None = None
+    model_partition: bool = False  # the model in two flash slots (A/B) instead of the application
 
 
 def frontend_info(model: Model) -> dict:
@@ -150,14 +151,62 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
         "board_defines": ["#define TD_FRONTEND 1"] if front else [],
         "frontend_sources": list(FRONTEND_SOURCES) if front else [],
     }
+    values.update({"slot_sources": [], "slot_defines": []})
+    if options.model_partition:
+        _partition_values(values, model, engine, framework, arena_bytes, board)
     env = environment()
     files = engine.files(prepared, board, framework, values, env)
     if front:
         files.update(frontend_files(front))
+    if options.model_partition:
+        files.update(copied_firmware(SLOT_FIRMWARE))
+        files["src/td_contract.c"] = env.get_template("common/td_contract.c.j2").render(**values)
     files["src/td_board.h"] = env.get_template("common/td_board.h.j2").render(**values)
     files["src/td_board.c"] = env.get_template("common/td_board.c.j2").render(**values)
-    files[PROJECT_FILE] = project_file(BANNER, board, engine.name, framework.name, model.sha256, arena_bytes)
+    contract = package.contract(model, engine.name, arena_bytes, engine.info(board, framework).get("kernels"),
+                                engine.fixed_plan)
+    slots = _model_partition(files, model, board, framework) if options.model_partition else None
+    files[PROJECT_FILE] = project_file(BANNER, board, engine.name, framework.name, model.sha256, arena_bytes,
+                                       contract, slots)
     return files
+
+
+SLOT_FIRMWARE = ("td_slots.h", "td_slots.c", "td_main_slots.h", "td_main_slots.c", "hal_espidf_slots.c")
+
+
+def _partition_values(values: dict, model: Model, engine, framework, arena_bytes: int, board: Board) -> None:
+    """render --model-partition's build values: the slot firmware's sources and define, the
+    custom partition table in sdkconfig and platformio.ini, and the contract for td_contract.c."""
+    if not getattr(framework, "model_partition", False):
+        raise BadInput(f"--model-partition needs ESP-IDF's esp_partition_mmap: render with --framework espidf "
+                       f"(not {framework.name})")
+    if engine.fixed_plan:
+        raise BadInput(f"--model-partition: the {engine.name} engine's firmware does not read its weights from a "
+                       "slot yet; render with --engine tflm")
+    added = framework.partition_values()
+    contract = package.contract(model, engine.name, arena_bytes, engine.info(board, framework).get("kernels"))
+    dims = {role: contract[role]["shape"] for role in ("input", "output")}
+    values.update({
+        "sdkconfig": [*values.get("sdkconfig", []), *added["sdkconfig"]],
+        "extra": [*values.get("extra", []), *added["extra"]],
+        "slot_sources": ["td_slots.c", "td_main_slots.c", "hal_espidf_slots.c", "td_contract.c"],
+        "slot_defines": ["TD_MODEL_PARTITION"],
+        "contract": contract, "contract_ops": contract["ops"],
+        "contract_kernels": cgen.string_literal(contract["kernels"]) if contract["kernels"] else "NULL",
+        "contract_input": dims["input"] + [0] * (4 - len(dims["input"])), "contract_input_rank": len(dims["input"]),
+        "contract_output": dims["output"] + [0] * (4 - len(dims["output"])), "contract_output_rank": len(dims["output"]),
+    })
+
+
+def _model_partition(files: dict[str, str], model: Model, board: Board, framework) -> dict:
+    """render --model-partition: the partition table with the model slots (codegen.partitions),
+    added to files; returns the slots' partitions for tinydeploy.json."""
+    if not getattr(framework, "model_partition", False):
+        raise BadInput(f"--model-partition needs ESP-IDF's esp_partition_mmap: render with --framework espidf "
+                       f"(not {framework.name})")
+    parts = partitions.layout(board.flash_kb, model.size_bytes + partitions.HEADER_ROOM)
+    files[partitions.FILE] = partitions.csv(parts, BANNER)
+    return {p.name: p.to_dict() for p in parts if p.name in ("td_state", *partitions.SLOT_NAMES.values())}
 
 
 def read_labels(path: str | Path) -> tuple[str, ...]:

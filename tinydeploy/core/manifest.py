@@ -13,13 +13,36 @@ from tinydeploy.core.errors import BadInput
 PROJECT_FILE = "tinydeploy.json"
 
 
-def project_file(banner: str, board: Board, engine: str, framework: str, model_sha256: str, arena_bytes: int) -> str:
-    """tinydeploy.json's text: what was rendered, for build, flash, emulate and bench. The board's
-    profile is recorded by its absolute path, so a command run from another folder finds it."""
+def project_file(banner: str, board: Board, engine: str, framework: str, model_sha256: str, arena_bytes: int,
+                 model_contract: dict | None = None, model_slots: dict | None = None) -> str:
+    """tinydeploy.json's text: what was rendered, for build, flash, emulate and bench; the
+    contract a model image must meet to run on this firmware (tinydeploy.core.image), and,
+    rendered with --model-partition, the model slots' partitions. The board's profile is
+    recorded by its absolute path, so a command run from another folder finds it."""
     return json.dumps({"generated_by": banner, "board": board.name, "board_profile": os.path.abspath(board.path),
                        "engine": engine,
                        "framework": framework, "model_sha256": model_sha256,
-                       "arena_bytes": arena_bytes, "baud": board.baud}, indent=2, ensure_ascii=False) + "\n"
+                       "arena_bytes": arena_bytes, "baud": board.baud,
+                       **({"model_contract": model_contract} if model_contract else {}),
+                       **({"model_slots": model_slots} if model_slots else {})}, indent=2, ensure_ascii=False) + "\n"
+
+
+def read_project(project_dir: str | Path) -> dict:
+    """A rendered project's tinydeploy.json.
+
+    Raises:
+        BadInput: no readable tinydeploy.json there.
+    """
+    from tinydeploy.core.errors import BadInput
+    path = Path(project_dir) / PROJECT_FILE
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"{project_dir}: no readable {PROJECT_FILE} ({exc}); give a folder `tinydeploy render` "
+                       "wrote") from None
+    if not isinstance(info, dict):
+        raise BadInput(f"{path}: not a tinydeploy project file")
+    return info
 
 
 def rendered_board(project_dir: str | Path) -> Board | None:

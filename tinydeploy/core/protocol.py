@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
+
+from tinydeploy.core.errors import BadInput
 
 # The same constants as firmware/td_protocol.h (a test reads them from there).
 MAX_COMMAND = 80  # TD_MAX_COMMAND: MLPerf Tiny's longest command
@@ -19,7 +21,7 @@ MAX_COUNT = 1_000_000_009  # TD_MAX_COUNT: the largest N the firmware's parse_co
 
 # Every line the device can print starts with one of these.
 _TOKEN = re.compile(r"(m-(?:init-done|ready|name-dut-\[|profile-\[|model-\[|info-|\[Expecting |load-done|"
-                    r"warmup-start-|warmup-done|infer-start-|lap-us-|infer-done|results-\[|layer-)|e-\[)")
+                    r"model-(?:slot|chunk|committed)-\[|warmup-start-|warmup-done|infer-start-|lap-us-|infer-done|results-\[|layer-)|e-\[)")
 
 
 # The virtual device's layers%: each operator alone on the host's TFLM interpreter (its info%
@@ -40,6 +42,26 @@ def device_info(model, arena_bytes: int, **fields) -> dict:
 
     return {"arena_bytes": arena_bytes, "model_sha256": model.sha256, "model_bytes": model.size_bytes,
             "input": io(model.input_tensors[0]), "output": io(model.output_tensors[0]), **fields}
+
+
+MAX_CHUNK = 1024  # TD_MAX_CHUNK: the largest `model chunk L` (firmware/td_slots.h)
+
+
+class ModelSlots(Protocol):
+    """A device's model slots, for the `model` commands (docs/model-update.md). Each method
+    raises BadInput with the device's words when it refuses."""
+
+    def begin(self, size: int) -> str:
+        """Erase the inactive slot for an image of size bytes; returns the slot's name."""
+
+    def chunk(self, data: bytes, crc: int) -> int:
+        """Check the chunk's CRC-32 and write it on; returns the bytes received so far."""
+
+    def commit(self) -> str:
+        """Check the whole image and mark its slot to try; returns "SLOT VERSION SHA12"."""
+
+    def restart(self) -> None:
+        """Boot again (after the commit's reply), as the firmware restarts into the new slot."""
 
 
 @dataclass(frozen=True)
@@ -109,9 +131,14 @@ class DeviceProtocol:
     def __init__(self, write: Callable[[bytes], None], micros: Callable[[], int],
                  invoke: Callable[[bytes], list | None], info: Callable[[], str], input_size: int,
                  output_size: int, name: str, model: str, ready: bool = True,
-                 profile: Callable[[bytes], tuple[list, list[int]] | None] | None = None):
+                 profile: Callable[[bytes], tuple[list, list[int]] | None] | None = None,
+                 slots: ModelSlots | None = None):
         self._write, self._micros, self._invoke, self._info = write, micros, invoke, info
         self._profile = profile
+        self._slots = slots  # None: the model lives in the application, `model` is an unknown command
+        self._raw = bytearray()  # the bytes of a `model chunk` still arriving
+        self._raw_left = 0
+        self._raw_crc = 0
         self.input = bytearray(input_size)
         self.output = [0] * output_size
         self.name, self.model, self.ready = _as_bytes(name), _as_bytes(model), ready
@@ -131,8 +158,25 @@ class DeviceProtocol:
         self._emit("m-ready")
 
     def feed(self, data: bytes) -> None:
-        """Handle received bytes; every '%' ends a command (line breaks are ignored)."""
-        text = data.decode("latin-1")
+        """Handle received bytes; every '%' ends a command (line breaks are ignored), except
+        inside a `model chunk`'s raw bytes."""
+        while data:
+            if self._raw_left:
+                take = data[:self._raw_left]
+                self._raw += take
+                self._raw_left -= len(take)
+                data = data[len(take):]
+                if not self._raw_left:
+                    self._chunk_done()
+                continue
+            end = data.find(b"%")
+            if end < 0:
+                self._feed_text(data.decode("latin-1"))
+                return
+            self._feed_text(data[:end + 1].decode("latin-1"))
+            data = data[end + 1:]
+
+    def _feed_text(self, text: str) -> None:
         while text:
             end = text.find("%")
             part = (text if end < 0 else text[:end]).replace("\r", "").replace("\n", "")
@@ -173,6 +217,9 @@ class DeviceProtocol:
             self._results()
         elif command == "layers":
             self._layers()
+        elif command == "model" and self._slots is not None:
+            if self._model(args):
+                return  # a chunk: the reply follows its raw bytes
         else:
             self.error(f"unknown command '{command}'")
         self._emit("m-ready")
@@ -245,6 +292,48 @@ class DeviceProtocol:
         self._emit(f"m-lap-us-{end}")
         self._emit("m-infer-done")
         self._results()
+
+    def _model(self, args: str) -> bool:
+        """`model begin N`, `model chunk L CRC` (then L raw bytes), `model commit`. True when
+        the reply waits for a chunk's bytes."""
+        verb, _, rest = args.partition(" ")
+        if verb == "chunk":
+            length_text, _, crc_text = rest.partition(" ")
+            length = self._count(length_text)
+            if not length or length > MAX_CHUNK or len(crc_text) != 8 or \
+                    any(c not in "0123456789abcdefABCDEF" for c in crc_text):
+                self.error(f"usage: model chunk L CRC% (1 to {MAX_CHUNK} bytes, CRC-32 as 8 hex digits), then the bytes")
+                return False
+            self._raw, self._raw_left, self._raw_crc = bytearray(), length, int(crc_text, 16)
+            return True
+        try:
+            if verb == "begin":
+                size = self._count(rest)
+                if size is None:
+                    self.error("usage: model begin N% (the image's size in bytes)")
+                    return False
+                slot = self._slots.begin(size)
+                self._emit(f"m-model-slot-[{slot}]")
+                self._emit(f"m-[Expecting {size} bytes]")
+            elif verb == "commit":
+                done = self._slots.commit()
+                self._emit(f"m-model-committed-[{done}]")
+                self._emit("m-ready")
+                self._slots.restart()
+                return True
+            else:
+                self.error("usage: model begin N%, model chunk L CRC%, model commit%")
+        except BadInput as exc:
+            self.error(str(exc))
+        return False
+
+    def _chunk_done(self) -> None:
+        try:
+            received = self._slots.chunk(bytes(self._raw), self._raw_crc)
+            self._emit(f"m-model-chunk-[{received}]")
+        except BadInput as exc:
+            self.error(str(exc))
+        self._emit("m-ready")
 
     def _layers(self) -> None:
         if self._profile is None:

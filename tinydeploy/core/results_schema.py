@@ -63,7 +63,8 @@ STATS = {"runs": Field("count", True), "median": Field("amount", True),
          "basis": Field("text"), "partial": Field("flag"), "runs_planned": Field("count")}
 DEVICE = {"board": Field("text"), "engine": Field("text"), "timer": Field("text"), "cpu_mhz": Field("positive"),
           "virtual": Field("flag"), "model_sha256": Field("text"), "model_bytes": Field("count"),
-          "arena_bytes": Field("count"), "arena_used_bytes": Field("count"), "setup_error": Field("text")}
+          "arena_bytes": Field("count"), "arena_used_bytes": Field("count"), "setup_error": Field("text"),
+          "model_slot": Field("text"), "model_version": Field("text")}
 VALIDATION = {"samples": Field("count", True), "top1_agreement": Field("fraction", True),
               **{k: Field("fraction") for k in ("identical_output_values", "identical_outputs", "device_accuracy",
                                                 "host_accuracy")},
@@ -83,6 +84,7 @@ SCHEMAS = {
     1: {"schema_version": Field("version"), "port": Field("text"), "virtual": Field("flag"),
         "device": Field(DEVICE, True), "model_sha256": Field("text"), "expected_sha256": Field("text"),
         "model_bytes": Field("count"), "arena_bytes": Field("count"), "arena_used_bytes": Field("count"),
+        "model_slot": Field("text"), "model_version": Field("text"),
         "latency_us": Field(STATS), "latency_instructions": Field(STATS),
         "validation": Field(VALIDATION), "profile": Field(PROFILE), "power": Field(POWER), "complete": Field("flag"), "error": Field("text")},
 }

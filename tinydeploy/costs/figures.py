@@ -316,6 +316,21 @@ def tflm_firmware_arena(model: Model, measured: Measurement, board: "Board", fra
     return arena_size(need.arena_bytes, margin_percent), need
 
 
+def tflm_arena_by_library(model: Model, measured: Measurement) -> dict[str, int]:
+    """The arena TFLM firmware needs for an int8 model with each kernel library a board may link
+    (tflm_arena's figure, no margin): what a model image records, so that a firmware with any
+    of them can tell whether the model fits its arena."""
+    from tinydeploy.costs.kernels import LIBRARIES
+    return {name: arena_model.board_arena(model, measured, library).arena_bytes for name, library in LIBRARIES.items()}
+
+
+def tflm_library_firmware_arena(model: Model, measured: Measurement, kernels: str, margin_percent: float) -> int:
+    """The arena TFLM firmware declares with a given kernel library (no board: the virtual
+    device's firmware, which links the reference kernels): the need plus the margin."""
+    from tinydeploy.costs.kernels import library
+    return arena_size(arena_model.board_arena(model, measured, library(kernels)).arena_bytes, margin_percent)
+
+
 def tflm_flash(model: Model) -> int:
     """Flash bytes of the model as TFLM firmware holds it: the flatbuffer."""
     return model.size_bytes

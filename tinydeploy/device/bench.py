@@ -57,6 +57,8 @@ class BenchResult:
         return {"schema_version": SCHEMA_VERSION, "port": self.port, "virtual": self.virtual, "device": self.info,
                 "model_sha256": self.info.get("model_sha256"), "expected_sha256": self.expected_sha256,
                 "model_bytes": self.info.get("model_bytes"), "arena_bytes": self.info.get("arena_bytes"),
+                # a firmware with model slots (render --model-partition): which slot ran, and its version
+                "model_slot": self.info.get("model_slot"), "model_version": self.info.get("model_version"),
                 "arena_used_bytes": self.info.get("arena_used_bytes"), "latency_us": self.latency_us,
                 "latency_instructions": self.latency_instructions,
                 "validation": self.validation, "profile": self.profile, "power": self.power, "complete": self.complete,

@@ -65,7 +65,8 @@ def energy_figures(results: dict, targets: Targets, board: Board | None, latency
 
 
 def verify(results: dict, targets: Targets = Targets(), min_agreement: float = 1.0,
-           latency_estimate_ms: float | None = None, board: Board | None = None) -> list[TargetResult]:
+           latency_estimate_ms: float | None = None, board: Board | None = None,
+           expect_version: str | None = None) -> list[TargetResult]:
     """The verdict on each target.
 
     Args:
@@ -76,6 +77,8 @@ def verify(results: dict, targets: Targets = Targets(), min_agreement: float = 1
             of the host's timing (which says nothing about the board).
         board: the board profile whose [power] figures estimate energy where the results hold no
             power measurement (default: the profile the results' device names, if one is known).
+        expect_version: the model version the device must have reported (a firmware with model
+            slots reports the running slot's version in info%); a mismatch is a missed target.
 
     Returns:
         One TargetResult per target; a run that did not complete is a missed target too.
@@ -112,6 +115,13 @@ def verify(results: dict, targets: Targets = Targets(), min_agreement: float = 1
         verdicts.insert(0, TargetResult("model hash", float(same), 1.0, "", "SHA-256 from info%", at_least=True,
                                         detail=(f"matches {expected}" if same
                                                 else f"device runs {actual}, expected {expected}")))
+    if expect_version:
+        ran = results.get("model_version")
+        verdicts.insert(0, TargetResult("model version", float(ran == expect_version), 1.0, "",
+                                        "model_version from info% (the running slot's)", at_least=True,
+                                        detail=(f"slot {results.get('model_slot')} runs {ran}" if ran == expect_version
+                                                else f"device runs {ran or 'no versioned model'} in slot "
+                                                     f"{results.get('model_slot') or '-'}, expected {expect_version}")))
     validation = results.get("validation")
     if validation:
         verdicts.append(TargetResult("agreement", validation["top1_agreement"], min_agreement, "",

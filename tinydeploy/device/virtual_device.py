@@ -43,19 +43,22 @@ class VirtualDevice:
         stop_after: stop answering after this many commands (to test host timeouts).
         marker: called with True before each inference and False after, as the firmware raises
             a power monitor's marker input while it computes (a stand-in monitor's waveform).
+        slots: a folder standing for the flash of a firmware rendered with --model-partition for
+            this model (tinydeploy.device.slots): the model runs from slot A or B, `model` commands
+            upload another into the inactive slot, and the folder keeps them across restarts.
+        version: the semantic version of model_path's image when the folder is new (default: the
+            model's metadata "version", else 0.1.0).
     """
 
     def __init__(self, model_path: str | Path, baud: int | None = None, stop_after: int | None = None,
-                 marker: Callable[[bool], None] | None = None):
+                 marker: Callable[[bool], None] | None = None, slots: str | Path | None = None,
+                 version: str | None = None):
         if baud is not None:
             check("--baud", baud)
         self.model = load_model(model_path)
         if not self.model.is_int8:
             raise BadInput(f"{model_path}: the virtual device runs int8 models, as the firmware does; "
                            "this one is not int8 (convert it with full-integer quantization)")
-        self.front = device_frontend(self.model)  # takes raw int16 windows and runs the front end first
-        self.arena = tflm.measure_arena(self.model)
-        self.runner = tflm.TflmRunner(self.model, self.arena.arena_bytes)
         self.baud = baud
         self.stop_after = stop_after
         self.marker = marker
@@ -63,8 +66,22 @@ class VirtualDevice:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.address = ""
-        input_tensor, output_tensor = self.model.input_tensors[0], self.model.output_tensors[0]
+        self.flash = self.booted = None
+        self.boot_messages: list[str] = []
+        if slots is not None:
+            self._factory_flash(slots, version)
+            self._boot_slots()
+        else:
+            self._load(self.model)
+        self._layer_models = ""  # a folder of one-operator models, made at the first layers%
 
+    def _load(self, model, slot_fields: dict | None = None) -> None:
+        """Set the device up for a model: its arena, interpreter and info line."""
+        self.model = model
+        self.front = device_frontend(self.model)  # takes raw int16 windows and runs the front end first
+        self.arena = tflm.measure_arena(self.model)
+        self.runner = tflm.TflmRunner(self.model, self.arena.arena_bytes)
+        input_tensor, output_tensor = self.model.input_tensors[0], self.model.output_tensors[0]
         self._info = json.dumps({
             "arena_used_bytes": self.arena.arena_bytes, "setup_error": None,
             **device_info(self.model, self.arena.arena_bytes, board="virtual", cpu_mhz=None, engine=TFLM,
@@ -73,11 +90,59 @@ class VirtualDevice:
                           tinydeploy=__version__, virtual=True,
                           latency_basis="virtual: host wall clock running the TFLM interpreter, not board latency",
                           arena_basis="TFLM measured on the host (an upper bound for a 32-bit board)",
-                          **frontend_info(self.model)),
+                          **frontend_info(self.model), **(slot_fields or {})),
         }, separators=(",", ":"))
         self._input_shape = input_tensor.shape[1:]
         self._output_size = output_tensor.elements
         self._layer_models = ""  # a folder of one-operator models, made at the first layers%
+
+    # -- model slots ---------------------------------------------------------------
+    def _factory_flash(self, folder: str | Path, version: str | None) -> None:
+        """The firmware as `render --model-partition` makes it for this model: its contract
+        (exactly its operators, its arena with the reference kernels plus render's default
+        margin, its I/O), and, on a new flash, its model as version in slot A."""
+        from tinydeploy.codegen import package, partitions
+        from tinydeploy.codegen.render import RenderOptions
+        from tinydeploy.costs.figures import tflm_library_firmware_arena
+        from tinydeploy.device import slots
+        measured = tflm.measure_arena(self.model)
+        first = package.package(self.model, version or self.model.meta.get("version") or "0.1.0", measured)
+        arena = tflm_library_firmware_arena(self.model, measured, "reference", RenderOptions.arena_margin_percent)
+        self.contract = package.contract(self.model, TFLM, arena, "reference")
+        slot_bytes = next(p.size for p in partitions.layout(4096, len(first)) if p.name == "model_a")
+        self.flash = slots.FileFlash(folder, slot_bytes)
+        if slots.read_state(self.flash)[0] is None and self.flash.read("model_a", 0, 1) == b"\xff":
+            self.flash.write("model_a", 0, first)
+
+    def _boot_slots(self) -> None:
+        from tinydeploy.core.model import parse_model
+        from tinydeploy.device import slots
+        self.booted = slots.boot(self.flash, self.contract)
+        self.boot_messages = list(self.booted.messages)
+        header = self.booted.image.header
+        self._load(parse_model(self.booted.image.model, f"slot {self.booted.slot}"),
+                   {"model_slot": self.booted.slot, "model_version": header.version, "model_trial": self.booted.trial})
+
+    class _Slots:
+        """The `model` commands on the virtual device's flash (core.protocol.ModelSlots)."""
+
+        def __init__(self, device: "VirtualDevice", restart: Callable[[], None]):
+            from tinydeploy.device import slots
+            self.device, self._restart = device, restart
+            self.upload = slots.Upload(device.flash, device.booted.slot, device.contract)
+
+        def begin(self, size: int) -> str:
+            return self.upload.begin(size)
+
+        def chunk(self, data: bytes, crc: int) -> int:
+            return self.upload.chunk(data, crc)
+
+        def commit(self) -> str:
+            header = self.upload.commit().header
+            return f"{self.upload.target} {header.version} {header.model_sha256[:12]}"
+
+        def restart(self) -> None:
+            self._restart()
 
     # -- device behaviour ------------------------------------------------------
     def _invoke(self, data: bytes) -> list[int] | None:
@@ -91,12 +156,19 @@ class VirtualDevice:
         if self.marker:
             self.marker(True)
         try:
-            return [int(v) for v in self.runner.invoke_int8(sample)]
+            outputs = [int(v) for v in self.runner.invoke_int8(sample)]
         except Exception:  # noqa: BLE001 - any failure of the interpreter is the device's answer
-            return None
+            outputs = None
         finally:
             if self.marker:
                 self.marker(False)
+        if self.booted is not None and self.booted.trial:  # the first inference on a slot on trial
+            from tinydeploy.device import slots
+            if outputs is None:
+                slots.failed_first(self.flash, self.booted)  # the next boot runs the last good slot
+            else:
+                slots.proven(self.flash, self.booted)
+        return outputs
 
     def _profile(self, data: bytes) -> tuple[list[int], list[int]] | None:
         """layers%: one inference's outputs, and each operator's time (protocol.VIRTUAL_LAYER_BASIS);
@@ -116,11 +188,26 @@ class VirtualDevice:
             return None
         return outputs, [round(us) for us in times]
 
-    def _protocol(self, write) -> DeviceProtocol:
+    def _protocol(self, write, holder: list | None = None) -> DeviceProtocol:
+        """The protocol on the current model; with model slots, its `model` commands restart
+        the device into the committed slot, replacing holder[0]."""
+        def restart() -> None:
+            self._boot_slots()
+            holder[0] = self._protocol(write, holder)
+            self._boot(holder[0])
+
+        slots = self._Slots(self, restart) if self.flash is not None and holder is not None else None
         return DeviceProtocol(write, lambda: time.perf_counter_ns() // 1000, self._invoke, lambda: self._info,
                               self.front.window_bytes if self.front else self.model.input_tensors[0].nbytes,
                               self._output_size, "tinydeploy-virtual",
-                              f"{Path(self.model.path).stem} {self.model.sha256[:12]}", profile=self._profile)
+                              f"{Path(self.model.path).stem} {self.model.sha256[:12]}", profile=self._profile,
+                              slots=slots)
+
+    def _boot(self, protocol: DeviceProtocol) -> None:
+        """The boot banner, after any slot the boot check refused, named (e-[...])."""
+        for message in self.boot_messages:
+            protocol.error(message)
+        protocol.boot()
 
     class _Line:
         """One direction of a UART at `baud` (8N1, ten bits a byte): bytes pass no
@@ -164,15 +251,16 @@ class VirtualDevice:
 
         sender = threading.Thread(target=writer, daemon=True)
         sender.start()
-        protocol = self._protocol(outgoing.put)
-        protocol.boot()
+        holder: list = [None]
+        holder[0] = self._protocol(outgoing.put, holder)
+        self._boot(holder[0])
         try:
-            self._session(read, protocol, rx)
+            self._session(read, holder, rx)
         finally:
             outgoing.put(None)
             sender.join(timeout=5)
 
-    def _session(self, read, protocol: DeviceProtocol, rx) -> None:
+    def _session(self, read, holder: list, rx) -> None:
         while not self._stop.is_set():
             chunk = read()
             if chunk is None:
@@ -181,7 +269,7 @@ class VirtualDevice:
                 return
             for start in range(0, len(chunk), 16):  # bytes arrive a few at a time, as from a UART
                 rx.pace(len(chunk[start:start + 16]))
-                self._feed(protocol, chunk[start:start + 16])
+                self._feed(holder[0], chunk[start:start + 16])
 
     def _feed(self, protocol: DeviceProtocol, chunk: bytes) -> None:
         if self.stop_after is not None:

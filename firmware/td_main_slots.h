@@ -1,0 +1,28 @@
+/* The model slots in the firmware's main (td_main.c, with TD_MODEL_PARTITION): the slot is
+ * chosen and checked before the runner sets the model up, then the protocol gains the `model`
+ * commands and info% reports the slot. The contract is generated (td_contract.c). */
+#ifndef TD_MAIN_SLOTS_H_
+#define TD_MAIN_SLOTS_H_
+
+#include <stdint.h>
+
+#include "td_protocol.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Boot the slots: NULL when a slot runs, else why none can (printed as the setup error). */
+const char *td_main_slots_boot(void);
+/* After the runner's setup and td_protocol_init: wrap invoke (the first inference decides a
+ * slot on trial) and info (the slot's fields), add the `model` commands, print why a slot was
+ * refused at boot. */
+void td_main_slots_attach(td_platform *platform, td_protocol *protocol);
+/* The running slot's model, for the runner (NULL when none runs). */
+const uint8_t *td_model_slot_data(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TD_MAIN_SLOTS_H_ */

@@ -1,0 +1,75 @@
+"""`tinydeploy package`: a model -> a model image (tinydeploy.core.image) for a flash slot, and
+the contract a rendered firmware publishes for such images. Pure: bytes and dicts, no disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from tinydeploy.codegen import cengine
+from tinydeploy.core import image
+from tinydeploy.core.errors import BadInput
+from tinydeploy.core.model import Model
+from tinydeploy.costs import figures
+from tinydeploy.runtime import tflm
+
+
+def tensor_spec(tensor) -> image.TensorSpec:
+    q = tensor.quantization
+    return image.TensorSpec(tuple(int(d) for d in tensor.shape), tensor.dtype.lower(),
+                            float(q.scales[0]) if q else 1.0, int(q.zero_points[0]) if q else 0)
+
+
+def plan_sha256(lowered) -> str:
+    """The C engine's plan without its weights: each call's kernel, argument names, arrays'
+    types and sizes, tensors, and the arena offsets. Two models with the same hash run on the
+    same generated code with their own constants."""
+    calls = [[c.kernel, c.struct, [name for name, _ in c.fields], [[a.name, a.ctype, list(a.values.shape)]
+                                                                     for a in c.arrays],
+              c.inputs, c.output, c.view, c.in_place, c.scratch] for c in lowered.calls]
+    plan = [lowered.plan.size, sorted(lowered.plan.offsets.items()), sorted(lowered.plan.scratch.items())]
+    text = json.dumps([calls, plan], separators=(",", ":"), default=int)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _lowered(model: Model):
+    try:
+        return cengine.lower(model)
+    except BadInput:
+        return None  # the C engine can't run it: the image carries no plan, TFLM firmware can still take it
+
+
+def header(model: Model, version: str, measured: tflm.ArenaMeasurement | None = None) -> image.Header:
+    """The image header for an int8 model: its ops, arena per kernel library (costs.figures),
+    I/O, labels and, where the C engine lowers it, its plan's hash and arena."""
+    image.check_version(version)
+    if not model.is_int8:
+        raise BadInput(f"{model.path}: {model.int8_problem}; an image holds an int8 model, as the firmware runs")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise BadInput(f"{model.path}: {len(model.inputs)} inputs and {len(model.outputs)} outputs; the firmware "
+                       "feeds one input and reports one output")
+    arena = {}
+    if not tflm.unsupported_ops(model):
+        arena = figures.tflm_arena_by_library(model, measured or tflm.measure_arena(model))
+    lowered = _lowered(model)
+    return image.Header(
+        version=version, model_sha256=model.sha256, ops=tuple(sorted({op.name for op in model.all_operators})),
+        arena=arena, input=tensor_spec(model.input_tensors[0]), output=tensor_spec(model.output_tensors[0]),
+        labels=model.labels or (), plan_sha256=plan_sha256(lowered) if lowered else None,
+        c_arena_bytes=figures.c_arena(lowered).arena_bytes if lowered else None,
+        extra={"model_bytes": model.size_bytes})
+
+
+def package(model: Model, version: str, measured: tflm.ArenaMeasurement | None = None) -> bytes:
+    """The model image's bytes (tinydeploy.core.image.pack)."""
+    return image.pack(header(model, version, measured), model.data)
+
+
+def contract(model: Model, engine: str, arena_bytes: int, kernels: str | None, fixed_plan: bool = False) -> dict:
+    """The contract of a firmware rendered for model: it registers exactly the model's operators,
+    has arena_bytes of arena with these kernels, and the model's input and output; an engine
+    whose code is the plan (the C engine: fixed_plan) also fixes the plan's hash."""
+    lowered = _lowered(model) if fixed_plan else None
+    return image.firmware_contract(engine, {op.name for op in model.all_operators}, arena_bytes, kernels,
+                                   tensor_spec(model.input_tensors[0]), tensor_spec(model.output_tensors[0]),
+                                   plan_sha256(lowered) if lowered else None)
