@@ -503,6 +503,7 @@ def _options_optimize(p) -> None:
                         "once on TFLM for the chosen model; a .npz --data may carry x_test/y_test itself")
     p.add_argument("--board", default=DEFAULT_BOARD, help="board profile (default %(default)s)")
     _add_targets(p)
+    _add_energy_targets(p)
     p.add_argument("--min-accuracy", type=_bounded("--min-accuracy"), default=None, metavar="A",
                    help="smallest acceptable int8 validation accuracy, as a fraction")
     p.add_argument("--budget", choices=list(BUDGETS), default="default", help="training effort (default %(default)s)")
