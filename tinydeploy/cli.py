@@ -153,7 +153,8 @@ def cmd_evaluate(args) -> int:
 
 def cmd_render(args) -> int:
     summary = api.render(args.model, args.board, args.out, args.framework, args.arena_margin, args.labels,
-                         args.engine, _boards_dir(args), force=args.force)
+                         args.engine, _boards_dir(args), force=args.force, duty_cycle_hz=args.duty_cycle_hz,
+                         sleep=args.sleep)
     if args.json:
         _emit_json(args, summary)
         return EXIT_OK
@@ -530,6 +531,13 @@ def _options_render(p) -> None:
     p.add_argument("--engine", choices=BOUNDS["--engine"].choices, default=None,
                    help="tflm (the TFLite Micro interpreter; the default where the board has it) or c "
                         "(the model as plain C, statically planned, no interpreter)")
+    p.add_argument("--duty-cycle-hz", type=_bounded("--duty-cycle-hz"), default=None, metavar="HZ",
+                   help="render the duty-cycled firmware instead of the benchmark one: classify HZ times a second, "
+                        "sleeping in between, raising the board's [power] marker_gpio during each inference "
+                        "(docs/energy.md)")
+    p.add_argument("--sleep", choices=BOUNDS["--sleep"].choices, default=None,
+                   help="with --duty-cycle-hz: how the board rests between inferences (default: the mode of least "
+                        "average power at that rate, estimated from the board's [power] figures)")
     _add_force(p, "write over files in --out that tinydeploy did not generate")
 
 

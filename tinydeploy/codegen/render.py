@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinydeploy import __version__
-from tinydeploy.codegen import cgen
+from tinydeploy.codegen import cgen, duty_cycle
 from tinydeploy.core import protocol
 from tinydeploy.runtime import tflm
 from tinydeploy.core.boards import Board
@@ -45,6 +45,8 @@ class RenderOptions:
     arena_margin_percent: float = 10.0
     labels: tuple[str, ...] = ()
     engine: str | None = None
+    duty_cycle_hz: float | None = None  # the duty-cycled firmware at this rate (tinydeploy.codegen.duty_cycle)
+    sleep: str | None = None  # its sleep mode; None: the one of least average power
 
 
 def device_info_format(model: Model, board: Board, framework, engine, arena_bytes: int) -> str:
@@ -65,6 +67,8 @@ def device_info_format(model: Model, board: Board, framework, engine, arena_byte
 def _check_options(model: Model, options: RenderOptions, engine) -> None:
     engine.check_options(options.labels)
     check("--arena-margin", options.arena_margin_percent)
+    if options.sleep is not None and options.duty_cycle_hz is None:
+        raise BadInput(f"--sleep {options.sleep}: the sleep mode of a duty cycle; give its rate, --duty-cycle-hz")
     outputs = model.output_tensors[0].elements
     if options.labels and len(options.labels) != outputs:
         raise BadInput(f"{len(options.labels)} labels given but the model has {outputs} outputs")
@@ -96,6 +100,8 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
     framework = framework_for(board, options.framework, engine.name)
     _check_options(model, options, engine)
     prepared = prepared or engine.prepare(model, measured)
+    duty = (duty_cycle.plan(model, board, engine, prepared.measured, options.duty_cycle_hz, options.sleep)
+            if options.duty_cycle_hz is not None else None)
     arena_bytes, need = engine.arena(prepared, board, framework, options.arena_margin_percent)
     budget = board.arena_budget_kb * 1024
     if arena_bytes > budget:
@@ -115,9 +121,12 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
         "labels": list(options.labels), "label_literals": [cgen.string_literal(x) for x in options.labels],
         "arena_bytes": arena_bytes, "arena_need": need, "margin_percent": f"{options.arena_margin_percent:g}",
         "info_format": cgen.string_literal(device_info_format(model, board, framework, engine, arena_bytes)),
+        "main_source": duty_cycle.DUTY_MAIN if duty else duty_cycle.MAIN,
     }
     env = environment()
     files = engine.files(prepared, board, framework, values, env)
+    if duty:
+        files.update(duty_cycle.files(duty, env, BANNER))
     files["src/td_board.h"] = env.get_template("common/td_board.h.j2").render(**values)
     files["src/td_board.c"] = env.get_template("common/td_board.c.j2").render(**values)
     files[PROJECT_FILE] = project_file(BANNER, board, engine.name, framework.name, model.sha256, arena_bytes)

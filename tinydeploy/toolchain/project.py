@@ -118,4 +118,9 @@ def create_project(model_path: str | Path, board, out: str | Path, options=None,
                **engine.summary(prepared, board, framework, options.arena_margin_percent)}
     summary["files"] = [str(p) for p in write_project(files, out, force)]
     summary["description"] = engine.describe(summary)
+    if options.duty_cycle_hz is not None:  # the duty-cycled main: what it does, on the same estimate
+        from tinydeploy.codegen import duty_cycle
+        duty = duty_cycle.plan(model, board, engine, prepared.measured, options.duty_cycle_hz, options.sleep)
+        summary["duty_cycle"] = duty.to_dict()
+        summary["description"] += duty_cycle.describe(duty)
     return summary

@@ -24,6 +24,7 @@ esp_err_t uart_driver_install(uart_port_t port, int rx_buffer_size, int tx_buffe
 esp_err_t uart_set_baudrate(uart_port_t port, uint32_t baud_rate);
 int uart_write_bytes(uart_port_t port, const void *src, size_t size);
 int uart_read_bytes(uart_port_t port, void *buf, uint32_t length, TickType_t ticks_to_wait);
+esp_err_t uart_wait_tx_done(uart_port_t port, TickType_t ticks_to_wait);
 
 #ifdef __cplusplus
 }
