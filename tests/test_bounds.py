@@ -182,6 +182,7 @@ def library(monkeypatch, tmp_path):
                             lambda v: api.verify_farm([], min_agreement=v, out=tmp_path),
                             lambda v: api.deploy(missing + ".npz", min_agreement=v)],
         "--arena-margin": [lambda v: render(None, board, None, RenderOptions(arena_margin_percent=v))],
+        "--duty-cycle-hz": [lambda v: render(None, board, None, RenderOptions(duty_cycle_hz=v))],
         "--offset": [lambda v: flash_firmware(missing, "esp32", offset=v),
                      lambda v: api.flash_farm([], missing, "esp32", offset=v, out=tmp_path)],
     }

@@ -67,6 +67,10 @@ def device_info_format(model: Model, board: Board, framework, engine, arena_byte
 def _check_options(model: Model, options: RenderOptions, engine) -> None:
     engine.check_options(options.labels)
     check("--arena-margin", options.arena_margin_percent)
+    if options.duty_cycle_hz is not None:
+        check("--duty-cycle-hz", options.duty_cycle_hz)
+    if options.sleep is not None:
+        check("--sleep", options.sleep)
     if options.sleep is not None and options.duty_cycle_hz is None:
         raise BadInput(f"--sleep {options.sleep}: the sleep mode of a duty cycle; give its rate, --duty-cycle-hz")
     outputs = model.output_tensors[0].elements
