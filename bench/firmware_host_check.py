@@ -167,7 +167,7 @@ def tflm_library(builder: Builder, framework: str, kernels: str, tflm: Path | No
                  arduino_lib: Path | None, line_baud: int = 115200) -> Library:
     """Compile TFLM for a framework and kernel library (objects are cached)."""
     shim_flags = [f"-DTD_LINE_BAUD={line_baud}", f"-I{SHIM}"]
-    objects = builder.compile([SHIM / "host_uart.c"], [*STRICT, "-O2", *shim_flags])
+    objects = builder.compile([SHIM / "host_uart.c", SHIM / "sleep_shim.c"], [*STRICT, "-O2", *shim_flags])
     if framework == "arduino":
         if arduino_lib is None:
             raise CheckError("an Arduino project needs --arduino-lib (the TFLM Arduino library's folder)")
@@ -228,7 +228,8 @@ def build(project_dir: Path, tflm: Path | None, esp_nn: Path | None, arduino_lib
         if framework != "espidf":
             raise CheckError("the host check builds the C engine's ESP-IDF projects (Makefile projects: tinydeploy build)")
         shim_flags = [f"-DTD_LINE_BAUD={line_baud}", f"-I{SHIM}", f"-I{SHIM / 'espidf'}"]
-        objects = builder.compile([SHIM / "host_uart.c", SHIM / "espidf/espidf_shim.c"], [*STRICT, "-O2", *shim_flags])
+        objects = builder.compile([SHIM / "host_uart.c", SHIM / "sleep_shim.c", SHIM / "espidf/espidf_shim.c"],
+                                  [*STRICT, "-O2", *shim_flags])
         objects += builder.compile(sorted(src.glob("*.c")), [*STRICT, "-O2", "-std=c99", *shim_flags, f"-I{src}",
                                                                f"-DTD_BAUD={line_baud}"])
         return builder.link(objects, work / "firmware", cxx=False), "c engine"

@@ -1,9 +1,11 @@
-// Platform for Arduino boards: Serial for the protocol, micros() for its clock; setup()
-// and loop() run the firmware (td_main.c). TD_BAUD comes from the generated platformio.ini
+// Platform for Arduino boards: Serial for the protocol, micros() for its clock; for the
+// duty-cycled firmware, a pin as the marker and the ESP32 core's esp_sleep calls with a
+// timer wakeup. setup() and loop() run the firmware (td_main.c or td_duty.c). TD_BAUD comes from the generated platformio.ini
 // (build_src_flags). Arduino projects run TFLM, so this file also keeps the TFLM library's
 // log out of the protocol stream.
 #include <Arduino.h>
 #include <Chirale_TensorFlowLite.h>  // the library's own header, so that Arduino builds it
+#include <esp_sleep.h>
 
 #include "td_hal.h"
 #include "td_tflm_runner.h"
@@ -25,6 +27,36 @@ void td_hal_write(const char *data, size_t len) { Serial.write((const uint8_t *)
 int td_hal_read(void) { return Serial.read(); }
 
 uint64_t td_hal_ticks(void) { return (uint64_t)micros(); }
+
+static int marker_pin = -1;
+
+void td_hal_marker_setup(int gpio) {
+  marker_pin = gpio;
+  if (gpio < 0) return;
+  pinMode(gpio, OUTPUT);
+  digitalWrite(gpio, LOW);
+}
+
+void td_hal_marker(int level) {
+  if (marker_pin >= 0) digitalWrite(marker_pin, level ? HIGH : LOW);
+}
+
+void td_hal_sleep_us(uint64_t us, int mode) {
+  if (mode == TD_SLEEP_AWAKE) {
+    // micros() is 32 bits: wait in steps that its wrap-around can't confuse
+    while (us > 0) {
+      unsigned long step = us > 1000000UL ? 1000000UL : (unsigned long)us, start = micros();
+      while ((unsigned long)(micros() - start) < step) {
+      }
+      us -= step;
+    }
+    return;
+  }
+  Serial.flush();  // the UART stops in sleep: send what is queued first
+  esp_sleep_enable_timer_wakeup(us);
+  if (mode == TD_SLEEP_DEEP) esp_deep_sleep_start();  // does not return: setup() runs again on waking
+  esp_light_sleep_start();
+}
 
 void setup() { td_main_setup(); }
 

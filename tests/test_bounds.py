@@ -187,6 +187,7 @@ def library(monkeypatch, tmp_path):
         "--window": [lambda v: export(None, board, ExportOptions("c-library", window=v))],
         "--hop": [lambda v: export(None, board, ExportOptions("c-library", hop=v))],
         "--smoothing": [lambda v: export(None, board, ExportOptions("c-library", smoothing=v))],
+        "--duty-cycle-hz": [lambda v: render(None, board, None, RenderOptions(duty_cycle_hz=v))],
         "--offset": [lambda v: flash_firmware(missing, "esp32", offset=v),
                      lambda v: api.flash_farm([], missing, "esp32", offset=v, out=tmp_path)],
     }

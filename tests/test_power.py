@@ -338,6 +338,33 @@ def test_a_missing_driver_package_names_the_extra(monkeypatch):
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("module", ["ppk2_api", "ppk2_api.ppk2_api", "joulescope", "joulescope.v1"])
+def test_a_missing_power_package_anywhere_is_bad_input_naming_the_power_extra(module, monkeypatch, capsys):
+    """core.errors.EXTRA_MODULES maps the drivers' packages to the power extra, so a
+    ModuleNotFoundError for one that escapes a command exits 2 naming the install."""
+    import tomllib
+    from pathlib import Path
+
+    from tinydeploy import api, cli
+    from tinydeploy.core.errors import EXTRA_MODULES, extra_missing
+    mapped = extra_missing(ModuleNotFoundError(f"No module named {module!r}", name=module))
+    assert isinstance(mapped, BadInput) and mapped.exit_code == 2
+    assert f"this needs {module.split('.')[0]}" in str(mapped) and "pip install 'tinydeploy[power]'" in str(mapped)
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    extras = pyproject["project"]["optional-dependencies"]
+    assert set(EXTRA_MODULES.values()) <= set(extras)  # every extra named is one pip knows
+    packages = {r.split(">")[0].split("=")[0].split("<")[0].strip().replace("-", "_") for r in extras["power"]}
+    assert {m for m, extra in EXTRA_MODULES.items() if extra == "power"} == packages == {"ppk2_api", "joulescope"}
+
+    def bench(*_, **__):  # a driver whose own import check missed a module of its package
+        raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+    monkeypatch.setattr(api, "bench", bench)
+    assert cli.main(["bench", "--port", "socket://127.0.0.1:1", "--power-monitor", "ppk2"]) == 2
+    assert "pip install 'tinydeploy[power]'" in capsys.readouterr().err
+
+
+@pytest.mark.unit
 def test_the_registry_is_the_only_list_of_kinds():
     assert power.MONITORS["ppk2"] is Ppk2Monitor and power.MONITORS["lpm01a"] is Lpm01aMonitor
     assert all(cls.kind == kind for kind, cls in power.MONITORS.items())

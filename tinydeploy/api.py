@@ -113,15 +113,18 @@ def evaluate(model: str | Path, data: str, image_size: int = 32, seed: int = 0) 
 
 def render(model: str | Path, board: str | Board, out: str | Path, framework: str | None = None,
            arena_margin: float = 10.0, labels: str | Path | None = None, engine: str | None = None,
-           boards_dir: tuple[str, ...] = (), force: bool = False, model_partition: bool = False) -> dict:
+           boards_dir: tuple[str, ...] = (), force: bool = False, model_partition: bool = False,
+           duty_cycle_hz: float | None = None, sleep: str | None = None) -> dict:
     """Write a firmware project for an int8 model; returns its summary. framework and engine
     default to the board's own; labels is a text file (one per line) or optimize's report.json;
     force writes over files in out that tinydeploy did not generate; model_partition keeps the
-    model in two flash slots (partitions.csv) for `flash --model`."""
+    model in two flash slots (partitions.csv) for `flash --model`; duty_cycle_hz renders the
+    duty-cycled firmware (classify, then sleep, in the sleep mode given or of least power)."""
     from tinydeploy.toolchain.project import create_project
     from tinydeploy.codegen.render import RenderOptions, read_labels
     _paths(model=model, out=out, labels=labels)
-    options = RenderOptions(framework, arena_margin, read_labels(labels) if labels else (), engine, model_partition)
+    options = RenderOptions(framework, arena_margin, read_labels(labels) if labels else (), engine,
+                            model_partition=model_partition, duty_cycle_hz=duty_cycle_hz, sleep=sleep)
     return create_project(model, _board(board, boards_dir), out, options, force)
 
 

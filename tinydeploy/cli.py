@@ -155,7 +155,8 @@ def cmd_evaluate(args) -> int:
 
 def cmd_render(args) -> int:
     summary = api.render(args.model, args.board, args.out, args.framework, args.arena_margin, args.labels,
-                         args.engine, _boards_dir(args), force=args.force, model_partition=args.model_partition)
+                         args.engine, _boards_dir(args), force=args.force, model_partition=args.model_partition,
+                         duty_cycle_hz=args.duty_cycle_hz, sleep=args.sleep)
     if args.json:
         _emit_json(args, summary)
         return EXIT_OK
@@ -562,6 +563,7 @@ def _options_optimize(p) -> None:
                         "once on TFLM for the chosen model; a .npz --data may carry x_test/y_test itself")
     p.add_argument("--board", default=DEFAULT_BOARD, help="board profile (default %(default)s)")
     _add_targets(p)
+    _add_energy_targets(p)
     p.add_argument("--min-accuracy", type=_bounded("--min-accuracy"), default=None, metavar="A",
                    help="smallest acceptable int8 validation accuracy, as a fraction")
     p.add_argument("--budget", choices=list(BUDGETS), default="default", help="training effort (default %(default)s)")
@@ -592,6 +594,13 @@ def _options_render(p) -> None:
     p.add_argument("--model-partition", action="store_true",
                    help="keep the model in two flash slots (A/B, partitions.csv) so that `flash --model` updates "
                         "it without reflashing the application (ESP-IDF)")
+    p.add_argument("--duty-cycle-hz", type=_bounded("--duty-cycle-hz"), default=None, metavar="HZ",
+                   help="render the duty-cycled firmware instead of the benchmark one: classify HZ times a second, "
+                        "sleeping in between, raising the board's [power] marker_gpio during each inference "
+                        "(docs/energy.md)")
+    p.add_argument("--sleep", choices=BOUNDS["--sleep"].choices, default=None,
+                   help="with --duty-cycle-hz: how the board rests between inferences (default: the mode of least "
+                        "average power at that rate, estimated from the board's [power] figures)")
     _add_force(p, "write over files in --out that tinydeploy did not generate")
 
 

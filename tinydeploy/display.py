@@ -321,6 +321,12 @@ def optimize_lines(report: dict, out) -> list[str]:
     lines = [f"chosen: {chosen['stage']} on {chosen['chosen_on']}; int8 validation accuracy "
              f"{describe_accuracy(validation['accuracy'], validation['samples'])}",
              f"engine: {chosen['engine']} ({chosen['engine_why']})"]
+    energy = chosen.get("energy")
+    if energy and energy.get("available"):  # estimates from the chosen engine's latency (docs/energy.md)
+        mode = f", {energy['mode_name']} between" if energy.get("mode_name") else ""
+        average = f"{energy['average_mw']:.4g} mW" if energy.get("average_mw") is not None else "no mode keeps it"
+        lines.append(f"energy (estimate): {energy['energy_uj']:.4g} µJ per inference; {average} on average at "
+                     f"{energy['rate_hz']:g} Hz{mode}; {energy['budget_note']}")
     if report.get("test"):
         lines.append(f"held-out test accuracy (once, chosen model only): "
                      f"{describe_accuracy(report['test']['accuracy'], report['test']['samples'])}")

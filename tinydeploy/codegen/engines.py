@@ -112,13 +112,13 @@ class TflmEngine:
         self._model_values(prepared, values)
         values["runtime_note"] = framework.runtime_note
         build = framework.tflm_files(board)
-        values["sources"] = ["td_main.c", "model_data.cc", "model_runner.cc", "td_tflm_runner.cc", "td_board.c",
-                             "td_protocol.c", *build.sources, *values["frontend_sources"]]
+        values["sources"] = [values["main_source"], "model_data.cc", "model_runner.cc", "td_tflm_runner.cc",
+                             "td_board.c", "td_protocol.c", *build.sources, *values["frontend_sources"]]
         templates = {"src/model_data.h": "common/model_data.h.j2", "src/model_data.cc": "common/model_data.cc.j2",
                      "src/model_runner.cc": "common/model_runner.cc.j2", "README.md": "common/README.md.j2",
                      **build.templates}
         files = {path: env.get_template(template).render(**values) for path, template in templates.items()}
-        files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", "td_main.c", "td_runner.h",
+        files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", values["main_source"], "td_runner.h",
                                       "td_tflm_runner.h", "td_tflm_runner.cc", *build.firmware)))
         return files
 
@@ -201,11 +201,11 @@ class CEngine:
                            else "microseconds"),
         })
         build = framework.c_files(board)
-        values["sources"] = ["td_main.c", "td_c_runner.c", "td_model.c", "td_kernels.c", "td_protocol.c", "td_board.c",
-                             *build.sources, *values["frontend_sources"]]
+        values["sources"] = [values["main_source"], "td_c_runner.c", "td_model.c", "td_kernels.c", "td_protocol.c",
+                             "td_board.c", *build.sources, *values["frontend_sources"]]
         values["how_to"] = build.how_to
         files = {f"src/{name}": text for name, text in cengine.render_sources(lowered, values["banner"]).items()}
-        files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", "td_main.c", "td_runner.h",
+        files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", values["main_source"], "td_runner.h",
                                       "td_c_runner.c", *build.firmware)))
         templates = {**build.templates, "README.md": "cengine/README.md.j2"}
         files.update({path: env.get_template(template).render(**values) for path, template in templates.items()})

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinydeploy import __version__
-from tinydeploy.codegen import cgen, package, partitions
+from tinydeploy.codegen import cgen, duty_cycle, package, partitions
 from tinydeploy.core import protocol
 from tinydeploy.runtime import tflm
 from tinydeploy.core.boards import Board
@@ -61,6 +61,8 @@ class RenderOptions:
     arena_margin_percent: float = 10.0
     labels: tuple[str, ...] = ()
     engine: str | None = None
+    duty_cycle_hz: float | None = None  # the duty-cycled firmware at this rate (tinydeploy.codegen.duty_cycle)
+    sleep: str | None = None  # its sleep mode; None: the one of least average power
     model_partition: bool = False  # the model in two flash slots (A/B) instead of the application
 
 
@@ -92,6 +94,12 @@ def device_info_format(model: Model, board: Board, framework, engine, arena_byte
 def _check_options(model: Model, options: RenderOptions, engine) -> None:
     engine.check_options(options.labels)
     check("--arena-margin", options.arena_margin_percent)
+    if options.duty_cycle_hz is not None:
+        check("--duty-cycle-hz", options.duty_cycle_hz)
+    if options.sleep is not None:
+        check("--sleep", options.sleep)
+    if options.sleep is not None and options.duty_cycle_hz is None:
+        raise BadInput(f"--sleep {options.sleep}: the sleep mode of a duty cycle; give its rate, --duty-cycle-hz")
     outputs = model.output_tensors[0].elements
     if options.labels and len(options.labels) != outputs:
         raise BadInput(f"{len(options.labels)} labels given but the model has {outputs} outputs")
@@ -127,6 +135,8 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
     if refused:
         raise BadInput(f"--framework {framework.name} can't run this model as the host does: " + "; ".join(refused))
     prepared = prepared or engine.prepare(model, measured)
+    duty = (duty_cycle.plan(model, board, engine, prepared.measured, options.duty_cycle_hz, options.sleep)
+            if options.duty_cycle_hz is not None else None)
     arena_bytes, need = engine.arena(prepared, board, framework, options.arena_margin_percent)
     budget = board.arena_budget_kb * 1024
     frontend_ram = figures.frontend_arena(model)
@@ -150,6 +160,7 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
         "info_format": cgen.string_literal(device_info_format(model, board, framework, engine, arena_bytes)),
         "board_defines": ["#define TD_FRONTEND 1"] if front else [],
         "frontend_sources": list(FRONTEND_SOURCES) if front else [],
+        "main_source": duty_cycle.DUTY_MAIN if duty else duty_cycle.MAIN,
     }
     values.update({"slot_sources": [], "slot_defines": []})
     if options.model_partition:
@@ -161,6 +172,8 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
     if options.model_partition:
         files.update(copied_firmware(SLOT_FIRMWARE))
         files["src/td_contract.c"] = env.get_template("common/td_contract.c.j2").render(**values)
+    if duty:
+        files.update(duty_cycle.files(duty, env, BANNER))
     files["src/td_board.h"] = env.get_template("common/td_board.h.j2").render(**values)
     files["src/td_board.c"] = env.get_template("common/td_board.c.j2").render(**values)
     contract = package.contract(model, engine.name, arena_bytes, engine.info(board, framework).get("kernels"),

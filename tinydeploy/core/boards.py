@@ -46,6 +46,10 @@ POWER_FIGURES = {
     "deep_wake_ms": "time to wake from deep sleep (a reboot) and be ready to compute (ms)",
     "deep_wake_ma": "current while waking from deep sleep (mA)",
 }
+# Not a figure: the GPIO the duty-cycled firmware raises during each inference (firmware/td_duty.c),
+# for a power monitor's logic input. A choice of the user's wiring, not a datasheet value.
+MARKER_GPIO = "marker_gpio"
+MARKER_GPIO_RANGE = (0, 63)  # the ESP32 family's GPIO numbers (the S3's go to 48)
 MAX_CURRENT_MA = 2000.0  # a sane bound: an ESP32 transmitting Wi-Fi peaks near 0.5 A
 _CURRENTS = ("active_ma", "idle_ma", "light_sleep_ma", "deep_sleep_ma", "light_wake_ma", "deep_wake_ma")
 _WAKE_TIMES = ("light_wake_ms", "deep_wake_ms")
@@ -66,20 +70,27 @@ class PowerProfile:
     deep_wake_ma: float
     source: str
     overridden: tuple[str, ...] = ()  # figures replaced by override_power, not the profile's own
+    marker_gpio: int | None = None  # MARKER_GPIO: the duty-cycled firmware's inference marker (None: none)
 
     def figures(self) -> dict[str, float]:
         """The numeric figures by name (POWER_FIGURES' keys)."""
         return {name: getattr(self, name) for name in POWER_FIGURES}
 
     def to_dict(self) -> dict:
-        return {**self.figures(), "source": self.source, "overridden": list(self.overridden)}
+        return {**self.figures(), "source": self.source, "overridden": list(self.overridden),
+                MARKER_GPIO: self.marker_gpio}
 
 
 def power_problems(table: dict) -> list[str]:
     """Everything wrong with a [power] table's figures, each naming its field ("power.active_ma ...")."""
     problems = [f"'power.{name}' missing ({what})" for name, what in POWER_FIGURES.items() if name not in table]
-    problems += [f"'power.{name}' is unknown; accepted: {', '.join([*POWER_FIGURES, 'source'])}"
-                 for name in table if name not in POWER_FIGURES and name != "source"]
+    problems += [f"'power.{name}' is unknown; accepted: {', '.join([*POWER_FIGURES, 'source', MARKER_GPIO])}"
+                 for name in table if name not in POWER_FIGURES and name not in ("source", MARKER_GPIO)]
+    marker = table.get(MARKER_GPIO)
+    low_pin, high_pin = MARKER_GPIO_RANGE
+    if marker is not None and (isinstance(marker, bool) or not isinstance(marker, int)
+                               or not low_pin <= marker <= high_pin):
+        problems.append(f"'power.{MARKER_GPIO}' is {marker!r}; accepted: a GPIO number, {low_pin}-{high_pin}")
     if not isinstance(table.get("source"), str) or not table.get("source", "").strip():
         problems.append("'power.source' missing: say where the figures come from (datasheet table or measurement, "
                         "chip or dev board)")
@@ -125,7 +136,8 @@ def parse_power(table: dict | None, origin: str) -> PowerProfile | None:
     problems = power_problems(table)
     if problems:
         raise BadInput(f"board profile {origin}: " + "; ".join(problems))
-    return PowerProfile(**{name: float(table[name]) for name in POWER_FIGURES}, source=table["source"].strip())
+    return PowerProfile(**{name: float(table[name]) for name in POWER_FIGURES}, source=table["source"].strip(),
+                        marker_gpio=table.get(MARKER_GPIO))
 
 
 @dataclass(frozen=True)
@@ -444,7 +456,7 @@ def override_power(board: Board, figures: dict[str, float]) -> Board:
         raise BadInput(f"power figures for board {board.name}: " + "; ".join(problems))
     already = board.power.overridden if board.power else ()
     power = PowerProfile(**{name: float(table[name]) for name in POWER_FIGURES}, source=table["source"],
-                         overridden=tuple(dict.fromkeys([*already, *figures])))
+                         overridden=tuple(dict.fromkeys([*already, *figures])), marker_gpio=table.get(MARKER_GPIO))
     return replace(board, power=power)
 
 

@@ -121,6 +121,10 @@ BOUNDS = {bound.option: bound for bound in (
     Bound("--rate-hz", float, 0, low_open=True, unit="inferences per second",
           reason="the inference rate an average power is stated at: 0 Hz has no period, and a rate too fast "
                  "for inference plus wake is reported per sleep mode, not refused"),
+    Bound("--duty-cycle-hz", float, 0, 1e6, low_open=True, unit="inferences per second",
+          reason="the duty-cycled firmware's rate: 0 Hz has no period, and its period is whole microseconds"),
+    Bound("--sleep", str, choices=("awake", "light", "deep"),
+          reason="how the duty-cycled firmware rests between inferences (tinydeploy.costs.energy.SLEEP_MODES)"),
     Bound("--power-voltage", float, *SUPPLY_V_RANGE, unit="volts", noun="a supply voltage",
           reason="the supply a power monitor gives the board: the range a board profile's [power] supply_v "
                  "accepts; each monitor narrows it to what it supplies (a PPK2 0.8-5 V)"),

@@ -7,7 +7,8 @@ Everything else that escapes is a bug and shows a traceback with ``--debug``.
 # installed exits 2 naming the extra to install.
 EXTRA_MODULES = {"tensorflow": "optimize", "tf_keras": "optimize", "tensorflow_model_optimization": "optimize",
                  "sklearn": "optimize", "scipy": "optimize", "optuna": "optimize", "psycopg": "optimize",
-                 "matplotlib": "optimize"}
+                 "matplotlib": "optimize",
+                 "ppk2_api": "power", "joulescope": "power"}
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinydeploy.core.errors import BadInput, StepFailed
+from tinydeploy.core.errors import EXTRA_MODULES, BadInput, StepFailed
 from tinydeploy.device.power_measure import PowerMonitor, Recording
 
 # sampling_frequency values both models accept (the package's parameter table)
@@ -26,7 +26,7 @@ def _joulescope():
         import joulescope
     except ModuleNotFoundError as exc:
         raise BadInput("the joulescope power monitor needs the joulescope package: "
-                       "pip install 'tinydeploy[power]'") from exc
+                       f"pip install 'tinydeploy[{EXTRA_MODULES['joulescope']}]'") from exc
     return joulescope
 
 

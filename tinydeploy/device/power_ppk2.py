@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinydeploy.core.errors import BadInput, StepFailed
+from tinydeploy.core.errors import EXTRA_MODULES, BadInput, StepFailed
 from tinydeploy.device.power_measure import ByteReader, PowerMonitor, Recording
 
 PPK2_SAMPLE_RATE_HZ = 100_000  # Nordic's PPK2 product brief: up to 100 ksps; ppk2-api's fetcher assumes the same
@@ -23,7 +23,8 @@ def _ppk2_api():
     try:
         from ppk2_api.ppk2_api import PPK2_API
     except ModuleNotFoundError as exc:
-        raise BadInput("the ppk2 power monitor needs ppk2-api: pip install 'tinydeploy[power]'") from exc
+        raise BadInput(f"the ppk2 power monitor needs ppk2-api: pip install 'tinydeploy[{EXTRA_MODULES['ppk2_api']}]'") \
+            from exc
     return PPK2_API
 
 

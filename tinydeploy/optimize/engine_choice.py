@@ -10,6 +10,12 @@ costs a model; here they are judged against the targets), and the choice:
   per-operator instruction counts (per MAC, per output, per layer) fitted on earlier emulator
   runs (the qemu-riscv32 profile), labelled as such.
 
+Energy, for either engine: the energy of one inference and the average power at the targets'
+rate with the best sleep mode, estimated from that engine's latency and the board's [power]
+table (tinydeploy.costs.figures.energy); judged when --max-energy-uj or --max-power-mw is set.
+A faster engine costs less energy per inference, so the energy targets choose between engines
+as the latency target does.
+
 Both engines run the same int8 model with the same results on the host (the C engine is
 bit-exact with TFLite's reference kernels, as TFLM is), so accuracy does not separate them:
 the choice is the engine that meets every target, the board's preferred one (first listed)
@@ -28,6 +34,7 @@ from tinydeploy.runtime import tflm
 from tinydeploy.core.boards import Board, get_board
 from tinydeploy.core.errors import BadInput, TinyDeployError
 from tinydeploy.codegen.engines import ENGINES
+from tinydeploy.costs import figures as cost_figures
 from tinydeploy.core.model import Model
 from tinydeploy.core.names import C
 from tinydeploy.core.targets import TargetResult, Targets, check
@@ -44,6 +51,8 @@ class EngineCost:
     latency_basis: str = ""
     verdicts: list[TargetResult] = field(default_factory=list)
     unavailable: str | None = None  # why this engine can't run the model at all
+    energy: dict | None = None  # tinydeploy.costs.figures.Energy.to_dict() at the targets' rate and budget
+    board: Board | None = field(default=None, repr=False, compare=False)  # to estimate energy again (scaled)
 
     @property
     def met(self) -> bool:
@@ -59,23 +68,33 @@ class EngineCost:
         if self.unavailable:
             return self
         return _judged(EngineCost(self.engine, self.arena_bytes, int(round(self.flash_bytes * flash)),
-                                  round(self.latency_ms * latency, 4), self.latency_basis), targets, "untrained model")
+                                  round(self.latency_ms * latency, 4), self.latency_basis, board=self.board),
+                       targets, "untrained model")
 
     def to_dict(self) -> dict:
         return {"engine": self.engine, "arena_bytes": self.arena_bytes, "flash_bytes": self.flash_bytes,
                 "latency_ms": self.latency_ms, "latency_basis": self.latency_basis, "met": self.met,
-                "targets": [v.to_dict() for v in self.verdicts], "unavailable": self.unavailable}
+                "targets": [v.to_dict() for v in self.verdicts], "unavailable": self.unavailable,
+                "energy": self.energy}
 
     @classmethod
     def from_dict(cls, raw: dict) -> "EngineCost":
         """The costs of a dict from to_dict (a stage's metrics.json)."""
         return cls(raw["engine"], raw["arena_bytes"], raw["flash_bytes"], raw["latency_ms"], raw["latency_basis"],
-                   [TargetResult.from_dict(v) for v in raw["targets"]], raw["unavailable"])
+                   [TargetResult.from_dict(v) for v in raw["targets"]], raw["unavailable"], raw.get("energy"))
 
 
 def _judged(cost: EngineCost, targets: Targets, arena_basis: str) -> EngineCost:
+    """Judge the costs against the targets; with a board, energy is estimated from the latency
+    (at the targets' rate and power budget) and judged where an energy target is set."""
+    energy = None
+    if cost.board is not None and cost.latency_ms is not None:
+        energy = cost_figures.energy(cost.board, cost.latency_ms, cost.latency_basis, targets.rate_hz,
+                                     targets.power_budget_mw)
+        cost.energy = energy.to_dict()
     cost.verdicts = check(targets, arena_bytes=cost.arena_bytes, model_bytes=cost.flash_bytes,
-                          latency_ms=cost.latency_ms, arena_basis=arena_basis, latency_basis=cost.latency_basis)
+                          latency_ms=cost.latency_ms, arena_basis=arena_basis, latency_basis=cost.latency_basis,
+                          energy=energy if targets.judges_energy else None)
     return cost
 
 
@@ -97,7 +116,7 @@ def _cost(engine, model: Model, board: Board, targets: Targets, measured: tflm.A
     except BadInput as exc:
         return EngineCost(engine.name, unavailable=str(exc))
     cost = EngineCost(engine.name, figures.arena_bytes, figures.flash_bytes, figures.latency_ms,
-                      figures.latency_basis)
+                      figures.latency_basis, board=board)
     return _judged(cost, targets, figures.arena_basis)
 
 

@@ -36,6 +36,7 @@ from tinydeploy.core.errors import BadInput
 from tinydeploy.core.model import parse_model, with_metadata
 from tinydeploy.core.outputs import run_folder, write_atomically
 from tinydeploy.optimize import architectures as arch_lib
+from tinydeploy.optimize import energy_seek
 from tinydeploy.optimize import frontend_choice, nearest
 from tinydeploy.optimize import yardstick
 from tinydeploy.optimize.metrics import StageMetrics
@@ -340,6 +341,8 @@ def _final(config: OptimizeConfig, work: OptimizeConfig, choice: frontend_choice
         missed.append(f"no engine of {config.board.name} runs the model ({chosen.engine_why})")
     if missed and (details.get("seek") or {}).get("smallest"):
         missed.append(details["seek"]["note"])
+    rate = energy_seek.highest_rate(config.targets, chosen, [c.metrics for c in done], details.get("seek"))
+    missed += [rate] if rate else []
     failed = [c for c in checks["verdicts"] if not c.met]
     missed += [c.describe() for c in failed]
     met = chosen.meets_targets and not failed
@@ -355,7 +358,9 @@ def _final(config: OptimizeConfig, work: OptimizeConfig, choice: frontend_choice
         "tinydeploy": "optimize", "seed": config.seed, "budget": config.budget, "board": config.board.name,
         "data": config.data.summary(), "labels": config.data.labels,
         "targets": {"max_arena_kb": config.targets.max_arena_kb, "max_model_kb": config.targets.max_model_kb,
-                    "max_latency_ms": config.targets.max_latency_ms, "min_accuracy": config.min_accuracy},
+                    "max_latency_ms": config.targets.max_latency_ms, "min_accuracy": config.min_accuracy,
+                    "max_energy_uj": config.targets.max_energy_uj, "max_power_mw": config.targets.max_power_mw,
+                    "rate_hz": config.targets.rate_hz},
         "frontend": front_report,
         "stages": [{k: v for k, v in c.metrics.to_dict().items() if k != "chain"} for c in done],
         "chosen": {"stage": best.stage, "model": str(out / "model.tflite"), "sha256": model.sha256,
@@ -365,6 +370,7 @@ def _final(config: OptimizeConfig, work: OptimizeConfig, choice: frontend_choice
                    "flash_bytes": chosen.flash_bytes, "arena_bytes": chosen.arena_bytes, "macs": chosen.macs,
                    "latency_ms": chosen.latency_ms, "latency_basis": chosen.latency_basis,
                    "model_bytes": chosen.model_bytes, "engine": chosen.engine, "engine_why": chosen.engine_why,
+                   "energy": energy_seek.chosen_energy(chosen),
                    "engines": [e.to_dict() for e in chosen.engines],
                    "frontend": front_report["spec"], "metadata": sorted(model.meta)},
         "test": test,

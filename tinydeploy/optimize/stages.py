@@ -30,7 +30,7 @@ DISTILL_TEMPERATURE, DISTILL_ALPHA = 4.0, 0.5
 # A trained seek model that still misses (its untrained twin met the targets narrowly) is
 # trained again this much narrower, at most SEEK_RETRIES times.
 SEEK_RETRY_SHRINK, SEEK_RETRIES = 0.9, 2
-COST_TARGETS = ("arena", "model", "latency")
+COST_TARGETS = ("arena", "model", "latency", "energy", "power")  # energy, power: only when asked
 # The nearest stage sizes its prototypes to the flash target less this much for the rest of
 # the flatbuffer (operators, tensors, quantization; about 1.3 KB measured on small sets).
 NEAREST_OVERHEAD_BYTES = 2048
@@ -300,8 +300,11 @@ class DistillStage:
 
 
 class SeekStage:
-    """Target seeking: when the best model so far misses a flash, arena or latency target,
-    find the largest model of its architecture's family that meets them all, and train it.
+    """Target seeking: when the best model so far misses a flash, arena, latency or energy target
+    (energy per inference, or average power at the asked rate), find the largest model of its
+    architecture's family that meets them all, and train it. Energy is estimated from each
+    engine's latency (tinydeploy.optimize.engine_choice), so a model that misses it is shrunk
+    until it is fast enough, or the engine that is fast enough is chosen.
 
     The family is shrunk by tinydeploy.optimize.fit (width by bisection, then the first stride
     doubles, then the last blocks go), each candidate costed untrained on every engine of the
@@ -315,7 +318,7 @@ class SeekStage:
         best = previous
         missed = [t.name for t in best.metrics.targets if not t.met and t.name in COST_TARGETS]
         if not missed:
-            return None, {"needed": False, "note": f"{best.stage} already meets the flash, arena and latency targets"}
+            return None, {"needed": False, "note": f"{best.stage} already meets the cost targets ({', '.join(_judged(best))})"}
 
         # Candidates are costed untrained. What training changes (a flatbuffer's quantization
         # parameters and folded biases; on an emulated board, the C engine's measured rather
@@ -337,7 +340,7 @@ class SeekStage:
             chosen, _ = engine_choice.choose(options)
             point = {"blocks": len(arch.blocks), "stride": arch.blocks[0].stride, "engine": chosen.engine,
                      "flash_bytes": chosen.flash_bytes, "arena_bytes": chosen.arena_bytes,
-                     "latency_ms": chosen.latency_ms, "macs": macs,
+                     "latency_ms": chosen.latency_ms, "macs": macs, **_energy_point(chosen.energy),
                      "misses": [v.describe() for v in chosen.verdicts if not v.met] or
                                ([chosen.unavailable] if chosen.unavailable else []),
                      "architecture": arch.to_dict()}
@@ -375,6 +378,20 @@ class SeekStage:
                              "engine of the board; then the first stride doubles and the last blocks go "
                              "while the narrowest misses"}
         return Candidate(self.name, chosen, baked, {}, tflite, metrics), details
+
+
+def _judged(candidate: Candidate) -> list[str]:
+    """The cost targets judged on a candidate, by name."""
+    return [t.name for t in candidate.metrics.targets if t.name in COST_TARGETS]
+
+
+def _energy_point(energy: dict | None) -> dict:
+    """A seek candidate's energy estimate: per inference, the average power at the rate, the
+    highest rate within the budget (nothing where the board has no power profile)."""
+    if not energy or not energy["available"]:
+        return {}
+    return {"energy_uj": round(energy["energy_uj"], 4), "average_mw": energy["average_mw"],
+            "max_rate_hz": energy["max_rate_hz"]}
 
 
 def _untrained_costs(work: Trainer, arch: arch_lib.Arch) -> tuple[list, int]:

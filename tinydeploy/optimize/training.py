@@ -120,6 +120,8 @@ class OptimizeConfig:
         if self.min_accuracy is not None:
             check("--min-accuracy", self.min_accuracy)
         check("--seed", self.seed)
+        from tinydeploy.optimize.energy_seek import check_board
+        check_board(self.board, self.targets)  # energy targets need the board's power figures
 
     def fingerprint(self) -> dict:
         """What a finished stage depends on: a rerun with other values starts over. The targets

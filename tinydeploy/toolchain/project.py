@@ -124,4 +124,9 @@ def create_project(model_path: str | Path, board, out: str | Path, options=None,
                                "cycles_estimate": cost.cycles_estimate}
     summary["files"] = [str(p) for p in write_project(files, out, force)]
     summary["description"] = engine.describe(summary) + (f"; front end: {cost.describe()}" if cost else "")
+    if options.duty_cycle_hz is not None:  # the duty-cycled main: what it does, on the same estimate
+        from tinydeploy.codegen import duty_cycle
+        duty = duty_cycle.plan(model, board, engine, prepared.measured, options.duty_cycle_hz, options.sleep)
+        summary["duty_cycle"] = duty.to_dict()
+        summary["description"] += duty_cycle.describe(duty)
     return summary

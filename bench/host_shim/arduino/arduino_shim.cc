@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include "Arduino.h"
+#include "esp_sleep.h"
 
 HardwareSerial Serial;
 
@@ -13,10 +14,14 @@ void delay(unsigned long ms) {
   nanosleep(&pause, nullptr);
 }
 
+void pinMode(uint8_t pin, uint8_t mode) { td_shim_record(mode == OUTPUT ? "gpio_output" : "gpio_mode", pin); }
+void digitalWrite(uint8_t pin, uint8_t value) { td_shim_record(value ? "marker_high" : "marker_low", pin); }
+
 void setup();
 void loop();
 
 int main() {
+  td_shim_record("boot", 0);
   setup();
   for (;;) {
     loop();

@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "driver/gpio.h"
 #include "driver/uart.h"
+#include "esp_sleep.h"
 #include "esp_timer.h"
 
 void app_main(void);
@@ -33,12 +35,34 @@ int uart_read_bytes(uart_port_t port, void *buf, uint32_t length, TickType_t tic
   return (int)td_uart_read(buf, length, ticks_to_wait == portMAX_DELAY ? -1 : (int)ticks_to_wait);
 }
 
+esp_err_t uart_wait_tx_done(uart_port_t port, TickType_t ticks_to_wait) {
+  (void)port, (void)ticks_to_wait; /* td_uart_write returns once the bytes are on the line */
+  return ESP_OK;
+}
+
+int gpio_reset_pin(gpio_num_t gpio_num) {
+  td_shim_record("gpio_reset", gpio_num);
+  return ESP_OK;
+}
+
+int gpio_set_direction(gpio_num_t gpio_num, gpio_mode_t mode) {
+  td_shim_record(mode == GPIO_MODE_OUTPUT ? "gpio_output" : "gpio_input", gpio_num);
+  return ESP_OK;
+}
+
+int gpio_set_level(gpio_num_t gpio_num, uint32_t level) {
+  (void)gpio_num;
+  td_shim_record(level ? "marker_high" : "marker_low", gpio_num);
+  return ESP_OK;
+}
+
 int64_t esp_timer_get_time(void) { return (int64_t)td_host_micros(); }
 
 int main(void) {
   /* The IDF console, where stdout and stderr (TFLM's log) go, is UART0: the protocol's line. */
   setvbuf(stdout, NULL, _IONBF, 0);
   dup2(1, 2);
+  td_shim_record("boot", 0);
   app_main();
   return 0;
 }
