@@ -98,14 +98,29 @@ def main(argv=None) -> int:
     from tinydeploy.costs.kernels import SHAPE_FEATURES
     rng = np.random.default_rng(args.seed)
     depthwise, convs = grid(), conv_grid()
-    points = [depthwise[int(i)] for i in rng.permutation(len(depthwise))[:args.points - args.points // 2]]
-    points += [convs[int(i)] for i in rng.permutation(len(convs))[:args.points // 2]]
+    # Stratified: the depthwise shapes in turn by (multiplier, output side 4-8 / 12-24 / series),
+    # so that a short run still covers every variant's region; two depthwise shapes a convolution.
+    strata: dict = {}
+    for i in rng.permutation(len(depthwise)):
+        point = depthwise[int(i)]
+        side = "series" if point["k_w"] == 1 else ("small" if point["in_h"] <= 8 else "large")
+        strata.setdefault((point["multiplier"], side), []).append(point)
+    order = [group[i] for i in range(max(map(len, strata.values())))
+             for _, group in sorted(strata.items()) if i < len(group)]
+    dw_points = order[:args.points - args.points // 3]
+    conv_points = [convs[int(i)] for i in rng.permutation(len(convs))[:args.points // 3]]
+    points = []
+    for i, point in enumerate(dw_points):
+        points.append(point)
+        if i % 2 == 1 and conv_points:
+            points.append(conv_points.pop(0))
+    points += conv_points
     # resumable: the rows of the points already measured (a point's rows carry its number)
     rows = json.loads(args.out.read_text())["rows"] if args.resume and args.out.is_file() else []
-    done = {row["point"] for row in rows}
+    done = {json.dumps(row["shape"], sort_keys=True) for row in rows}
     chosen = lowering.choose_variant
     for n, point in enumerate(points):
-        if n in done:
+        if json.dumps(point, sort_keys=True) in done:
             continue
         model = layer_model(point, args.seed + n)
         for variant in ("quads", "channels", "small", "gather", "direct"):
@@ -123,7 +138,7 @@ def main(argv=None) -> int:
                                           int(fields.get("depth_multiplier", 1)), int(fields["k_h"]),
                                           int(fields["k_w"]), int(fields["stride_h"]), int(fields["stride_w"]),
                                           int(fields["pad_top"]), int(fields["pad_left"]))
-            row = {"op": point["op"], "variant": variant, "point": n,
+            row = {"op": point["op"], "variant": variant, "shape": point,
                    **{name: getattr(shape, name) for name in SHAPE_FEATURES},
                    "in_c": point["in_c"], "macs": call.macs, "instructions": counts[0]}
             rows.append(row)

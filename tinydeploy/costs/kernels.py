@@ -259,9 +259,27 @@ def predicted_per_mac(op: str, variant: str, shape: KernelShape, rows: list[dict
     return best
 
 
+# Variants that cost the arena nothing beyond the layer's input and output, which may share
+# bytes (no scratch, and an order of work that lets the output overlap the consumed input);
+# the others: "gather" (a pair's windows in scratch) and "small" (its output planned apart).
+LEAN_VARIANTS = ("quads", "channels", "direct")
+# A lean variant is taken over a cheaper one that needs memory when the cost model predicts it
+# at most this much slower (a fraction of the cheaper one's instructions): memory first where
+# the instructions are as good as equal (e.g. a convolution's border windows, 0-2% apart on the
+# measured grid).
+LEAN_TOLERANCE = 0.05
+
+
 def choose_variant(op: str, shape: KernelShape, legal: list[str], rows: list[dict] | None = None) -> str:
-    """The legal variant the cost model predicts cheapest for this shape; the first legal one
+    """The legal variant the cost model predicts cheapest for this shape, or a lean one (no
+    arena of its own, LEAN_VARIANTS) predicted within LEAN_TOLERANCE of it; the first legal one
     (the kernels' general path) where none was measured. Ties keep the earlier one."""
     costs = [(predicted_per_mac(op, variant, shape, rows), index, variant) for index, variant in enumerate(legal)]
     measured = [(cost, index, variant) for cost, index, variant in costs if cost is not None]
-    return min(measured)[2] if measured else legal[0]
+    if not measured:
+        return legal[0]
+    cheapest = min(measured)
+    lean = [entry for entry in measured if entry[2] in LEAN_VARIANTS]
+    if cheapest[2] not in LEAN_VARIANTS and lean and min(lean)[0] <= cheapest[0] * (1 + LEAN_TOLERANCE):
+        return min(lean)[2]
+    return cheapest[2]
