@@ -68,6 +68,10 @@ typedef struct td_conv {
   int32_t in_offset, out_offset, act_min, act_max;
   int32_t fast_requant; /* every channel: left == 0, right >= 1, round_offset cannot overflow */
   int32_t int4_weights; /* weights hold two int4 values a byte */
+  /* direct_borders (int8 weights): a pixel whose window reaches over the border is read in
+   * place, a pixel at a time, instead of gathered with its pair into scratch; tinydeploy picks
+   * it by its kernel cost model, and then plans no scratch. */
+  int32_t direct_borders;
   const int8_t *weights;
   const int32_t *bias_full;
   const td_requant *rq;
@@ -84,6 +88,10 @@ typedef struct td_depthwise {
    * for: small, the whole layer unrolled channel by channel (its output apart);
    * border_columns, the border columns of TD_QUAD rows done before those rows. */
   int32_t small, border_columns;
+  /* quads: with a depth multiplier above 1, four pixels whose windows cover the same taps
+   * a channel at a time too (dw_quads()), as with a multiplier of 1; else channel by channel
+   * a pixel at a time. tinydeploy picks small and quads by its kernel cost model. */
+  int32_t quads;
   const int8_t *weights;
   const int32_t *bias;
   const int32_t *bias_full;
@@ -150,7 +158,7 @@ typedef struct td_requantize {
 } td_requantize;
 
 /* scratch: 2 * k_h * k_w * in_c bytes (a pair's gathered windows), unused (may be NULL) where
- * every window lies inside the input and dil_w is 1 (window_inside()). */
+ * every window lies inside the input and dil_w is 1 (window_inside()), or with direct_borders. */
 void td_conv_2d(const td_conv *p, const int8_t *input, int8_t *output, int8_t *scratch);
 void td_depthwise_conv_2d(const td_depthwise *p, const int8_t *input, int8_t *output);
 void td_fully_connected_s8(const td_fully_connected *p, const int8_t *input, int8_t *output);

@@ -394,6 +394,54 @@ TD_INLINE int window_inside(const td_conv *p, int32_t oy, int32_t ox) {
          ix0 + p->k_w <= p->in_w;
 }
 
+/* Every output channel of one pixel whose window reaches over the border, read in place (no
+ * scratch): four channels at a time over every tap, the taps outside the input taking the
+ * input zero point (zero, -in_offset), as gather_patch() would have written them. */
+TD_INLINE void conv_direct(const td_conv *p, const int8_t *restrict input, int32_t oy, int32_t ox,
+                           const out_stage *s, const out_stage *rest, int8_t *restrict out) {
+  const int32_t in_c = p->in_c, in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
+  const int32_t zero = -p->in_offset, patch = k_h * k_w * in_c, groups = (p->out_c + 3) >> 2;
+  const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
+  int32_t g, ky, kx, c;
+  for (g = 0; g < groups; ++g) {
+    out_stage stage = 4 * g + 4 <= p->out_c ? *s : *rest;
+    const int8_t *w = p->weights + g * patch * 4;
+    int32_t a0 = p->bias_full[4 * g], a1 = p->bias_full[4 * g + 1], a2 = p->bias_full[4 * g + 2];
+    int32_t a3 = p->bias_full[4 * g + 3];
+    for (ky = 0; ky < k_h; ++ky) {
+      const int32_t iy = iy0 + ky * p->dil_h;
+      for (kx = 0; kx < k_w; ++kx, w += 4 * in_c) {
+        const int32_t ix = ix0 + kx * p->dil_w;
+        const int8_t *wp = w;
+        if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
+          int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          for (c = 0; c < in_c; ++c, wp += 4) {
+            s0 += wp[0];
+            s1 += wp[1];
+            s2 += wp[2];
+            s3 += wp[3];
+          }
+          a0 += zero * s0;
+          a1 += zero * s1;
+          a2 += zero * s2;
+          a3 += zero * s3;
+        } else {
+          const int8_t *x = input + (iy * in_w + ix) * in_c;
+          for (c = 0; c < in_c; ++c, wp += 4) {
+            const int32_t v = x[c];
+            a0 += v * wp[0];
+            a1 += v * wp[1];
+            a2 += v * wp[2];
+            a3 += v * wp[3];
+          }
+        }
+      }
+    }
+    stage.rq = p->rq + 4 * g;
+    store_4(out + 4 * g, &stage, a0, a1, a2, a3);
+  }
+}
+
 /* Output channels [4g, 4g + s->count) of one or two pixels (conv_block). */
 TD_INLINE void conv_group(const td_conv *p, const int8_t *x0, const int8_t *x1, int32_t rows, int32_t length,
                           int32_t stride, int32_t g, int32_t patch, const out_stage *s, int8_t *o0, int8_t *o1) {
@@ -412,7 +460,8 @@ TD_INLINE void conv_group(const td_conv *p, const int8_t *x0, const int8_t *x1, 
  * one-column layer's rows, four pixels of a row), else of two. Windows inside
  * the image are read in place; a pair with a window over the border is
  * gathered into scratch (2 * k_h * k_w * in_c bytes, planned in the arena)
- * with the input zero point in the padding. */
+ * with the input zero point in the padding, or, with direct_borders, each of
+ * its pixels read in place (conv_direct()), with no scratch. */
 TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *output, int8_t *scratch) {
   const int32_t out_c = p->out_c, out_w = p->out_w, pixels = p->out_h * p->out_w, in_c = p->in_c;
   const int32_t run = p->k_w * in_c, patch = p->k_h * run, full = out_c >> 2;
@@ -458,6 +507,10 @@ TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *
       rows = p->k_h;
       length = run;
       stride = in_row;
+    } else if (p->direct_borders) { /* no scratch: each pixel's window read in place */
+      conv_direct(p, input, oy0, ox0, &s, &rest, o0);
+      if (o1) conv_direct(p, input, oy1, ox1, &s, &rest, o1);
+      continue;
     } else {
       gather_patch(p, input, scratch, oy0, ox0);
       gather_patch(p, input, scratch + patch, oy1, ox1);
@@ -584,9 +637,10 @@ TD_INLINE void dw_quads(const td_depthwise *p, const int8_t *x, int32_t pixel_st
   const int32_t x_row = p->dil_h * p->in_w * p->in_c, x_tap = p->dil_w * p->in_c;
   const int32_t w_row = p->k_w * p->out_c, w_tap = p->out_c;
   const int8_t *xs = x + ky_lo * x_row + kx_lo * x_tap, *ws = p->weights + ky_lo * w_row + kx_lo * w_tap;
+  const int32_t m = p->depth_multiplier; /* output channel c reads input channel c / m */
   int32_t c;
   for (c = 0; c < p->out_c; ++c) {
-    dw_quad(xs + c, pixel_step, ws + c, x_row, x_tap, w_row, w_tap, ky_hi - ky_lo, kx_hi - kx_lo, bias[c], offset,
+    dw_quad(xs + c / m, pixel_step, ws + c, x_row, x_tap, w_row, w_tap, ky_hi - ky_lo, kx_hi - kx_lo, bias[c], offset,
             p->rq + c, s, out + c, o_step);
   }
 }
@@ -633,8 +687,8 @@ TD_INLINE void dw_group(const td_depthwise *p, const int8_t *x, int32_t c, int32
   }
 }
 
-/* A small layer (td_depthwise.small: tinydeploy sets it for a depth multiplier
- * of 1, at most 16 x 16 outputs and 256 taps over all of them): channel by
+/* A small layer (td_depthwise.small: tinydeploy sets it where its kernel cost model
+ * finds it cheaper, for at most 16 x 16 outputs and 256 taps over all of them): channel by
  * channel, every pixel's every tap. In
  * a specialized layer the pixel and tap loops unroll, the taps in the padding drop out,
  * and the channel's weights and input values are each loaded once for all the
@@ -644,7 +698,7 @@ TD_INLINE void dw_small(const td_depthwise *p, const int8_t *input, int8_t *outp
   const int32_t offset = p->in_offset, neg = output_stage(1, p->out_offset, p->act_min, p->act_max).neg;
   int32_t c, oy, ox, ky, kx;
   for (c = 0; c < out_c; ++c) {
-    const int8_t *x = input + c, *w = p->weights + c;
+    const int8_t *x = input + c / p->depth_multiplier, *w = p->weights + c;
     TD_UNROLL_SMALL
     for (oy = 0; oy < p->out_h; ++oy) {
       TD_UNROLL_SMALL
@@ -670,8 +724,8 @@ TD_INLINE void dw_small(const td_depthwise *p, const int8_t *input, int8_t *outp
 }
 
 /* Depthwise convolution. A small layer is unrolled whole (dw_small()). Else,
- * with a depth multiplier of 1, four pixels whose windows cover the same taps
- * go a channel at a time (dw_quads()): along a row (a top or bottom row's too),
+ * with a depth multiplier of 1 (or any, with td_depthwise.quads), four pixels whose windows cover the same
+ * taps go a channel at a time (dw_quads()): along a row (a top or bottom row's too),
  * down a layer one pixel wide (a time series, whose windows run down the
  * rows), and down each border column of four rows whose windows cover every
  * row, done before those rows' other pixels. The other pixels go four
@@ -683,6 +737,7 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
   const int32_t in_c = p->in_c, out_c = p->out_c, in_w = p->in_w;
   const int32_t k_h = p->k_h, k_w = p->k_w, out_w = p->out_w, out_h = p->out_h;
   const int32_t grouped = p->depth_multiplier == 1;
+  const int32_t quads = grouped || p->quads; /* four pixels a channel at a time (dw_quads()) */
   const int32_t blocked = grouped ? out_c & ~3 : 0; /* channels done four at a time */
   out_stage s, rest;
   int32_t oy, ox, c, y_lo, y_hi, x_lo, x_hi, edge_done = 0;
@@ -703,7 +758,7 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
     int32_t ky_lo, ky_hi, rows_full, column_pair = 0;
     valid_taps(iy0, p->dil_h, k_h, p->in_h, &ky_lo, &ky_hi);
     rows_full = ky_lo == 0 && ky_hi == k_h;
-    if (out_w == 1 && grouped && rows_full && oy + TD_QUAD - 1 < out_h) { /* four rows (one pixel each) inside? */
+    if (out_w == 1 && quads && rows_full && oy + TD_QUAD - 1 < out_h) { /* four rows (one pixel each) inside? */
       int32_t lo, hi, kx_lo, kx_hi;
       valid_taps(iy0 + (TD_QUAD - 1) * p->stride_h, p->dil_h, k_h, p->in_h, &lo, &hi);
       valid_taps(-p->pad_left, p->dil_w, k_w, in_w, &kx_lo, &kx_hi);
@@ -741,7 +796,7 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
       cols_full = kx_lo == 0 && kx_hi == k_w;
       if (oy < edge_done && (ox < x_lo || ox >= x_hi)) continue; /* done with its column's four rows */
       /* four pixels of this row whose windows cover every column? */
-      if (grouped && cols_full && ox + TD_QUAD - 1 < out_w) {
+      if (quads && cols_full && ox + TD_QUAD - 1 < out_w) {
         int32_t lo, hi;
         valid_taps(ix0 + (TD_QUAD - 1) * p->stride_w, p->dil_w, k_w, in_w, &lo, &hi);
         if (lo == 0 && hi == k_w) {

@@ -179,3 +179,30 @@ def with_requantized_output(tflite_bytes: bytes, scale_factor: float = 1.7, zero
     builder = Builder(len(tflite_bytes) + 1024)
     builder.Finish(model_t.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def random_cnn(seed: int) -> bytes:
+    """A small random int8 CNN (seeded: sizes, strides, paddings, depth multiplier, weights) with
+    every kernel that has variants: SAME convolutions (border windows), a depthwise layer, pooling,
+    MEAN, a dense layer and SOFTMAX."""
+    keras = _tf.keras()
+    layers = keras.layers
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(6, 13)), int(rng.integers(6, 13)), int(rng.integers(1, 4)))
+    inputs = layers.Input(shape)
+    x = layers.Conv2D(int(rng.integers(3, 9)), int(rng.choice([2, 3, 5])), strides=int(rng.integers(1, 3)),
+                      padding="same", activation="relu")(inputs)
+    x = layers.DepthwiseConv2D(3, padding=str(rng.choice(["same", "valid"])) if min(x.shape[1:3]) >= 4 else "same",
+                               depth_multiplier=int(rng.integers(1, 4)), activation="relu6")(x)
+    if min(x.shape[1:3]) >= 2:
+        x = layers.MaxPooling2D(2, strides=1, padding="same")(x)
+    x = layers.Conv2D(int(rng.integers(3, 9)), 3, padding="same")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, layers.Dense(int(rng.integers(2, 7)), activation="softmax")(x))
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if weights:
+            layer.set_weights([rng.normal(0, 0.4, w.shape).astype(np.float32) for w in weights])
+    return to_int8_tflite(model, rng.normal(0, 1, (32, *shape)).astype(np.float32))

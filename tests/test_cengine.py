@@ -858,3 +858,55 @@ def test_emulate_command_prints_the_port_and_stops_qemu_on_sigterm(built_rv32, t
     assert process.returncode == 0 and url in out
     with pytest.raises(OSError):
         socket.create_connection((host, int(port)), timeout=2)
+
+
+@pytest.mark.host
+@pytest.mark.parametrize("name", ["convs", "depthwise", "columns"])
+def test_every_kernel_variant_the_cost_model_may_pick_is_bit_exact(zoo, tmp_path, monkeypatch, name):
+    """Lowering asks the kernel cost model (costs.kernels.choose_variant) which variant a layer
+    runs; whichever it answers, the outputs are TFLite's. The first legal variant is the kernels'
+    old way (the other tests); forced here, every layer's last: the depthwise kernel's four-pixel
+    or unrolled runs at any depth multiplier, the convolution's border windows read in place
+    without scratch."""
+    pick = "last"
+    from tinydeploy.codegen.cengine import lowering
+    from tinydeploy.runtime.evaluate import reference_outputs
+    monkeypatch.setattr(lowering, "choose_variant", lambda op, shape, legal, rows=None: legal[0 if pick == "first" else -1])
+    model = zoo[name]
+    lowered = cengine.lower(model)
+    variants = {c.variant for c in lowered.calls if c.variant}
+    assert variants, "no layer with a choice"
+    if pick == "last":
+        assert variants & {"direct", "small", "quads"}
+        assert all(c.scratch == 0 for c in lowered.calls if c.variant == "direct")
+    host = cengine.HostModel(lowered, tmp_path, flags=tuple(FLAGS))
+    x = np.random.default_rng(11).integers(-128, 128, size=(40, *model.input_tensors[0].shape[1:]), dtype=np.int8)
+    expected = reference_outputs(model, x).reshape(len(x), -1)
+    got = host.predict(x).reshape(len(x), -1)
+    assert np.array_equal(got, expected), f"{int((got != expected).sum())} outputs differ"
+
+
+@pytest.mark.host
+@pytest.mark.parametrize("seed", [41, 42, 43])
+def test_random_models_are_bit_exact_with_the_variants_and_plan_chosen(tmp_path, seed):
+    """Small seeded random CNNs (tests.models.random_cnn; bench/cengine_unseen.py uses seeds from
+    34000) lowered as the cost model chooses: outputs are TFLite's, SOFTMAX shares its input's
+    buffer, MEAN's output starts no later than its input, and no layer's gather scratch is
+    planned where the convolution reads its borders in place."""
+    from tests import models
+    from tinydeploy.runtime.evaluate import reference_outputs
+    model = parse_model(models.random_cnn(seed), f"random{seed}")
+    lowered = cengine.lower(model)
+    by_op = {c.op.name: c for c in lowered.calls}
+    plan = lowered.plan
+    assert plan.shares(by_op["SOFTMAX"].inputs[0], by_op["SOFTMAX"].output)
+    assert by_op["MEAN"].overlap == 0
+    assert plan.offsets[by_op["MEAN"].output] <= plan.offsets[by_op["MEAN"].inputs[0]] or \
+        plan.offsets[by_op["MEAN"].output] >= plan.offsets[by_op["MEAN"].inputs[0]] + \
+        model.tensors[by_op["MEAN"].inputs[0]].nbytes
+    assert all(c.scratch == 0 for c in lowered.calls if c.variant == "direct")
+    host = cengine.HostModel(lowered, tmp_path, flags=tuple(FLAGS))
+    x = np.random.default_rng(seed).integers(-128, 128, size=(40, *model.input_tensors[0].shape[1:]), dtype=np.int8)
+    expected = reference_outputs(model, x).reshape(len(x), -1)
+    got = host.predict(x).reshape(len(x), -1)
+    assert np.array_equal(got, expected), f"{int((got != expected).sum())} outputs differ"

@@ -106,3 +106,40 @@ def test_s3_scratch_equals_esp_nns_own_functions(tmp_path):
     assert len(theirs) == len(ours)
     mismatches = [(line, t, o) for line, t, o in zip(lines, theirs, ours) if t != o]
     assert not mismatches, mismatches[:5]
+
+
+@pytest.mark.unit
+def test_the_c_engines_kernel_cost_model_picks_the_cheapest_measured_variant():
+    from tinydeploy.costs.kernels import SHAPE_FEATURES, KernelShape, choose_variant, predicted_per_mac
+    near = KernelShape(out_h=16, out_w=16, channels=8, multiplier=2, k_h=3, k_w=3, stride=1, padded=1)
+    far = KernelShape(out_h=2, out_w=1, channels=24, multiplier=3, k_h=5, k_w=1, stride=2, padded=0)
+
+    def row(variant, shape, per_mac):
+        return {"op": "DEPTHWISE_CONV_2D", "variant": variant, **{n: getattr(shape, n) for n in SHAPE_FEATURES},
+                "macs": 1000, "instructions": int(per_mac * 1000)}
+
+    rows = [row("channels", near, 9.0), row("quads", near, 4.5), row("channels", far, 15.0), row("quads", far, 15.0),
+            row("small", far, 9.0)]
+    legal = ["channels", "quads", "small"]
+    assert choose_variant("DEPTHWISE_CONV_2D", near, legal, rows) == "quads"  # 4.5 < small's nearest, 9.0
+    assert choose_variant("DEPTHWISE_CONV_2D", far, legal, rows) == "small"  # 9.0 < 15
+    assert choose_variant("DEPTHWISE_CONV_2D", far, ["channels", "quads"], rows) == "channels"  # a tie: the first
+    assert predicted_per_mac("DEPTHWISE_CONV_2D", "quads", near, rows) == 4.5
+    # nothing measured for the op: the first legal variant, the kernels' old way
+    assert choose_variant("CONV_2D", near, ["gather", "direct"], rows) == "gather"
+    # memory first where the instructions are as good as equal: no scratch within 5%
+    conv = [dict(row("gather", near, 4.0), op="CONV_2D"), dict(row("direct", near, 4.1), op="CONV_2D")]
+    assert choose_variant("CONV_2D", near, ["gather", "direct"], conv) == "direct"
+    conv[1]["instructions"] = 4400
+    assert choose_variant("CONV_2D", near, ["gather", "direct"], conv) == "gather"
+
+
+@pytest.mark.unit
+def test_the_shipped_kernel_cost_table_says_how_it_was_measured():
+    from tinydeploy.costs.kernels import SHAPE_FEATURES, kernel_table
+    table = kernel_table()
+    assert "kernel_grid.py" in table["method"] and "QEMU" in table["method"]
+    ops = {row["op"] for row in table["rows"]}
+    assert ops == {"CONV_2D", "DEPTHWISE_CONV_2D"}
+    for row in table["rows"]:
+        assert set(SHAPE_FEATURES) <= set(row) and row["instructions"] > row["macs"] > 0

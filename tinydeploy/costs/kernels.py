@@ -21,7 +21,11 @@ A test compares them with ESP-NN's own functions when its sources are present.
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 from tinydeploy.core.errors import BadInput
 from tinydeploy.core.model import Model, Operator
@@ -223,3 +227,84 @@ def library(name: str) -> KernelLibrary:
     if name not in LIBRARIES:
         raise BadInput(f"unknown kernel library '{name}'. Known: {', '.join(LIBRARIES)}")
     return LIBRARIES[name]
+
+
+# ---- The C engine's kernels: a cost model per kernel shape -----------------------------------
+#
+# Where the C engine has more than one way to run a layer (variants of one kernel, e.g. a small
+# depthwise layer unrolled whole or run four pixels at a time), lowering asks choose_variant()
+# which is cheapest for the layer's shape. The answer comes from instruction counts measured on
+# the emulated RV32IMC board (QEMU -icount: exact) over a generated grid of single-layer models,
+# every variant of each (bench/kernel_grid.py writes data/cengine_kernels.json, which says how):
+# the variant whose measured instructions per MAC at the nearest grid shape is lowest.
+
+KERNEL_TABLE = Path(__file__).with_name("data") / "cengine_kernels.json"
+# The features of a layer's shape that the distance between shapes is measured in (log2 of each
+# plus one), as bench/kernel_grid.py records them.
+SHAPE_FEATURES = ("out_h", "out_w", "channels", "multiplier", "k_h", "k_w", "stride", "padded")
+
+
+@dataclass(frozen=True)
+class KernelShape:
+    """A windowed layer's shape, as the cost model compares shapes."""
+    out_h: int
+    out_w: int
+    channels: int     # output channels
+    multiplier: int   # depth multiplier (1 for a convolution)
+    k_h: int
+    k_w: int
+    stride: int       # the larger of the two strides
+    padded: int       # 1: SAME padding that adds taps outside the input; 0: none
+
+    def vector(self) -> list[float]:
+        return [math.log2(1 + getattr(self, name)) for name in SHAPE_FEATURES]
+
+
+@lru_cache(maxsize=1)
+def kernel_table() -> dict:
+    """The measured grid: {"method": ..., "rows": [{"op", "variant", features..., "macs",
+    "instructions"}]} (empty rows when the file is missing: then the first legal variant)."""
+    if not KERNEL_TABLE.is_file():
+        return {"rows": []}
+    return json.loads(KERNEL_TABLE.read_text())
+
+
+def predicted_per_mac(op: str, variant: str, shape: KernelShape, rows: list[dict] | None = None) -> float | None:
+    """Instructions per MAC of a variant at the nearest measured shape of the same op (None: not measured)."""
+    rows = kernel_table()["rows"] if rows is None else rows
+    target = shape.vector()
+    best, best_distance = None, math.inf
+    for row in rows:
+        if row["op"] != op or row["variant"] != variant or not row.get("macs"):
+            continue
+        measured = KernelShape(**{name: row[name] for name in SHAPE_FEATURES}).vector()
+        distance = sum((a - b) ** 2 for a, b in zip(target, measured))
+        if distance < best_distance:
+            best, best_distance = row["instructions"] / row["macs"], distance
+    return best
+
+
+# Variants that cost the arena nothing beyond the layer's input and output, which may share
+# bytes (no scratch, and an order of work that lets the output overlap the consumed input);
+# the others: "gather" (a pair's windows in scratch) and "small" (its output planned apart).
+LEAN_VARIANTS = ("quads", "channels", "direct")
+# A lean variant is taken over a cheaper one that needs memory when the cost model predicts it
+# at most this much slower (a fraction of the cheaper one's instructions): memory first where
+# the instructions are as good as equal (e.g. a convolution's border windows, 0-2% apart on the
+# measured grid).
+LEAN_TOLERANCE = 0.05
+
+
+def choose_variant(op: str, shape: KernelShape, legal: list[str], rows: list[dict] | None = None) -> str:
+    """The legal variant the cost model predicts cheapest for this shape, or a lean one (no
+    arena of its own, LEAN_VARIANTS) predicted within LEAN_TOLERANCE of it; the first legal one
+    (the kernels' general path) where none was measured. Ties keep the earlier one."""
+    costs = [(predicted_per_mac(op, variant, shape, rows), index, variant) for index, variant in enumerate(legal)]
+    measured = [(cost, index, variant) for cost, index, variant in costs if cost is not None]
+    if not measured:
+        return legal[0]
+    cheapest = min(measured)
+    lean = [entry for entry in measured if entry[2] in LEAN_VARIANTS]
+    if cheapest[2] not in LEAN_VARIANTS and lean and min(lean)[0] <= cheapest[0] * (1 + LEAN_TOLERANCE):
+        return min(lean)[2]
+    return cheapest[2]

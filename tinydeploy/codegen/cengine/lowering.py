@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tinydeploy.costs import liveness, memplan
+from tinydeploy.costs.kernels import KernelShape, choose_variant
 from tinydeploy.codegen.cengine import folding
 from tinydeploy.codegen.cengine.arithmetic import (Unsupported, activation_range, multiply_by_quantized_multiplier, quant_of,
                                           quantize_multiplier, requant_fields, single_rounding_fields, softmax_exps)
@@ -74,6 +75,7 @@ class Call:
     macs: int = 0
     scratch: int = 0         # bytes of working memory the kernel needs during the call (in the arena)
     overlap: int | None = None  # how far past its input's start the output may begin (segment_overlap)
+    variant: str = ""        # the kernel variant the cost model chose (tinydeploy.costs.kernels.choose_variant)
 
 
 @dataclass
@@ -272,10 +274,24 @@ def _lower_conv(model: Model, op: Operator, name: str) -> Call:
                          fast_requant=fast, int4_weights=int4)
     fields += [("weights", arrays[0].name), ("bias_full", arrays[1].name), ("rq", arrays[2].name)]
     gathers = conv_gathers(in_h, in_w, out_h, out_w, k_h, k_w, sh, sw, dh, dw, pad_top, pad_left)
-    scratch = WORK_ORDER.pair * k_h * k_w * in_c if gathers else 0  # a pair's windows
+    # Windows over the border: gathered a pair at a time into scratch ("gather"), or read in
+    # place a pixel at a time ("direct", int8 weights: no scratch), as the kernel cost model
+    # (tinydeploy.costs.kernels) predicts cheaper for this shape.
+    variant = ""
+    if gathers:
+        variant = choose_variant("CONV_2D", kernel_shape(y.shape, 1, k_h, k_w, sh, sw, pad_top, pad_left),
+                                 conv_variants(int4))
+    fields.insert(-3, ("direct_borders", str(int(variant == "direct"))))
+    scratch = WORK_ORDER.pair * k_h * k_w * in_c if variant == "gather" else 0  # a pair's windows
     return Call(op, "td_conv_2d", "td_conv", fields, [op.inputs[0]], op.outputs[0], arrays, scratch=scratch,
                 overlap=segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left,
-                                        WORK_ORDER.pair if int4 else WORK_ORDER.quad))
+                                        WORK_ORDER.pair if int4 else WORK_ORDER.quad), variant=variant)
+
+
+def conv_variants(int4: bool) -> list[str]:
+    """The convolution's ways with windows over the border, legal for its weights; first the one
+    it took before it had a cost model (what choose_variant() falls back on without measurements)."""
+    return ["gather"] if int4 else ["gather", "direct"]
 
 
 def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
@@ -304,22 +320,45 @@ def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
                          depth_multiplier=out_c // in_c, k_h=k_h, k_w=k_w, stride_h=sh, stride_w=sw,
                          dil_h=dh, dil_w=dw, pad_top=pad_top, pad_left=pad_left, in_offset=in_offset,
                          out_offset=out_zero, act_min=act_min, act_max=act_max, fast_requant=_fast(rq, bound))
-    # The kernel's order of work: a small layer unrolled whole, channel by channel over the
-    # image (so its output is planned apart from its input); else the border columns of
-    # `quad` rows may be done before those rows
+    # The kernel's order of work, the variant the kernel cost model (tinydeploy.costs.kernels)
+    # predicts cheapest for this shape: "small", the layer unrolled whole, channel by channel
+    # over the image (so its output is planned apart from its input), where the code it
+    # unrolls stays small; "quads", four pixels a channel at a time wherever their windows
+    # cover the same taps (the border columns of `quad` rows may be done before those rows);
+    # "channels" (a depth multiplier above 1 only), a pixel at a time, channel by channel.
     order = WORK_ORDER
-    small = (out_c == in_c and out_h <= order.small_side and out_w <= order.small_side and
-             out_h * out_w * k_h * k_w <= order.small_taps)
+    variant = choose_variant("DEPTHWISE_CONV_2D", kernel_shape(y.shape, out_c // in_c, k_h, k_w, sh, sw, pad_top,
+                                                                pad_left), depthwise_variants(out_h, out_w, k_h, k_w,
+                                                                                              out_c // in_c))
+    small, quads = variant == "small", variant != "channels"
     ahead = 0
-    if out_c == in_c and not small:
+    if quads and not small:
         ahead = border_columns_ahead(out_h, out_w, inside_range(pad_top, sh, (k_h - 1) * dh + 1, in_h, out_h),
                                      inside_range(pad_left, sw, (k_w - 1) * dw + 1, in_w, out_w))
-    fields += _int_fields(small=small, border_columns=ahead > 0)
+    fields += _int_fields(small=small, border_columns=ahead > 0, quads=quads)
     fields += [("weights", arrays[0].name), ("bias", arrays[1].name), ("bias_full", arrays[2].name),
                ("rq", arrays[3].name)]
     return Call(op, "td_depthwise_conv_2d", "td_depthwise", fields, [op.inputs[0]], op.outputs[0], arrays,
                 overlap=None if small else segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top,
-                                                           pad_left, order.quad if out_c == in_c else 1, ahead))
+                                                           pad_left, order.quad if quads else 1, ahead),
+                variant=variant)
+
+
+def depthwise_variants(out_h: int, out_w: int, k_h: int, k_w: int, multiplier: int) -> list[str]:
+    """The depthwise kernel's variants legal for a shape; first the one its kernel took before
+    it had a cost model (what choose_variant() falls back on without measurements)."""
+    order = WORK_ORDER
+    small = out_h <= order.small_side and out_w <= order.small_side and out_h * out_w * k_h * k_w <= order.small_taps
+    if multiplier == 1:
+        return ["small", "quads"] if small else ["quads"]
+    return ["channels", "quads"] + (["small"] if small else [])
+
+
+def kernel_shape(out_shape, multiplier: int, k_h: int, k_w: int, sh: int, sw: int, pad_top: int,
+                 pad_left: int) -> KernelShape:
+    """A windowed layer's shape as the kernel cost model compares shapes."""
+    return KernelShape(out_h=out_shape[1], out_w=out_shape[2], channels=out_shape[3], multiplier=multiplier,
+                       k_h=k_h, k_w=k_w, stride=max(sh, sw), padded=int(pad_top > 0 or pad_left > 0))
 
 
 def _lower_fully_connected(model: Model, op: Operator, name: str) -> Call:
@@ -386,7 +425,9 @@ def _lower_mean(model: Model, op: Operator, name: str) -> Call:
     fields = _int_fields(h=height, w=width, channels=x.shape[-1],
                                              in_zero_point=in_zero, out_zero_point=out_zero)
     fields.append(("rq", "{" + ", ".join(str(v) for v in requant_fields(multiplier, shift)) + "}"))
-    return Call(op, "td_mean_s8", "td_mean", fields, [op.inputs[0]], op.outputs[0])
+    # td_mean_s8 writes channel c's output after its last read of channel c, and reads no
+    # channel below c after that: output byte c lands on input byte c or below, read already.
+    return Call(op, "td_mean_s8", "td_mean", fields, [op.inputs[0]], op.outputs[0], overlap=0)
 
 
 def _lower_add(model: Model, op: Operator, name: str) -> Call:
@@ -451,7 +492,8 @@ def _lower_softmax(model: Model, op: Operator, name: str) -> Call:
     depth = x.shape[-1]
     exps = Array(f"{name}_exps", "int32_t", np.array(softmax_exps(multiplier, left_shift, -radius), dtype=np.int64))
     fields = _int_fields(rows=x.elements // depth, depth=depth) + [("exps", exps.name)]
-    return Call(op, "td_softmax_s8", "td_softmax", fields, [op.inputs[0]], op.outputs[0], [exps])
+    # In place: td_softmax_s8 writes each output after its row's last read of the same byte.
+    return Call(op, "td_softmax_s8", "td_softmax", fields, [op.inputs[0]], op.outputs[0], [exps], in_place=True)
 
 
 def _lower_quantize(model: Model, op: Operator, name: str) -> Call:
