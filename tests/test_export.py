@@ -8,7 +8,6 @@ with a signal front end. The TFLM engine's export is compiled against an esp-tfl
 tree with the host shim where TINYDEPLOY_TFLM_SRC names one (skipped otherwise)."""
 
 import ctypes
-import json
 import os
 import re
 import shutil

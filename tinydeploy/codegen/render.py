@@ -26,7 +26,6 @@ from tinydeploy.codegen.engines import ENGINES, SETUP_ERROR_BYTES, Prepared, eng
 from tinydeploy.costs import figures
 from tinydeploy.costs.figures import arena_size
 from tinydeploy.codegen.frontend_source import frontend_sources
-from tinydeploy.codegen.templating import copied_firmware
 from tinydeploy.core.model_frontend import DeviceFrontend, device_frontend
 from tinydeploy.core.errors import BadInput
 from tinydeploy.codegen.frameworks import FRAMEWORKS, framework_for
