@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from tinydeploy import api
-from tinydeploy.codegen.library import ExportOptions, KINDS, c_name, export
+from tinydeploy.codegen.library import ExportOptions, c_name, export
 from tinydeploy.core.boards import get_board
 from tinydeploy.core.errors import BadInput
 from tinydeploy.core.model import load_model, with_metadata
