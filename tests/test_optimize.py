@@ -479,7 +479,8 @@ def test_stage_metrics_round_trip_through_the_report_keys():
     raw = full.to_dict()
     assert list(raw) == REPORT_KEYS
     assert raw["engines"][1] == {"engine": "c", "arena_bytes": None, "flash_bytes": None, "latency_ms": None,
-                                 "latency_basis": "", "met": False, "targets": [], "unavailable": "no kernel for op X"}
+                                 "latency_basis": "", "met": False, "targets": [], "unavailable": "no kernel for op X",
+                                 "energy": None}
     assert raw["targets"] == [latency.to_dict()] and raw["history_fixed4"] == [{"epoch": 1}]
     assert StageMetrics.from_dict(json.loads(json.dumps(raw))) == full
     # The figures a stage doesn't have are left out, as they always were; a report's stages have no chain.
