@@ -145,7 +145,8 @@ def tflm_for(model, tflm: Path, cache: Path):
                if "signal" not in p.parts and (p.parent != kernels or p.stem.removesuffix("_common") in stems)]
     includes = check._tflm_tree_includes(tflm)
     platform = [f"-I{check.SHIM / 'espidf'}", f"-DTD_LINE_BAUD={BAUD}", f"-I{check.SHIM}"]
-    objects = builder.compile([check.SHIM / "host_uart.c"], [*check.STRICT, "-O2", *platform])
+    objects = builder.compile([check.SHIM / "host_uart.c", check.SHIM / "sleep_shim.c"],
+                              [*check.STRICT, "-O2", *platform])
     objects += builder.compile(sources, [*check.TFLM_FLAGS, *platform, *(f"-isystem{p}" for p in includes)])
     objects += builder.compile([check.SHIM / "espidf/espidf_shim.c"], [*check.STRICT, "-O2", *platform])
     return check.Library(objects, platform, includes, "reference")
@@ -165,7 +166,8 @@ def build_on_host(project: Path, work: Path, library=None) -> Path:
     runners = [p for p in src.iterdir() if p.name in ("td_c_runner.c", "td_tflm_runner.cc")]
     others = sorted(p for p in src.iterdir() if p.suffix in (".c", ".cc") and p not in runners)
     if library is None:
-        objects = builder.compile([check.SHIM / "host_uart.c", check.SHIM / "espidf/espidf_shim.c"], [*strict, *shim])
+        objects = builder.compile([check.SHIM / "host_uart.c", check.SHIM / "sleep_shim.c",
+                                   check.SHIM / "espidf/espidf_shim.c"], [*strict, *shim])
         flags = [*strict, "-std=c99", *shim, f"-I{src}", f"-DTD_BAUD={BAUD}"]
     else:
         objects = list(library.objects)

@@ -676,7 +676,8 @@ def test_the_esp_idf_slot_firmware_boots_updates_over_serial_restarts_and_keeps_
     binary = tmp_path / "firmware"
     sources = [src / name for name in ("td_main.c", "td_main_slots.c", "td_slots.c", "td_contract.c", "td_protocol.c",
                                        "td_board.c", "hal_espidf.c", "hal_espidf_slots.c")]
-    sources += [ROOT / "tests" / "slot_runner_host.c", shim / "host_uart.c", shim / "espidf" / "espidf_shim.c",
+    sources += [ROOT / "tests" / "slot_runner_host.c", shim / "host_uart.c", shim / "sleep_shim.c",
+                shim / "espidf" / "espidf_shim.c",
                 shim / "espidf" / "esp_partition_shim.c"]
     subprocess.run(["gcc", "-Wall", "-Wextra", "-Werror", "-O1", "-DTD_MODEL_PARTITION", "-DTD_BAUD=115200",
                     f"-I{src}", f"-I{shim}", f"-I{shim / 'espidf'}", *map(str, sources), "-o", str(binary),

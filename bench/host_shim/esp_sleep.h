@@ -15,7 +15,7 @@ int esp_sleep_enable_timer_wakeup(uint64_t time_in_us);
 int esp_light_sleep_start(void);
 void esp_deep_sleep_start(void) __attribute__((noreturn));
 
-/* What the other stand-ins record: one line "MICROS EVENT VALUE" in the file TD_SHIM_RECORD names. */
+/* What the stand-ins record (defined in host_uart.c): one line "MICROS EVENT VALUE" in the file TD_SHIM_RECORD names. */
 void td_shim_record(const char *event, long long value);
 
 #ifdef __cplusplus

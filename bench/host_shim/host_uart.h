@@ -20,6 +20,8 @@ size_t td_uart_read(void *data, size_t len, int timeout_ms);
 size_t td_uart_available(void);
 int td_uart_started(void);
 uint64_t td_host_micros(void);
+/* Records one event for the tests (host_uart.c). */
+void td_shim_record(const char *event, long long value);
 
 #ifdef __cplusplus
 }

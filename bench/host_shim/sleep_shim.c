@@ -1,6 +1,5 @@
 /* Host stand-ins for ESP sleep (esp_sleep.h), shared by the ESP-IDF and Arduino shims. Every
- * call is recorded as a line "MICROS EVENT VALUE" in the file TD_SHIM_RECORD names (none: not
- * recorded). A timer wakeup is armed, then light sleep sleeps that long for real (the clock
+ * call is recorded (host_uart.c's td_shim_record). A timer wakeup is armed, then light sleep sleeps that long for real (the clock
  * goes on, as esp_timer's does through light sleep), and deep sleep runs the program again
  * from the start, as the chip boots again. TD_SHIM_SLEEPS, when set, is how many sleeps to
  * allow in all (across those boots): the process ends at the one after them. */
@@ -14,14 +13,6 @@
 #include "host_uart.h"
 
 static uint64_t wakeup_us;
-
-void td_shim_record(const char *event, long long value) {
-  const char *path = getenv("TD_SHIM_RECORD");
-  FILE *file;
-  if (path == NULL || (file = fopen(path, "a")) == NULL) return;
-  fprintf(file, "%llu %s %lld\n", (unsigned long long)td_host_micros(), event, value);
-  fclose(file);
-}
 
 /* Counts a sleep; ends the program when TD_SHIM_SLEEPS are used up. */
 static void count_sleep(void) {

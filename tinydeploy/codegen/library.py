@@ -380,6 +380,7 @@ def export(model: Model, board: Board, options: ExportOptions,
         **kind.values(name, engine),
     }
     values.update({
+        "board_defines": [],  # the user's application is the main: no benchmark main reads TD_FRONTEND
         "has_frontend": int(layout.frontend is not None), "label_list": cgen.comment(", ".join(labels)),
         "frontend_time": "quantizing and the front end" if layout.frontend else "quantizing",
         "window_note": ([f"The model's front end runs first: {values['frontend_description']}"] if layout.frontend

@@ -15,7 +15,7 @@
 #define LOW 0
 #define HIGH 1
 #define OUTPUT 3
-/* Recorded (esp_sleep.h's td_shim_record); no pin is driven. */
+/* Recorded (host_uart.c's td_shim_record); no pin is driven. */
 void pinMode(uint8_t pin, uint8_t mode);
 void digitalWrite(uint8_t pin, uint8_t value);
 

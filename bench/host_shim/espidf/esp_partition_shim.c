@@ -108,14 +108,6 @@ esp_err_t esp_partition_mmap(const esp_partition_t *p, size_t offset, size_t siz
   return ESP_OK;
 }
 
-esp_err_t uart_wait_tx_done(uart_port_t port, TickType_t ticks_to_wait) {
-  (void)port;
-  (void)ticks_to_wait;
-  fflush(stdout);
-  usleep(20000);
-  return ESP_OK;
-}
-
 void esp_restart(void) {
   char *const argv[] = {(char *)"firmware", NULL};
   fflush(stdout);

@@ -1,5 +1,5 @@
 /* Host stand-in for the ESP-IDF GPIO calls the duty-cycled firmware makes (its marker pin):
- * each is recorded (esp_sleep.h's td_shim_record), no pin is driven. */
+ * each is recorded (host_uart.c's td_shim_record), no pin is driven. */
 #ifndef TD_SHIM_DRIVER_GPIO_H_
 #define TD_SHIM_DRIVER_GPIO_H_
 
