@@ -67,6 +67,10 @@ def fronted(tmp_path_factory):
                                     "labels": [str(i) for i in range(CLASSES)]})
     path = tmp_path_factory.mktemp("fronted") / "fronted.tflite"
     path.write_bytes(tflite)
+    # the Arduino library's CMSIS-NN dense kernel takes one scale per tensor (framework.model_problems)
+    per_tensor = to_int8_tflite(net, features, per_tensor_dense=True)
+    path.with_name("fronted-per-tensor.tflite").write_bytes(with_metadata(per_tensor, {
+        "frontend": front.to_dict(), "window": [STEPS, CHANNELS], "labels": [str(i) for i in range(CLASSES)]}))
     test_x, test_y = windows(24, 1)
     return path, test_x, test_y
 
@@ -248,8 +252,8 @@ def test_tflm_firmware_runs_the_front_end_bit_exactly(fronted, tmp_path):
 @pytest.mark.host
 def test_arduino_project_carries_the_front_end(fronted):
     """Arduino builds every file of src/: the front end is there, and the main runs it."""
-    files = render(load_model(fronted[0]), get_board("esp32-s3-devkitc-1"), None,
-                   RenderOptions(engine="tflm", framework="arduino"))
+    files = render(load_model(fronted[0].with_name("fronted-per-tensor.tflite")), get_board("esp32-s3-devkitc-1"),
+                   None, RenderOptions(engine="tflm", framework="arduino"))
     assert {"src/td_frontend.c", "src/td_frontend_config.c", "src/td_frontend_runner.c",
             "src/td_frontend_runner.h"} <= set(files)
     assert "#define TD_FRONTEND 1" in files["src/td_board.h"]
