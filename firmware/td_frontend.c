@@ -3,6 +3,8 @@
  * Sums, products and shifts are bounded in docs/frontend.md; no value here can overflow. */
 #include "td_frontend.h"
 
+#include <string.h>
+
 #define TD_FE_LOG_BITS 12
 #define TD_FE_NORM_BITS 9
 #define TD_FE_Q15 15
@@ -130,7 +132,9 @@ size_t td_frontend_scratch_bytes(const td_frontend_config *cfg)
         if (b->kind == TD_FRONTEND_NORMALIZE || b->kind == TD_FRONTEND_DECIMATE) {
             time_domain = 1;
         } else if (b->kind == TD_FRONTEND_SPECTRUM) {
-            bytes += 4u * (2u * b->frame_length + (b->cepstra ? b->bands : 0u));
+            uint32_t features = b->cepstra ? b->cepstra : b->bands;
+            bytes += 4u * (2u * b->frame_length + (b->cepstra || b->relative ? b->bands : 0u));
+            bytes += b->pool ? 8u * features : 0u;
         }
     }
     if (time_domain) {
@@ -243,12 +247,26 @@ static void td_fe_fft(int32_t *re, int32_t *im, uint32_t n, uint32_t bits, const
     }
 }
 
+/* sums[i] += value: int64 sums kept in int32 scratch (4-byte aligned), read and written whole */
+static void td_fe_accumulate(int32_t *sums, uint32_t i, int64_t value)
+{
+    int64_t sum;
+    memcpy(&sum, sums + 2 * i, sizeof sum);
+    sum += value;
+    memcpy(sums + 2 * i, &sum, sizeof sum);
+}
+
 static void td_fe_spectrum(const td_frontend_config *cfg, const td_frontend_block *b, const int16_t *x,
                            uint32_t channels, int32_t *work, const td_fe_sink *sink)
 {
-    uint32_t n = b->frame_length, c, f, t, band, k;
+    uint32_t n = b->frame_length, features = b->cepstra ? b->cepstra : b->bands, c, f, t, band, k;
+    int keep = b->cepstra || b->relative; /* the frame's band values are changed before use */
     int32_t *re = work, *im = work + n, *logs = work + 2 * n;
+    int32_t *sums = logs + (keep ? b->bands : 0u); /* [features] int64, when pooling */
     for (c = 0; c < channels; c++) {
+        if (b->pool) {
+            memset(sums, 0, 8u * features);
+        }
         for (f = 0; f < b->frames; f++) {
             for (t = 0; t < n; t++) {
                 int64_t v = x[(f * b->hop + t) * channels + c];
@@ -265,19 +283,45 @@ static void td_fe_spectrum(const td_frontend_config *cfg, const td_frontend_bloc
                     energy += (uint64_t)b->band_weight[b->band_offset[band] + k] * (power >> b->power_shift);
                 }
                 value = td_fe_log2_q12(energy, cfg->log2_table) + b->energy_offset_q12;
-                if (b->cepstra) {
+                if (keep) {
                     logs[band] = value;
+                } else if (b->pool) {
+                    td_fe_accumulate(sums, band, value);
                 } else {
                     td_fe_emit(sink, 0, f * cfg->cols + c * b->bands + band, value);
                 }
             }
-            for (k = 0; k < b->cepstra; k++) {
-                int64_t acc = 0;
+            if (b->relative) {
+                int64_t total = 0;
+                int32_t mean;
                 for (band = 0; band < b->bands; band++) {
-                    acc += (int64_t)logs[band] * b->dct_q15[k * b->bands + band];
+                    total += logs[band];
                 }
-                td_fe_emit(sink, 0, f * cfg->cols + c * b->cepstra + k, (int32_t)td_fe_shift_round(acc, TD_FE_Q15));
+                mean = (int32_t)td_fe_div_round(total, b->bands);
+                for (band = 0; band < b->bands; band++) {
+                    logs[band] -= mean;
+                }
             }
+            for (k = 0; keep && k < features; k++) {
+                int32_t value = logs[k];
+                if (b->cepstra) {
+                    int64_t acc = 0;
+                    for (band = 0; band < b->bands; band++) {
+                        acc += (int64_t)logs[band] * b->dct_q15[k * b->bands + band];
+                    }
+                    value = (int32_t)td_fe_shift_round(acc, TD_FE_Q15);
+                }
+                if (b->pool) {
+                    td_fe_accumulate(sums, k, value);
+                } else {
+                    td_fe_emit(sink, 0, f * cfg->cols + c * features + k, value);
+                }
+            }
+        }
+        for (k = 0; b->pool && k < features; k++) {
+            int64_t sum;
+            memcpy(&sum, sums + 2 * k, sizeof sum);
+            td_fe_emit(sink, 0, c * features + k, (int32_t)td_fe_div_round(sum, b->frames));
         }
     }
 }

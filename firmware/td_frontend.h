@@ -56,6 +56,8 @@ typedef struct {
     uint32_t bands;
     uint32_t cepstra;
     uint8_t power_shift;
+    uint8_t relative;            /* 1: each frame's bands less their mean, before the DCT */
+    uint8_t pool;                /* 1: the frames' features averaged into one row */
     int32_t energy_offset_q12;
     const int16_t *window_q15;   /* [frame_length] periodic Hann */
     const int16_t *cos_q15;      /* [frame_length / 2] cos(2 pi k / n) */

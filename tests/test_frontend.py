@@ -174,6 +174,7 @@ def test_mfcc_is_the_orthonormal_dct_of_the_log_mel_energies():
 CHAINS = st.lists(st.sampled_from([Normalize(), Normalize(log_scale=True), Decimate(2), Decimate(3)]), max_size=4)
 ENDS = st.sampled_from([None, Spectrum(frame_length=8, hop=3, bands=4), Spectrum(frame_length=16, hop=8, bands=6,
                                                                                  cepstra=3),
+                        Spectrum(frame_length=8, hop=5, bands=4, relative=True, pool=True),
                         Stats(("mean", "zero_crossings"), segments=2), Stats()])
 
 
@@ -208,6 +209,12 @@ def test_to_dict_keeps_every_parameter_and_describe_names_them():
     text = front.describe()
     for part in ("decimate by 4", "log2 of the spread", "10 mel bands 50-3000 Hz", "5 cepstra", "zero point -3"):
         assert part in text
+    pooled = Frontend((Spectrum(frame_length=64, hop=100, bands=8, relative=True, pool=True),))
+    data = json.loads(json.dumps(pooled.to_dict()))
+    assert data["blocks"][0]["relative"] is True and data["blocks"][0]["pool"] is True
+    assert Frontend.from_dict(data) == pooled
+    assert "relative to the frame's mean band" in pooled.describe() and "averaged over the frames" in pooled.describe()
+    assert pooled.output_shape((1000, 2)) == (1, 16)
 
 
 @pytest.mark.unit
@@ -390,6 +397,15 @@ CASES = {
                                        cepstra=13),), input_scale=1 / 32767), (4000, 1), 40),
     "spectrum-1024-4000x3": (Frontend((Spectrum(frame_length=1024, hop=512, bands=12, sample_rate=400, low_hz=5,
                                                 high_hz=150),), input_scale=1 / 2000), (4000, 3), 20),
+    "spectrum-relative-28x2": (Frontend((Spectrum(frame_length=16, hop=4, bands=5, relative=True),),
+                                        input_scale=0.01), (28, 2), 150),
+    "spectrum-pooled-2000x1": (Frontend((Spectrum(frame_length=128, hop=267, bands=32, pool=True),),
+                                        input_scale=1 / 4096), (2000, 1), 60),
+    "spectrum-relative-pooled-1500x3": (Frontend((Spectrum(frame_length=64, hop=200, bands=16, relative=True,
+                                                           pool=True),), input_scale=1 / 2000), (1500, 3), 40),
+    "mfcc-relative-pooled-4000x1": (Frontend((Spectrum(frame_length=256, hop=128, bands=24, spacing="mel",
+                                                       sample_rate=16000, cepstra=13, relative=True, pool=True),),
+                                             input_scale=1 / 32767), (4000, 1), 40),
     "stats-28x3": (Frontend((Stats(fe.STATS, segments=3),), input_scale=0.01), (28, 3), 200),
     "stats-4000x9": (Frontend((Stats(),), input_scale=1 / 1000), (4000, 9), 20),
     "chain-decimate-normalize-spectrum-4000x3": (

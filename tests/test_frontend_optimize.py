@@ -113,7 +113,12 @@ def test_candidates_scale_with_the_window():
     assert names((28, 28, 1), "image") == ["none"]
     assert names((28, 1)) == ["none", "normalize"]
     long = names((1500, 1))
-    assert any(n.startswith("decimate 12 + normalize") for n in long) and sum("spectrum" in n for n in long) == 3
+    assert any(n.startswith("decimate 12 + normalize") for n in long)
+    assert sum("spectrum" in n and not n.startswith("pooled") for n in long) == 3
+    assert [n for n in long if n.startswith("pooled")] == [
+        "pooled relative spectrum 32, 16 bands", "pooled relative spectrum 64, 32 bands",
+        "pooled relative spectrum 128, 32 bands", "pooled spectrum 128, 32 bands"]
+    assert not any(n.startswith("pooled") for n in names((63, 1)))  # a frame at most a quarter of the window
     assert any(n.startswith("stats") for n in names((200, 6))) and not any(n.startswith("stats") for n in long)
 
 
@@ -141,16 +146,40 @@ def test_long_windows_get_a_front_end_that_beats_none():
     assert choice.chosen.score >= scores["none"].score + 0.3  # about 0.95 against 0.4
     assert choice.probe["on"] == "training windows only" and choice.probe["windows"] == len(data.x_train)
     report = choice.to_dict(Targets(max_latency_ms=20), get_board(S3))
-    assert [c["name"] for c in report["candidates"]][0] == "none" and len(report["candidates"]) == 6
+    assert [c["name"] for c in report["candidates"]][0] == "none" and len(report["candidates"]) == 10
     assert all(c["score"] is not None for c in report["candidates"])
     assert report["network_targets"]["max_latency_ms"] < 20
     # the default 1 ms budget leaves no room for a full-rate spectrum: those are costed and marked,
-    # and the cheap one (decimated, frames apart) is chosen
+    # and a cheap one is chosen: decimated with frames apart, or pooled over the frames that fit
     tight = fc.choose(data, "auto", Targets(), get_board(S3), seed=0)
-    assert isinstance(tight.front.blocks[0], Decimate) and isinstance(tight.front.blocks[-1], Spectrum)
-    assert tight.chosen.latency_ms <= 0.5 and tight.chosen.score >= scores["none"].score + 0.3
+    assert isinstance(tight.front.blocks[-1], Spectrum) and tight.chosen.score >= scores["none"].score + 0.3
+    assert tight.chosen.latency_ms <= fc.latency_share(tight.front, [1024, 1]) * 1.0
+    pooled = [c for c in tight.candidates if c.name.startswith("pooled")]
+    assert len(pooled) == 4 and all(c.fits and c.latency_ms <= 0.85 and c.feature_shape[0] == 1 for c in pooled)
     full = [c for c in tight.candidates if c.name.startswith("normalize + spectrum")]
     assert len(full) == 2 and all(not c.fits and "does not fit" in c.note and c.score is None for c in full)
+
+
+@pytest.mark.unit
+def test_a_pooled_spectrum_takes_as_many_frames_as_its_share_allows():
+    """thinned(): the most frames that fit all but SMALL_RESERVE of the latency budget, spread
+    over the window; one more would not fit. Other front ends pass unchanged."""
+    from tinydeploy.costs.frontend import frontend_cost, latency_ms_estimate
+    board, window = get_board(S3), (2000, 1)
+    front = Frontend((Spectrum(64, 32, 32, relative=True, pool=True),), input_scale=1e-3)
+    cost = lambda f: latency_ms_estimate(frontend_cost(f, window), board.cpu_mhz)  # noqa: E731
+    for budget in (1.0, 2.0):
+        thin = fc.thinned(front, window, Targets(max_latency_ms=budget), board)
+        frames = thin.blocks[0].frames_of(2000)
+        assert 1 < frames < front.blocks[0].frames_of(2000) and thin.output_shape(window) == (1, 32)
+        assert cost(thin) <= (1 - fc.SMALL_RESERVE) * budget
+        hop = (2000 - 64) // frames
+        assert cost(Frontend((Spectrum(64, hop, 32, relative=True, pool=True),), input_scale=1e-3)) \
+            > (1 - fc.SMALL_RESERVE) * budget
+    roomy = fc.thinned(front, window, Targets(max_latency_ms=100), board)
+    assert roomy.blocks[0].hop == 32  # everything fits: half-overlapping frames over the whole window
+    plain = Frontend((Normalize(), Spectrum(64, 32, 16)), input_scale=1e-3)
+    assert fc.thinned(plain, window, Targets(), board) is plain
 
 
 # ---- through optimize, evaluate and deploy ----

@@ -38,6 +38,7 @@ def _block(plan: Plan, index: int, prefix: str, arrays: list[str]) -> list[str]:
     elif isinstance(block, Spectrum):
         fields.update(frame_length=block.frame_length, log2_length=k["log2_length"], hop=block.hop,
                       frames=k["frames"], bands=block.bands, cepstra=block.cepstra, power_shift=k["power_shift"],
+                      relative=int(block.relative), pool=int(block.pool),
                       energy_offset_q12=k["energy_offset_q12"])
         for table, ctype in (("window_q15", "int16_t"), ("cos_q15", "int16_t"), ("band_first", "uint16_t"),
                              ("band_count", "uint16_t"), ("band_offset", "uint16_t"), ("band_weight", "uint16_t"),

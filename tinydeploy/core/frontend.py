@@ -320,6 +320,11 @@ class Spectrum(Block):
         sample_rate: samples per second of the block's input, when known.
         low_hz, high_hz: the bands' range (default 0 to sample_rate / 2); need sample_rate.
         cepstra: DCT coefficients kept per frame and channel (0: none, the log energies).
+        relative: subtract each frame's mean log energy over its bands (per channel) from
+            its bands, before the DCT: the spectrum's shape without its level, a gain-free
+            feature for a fraction of a time-domain normalisation's cost.
+        pool: average the frames' features (per channel) into one row: a spectrum of the
+            whole window that does not depend on where in it an event falls, and few features.
     """
 
     frame_length: int = 64
@@ -330,6 +335,8 @@ class Spectrum(Block):
     low_hz: float | None = None
     high_hz: float | None = None
     cepstra: int = 0
+    relative: bool = False
+    pool: bool = False
     kind: ClassVar[str] = "spectrum"
     code: ClassVar[int] = 3
     c_kind: ClassVar[str] = "TD_FRONTEND_SPECTRUM"
@@ -368,6 +375,9 @@ class Spectrum(Block):
                              f"({rate / 2:g}), not {low:g} and {high:g}")
         if not _is_int(self.cepstra) or self.cepstra < 0 or (_is_int(self.bands) and self.cepstra > self.bands):
             found.append(f"cepstra must be an integer from 0 to bands ({self.bands!r}), not {self.cepstra!r}")
+        for name in ("relative", "pool"):
+            if not isinstance(getattr(self, name), bool):
+                found.append(f"{name} must be true or false, not {getattr(self, name)!r}")
         if not found and self.spacing == "linear":
             first, last = self._linear_bins()
             if last - first + 1 < self.bands:
@@ -395,6 +405,15 @@ class Spectrum(Block):
         per_bin = self.sample_rate / self.frame_length
         return max(1, math.ceil(low / per_bin - 1e-9)), min(half, math.floor(high / per_bin + 1e-9))
 
+    def to_dict(self) -> dict[str, Any]:
+        """Block.to_dict(), leaving out relative and pool when they are off, so that the dicts
+        of front ends made before they existed (in models and run fingerprints) stay as they were."""
+        out = super().to_dict()
+        for name in ("relative", "pool"):
+            if not out[name]:
+                del out[name]
+        return out
+
     @property
     def features(self) -> int:
         return self.cepstra or self.bands
@@ -404,7 +423,11 @@ class Spectrum(Block):
         if steps < self.frame_length:
             raise BadInput(f"spectrum frames of {self.frame_length} steps need at least that many; "
                            f"the window has {steps}")
-        return 1 + (steps - self.frame_length) // self.hop, channels * self.features
+        return (1 if self.pool else self.frames_of(steps)), channels * self.features
+
+    def frames_of(self, steps: int) -> int:
+        """Frames computed on a window of this many steps."""
+        return 1 + (steps - self.frame_length) // self.hop
 
     def row_scales(self, scale: float) -> np.ndarray:
         """The real scale of each row, repeating: every row is log2 in Q12."""
@@ -415,7 +438,9 @@ class Spectrum(Block):
         if self.sample_rate is not None:
             low, high = self._range()
             bands += f" {low:g}-{high:g} Hz at {self.sample_rate:g} Hz"
-        tail = f", DCT to {self.cepstra} cepstra" if self.cepstra else ""
+        tail = (", relative to the frame's mean band" if self.relative else "") \
+            + (f", DCT to {self.cepstra} cepstra" if self.cepstra else "") \
+            + (", averaged over the frames" if self.pool else "")
         return f"spectrum: {self.frame_length}-point frames every {self.hop} steps, {bands}, log2{tail}"
 
     def band_weights(self) -> np.ndarray:
@@ -466,7 +491,7 @@ class Spectrum(Block):
             dct[0] /= np.sqrt(2.0)  # orthonormal DCT-II
         return {
             "log2_length": bits,
-            "frames": self.output_shape(shape)[0],
+            "frames": self.frames_of(shape[0]),
             "power_shift": power_shift,
             "energy_offset_q12": offset_q12,
             "window_q15": q15(0.5 - 0.5 * np.cos(2 * np.pi * t / n)),  # periodic Hann
@@ -491,11 +516,23 @@ class Spectrum(Block):
         power = (re[..., :half] * re[..., :half] + im[..., :half] * im[..., :half]) >> constants["power_shift"]
         energy = power @ constants["weights"]  # exact: every sum stays below 2**63
         logs = log2_q12(energy) + constants["energy_offset_q12"]  # [N, C, frames, bands]
+        if self.relative:
+            logs = logs - div_round(logs.sum(axis=-1, keepdims=True), self.bands)
         if self.cepstra:
             dct = constants["dct_q15"].astype(np.int64).reshape(self.cepstra, self.bands)
             logs = shift_round(logs @ dct.T, Q15)
-        count, channels = logs.shape[:2]
-        return np.moveaxis(logs, 1, 2).reshape(count, frames, channels * self.features)
+        if self.pool:
+            logs = div_round(logs.sum(axis=2, keepdims=True), frames)
+        count, channels, rows = logs.shape[:3]
+        return np.moveaxis(logs, 1, 2).reshape(count, rows, channels * self.features)
+
+
+def spectrum_scratch_bytes(block: Spectrum) -> int:
+    """Scratch td_fe_spectrum needs (td_frontend_scratch_bytes): the frame's real and imaginary
+    parts, one frame's band values when they are changed before being written (relative,
+    cepstra), and an int64 sum of each feature when the frames are pooled."""
+    logs = block.bands if block.cepstra or block.relative else 0
+    return 4 * (2 * block.frame_length + logs) + (8 * block.features if block.pool else 0)
 
 
 def bit_reversed(n: int) -> np.ndarray:
@@ -798,7 +835,7 @@ class Frontend:
         buffered = stages[0].out_shape[0] if self.blocks and isinstance(self.blocks[0], Decimate) else steps
         spectrum = 0
         if isinstance(last, Spectrum):
-            spectrum = 4 * (2 * last.frame_length + (last.bands if last.cepstra else 0))
+            spectrum = spectrum_scratch_bytes(last)
         multipliers = shifts = None
         if self.output is not None:
             pairs = [quantize_multiplier(s / self.output.scale) for s in [*row_scales, 2.0 ** -LOG_BITS]]

@@ -5,8 +5,11 @@ Candidates are scaled to the window [steps, channels] (``candidates``): always "
 network takes the raw window); per-window normalisation keeping the log-scale; for long
 windows, average decimation to about DECIMATED_STEPS steps, then normalisation; framed
 spectra in linear bands (one with short frames, one with long, and for long windows a cheap
-one: decimated, frames apart); and per-channel statistics
-over a few segments when the window has several channels. Images keep "none".
+one: decimated, frames apart); pooled spectra (each frame's log band energies less their mean,
+averaged over frames spread across the window: a few dozen features that do not depend on where
+in the window an event falls, with as many frames as the budget allows: ``thinned``); and
+per-channel statistics over a few segments when the window has several channels. Images keep
+"none".
 
 Each candidate is scored cheaply and honestly (``score``): its features of at most
 PROBE_WINDOWS training windows (stratified; the validation and test windows are never
@@ -14,7 +17,9 @@ touched) go to two fast classifiers, ridge regression (one-hot targets) and 1-NN
 in stratified k-fold cross-validation; the score is the better of the two mean fold
 accuracies. The network that follows usually does at least as well as these. Each
 candidate's device cost (tinydeploy.costs.frontend) must leave the network at least
-half of the latency and arena budgets; the rest goes to the network (``network_targets``).
+half of the latency and arena budgets, or, when it gives at most SMALL_FEATURES values a window,
+SMALL_RESERVE of the latency budget (a network on a few dozen features costs little); the rest
+goes to the network (``network_targets``).
 
 The best-scoring candidate that fits is chosen, but it must beat "none" by MIN_GAIN:
 otherwise the raw window is kept (short windows, images, sets too small to tell). Every
@@ -63,6 +68,14 @@ RIDGE_SHARE = 0.1  # the ridge penalty, as a share of the mean squared (standard
 MIN_GAIN = 0.02
 # A front end may take at most this share of the latency and arena budgets.
 BUDGET_SHARE = 0.5
+# ... or, when its features are at most SMALL_FEATURES values a window, all but SMALL_RESERVE of
+# the latency budget. On an ESP32-S3 (bench/public_sets.py, synth-2000x52), the network chosen
+# behind a pooled spectrum's 32 features, a nearest-prototype classifier of 52 classes, was
+# estimated at 0.050 ms by tinydeploy.costs.figures: a third of the 0.15 ms a 1 ms budget leaves.
+SMALL_FEATURES = 256
+SMALL_RESERVE = 0.15
+# Frame lengths of the pooled spectra tried (those at most a quarter of the window).
+POOLED_FRAMES = (32, 64, 128)
 
 # Short names --front-end accepts for parameters, and the parameter a bare value sets.
 ALIASES = {"log": "log_scale", "frame": "frame_length", "rate": "sample_rate", "low": "low_hz", "high": "high_hz",
@@ -230,6 +243,15 @@ def candidates(shape: tuple[int, ...], kind: str) -> list[tuple[str, Frontend | 
         factor = steps // CHEAP_SPECTRUM_STEPS
         out.append((f"decimate {factor} + normalize + spectrum 32/32, 16 bands",
                     Frontend((Decimate(factor), Normalize(log_scale=True), Spectrum(32, 32, 16)))))
+    if steps >= SPECTRUM_MIN_STEPS:  # pooled: thinned() spreads as many frames as fit over the window
+        for frame in (f for f in POOLED_FRAMES if 4 * f <= steps):
+            bands = min(frame // 2, 32)
+            out.append((f"pooled relative spectrum {frame}, {bands} bands",
+                        Frontend((Spectrum(frame, frame // 2, bands, relative=True, pool=True),))))
+        frame = max((f for f in POOLED_FRAMES if 4 * f <= steps), default=0)
+        if frame:
+            out.append((f"pooled spectrum {frame}, {min(frame // 2, 32)} bands",
+                        Frontend((Spectrum(frame, frame // 2, min(frame // 2, 32), pool=True),))))
     if channels >= 2 and steps >= 4:
         segments = 4 if steps >= 64 else 1
         out.append((f"stats over {segments} segment{'s' * (segments > 1)}", Frontend((Stats(segments=segments),))))
@@ -403,6 +425,36 @@ class Choice:
         return out
 
 
+def latency_share(front: Frontend, window) -> float:
+    """The share of the latency budget a front end may take on windows of this shape."""
+    return 1.0 - SMALL_RESERVE if int(np.prod(front.output_shape(tuple(window)))) <= SMALL_FEATURES else BUDGET_SHARE
+
+
+def thinned(front: Frontend, window, targets: Targets, board: Board) -> Frontend:
+    """A pooled spectrum with as many frames as its latency share allows, spread evenly over
+    the window (its features do not depend on the frame count); any other front end as it is."""
+    last = front.blocks[-1] if front.blocks else None
+    if not isinstance(last, Spectrum) or not last.pool or len(front.blocks) > 1:
+        return front
+    steps, frame = int(window[0]), last.frame_length
+    limit = latency_share(front, window) * targets.max_latency_ms
+
+    def with_frames(count: int) -> Frontend:
+        hop = frame if count <= 1 else max(1, (steps - frame) // (count - 1))
+        return replace(front, blocks=(replace(last, hop=min(hop, 65535)),))
+
+    def fits(count: int) -> bool:
+        return latency_ms_estimate(frontend_cost(with_frames(count), tuple(window)), board.cpu_mhz) <= limit
+
+    low, high = 1, 1 + (steps - frame) // max(1, frame // 2)  # at most half-overlapping frames
+    if fits(high):
+        return with_frames(high)
+    while high - low > 1:  # fits(low) or low == 1
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return with_frames(low)
+
+
 def _cost(scored: Scored, targets: Targets, board: Board) -> None:
     if scored.front is None:
         return
@@ -412,8 +464,9 @@ def _cost(scored: Scored, targets: Targets, board: Board) -> None:
     scored.flash_bytes_estimate = cost.flash_bytes_estimate
     scored.operations = cost.operations
     over = []
-    if scored.latency_ms > BUDGET_SHARE * targets.max_latency_ms:
-        over.append(f"~{scored.latency_ms:.3g} ms is over {BUDGET_SHARE:.0%} of --max-latency-ms "
+    share = latency_share(scored.front, scored.window)
+    if scored.latency_ms > share * targets.max_latency_ms:
+        over.append(f"~{scored.latency_ms:.3g} ms is over {share:.0%} of --max-latency-ms "
                     f"{targets.max_latency_ms:g}")
     if scored.ram_bytes > BUDGET_SHARE * targets.max_arena_kb * 1024:
         over.append(f"{scored.ram_bytes:,} B of RAM is over {BUDGET_SHARE:.0%} of --max-arena-kb "
@@ -479,7 +532,8 @@ def _auto(data: Dataset, targets: Targets, board: Board, seed: int, progress) ->
     probe = {"windows": int(len(subset)), "of": int(len(y_all)), "on": "training windows only",
              "folds": 0 if folds is None else len(folds),
              "classifiers": "ridge regression on one-hot targets and 1-NN, on standardised features",
-             "min_gain": MIN_GAIN, "budget_share": BUDGET_SHARE}
+             "min_gain": MIN_GAIN, "budget_share": BUDGET_SHARE, "small_features": SMALL_FEATURES,
+             "small_features_latency_share": round(1.0 - SMALL_RESERVE, 3)}
     scored: list[Scored] = []
     for name, front in pool:
         started = time.perf_counter()
@@ -488,6 +542,10 @@ def _auto(data: Dataset, targets: Targets, board: Board, seed: int, progress) ->
             shape = list(front.output_shape(tuple(window))) if front is not None else window
         except BadInput:
             continue  # a block that needs a longer window: not a candidate here
+        if front is not None:
+            front = thinned(front, window, targets, board)
+            name = name.replace("pooled", f"pooled ({front.blocks[-1].frames_of(window[0])} frames)", 1) \
+                if name.startswith("pooled") else name
         item = Scored(name, front, to_spec(front), shape, window)
         _cost(item, targets, board)
         if folds is not None and item.fits:
