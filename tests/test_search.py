@@ -187,13 +187,43 @@ def test_over_budget_candidates_are_scaled_to_fit_not_rejected(tmp_path):
     x = np.stack([np.exp(-0.5 * ((t - at) / 10) ** 2), (t > at).astype(float),
                   np.sin(t / 5.0) * (np.abs(t - at) < 20)])[y, np.arange(n)]
     series = data.from_arrays((x + rng.normal(0, 0.1, x.shape))[..., None].astype(np.float32), y, None, None, "long")
-    summary = search(SearchConfig(series, tmp_path, get_board("esp32-c3-devkitm-1"), trials=2, seed=3))
+    summary = search(SearchConfig(series, tmp_path, get_board("esp32-c3-devkitm-1"), trials=2, seed=3,
+                                  front_end="none"))  # the raw window's candidates are what this is about
     assert summary["rejection_rate"] < 0.25 and summary["complete"] == 2
     assert summary["scaled_to_fit"] >= 1
     trials = load(f"sqlite:///{tmp_path / 'search.db'}").get_trials(deepcopy=False)
     scaled = [t for t in trials if t.user_attrs.get("scaled")]
     assert all(t.user_attrs["costs"]["latency_ms"] <= 1.0 for t in scaled)
     assert all("scaled to width" in t.user_attrs["scaled"]["note"] for t in scaled)
+
+
+def test_candidates_train_behind_the_front_end_and_optimize_search_takes_it(tmp_path):
+    """search --front-end: every candidate trains on the front end's features under the budgets
+    less its cost; best_arch.json records it, `optimize --search` runs it (a different pinned one
+    is refused) and `search --show` costs the architecture on its features."""
+    from tinydeploy import api
+    from tests.test_frontend_optimize import long_windows
+    x, y = long_windows(60, 512, 3)
+    np.savez(tmp_path / "tones.npz", x_train=x, y_train=y)
+    spec = "spectrum:frame=64,hop=128,bands=16,relative=true,pool=true"
+    out = tmp_path / "search"
+    summary = api.search(str(tmp_path / "tones.npz"), out, trials=1, front_end=spec)
+    front = summary["front_end"]
+    assert front["spec"] == spec and front["how"] == "pinned"
+    assert 0 < front["network_targets"]["max_latency_ms"] < 1.0  # the budget less the front end's cost
+    trials = load(f"sqlite:///{out / 'search.db'}").get_trials(deepcopy=False)
+    assert any(t.user_attrs.get("accuracy") is not None for t in trials)
+    best = json.loads((out / "best_arch.json").read_text())
+    assert best["front_end"] == spec
+    assert api.searched_front_end(out, "auto") == spec and api.searched_front_end(out, spec) == spec
+    with pytest.raises(BadInput, match="differs from the front end the search"):
+        api.searched_front_end(out, "none")
+    (tmp_path / "raw.json").write_text(json.dumps(best["arch"]))  # the same architecture, no front end
+    _, shown = api.arch_cost(out / "best_arch.json", str(tmp_path / "tones.npz"))
+    _, raw = api.arch_cost(tmp_path / "raw.json", str(tmp_path / "tones.npz"))
+    assert shown.macs < raw.macs  # 1 x 16 features against 512 raw steps
+    from tinydeploy.display import search_lines
+    assert search_lines(summary, out)[0].startswith(f"front end (pinned): {spec}; the network's budgets: ")
 
 
 def test_widest_fitting_width_is_found_by_bisection():

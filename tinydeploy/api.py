@@ -87,6 +87,7 @@ def optimize(data: str, out: str | Path, board: str | Board = DEFAULT_BOARD, tar
     from tinydeploy.optimize import optimize as run
     _paths(data=data, out=out, test=test)
     stages, start = check_stages(list(stages or STAGES)), start_arch(arch, search)  # cheap checks first
+    front_end = searched_front_end(search, front_end)
     _front_end_spec(front_end)
     dataset = data_lib.load(data, image_size=image_size, seed=seed)
     if test:
@@ -95,6 +96,27 @@ def optimize(data: str, out: str | Path, board: str | Board = DEFAULT_BOARD, tar
                             min_accuracy=min_accuracy, budget=budget, seed=seed, stages=stages, force=force,
                             arch=start, data_source=data)
     return run(config, progress, front_end=front_end)
+
+
+def searched_front_end(search: str | Path | None, front_end: str | Path) -> str | Path:
+    """The front end optimize --search runs: the one the search's candidates trained behind
+    (best_arch.json's front_end) when --front-end is auto; a different pinned one is refused,
+    since the architecture was chosen for the search's features."""
+    from tinydeploy.core.outputs import read_json
+    from tinydeploy.optimize.frontend_choice import AUTO
+    if not search:
+        return front_end
+    recorded = read_json(Path(search) / "best_arch.json", "no such search result")
+    spec = recorded.get("front_end") if isinstance(recorded, dict) else None
+    if spec is None:  # a search from before front ends: its candidates took the raw window
+        return front_end
+    if str(front_end).strip().lower() == AUTO:
+        return spec
+    if str(front_end).strip() != spec:
+        raise BadInput(f"--front-end {front_end!r} differs from the front end the search in {search} trained its "
+                       f"candidates behind ({spec!r}): leave --front-end out (auto takes the search's), or search "
+                       "again with the front end you want")
+    return front_end
 
 
 def _front_end_spec(front_end) -> None:
@@ -481,28 +503,39 @@ def search(data: str = "digits", out: str | Path = "build/search", board: str | 
            targets: Targets = Targets(), trials: int | None = None, timeout: float | None = None,
            storage: str | None = None, study: str = "tinydeploy", join: bool = False, budget: str = "fast",
            image_size: int = 32, seed: int = 0, boards_dir: tuple[str, ...] = (), progress: Progress | None = None,
-           force: bool = False, optuna_log: bool = False):
+           force: bool = False, optuna_log: bool = False, front_end: str | Path = "auto"):
     """Hardware-aware architecture search within the budgets (a summary; OUT/best_arch.json, search.html;
     force writes over files there that tinydeploy did not write). A candidate that fails is that
     trial's failure (in the summary's failed_trials), and the search goes on; optuna_log shows
-    Optuna's own log with their tracebacks."""
+    Optuna's own log with their tracebacks. front_end: as optimize's; the candidates train behind
+    it, and best_arch.json records it for `optimize --search`."""
     from tinydeploy.core import data as data_lib
     from tinydeploy.optimize.search import SearchConfig
     from tinydeploy.optimize.search import search as run
     _paths(data=data, out=out)
+    _front_end_spec(front_end)
     dataset = data_lib.load(data, image_size=image_size, seed=seed)
     config = SearchConfig(dataset, Path(out), _board(board, boards_dir), targets, trials=trials, timeout=timeout,
                           storage=storage, study=study, seed=seed, join=join, budget=budget, force=force,
-                          optuna_log=optuna_log)
+                          optuna_log=optuna_log, front_end=str(front_end))
     return run(config, progress)
 
 
 def arch_cost(arch: str | Path, data: str = "digits", board: str | Board = DEFAULT_BOARD, image_size: int = 32,
               seed: int = 0, boards_dir: tuple[str, ...] = ()):
-    """`search --show`: an architecture and what it costs on the board, untrained: (Arch, figures)."""
+    """`search --show`: an architecture and what it costs on the board, untrained: (Arch, figures).
+    A search's best_arch.json is costed on the features of the front end it records (the
+    network's share; the front end's own cost is in the search's summary)."""
     from tinydeploy.core import data as data_lib
+    from tinydeploy.core.outputs import read_json
     from tinydeploy.optimize.architectures import Arch
+    from tinydeploy.optimize.frontend_choice import feature_dataset, fitted, parse_spec
     from tinydeploy.optimize.search import cost
     _paths(show=arch, data=data)
     spec = Arch.load(arch)
-    return spec, cost(spec, data_lib.load(data, image_size=image_size, seed=seed), _board(board, boards_dir))
+    dataset = data_lib.load(data, image_size=image_size, seed=seed)
+    raw = read_json(Path(arch), "no such architecture file")
+    front = parse_spec(raw["front_end"]) if isinstance(raw, dict) and raw.get("front_end") else None
+    if front is not None:
+        dataset = feature_dataset(fitted(front, dataset), dataset)
+    return spec, cost(spec, dataset, _board(board, boards_dir))

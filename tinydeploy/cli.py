@@ -306,7 +306,7 @@ def cmd_search(args) -> int:
     summary = api.search(args.data, args.out, args.board, _targets(args), trials=args.trials, timeout=args.timeout,
                          storage=args.storage, study=args.study, join=args.join, budget=args.budget,
                          image_size=args.image_size, seed=args.seed, boards_dir=_boards_dir(args), progress=progress,
-                         force=args.force, optuna_log=args.debug)
+                         force=args.force, optuna_log=args.debug, front_end=args.front_end)
     if args.json:
         _emit_json(args, summary)
     else:
@@ -771,6 +771,7 @@ def _options_search(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no per-trial lines")
     _add_force(p)
     _add_targets(p)
+    _add_front_end(p)
 
 
 def _options_package(p) -> None:

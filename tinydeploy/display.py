@@ -377,6 +377,8 @@ def arch_lines(arch, figures: dict) -> list[str]:
 
 def search_trial_line(kind: str, info: dict) -> str | None:
     """One line per search trial, or None for events that need none."""
+    if kind == "note":
+        return info["text"]
     if kind == "rejected":
         return f"trial {info['trial']}: rejected before training (over {', '.join(info['over'])})"
     if kind == "failed":
@@ -392,7 +394,11 @@ def search_trial_line(kind: str, info: dict) -> str | None:
 def search_lines(summary: dict, out) -> list[str]:
     """A search's outcome."""
     rate, best = summary["rejection_rate"], summary.get("best")
-    return [f"{summary['trials']} trials ({summary['complete']} trained, {summary['scaled_to_fit']} of them scaled "
+    front = summary.get("front_end")
+    return [*([f"front end ({front['how']}): {front['spec']}; the network's budgets: "
+               f"{front['network_targets']['max_latency_ms']:g} ms, {front['network_targets']['max_arena_kb']:g} KB "
+               "of arena"] if front and front["spec"] != "none" else []),
+            f"{summary['trials']} trials ({summary['complete']} trained, {summary['scaled_to_fit']} of them scaled "
             f"down to fit the budgets; {summary['rejected_before_training']} rejected before training"
             + (f", {rate:.0%}" if rate is not None else "")
             + (f"; {summary['failed']} failed" if summary.get("failed") else "")

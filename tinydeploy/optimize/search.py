@@ -8,6 +8,11 @@ rejected there (Optuna constraints), the rest get a short training run with
 early stopping, and NSGA-II trades int8 accuracy (on TFLM) against estimated
 latency and measured arena. The study lives in an RDB storage: SQLite in OUT
 by default, or PostgreSQL for several workers on several machines.
+
+The signal front end is decided first, as optimize decides it (--front-end: auto, none or a
+pinned SPEC; tinydeploy.optimize.frontend_choice): every candidate then trains on its
+features, under the budgets less its cost, and best_arch.json records it, so that
+`optimize --search OUT` runs the same front end before the architecture found here.
 """
 
 from __future__ import annotations
@@ -197,6 +202,7 @@ class SearchConfig:
     budget: str = "fast"
     force: bool = False  # write over files in out that tinydeploy did not write
     optuna_log: bool = False  # show Optuna's own log, failed trials' tracebacks included (--debug)
+    front_end: str = "auto"  # auto, none, or a SPEC (frontend_choice.choose)
 
 
 class CandidateFailed(Exception):
@@ -313,6 +319,10 @@ def search(config: SearchConfig, progress: Callable[[str, dict], None] | None = 
 
 
 def _search(config: SearchConfig, out: Path, progress: Callable[[str, dict], None] | None) -> dict:
+    from tinydeploy.optimize.frontend_choice import choose, feature_dataset
+    choice = choose(config.data, config.front_end, config.targets, config.board, config.seed, progress=progress)
+    config = replace(config, data=feature_dataset(choice.front, config.data),
+                     targets=choice.network_targets(config.targets, config.board))
     storage = config.storage or f"sqlite:///{(out / STUDY_FILE).resolve()}"
     study = open_study(storage, config.study, config.data, config.seed, config.join)
     floor = cost(smallest_arch(), config.data, config.board)
@@ -333,7 +343,7 @@ def _search(config: SearchConfig, out: Path, progress: Callable[[str, dict], Non
                        catch=(CandidateFailed,), gc_after_trial=True)
     finally:
         optuna.logging.set_verbosity(verbosity)
-    summary = summarize(study, config, storage)
+    summary = summarize(study, config, storage, choice)
     ran = study.get_trials(deepcopy=False)[first:]
     if ran and all(t.state == optuna.trial.TrialState.FAIL for t in ran):
         raise StepFailed(f"every trial of this run failed ({len(ran)}); the first: trial {ran[0].number}: "
@@ -341,8 +351,12 @@ def _search(config: SearchConfig, out: Path, progress: Callable[[str, dict], Non
     return summary
 
 
-def summarize(study, config: SearchConfig, storage: str) -> dict:
+def summarize(study, config: SearchConfig, storage: str, choice=None) -> dict:
+    """The search's outcome (and OUT/best_arch.json, OUT/search.html). choice: the front end the
+    candidates trained behind (frontend_choice.Choice), whose --front-end spec best_arch.json keeps."""
     import optuna
+    from tinydeploy.optimize.frontend_choice import NONE, to_spec
+    spec = to_spec(choice.front) if choice is not None else NONE
     out = Path(config.out)
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -361,11 +375,17 @@ def summarize(study, config: SearchConfig, storage: str) -> dict:
                           "arena_bytes": int(t.values[2]), "flash_bytes": t.user_attrs["costs"]["flash_bytes"],
                           "energy_uj": t.user_attrs["costs"].get("energy_uj"),
                           "arch": t.user_attrs["arch"]} for t in sorted(front, key=lambda t: -t.values[0])],
+        "front_end": {"spec": spec, "how": choice.how if choice is not None else "disabled",
+                      "describe": choice.front.describe() if choice is not None and choice.front is not None
+                      else "none: the network takes the raw window",
+                      "reason": choice.reason if choice is not None else "",
+                      "network_targets": {"max_latency_ms": config.targets.max_latency_ms,
+                                          "max_arena_kb": config.targets.max_arena_kb}},
     }
     if feasible:
         best = max(feasible, key=lambda t: (t.values[0], -t.values[1]))
         summary["best"] = {"trial": best.number, "accuracy": best.values[0], **best.user_attrs["costs"],
-                           "arch": best.user_attrs["arch"]}
+                           "arch": best.user_attrs["arch"], "front_end": spec}
         write_atomically(out / "best_arch.json", json.dumps(summary["best"], indent=2))
     from tinydeploy.core.report import search_html
     write_atomically(out / "search.html", search_html(summary, [
