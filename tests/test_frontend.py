@@ -533,3 +533,20 @@ def test_the_flash_estimates_are_the_riscv_builds(rv32_tools, tmp_path):
     text = int(subprocess.run(["riscv64-unknown-elf-size", str(obj)], capture_output=True, text=True,
                               check=True).stdout.splitlines()[1].split()[0])
     assert abs(text - costs.CODE_BYTES_ESTIMATE) <= 0.1 * costs.CODE_BYTES_ESTIMATE, text
+
+
+@pytest.mark.unit
+def test_the_report_plot_draws_one_row_features_as_bars(monkeypatch):
+    """frontend_png: a pooled spectrum's single row is drawn as bars (an image one pixel wide says
+    nothing), several rows as an image; both are PNGs."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.axes import Axes
+    from tinydeploy.core.report import frontend_png
+    windows = np.random.default_rng(0).normal(size=(2, 300, 1))
+    drawn, real_bar = [], Axes.bar
+    monkeypatch.setattr(Axes, "bar", lambda self, x, *a, **k: drawn.append(len(x)) or real_bar(self, x, *a, **k))
+    one_row = frontend_png(windows, np.ones((2, 1, 32)), ["a", "b"], "pooled")
+    rows = frontend_png(windows, np.ones((2, 8, 16)), ["a", "b"], "framed")
+    assert one_row[:8] == rows[:8] == b"\x89PNG\r\n\x1a\n"
+    assert drawn == [32, 32]  # one bar chart of 32 values a class, none for the framed features

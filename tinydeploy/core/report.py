@@ -129,12 +129,17 @@ def frontend_png(windows, features, labels: Sequence[str], title: str) -> bytes:
         raw.set_ylabel(str(label), rotation=0, ha="right", va="center", fontsize=8)
         raw.tick_params(labelsize=7)
         picture = np.asarray(feature).reshape(len(feature), -1).T  # features up, rows (frames, time) across
-        handle = axes[row][1].imshow(picture, aspect="auto", origin="lower", cmap="magma", interpolation="nearest")
+        if picture.shape[1] == 1:  # one row (a pooled spectrum, statistics): its values as bars
+            axes[row][1].bar(np.arange(len(picture)), picture[:, 0], width=0.8, color="#7a3b8f")
+        else:
+            handle = axes[row][1].imshow(picture, aspect="auto", origin="lower", cmap="magma",
+                                         interpolation="nearest")
+            fig.colorbar(handle, ax=axes[row][1], fraction=0.04, pad=0.02)
         axes[row][1].tick_params(labelsize=7)
-        fig.colorbar(handle, ax=axes[row][1], fraction=0.04, pad=0.02)
         if row == 0:
             raw.set_title("raw window", fontsize=9)
-            axes[row][1].set_title("features (rows across, columns up)", fontsize=9)
+            axes[row][1].set_title("features (rows across, columns up)" if picture.shape[1] > 1
+                                   else "features (one row: each value)", fontsize=9)
     fig.suptitle(title, fontsize=9)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
