@@ -153,6 +153,7 @@ SYNTHETIC = {
     "synth-2000x52": synthetic(2000, 52, 4, 4),
     "synth-4000x20": synthetic(4000, 20, 15, 10),
     "synth-1000x60": synthetic(1000, 60, 30, 10),
+    "synth-1000x10": synthetic(1000, 10, 400, 100),  # 5,000 windows: the 15-minute budget goal's size
 }
 
 
