@@ -176,6 +176,8 @@ def test_a_pooled_spectrum_takes_as_many_frames_as_its_share_allows():
         hop = (2000 - 64) // frames
         assert cost(Frontend((Spectrum(64, hop, 32, relative=True, pool=True),), input_scale=1e-3)) \
             > (1 - fc.SMALL_RESERVE) * budget
+    one = fc.thinned(front, window, Targets(max_latency_ms=0.01), board)  # nothing fits: a single frame
+    assert one.blocks[0].frames_of(2000) == 1
     roomy = fc.thinned(front, window, Targets(max_latency_ms=100), board)
     assert roomy.blocks[0].hop == 32  # everything fits: half-overlapping frames over the whole window
     plain = Frontend((Normalize(), Spectrum(64, 32, 16)), input_scale=1e-3)

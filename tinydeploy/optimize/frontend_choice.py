@@ -440,7 +440,7 @@ def thinned(front: Frontend, window, targets: Targets, board: Board) -> Frontend
     limit = latency_share(front, window) * targets.max_latency_ms
 
     def with_frames(count: int) -> Frontend:
-        hop = frame if count <= 1 else max(1, (steps - frame) // (count - 1))
+        hop = steps - frame + 1 if count <= 1 else max(1, (steps - frame) // (count - 1))
         return replace(front, blocks=(replace(last, hop=min(hop, 65535)),))
 
     def fits(count: int) -> bool:
