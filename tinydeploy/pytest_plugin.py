@@ -12,10 +12,17 @@ With several boards and pytest-xdist (``-n 2``), each worker takes its own board
 gwN gets board N (modulo the number of boards), so tests run on the boards in parallel. The
 ``tinydeploy_farm`` fixture gives every board at once ({name: device}), for a test that needs
 several; run such tests without -n, so that no other worker holds a port.
+
+With pytest-embedded (``pytest --embedded-services serial --port PORT``), the
+``tinydeploy_dut`` fixture is the same session over the ``dut``'s own port, and
+``session_for(dut)`` makes one for any DUT. Each call borrows the port from
+pytest-embedded's reader and hands it back, so ``dut.expect()`` and ``dut.write()``
+work between calls.
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +43,7 @@ class Latency:
 
 
 class DeviceSession:
-    """A connected device: info(), bench() and validate()."""
+    """A connected device: info(), bench() and validate(). It holds its port until close()."""
 
     def __init__(self, port: str, model: str | None, baud: int, log_dir: Path, reset: bool = True):
         from tinydeploy.device.connection import Connection
@@ -47,11 +54,17 @@ class DeviceSession:
         self.connection.sync()
         self._info = None
 
+    @contextlib.contextmanager
+    def _exchange(self):
+        """The connection for one call."""
+        yield self.connection
+
     def info(self) -> dict:
         from tinydeploy.device.connection import read_info
         if self._info is None:
-            info = read_info(self.connection)
-            failure = self.connection.setup_failure(info)
+            with self._exchange() as connection:
+                info = read_info(connection)
+                failure = connection.setup_failure(info)
             if failure:
                 pytest.fail(failure, pytrace=False)
             self._info = info
@@ -60,7 +73,8 @@ class DeviceSession:
     def bench(self, runs: int = 20, warmup: int = 2) -> Latency:
         from tinydeploy.device.latency import latency_us, measure_latency
         info = self.info()
-        stats = latency_us(measure_latency(self.connection, info, runs, warmup), info)  # emulated: an estimate
+        with self._exchange() as connection:
+            stats = latency_us(measure_latency(connection, info, runs, warmup), info)  # emulated: an estimate
         return Latency(stats["min"], stats["median"], stats["mean"], stats["p90"], stats["max"], stats["basis"])
 
     def validate(self, x, y) -> dict:
@@ -70,11 +84,45 @@ class DeviceSession:
         if self.model is None:
             raise pytest.UsageError("validate() needs --tinydeploy-model (the host reference)")
         info = self.info()
-        return validate_on_device(self.connection, self.model, x, y, engine=info.get("engine", TFLM),
-                                  kernels=info.get("kernels"))
+        with self._exchange() as connection:
+            return validate_on_device(connection, self.model, x, y, engine=info.get("engine", TFLM),
+                                      kernels=info.get("kernels"))
 
     def close(self) -> None:
         self.connection.close()
+
+
+class DutSession(DeviceSession):
+    """A DeviceSession over a pytest-embedded DUT's serial port (``dut.serial``), borrowed for
+    each call: pytest-embedded's reader thread is stopped while tinydeploy talks and started
+    again after, so the two never read the port at once. The device is not reset, and what it
+    says to tinydeploy goes to log_path, not to the DUT's log."""
+
+    # No DeviceSession.__init__: this session opens no port of its own.
+    def __init__(self, serial, model: str | None, log_path: Path):
+        self.serial, self.port, self.model, self.log_path = serial, serial.port, model, log_path
+        self._info = None
+
+    @contextlib.contextmanager
+    def _exchange(self):
+        """A connection over the DUT's pyserial port, with pytest-embedded's reader stopped."""
+        from tinydeploy.device.connection import Connection
+        link = self.serial.proc
+        read_timeout = link.timeout
+        with self.serial.disable_redirect_thread() as paused:
+            try:
+                link.timeout = 0.05  # Connection polls; a blocking read would hang it
+                with contextlib.closing(Connection(self.port, link.baudrate, self.log_path, link=link)) as connection:
+                    connection.sync(boot_wait=0)
+                    connection.boot.clear()  # lines before the name reply are the test's leftovers, not a boot
+                    yield connection
+            finally:
+                link.timeout = read_timeout
+                if paused:  # disable_redirect_thread() does not restart the reader when the call raised
+                    self.serial.start_redirect_thread()
+
+    def close(self) -> None:
+        """Nothing to close: the port stays pytest-embedded's."""
 
 
 def pytest_addoption(parser):
@@ -111,14 +159,21 @@ def _open(board, config) -> DeviceSession:
     log_dir = Path(tempfile.mkdtemp(prefix=f"tinydeploy-hil-{board.name}-"))
     session = DeviceSession(board.port, model, config.getoption("--tinydeploy-baud"), log_dir,
                             reset=board.reset == "rts")
-    if model:
-        from tinydeploy.core.model import load_model
-        expected = load_model(model).sha256
-        actual = session.info().get("model_sha256")
-        if actual != expected:
-            session.close()
-            pytest.fail(f"{board.name} ({board.port}) runs model {actual}, not {model} ({expected}); log: {log_dir}")
+    _check_model(session, board.name, log_dir / "serial.log")
     return session
+
+
+def _check_model(session: DeviceSession, name: str, log_path: Path) -> None:
+    """Fail the test unless the device runs session.model (when one is given), closing the session."""
+    if not session.model:
+        return
+    from tinydeploy.core.model import load_model
+    expected = load_model(session.model).sha256
+    actual = session.info().get("model_sha256")
+    if actual != expected:
+        session.close()
+        pytest.fail(f"{name} ({session.port}) runs model {actual}, not {session.model} ({expected}); "
+                    f"log: {log_path}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -146,3 +201,40 @@ def tinydeploy_farm(request):
     finally:
         for session in sessions.values():
             session.close()
+
+
+PYTEST_EMBEDDED_NEEDED = ("tinydeploy_dut needs pytest-embedded: pip install pytest-embedded pytest-embedded-serial, "
+                          "then run pytest with --embedded-services serial --port PORT")
+
+
+def session_for(dut, model: str | None = None) -> DutSession:
+    """A tinydeploy session over a pytest-embedded DUT's serial port.
+
+    Args:
+        dut: pytest-embedded's ``dut`` (one DUT; with --count N, pass each ``dut[i]``).
+        model: the .tflite the board must run, checked by its SHA-256; it is also validate()'s
+            host reference.
+
+    Returns:
+        A DutSession (info(), bench(), validate()) that borrows the port for each call.
+    """
+    if isinstance(dut, (list, tuple)):
+        pytest.fail(f"session_for takes one DUT, not {len(dut)}: with --count N, call it for each dut[i]",
+                    pytrace=False)
+    serial = getattr(dut, "serial", None)
+    if serial is None or not hasattr(serial, "disable_redirect_thread"):
+        pytest.fail(f"this DUT ({type(dut).__name__}) has no serial port: run pytest with "
+                    "--embedded-services serial --port PORT", pytrace=False)
+    log_path = Path(dut.logfile).parent / "tinydeploy-serial.log"
+    session = DutSession(serial, model, log_path)
+    _check_model(session, "the DUT", log_path)
+    return session
+
+
+@pytest.fixture
+def tinydeploy_dut(request):
+    """pytest-embedded's ``dut`` as a tinydeploy session (session_for), checked against
+    --tinydeploy-model when it is given."""
+    if not request.config.pluginmanager.has_plugin("pytest_embedded"):  # not installed, or -p no:pytest_embedded
+        pytest.fail(PYTEST_EMBEDDED_NEEDED, pytrace=False)
+    return session_for(request.getfixturevalue("dut"), request.config.getoption("--tinydeploy-model"))

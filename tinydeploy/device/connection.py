@@ -44,15 +44,22 @@ class Connection:
         baud: the line rate.
         log_path: where the transcript goes.
         timeout: seconds to wait for a reply line.
+        link: a pyserial port that someone else opened on `port` and will close (a test
+            framework's): the connection talks over it instead of opening its own, and
+            close() leaves it open. Its read timeout must be short (tens of milliseconds).
     """
 
-    def __init__(self, port: str, baud: int, log_path: Path, timeout: float = 10.0):
+    def __init__(self, port: str, baud: int, log_path: Path, timeout: float = 10.0, link=None):
         import serial
         self.port, self.timeout, self.log_path = port, timeout, Path(log_path)
         self.recent: deque[str] = deque(maxlen=12)
         self.boot: list[Line] = []  # what the device printed before answering name% (sync)
         self._buffer = b""
+        self._owns_port = link is None
         self.log = open(self.log_path, "a", encoding="utf-8", errors="replace")
+        if link is not None:
+            self.serial = link
+            return
         try:
             self.serial = serial.serial_for_url(port, baudrate=baud, timeout=0.05, exclusive=True)
         except serial.SerialException as exc:
@@ -64,7 +71,8 @@ class Connection:
 
     def close(self) -> None:
         try:
-            self.serial.close()
+            if self._owns_port:
+                self.serial.close()
         finally:
             self.log.close()
 
