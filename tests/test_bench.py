@@ -31,6 +31,18 @@ def samples():
     return rng.random((12, 32, 32, 1), dtype=np.float32), rng.integers(0, 10, 12)
 
 
+def test_validation_refuses_samples_of_the_wrong_shape_before_sending_any(int8_cnn):
+    """Samples that don't fit the model's input are bad input, named with both shapes (not a
+    TFLM crash on the host reference); nothing reaches the device."""
+    from tinydeploy.core.errors import BadInput
+    from tinydeploy.device.validation import validate_on_device
+    with pytest.raises(BadInput, match=r"samples of shape \[28, 28, 1\] \(3 samples, 3 labels\) don't fit .*"
+                                       r"inputs of shape \[32, 32, 1\]"):
+        validate_on_device(None, int8_cnn, np.zeros((3, 28, 28, 1), np.float32), np.zeros(3, int))
+    with pytest.raises(BadInput, match=r"\(3 samples, 2 labels\)"):
+        validate_on_device(None, int8_cnn, np.zeros((3, 32, 32, 1), np.float32), np.zeros(2, int))
+
+
 def test_bench_reads_the_device_and_validates_against_host_tflm(device, int8_cnn, samples, tmp_path):
     vd, port = device
     result = bench(port, tmp_path, runs=5, warmup=1, expect_model=int8_cnn, samples=samples)
