@@ -431,7 +431,9 @@ def test_the_tflm_component_runs_on_the_host_with_tflms_answers(models, tmp_path
     """The TFLM engine's ESP-IDF component (td_tflm_runner.cc, model_runner.cc, model_data.cc and
     the API), compiled with warnings as errors against an esp-tflite-micro tree and the host's
     ESP-IDF stand-ins: its example runs, and on every test window of the time-series model it
-    gives the host TFLM's exact int8 outputs."""
+    gives the host TFLM's exact int8 outputs. Built 32-bit (gcc -m32, ILP32 like Xtensa and
+    RV32), as bench/firmware_host_check.py builds firmware: the export's arena is sized for the
+    board's 32-bit TFLM structs, which a 64-bit host build outgrows."""
     tflm_src = os.environ.get("TINYDEPLOY_TFLM_SRC")
     if not tflm_src:
         pytest.skip("TINYDEPLOY_TFLM_SRC is not set: give an espressif/esp-tflite-micro tree to build the TFLM "
@@ -439,7 +441,7 @@ def test_the_tflm_component_runs_on_the_host_with_tflms_answers(models, tmp_path
     need_programs("gcc", "g++")
     check = _host_check()
     work = Path(os.environ.get("TINYDEPLOY_HOST_CHECK_WORK") or tmp_path_factory.mktemp("tflm-objects"))
-    builder = check.Builder(work / "objects-64", 64)
+    builder = check.Builder(work / "objects-32", 32)
     tflm = check.tflm_library(builder, "espidf", "reference", Path(tflm_src), None, None)
     model_path, windows, inputs = models["series"]
     folder = tmp_path_factory.mktemp("tflm-component")
