@@ -25,7 +25,7 @@ from tinydeploy.core.errors import BadInput
 from tinydeploy.core.model import load_model, with_metadata
 from tinydeploy.runtime.evaluate import quantize_input
 from tinydeploy.runtime.tflm import TflmRunner
-from tests.helpers import need_programs
+from tests.helpers import missing, need_programs
 
 ROOT = Path(__file__).resolve().parents[1]
 STRICT = ["-Wall", "-Wextra", "-Werror"]
@@ -438,7 +438,10 @@ def test_the_tflm_component_runs_on_the_host_with_tflms_answers(models, tmp_path
     if not tflm_src:
         pytest.skip("TINYDEPLOY_TFLM_SRC is not set: give an espressif/esp-tflite-micro tree to build the TFLM "
                     "engine's library on the host")
-    need_programs("gcc", "g++")
+    need_programs("gcc", "g++", packages="gcc-multilib g++-multilib")
+    if subprocess.run(["gcc", "-m32", "-x", "c", "-", "-o", "/dev/null"], input=b"int main(void){return 0;}",
+                      capture_output=True).returncode:
+        missing("needs a 32-bit host compiler (Debian: apt-get install gcc-multilib g++-multilib)")
     check = _host_check()
     work = Path(os.environ.get("TINYDEPLOY_HOST_CHECK_WORK") or tmp_path_factory.mktemp("tflm-objects"))
     builder = check.Builder(work / "objects-32", 32)
