@@ -82,10 +82,14 @@ LayerTimer layer_timer;
 // tflite::InitializeTarget() is not called: it does nothing in esp-tflite-micro, and the
 // Arduino library's version restarts Serial at 9600 baud, cutting the host off.
 int setup() {
+#ifdef TD_MODEL_PARTITION
+  // Only a slot can be empty (g_model_data is an array: comparing it with null is an error
+  // under -Werror=address, so the check is made only where it can fail).
   if (TD_MODEL_DATA == nullptr) {
     set_error("no model slot can run (see the error printed at boot)");
     return -1;
   }
+#endif
   const tflite::Model *model = tflite::GetModel(TD_MODEL_DATA);
   if (model->version() != TFLITE_SCHEMA_VERSION) {
     char text[64];

@@ -25,7 +25,7 @@ from tinydeploy.core.errors import BadInput
 from tinydeploy.core.model import load_model, with_metadata
 from tinydeploy.runtime.evaluate import quantize_input
 from tinydeploy.runtime.tflm import TflmRunner
-from tests.helpers import need_programs
+from tests.helpers import missing, need_programs
 
 ROOT = Path(__file__).resolve().parents[1]
 STRICT = ["-Wall", "-Wextra", "-Werror"]
@@ -431,15 +431,20 @@ def test_the_tflm_component_runs_on_the_host_with_tflms_answers(models, tmp_path
     """The TFLM engine's ESP-IDF component (td_tflm_runner.cc, model_runner.cc, model_data.cc and
     the API), compiled with warnings as errors against an esp-tflite-micro tree and the host's
     ESP-IDF stand-ins: its example runs, and on every test window of the time-series model it
-    gives the host TFLM's exact int8 outputs."""
+    gives the host TFLM's exact int8 outputs. Built 32-bit (gcc -m32, ILP32 like Xtensa and
+    RV32), as bench/firmware_host_check.py builds firmware: the export's arena is sized for the
+    board's 32-bit TFLM structs, which a 64-bit host build outgrows."""
     tflm_src = os.environ.get("TINYDEPLOY_TFLM_SRC")
     if not tflm_src:
         pytest.skip("TINYDEPLOY_TFLM_SRC is not set: give an espressif/esp-tflite-micro tree to build the TFLM "
                     "engine's library on the host")
-    need_programs("gcc", "g++")
+    need_programs("gcc", "g++", packages="gcc-multilib g++-multilib")
+    if subprocess.run(["gcc", "-m32", "-x", "c", "-", "-o", "/dev/null"], input=b"int main(void){return 0;}",
+                      capture_output=True).returncode:
+        missing("needs a 32-bit host compiler (Debian: apt-get install gcc-multilib g++-multilib)")
     check = _host_check()
     work = Path(os.environ.get("TINYDEPLOY_HOST_CHECK_WORK") or tmp_path_factory.mktemp("tflm-objects"))
-    builder = check.Builder(work / "objects-64", 64)
+    builder = check.Builder(work / "objects-32", 32)
     tflm = check.tflm_library(builder, "espidf", "reference", Path(tflm_src), None, None)
     model_path, windows, inputs = models["series"]
     folder = tmp_path_factory.mktemp("tflm-component")
