@@ -60,6 +60,13 @@ def test_training_effort_grows_with_the_sample_count():
 
 
 @pytest.mark.unit
+def test_image_sets_are_augmented_up_to_a_few_thousand_series_sets_only_when_small():
+    assert training.augments(1257, (28, 28, 1)) and training.augments(4999, (16, 16, 1))
+    assert not training.augments(5000, (28, 28, 1))
+    assert training.augments(499, (128, 3)) and not training.augments(1257, (128, 3))
+
+
+@pytest.mark.unit
 def test_small_sets_get_repeated_stratified_cross_validation():
     y = np.repeat(np.arange(4), 10)  # 40 windows
     splits = training.cv_splits(y, "default", seed=0)

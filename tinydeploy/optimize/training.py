@@ -49,6 +49,15 @@ MIN_SCRATCH_STEPS = 600
 # Sets this small are augmented while training (series: time shift, amplitude scaling and
 # jitter; images: shifts of up to two pixels); bench/small_data.py measures what it does.
 AUGMENT_BELOW = 500
+# Images are augmented up to a few thousand: a CNN on a thousand images still learns shifts from
+# them. bench/public_sets.py's digits28 (1,257 training images, 28x28): int8 test accuracy
+# 0.978 without, 0.991 with (1-NN: 0.987).
+AUGMENT_IMAGES_BELOW = 5000
+
+
+def augments(n: int, input_shape) -> bool:
+    """Whether a training set of n samples of this shape is augmented."""
+    return n < (AUGMENT_IMAGES_BELOW if len(tuple(input_shape)) == 3 else AUGMENT_BELOW)
 # A validation set this small decides little: equally valid stages are then told apart on
 # every labelled sample (training and validation pooled; _rank says why only then).
 SMALL_VALIDATION = 100
@@ -211,7 +220,7 @@ class Trainer:
             stopper = self.keras.callbacks.EarlyStopping(monitor="val_loss", patience=max(8, epochs // 4),
                                                          restore_best_weights=True)
             callbacks = [*callbacks, stopper]
-        augmented = n < AUGMENT_BELOW
+        augmented = augments(n, self.data.input_shape)
         train = (augment.augmented(self.tf, self.data.x_train, self.data.y_train, batch, self.config.seed)
                  if augmented else (self.data.x_train, self.data.y_train))
         model.fit(*(train if isinstance(train, tuple) else (train,)), epochs=epochs, verbose=0,
