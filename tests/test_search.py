@@ -216,6 +216,8 @@ def test_candidates_train_behind_the_front_end_and_optimize_search_takes_it(tmp_
     best = json.loads((out / "best_arch.json").read_text())
     assert best["front_end"] == spec
     assert api.searched_front_end(out, "auto") == spec and api.searched_front_end(out, spec) == spec
+    same = "spectrum:64,hop=128,bands=16,pool=true,relative=true"  # written another way
+    assert api.searched_front_end(out, same) == same
     with pytest.raises(BadInput, match="differs from the front end the search"):
         api.searched_front_end(out, "none")
     (tmp_path / "raw.json").write_text(json.dumps(best["arch"]))  # the same architecture, no front end

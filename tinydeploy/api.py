@@ -103,7 +103,7 @@ def searched_front_end(search: str | Path | None, front_end: str | Path) -> str 
     (best_arch.json's front_end) when --front-end is auto; a different pinned one is refused,
     since the architecture was chosen for the search's features."""
     from tinydeploy.core.outputs import read_json
-    from tinydeploy.optimize.frontend_choice import AUTO
+    from tinydeploy.optimize.frontend_choice import AUTO, parse_spec, to_spec
     if not search:
         return front_end
     recorded = read_json(Path(search) / "best_arch.json", "no such search result")
@@ -112,7 +112,7 @@ def searched_front_end(search: str | Path | None, front_end: str | Path) -> str 
         return front_end
     if str(front_end).strip().lower() == AUTO:
         return spec
-    if str(front_end).strip() != spec:
+    if to_spec(parse_spec(str(front_end))) != to_spec(parse_spec(spec)):  # the same front end, however written
         raise BadInput(f"--front-end {front_end!r} differs from the front end the search in {search} trained its "
                        f"candidates behind ({spec!r}): leave --front-end out (auto takes the search's), or search "
                        "again with the front end you want")
