@@ -151,6 +151,7 @@ def synthetic(steps: int, classes: int, train_per_class: int, test_per_class: in
 SYNTHETIC = {
     "synth-1500x10": synthetic(1500, 10, 20, 30),
     "synth-2000x52": synthetic(2000, 52, 4, 4),
+    "synth-2000x52-few": synthetic(2000, 52, 2, 4, seed=5),  # two training windows a class
     "synth-4000x20": synthetic(4000, 20, 15, 10),
     "synth-1000x60": synthetic(1000, 60, 30, 10),
     "synth-1000x10": synthetic(1000, 10, 400, 100),  # 5,000 windows: the 15-minute budget goal's size

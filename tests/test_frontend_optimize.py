@@ -160,6 +160,20 @@ def test_long_windows_get_a_front_end_that_beats_none():
     assert len(full) == 2 and all(not c.fits and "does not fit" in c.note and c.score is None for c in full)
 
 
+@pytest.mark.host
+def test_two_windows_a_class_are_probed_on_every_labelled_window():
+    """Split into one training and one validation window a class, the training windows alone
+    can't be folded: the probe folds training and validation windows together (never the
+    test windows) instead of keeping the raw window untested."""
+    x, y = long_windows(24, 1024, 12)  # two windows a class
+    data = from_arrays(x, y, None, None, "few", seed=0)
+    assert np.bincount(np.asarray(data.y_train)).min() == 1
+    choice = fc.choose(data, "auto", Targets(), get_board(S3), seed=0)
+    assert choice.probe["on"].startswith("training and validation windows") and choice.probe["windows"] == 24
+    assert choice.probe["folds"] == 2 and choice.front is not None and "24 labelled windows" in choice.reason
+    assert choice.chosen.score >= {c.name: c for c in choice.candidates}["none"].score + 0.3
+
+
 @pytest.mark.unit
 def test_a_pooled_spectrum_takes_as_many_frames_as_its_share_allows():
     """thinned(): the most frames that fit all but SMALL_RESERVE of the latency budget, spread

@@ -13,7 +13,8 @@ per-channel statistics over a few segments when the window has several channels.
 
 Each candidate is scored cheaply and honestly (``score``): its features of at most
 PROBE_WINDOWS training windows (stratified; the validation and test windows are never
-touched) go to two fast classifiers, ridge regression (one-hot targets) and 1-NN on standardised features,
+touched, except that a set with a single training window in some class is probed on its
+training and validation windows together) go to two fast classifiers, ridge regression (one-hot targets) and 1-NN on standardised features,
 in stratified k-fold cross-validation; the score is the better of the two mean fold
 accuracies. The network that follows usually does at least as well as these. Each
 candidate's device cost (tinydeploy.costs.frontend) must leave the network at least
@@ -525,11 +526,18 @@ def _auto(data: Dataset, targets: Targets, board: Board, seed: int, progress) ->
         return Choice(None, "auto", window, [Scored("none", None, NONE, window)],
                       reason="images take no front end: the network takes them as they are"
                       if data.kind != "series" else "no front end fits windows this short")
-    y_all = np.asarray(data.y_train)
+    x_all, y_all, on = data.x_train, np.asarray(data.y_train), "training windows only"
+    if _folds(y_all, seed) is None and data.x_val is not None and len(data.x_val):
+        # A class has a single training window (a set of two or three windows a class, split):
+        # nothing to hold out, so the probe folds every labelled window, as the stages rank
+        # small sets (training.cv_splits); the test windows are still never touched.
+        x_all = np.concatenate([data.x_train, data.x_val])
+        y_all = np.concatenate([y_all, np.asarray(data.y_val)])
+        on = "training and validation windows (a class has a single training window)"
     subset = _probe_subset(y_all, PROBE_WINDOWS, seed)
-    x, y = data.x_train[subset], y_all[subset]
+    x, y = x_all[subset], y_all[subset]
     folds = _folds(y, seed)
-    probe = {"windows": int(len(subset)), "of": int(len(y_all)), "on": "training windows only",
+    probe = {"windows": int(len(subset)), "of": int(len(y_all)), "on": on,
              "folds": 0 if folds is None else len(folds),
              "classifiers": "ridge regression on one-hot targets and 1-NN, on standardised features",
              "min_gain": MIN_GAIN, "budget_share": BUDGET_SHARE, "small_features": SMALL_FEATURES,
@@ -568,6 +576,7 @@ def _auto(data: Dataset, targets: Targets, board: Board, seed: int, progress) ->
         reason = (f"no front end scored {MIN_GAIN} above the raw window's {none.score:.3f}"
                   + (f" (best: {best.name}, {best.score:.3f})" if best else "") + ": the raw window is kept")
         return Choice(None, "auto", window, scored, reason=reason, probe=probe)
-    reason = (f"{best.name} scored {best.score:.3f} in cross-validation on {probe['windows']} training windows, "
+    which = "training" if probe["on"].startswith("training windows") else "labelled"
+    reason = (f"{best.name} scored {best.score:.3f} in cross-validation on {probe['windows']} {which} windows, "
               f"against {none.score:.3f} for the raw window")
     return Choice(best.front, "auto", window, scored, reason=reason, probe=probe)
