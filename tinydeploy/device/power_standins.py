@@ -25,6 +25,7 @@ import select
 import threading
 import time
 import tty
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,7 +139,7 @@ def inference_waveform(inferences: int, lead_s: float = 0.02, gap_s: float = 0.0
     return Waveform(segments, idle_a)
 
 
-class _PtyInstrument:
+class _PtyInstrument(ABC):
     """A pty whose far end runs an instrument's protocol in threads."""
 
     def __init__(self):
@@ -171,8 +172,9 @@ class _PtyInstrument:
             except OSError:
                 return
 
+    @abstractmethod
     def _feed(self, data: bytes) -> None:
-        raise NotImplementedError
+        """Handle bytes the host wrote to the instrument."""
 
     def close(self) -> None:
         self._stop.set()
