@@ -49,11 +49,10 @@ def validate_on_device(conn: Connection, model_path: str | Path, x: np.ndarray, 
     x = np.asarray(x)
     want = list(front.window) if front is not None else list(model.input_tensors[0].shape[1:])
     if x.ndim < 2 or int(np.prod(x.shape[1:])) != int(np.prod(want)) or len(y) != len(x):
+        takes = (f"raw windows of {want[0]} steps x {want[1]} channels (its front end runs on the device)"
+                 if front is not None else f"inputs of shape {want}")
         raise BadInput(f"samples of shape {list(x.shape[1:])} ({len(x)} samples, {len(y)} labels) don't fit "
-                       f"{Path(model_path).name}: it takes " + (f"raw windows of {want[0]} steps x {want[1]} "
-                                                                 "channels (its front end runs on the device)"
-                                                                 if front is not None else f"inputs of shape {want}")
-                       + ", one label per sample")
+                       f"{Path(model_path).name}: it takes {takes}, one label per sample")
     if front is None:
         inputs = quantize_input(model, x)
         sent = [sample.tobytes() for sample in inputs]

@@ -527,7 +527,8 @@ def _auto(data: Dataset, targets: Targets, board: Board, seed: int, progress) ->
                       reason="images take no front end: the network takes them as they are"
                       if data.kind != "series" else "no front end fits windows this short")
     x_all, y_all, on = data.x_train, np.asarray(data.y_train), "training windows only"
-    if _folds(y_all, seed) is None and data.x_val is not None and len(data.x_val):
+    present = np.bincount(y_all)
+    if present[present > 0].min(initial=2) < 2 and data.x_val is not None and len(data.x_val):
         # A class has a single training window (a set of two or three windows a class, split):
         # nothing to hold out, so the probe folds every labelled window, as the stages rank
         # small sets (training.cv_splits); the test windows are still never touched.

@@ -351,12 +351,12 @@ def _search(config: SearchConfig, out: Path, progress: Callable[[str, dict], Non
     return summary
 
 
-def summarize(study, config: SearchConfig, storage: str, choice=None) -> dict:
+def summarize(study, config: SearchConfig, storage: str, choice) -> dict:
     """The search's outcome (and OUT/best_arch.json, OUT/search.html). choice: the front end the
     candidates trained behind (frontend_choice.Choice), whose --front-end spec best_arch.json keeps."""
     import optuna
-    from tinydeploy.optimize.frontend_choice import NONE, to_spec
-    spec = to_spec(choice.front) if choice is not None else NONE
+    from tinydeploy.optimize.frontend_choice import to_spec
+    spec = to_spec(choice.front)
     out = Path(config.out)
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -375,10 +375,9 @@ def summarize(study, config: SearchConfig, storage: str, choice=None) -> dict:
                           "arena_bytes": int(t.values[2]), "flash_bytes": t.user_attrs["costs"]["flash_bytes"],
                           "energy_uj": t.user_attrs["costs"].get("energy_uj"),
                           "arch": t.user_attrs["arch"]} for t in sorted(front, key=lambda t: -t.values[0])],
-        "front_end": {"spec": spec, "how": choice.how if choice is not None else "disabled",
-                      "describe": choice.front.describe() if choice is not None and choice.front is not None
-                      else "none: the network takes the raw window",
-                      "reason": choice.reason if choice is not None else "",
+        "front_end": {"spec": spec, "how": choice.how, "reason": choice.reason,
+                      "describe": "none: the network takes the raw window" if choice.front is None
+                      else choice.front.describe(),
                       "network_targets": {"max_latency_ms": config.targets.max_latency_ms,
                                           "max_arena_kb": config.targets.max_arena_kb}},
     }

@@ -53,11 +53,6 @@ AUGMENT_BELOW = 500
 # them. bench/public_sets.py's digits28 (1,257 training images, 28x28): int8 test accuracy
 # 0.978 without, 0.991 with (1-NN: 0.987).
 AUGMENT_IMAGES_BELOW = 5000
-
-
-def augments(n: int, input_shape) -> bool:
-    """Whether a training set of n samples of this shape is augmented."""
-    return n < (AUGMENT_IMAGES_BELOW if len(tuple(input_shape)) == 3 else AUGMENT_BELOW)
 # A validation set this small decides little: equally valid stages are then told apart on
 # every labelled sample (training and validation pooled; _rank says why only then).
 SMALL_VALIDATION = 100
@@ -71,6 +66,11 @@ CV_REPEATS = {"fast": 1, "default": 2, "thorough": 3}
 CV_STEPS = {"fast": 150, "default": 250, "thorough": 400}
 
 Progress = Callable[[str, dict], None]
+
+
+def augments(n: int, input_shape) -> bool:
+    """Whether a training set of n samples of this shape is augmented."""
+    return n < (AUGMENT_IMAGES_BELOW if len(tuple(input_shape)) == 3 else AUGMENT_BELOW)
 
 
 def schedule(n: int, epochs: int, batch_max: int, min_steps: int = 0) -> tuple[int, int, int]:
