@@ -188,6 +188,27 @@ def test_a_ppk2_that_stops_answering_is_step_failed_with_its_samples_kept(ppk2_a
 
 
 @pytest.mark.host
+def test_the_first_inference_waits_for_the_first_sample_of_a_kit_slow_to_stream(ppk2_api):
+    # a kit streams some time after its start command; an inference begun before then would be
+    # an open window at sample 0, measured cut short (or, shorter than the delay, not at all)
+    from tinydeploy.device.power_standins import DrivenWaveform
+    waveform = DrivenWaveform(0.040, 0.010)
+
+    def run():
+        for _ in range(4):
+            waveform.mark(True)
+            time.sleep(0.005)
+            waveform.mark(False)
+            time.sleep(0.005)
+
+    with Ppk2StandIn(waveform, start_delay_s=0.3) as kit, Ppk2Monitor(kit.port) as monitor:
+        measured = monitor.measure(run, 4, idle_s=0.1)
+        marked = waveform.marked_seconds(since=kit._streamer.started)
+    assert measured.windows == len(marked) == 4
+    assert measured.inference_ms == pytest.approx(sum(marked) / 4 * 1000, abs=0.02)
+
+
+@pytest.mark.host
 def test_a_port_that_is_no_ppk2_is_step_failed(ppk2_api):
     master, slave = os.openpty()
     tty.setraw(slave)

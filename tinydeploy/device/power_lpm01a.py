@@ -172,6 +172,10 @@ class Lpm01aMonitor(PowerMonitor):
         quiet = time.monotonic() - self._last
         return f"nothing received for {quiet:.1f} s while streaming" if quiet > self.stall_s else ""
 
+    def _streaming(self) -> bool:
+        with self._lock:
+            return bool(self._values)
+
     def _stop(self) -> Recording:
         self._dead = bool(self._stalled())
         if not self._dead:

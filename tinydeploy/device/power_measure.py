@@ -209,6 +209,11 @@ class PowerMonitor(ABC):
     def _stalled(self) -> str:
         return ""
 
+    def _streaming(self) -> bool:
+        """Samples have begun to arrive since _start() (a monitor whose start returns only once it
+        streams keeps this default)."""
+        return True
+
     def record(self, run: Callable[[], object], idle_s: float = 0.5) -> Recording:
         """Record while run() makes the board compute, then idle_s seconds of idle.
 
@@ -219,6 +224,11 @@ class PowerMonitor(ABC):
             raise BadInput(f"idle_s is {idle_s!r}; it must be above 0 (the idle window after the inferences)")
         self._start()
         try:
+            # the first inference must not begin before the first sample: a window open at sample 0
+            # would be measured cut short. A monitor that never streams is reported after the runs,
+            # whose timings are kept.
+            while not self._streaming() and not self._stalled():
+                time.sleep(0.001)
             run()
             until = time.monotonic() + idle_s
             while time.monotonic() < until and not self._stalled():

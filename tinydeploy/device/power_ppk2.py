@@ -99,6 +99,9 @@ class Ppk2Monitor(PowerMonitor):
     def _stalled(self) -> str:
         return self._reader.stalled() if self._reader else ""
 
+    def _streaming(self) -> bool:
+        return bool(self._reader and self._reader.data)
+
     def _stop(self) -> Recording:
         try:
             self._kit.stop_measuring()

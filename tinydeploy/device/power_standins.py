@@ -208,8 +208,9 @@ class _Streamer:
     def started(self) -> float:
         return self._started
 
-    def start(self) -> None:
-        self.sent, self._started = 0, time.monotonic()
+    def start(self, delay_s: float = 0.0) -> None:
+        """Sample 0 is delay_s from now; nothing is sent before it."""
+        self.sent, self._started = 0, time.monotonic() + delay_s
         self.running.set()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
@@ -240,12 +241,15 @@ class Ppk2StandIn(_PtyInstrument):
         waveform: the board's current.
         marker_channel: the logic input the marker appears on.
         stop_after: stop answering entirely after this many samples (to test a kit that dies).
+        start_delay_s: the time from the start command to the first sample (a kit is not instant).
     """
 
     RATE_HZ = 100_000
 
-    def __init__(self, waveform: Waveform, marker_channel: int = 0, stop_after: int | None = None):
+    def __init__(self, waveform: Waveform, marker_channel: int = 0, stop_after: int | None = None,
+                 start_delay_s: float = 0.0):
         self.waveform, self.marker_channel = waveform, marker_channel
+        self.start_delay_s = start_delay_s
         self.voltage_mv = None
         self.mode = None
         self.dut_power = False
@@ -307,7 +311,7 @@ class Ppk2StandIn(_PtyInstrument):
             elif command == 0x0C:
                 self.dut_power = bool(args[0])
             elif command == 0x06:
-                self._streamer.start()
+                self._streamer.start(self.start_delay_s)
                 self.waveform.restart(self._streamer.started)
             elif command == 0x07:
                 self._streamer.stop()
