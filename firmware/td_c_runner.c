@@ -1,12 +1,16 @@
 /* The C engine's runner (td_runner.h): the generated model (td_model.c) on
  * static input and output buffers. Its arena is planned statically, so setup
- * never fails. */
+ * never fails, except with model slots (TD_MODEL_PARTITION), where the running
+ * slot's constants must be there to bind. */
 #include <stdio.h>
 
 #include "td_board.h"
 #include "td_kernels.h"
 #include "td_model.h"
 #include "td_runner.h"
+#ifdef TD_MODEL_PARTITION
+#include "td_main_slots.h" /* the constants read in place from the model slot (render --model-partition) */
+#endif
 
 /* Aligned, so td_model_invoke copies them a word at a time. */
 static union {
@@ -60,5 +64,18 @@ const char *td_runner_setup(td_platform *platform, td_model_io *io) {
   io->input_size = sizeof(input.bytes);
   io->output = output.bytes;
   io->output_size = sizeof(output.bytes);
+#ifdef TD_MODEL_PARTITION
+  {
+    static char error[112];
+    uint32_t bytes = 0;
+    const uint8_t *constants = td_model_slot_constants(&bytes);
+    if (constants == NULL) return "no model slot can run (see the error printed at boot)";
+    if (td_model_bind(constants, bytes) != 0) { /* the boot check compared the plans: a damaged slot */
+      snprintf(error, sizeof(error), "the slot's C engine constants are %lu bytes, this firmware's plan reads %lu",
+               (unsigned long)bytes, (unsigned long)TD_MODEL_CONSTANTS_BYTES);
+      return error;
+    }
+  }
+#endif
   return NULL;
 }

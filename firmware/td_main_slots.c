@@ -14,6 +14,8 @@ static int first_done;
 
 const uint8_t *td_model_slot_data(void) { return td_slots_model(&slots); }
 
+const uint8_t *td_model_slot_constants(uint32_t *bytes) { return td_slots_constants(&slots, bytes); }
+
 const char *td_main_slots_boot(void) { return td_slots_boot(&slots, &td_firmware_contract) ? NULL : slots.message; }
 
 static int invoke(void *ctx) {

@@ -20,6 +20,8 @@ const char *td_main_slots_boot(void);
 void td_main_slots_attach(td_platform *platform, td_protocol *protocol);
 /* The running slot's model, for the runner (NULL when none runs). */
 const uint8_t *td_model_slot_data(void);
+/* The running slot's C engine constants and their size in *bytes (NULL when it has none). */
+const uint8_t *td_model_slot_constants(uint32_t *bytes);
 
 #ifdef __cplusplus
 }

@@ -71,7 +71,8 @@ static void dims_text(char *buf, size_t size, const int32_t *dims, unsigned rank
 }
 
 /* The contract check: every reason, "; "-joined, in image.problems' order. */
-static int contract_problems(const td_contract *c, int part, const uint8_t *fixed, char *out, size_t size) {
+static int contract_problems(const td_contract *c, int part, const uint8_t *fixed, uint32_t constants_bytes, char *out,
+                             size_t size) {
   uint32_t op_count = u32_at(fixed + 148), arena_count = u32_at(fixed + 28), i;
   uint32_t need = 0, at = TD_IMAGE_FIXED;
   int have_need = 0, found = 0;
@@ -106,6 +107,8 @@ static int contract_problems(const td_contract *c, int part, const uint8_t *fixe
       snprintf(text, sizeof(text), "plan %s != the firmware's %s", zero ? "none" : mine, theirs);
       TD_ADD(text);
       append(out, size, " (the C engine keeps its code: only a model with the same layers and shapes fits)");
+    } else if (constants_bytes == 0) {
+      TD_ADD("the image holds no C engine constants (image format 2 does: package the model again)");
     }
     need = u32_at(fixed + 188);
     have_need = need != 0;
@@ -170,6 +173,7 @@ int td_slots_check(const td_contract *contract, int part, td_image_info *info, c
   uint8_t block[256];
   char where[8], a[24], b[24], problems[TD_MESSAGE_BYTES];
   uint32_t format, header_bytes, image_bytes, model_bytes, op_count, arena_count, json_bytes, crc, offset;
+  uint32_t constants_at = 0, constants_bytes = 0;
   int k;
   snprintf(where, sizeof(where), "slot %c", slot_name(part));
   message[0] = '\0';
@@ -213,9 +217,16 @@ int td_slots_check(const td_contract *contract, int part, td_image_info *info, c
   arena_count = u32_at(fixed + 28);
   op_count = u32_at(fixed + 148);
   json_bytes = u32_at(fixed + 152);
+  if (header_bytes <= image_bytes && model_bytes <= image_bytes - header_bytes) {
+    /* format 2: the C engine's constants after the model, 16-byte aligned, to the image's end */
+    constants_at = header_bytes + (model_bytes + 15u) / 16u * 16u;
+    if (format >= 2 && image_bytes > header_bytes + model_bytes && image_bytes > constants_at) {
+      constants_bytes = image_bytes - constants_at;
+    }
+  }
   if (header_bytes % 16 != 0 || op_count > 4096 || arena_count > 4096 || json_bytes > 0x100000 ||
       header_bytes < TD_IMAGE_FIXED + op_count * OP_NAME_BYTES + arena_count * ARENA_ENTRY_BYTES + json_bytes ||
-      image_bytes != header_bytes + model_bytes || fixed[96] > 4 || fixed[97] > 4) {
+      (image_bytes != header_bytes + model_bytes && constants_bytes == 0) || fixed[96] > 4 || fixed[97] > 4) {
     snprintf(message, size, "%s: inconsistent header (header %lu B, image %lu B, model %lu B, %lu operators, %lu "
              "arena entries)", where, (unsigned long)header_bytes, (unsigned long)image_bytes,
              (unsigned long)model_bytes, (unsigned long)op_count, (unsigned long)arena_count);
@@ -243,7 +254,7 @@ int td_slots_check(const td_contract *contract, int part, td_image_info *info, c
       return -1;
     }
   }
-  if (contract_problems(contract, part, fixed, problems, sizeof(problems)) != 0) {
+  if (contract_problems(contract, part, fixed, constants_bytes, problems, sizeof(problems)) != 0) {
     snprintf(message, size, "%s (model %.31s) does not fit the firmware: %s", where, (const char *)fixed + 64,
              problems);
     return -1;
@@ -251,6 +262,8 @@ int td_slots_check(const td_contract *contract, int part, td_image_info *info, c
   info->header_bytes = header_bytes;
   info->image_bytes = image_bytes;
   info->model_bytes = model_bytes;
+  info->constants_offset = constants_bytes ? constants_at : 0;
+  info->constants_bytes = constants_bytes;
   info->crc = crc;
   memcpy(info->sha256, fixed + 32, 32);
   memcpy(info->version, fixed + 64, 31);
@@ -521,6 +534,12 @@ int td_slots_byte(td_protocol *p, void *ctx, int byte) {
 const uint8_t *td_slots_model(const td_slots *s) {
   const uint8_t *base = s->running ? td_flash_map(s->running) : NULL;
   return base ? base + s->image.header_bytes : NULL;
+}
+
+const uint8_t *td_slots_constants(const td_slots *s, uint32_t *bytes) {
+  const uint8_t *base = s->running && s->image.constants_bytes ? td_flash_map(s->running) : NULL;
+  *bytes = base ? s->image.constants_bytes : 0;
+  return base ? base + s->image.constants_offset : NULL;
 }
 
 size_t td_slots_info(const td_slots *s, char *buf, size_t length, size_t size) {

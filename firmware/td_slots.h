@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 #define TD_MAX_CHUNK 1024     /* the largest `model chunk L` (MAX_CHUNK in core/protocol.py) */
-#define TD_IMAGE_FORMAT 1     /* the newest image format this firmware reads */
+#define TD_IMAGE_FORMAT 2     /* the newest image format this firmware reads */
 #define TD_IMAGE_FIXED 192    /* the header's fixed part */
 #define TD_SECTOR 4096        /* flash erase sector; the state partition holds two */
 #define TD_MESSAGE_BYTES 320  /* the longest refusal, with its NUL */
@@ -51,6 +51,7 @@ typedef struct td_contract {
 /* The image header's fields that the firmware uses. */
 typedef struct td_image_info {
   uint32_t header_bytes, image_bytes, model_bytes, crc;
+  uint32_t constants_offset, constants_bytes; /* the C engine's constants (format 2); 0 bytes when none */
   uint8_t sha256[32];
   char version[32];
 } td_image_info;
@@ -86,6 +87,10 @@ int td_slots_byte(td_protocol *p, void *ctx, int byte);
 /* The running slot's model (the flatbuffer after the image header), read in place through
  * td_flash_map; NULL when no slot runs or the platform cannot map. */
 const uint8_t *td_slots_model(const td_slots *s);
+
+/* The running slot's C engine constants (after the model, format 2), read in place, and their
+ * size in *bytes; NULL (and 0) when the image has none or no slot runs. */
+const uint8_t *td_slots_constants(const td_slots *s, uint32_t *bytes);
 
 /* The info% line of the runner (length bytes in buf, a JSON object), told about the slot: its
  * model_sha256 and model_bytes become the slot's, and model_slot, model_version and

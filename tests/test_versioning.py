@@ -85,6 +85,29 @@ def test_the_contract_names_every_reason_an_image_does_not_fit():
 
 
 @pytest.mark.unit
+def test_format_2_carries_c_engine_constants_after_the_model_and_format_1_images_still_read():
+    constants = bytes(range(48))
+    data = image.pack(_header(MODEL), MODEL, constants)
+    parsed = image.parse(data)
+    assert parsed.model == MODEL and parsed.constants == constants and parsed.header.c_constants_bytes == 48
+    assert len(data) == image.constants_offset(parsed.header_bytes, len(MODEL)) + 48 and parsed.size == len(data)
+    assert (image.constants_offset(parsed.header_bytes, len(MODEL)) % 16, parsed.header_bytes % 16) == (0, 0)
+    old = image.parse(image.pack(_header(MODEL, format_version=1), MODEL))
+    assert old.header.format_version == 1 and old.constants == b"" and old.model == MODEL
+    with pytest.raises(BadInput, match="image format 1 holds no C engine constants"):
+        image.pack(_header(MODEL, format_version=1), MODEL, constants)
+    # a C-engine firmware takes only an image with constants for its plan
+    plan = "ab" * 32
+    contract = image.firmware_contract("c", ["CONV_2D", "SOFTMAX"], 18432, None,
+                                       image.TensorSpec((1, 100, 3), "int8", 0.5, -3),
+                                       image.TensorSpec((1, 2), "int8", 0.00390625, -128), plan)
+    with_plan = _header(MODEL, plan_sha256=plan, c_arena_bytes=9000)
+    assert image.problems(image.parse(image.pack(with_plan, MODEL, constants)).header, contract) == []
+    assert image.problems(image.parse(image.pack(with_plan, MODEL)).header, contract) == [
+        "the image holds no C engine constants (image format 2 does: package the model again)"]
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("version", ["1.2", "v1.2.0", "1.2.0.4", "01.2.0", "1.2.0-" + "x" * 30, ""])
 def test_a_version_that_is_not_semver_is_refused(version):
     with pytest.raises(BadInput, match="semantic version"):
@@ -755,3 +778,97 @@ def _raw_upload(port: str, data: bytes, log: Path) -> str:
 def hashlib_sha256(data: bytes) -> str:
     import hashlib
     return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.host
+def test_the_c_engine_firmware_reads_its_constants_from_the_slot_and_takes_a_retrained_model(zoo, tmp_path):
+    """render --engine c --model-partition: the C engine's code (its plan) stays in the
+    application and its constants come from the slot. The whole ESP-IDF project (td_c_runner,
+    the generated td_model.c, the kernels, the slots) built with warnings as errors against
+    bench/host_shim's ESP-IDF stand-ins; model b (the same layers, other weights) uploaded over
+    serial answers as TFLite's reference kernels answer for b, and keeps running after a reset;
+    a model of other layers is refused by its plan."""
+    import pty
+    import tty
+    from tests.helpers import need_programs
+    from tinydeploy.runtime.evaluate import reference_outputs
+    need_programs("gcc", packages="gcc")
+    folder, paths = zoo
+    project = tmp_path / "fw"
+    code, _, err = run_cli(*["render", str(paths["a"]), "--board", "esp32-c3-devkitm-1", "--engine", "c", "--out",
+                             str(project), "--model-partition"])
+    assert code == 0, err
+    src, shim = project / "src", ROOT / "bench" / "host_shim"
+    model_c = (src / "td_model.c").read_text()
+    assert "_weights[" not in model_c and "TD_CONSTANTS(int8_t," in model_c  # no weights compiled in
+    binary = tmp_path / "firmware"
+    sources = [src / name for name in ("td_main.c", "td_main_slots.c", "td_slots.c", "td_contract.c", "td_protocol.c",
+                                       "td_board.c", "hal_espidf.c", "hal_espidf_slots.c", "td_c_runner.c",
+                                       "td_model.c", "td_kernels.c")]
+    sources += [shim / "host_uart.c", shim / "sleep_shim.c", shim / "espidf" / "espidf_shim.c",
+                shim / "espidf" / "esp_partition_shim.c"]
+    subprocess.run(["gcc", "-Wall", "-Wextra", "-Werror", "-O1", "-DTD_MODEL_PARTITION", "-DTD_BAUD=115200",
+                    "-DTD_PROFILE", f"-I{src}", f"-I{shim}", f"-I{shim / 'espidf'}", *map(str, sources), "-o",
+                    str(binary), "-lpthread"], check=True)
+    sizes = json.loads((project / "tinydeploy.json").read_text())["model_slots"]
+    flash = tmp_path / "flash"
+    store = slots.FileFlash(flash, sizes["model_a"]["size"])
+    store.write("model_a", 0, package.package(load_model(paths["a"]), "1.0.0"))
+    samples = np.random.default_rng(5).integers(-128, 128, (4, 1, 32, 32, 1), dtype=np.int8)
+    expected = {name: [[int(v) for v in row] for row in reference_outputs(load_model(paths[name]), samples[:, 0])
+                       .reshape(len(samples), -1)] for name in ("a", "b")}
+    assert expected["a"] != expected["b"]
+
+    def boot():
+        master, slave = pty.openpty()  # the slave stays open, so the firmware never reads an EOF
+        tty.setraw(slave)
+        process = subprocess.Popen([str(binary)], stdin=master, stdout=master, stderr=subprocess.DEVNULL,
+                                   env={**os.environ, "TD_HOST_FLASH": str(flash)})
+        return process, os.ttyname(slave), (master, slave)
+
+    def stop(process, fds):
+        process.kill()
+        process.wait()
+        for fd in fds:
+            os.close(fd)
+
+    process, port, fds = boot()
+    try:
+        info = _info(port, tmp_path / "a.log")
+        assert (info["model_slot"], info["model_version"], info["engine"]) == ("a", "1.0.0", "c")
+        assert _outputs(port, tmp_path / "a-out.log", samples) == expected["a"]
+        with pytest.raises(StepFailed, match="model refused, slot a keeps running: slot b .*: op AVERAGE_POOL_2D not "
+                                             "registered; plan [0-9a-f]{12} != the firmware's"):  # other layers
+            upload_model(port, folder / "extra_op.bin", tmp_path / "extra.log")
+        result = upload_model(port, folder / "b.bin", tmp_path / "upload.log")  # restarts into slot b
+        assert (result["slot"], result["version"]) == ("b", "1.1.0")
+        info = _info(port, tmp_path / "b.log")
+        assert info["model_sha256"] == load_model(paths["b"]).sha256 and info["model_trial"] is True
+        assert _outputs(port, tmp_path / "b-out.log", samples) == expected["b"]
+    finally:
+        stop(process, fds)
+    process, port, fds = boot()  # a reset: the same flash
+    try:
+        info = _info(port, tmp_path / "reset.log")
+        assert (info["model_slot"], info["model_version"], info["model_trial"]) == ("b", "1.1.0", False)
+        assert _outputs(port, tmp_path / "reset-out.log", samples[:1]) == expected["b"][:1]
+    finally:
+        stop(process, fds)
+
+
+@pytest.mark.host
+def test_models_of_the_same_layers_share_a_plan_and_differ_in_their_constants(zoo):
+    from tinydeploy.codegen import cengine
+    from tinydeploy.codegen.cengine import constants
+    _, paths = zoo
+    lowered = {name: cengine.lower(load_model(paths[name])) for name in ("a", "b", "extra_op", "other_input")}
+    plans = {name: constants.plan_sha256(low) for name, low in lowered.items()}
+    assert plans["a"] == plans["b"] and len({plans["a"], plans["extra_op"], plans["other_input"]}) == 3
+    a, b = constants.pack(lowered["a"]), constants.pack(lowered["b"])
+    assert a.offsets == b.offsets and a.size == b.size and a.size % 16 == 0 and a.data != b.data
+    for (index, name), offset in a.offsets.items():  # arrays on 16 bytes (the kernels' loads), numbers on 4
+        call = lowered["a"].calls[index]
+        value = dict(call.fields)[name]
+        assert offset % (16 if constants.kind(call, name, value) == "array" else 4) == 0
+    parsed = image.parse((zoo[0] / "b.bin").read_bytes())  # package puts them after the model
+    assert parsed.constants == b.data and parsed.header.plan_sha256 == plans["b"]

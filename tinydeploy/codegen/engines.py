@@ -202,9 +202,11 @@ class CEngine:
         })
         build = framework.c_files(board)
         values["sources"] = [values["main_source"], "td_c_runner.c", "td_model.c", "td_kernels.c", "td_protocol.c",
-                             "td_board.c", *build.sources, *values["frontend_sources"]]
+                             "td_board.c", *build.sources, *values["frontend_sources"], *values["slot_sources"]]
         values["how_to"] = build.how_to
-        files = {f"src/{name}": text for name, text in cengine.render_sources(lowered, values["banner"]).items()}
+        in_slot = bool(values["slot_sources"])  # render --model-partition: the constants come from the slot
+        files = {f"src/{name}": text
+                 for name, text in cengine.render_sources(lowered, values["banner"], constants_in_slot=in_slot).items()}
         files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", values["main_source"], "td_runner.h",
                                       "td_c_runner.c", *build.firmware)))
         templates = {**build.templates, "README.md": "cengine/README.md.j2"}

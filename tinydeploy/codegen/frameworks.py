@@ -52,14 +52,13 @@ class EspIdf(_ComputesEveryModel):
     tflm_library = f"esp-tflite-micro{ESP_TFLITE_MICRO}"
     runtime_note = "ESP-IDF, Espressif's esp-tflite-micro with the ESP-NN optimized kernels"
     engines = (TFLM, C)  # the C engine's firmware has an ESP-IDF platform layer (firmware/hal_espidf.c)
-    model_partition = True  # esp_partition_mmap: render --model-partition keeps the model in flash slots
-
-    def partition_values(self) -> dict:
+    def partition_values(self, board: Board) -> dict:
         """What --model-partition adds to the build: the custom partition table in sdkconfig
-        and platformio.ini (board_build.partitions)."""
+        and platformio.ini (board_build.partitions), and the slots' flash driver
+        (esp_partition_mmap keeps the model in flash slots, read in place)."""
         return {"sdkconfig": ["CONFIG_PARTITION_TABLE_CUSTOM=y",
                               'CONFIG_PARTITION_TABLE_CUSTOM_FILENAME="partitions.csv"'],
-                "extra": [("board_build.partitions", "partitions.csv")]}
+                "extra": [("board_build.partitions", "partitions.csv")], "sources": ["hal_espidf_slots.c"]}
 
     def applies_to(self, board: Board) -> bool:
         return board.toolchain is None
@@ -143,6 +142,15 @@ class Make(_ComputesEveryModel):
         return {"cc": tc["cc"], "size": tc["size"], "cflags": " ".join(tc["cflags"]),
                 "ldflags": " ".join(tc["ldflags"]), "packages": " ".join(tc["packages"]),
                 "linker_script": f"src/{tc['linker_script']}"}
+
+    def partition_values(self, board: Board) -> dict:
+        """What --model-partition adds to the build: the board's own flash driver for the slots
+        (its profile's [toolchain] slot_sources), at the partition table's offsets."""
+        sources = list(board.toolchain.get("slot_sources") or [])
+        if not sources:
+            raise BadInput(f"--model-partition: {board.name}'s profile names no flash driver for the model slots "
+                           "([toolchain] slot_sources)")
+        return {"sdkconfig": [], "extra": [], "sources": sources}
 
     def c_files(self, board: Board) -> BuildFiles:
         tc = board.toolchain

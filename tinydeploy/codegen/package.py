@@ -3,10 +3,8 @@ the contract a rendered firmware publishes for such images. Pure: bytes and dict
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 from tinydeploy.codegen import cengine
+from tinydeploy.codegen.cengine import constants
 from tinydeploy.core import image
 from tinydeploy.core.errors import BadInput
 from tinydeploy.core.model import Model
@@ -21,15 +19,8 @@ def tensor_spec(tensor) -> image.TensorSpec:
 
 
 def plan_sha256(lowered) -> str:
-    """The C engine's plan without its weights: each call's kernel, argument names, arrays'
-    types and sizes, tensors, and the arena offsets. Two models with the same hash run on the
-    same generated code with their own constants."""
-    calls = [[c.kernel, c.struct, [name for name, _ in c.fields], [[a.name, a.ctype, list(a.values.shape)]
-                                                                     for a in c.arrays],
-              c.inputs, c.output, c.view, c.in_place, c.scratch] for c in lowered.calls]
-    plan = [lowered.plan.size, sorted(lowered.plan.offsets.items()), sorted(lowered.plan.scratch.items())]
-    text = json.dumps([calls, plan], separators=(",", ":"), default=int)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """The C engine's plan without its constants (cengine.constants.plan_sha256)."""
+    return constants.plan_sha256(lowered)
 
 
 def _lowered(model: Model):
@@ -37,6 +28,12 @@ def _lowered(model: Model):
         return cengine.lower(model)
     except BadInput:
         return None  # the C engine can't run it: the image carries no plan, TFLM firmware can still take it
+
+
+def constants_bytes(model: Model) -> int:
+    """The size of the C engine's constants in the model's image (0 where it can't run it)."""
+    lowered = _lowered(model)
+    return constants.pack(lowered).size if lowered else 0
 
 
 def header(model: Model, version: str, measured: tflm.ArenaMeasurement | None = None) -> image.Header:
@@ -61,8 +58,11 @@ def header(model: Model, version: str, measured: tflm.ArenaMeasurement | None = 
 
 
 def package(model: Model, version: str, measured: tflm.ArenaMeasurement | None = None) -> bytes:
-    """The model image's bytes (tinydeploy.core.image.pack)."""
-    return image.pack(header(model, version, measured), model.data)
+    """The model image's bytes (tinydeploy.core.image.pack), with the C engine's constants
+    where the C engine runs the model, so that a C-engine firmware with model slots takes it."""
+    lowered = _lowered(model)
+    return image.pack(header(model, version, measured), model.data,
+                      constants.pack(lowered).data if lowered else b"")
 
 
 def contract(model: Model, engine: str, arena_bytes: int, kernels: str | None, fixed_plan: bool = False) -> dict:

@@ -169,7 +169,7 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
     if front:
         files.update(frontend_files(front))
     if options.model_partition:
-        files.update(copied_firmware(SLOT_FIRMWARE))
+        files.update(copied_firmware((*SLOT_FIRMWARE, *values["slot_platform"])))
         files["src/td_contract.c"] = env.get_template("common/td_contract.c.j2").render(**values)
     if duty:
         files.update(duty_cycle.files(duty, env, BANNER))
@@ -177,32 +177,42 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
     files["src/td_board.c"] = env.get_template("common/td_board.c.j2").render(**values)
     contract = package.contract(model, engine.name, arena_bytes, engine.info(board, framework).get("kernels"),
                                 engine.fixed_plan)
-    slots = _model_partition(files, model, board, framework) if options.model_partition else None
+    slots = _model_partition(files, values["partitions"]) if options.model_partition else None
     files[PROJECT_FILE] = project_file(BANNER, board, engine.name, framework.name, model.sha256, arena_bytes,
                                        contract, slots)
     return files
 
 
-SLOT_FIRMWARE = ("td_slots.h", "td_slots.c", "td_main_slots.h", "td_main_slots.c", "hal_espidf_slots.c")
+SLOT_FIRMWARE = ("td_slots.h", "td_slots.c", "td_main_slots.h", "td_main_slots.c")
 
 
 def _partition_values(values: dict, model: Model, engine, framework, arena_bytes: int, board: Board) -> None:
     """render --model-partition's build values: the slot firmware's sources and define, the
     custom partition table in sdkconfig and platformio.ini, and the contract for td_contract.c."""
-    if not getattr(framework, "model_partition", False):
-        raise BadInput(f"--model-partition needs ESP-IDF's esp_partition_mmap: render with --framework espidf "
-                       f"(not {framework.name})")
-    if engine.fixed_plan:
-        raise BadInput(f"--model-partition: the {engine.name} engine's firmware does not read its weights from a "
-                       "slot yet; render with --engine tflm")
-    added = framework.partition_values()
-    contract = package.contract(model, engine.name, arena_bytes, engine.info(board, framework).get("kernels"))
+    if not hasattr(framework, "partition_values"):
+        raise BadInput(f"--model-partition needs a flash driver for the slots, which the {framework.name} framework "
+                       "lacks: render with --framework espidf, or for a board with its own [toolchain] slot_sources")
+    added = framework.partition_values(board)
+    contract = package.contract(model, engine.name, arena_bytes, engine.info(board, framework).get("kernels"),
+                                engine.fixed_plan)
     dims = {role: contract[role]["shape"] for role in ("input", "output")}
+    # the slots hold the image: header, model and, for an engine whose code is the plan, its constants
+    image_bytes = model.size_bytes + partitions.HEADER_ROOM + (package.constants_bytes(model) if engine.fixed_plan
+                                                                 else 0)
+    parts = partitions.layout(board.flash_kb, image_bytes)
+    plan = contract["plan_sha256"]
     values.update({
+        "partitions": parts,
+        # where the partitions are, for a platform that finds them by offset (a bare-metal flash driver)
+        "board_defines": [*values["board_defines"], *(f"#define TD_FLASH_{p.name.upper().removeprefix('TD_')}_{what} "
+                                                      f"0x{getattr(p, what.lower()):x}u"
+                                                      for p in parts if p.name in partitions.SUBTYPES
+                                                      for what in ("OFFSET", "SIZE"))],
+        "contract_plan": ("kPlan", [f"0x{b:02x}" for b in bytes.fromhex(plan)]) if plan else ("NULL", []),
         "sdkconfig": [*values.get("sdkconfig", []), *added["sdkconfig"]],
         "extra": [*values.get("extra", []), *added["extra"]],
-        "slot_sources": ["td_slots.c", "td_main_slots.c", "hal_espidf_slots.c", "td_contract.c"],
-        "slot_defines": ["TD_MODEL_PARTITION"],
+        "slot_sources": ["td_slots.c", "td_main_slots.c", *added["sources"], "td_contract.c"],
+        "slot_platform": added["sources"], "slot_defines": ["TD_MODEL_PARTITION"],
         "contract": contract, "contract_ops": contract["ops"],
         "contract_kernels": cgen.string_literal(contract["kernels"]) if contract["kernels"] else "NULL",
         "contract_input": dims["input"] + [0] * (4 - len(dims["input"])), "contract_input_rank": len(dims["input"]),
@@ -210,13 +220,9 @@ def _partition_values(values: dict, model: Model, engine, framework, arena_bytes
     })
 
 
-def _model_partition(files: dict[str, str], model: Model, board: Board, framework) -> dict:
+def _model_partition(files: dict[str, str], parts: list) -> dict:
     """render --model-partition: the partition table with the model slots (codegen.partitions),
     added to files; returns the slots' partitions for tinydeploy.json."""
-    if not getattr(framework, "model_partition", False):
-        raise BadInput(f"--model-partition needs ESP-IDF's esp_partition_mmap: render with --framework espidf "
-                       f"(not {framework.name})")
-    parts = partitions.layout(board.flash_kb, model.size_bytes + partitions.HEADER_ROOM)
     files[partitions.FILE] = partitions.csv(parts, BANNER)
     return {p.name: p.to_dict() for p in parts if p.name in ("td_state", *partitions.SLOT_NAMES.values())}
 

@@ -22,6 +22,11 @@ follow as one JSON block. Layout (FORMAT_VERSION 1, offsets in bytes):
         library name, u32 bytes), then the JSON block ({"labels", "version", ...}), zero
         padding to a multiple of 16, then the model.
 
+Format 2 adds, after the model and zero padding to a multiple of 16, the C engine's constants
+(tinydeploy.codegen.cengine.constants: weights, biases and requantization the C engine's
+code reads from the slot). They run to the image's end: an image has them when its image
+bytes exceed header + model bytes. Format 1 images (none) are still read.
+
 The contract (``firmware_contract``) is what a rendered firmware registers: its operators,
 its arena and kernel library, its input and output, its engine (and for the C engine its
 plan's hash). ``problems`` says why an image does not fit one, in the words the firmware uses
@@ -40,7 +45,7 @@ from dataclasses import dataclass, field
 from tinydeploy.core.errors import BadInput
 
 MAGIC = b"TDMODEL\0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FIXED = struct.Struct("<8sHHIIIII32s32sBBBB4i4ififiII32sI")
 assert FIXED.size == 192
 OP_NAME_BYTES = 32
@@ -90,13 +95,14 @@ class Header:
     plan_sha256: str | None = None  # the C engine's plan (no weights), when the model lowers to it
     c_arena_bytes: int | None = None
     format_version: int = FORMAT_VERSION
+    c_constants_bytes: int = 0  # the C engine's constants after the model (format 2; set when read)
     extra: dict = field(default_factory=dict)  # the JSON block's other keys
 
     def to_dict(self) -> dict:
         return {"format_version": self.format_version, "version": self.version, "model_sha256": self.model_sha256,
                 "ops": list(self.ops), "arena": dict(self.arena), "input": self.input.to_dict(),
                 "output": self.output.to_dict(), "labels": list(self.labels), "plan_sha256": self.plan_sha256,
-                "c_arena_bytes": self.c_arena_bytes}
+                "c_arena_bytes": self.c_arena_bytes, "c_constants_bytes": self.c_constants_bytes}
 
 
 @dataclass(frozen=True)
@@ -105,10 +111,17 @@ class Image:
     model: bytes
     header_bytes: int
     crc: int
+    constants: bytes = b""  # the C engine's (format 2), b"" when the image has none
 
     @property
     def size(self) -> int:
-        return self.header_bytes + len(self.model)
+        return constants_offset(self.header_bytes, len(self.model)) + len(self.constants) if self.constants \
+            else self.header_bytes + len(self.model)
+
+
+def constants_offset(header_bytes: int, model_bytes: int) -> int:
+    """Where an image's C engine constants start: after the model, on a 16-byte boundary."""
+    return header_bytes + -(-model_bytes // ALIGN) * ALIGN
 
 
 def _fixed_str(text: str, size: int, what: str) -> bytes:
@@ -124,17 +137,22 @@ def _dims(shape, what: str) -> list[int]:
     return list(shape) + [0] * (4 - len(shape))
 
 
-def pack(header: Header, model: bytes) -> bytes:
-    """The image's bytes: header, model, CRC."""
+def pack(header: Header, model: bytes, constants: bytes = b"") -> bytes:
+    """The image's bytes: header, model, the C engine's constants (if any), CRC."""
     if hashlib.sha256(model).hexdigest() != header.model_sha256:
         raise BadInput("the header's model sha256 is not the model's")
+    if constants and header.format_version < 2:
+        raise BadInput(f"image format {header.format_version} holds no C engine constants (format 2 does)")
     ops = b"".join(_fixed_str(op, OP_NAME_BYTES, "operator name") for op in header.ops)
     arena = b"".join(ARENA_ENTRY.pack(_fixed_str(lib, 24, "kernel library"), int(n)) for lib, n in header.arena.items())
     text = json.dumps({**header.extra, "version": header.version, "labels": list(header.labels)},
                       ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     body = ops + arena + text
     header_bytes = -(-(FIXED.size + len(body)) // ALIGN) * ALIGN
-    image_bytes = header_bytes + len(model)
+    tail = b""
+    if constants:
+        tail = bytes(constants_offset(header_bytes, len(model)) - header_bytes - len(model)) + constants
+    image_bytes = header_bytes + len(model) + len(tail)
     fixed = FIXED.pack(MAGIC, header.format_version, 0, header_bytes, image_bytes, len(model), 0, len(header.arena),
                        bytes.fromhex(header.model_sha256), _fixed_str(header.version, VERSION_BYTES, "version"),
                        len(header.input.shape), len(header.output.shape), DTYPES.get(header.input.dtype, 3),
@@ -143,7 +161,7 @@ def pack(header: Header, model: bytes) -> bytes:
                        header.output.scale, header.output.zero_point, len(header.ops), len(text),
                        bytes.fromhex(header.plan_sha256) if header.plan_sha256 else bytes(32),
                        header.c_arena_bytes or 0)
-    image = bytearray((fixed + body).ljust(header_bytes, b"\0") + model)
+    image = bytearray((fixed + body).ljust(header_bytes, b"\0") + model + tail)
     struct.pack_into("<I", image, CRC_OFFSET, crc32(bytes(image)))
     return bytes(image)
 
@@ -175,8 +193,11 @@ def read_header(data: bytes, where: str = "image") -> tuple[Header, int, int]:
     in_dims, out_dims = rest[0:4], rest[4:8]
     in_scale, in_zero, out_scale, out_zero, op_count, json_bytes, plan, c_arena = rest[8:]
     body = op_count * OP_NAME_BYTES + arena_count * ARENA_ENTRY.size + json_bytes
-    if (header_bytes % ALIGN or header_bytes < FIXED.size + body or image_bytes != header_bytes + model_bytes
-            or in_rank > 4 or out_rank > 4):
+    constants = 0
+    if fmt >= 2 and image_bytes > header_bytes + model_bytes:
+        constants = image_bytes - constants_offset(header_bytes, model_bytes)
+    if (header_bytes % ALIGN or header_bytes < FIXED.size + body or in_rank > 4 or out_rank > 4
+            or image_bytes != header_bytes + model_bytes and constants <= 0):
         raise BadInput(f"{where}: inconsistent header (header {header_bytes} B, image {image_bytes} B, model "
                        f"{model_bytes} B, {op_count} operators, {arena_count} arena entries)")
     if len(data) < header_bytes:
@@ -202,7 +223,7 @@ def read_header(data: bytes, where: str = "image") -> tuple[Header, int, int]:
         output=TensorSpec(tuple(out_dims[:out_rank]), names.get(out_type, "other"), out_scale, out_zero),
         labels=tuple(str(x) for x in extra.pop("labels", []) or []),
         plan_sha256=plan.hex() if any(plan) else None, c_arena_bytes=c_arena or None, format_version=fmt,
-        extra={k: v for k, v in extra.items() if k != "version"})
+        c_constants_bytes=constants, extra={k: v for k, v in extra.items() if k != "version"})
     return header, header_bytes, image_bytes
 
 
@@ -223,10 +244,11 @@ def parse(data: bytes, where: str = "image") -> Image:
     if actual != stored:
         raise BadInput(f"{where}: bad checksum: CRC-32 0x{actual:08x}, the header says 0x{stored:08x} "
                        "(the image is corrupt)")
-    model = data[header_bytes:]
+    model = data[header_bytes:header_bytes + struct.unpack_from("<I", data, 20)[0]]
     if hashlib.sha256(model).hexdigest() != header.model_sha256:
         raise BadInput(f"{where}: the model's sha256 is not the header's")
-    return Image(header, model, header_bytes, stored)
+    constants = data[image_bytes - header.c_constants_bytes:] if header.c_constants_bytes else b""
+    return Image(header, model, header_bytes, stored, constants)
 
 
 # -- the compatibility contract ------------------------------------------------------------
@@ -255,6 +277,8 @@ def problems(header: Header, contract: dict, device: bool = False) -> list[str]:
         if header.plan_sha256 != plan:
             found.append(f"plan {(header.plan_sha256 or 'none')[:12]} {differs} the firmware's {plan[:12]} (the C engine "
                          "keeps its code: only a model with the same layers and shapes fits)")
+        elif not header.c_constants_bytes:
+            found.append("the image holds no C engine constants (image format 2 does: package the model again)")
         need = header.c_arena_bytes
     else:
         kernels = contract.get("kernels") or "reference"
