@@ -872,3 +872,69 @@ def test_models_of_the_same_layers_share_a_plan_and_differ_in_their_constants(zo
         assert offset % (16 if constants.kind(call, name, value) == "array" else 4) == 0
     parsed = image.parse((zoo[0] / "b.bin").read_bytes())  # package puts them after the model
     assert parsed.constants == b.data and parsed.header.plan_sha256 == plans["b"]
+
+
+@pytest.mark.host
+def test_on_the_emulated_board_the_c_engine_firmware_takes_model_b_and_survives_every_fault(zoo, tmp_path):
+    """The real C-engine firmware for qemu-riscv32, rendered with --model-partition and cross-built,
+    under QEMU with its flash in a file (tinydeploy emulate --model). Model b goes over serial;
+    before it, each fault is refused by the device itself and leaves model a running: a corrupt
+    image, a model of other layers, other input or a bigger arena, a newer image format, and an
+    upload cut by killing the emulator at a middle chunk."""
+    from tests.helpers import need_programs
+    from tinydeploy import api
+    from tinydeploy.runtime.evaluate import reference_outputs
+    need_programs("riscv64-unknown-elf-gcc", "qemu-system-riscv32",
+                  packages="gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc")
+    folder, paths = zoo
+    project = tmp_path / "fw"
+    for command in (["render", str(paths["a"]), "--board", "qemu-riscv32", "--out", str(project),
+                     "--model-partition"], ["build", str(project)]):
+        code, _, err = run_cli(*command)
+        assert code == 0, err
+    first = tmp_path / "a.bin"
+    first.write_bytes(package.package(load_model(paths["a"]), "1.0.0"))
+    samples = np.random.default_rng(7).integers(-128, 128, (3, 1, 32, 32, 1), dtype=np.int8)
+    expected = {name: [[int(v) for v in row] for row in reference_outputs(load_model(paths[name]), samples[:, 0])
+                       .reshape(len(samples), -1)] for name in ("a", "b")}
+    good = (folder / "b.bin").read_bytes()
+    corrupt = bytearray(good)
+    corrupt[len(corrupt) // 2] ^= 0x10  # one byte of the model flipped
+
+    def still_a(url: str, log: str) -> None:
+        info = _info(url, tmp_path / f"{log}.log")
+        assert (info["model_slot"], info["model_version"]) == ("a", "1.0.0")
+
+    with api.emulate(project, model=first) as emulator:
+        info = _info(emulator.url, tmp_path / "a.log")
+        assert (info["model_slot"], info["model_version"], info["engine"]) == ("a", "1.0.0", "c")
+        assert _outputs(emulator.url, tmp_path / "a-out.log", samples) == expected["a"]
+        for name, data, words in [
+                ("corrupt", bytes(corrupt), ["bad checksum"]),
+                ("extra_op", (folder / "extra_op.bin").read_bytes(), ["op AVERAGE_POOL_2D not registered", "plan "]),
+                ("other_input", (folder / "other_input.bin").read_bytes(), ["plan ", "input 1x28x28x1 != 1x32x32x1"]),
+                ("bigger_arena", (folder / "bigger_arena.bin").read_bytes(), ["plan ", "B of arena, firmware has"]),
+                ("newer", _newer(good), ["image format 3 was made by a newer tinydeploy"])]:
+            _raw_upload(emulator.url, data, tmp_path / f"{name}.log")
+            refused = (tmp_path / f"{name}.log").read_text(errors="replace")  # the device's whole line
+            assert "e-[model refused, slot a keeps running: slot b" in refused, name
+            assert all(word in refused for word in words), (name, refused[-600:])
+        still_a(emulator.url, "after-refusals")
+    cut = tmp_path / "cut.log"
+    with api.emulate(project) as emulator:  # the flash as the last run left it
+        def kill_half_way(sent: int, total: int) -> None:
+            if sent >= total // 2:
+                emulator.process.kill()
+        with pytest.raises(StepFailed):
+            upload_model(emulator.url, folder / "b.bin", cut, chunk=256, on_progress=kill_half_way)
+    with api.emulate(project) as emulator:  # rebooted after the cut
+        still_a(emulator.url, "after-cut")
+        result = upload_model(emulator.url, folder / "b.bin", tmp_path / "upload.log")
+        assert (result["slot"], result["version"]) == ("b", "1.1.0")
+        info = _info(emulator.url, tmp_path / "b.log")
+        assert info["model_sha256"] == load_model(paths["b"]).sha256 and info["model_trial"] is True
+        assert _outputs(emulator.url, tmp_path / "b-out.log", samples) == expected["b"]
+    with api.emulate(project) as emulator:  # a reset keeps b, proven good
+        info = _info(emulator.url, tmp_path / "reset.log")
+        assert (info["model_slot"], info["model_version"], info["model_trial"]) == ("b", "1.1.0", False)
+        assert _outputs(emulator.url, tmp_path / "reset-out.log", samples[:1]) == expected["b"][:1]

@@ -177,12 +177,15 @@ def build(dir: str | Path, env: str | None = None, on_line: Callable[[str], None
     return build_project(dir, env, on_line)
 
 
-def emulate(dir: str | Path, tcp: int = 0):
+def emulate(dir: str | Path, tcp: int = 0, model: str | Path | None = None):
     """Boot a built project for an emulated board (a running tinydeploy.device.emulate.Emulator; use it
-    as a context manager, or call stop())."""
+    as a context manager, or call stop()). model: for a firmware rendered with --model-partition, a
+    model image (`package`) to boot with, written to slot A of a freshly erased flash; without it the
+    flash stays as the last run left it."""
     from tinydeploy.device.emulate import start
     checked_path(dir, "dir")
-    return start(dir, tcp)
+    checked_path(model, "--model")
+    return start(dir, tcp, model)
 
 
 def flash(dir: str | Path | None = None, port: str | None = None, env: str | None = None,

@@ -190,12 +190,13 @@ def _interrupt(*_) -> None:
 
 def cmd_emulate(args) -> int:
     import signal
-    emulator = api.emulate(args.dir, args.tcp)
+    emulator = api.emulate(args.dir, args.tcp, args.model)
     try:
         if args.port_file:
             _write_option_file(args.port_file, emulator.url + "\n", "--port-file")
         if args.json:
-            _emit_json(args, {"port": emulator.url, "log": str(emulator.log), "command": emulator.command})
+            _emit_json(args, {"port": emulator.url, "log": str(emulator.log), "command": emulator.command,
+                              "flash": str(emulator.flash) if emulator.flash else None})
         else:
             print(f"emulating {args.dir}: serial port {emulator.url}", flush=True)
             print(f"next: tinydeploy bench --port {emulator.url}   (Ctrl-C stops the emulator)", flush=True)
@@ -646,6 +647,9 @@ def _options_emulate(p) -> None:
     p.add_argument("--tcp", type=_bounded("--tcp"), default=0, metavar="PORT",
                    help="loopback TCP port for the UART (default: any free port)")
     p.add_argument("--port-file", default=None, metavar="F", help="also write the serial port URL to this file")
+    p.add_argument("--model", type=FILE, default=None, metavar="IMAGE",
+                   help="a firmware rendered with --model-partition: boot with this model image (`package`) in "
+                        "slot A of a freshly erased flash (default: the flash DIR/flash.bin as the last run left it)")
 
 
 def _options_flash(p) -> None:

@@ -235,6 +235,10 @@ _REQUIRED = {
 _KIND_WORDS = {str: "a string", int: "a whole number", dict: "a table"}
 _TOOLCHAIN_KEYS = ("cc", "size", "cflags", "ldflags", "linker_script", "sources", "packages")
 _EMULATOR_KEYS = ("command", "packages", "timer")
+# [emulator] flash_bytes and flash_args: the flash file of a firmware with model slots
+# (tinydeploy.device.emulate), and the arguments that give it to the emulator and load the firmware.
+FLASH_PLACEHOLDERS = ("{flash}", "{firmware}")
+MAX_FLASH_BYTES = 2**32  # a 32-bit address space holds no larger flash
 
 
 _TEXT, _TEXTS = "a string", "a list of strings"
@@ -256,8 +260,9 @@ def _type_problems(raw: dict, pio: dict, toolchain: dict | None, emulator: dict 
     belongs must be a message, not a crash later)."""
     fields = [(f"platformio.{k}", pio.get(k), _TEXT) for k in ("platform", "board", "framework") if k in pio]
     fields += [(f"toolchain.{k}", toolchain[k], _TEXT if k in ("cc", "size", "linker_script") else _TEXTS)
-               for k in _TOOLCHAIN_KEYS if toolchain and k in toolchain]
-    fields += [(f"emulator.{k}", emulator[k], _TEXTS) for k in ("command", "packages") if emulator and k in emulator]
+               for k in (*_TOOLCHAIN_KEYS, "slot_sources") if toolchain and k in toolchain]
+    fields += [(f"emulator.{k}", emulator[k], _TEXTS) for k in ("command", "packages", "flash_args")
+               if emulator and k in emulator]
     fields += [(k, raw[k], _TEXTS) for k in ("engines",) if k in raw]
     fields += [(k, raw[k], _TEXT) for k in ("isa", "esptool_chip") if k in raw]
     fields += [("tflm", raw["tflm"], "a table of strings")] if "tflm" in raw else []
@@ -318,10 +323,10 @@ def _text_fields(raw: dict, pio: dict, toolchain: dict | None, emulator: dict | 
                ("platformio.board", pio.get("board"), "identifier")]
     for key, rule in (("cc", "make word"), ("size", "make word"), ("linker_script", "file name"),
                       ("cflags", "make word"), ("ldflags", "make word"), ("sources", "file name"),
-                      ("packages", "debian package")):
+                      ("packages", "debian package"), ("slot_sources", "file name")):
         values = (toolchain or {}).get(key)
         fields += [(f"toolchain.{key}", v, rule) for v in (values if isinstance(values, list) else [values])]
-    for key, rule in (("command", "one line"), ("packages", "debian package")):
+    for key, rule in (("command", "one line"), ("packages", "debian package"), ("flash_args", "one line")):
         values = (emulator or {}).get(key)
         fields += [(f"emulator.{key}", v, rule) for v in (values if isinstance(values, list) else [values])]
     fields += [("latency.source", latency.get("source"), "text"), ("latency.kernels", latency.get("kernels"), "identifier")]
@@ -332,6 +337,28 @@ def _text_fields(raw: dict, pio: dict, toolchain: dict | None, emulator: dict | 
     power = raw.get("power")
     fields += [("power.source", power.get("source"), "text")] if isinstance(power, dict) else []
     return [(key, value, rule) for key, value, rule in fields if isinstance(value, str)]
+
+
+def _flash_problems(emulator: dict) -> list[str]:
+    """What is wrong with [emulator]'s flash_bytes and flash_args (a list of strings of the wrong
+    type is reported by _type_problems)."""
+    size, args = emulator.get("flash_bytes"), emulator.get("flash_args")
+    if size is None and args is None:
+        return []
+    if size is None or args is None:
+        return [f"'emulator.{'flash_args' if args is None else 'flash_bytes'}' missing: flash_bytes (the flash "
+                "file's size) and flash_args (how the emulator gets it) come together"]
+    problems = []
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= MAX_FLASH_BYTES:
+        problems.append(f"'emulator.flash_bytes' is {size!r}; accepted: a whole number of bytes, 1..{MAX_FLASH_BYTES}")
+    if isinstance(args, list) and all(isinstance(a, str) for a in args):
+        text = " ".join(args)
+        unknown = sorted(set(re.findall(r"\{[^{}]*\}", text)) - set(FLASH_PLACEHOLDERS))
+        absent = [p for p in FLASH_PLACEHOLDERS if p not in text]
+        if unknown or absent:
+            problems.append(f"'emulator.flash_args' is {args!r}"[:200] + f"; accepted: arguments naming the flash file "
+                            f"as {{flash}} and the firmware as {{firmware}}, each at least once, and no other {{...}}")
+    return problems
 
 
 def _text_problems(raw: dict, pio: dict, toolchain: dict | None, emulator: dict | None, latency: dict) -> list[str]:
@@ -379,6 +406,7 @@ def parse_board(text: str, origin: str) -> Board:
         problems += [f"'emulator.{k}' missing" for k in _EMULATOR_KEYS if k not in emulator]
         if emulator.get("timer") not in (None, "us", "instructions"):
             problems.append(f"'emulator.timer' is '{emulator.get('timer')}'; accepted: us, instructions")
+        problems += _flash_problems(emulator)
     if isinstance(raw.get("name"), str) and not BOARD_NAME.fullmatch(raw["name"]):
         problems.append(f"'name' is '{raw['name']}'; a name is letters, digits, '_', '.' and '-', "
                         "starting with a letter or digit (it names files and the PlatformIO environment)")
