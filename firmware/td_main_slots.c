@@ -29,11 +29,17 @@ static int invoke(void *ctx) {
 
 static size_t info(void *ctx, char *buf, size_t size) { return td_slots_info(&slots, buf, runner_info(ctx, buf, size), size); }
 
-void td_main_slots_attach(td_platform *platform, td_protocol *protocol) {
+td_slots *td_main_slots(void) { return &slots; }
+
+void td_main_slots_wrap(td_platform *platform) {
   runner_invoke = platform->invoke;
   platform->invoke = invoke;
   runner_info = platform->info;
   platform->info = info;
+}
+
+void td_main_slots_attach(td_platform *platform, td_protocol *protocol) {
+  td_main_slots_wrap(platform);
   td_protocol_set_extension(protocol, td_slots_command, td_slots_byte, &slots);
   if (slots.message[0] && slots.running) td_protocol_error(protocol, slots.message); /* a slot refused, another runs */
 }

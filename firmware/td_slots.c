@@ -370,6 +370,63 @@ void td_slots_first_inference(td_slots *s, int failed) {
   }
 }
 
+/* -- the update, whatever carries it ----------------------------------------------------- */
+
+int td_slots_update_begin(td_slots *s, uint32_t size, char *message, size_t n) {
+  int target = other(s->running);
+  message[0] = '\0';
+  if (size == 0 || size > td_flash_size(target)) {
+    snprintf(message, n, "model begin %lu: slot %c holds 1 to %lu bytes", (unsigned long)size, slot_name(target),
+             (unsigned long)td_flash_size(target));
+    return -1;
+  }
+  if (td_flash_erase(target, 0, td_flash_size(target)) != 0) {
+    snprintf(message, n, "flash erase failed");
+    return -1;
+  }
+  s->expected = size;
+  s->received = 0;
+  return target;
+}
+
+int td_slots_update_write(td_slots *s, const uint8_t *data, uint32_t count, char *message, size_t n) {
+  message[0] = '\0';
+  if (s->expected == 0) {
+    snprintf(message, n, "model chunk before model begin N");
+  } else if (count > s->expected - s->received) {
+    snprintf(message, n, "chunk ends past the %lu bytes announced", (unsigned long)s->expected);
+  } else if (td_flash_write(other(s->running), s->received, data, count) != 0) {
+    snprintf(message, n, "flash write failed");
+  } else {
+    s->received += count;
+    return 0;
+  }
+  return -1;
+}
+
+int td_slots_update_commit(td_slots *s, td_image_info *info, char *message, size_t n) {
+  char why[TD_MESSAGE_BYTES];
+  state st;
+  int sector, target = other(s->running);
+  message[0] = '\0';
+  if (s->expected == 0 || s->received != s->expected) {
+    snprintf(message, n, "model commit: %lu of %lu bytes received", (unsigned long)s->received,
+             (unsigned long)s->expected);
+    return -1;
+  }
+  if (td_slots_check(s->contract, target, info, why, sizeof(why)) != 0) {
+    snprintf(message, n, "model refused, slot %c keeps running: %s", slot_name(s->running), why);
+    return -1;
+  }
+  if (current_state(&st, &sector)) {
+    write_state(st.sequence + 1, target, 1, s->running);
+  } else {
+    write_state(1, target, 1, s->running);
+  }
+  s->expected = 0;
+  return target;
+}
+
 /* -- the `model` commands ------------------------------------------------------------------ */
 
 /* A decimal number that fills the whole token (at most 9 digits). */
@@ -395,23 +452,16 @@ static int hex_digit(char c) {
 static void begin(td_protocol *p, td_slots *s, const char *args) {
   unsigned long size;
   char line[TD_MESSAGE_BYTES];
-  int target = other(s->running);
+  int target;
   if (!parse_number(args, &size)) {
     td_protocol_error(p, "usage: model begin N% (the image's size in bytes)");
     return;
   }
-  if (size == 0 || size > td_flash_size(target)) {
-    snprintf(line, sizeof(line), "model begin %lu: slot %c holds 1 to %lu bytes", size, slot_name(target),
-             (unsigned long)td_flash_size(target));
+  target = td_slots_update_begin(s, (uint32_t)size, line, sizeof(line));
+  if (target < 0) {
     td_protocol_error(p, line);
     return;
   }
-  if (td_flash_erase(target, 0, td_flash_size(target)) != 0) {
-    td_protocol_error(p, "flash erase failed");
-    return;
-  }
-  s->expected = (uint32_t)size;
-  s->received = 0;
   snprintf(line, sizeof(line), "m-model-slot-[%c]", slot_name(target));
   td_protocol_line(p, line);
   snprintf(line, sizeof(line), "m-[Expecting %lu bytes]", size);
@@ -450,19 +500,13 @@ static int chunk(td_protocol *p, td_slots *s, char *args) {
 static void chunk_done(td_protocol *p, td_slots *s) {
   char line[128];
   uint32_t actual = td_crc32(0, s->chunk, s->chunk_length);
-  if (s->expected == 0) {
-    td_protocol_error(p, "model chunk before model begin N");
-  } else if (actual != s->chunk_crc) {
+  if (s->expected != 0 && actual != s->chunk_crc) {
     snprintf(line, sizeof(line), "chunk crc32 %08lx != %08lx at byte %lu: send it again", (unsigned long)actual,
              (unsigned long)s->chunk_crc, (unsigned long)s->received);
     td_protocol_error(p, line);
-  } else if (s->received + s->chunk_length > s->expected) {
-    snprintf(line, sizeof(line), "chunk ends past the %lu bytes announced", (unsigned long)s->expected);
+  } else if (td_slots_update_write(s, s->chunk, s->chunk_length, line, sizeof(line)) != 0) {
     td_protocol_error(p, line);
-  } else if (td_flash_write(other(s->running), s->received, s->chunk, s->chunk_length) != 0) {
-    td_protocol_error(p, "flash write failed");
   } else {
-    s->received += s->chunk_length;
     snprintf(line, sizeof(line), "m-model-chunk-[%lu]", (unsigned long)s->received);
     td_protocol_line(p, line);
   }
@@ -471,27 +515,13 @@ static void chunk_done(td_protocol *p, td_slots *s) {
 
 /* 2 after a commit (it printed m-ready and restarts), 1 otherwise. */
 static int commit(td_protocol *p, td_slots *s) {
-  char why[TD_MESSAGE_BYTES], line[TD_MESSAGE_BYTES + 64];
+  char line[TD_MESSAGE_BYTES + 64];
   td_image_info info;
-  state st;
-  int sector, target = other(s->running), k;
-  if (s->expected == 0 || s->received != s->expected) {
-    snprintf(line, sizeof(line), "model commit: %lu of %lu bytes received", (unsigned long)s->received,
-             (unsigned long)s->expected);
+  int target = td_slots_update_commit(s, &info, line, sizeof(line)), k;
+  if (target < 0) {
     td_protocol_error(p, line);
     return 1;
   }
-  if (td_slots_check(s->contract, target, &info, why, sizeof(why)) != 0) {
-    snprintf(line, sizeof(line), "model refused, slot %c keeps running: %s", slot_name(s->running), why);
-    td_protocol_error(p, line);
-    return 1;
-  }
-  if (current_state(&st, &sector)) {
-    write_state(st.sequence + 1, target, 1, s->running);
-  } else {
-    write_state(1, target, 1, s->running);
-  }
-  s->expected = 0;
   snprintf(line, sizeof(line), "m-model-committed-[%c %s ", slot_name(target), info.version);
   for (k = 0; k < 6; ++k) {
     char hex[3];

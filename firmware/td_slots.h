@@ -80,6 +80,15 @@ int td_slots_boot(td_slots *s, const td_contract *contract);
  * trial becomes the last good one, or is given up for the last good one at the next boot. */
 void td_slots_first_inference(td_slots *s, int failed);
 
+/* The update of the slot that is not running, whatever carries the image (the `model` commands
+ * below, or an application's own transport). Each returns -1 with why in message (n bytes).
+ * begin: erases the slot for an image of size bytes; returns the slot (TD_PART_A or B).
+ * write: the image's next count bytes. commit: all announced bytes written, checks the slot as
+ * the boot does and marks it to try; returns the slot (restart the board to run it). */
+int td_slots_update_begin(td_slots *s, uint32_t size, char *message, size_t n);
+int td_slots_update_write(td_slots *s, const uint8_t *data, uint32_t count, char *message, size_t n);
+int td_slots_update_commit(td_slots *s, td_image_info *info, char *message, size_t n);
+
 /* The `model` commands for the protocol core (td_protocol_set_extension). */
 int td_slots_command(td_protocol *p, void *ctx, const char *command, char *args);
 int td_slots_byte(td_protocol *p, void *ctx, int byte);

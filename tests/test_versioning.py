@@ -938,3 +938,122 @@ def test_on_the_emulated_board_the_c_engine_firmware_takes_model_b_and_survives_
         info = _info(emulator.url, tmp_path / "reset.log")
         assert (info["model_slot"], info["model_version"], info["model_trial"]) == ("b", "1.1.0", False)
         assert _outputs(emulator.url, tmp_path / "reset-out.log", samples[:1]) == expected["b"][:1]
+
+
+LIBRARY_MAIN = r"""
+/* A user's application around an exported library with model slots (its app_main, started by
+ * the ESP-IDF stand-ins' main): with $TD_UPDATE it sends that image through the library's update
+ * API (pieces of 777 bytes) and commits, which restarts the board (here an exec; the variable is
+ * unset first); then, or without it, it classifies the int8 windows in $TD_INPUTS. */
+#define _POSIX_C_SOURCE 200112L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "digits.h"
+
+static uint8_t image[1 << 20];
+
+static void update(const char *path) {
+  FILE *f = fopen(path, "rb");
+  size_t n = fread(image, 1, sizeof(image), f), at;
+  int code;
+  fclose(f);
+  unsetenv("TD_UPDATE");
+  if (digits_update_begin((uint32_t)n) != DIGITS_OK) {
+    printf("begin: %s\n", digits_update_error());
+    exit(2);
+  }
+  for (at = 0; at < n; at += 777) {
+    if (digits_update_write(image + at, n - at < 777 ? n - at : 777) != DIGITS_OK) {
+      printf("write: %s\n", digits_update_error());
+      exit(2);
+    }
+  }
+  fflush(stdout);
+  code = digits_update_commit(); /* restarts into the new slot when it is taken */
+  printf("commit: %s: %s\n", digits_error_text(code), digits_update_error());
+  exit(2);
+}
+
+void app_main(void) {
+  int code = digits_setup(), i;
+  FILE *f;
+  int8_t input[DIGITS_INPUT_SIZE];
+  digits_result result;
+  if (code != DIGITS_OK) {
+    printf("setup: %s\n", digits_error_text(code));
+    exit(1);
+  }
+  printf("version %s\n", digits_model_version());
+  if (getenv("TD_UPDATE") != NULL) update(getenv("TD_UPDATE"));
+  f = fopen(getenv("TD_INPUTS"), "rb");
+  while (fread(input, 1, sizeof(input), f) == sizeof(input)) {
+    if (digits_classify_int8(input, sizeof(input), &result) != DIGITS_OK) exit(3);
+    printf("scores");
+    for (i = 0; i < DIGITS_CLASSES; ++i) {
+      printf(" %ld", lrintf(result.scores[i] / DIGITS_OUTPUT_SCALE) + DIGITS_OUTPUT_ZERO_POINT);
+    }
+    printf("\n");
+  }
+  fclose(f);
+  exit(0);
+}
+"""
+
+
+@pytest.mark.host
+def test_an_exported_library_with_model_slots_updates_through_its_api(zoo, tmp_path):
+    """export --kind idf-component --engine c --model-partition: the user's application (its own
+    main) classifies with model a from slot A, sends model b through the header's update API
+    (no serial protocol), and after the restart classifies as TFLite's reference kernels do for
+    b; a model of other layers is refused with the reason and model b goes on. Built with
+    warnings as errors against bench/host_shim's ESP-IDF stand-ins."""
+    from tests.helpers import need_programs
+    from tinydeploy.runtime.evaluate import reference_outputs
+    need_programs("gcc", packages="gcc")
+    folder, paths = zoo
+    library = tmp_path / "digits"
+    code, _, err = run_cli("export", str(paths["a"]), "--kind", "idf-component", "--engine", "c", "--name", "digits",
+                           "--out", str(library), "--model-partition")
+    assert code == 0, err
+    assert (library / "partitions.csv").is_file() and "digits_update_commit" in (library / "include/digits.h").read_text()
+    code, _, err = run_cli("export", str(paths["a"]), "--kind", "c-library", "--out", str(tmp_path / "plain"),
+                           "--model-partition")
+    assert code == 2 and "--kind c-library has no flash driver for the model slots; export it as --kind " \
+                         "idf-component" in err
+    (tmp_path / "app.c").write_text(LIBRARY_MAIN)
+    shim = ROOT / "bench" / "host_shim"
+    binary = tmp_path / "app"
+    sources = [*sorted((library / "src").glob("*.c")), tmp_path / "app.c", shim / "host_uart.c",
+               shim / "espidf" / "espidf_shim.c", shim / "espidf" / "esp_partition_shim.c"]
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-DTD_MODEL_PARTITION",
+                    f"-I{library / 'include'}", f"-I{library / 'src'}", f"-I{shim}", f"-I{shim / 'espidf'}",
+                    *map(str, sources), "-o", str(binary), "-lm", "-lpthread"], check=True)
+    sizes = {row.split(",")[0].strip(): row.split(",") for row in (library / "partitions.csv").read_text().splitlines()
+             if row and not row.startswith("#")}
+    flash = tmp_path / "flash"
+    store = slots.FileFlash(flash, int(sizes["model_a"][4], 0))
+    store.write("model_a", 0, package.package(load_model(paths["a"]), "1.0.0"))
+    samples = np.random.default_rng(9).integers(-128, 128, (3, 32, 32, 1), dtype=np.int8)
+    (tmp_path / "inputs.bin").write_bytes(samples.tobytes())
+    expected = {name: [[int(v) for v in row] for row in reference_outputs(load_model(paths[name]), samples)
+                       .reshape(len(samples), -1)] for name in ("a", "b")}
+    env = {**os.environ, "TD_HOST_FLASH": str(flash), "TD_INPUTS": str(tmp_path / "inputs.bin")}
+
+    def run(*image: Path) -> tuple[str, list[list[int]]]:
+        done = subprocess.run([str(binary)], capture_output=True, text=True, timeout=60,
+                              env={**env, "TD_UPDATE": str(image[0])} if image else env)
+        lines = done.stdout.splitlines()
+        return done.stdout, [[int(v) for v in line.split()[1:]] for line in lines if line.startswith("scores")]
+
+    shown, outputs = run()
+    assert "version 1.0.0" in shown and outputs == expected["a"]
+    shown, outputs = run(folder / "b.bin")  # commits, restarts (exec) and classifies with b
+    assert shown.splitlines()[:2] == ["version 1.0.0", "version 1.1.0"] and outputs == expected["b"], shown
+    assert slots.read_state(store)[0].active == "b"
+    shown, outputs = run(folder / "extra_op.bin")
+    assert "commit: the model update failed: digits_update_error() says why: model refused, slot b keeps running: " \
+           "slot a (model 1.1.0) does not fit the firmware: op AVERAGE_POOL_2D not registered; plan" in shown
+    shown, outputs = run()
+    assert "version 1.1.0" in shown and outputs == expected["b"]

@@ -153,12 +153,14 @@ def render(model: str | Path, board: str | Board, out: str | Path, framework: st
 def export(model: str | Path, kind: str, out: str | Path, engine: str | None = None, name: str | None = None,
            labels: str | Path | None = None, data: str | None = None, window: int | None = None,
            hop: int | None = None, smoothing: int = 1, board: str | Board = DEFAULT_BOARD,
-           arena_margin: float = 10.0, boards_dir: tuple[str, ...] = (), force: bool = False) -> dict:
+           arena_margin: float = 10.0, boards_dir: tuple[str, ...] = (), force: bool = False,
+           model_partition: bool = False) -> dict:
     """Write the model as a library for the user's own application (an ESP-IDF component, an
     Arduino/PlatformIO library or a plain C library: tinydeploy.codegen.library.KINDS); returns
     its summary. name (default: the model file's name) prefixes every symbol; labels as for
     render; data gives the example's windows ('digits', a .npz or .csv); window, hop and
-    smoothing set the streaming API's defaults; board sizes a TFLM arena."""
+    smoothing set the streaming API's defaults; board sizes a TFLM arena; model_partition keeps
+    the model in two flash slots that the application updates (docs/model-update.md)."""
     from tinydeploy.codegen.library import ExportOptions
     from tinydeploy.codegen.render import read_labels
     from tinydeploy.toolchain.export import create_library
@@ -166,7 +168,7 @@ def export(model: str | Path, kind: str, out: str | Path, engine: str | None = N
     if data is not None and data != "digits":
         checked_path(data, "--data")
     options = ExportOptions(kind, engine, name or Path(model).stem, read_labels(labels) if labels else (),
-                            window, hop, smoothing, arena_margin)
+                            window, hop, smoothing, arena_margin, model_partition=model_partition)
     return create_library(model, _board(board, boards_dir), out, options, data, force)
 
 

@@ -171,7 +171,7 @@ def cmd_render(args) -> int:
 def cmd_export(args) -> int:
     summary = api.export(args.model, args.kind, args.out, args.engine, args.name, args.labels, args.data,
                          args.window, args.hop, args.smoothing, args.board, args.arena_margin,
-                         _boards_dir(args), force=args.force)
+                         _boards_dir(args), force=args.force, model_partition=args.model_partition)
     if args.json:
         _emit_json(args, summary)
         return EXIT_OK
@@ -633,6 +633,9 @@ def _options_export(p) -> None:
     p.add_argument("--board", default=DEFAULT_BOARD, help="board a TFLM arena is sized for (default %(default)s)")
     p.add_argument("--arena-margin", type=_bounded("--arena-margin"), default=10.0, metavar="PCT",
                    help="TFLM arena margin over the measured arena, percent (default %(default)g)")
+    p.add_argument("--model-partition", action="store_true",
+                   help="keep the model in two flash slots (A/B, partitions.csv): your application updates it "
+                        "through the header's NAME_update_* functions (an idf-component)")
     _add_force(p, "write over files in --out that tinydeploy did not generate")
 
 

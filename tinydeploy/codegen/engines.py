@@ -216,7 +216,7 @@ class CEngine:
     def library_files(self, prepared: Prepared, values: dict, env) -> dict[str, str]:
         """The engine's half of a library export (tinydeploy.codegen.library): the model as C,
         the kernels and the runner behind td_runner.h, {file name: text}."""
-        files = cengine.render_sources(prepared.lowered, values["banner"])
+        files = cengine.render_sources(prepared.lowered, values["banner"], constants_in_slot=bool(values["slot_sources"]))
         files.update(copied_firmware(("td_protocol.h", "td_protocol.c", "td_hal.h", "td_runner.h", "td_c_runner.c"),
                                      folder=""))
         return files

@@ -27,8 +27,9 @@ from tinydeploy.codegen import cgen
 from tinydeploy.codegen.engines import ENGINES, Prepared
 from tinydeploy.codegen.frameworks import ARDUINO_TFLM_LIBRARY, ESP_TFLITE_MICRO, FRAMEWORKS
 from tinydeploy.codegen.frontend_source import frontend_sources
-from tinydeploy.codegen.render import INFO_LIMIT
-from tinydeploy.codegen.templating import BANNER, environment
+from tinydeploy.codegen import partitions
+from tinydeploy.codegen.render import INFO_LIMIT, SLOT_FIRMWARE, partition_values
+from tinydeploy.codegen.templating import BANNER, copied_firmware, environment
 from tinydeploy.core.boards import Board
 from tinydeploy.core import protocol
 from tinydeploy.core.bounds import check
@@ -83,6 +84,7 @@ class ExportOptions:
     smoothing: int = 1
     arena_margin_percent: float = 10.0
     recording: Recording | None = None
+    model_partition: bool = False  # the model in two flash slots (A/B), updated by the application
 
 
 class _Kind(ABC):
@@ -313,6 +315,40 @@ def _with_prefix(text: str, include: str) -> str:
     return f'#include "{include}" /* every global name here carries the library\'s prefix */\n' + text
 
 
+def _slot_values(values: dict, model: Model, engine, framework, arena_bytes: int, board: Board, kind,
+                 options: ExportOptions, env) -> dict:
+    """What --model-partition changes in a library (none of it without): the slots' sources and
+    contract (render.partition_values), setup booting the slot, the update API, and the serial
+    protocol's `model` commands in NAME_bench_start."""
+    none = {"slot_sources": [], "slot_defines": [], "slot_includes": [], "setup_before": [], "setup_after": [],
+            "error_cases": [], "bench_lines": [], "update_codes": [], "update_api": ""}
+    if not options.model_partition:
+        return none
+    if framework is None or not hasattr(framework, "partition_values"):
+        usable = [k.name for k in KINDS.values() if k.framework and hasattr(FRAMEWORKS[k.framework],
+                                                                              "partition_values")]
+        raise BadInput(f"--model-partition: --kind {kind.name} has no flash driver for the model slots; "
+                       f"export it as --kind {' or '.join(usable)}")
+    slot = dict(values, **none)
+    partition_values(slot, model, engine, framework, arena_bytes, board)
+    macro, name = values["macro"], values["name"]
+    slot.update({
+        "slot_includes": ['#include "td_main_slots.h" /* the model in a flash slot (--model-partition) */'],
+        "setup_before": ["const char *slot_error = td_main_slots_boot(); /* before the runner: it reads the slot */"],
+        "setup_after": ["if (slot_error != NULL) error = slot_error;",
+                        "if (error == NULL) td_main_slots_wrap(&platform); /* the first run decides a slot on trial */"],
+        "error_cases": [f'case {macro}_ERR_UPDATE: return "the model update failed: {name}_update_error() says why";'],
+        "bench_lines": ["td_protocol_set_extension(&bench, td_slots_command, td_slots_byte, td_main_slots());"],
+        "update_codes": [f"#define {macro}_ERR_UPDATE (-8)        /* a model update refused or failed */"],
+        "idf_requires": [*values.get("idf_requires", []), "driver", "esp_partition"],
+    })
+    slot["update_api"] = env.get_template("library/update_api.h.j2").render(**slot)
+    return {key: slot[key] for key in (*none, "slot_platform", "partitions", "contract", "contract_ops",
+                                       "contract_kernels", "contract_input", "contract_input_rank",
+                                       "contract_output", "contract_output_rank", "contract_plan",
+                                       "board_defines", "idf_requires")}
+
+
 def export(model: Model, board: Board, options: ExportOptions,
            prepared: Prepared | None = None) -> tuple[dict[str, str], dict]:
     """Render a library for an int8 model.
@@ -391,7 +427,12 @@ def export(model: Model, board: Board, options: ExportOptions,
     values["quantize_code"] = env.get_template(
         "library/quantize_frontend.c.j2" if layout.frontend else "library/quantize_plain.c.j2").render(**values)
     notes += values["recording_notes"]
+    values.update(_slot_values(values, model, engine, framework, arena_bytes, board, kind, options, env))
     private = dict(engine.library_files(prepared, values, env))
+    if options.model_partition:
+        private.update(copied_firmware((*SLOT_FIRMWARE, *values["slot_platform"]), folder=""))
+        private["td_contract.c"] = env.get_template("common/td_contract.c.j2").render(**values)
+        private[f"{name}_update.c"] = env.get_template("library/update.c.j2").render(**values)
     if layout.frontend is not None:
         private.update(frontend_sources(layout.frontend, (layout.steps, layout.channels)))
     private["td_board.h"] = env.get_template("common/td_board.h.j2").render(**values)
@@ -409,6 +450,8 @@ def export(model: Model, board: Board, options: ExportOptions,
     files = {f"{kind.source_dir}/{f}": text for f, text in private.items()}
     files[f"{kind.header_dir}/{name}.h"] = env.get_template("library/header.h.j2").render(**values)
     files.update(kind.manifests(values, env))
+    if options.model_partition:
+        files[partitions.FILE] = partitions.csv(values["partitions"], BANNER)
     files["README.md"] = env.get_template("library/README.md.j2").render(**values, notes=notes)
     summary = {"name": name, "kind": kind.name, "engine": engine.name, "window": [layout.steps, layout.channels],
                "hop": hop, "smoothing": options.smoothing, "labels": labels, "frontend": layout.frontend is not None,

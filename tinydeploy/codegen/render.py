@@ -163,7 +163,7 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
     }
     values.update({"slot_sources": [], "slot_defines": []})
     if options.model_partition:
-        _partition_values(values, model, engine, framework, arena_bytes, board)
+        partition_values(values, model, engine, framework, arena_bytes, board)
     env = environment()
     files = engine.files(prepared, board, framework, values, env)
     if front:
@@ -177,7 +177,7 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
     files["src/td_board.c"] = env.get_template("common/td_board.c.j2").render(**values)
     contract = package.contract(model, engine.name, arena_bytes, engine.info(board, framework).get("kernels"),
                                 engine.fixed_plan)
-    slots = _model_partition(files, values["partitions"]) if options.model_partition else None
+    slots = model_partition(files, values["partitions"]) if options.model_partition else None
     files[PROJECT_FILE] = project_file(BANNER, board, engine.name, framework.name, model.sha256, arena_bytes,
                                        contract, slots)
     return files
@@ -186,9 +186,10 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
 SLOT_FIRMWARE = ("td_slots.h", "td_slots.c", "td_main_slots.h", "td_main_slots.c")
 
 
-def _partition_values(values: dict, model: Model, engine, framework, arena_bytes: int, board: Board) -> None:
-    """render --model-partition's build values: the slot firmware's sources and define, the
-    custom partition table in sdkconfig and platformio.ini, and the contract for td_contract.c."""
+def partition_values(values: dict, model: Model, engine, framework, arena_bytes: int, board: Board) -> None:
+    """--model-partition's build values (render's, and export's): the slot firmware's sources
+    and define, the custom partition table in sdkconfig and platformio.ini, the partitions, and
+    the contract for td_contract.c."""
     if not hasattr(framework, "partition_values"):
         raise BadInput(f"--model-partition needs a flash driver for the slots, which the {framework.name} framework "
                        "lacks: render with --framework espidf, or for a board with its own [toolchain] slot_sources")
@@ -220,7 +221,7 @@ def _partition_values(values: dict, model: Model, engine, framework, arena_bytes
     })
 
 
-def _model_partition(files: dict[str, str], parts: list) -> dict:
+def model_partition(files: dict[str, str], parts: list) -> dict:
     """render --model-partition: the partition table with the model slots (codegen.partitions),
     added to files; returns the slots' partitions for tinydeploy.json."""
     files[partitions.FILE] = partitions.csv(parts, BANNER)
