@@ -522,3 +522,25 @@ def test_shrink_to_fit_bisects_the_width_then_doubles_the_stride_then_drops_bloc
     short = data.from_arrays(np.zeros((8, 16, 1), np.float32), np.arange(8) % 2, None, None, "short")
     assert [(f.blocks[0].stride, len(f.blocks)) for f in fit.families(arch, short, drop_blocks=True)] == [
         (1, 3), (2, 3), (4, 3), (1, 2), (2, 2), (4, 2), (1, 1), (2, 1), (4, 1)]  # 16 // 8 would leave 2 steps
+
+
+def test_optimize_for_arduino_converts_dense_layers_per_tensor_so_render_takes_the_model(tmp_path):
+    """The Arduino library's FULLY_CONNECTED applies one multiplier to every channel
+    (frameworks.Arduino.model_problems): optimize --framework arduino converts dense layers per
+    tensor, so the model it deploys renders for Arduino (the default, ESP-IDF, keeps them per
+    channel, which render refuses for Arduino)."""
+    from tinydeploy.codegen.frameworks import FRAMEWORKS
+    code, _, err = run_cli("optimize", "--data", "digits", "--image-size", "16", "--out", str(tmp_path / "arduino"),
+                           "--board", "esp32dev", "--framework", "arduino", "--budget", "fast", "--stages", "arch",
+                           "--min-accuracy", "0.5", "--quiet")
+    assert code == 0, err
+    model = load_model(tmp_path / "arduino" / "model.tflite")
+    assert FRAMEWORKS["arduino"].model_problems(model) == []
+    dense = [op for op in model.operators if op.name == "FULLY_CONNECTED"]
+    assert dense and all(len(model.tensors[op.inputs[1]].quantization.scales) == 1 for op in dense)
+    code, _, err = run_cli("render", str(tmp_path / "arduino" / "model.tflite"), "--board", "esp32dev",
+                           "--framework", "arduino", "--out", str(tmp_path / "fw"))
+    assert code == 0, err
+    code, _, err = run_cli("optimize", "--data", "digits", "--out", str(tmp_path / "bad"), "--board", "qemu-riscv32",
+                           "--framework", "arduino", "--quiet")
+    assert code == 2 and "--framework arduino doesn't build for qemu-riscv32" in err

@@ -77,11 +77,12 @@ def optimize(data: str, out: str | Path, board: str | Board = DEFAULT_BOARD, tar
              test: str | None = None, min_accuracy: float | None = None, budget: str = "default",
              stages: tuple[str, ...] | None = None, arch: str | Path | None = None, search: str | Path | None = None,
              force: bool = False, image_size: int = 32, seed: int = 0, boards_dir: tuple[str, ...] = (),
-             progress: Progress | None = None, front_end: str | Path = "auto"):
+             progress: Progress | None = None, front_end: str | Path = "auto", framework: str | None = None):
     """Train and optimize a model on data until its int8 form fits the board
     (tinydeploy.optimize.OptimizeReport; OUT/model.tflite, report.json and report.html).
     front_end: "auto" (chosen per dataset), "none", or a SPEC or JSON file that pins one
-    (tinydeploy.optimize.frontend_choice; docs/frontend.md)."""
+    (tinydeploy.optimize.frontend_choice; docs/frontend.md). framework: the firmware's (default:
+    the board's); arduino's FULLY_CONNECTED makes dense layers convert per tensor."""
     from tinydeploy.core import data as data_lib
     from tinydeploy.optimize import STAGES, OptimizeConfig, check_stages
     from tinydeploy.optimize import optimize as run
@@ -94,7 +95,7 @@ def optimize(data: str, out: str | Path, board: str | Board = DEFAULT_BOARD, tar
         dataset = data_lib.add_test(dataset, test)  # checked before any training
     config = OptimizeConfig(data=dataset, out=out, board=_board(board, boards_dir), targets=targets,
                             min_accuracy=min_accuracy, budget=budget, seed=seed, stages=stages, force=force,
-                            arch=start, data_source=data)
+                            arch=start, data_source=data, framework=framework)
     return run(config, progress, front_end=front_end)
 
 

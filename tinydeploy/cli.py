@@ -128,7 +128,7 @@ def cmd_optimize(args) -> int:
                               min_accuracy=args.min_accuracy, budget=args.budget, stages=tuple(args.stages.split(",")),
                               arch=args.arch, search=args.search, force=args.force, image_size=args.image_size,
                               seed=args.seed, boards_dir=_boards_dir(args), progress=progress,
-                              front_end=args.front_end)
+                              front_end=args.front_end, framework=args.framework)
     if args.json:
         _emit_json(args, result.report)
     elif not args.quiet:
@@ -563,6 +563,10 @@ def _options_optimize(p) -> None:
                    help="held-out test samples (.npz with x_test/y_test or x_train/y_train, or .csv), evaluated "
                         "once on TFLM for the chosen model; a .npz --data may carry x_test/y_test itself")
     p.add_argument("--board", default=DEFAULT_BOARD, help="board profile (default %(default)s)")
+    from tinydeploy.codegen.frameworks import FRAMEWORKS
+    p.add_argument("--framework", choices=list(FRAMEWORKS), default=None,
+                   help="the firmware's framework, if not the board's: arduino's FULLY_CONNECTED takes dense "
+                        "layers quantized per tensor, so the model is converted that way")
     _add_targets(p)
     _add_energy_targets(p)
     p.add_argument("--min-accuracy", type=_bounded("--min-accuracy"), default=None, metavar="A",

@@ -40,6 +40,7 @@ def sdkconfig(board: Board) -> list[str]:
 
 class _ComputesEveryModel:
     """A framework whose TFLM kernels compute every int8 model the host's interpreter does."""
+    per_tensor_dense = False  # optimize converts dense layers per output channel, TFLite's default
 
     def model_problems(self, model: Model) -> list[str]:
         """Why this framework's kernels would answer differently from the host for this model
@@ -88,6 +89,9 @@ class EspIdf(_ComputesEveryModel):
 class Arduino:
     name = ARDUINO
     tflm_library = ARDUINO_TFLM_LIBRARY
+    # optimize --framework arduino converts dense layers per tensor, which its FULLY_CONNECTED
+    # computes as the host does (model_problems says why per channel would not)
+    per_tensor_dense = True
     runtime_note = f"Arduino, {ARDUINO_TFLM_LIBRARY}: current TFLM API with CMSIS-NN's portable C kernels, no ESP-NN"
     engines = (TFLM,)
 
@@ -104,10 +108,10 @@ class Arduino:
         return [f"FULLY_CONNECTED operator{'s' * (len(per_channel) > 1)} {', '.join(map(str, per_channel))} "
                 f"{'are' if len(per_channel) > 1 else 'is'} quantized per output channel, but "
                 f"{ARDUINO_TFLM_LIBRARY}'s FULLY_CONNECTED (CMSIS-NN) applies one multiplier to every channel, so "
-                "the board would answer differently from the host. Render with --framework espidf, or convert the "
-                "model with per-tensor dense layers (tinydeploy.optimize.convert.to_int8_tflite(..., "
-                "per_tensor_dense=True); TFLiteConverter's _experimental_disable_per_channel_quantization_for_"
-                "dense_layers = True)"]
+                "the board would answer differently from the host. Render with --framework espidf, or make the "
+                "model with per-tensor dense layers: `tinydeploy optimize ... --framework arduino` (or "
+                "tinydeploy.optimize.convert.to_int8_tflite(..., per_tensor_dense=True); TFLiteConverter's "
+                "_experimental_disable_per_channel_quantization_for_dense_layers = True)"]
 
     def applies_to(self, board: Board) -> bool:
         return board.toolchain is None

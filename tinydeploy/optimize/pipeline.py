@@ -294,7 +294,7 @@ def _deployed(best: Candidate, config: OptimizeConfig) -> tuple[bytes, str]:
     x = np.concatenate([config.data.x_train, config.data.x_val])
     y = np.concatenate([config.data.y_train, config.data.y_val])
     plain, _, made = nearest.model(x, y, len(config.data.labels), best.arch.prototypes, config.seed)
-    return (to_int8_tflite(arch_lib.with_softmax(plain), x, seed=config.seed),
+    return (to_int8_tflite(arch_lib.with_softmax(plain), x, seed=config.seed, per_tensor_dense=config.per_tensor_dense),
             f"the chosen nearest-prototype classifier made again, and trained the same way, from "
             f"{made['prototypes']} (training and validation); its validation figures are those of the "
             f"training windows' classifier")

@@ -122,6 +122,7 @@ class OptimizeConfig:
     force: bool = False
     arch: arch_lib.Arch | None = None
     data_source: str = "digits"
+    framework: str | None = None  # the firmware's framework (None: the board's); it sets how dense layers convert
 
     def __post_init__(self):
         if self.budget not in BUDGETS:
@@ -129,6 +130,9 @@ class OptimizeConfig:
         if self.min_accuracy is not None:
             check("--min-accuracy", self.min_accuracy)
         check("--seed", self.seed)
+        if self.framework is not None:
+            from tinydeploy.codegen.frameworks import framework_for
+            framework_for(self.board, self.framework)  # one that builds for this board (BadInput naming them)
         from tinydeploy.optimize.energy_seek import check_board
         check_board(self.board, self.targets)  # energy targets need the board's power figures
 
@@ -140,7 +144,15 @@ class OptimizeConfig:
         return {"data": self.data_source, "data_sha256": hashlib.sha256(x.tobytes()).hexdigest()[:16],
                 "budget": self.budget, "seed": self.seed, "board": self.board.name,
                 "arch": (self.arch or arch_lib.default_arch(self.data.input_shape)).to_dict(),
-                "targets": asdict(self.targets), "min_accuracy": self.min_accuracy}
+                "targets": asdict(self.targets), "min_accuracy": self.min_accuracy,
+                "per_tensor_dense": self.per_tensor_dense}
+
+    @property
+    def per_tensor_dense(self) -> bool:
+        """Dense layers quantized per tensor: the framework's FULLY_CONNECTED computes only those
+        as the host does (tinydeploy.codegen.frameworks: Arduino's)."""
+        from tinydeploy.codegen.frameworks import FRAMEWORKS
+        return FRAMEWORKS[self.framework or self.board.framework].per_tensor_dense
 
 
 @dataclass
@@ -241,7 +253,8 @@ class Trainer:
     def convert(self, plain, bits: dict[str, int]) -> bytes:
         """The int8 flatbuffer of a plain model, its layers of 4 bits or fewer packed as int4."""
         from tinydeploy.optimize.convert import to_int8_tflite
-        data = to_int8_tflite(arch_lib.with_softmax(plain), self.data.x_train, seed=self.config.seed)
+        data = to_int8_tflite(arch_lib.with_softmax(plain), self.data.x_train, seed=self.config.seed,
+                              per_tensor_dense=self.config.per_tensor_dense)
         four = [name for name, b in bits.items() if b <= 4]
         if four:
             data, _ = quant.pack_int4(data, four)
