@@ -686,8 +686,6 @@ def test_the_esp_idf_slot_firmware_boots_updates_over_serial_restarts_and_keeps_
     ESP-IDF stand-ins (partitions are files, esp_partition_mmap is mmap, esp_restart an exec), with
     a stand-in runner that reads the model in place from the mapped slot (tests/slot_runner_host.c;
     the TFLM build of the same project: the test above)."""
-    import pty
-    import tty
     from tests.helpers import need_programs
     need_programs("gcc", packages="gcc")
     folder, paths = zoo
@@ -717,17 +715,7 @@ def test_the_esp_idf_slot_firmware_boots_updates_over_serial_restarts_and_keeps_
         return [int(np.uint8((total + i) & 0xFF).astype(np.int8)) for i in range(10)]
 
     def boot():
-        master, slave = pty.openpty()  # the slave stays open, so the firmware never reads an EOF
-        tty.setraw(slave)
-        process = subprocess.Popen([str(binary)], stdin=master, stdout=master, stderr=subprocess.DEVNULL,
-                                   env={**os.environ, "TD_HOST_FLASH": str(flash)})
-        return process, os.ttyname(slave), (master, slave)
-
-    def stop(process, fds):
-        process.kill()
-        process.wait()
-        for fd in fds:
-            os.close(fd)
+        return _boot_on_pty(binary, flash)
 
     assert expected("a") != expected("b")
     process, port, master = boot()
@@ -749,14 +737,33 @@ def test_the_esp_idf_slot_firmware_boots_updates_over_serial_restarts_and_keeps_
         assert "model refused, slot b keeps running: slot a: bad checksum" in refused
         assert _info(port, tmp_path / "still.log")["model_version"] == "1.1.0"
     finally:
-        stop(process, master)
+        _stop(process, master)
     process, port, master = boot()  # a reset
     try:
         info = _info(port, tmp_path / "reset.log")
         assert (info["model_slot"], info["model_version"], info["model_trial"]) == ("b", "1.1.0", False)
         assert _outputs(port, tmp_path / "reset-out.log", [sample]) == [expected("b")]
     finally:
-        stop(process, master)
+        _stop(process, master)
+
+
+def _boot_on_pty(binary: Path, flash: Path):
+    """A host build of the slot firmware on a pty, its partitions files in flash: (process, the
+    pty's name, the two descriptors to close)."""
+    import pty
+    import tty
+    master, slave = pty.openpty()  # the slave stays open, so the firmware never reads an EOF
+    tty.setraw(slave)
+    process = subprocess.Popen([str(binary)], stdin=master, stdout=master, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "TD_HOST_FLASH": str(flash)})
+    return process, os.ttyname(slave), (master, slave)
+
+
+def _stop(process, fds) -> None:
+    process.kill()
+    process.wait()
+    for fd in fds:
+        os.close(fd)
 
 
 def _raw_upload(port: str, data: bytes, log: Path) -> str:
@@ -788,8 +795,6 @@ def test_the_c_engine_firmware_reads_its_constants_from_the_slot_and_takes_a_ret
     bench/host_shim's ESP-IDF stand-ins; model b (the same layers, other weights) uploaded over
     serial answers as TFLite's reference kernels answer for b, and keeps running after a reset;
     a model of other layers is refused by its plan."""
-    import pty
-    import tty
     from tests.helpers import need_programs
     from tinydeploy.runtime.evaluate import reference_outputs
     need_programs("gcc", packages="gcc")
@@ -820,17 +825,7 @@ def test_the_c_engine_firmware_reads_its_constants_from_the_slot_and_takes_a_ret
     assert expected["a"] != expected["b"]
 
     def boot():
-        master, slave = pty.openpty()  # the slave stays open, so the firmware never reads an EOF
-        tty.setraw(slave)
-        process = subprocess.Popen([str(binary)], stdin=master, stdout=master, stderr=subprocess.DEVNULL,
-                                   env={**os.environ, "TD_HOST_FLASH": str(flash)})
-        return process, os.ttyname(slave), (master, slave)
-
-    def stop(process, fds):
-        process.kill()
-        process.wait()
-        for fd in fds:
-            os.close(fd)
+        return _boot_on_pty(binary, flash)
 
     process, port, fds = boot()
     try:
@@ -846,14 +841,14 @@ def test_the_c_engine_firmware_reads_its_constants_from_the_slot_and_takes_a_ret
         assert info["model_sha256"] == load_model(paths["b"]).sha256 and info["model_trial"] is True
         assert _outputs(port, tmp_path / "b-out.log", samples) == expected["b"]
     finally:
-        stop(process, fds)
+        _stop(process, fds)
     process, port, fds = boot()  # a reset: the same flash
     try:
         info = _info(port, tmp_path / "reset.log")
         assert (info["model_slot"], info["model_version"], info["model_trial"]) == ("b", "1.1.0", False)
         assert _outputs(port, tmp_path / "reset-out.log", samples[:1]) == expected["b"][:1]
     finally:
-        stop(process, fds)
+        _stop(process, fds)
 
 
 @pytest.mark.host
