@@ -645,22 +645,41 @@ TD_INLINE void dw_quads(const td_depthwise *p, const int8_t *x, int32_t pixel_st
   }
 }
 
-/* Every channel of one output pixel, one at a time (a depth multiplier other
- * than 1), over the taps [ky_lo, ky_hi) x [kx_lo, kx_hi); x points at the input for tap (0, 0). */
+/* Every channel of one output pixel (a depth multiplier other than 1), over the taps
+ * [ky_lo, ky_hi) x [kx_lo, kx_hi); x points at the input for tap (0, 0). The m output channels
+ * of an input channel go together (up to four; two at a time for a larger even m, else one),
+ * loading each input byte, with the input offset added, once for all of them. Where the window
+ * covers every tap the offset is in bias_full instead (0 to add). */
 TD_INLINE void dw_channels(const td_depthwise *p, const int8_t *x, int8_t *out, int32_t ky_lo, int32_t ky_hi,
-                           int32_t kx_lo, int32_t kx_hi) {
+                           int32_t kx_lo, int32_t kx_hi, const out_stage *s) {
   const int32_t m = p->depth_multiplier, x_row = p->dil_h * p->in_w * p->in_c, x_tap = p->dil_w * p->in_c;
-  const int32_t w_row = p->k_w * p->out_c, w_tap = p->out_c;
-  int32_t c;
-  for (c = 0; c < p->out_c; ++c) {
-    const int32_t ic = c / m;
-    int32_t sum = p->bias[c], ky, kx;
-    for (ky = ky_lo; ky < ky_hi; ++ky) {
-      for (kx = kx_lo; kx < kx_hi; ++kx) {
-        sum += (x[ky * x_row + kx * x_tap + ic] + p->in_offset) * p->weights[ky * w_row + kx * w_tap + c];
+  const int32_t w_row = p->k_w * p->out_c, w_tap = p->out_c, rows = ky_hi - ky_lo, cols = kx_hi - kx_lo;
+  const int32_t full = ky_lo == 0 && ky_hi == p->k_h && kx_lo == 0 && kx_hi == p->k_w;
+  const int32_t *bias = full ? p->bias_full : p->bias, offset = full ? 0 : p->in_offset;
+  const int8_t *xs = x + ky_lo * x_row + kx_lo * x_tap, *ws = p->weights + ky_lo * w_row + kx_lo * w_tap;
+  const int32_t step = m <= 4 ? m : (m & 1) ? 1 : 2;
+  int32_t ic, j, c = 0;
+  for (ic = 0; ic < p->in_c; ++ic) {
+    for (j = 0; j < m; j += step, c += step) {
+      int32_t acc[4] = {0, 0, 0, 0}, ky, kx, k;
+      for (ky = 0; ky < rows; ++ky) {
+        const int8_t *xp = xs + ky * x_row + ic, *wp = ws + ky * w_row + c;
+        for (kx = 0; kx < cols; ++kx) {
+          const int32_t v = xp[kx * x_tap] + offset;
+          const int8_t *wk = wp + kx * w_tap;
+          acc[0] += v * wk[0];
+          if (step > 1) acc[1] += v * wk[1];
+          if (step > 2) acc[2] += v * wk[2];
+          if (step > 3) acc[3] += v * wk[3];
+        }
+      }
+      for (k = 0; k < step; ++k) {
+        const td_requant *rq = &p->rq[c + k];
+        const int32_t sum = acc[k] + bias[c + k];
+        TD_STORE(out, c + k, clamp8(s->fast ? requant_fast_offset(sum, rq, s->neg) : requant(sum, rq) + s->offset,
+                                    s->lo, s->hi));
       }
     }
-    TD_STORE(out, c, clamp8(requant(sum, &p->rq[c]) + p->out_offset, p->act_min, p->act_max));
   }
 }
 
@@ -825,7 +844,7 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
       if (grouped && rest.count) {
         dw_group(p, x, blocked, pair, step, rows_full, cols_full, ky_lo, ky_hi, kx_lo, kx_hi, &rest, out, out2);
       } else if (!grouped) {
-        dw_channels(p, x, out, ky_lo, ky_hi, kx_lo, kx_hi);
+        dw_channels(p, x, out, ky_lo, ky_hi, kx_lo, kx_hi, &s);
       }
       if (pair && column_pair) ++oy; /* the next row (one pixel) is done too */
       else if (pair) ++ox;          /* the next pixel is done too */
