@@ -23,11 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinydeploy import __version__
-from tinydeploy.codegen import cgen
+from tinydeploy.codegen import cgen, partitions
 from tinydeploy.codegen.engines import ENGINES, Prepared
 from tinydeploy.codegen.frameworks import ARDUINO_TFLM_LIBRARY, ESP_TFLITE_MICRO, FRAMEWORKS
 from tinydeploy.codegen.frontend_source import frontend_sources
-from tinydeploy.codegen import partitions
 from tinydeploy.codegen.render import INFO_LIMIT, SLOT_FIRMWARE, partition_values
 from tinydeploy.codegen.templating import BANNER, copied_firmware, environment
 from tinydeploy.core.boards import Board
