@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinydeploy import __version__
-from tinydeploy.codegen import cgen, partitions
+from tinydeploy.codegen import cgen, package, partitions
 from tinydeploy.codegen.engines import ENGINES, Prepared
 from tinydeploy.codegen.frameworks import ARDUINO_TFLM_LIBRARY, ESP_TFLITE_MICRO, FRAMEWORKS
 from tinydeploy.codegen.frontend_source import frontend_sources
@@ -314,7 +314,7 @@ def _with_prefix(text: str, include: str) -> str:
     return f'#include "{include}" /* every global name here carries the library\'s prefix */\n' + text
 
 
-def _slot_values(values: dict, model: Model, engine, framework, arena_bytes: int, board: Board, kind,
+def _slot_values(values: dict, prepared: Prepared, engine, framework, arena_bytes: int, board: Board, kind,
                  options: ExportOptions, env) -> dict:
     """What --model-partition changes in a library (none of it without): the slots' sources and
     contract (render.partition_values), setup booting the slot, the update API, and the serial
@@ -329,7 +329,10 @@ def _slot_values(values: dict, model: Model, engine, framework, arena_bytes: int
         raise BadInput(f"--model-partition: --kind {kind.name} has no flash driver for the model slots; "
                        f"export it as --kind {' or '.join(usable)}")
     slot = dict(values, **none)
-    partition_values(slot, model, engine, framework, arena_bytes, board)
+    plan = prepared.lowered if engine.fixed_plan else None
+    model = prepared.model
+    contract = package.contract(model, engine.name, arena_bytes, engine.info(board, framework).get("kernels"), plan)
+    partition_values(slot, model, plan, contract, framework, board)
     macro, name = values["macro"], values["name"]
     slot.update({
         "slot_includes": ['#include "td_main_slots.h" /* the model in a flash slot (--model-partition) */'],
@@ -426,7 +429,7 @@ def export(model: Model, board: Board, options: ExportOptions,
     values["quantize_code"] = env.get_template(
         "library/quantize_frontend.c.j2" if layout.frontend else "library/quantize_plain.c.j2").render(**values)
     notes += values["recording_notes"]
-    values.update(_slot_values(values, model, engine, framework, arena_bytes, board, kind, options, env))
+    values.update(_slot_values(values, prepared, engine, framework, arena_bytes, board, kind, options, env))
     private = dict(engine.library_files(prepared, values, env))
     if options.model_partition:
         private.update(copied_firmware((*SLOT_FIRMWARE, *values["slot_platform"]), folder=""))

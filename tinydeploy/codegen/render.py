@@ -162,8 +162,10 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
         "main_source": duty_cycle.DUTY_MAIN if duty else duty_cycle.MAIN,
     }
     values.update({"slot_sources": [], "slot_defines": []})
+    plan = prepared.lowered if engine.fixed_plan else None  # its code is the plan: the contract fixes it
+    contract = package.contract(model, engine.name, arena_bytes, engine.info(board, framework).get("kernels"), plan)
     if options.model_partition:
-        partition_values(values, model, engine, framework, arena_bytes, board)
+        partition_values(values, model, plan, contract, framework, board)
     env = environment()
     files = engine.files(prepared, board, framework, values, env)
     if front:
@@ -175,8 +177,6 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
         files.update(duty_cycle.files(duty, env, BANNER))
     files["src/td_board.h"] = env.get_template("common/td_board.h.j2").render(**values)
     files["src/td_board.c"] = env.get_template("common/td_board.c.j2").render(**values)
-    contract = package.contract(model, engine.name, arena_bytes, engine.info(board, framework).get("kernels"),
-                                engine.fixed_plan)
     slots = model_partition(files, values["partitions"]) if options.model_partition else None
     files[PROJECT_FILE] = project_file(BANNER, board, engine.name, framework.name, model.sha256, arena_bytes,
                                        contract, slots)
@@ -186,20 +186,18 @@ def render(model: Model, board: Board, measured: tflm.ArenaMeasurement | None,
 SLOT_FIRMWARE = ("td_slots.h", "td_slots.c", "td_main_slots.h", "td_main_slots.c")
 
 
-def partition_values(values: dict, model: Model, engine, framework, arena_bytes: int, board: Board) -> None:
+def partition_values(values: dict, model: Model, lowered, contract: dict, framework, board: Board) -> None:
     """--model-partition's build values (render's, and export's): the slot firmware's sources
     and define, the custom partition table in sdkconfig and platformio.ini, the partitions, and
-    the contract for td_contract.c."""
+    the contract (package.contract) for td_contract.c. lowered: the model as the C engine runs
+    it, when the engine's code is the plan (its constants then go in the slots too), else None."""
     if not hasattr(framework, "partition_values"):
         raise BadInput(f"--model-partition needs a flash driver for the slots, which the {framework.name} framework "
                        "lacks: render with --framework espidf, or for a board with its own [toolchain] slot_sources")
     added = framework.partition_values(board)
-    contract = package.contract(model, engine.name, arena_bytes, engine.info(board, framework).get("kernels"),
-                                engine.fixed_plan)
     dims = {role: contract[role]["shape"] for role in ("input", "output")}
     # the slots hold the image: header, model and, for an engine whose code is the plan, its constants
-    image_bytes = model.size_bytes + partitions.HEADER_ROOM + (package.constants_bytes(model) if engine.fixed_plan
-                                                                 else 0)
+    image_bytes = model.size_bytes + partitions.HEADER_ROOM + (package.constants_bytes(lowered) if lowered else 0)
     parts = partitions.layout(board.flash_kb, image_bytes)
     plan = contract["plan_sha256"]
     values.update({

@@ -41,6 +41,7 @@ import re
 import struct
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tinydeploy.core.errors import BadInput
 
@@ -249,6 +250,20 @@ def parse(data: bytes, where: str = "image") -> Image:
         raise BadInput(f"{where}: the model's sha256 is not the header's")
     constants = data[image_bytes - header.c_constants_bytes:] if header.c_constants_bytes else b""
     return Image(header, model, header_bytes, stored, constants)
+
+
+def load(path, option: str = "") -> tuple[bytes, Image]:
+    """A model image file's bytes and the image, checked (parse). option: the flag that named
+    the file, for the messages (e.g. "--model")."""
+    p = Path(path)
+    named = f"{option} {p}" if option else str(p)
+    if not p.is_file():
+        raise BadInput(f"{named}: no such model image")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"{named}: can't read it ({exc.strerror})") from exc
+    return data, parse(data, str(p))
 
 
 # -- the compatibility contract ------------------------------------------------------------

@@ -115,13 +115,7 @@ def _flash_plan(root: Path, board, model: str | Path | None) -> _FlashPlan | Non
     seed = None
     if model is not None:
         path = Path(model)
-        if not path.is_file():
-            raise BadInput(f"--model {path}: no such model image")
-        try:
-            seed = path.read_bytes()
-        except OSError as exc:
-            raise BadInput(f"--model {path}: can't read it ({exc.strerror})") from exc
-        parsed = image.parse(seed, str(path))
+        seed, parsed = image.load(path, "--model")
         contract = info.get("model_contract")
         if not isinstance(contract, dict):
             raise BadInput(f"{root / 'tinydeploy.json'} has no model_contract to check {path} against; render the "

@@ -61,10 +61,8 @@ def upload_model(port: str, image_path: str | Path, log_path: str | Path, baud: 
     if not 1 <= chunk <= MAX_CHUNK:
         raise BadInput(f"--chunk {chunk}: 1 to {MAX_CHUNK} bytes")
     path = Path(image_path)
-    if not path.is_file():
-        raise BadInput(f"{path}: no such model image")
-    data = path.read_bytes()
-    header = image.parse(data, str(path)).header  # refuse a bad image before touching the device
+    data, parsed = image.load(path)  # refuse a bad image before touching the device
+    header = parsed.header
     conn = Connection(port, baud, Path(log_path), timeout)
     try:
         conn.sync(boot_wait=0.2)  # no reset: the device is running, only get in step with it

@@ -48,10 +48,7 @@ def plan(project_dir: str | Path, image_path: str | Path) -> dict:
             raise BadInput(f"{table}: {part.name} at 0x{part.offset:x} (0x{part.size:x} B) is not where "
                            f"{root / 'tinydeploy.json'} has it; render the project again")
     path = Path(image_path)
-    if not path.is_file():
-        raise BadInput(f"{path}: no such model image")
-    data = path.read_bytes()
-    parsed = image.parse(data, str(path))
+    data, parsed = image.load(path)
     image.check_fits(parsed.header, contract, str(path))
     room = found["a"].size
     if len(data) > room:
