@@ -629,7 +629,47 @@ TD_INLINE void dw_quad(const int8_t *restrict x, int32_t pixel_step, const int8_
   store_quad(out, o_step, rq, s, a0 + bias, a1 + bias, a2 + bias, a3 + bias);
 }
 
-/* Every channel of four output pixels (dw_quad), channel by channel, over the
+/* Two output channels of one input channel (a depth multiplier above 1) of four output pixels,
+ * as dw_quad: each input byte loaded once for both channels' weights (w[0] and w[1] per tap),
+ * eight accumulators. bias and rq are the first channel's, out its output; the second
+ * channel's are the next. */
+TD_INLINE void dw_quad_2(const int8_t *restrict x, int32_t pixel_step, const int8_t *restrict w, int32_t x_row,
+                         int32_t x_tap, int32_t w_row, int32_t w_tap, int32_t rows, int32_t cols,
+                         const int32_t *bias, int32_t offset, const td_requant *rq, const out_stage *s,
+                         int8_t *restrict out, int32_t o_step) {
+  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0, wa = 0, wb = 0, ba, bb;
+  int32_t ky, kx;
+  TD_UNROLL
+  for (ky = 0; ky < rows; ++ky) {
+    const int8_t *xp = x + ky * x_row;
+    const int8_t *wp = w + ky * w_row;
+    TD_UNROLL
+    for (kx = 0; kx < cols; ++kx) {
+      const int32_t k = wp[kx * w_tap], l = wp[kx * w_tap + 1];
+      const int8_t *xq = xp + kx * x_tap;
+      const int32_t v0 = xq[0], v1 = xq[pixel_step], v2 = xq[2 * pixel_step], v3 = xq[3 * pixel_step];
+      a0 += v0 * k;
+      b0 += v0 * l;
+      a1 += v1 * k;
+      b1 += v1 * l;
+      a2 += v2 * k;
+      b2 += v2 * l;
+      a3 += v3 * k;
+      b3 += v3 * l;
+      wa += k; /* dead code where offset is 0 */
+      wb += l;
+    }
+    TD_SCHEDULE_BARRIER(); /* a row's loads at a time: hoisting them all spills accumulators */
+  }
+  ba = bias[0] + offset * wa;
+  bb = bias[1] + offset * wb;
+  store_quad(out, o_step, rq, s, a0 + ba, a1 + ba, a2 + ba, a3 + ba);
+  TD_SCHEDULE_BARRIER();
+  store_quad(out + 1, o_step, rq + 1, s, b0 + bb, b1 + bb, b2 + bb, b3 + bb);
+}
+
+/* Every channel of four output pixels (dw_quad), channel by channel (with an even depth
+ * multiplier, an input channel's output channels two at a time: dw_quad_2), over the
  * taps [ky_lo, ky_hi) x [kx_lo, kx_hi); x points at the input for tap (0, 0). */
 TD_INLINE void dw_quads(const td_depthwise *p, const int8_t *x, int32_t pixel_step, int32_t ky_lo, int32_t ky_hi,
                         int32_t kx_lo, int32_t kx_hi, const int32_t *bias, int32_t offset, const out_stage *s,
@@ -639,6 +679,13 @@ TD_INLINE void dw_quads(const td_depthwise *p, const int8_t *x, int32_t pixel_st
   const int8_t *xs = x + ky_lo * x_row + kx_lo * x_tap, *ws = p->weights + ky_lo * w_row + kx_lo * w_tap;
   const int32_t m = p->depth_multiplier; /* output channel c reads input channel c / m */
   int32_t c;
+  if (m > 1 && !(m & 1)) {
+    for (c = 0; c < p->out_c; c += 2) {
+      dw_quad_2(xs + c / m, pixel_step, ws + c, x_row, x_tap, w_row, w_tap, ky_hi - ky_lo, kx_hi - kx_lo, bias + c,
+                offset, p->rq + c, s, out + c, o_step);
+    }
+    return;
+  }
   for (c = 0; c < p->out_c; ++c) {
     dw_quad(xs + c / m, pixel_step, ws + c, x_row, x_tap, w_row, w_tap, ky_hi - ky_lo, kx_hi - kx_lo, bias[c], offset,
             p->rq + c, s, out + c, o_step);
