@@ -692,6 +692,12 @@ TD_INLINE void dw_quads(const td_depthwise *p, const int8_t *x, int32_t pixel_st
   }
 }
 
+/* Output channel c of one pixel from its accumulator, bias included. */
+TD_INLINE void dw_store(int8_t *out, int32_t c, int32_t sum, const td_requant *rq, const out_stage *s) {
+  TD_STORE(out, c, clamp8(s->fast ? requant_fast_offset(sum, &rq[c], s->neg) : requant(sum, &rq[c]) + s->offset,
+                          s->lo, s->hi));
+}
+
 /* Every channel of one output pixel (a depth multiplier other than 1), over the taps
  * [ky_lo, ky_hi) x [kx_lo, kx_hi); x points at the input for tap (0, 0). The m output channels
  * of an input channel go together (up to four; two at a time for a larger even m, else one),
@@ -708,24 +714,25 @@ TD_INLINE void dw_channels(const td_depthwise *p, const int8_t *x, int8_t *out, 
   int32_t ic, j, c = 0;
   for (ic = 0; ic < p->in_c; ++ic) {
     for (j = 0; j < m; j += step, c += step) {
-      int32_t acc[4] = {0, 0, 0, 0}, ky, kx, k;
+      int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, ky, kx;
+      TD_UNROLL
       for (ky = 0; ky < rows; ++ky) {
         const int8_t *xp = xs + ky * x_row + ic, *wp = ws + ky * w_row + c;
+        TD_UNROLL
         for (kx = 0; kx < cols; ++kx) {
           const int32_t v = xp[kx * x_tap] + offset;
           const int8_t *wk = wp + kx * w_tap;
-          acc[0] += v * wk[0];
-          if (step > 1) acc[1] += v * wk[1];
-          if (step > 2) acc[2] += v * wk[2];
-          if (step > 3) acc[3] += v * wk[3];
+          a0 += v * wk[0];
+          if (step > 1) a1 += v * wk[1];
+          if (step > 2) a2 += v * wk[2];
+          if (step > 3) a3 += v * wk[3];
         }
       }
-      for (k = 0; k < step; ++k) {
-        const td_requant *rq = &p->rq[c + k];
-        const int32_t sum = acc[k] + bias[c + k];
-        TD_STORE(out, c + k, clamp8(s->fast ? requant_fast_offset(sum, rq, s->neg) : requant(sum, rq) + s->offset,
-                                    s->lo, s->hi));
-      }
+      /* scalars, each channel stored on its own: an array of accumulators goes to the stack */
+      dw_store(out, c, a0 + bias[c], p->rq, s);
+      if (step > 1) dw_store(out, c + 1, a1 + bias[c + 1], p->rq, s);
+      if (step > 2) dw_store(out, c + 2, a2 + bias[c + 2], p->rq, s);
+      if (step > 3) dw_store(out, c + 3, a3 + bias[c + 3], p->rq, s);
     }
   }
 }
@@ -890,6 +897,12 @@ TD_INLINE void td_depthwise_conv_2d_inline(const td_depthwise *p, const int8_t *
       }
       if (grouped && rest.count) {
         dw_group(p, x, blocked, pair, step, rows_full, cols_full, ky_lo, ky_hi, kx_lo, kx_hi, &rest, out, out2);
+      } else if (!grouped && rows_full && cols_full) { /* each case its own call site: constant taps */
+        dw_channels(p, x, out, 0, k_h, 0, k_w, &s);
+      } else if (!grouped && rows_full) {
+        dw_channels(p, x, out, 0, k_h, kx_lo, kx_hi, &s);
+      } else if (!grouped && cols_full) {
+        dw_channels(p, x, out, ky_lo, ky_hi, 0, k_w, &s);
       } else if (!grouped) {
         dw_channels(p, x, out, ky_lo, ky_hi, kx_lo, kx_hi, &s);
       }
