@@ -111,7 +111,7 @@ def report(model_path: Path) -> dict:
           f"{'identical' if first['min'] == first['max'] == second['min'] == second['max'] else 'DIFFERENT'}")
     print("per layer (a -DTD_PROFILE build; the input and output copies are outside the layers):")
     print(f"  {'#':>3} {'op':<18} {'MACs':>8} {'instructions':>13} {'per MAC':>8}")
-    for call, count in zip(lowered.calls, layers):
+    for call, count in zip(lowered.members, layers):
         per_mac = f"{count / call.macs:.2f}" if call.macs else ""
         print(f"  {call.op.index:>3} {call.op.name:<18} {call.macs:>8,} {count:>13,} {per_mac:>8}")
     print(f"  layers in all: {sum(layers):,} instructions")

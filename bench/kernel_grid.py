@@ -118,17 +118,19 @@ def main(argv=None) -> int:
     # resumable: the rows of the points already measured (a point's rows carry its number)
     rows = json.loads(args.out.read_text())["rows"] if args.resume and args.out.is_file() else []
     done = {json.dumps(row["shape"], sort_keys=True) for row in rows}
-    chosen = lowering.choose_variant
+    chosen, for_memory = lowering.choose_variant, lowering.choose_for_memory
     for n, point in enumerate(points):
         if json.dumps(point, sort_keys=True) in done:
             continue
         model = layer_model(point, args.seed + n)
         for variant in ("quads", "channels", "small", "gather", "direct"):
             lowering.choose_variant = lambda op, shape, legal, rows=None, v=variant: v if v in legal else None
+            # the variant as forced, not another that a smaller arena would take
+            lowering.choose_for_memory = lambda model, calls: (calls, lowering.plan_memory(model, calls))
             try:
                 lowered = lowering.lower(model)
             finally:
-                lowering.choose_variant = chosen
+                lowering.choose_variant, lowering.choose_for_memory = chosen, for_memory
             call = lowered.calls[0]
             if call.variant != variant:
                 continue  # not legal for this shape

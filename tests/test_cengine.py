@@ -269,7 +269,7 @@ def test_the_zoo_covers_every_kernel_and_variant(zoo):
     assert {m.tensors[op.outputs[0]].shape[3] // m.tensors[op.inputs[0]].shape[3] for m, op in depthwise} >= {1, 2, 3}
     shapes = [m.tensors[op.outputs[0]].shape for m, op in depthwise]
     assert any(s[2] == 1 and s[1] > 1 and s[3] % 4 for s in shapes)  # one column (row pairs), channels 4 + rest
-    small = [dict(c.fields) for m in zoo.values() for c in cengine.lower(m).calls  # unrolled whole (dw_small())
+    small = [dict(c.fields) for m in zoo.values() for c in cengine.lower(m).members  # unrolled whole (dw_small())
              if c.kernel == "td_depthwise_conv_2d" and dict(c.fields)["small"] == "1"]
     assert {f["out_w"] == "1" for f in small} == {True, False} and {f["dil_h"] for f in small} >= {"1", "2"}
     assert {f["stride_h"] for f in small} >= {"1", "2"}
@@ -330,7 +330,7 @@ def test_the_general_requantization_path_is_bit_exact_too(zoo, tmp_path, monkeyp
     monkeypatch.setattr(lowering, "_fast", lambda rq, bound: False)
     model = zoo[name]
     lowered = cengine.lower(model)
-    assert all(dict(call.fields).get("fast_requant", "0") == "0" for call in lowered.calls)
+    assert all(dict(call.fields).get("fast_requant", "0") == "0" for call in lowered.members)
     host = cengine.HostModel(lowered, tmp_path, flags=tuple(FLAGS))
     x = np.random.default_rng(5).integers(-128, 128, size=(100, *model.input_tensors[0].shape[1:]), dtype=np.int8)
     expected = reference_outputs(model, x).reshape(len(x), -1)
@@ -354,14 +354,14 @@ def _overlapped_layers(lowered) -> list[str]:
 def test_int4_convolution_weights_stay_packed(zoo):
     packed, unpacked = cengine.lower(zoo["convs_int4"]), cengine.lower(zoo["convs"])
     assert sum(t.dtype == "INT4" for t in zoo["convs_int4"].tensors) == 6
-    for a, b in zip(packed.calls, unpacked.calls):
+    for a, b in zip(packed.members, unpacked.members):
         if a.kernel == "td_conv_2d":
             assert ("int4_weights", "1") in a.fields and a.arrays[0].values.size * 2 == b.arrays[0].values.size
     # Depthwise weights (k x k x channels bytes) are unpacked when the C is made: reading nibbles
     # in its inner loop would cost more instructions than the few bytes are worth.
     columns = cengine.lower(zoo["columns_int4"])
-    assert any(c.kernel == "td_depthwise_conv_2d" for c in columns.calls)
-    halved = sum(b.arrays[0].values.size // 2 for b in unpacked.calls if b.kernel == "td_conv_2d")
+    assert any(c.kernel == "td_depthwise_conv_2d" for c in columns.members)
+    halved = sum(b.arrays[0].values.size // 2 for b in unpacked.members if b.kernel == "td_conv_2d")
     assert halved > 1000 and packed.weight_bytes == unpacked.weight_bytes - halved
 
 
@@ -429,16 +429,15 @@ def _layer_runner(lowered, folder: Path, trace: bool) -> ctypes.CDLL:
     for name, text in copied_firmware(KERNEL_FILES, folder="").items():
         (folder / name).write_text(text)
     values = cengine.source_values(lowered, "order of work")
-    calls = [c for c in lowered.calls if c.kernel in WINDOWED]
+    calls = [c for c in lowered.members if c.kernel in WINDOWED]  # a row-fused call's parts too
     names = {f"op{c.op.index}" for c in calls}
     lines = ["#include <stdint.h>", TRACE if trace else "", '#include "td_kernels.c"']
     for array in values["arrays"]:
         if array["name"].split("_")[0] in names:
             lines += [f"static const {array['ctype']} {array['name']}[{array['length']}] = {{", *array["rows"], "};"]
-    for param in values["params"]:
-        if param["name"] in names:
-            lines += [f"static const {param['struct']} {param['name']} = {{",
-                      *(f"  .{field} = {value}," for field, value in param["fields"]), "};"]
+    for call in calls:  # each whole layer's parameters, as td_model.c declares an unfused layer's
+        lines += [f"static const {call.struct} op{call.op.index} = {{",
+                  *(f"  .{field} = {value}," for field, value in call.fields), "};"]
     for call in calls:
         kernel = call.kernel + "_inline" if call.kernel in SPECIALIZED else call.kernel
         args = "input, output, scratch" if call.kernel == "td_conv_2d" else "input, output"
@@ -515,7 +514,7 @@ def test_each_kernels_order_of_writes_keeps_to_the_overlap_lowering_plans(zoo, t
     traced, plain = _layer_runner(lowered, tmp_path / "traced", True), _layer_runner(lowered, tmp_path / "plain", False)
     tensors, rng = lowered.model.tensors, np.random.default_rng(11)
     checked = 0
-    for call in (c for c in lowered.calls if c.kernel in WINDOWED):
+    for call in (c for c in lowered.members if c.kernel in WINDOWED):
         in_bytes, out_bytes = tensors[call.inputs[0]].nbytes, tensors[call.output].nbytes
         shapes = " -> ".join("x".join(map(str, tensors[t].shape)) for t in (call.inputs[0], call.output))
         where = f"{name} op {call.op.index} ({call.kernel}, {shapes})"
@@ -879,11 +878,11 @@ def test_every_kernel_variant_the_cost_model_may_pick_is_bit_exact(zoo, tmp_path
     monkeypatch.setattr(lowering, "choose_variant", lambda op, shape, legal, rows=None: legal[0 if pick == "first" else -1])
     model = zoo[name]
     lowered = cengine.lower(model)
-    variants = {c.variant for c in lowered.calls if c.variant}
+    variants = {c.variant for c in lowered.members if c.variant}
     assert variants, "no layer with a choice"
     if pick == "last":
         assert variants & {"direct", "small", "quads"}
-        assert all(c.scratch == 0 for c in lowered.calls if c.variant == "direct")
+        assert all(c.scratch == 0 for c in lowered.members if c.variant == "direct")
     host = cengine.HostModel(lowered, tmp_path, flags=tuple(FLAGS))
     x = np.random.default_rng(11).integers(-128, 128, size=(40, *model.input_tensors[0].shape[1:]), dtype=np.int8)
     expected = reference_outputs(model, x).reshape(len(x), -1)
@@ -909,7 +908,7 @@ def test_random_models_are_bit_exact_with_the_variants_and_plan_chosen(tmp_path,
     assert plan.offsets[by_op["MEAN"].output] <= plan.offsets[by_op["MEAN"].inputs[0]] or \
         plan.offsets[by_op["MEAN"].output] >= plan.offsets[by_op["MEAN"].inputs[0]] + \
         model.tensors[by_op["MEAN"].inputs[0]].nbytes
-    assert all(c.scratch == 0 for c in lowered.calls if c.variant == "direct")
+    assert all(c.scratch == 0 for c in lowered.members if c.variant == "direct")
     host = cengine.HostModel(lowered, tmp_path, flags=tuple(FLAGS))
     x = np.random.default_rng(seed).integers(-128, 128, size=(40, *model.input_tensors[0].shape[1:]), dtype=np.int8)
     expected = reference_outputs(model, x).reshape(len(x), -1)

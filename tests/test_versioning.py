@@ -862,7 +862,7 @@ def test_models_of_the_same_layers_share_a_plan_and_differ_in_their_constants(zo
     a, b = constants.pack(lowered["a"]), constants.pack(lowered["b"])
     assert a.offsets == b.offsets and a.size == b.size and a.size % 16 == 0 and a.data != b.data
     for (index, name), offset in a.offsets.items():  # arrays on 16 bytes (the kernels' loads), numbers on 4
-        call = lowered["a"].calls[index]
+        call = lowered["a"].members[index]
         value = dict(call.fields)[name]
         assert offset % (16 if constants.kind(call, name, value) == "array" else 4) == 0
     parsed = image.parse((zoo[0] / "b.bin").read_bytes())  # package puts them after the model

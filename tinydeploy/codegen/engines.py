@@ -240,8 +240,9 @@ class CEngine:
         return figures.c(cengine.lower(model), board, self.name, instructions, fitted, why_fitted)
 
     def timed_operators(self, model: Model) -> list[int]:
-        """The operators the firmware's layers% times, in order: those left after folding."""
-        return [call.op.index for call in cengine.lower(model).calls]
+        """The operators the firmware's layers% times, in order: those left after folding (a
+        row-fused call's parts each)."""
+        return [call.op.index for call in cengine.lower(model).members]
 
     def reference(self, model: Model, x_int8: np.ndarray) -> np.ndarray:
         from tinydeploy.runtime.evaluate import reference_outputs

@@ -387,7 +387,7 @@ def c_latency(lowered: Lowered, board: "Board", engine: str, instructions: int |
                        f"estimate from emulated RV32IMC instructions at {board.cpu_mhz:g} MHz "
                        f"({instructions:,} per inference under QEMU, one instruction per cycle)")
     source = board if board.emulated or board.calibrated_engine == engine else fitted
-    kept = {call.op.index for call in lowered.calls}
+    kept = {call.op.index for call in lowered.members}
     ms = counts.latency_estimate_ms(lowered.model, source, source.kernels_for(engine), kept, board.cpu_mhz)
     return Latency(round(ms, 4), f"estimate from the per-operator cycles of {source.name} "
                                  f"({source.estimate_basis(engine)}), at {board.cpu_mhz:g} MHz ({why_fitted})")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 
@@ -51,7 +51,7 @@ def _requant_bytes(value: str) -> bytes:
 
 @dataclass(frozen=True)
 class Constants:
-    """The block and where each value is: offsets[(call index, field name)] in bytes."""
+    """The block and where each value is: offsets[(index in Lowered.members, field name)] in bytes."""
     data: bytes
     offsets: dict[tuple[int, str], int]
 
@@ -71,7 +71,7 @@ def pack(lowered: Lowered) -> Constants:
         offsets[(index, name)] = len(block)
         block.extend(raw)
 
-    for index, call in enumerate(lowered.calls):
+    for index, call in enumerate(lowered.members):
         if call.view:
             continue
         arrays = {array.name: array for array in call.arrays}
@@ -91,14 +91,18 @@ def pack(lowered: Lowered) -> Constants:
 def plan_sha256(lowered: Lowered) -> str:
     """The plan without its constants: each call's kernel, its shapes and orders of work (with
     their values), the names and kinds of its other fields, its arrays' types and sizes, its
-    tensors, the arena's offsets and the constants' layout. Two models with the same hash run
+    tensors, a row-fused call's parts and schedule, the arena's offsets and the constants' layout. Two models with the same hash run
     on the same generated code, each with its own constants."""
-    calls = []
-    for call in lowered.calls:
+    def structure(call: Call) -> list:
         fields = [[name, value if kind(call, name, value) == "structural" else kind(call, name, value)]
                   for name, value in call.fields]
-        calls.append([call.kernel, call.struct, fields, [[a.name, a.ctype, list(a.values.shape)] for a in call.arrays],
-                      call.inputs, call.output, call.view, call.in_place, call.scratch])
+        return [call.kernel, call.struct, fields, [[a.name, a.ctype, list(a.values.shape)] for a in call.arrays],
+                call.inputs, call.output, call.view, call.in_place, call.scratch]
+
+    calls = []
+    for call in lowered.calls:  # a row-fused call with its parts and how they run
+        calls.append(structure(call) + ([[structure(p) for p in call.parts], astuple(call.fusion)]
+                                        if call.parts else []))
     packed = pack(lowered)
     plan = [lowered.plan.size, sorted(lowered.plan.offsets.items()), sorted(lowered.plan.scratch.items()),
             packed.size, sorted([list(k), v] for k, v in packed.offsets.items())]

@@ -6,7 +6,7 @@ arena (tinydeploy.costs.memplan)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -61,6 +61,24 @@ class Array:
         return count * _CTYPE_BYTES[self.ctype]
 
 
+@dataclass(frozen=True)
+class Option:
+    """One order of work a windowed kernel may take: its variant, the fields that select it,
+    and what it asks of the memory plan (scratch bytes, and its output's overlap with its input,
+    segment_overlap). A faster order may need more memory: lowering takes the cost model's
+    pick, then another where that makes the arena smaller (choose_for_memory)."""
+    variant: str
+    flags: tuple[tuple[str, str], ...]
+    scratch: int = 0
+    overlap: int | None = None
+
+    def weaker_than(self, other: "Option") -> bool:
+        """Asks no more of the plan than other (no more scratch, at least as much overlap; none
+        is the least), and less of something: only such an option can make an arena smaller."""
+        mine, theirs = (-math.inf if o is None else o for o in (self.overlap, other.overlap))
+        return self.scratch <= other.scratch and mine >= theirs and (self.scratch, mine) != (other.scratch, theirs)
+
+
 @dataclass
 class Call:
     op: Operator
@@ -76,6 +94,22 @@ class Call:
     scratch: int = 0         # bytes of working memory the kernel needs during the call (in the arena)
     overlap: int | None = None  # how far past its input's start the output may begin (segment_overlap)
     variant: str = ""        # the kernel variant the cost model chose (tinydeploy.costs.kernels.choose_variant)
+    options: list[Option] = field(default_factory=list)  # the orders of work it may take; the first is the fastest
+    taken: Option | None = None  # the one it takes
+    parts: list["Call"] = field(default_factory=list)  # a row-fused call (kernel ROWS_FUSED): its calls
+    fusion: "Fusion | None" = None  # and how they run, band by band (fuse_rows)
+
+    @property
+    def members(self) -> list["Call"]:
+        """The kernel calls it makes: its parts where it is row-fused, else itself."""
+        return self.parts or [self]
+
+    def take(self, option: Option) -> None:
+        """Run this call in the given order of work (one of self.options)."""
+        self.taken = option
+        flags = dict(option.flags)
+        self.fields = [(k, flags.get(k, v)) for k, v in self.fields]
+        self.variant, self.scratch, self.overlap = option.variant, option.scratch, option.overlap
 
 
 @dataclass
@@ -90,6 +124,11 @@ class Lowered:
     @property
     def arena_bytes(self) -> int:
         return self.plan.size
+
+    @property
+    def members(self) -> list[Call]:
+        """Every kernel call, a row-fused call's parts in its place (Call.members)."""
+        return [member for call in self.calls for member in call.members]
 
     @property
     def weight_bytes(self) -> int:
@@ -206,7 +245,7 @@ def border_columns_ahead(out_h: int, out_w: int, rows: tuple[int, int], columns:
 
 
 def segment_overlap(in_w: int, in_c: int, out_h: int, out_w: int, out_c: int, stride_h: int, stride_w: int,
-                    pad_top: int, pad_left: int, together: int, ahead: int = 0) -> int:
+                    pad_top: int, pad_left: int, together: int, ahead: int = 0, channel_order: bool = False) -> int:
     """How far past the start of its input (in bytes, negative: below it) a windowed kernel's
     output may begin and still never overwrite an input byte before its last read.
 
@@ -219,11 +258,23 @@ def segment_overlap(in_w: int, in_c: int, out_h: int, out_w: int, out_c: int, st
     input byte still to be read lies at or above the lowest first read of the pixels from q on:
     the output must start low enough that pixels q to q + together - 1 end below it, for every
     q; and where the kernel writes `ahead` rows ahead (border_columns_ahead), the rows up to
-    q's plus `ahead` too. The bound is the tightest pixel's."""
+    q's plus `ahead` too. The bound is the tightest pixel's.
+
+    With channel_order (a depthwise layer of multiplier 1, no rows ahead), a group's channels
+    go in order, each channel's outputs written after the reads of its own input channel, the
+    only one it reads. While a group is under way its pixels still read only channels above the
+    last one written, so the output may start up to one pixel's channels higher; the pixels
+    after the group wait for its end."""
     pixels = out_h * out_w
     oy, ox = np.divmod(np.arange(pixels), out_w)
     first_read = (np.maximum(0, oy * stride_h - pad_top) * in_w + np.maximum(0, ox * stride_w - pad_left)) * in_c
     still_read = np.minimum.accumulate(first_read[::-1])[::-1]  # lowest first read of pixels q, q+1, ...
+    if channel_order and not ahead:
+        ends = np.minimum(np.arange(pixels) + together, pixels)  # q's group: pixels [q, end), at worst
+        lowest = np.array([first_read[q:end].min() for q, end in enumerate(ends)])
+        during = lowest - (ends - 1) * out_c  # channel c of pixel end - 1 written, c + 1 of the group's still read
+        later = np.append(still_read, np.iinfo(np.int64).max // 2)[ends]  # the pixels after the group
+        return int(min(during.min(), (later - ends * out_c).min()))
     group_end = np.arange(pixels) + together  # end of q's group, at worst
     if ahead:
         group_end = np.maximum(group_end, (oy + 1 + ahead) * out_w)
@@ -282,10 +333,17 @@ def _lower_conv(model: Model, op: Operator, name: str) -> Call:
         variant = choose_variant("CONV_2D", kernel_shape(y.shape, 1, k_h, k_w, sh, sw, pad_top, pad_left),
                                  conv_variants(int4))
     fields.insert(-3, ("direct_borders", str(int(variant == "direct"))))
-    scratch = WORK_ORDER.pair * k_h * k_w * in_c if variant == "gather" else 0  # a pair's windows
-    return Call(op, "td_conv_2d", "td_conv", fields, [op.inputs[0]], op.outputs[0], arrays, scratch=scratch,
-                overlap=segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left,
-                                        WORK_ORDER.pair if int4 else WORK_ORDER.quad), variant=variant)
+    overlap = segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left,
+                              WORK_ORDER.pair if int4 else WORK_ORDER.quad)
+    # a pair's windows gathered into scratch
+    options = [Option(v, (("direct_borders", str(int(v == "direct"))),),
+                      WORK_ORDER.pair * k_h * k_w * in_c if v == "gather" else 0, overlap)
+               for v in ([variant] + [v for v in conv_variants(int4) if v != variant] if gathers else [])]
+    call = Call(op, "td_conv_2d", "td_conv", fields, [op.inputs[0]], op.outputs[0], arrays, overlap=overlap,
+                variant=variant, options=options)
+    if options:
+        call.take(options[0])
+    return call
 
 
 def conv_variants(int4: bool) -> list[str]:
@@ -330,18 +388,34 @@ def _lower_depthwise(model: Model, op: Operator, name: str) -> Call:
     variant = choose_variant("DEPTHWISE_CONV_2D", kernel_shape(y.shape, out_c // in_c, k_h, k_w, sh, sw, pad_top,
                                                                 pad_left), depthwise_variants(out_h, out_w, k_h, k_w,
                                                                                               out_c // in_c))
-    small, quads = variant == "small", variant != "channels"
-    ahead = 0
-    if quads and not small:
-        ahead = border_columns_ahead(out_h, out_w, inside_range(pad_top, sh, (k_h - 1) * dh + 1, in_h, out_h),
-                                     inside_range(pad_left, sw, (k_w - 1) * dw + 1, in_w, out_w))
-    fields += _int_fields(small=small, border_columns=ahead > 0, quads=quads)
+    legal = depthwise_variants(out_h, out_w, k_h, k_w, out_c // in_c)
+    ahead = border_columns_ahead(out_h, out_w, inside_range(pad_top, sh, (k_h - 1) * dh + 1, in_h, out_h),
+                                 inside_range(pad_left, sw, (k_w - 1) * dw + 1, in_w, out_w))
+
+    multiplier = out_c // in_c
+
+    def option(variant: str, border_columns: bool) -> Option:
+        small, quads = variant == "small", variant != "channels"
+        flags = _int_fields(small=small, border_columns=border_columns, quads=quads)
+        # four pixels together along a row (four or more wide) or down a column (one wide); else
+        # pairs (a multiplier of 1) or one pixel at a time (dw_channels)
+        together = order.quad if quads and (out_w >= order.quad or out_w == 1) else order.pair if multiplier == 1 else 1
+        return Option(variant, tuple(flags), 0, None if small else segment_overlap(
+            in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left, together, ahead if border_columns else 0,
+            channel_order=multiplier == 1))
+
+    # Each legal variant, the border columns done ahead where "quads" may (faster) and not (its
+    # output may then overlap its input by `ahead` rows more); the cost model's pick first.
+    options = [option(v, bool(ahead) and v == "quads") for v in [variant] + [v for v in legal if v != variant]]
+    if ahead and "quads" in legal:
+        options.append(option("quads", False))
+    fields += options[0].flags
     fields += [("weights", arrays[0].name), ("bias", arrays[1].name), ("bias_full", arrays[2].name),
                ("rq", arrays[3].name)]
-    return Call(op, "td_depthwise_conv_2d", "td_depthwise", fields, [op.inputs[0]], op.outputs[0], arrays,
-                overlap=None if small else segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top,
-                                                           pad_left, order.quad if quads else 1, ahead),
-                variant=variant)
+    call = Call(op, "td_depthwise_conv_2d", "td_depthwise", fields, [op.inputs[0]], op.outputs[0], arrays,
+                variant=variant, options=options)
+    call.take(options[0])
+    return call
 
 
 def depthwise_variants(out_h: int, out_w: int, k_h: int, k_w: int, multiplier: int) -> list[str]:
@@ -591,6 +665,253 @@ def _check_operands(model: Model, op: Operator) -> None:
                                           f"{list(x.shape)} and paddings {before_after.tolist()} give")
 
 
+ROWS_FUSED = "td_rows_fused"
+# Windowed kernels that run as well on a band of rows (fuse_rows): their fields for the window
+# along the rows and its dilation, and for the output channels.
+_ROW_KERNELS = {"td_conv_2d": ("k_h", "dil_h", "out_c"), "td_depthwise_conv_2d": ("k_h", "dil_h", "out_c"),
+                "td_max_pool_2d": ("f_h", None, "channels"), "td_average_pool_2d": ("f_h", None, "channels")}
+# The last layer's output rows a band that row fusion tries, most first. Where a row is one pixel
+# (a series), a band holds at least WORK_ORDER.quad of them, for the kernels' four-pixel paths
+# down a column: in bands of one pixel, a series model ran half as slow again on the emulated
+# board (34035-columns of bench/cengine_unseen.py: 4.14 -> 5.98 instructions per MAC).
+ROW_BANDS = (8, 4, 2, 1)
+INPUT, OUTPUT = -1, -2    # a band step's source or target: the fused call's input or output tensor
+# The least share of the arena a change of order of work must save (choose_for_memory): each
+# costs some speed (a slower variant, a kernel call a band), which a few bytes are not worth. On
+# bench/cengine_unseen.py's models, taking every saving cost 34002-residual 3.5% more
+# instructions for 0.9% less arena.
+MIN_SAVING = 1 / 20
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A windowed call along the axis its image is streamed by: rows, or columns where it is
+    one row high (a series). Counts and stride along it, padding before, the rows one output
+    row's window spans, the bytes of an input and an output row, and the struct's fields for the
+    input count, output count and padding along it."""
+    in_h: int
+    out_h: int
+    stride: int
+    pad: int
+    span: int
+    in_row: int
+    out_row: int
+    fields: tuple[str, str, str]
+    width: int = 1  # output pixels a row
+
+    @staticmethod
+    def of(call: Call) -> "Rows | None":
+        if call.kernel not in _ROW_KERNELS or call.parts:
+            return None
+        window, dilation, channels = _ROW_KERNELS[call.kernel]
+        f = {k: int(v) for k, v in call.fields if v.lstrip("-").isdigit()}
+        in_c, out_c = f.get("in_c", f.get("channels")), f[channels]
+        if f["in_h"] == 1 and f["out_h"] == 1:  # one row: stream its columns
+            return Rows(f["in_w"], f["out_w"], f["stride_w"], f["pad_left"],
+                        (f[window[0] + "_w"] - 1) * f.get("dil_w", 1) + 1, in_c, out_c, ("in_w", "out_w", "pad_left"))
+        return Rows(f["in_h"], f["out_h"], f["stride_h"], f["pad_top"], (f[window] - 1) * f.get(dilation, 1) + 1,
+                    f["in_w"] * in_c, f["out_w"] * out_c, ("in_h", "out_h", "pad_top"), f["out_w"])
+
+    def band(self, first: int, end: int) -> tuple[tuple[tuple[str, int], ...], int, int]:
+        """Output rows [first, end) as a layer of their own: its fields along the axis, and the
+        first input row and number of rows it reads. The rows outside are the real padding, so
+        the band computes exactly what the whole layer does for those rows."""
+        top = first * self.stride - self.pad
+        lo, hi = max(0, top), min(self.in_h, (end - 1) * self.stride - self.pad + self.span)
+        return tuple(zip(self.fields, (hi - lo, end - first, lo - top))), lo, hi - lo
+
+
+@dataclass(frozen=True)
+class BandStep:
+    """A step of a row-fused call's schedule. part None: row buffer `target`'s bytes from
+    source_offset, `size` of them, move to its start. Else windowed part `part` runs on a band
+    (`shape`: the fields it overrides), reading from `source` (INPUT or a row buffer's index) at
+    source_offset and writing to `target` (OUTPUT or a row buffer) at target_offset, in bytes."""
+    part: int | None
+    shape: tuple[tuple[str, int], ...] = ()
+    source: int = INPUT
+    source_offset: int = 0
+    target: int = OUTPUT
+    target_offset: int = 0
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How a row-fused call runs: its schedule, where each row buffer and each windowed part's own
+    scratch start in its scratch, and the last layer's output rows a band."""
+    schedule: tuple[BandStep, ...]
+    buffers: tuple[int, ...]
+    scratches: tuple[int, ...]
+    rows: int
+
+
+def row_schedule(rows: list[Rows], n: int) -> tuple[list[BandStep], list[int], int] | None:
+    """Run a chain of windowed layers, each reading the one before, band by band: n output rows
+    of the last at a time, each layer's rows computed when a later band first needs them and kept
+    in its row buffer only while a window spans them, so no output but the last is ever held
+    whole. Returns the schedule, each row buffer's bytes, and how far past the start of the
+    chain's input its output may begin (as segment_overlap: every band's writes land below each
+    input byte a later band reads); None where a band would read no row."""
+    buffers = len(rows) - 1
+    lo, hi, size = [0] * buffers, [0] * buffers, [0] * buffers  # buffer i holds rows [lo, hi) of layer i
+    steps: list[BandStep] = []
+
+    def ensure(i: int, need_lo: int, need_hi: int) -> None:
+        """Layer i's rows [need_lo, need_hi) in buffer i, from its start."""
+        keep_lo = max(lo[i], need_lo)
+        kept = max(0, hi[i] - keep_lo)
+        if kept and keep_lo > lo[i]:
+            steps.append(BandStep(None, target=i, source_offset=(keep_lo - lo[i]) * rows[i].out_row,
+                                  size=kept * rows[i].out_row))
+        produce = max(hi[i], need_lo)
+        lo[i], hi[i] = need_lo, max(hi[i], need_lo)
+        if need_hi > produce:
+            run(i, produce, need_hi, i, (produce - need_lo) * rows[i].out_row)
+            hi[i] = need_hi
+        size[i] = max(size[i], (need_hi - need_lo) * rows[i].out_row)
+
+    def run(j: int, first: int, end: int, target: int, offset: int) -> None:
+        shape, in_lo, count = rows[j].band(first, end)
+        if count <= 0:
+            raise ValueError
+        if j == 0:
+            source, source_offset = INPUT, in_lo * rows[0].in_row
+        else:
+            ensure(j - 1, in_lo, in_lo + count)
+            source, source_offset = j - 1, 0
+        steps.append(BandStep(j, shape, source, source_offset, target, offset))
+
+    last = rows[-1]
+    try:
+        for first in range(0, last.out_h, n):
+            run(len(rows) - 1, first, min(last.out_h, first + n), OUTPUT, first * last.out_row)
+    except ValueError:
+        return None
+    overlap, later_read = 0, None
+    for step in reversed(steps):  # each write of the output against the input reads after it
+        if step.part == len(rows) - 1 and later_read is not None:
+            end = step.target_offset + dict(step.shape)[last.fields[1]] * last.out_row
+            overlap = min(overlap, later_read - end)
+        if step.part == 0:
+            later_read = step.source_offset if later_read is None else min(later_read, step.source_offset)
+    return steps, size, overlap
+
+
+def _aligned(n: int) -> int:
+    return (n + memplan.ALIGN - 1) // memplan.ALIGN * memplan.ALIGN
+
+
+def fuse_rows(parts: list[Call], n: int) -> Call | None:
+    """One call for a chain of windowed calls (and the views between), run band by band
+    (row_schedule); None where it can't be. Its scratch holds the row buffers, then each
+    windowed part's own scratch."""
+    windowed = [part for part in parts if not part.view]
+    rows = [Rows.of(part) for part in windowed]
+    if rows[-1].width == 1 and n < min(WORK_ORDER.quad, rows[-1].out_h):
+        return None
+    scheduled = row_schedule(rows, n)
+    if scheduled is None:
+        return None
+    steps, sizes, overlap = scheduled
+    offsets, top = [], 0
+    for size in sizes + [part.scratch for part in windowed]:
+        offsets.append(top)
+        top += _aligned(size)
+    first, last = parts[0], parts[-1]
+    return Call(first.op, ROWS_FUSED, "", [], list(first.inputs), last.output,
+                [a for part in parts for a in part.arrays], macs=sum(part.macs for part in parts), scratch=top,
+                overlap=overlap, variant=f"rows{n}", parts=list(parts),
+                fusion=Fusion(tuple(steps), tuple(offsets[:len(sizes)]), tuple(offsets[len(sizes):]), n))
+
+
+def _joinable(model: Model, calls: list[Call]) -> list[tuple[int, int]]:
+    """(first, last) indices of each run of calls row fusion may join into one: a call (or a
+    row-fused call), views, then a call (or a row-fused call), the windowed calls at the seam
+    lined up row for row, each tensor between read by the next call alone."""
+    readers: dict[int, int] = {}
+    for op in model.operators:
+        for t in op.inputs:
+            readers[t] = readers.get(t, 0) + 1
+    joins = []
+    for i, call in enumerate(calls):
+        if call.view or Rows.of(call.members[-1]) is None:
+            continue
+        j = i + 1
+        while j < len(calls) and calls[j].view and calls[j].inputs == [calls[j - 1].output]:
+            j += 1
+        if j >= len(calls) or calls[j].view or calls[j].inputs != [calls[j - 1].output]:
+            continue
+        p, c = Rows.of(call.members[-1]), Rows.of(calls[j].members[0])
+        between = [calls[k].output for k in range(i, j)]
+        if (c is None or c.in_h != p.out_h or c.in_row != p.out_row or model.outputs[0] in between
+                or any(readers.get(t, 0) != 1 for t in between)):
+            continue
+        joins.append((i, j))
+    return joins
+
+
+def plan_memory(model: Model, calls: list[Call]) -> memplan.Plan:
+    """The static memory plan of the calls as they stand."""
+    sizes = {}
+    for call in calls:
+        for t in call.inputs + [call.output]:
+            sizes[t] = model.tensors[t].nbytes
+    sizes[model.inputs[0]] = model.tensors[model.inputs[0]].nbytes
+    steps = [memplan.Step(c.inputs, c.output, view_of=c.inputs[0] if c.view else None, in_place=c.in_place,
+                          scratch=c.scratch, overlap=c.overlap) for c in calls]
+    return memplan.plan(steps, sizes, [model.inputs[0]], [model.outputs[0]])
+
+
+def choose_for_memory(model: Model, calls: list[Call]) -> tuple[list[Call], memplan.Plan]:
+    """Plan the arena, each call in the cost model's pick (its first option); then, while some
+    change makes the arena smaller by MIN_SAVING or more, the change that saves most: another
+    option of a call that asks less of the plan (Option.weaker_than), or neighbouring windowed
+    calls row-fused (fuse_rows, with the most rows a band that saves as much). Memory comes first:
+    an arena that does not fit does not run, a kernel a few percent slower does; but only the
+    calls that set the arena change. Ties go to an option over a fusion, and to more rows a band."""
+    calls = list(calls)
+    plan = plan_memory(model, calls)
+    while True:
+        best = None  # (arena, rank, calls, plan)
+
+        def consider(tried: list[Call], rank: tuple) -> None:
+            nonlocal best
+            tried_plan = plan_memory(model, tried)
+            key = (tried_plan.size, rank)
+            if tried_plan.size <= plan.size * (1 - MIN_SAVING) and (best is None or key < best[:2]):
+                best = (tried_plan.size, rank, tried, tried_plan)
+
+        for index, call in enumerate(calls):
+            for part_index, part in enumerate(call.members):
+                for option in part.options:
+                    if part.taken is None or not option.weaker_than(part.taken):
+                        continue
+                    changed = _with_option(part, option)
+                    if call.parts:
+                        parts = list(call.parts)
+                        parts[part_index] = changed
+                        changed = fuse_rows(parts, call.fusion.rows)
+                    if changed is not None:
+                        consider(calls[:index] + [changed] + calls[index + 1:], (0, 0))
+        for first, last in _joinable(model, calls):
+            parts = [member for call in calls[first:last + 1] for member in call.members]
+            for n in ROW_BANDS:
+                fused = fuse_rows(parts, n)
+                if fused is not None:
+                    consider(calls[:first] + [fused] + calls[last + 1:], (1, -n))
+        if best is None:
+            return calls, plan
+        calls, plan = best[2], best[3]
+
+
+def _with_option(call: Call, option: Option) -> Call:
+    """A copy of call that takes option."""
+    changed = replace(call, fields=list(call.fields))
+    changed.take(option)
+    return changed
+
+
 def lower(model: Model) -> Lowered:
     """Lower a model to kernel calls and a static memory plan. Shape arithmetic is folded
     first (tinydeploy.codegen.cengine.folding).
@@ -631,14 +952,7 @@ def lower(model: Model) -> Lowered:
                         f"The C engine has {', '.join(ENGINE_OPS)}")
     if problems:
         raise BadInput(f"{model.path}: " + "; ".join(problems) + ". Render with --engine tflm instead")
-    sizes = {}
-    for call in calls:
-        for t in call.inputs + [call.output]:
-            sizes[t] = model.tensors[t].nbytes
-    sizes[model.inputs[0]] = model.tensors[model.inputs[0]].nbytes
-    steps = [memplan.Step(c.inputs, c.output, view_of=c.inputs[0] if c.view else None, in_place=c.in_place,
-                          scratch=c.scratch, overlap=c.overlap) for c in calls]
-    plan = memplan.plan(steps, sizes, [model.inputs[0]], [model.outputs[0]])
+    calls, plan = choose_for_memory(model, calls)
     # The tensor-level bound of the whole graph, as inspect reports it; the plan's own bound
     # (plan.peak_live) counts the tensors that share a buffer once.
     return Lowered(model, calls, plan, model.inputs[0], model.outputs[0], liveness.activation_lower_bound(model))

@@ -3,9 +3,11 @@ with tinydeploy's kernels beside them. Pure: {file name: text}, nothing written.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tinydeploy.codegen.cengine import constants
 from tinydeploy.codegen.cengine.constants import kind
-from tinydeploy.codegen.cengine.lowering import WORK_ORDER, Array, Lowered
+from tinydeploy.codegen.cengine.lowering import INPUT, OUTPUT, WORK_ORDER, Array, Call, Lowered
 from tinydeploy.codegen.templating import copied_firmware, environment
 
 # Kernels the generated code instantiates once per layer (td_kernels_inline.h), so the
@@ -65,12 +67,66 @@ def _slot_initializer(call, index: int, offsets: dict) -> list[str]:
     return parts
 
 
+def _fused_lines(call: Call, input_offset: int, output_offset: int, scratch: int, parameters, functions,
+                 first_layer: int) -> list[str]:
+    """The lines of a row-fused call (lowering.fuse_rows), step by step of its schedule: a row
+    buffer's kept rows moved to its start, or a part run on a band, timed for its layer (its
+    parts are layers first_layer on). Each band shape of a part is a function of its own, with
+    that shape's constants folded in."""
+    windowed = [part for part in call.parts if not part.view]
+    layer_of = [first_layer + i for i, part in enumerate(call.parts) if not part.view]
+    fusion = call.fusion
+    buffers = [f"arena.bytes + {scratch + offset}" for offset in fusion.buffers]
+    functions_of: dict[tuple, str] = {}
+
+    def band_function(index: int, shape: tuple) -> str:
+        if (index, shape) not in functions_of:
+            part = windowed[index]
+            suffix = f"rows{sum(1 for k in functions_of if k[0] == index)}"
+            name, symbol = f"layer{part.op.index}_{suffix}", f"op{part.op.index}_{suffix}"
+            banded = {field: str(value) for field, value in shape}
+            local = parameters(part, symbol, [(k, banded.get(k, v)) for k, v in part.fields])
+            args = ["input", "output"]
+            if part.kernel == "td_conv_2d":
+                args.append(f"arena.bytes + {scratch + fusion.scratches[index]}" if part.scratch else "NULL")
+            run = f"{part.kernel}_inline" if part.kernel in SPECIALIZED else part.kernel
+            functions.append({"name": name, "attribute": "TD_BAND", "params": "const int8_t *input, int8_t *output",
+                              "lines": local + [f"{run}(&{symbol}, {', '.join(args)});"]})
+            functions_of[(index, shape)] = name
+        return functions_of[(index, shape)]
+
+    where = {INPUT: f"arena.bytes + {input_offset}", OUTPUT: f"arena.bytes + {output_offset}"}
+    lines = []
+    for step in fusion.schedule:
+        if step.part is None:
+            lines.append(f"td_copy({buffers[step.target]} + {step.source_offset}, {buffers[step.target]}, {step.size});")
+        else:
+            source = where.get(step.source) or buffers[step.source]
+            target = where.get(step.target) or buffers[step.target]
+            lines.append(f"TD_TIMED({layer_of[step.part]}, {band_function(step.part, step.shape)}"
+                         f"({source} + {step.source_offset}, {target} + {step.target_offset}));")
+    return lines
+
+
 def source_values(lowered: Lowered, banner: str, constants_in_slot: bool = False) -> dict:
     """The values the td_model.c / td_model.h templates substitute. constants_in_slot: the
     constants are read from a model slot's block (cengine.constants), not compiled in."""
     model, plan = lowered.model, lowered.plan
     packed = constants.pack(lowered) if constants_in_slot else None
     arrays, params, steps, functions = [], [], [], []
+    flat = {id(member): i for i, member in enumerate(lowered.members)}  # constants.pack's index
+
+    def parameters(call: Call, symbol: str, fields: list) -> list[str]:
+        """call's struct as `symbol`: a static constant (declared once, in params), or built where it
+        runs from the slot (the lines returned)."""
+        if constants_in_slot:  # built where it runs: its shapes are constants, its numbers read from the slot
+            shaped = replace(call, fields=fields)
+            return [f"const {call.struct} {symbol} = {{",
+                    *[f"    {part}," for part in _slot_initializer(shaped, flat[id(call)], packed.offsets)], "};"]
+        params.append({"struct": call.struct, "name": symbol, "fields": fields})
+        return []
+
+    layers = 0  # the layers timed so far: a row-fused call's parts are each one
     for index, call in enumerate(lowered.calls):
         if not constants_in_slot:
             for array in call.arrays:
@@ -80,34 +136,43 @@ def source_values(lowered: Lowered, banner: str, constants_in_slot: bool = False
         dst = f"arena.bytes + {plan.offsets[call.output]}"
         tensor = model.tensors[call.output]
         comment = f"{call.op.index}: {call.op.name} -> {'x'.join(map(str, tensor.shape))}"
+        if call.parts:
+            names = " -> ".join(f"{part.op.index}: {part.op.name}" for part in call.parts if not part.view)
+            steps.append({"comment": f"{names} -> {'x'.join(map(str, tensor.shape))}, row-fused: "
+                                     f"{call.fusion.rows} output rows a band, {call.scratch} bytes of row "
+                                     f"buffers and scratch",
+                          "lines": _fused_lines(call, plan.offsets[call.inputs[0]], plan.offsets[call.output],
+                                                plan.scratch[index], parameters, functions, layers),
+                          "mark": f"TD_MARK_FUSED({layers}, {len(call.parts)})"})
+            layers += len(call.parts)
+            continue
+        layers += 1
+        mark = f"TD_MARK({layers})"
         if call.view:
             if plan.shares(call.inputs[0], call.output):
-                steps.append({"comment": comment + " (a view: no code)", "lines": []})
+                steps.append({"comment": comment + " (a view: no code)", "lines": [], "mark": mark})
             else:
-                steps.append({"comment": comment, "lines": [f"td_copy({src[0]}, {dst}, {tensor.nbytes});"]})
+                steps.append({"comment": comment, "lines": [f"td_copy({src[0]}, {dst}, {tensor.nbytes});"],
+                              "mark": mark})
             continue
         symbol = f"op{call.op.index}"
-        local = []
-        if constants_in_slot:  # built where it runs: its shapes are constants, its numbers read from the slot
-            local = [f"const {call.struct} {symbol} = {{",
-                     *[f"    {part}," for part in _slot_initializer(call, index, packed.offsets)], "};"]
-        else:
-            params.append({"struct": call.struct, "name": symbol, "fields": call.fields})
+        local = parameters(call, symbol, call.fields)
         args = src + [dst]
         if call.kernel == "td_conv_2d":
             args.append(f"arena.bytes + {plan.scratch[index]}" if call.scratch else "NULL")
         if call.kernel in SPECIALIZED:  # its own copy of the kernel, with this layer's constants folded in
             name = f"layer{call.op.index}"
-            functions.append({"name": name, "lines": local + [f"{call.kernel}_inline(&{symbol}, {', '.join(args)});"]})
-            steps.append({"comment": comment, "lines": [f"{name}();"]})
+            functions.append({"name": name, "attribute": "TD_NOINLINE", "params": "void",
+                              "lines": local + [f"{call.kernel}_inline(&{symbol}, {', '.join(args)});"]})
+            steps.append({"comment": comment, "lines": [f"{name}();"], "mark": mark})
         else:
             run = f"{call.kernel}(&{symbol}, {', '.join(args)});"
             steps.append({"comment": comment, "lines": ["{", *["  " + line for line in local], "  " + run, "}"]
-                          if local else [run]})
+                          if local else [run], "mark": mark})
     x, y = model.tensors[lowered.input], model.tensors[lowered.output]
     return {
         "banner": banner, "sha256": model.sha256, "arrays": arrays, "params": params, "steps": steps,
-        "functions": functions, "layers": len(steps),
+        "functions": functions, "layers": layers, "fused": any(call.parts for call in lowered.calls),
         "arena_bytes": plan.size, "input_offset": plan.offsets[lowered.input], "input_bytes": x.nbytes,
         "output_offset": plan.offsets[lowered.output], "output_bytes": y.nbytes,
         "lower_bound": lowered.lower_bound, "macs": lowered.macs,
