@@ -70,13 +70,15 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def plan(steps: list[Step], sizes: dict[int, int], graph_inputs: list[int], graph_outputs: list[int]) -> Plan:
+def plan(steps: list[Step], sizes: dict[int, int], graph_inputs: list[int], graph_outputs: list[int],
+         shuffles: int = ORDERS) -> Plan:
     """Place every activation tensor in one arena.
 
     Args:
         steps: the operators in execution order.
         sizes: bytes of each activation tensor.
         graph_inputs, graph_outputs: tensors the caller writes before / reads after the run.
+        shuffles: shuffled orders to try where segments overlap (fewer: a quicker, rougher plan).
 
     Returns:
         The plan: an offset for every tensor in sizes and for every step's scratch.
@@ -136,7 +138,7 @@ def plan(steps: list[Step], sizes: dict[int, int], graph_inputs: list[int], grap
     shuffle = random.Random(0)
     orders = [sorted(buffers, key=lambda b: (-b.size, b.first)), sorted(buffers, key=lambda b: (b.first, -b.size))]
     if overlaps:
-        orders += [shuffle.sample(buffers, len(buffers)) for _ in range(ORDERS)]
+        orders += [shuffle.sample(buffers, len(buffers)) for _ in range(shuffles)]
     size, offsets = None, None
     for order in orders:
         tried = _place(order, overlaps)
