@@ -236,7 +236,7 @@ def measure(path: Path, work: Path) -> dict:
     return {"model": path.stem, "macs": lowered.macs, "floor": floor(lowered), "instructions": int(statistics.median(counts)),
             "per_mac": statistics.median(counts) / max(lowered.macs, 1), "arena": lowered.arena_bytes,
             "bound": lowered.lower_bound, "ratio": lowered.arena_bytes / lowered.lower_bound, "lsb": lsb,
-            "ops": sorted({c.op.name for c in lowered.calls})}
+            "ops": sorted({c.op.name for c in lowered.members})}
 
 
 def main(argv=None) -> int:
