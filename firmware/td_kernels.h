@@ -72,6 +72,10 @@ typedef struct td_conv {
    * place, a pixel at a time, instead of gathered with its pair into scratch; tinydeploy picks
    * it by its kernel cost model, and then plans no scratch. */
   int32_t direct_borders;
+  /* reverse (a pointwise layer only): its pixels from the last to the first, four at a time,
+   * so that an output wider than its input may be written over the input from above; tinydeploy
+   * sets it where the memory plan gains by it. */
+  int32_t reverse;
   const int8_t *weights;
   const int32_t *bias_full;
   const td_requant *rq;

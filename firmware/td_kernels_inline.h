@@ -477,6 +477,21 @@ TD_INLINE void td_conv_2d_inline(const td_conv *p, const int8_t *input, int8_t *
   px = 0;
   if (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 && p->pad_left == 0 &&
       !p->int4_weights) { /* pointwise: four pixels at a time, the rest in pairs */
+    if (p->reverse) { /* the last pixels first: the odd one, a pair, then fours down to pixel 0 */
+      const int32_t quads = pixels - pixels % TD_QUAD;
+      for (px = pixels; px > quads; --px) {
+        const int8_t *x = input + (px - 1) * in_c;
+        int8_t *o = output + (px - 1) * out_c;
+        for (g = 0; g < full; ++g) {
+          s.rq = p->rq + 4 * g;
+          conv_group(p, x, x, 1, in_c, 0, g, in_c, &s, o, NULL);
+        }
+        if (rest.count) conv_group(p, x, x, 1, in_c, 0, full, in_c, &rest, o, NULL);
+      }
+      for (px = quads - TD_QUAD; px >= 0; px -= TD_QUAD)
+        run_blocks(p, input + px * in_c, in_c, 1, in_c, 0, &s, &rest, output + px * out_c);
+      return;
+    }
     for (; px + TD_QUAD <= pixels; px += TD_QUAD)
       run_blocks(p, input + px * in_c, in_c, 1, in_c, 0, &s, &rest, output + px * out_c);
   }

@@ -136,16 +136,17 @@ def test_plan_never_overlaps_live_buffers(data):
         inputs = data.draw(st.lists(st.sampled_from(earlier), min_size=1, max_size=2, unique=True))
         sizes[i] = data.draw(st.integers(1, 500))
         view = data.draw(st.booleans()) and sizes[inputs[0]] == sizes[i]
-        overlap = data.draw(st.one_of(st.none(), st.integers(-600, -1)))
+        overlap = data.draw(st.one_of(st.none(), st.integers(-600, -1), st.integers(1, 600)))
+        below, above = (None, None) if overlap is None else (overlap, None) if overlap < 0 else (None, overlap)
         steps.append(memplan.Step(inputs, i, view_of=inputs[0] if view else None, in_place=data.draw(st.booleans()),
-                                  scratch=data.draw(st.sampled_from([0, 0, 64])), overlap=overlap))
+                                  scratch=data.draw(st.sampled_from([0, 0, 64])), overlap=below, above=above))
     plan = memplan.plan(steps, sizes, [0], [n])
-    if all(step.overlap is None for step in steps):
+    if all(step.overlap is None and step.above is None for step in steps):
         assert plan.size >= plan.peak_live
     owner = {t: b for b in plan.buffers for t in b.tensors}
     # Which (output buffer, input buffer) pairs may share bytes: a step's only input, dying there.
-    allowed = {(id(owner[s.output]), id(owner[s.inputs[0]])): s.overlap for i, s in enumerate(steps)
-               if s.overlap is not None and len(s.inputs) == 1 and owner[s.inputs[0]].last == i
+    allowed = {(id(owner[s.output]), id(owner[s.inputs[0]])): (s.overlap, s.above) for i, s in enumerate(steps)
+               if (s.overlap, s.above) != (None, None) and len(s.inputs) == 1 and owner[s.inputs[0]].last == i
                and owner[s.output].first == i and owner[s.output] is not owner[s.inputs[0]] and s.inputs[0] != n}
     for a in plan.buffers:
         assert a.offset % memplan.ALIGN == 0 and a.offset >= 0 and a.offset + a.size <= plan.size
@@ -154,10 +155,25 @@ def test_plan_never_overlaps_live_buffers(data):
                                                                b.offset + b.size <= a.offset):
                 assert (id(a), id(b)) in allowed or (id(b), id(a)) in allowed
                 out, source = (a, b) if (id(a), id(b)) in allowed else (b, a)
-                assert out.offset - source.offset <= allowed[(id(out), id(source))]
+                below, above = allowed[(id(out), id(source))]
+                assert (out.offset - source.offset <= below if below is not None else
+                        out.offset - source.offset >= above)
     for step in steps:
         if step.view_of is not None:
             assert plan.offsets[step.view_of] == plan.offsets[step.output]
+
+
+@pytest.mark.unit
+def test_a_backward_overlap_lets_an_expanding_layer_end_near_its_inputs_end():
+    """A chain whose middle layer widens its input (288 -> 720 bytes) and whose next layer may
+    write just below its own input: written over its input from below, the wide output sticks
+    out under the next output's room; from above (the reverse order), the plan is only the wide
+    layer's output plus the input bytes its first group still reads."""
+    sizes = {0: 288, 1: 720, 2: 180}
+    forward = memplan.plan([memplan.Step([0], 1, overlap=-464), memplan.Step([1], 2, overlap=-20)], sizes, [0], [2])
+    backward = memplan.plan([memplan.Step([0], 1, above=32), memplan.Step([1], 2, overlap=-20)], sizes, [0], [2])
+    assert (forward.size, backward.size) == (772, 752)
+    assert backward.offsets[1] - backward.offsets[0] == 32
 
 
 def _same_padding(size: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
@@ -246,6 +262,37 @@ def test_a_segment_overlap_never_overwrites_an_input_byte_before_its_last_read(d
                     overwritten[px * out_c + c] = True
 
 
+@pytest.mark.unit
+@settings(max_examples=300, deadline=None)
+@given(pixels=st.integers(1, 40), in_c=st.integers(1, 12), out_c=st.integers(1, 24))
+def test_a_reverse_pointwise_layer_never_overwrites_an_input_byte_before_its_last_read(pixels, in_c, out_c):
+    """td_conv's reverse order, byte by byte: the last pixels % 4 pixels one at a time, last
+    first, then fours down to pixel 0; in each, four output channels at a time after reading
+    every input channel of its pixels. With the output starting reverse_overlap bytes past the
+    input (rounded up as the planner does), no read finds a byte already written; one byte
+    lower, a group's first channels would land on its own inputs still read for the rest."""
+    from tinydeploy.codegen.cengine.lowering import WORK_ORDER, reverse_overlap
+
+    def clashes(start: int) -> bool:
+        overwritten = np.zeros(start + pixels * max(in_c, out_c) + pixels * out_c, dtype=bool)
+        quads = pixels - pixels % WORK_ORDER.quad
+        groups = [range(a, a + 1) for a in range(pixels - 1, quads - 1, -1)]
+        groups += [range(a, a + WORK_ORDER.quad) for a in range(quads - WORK_ORDER.quad, -1, -WORK_ORDER.quad)]
+        for group in groups:
+            for c in range(0, out_c, 4):
+                if any(overwritten[px * in_c:(px + 1) * in_c].any() for px in group):
+                    return True
+                for px in group:
+                    overwritten[start + px * out_c + c:start + px * out_c + min(c + 4, out_c)] = True
+        return False
+
+    above = reverse_overlap(pixels, in_c, out_c)
+    start = -(-above // memplan.ALIGN) * memplan.ALIGN
+    assert above > 0 and not clashes(start)
+    if out_c > 4:
+        assert clashes(above - 1)
+
+
 # ---- bit-exact with TFLite's reference kernels -------------------------------
 
 @pytest.fixture(scope="module")
@@ -317,6 +364,32 @@ def test_c_engine_is_bit_exact_on_random_inputs(zoo, tmp_path, name):
     if name in ("depthwise", "requantized"):  # chains: outputs written over the inputs they have consumed
         assert lowered.arena_bytes <= 0.75 * lowered.lower_bound
         assert _overlapped_layers(lowered)
+
+
+@pytest.mark.host
+def test_an_expanding_pointwise_layer_runs_backwards_over_its_input_and_stays_bit_exact(tmp_path):
+    """A pointwise layer that widens 6x6x8 to 6x6x20, then a 5x5 stride-2 depthwise layer that
+    may write just below its input: lowering runs the pointwise layer in reverse over its
+    input's tail, which brings the arena from 772 to 752 bytes (the wide output plus the 32
+    input bytes its first four pixels read), and the outputs are TFLite's."""
+    from tinydeploy.optimize.convert import to_int8_tflite
+    from tinydeploy.runtime import _tf
+    from tinydeploy.runtime.evaluate import reference_outputs
+    keras = _tf.keras()
+    keras.utils.set_random_seed(5)
+    inputs = keras.layers.Input((6, 6, 8))
+    x = keras.layers.Conv2D(20, 1, activation="relu")(inputs)
+    x = keras.layers.DepthwiseConv2D(5, strides=2, padding="same")(x)
+    outputs = keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(x))
+    data = np.random.default_rng(5).normal(0, 1, (64, 6, 6, 8)).astype(np.float32)
+    model = parse_model(to_int8_tflite(keras.Model(inputs, outputs), data))
+    lowered = cengine.lower(model)
+    pointwise = next(c for c in lowered.members if c.kernel == "td_conv_2d")
+    assert dict(pointwise.fields)["reverse"] == "1" and pointwise.above == 32
+    assert (lowered.arena_bytes, lowered.lower_bound) == (752, 1008)
+    host = cengine.HostModel(lowered, tmp_path, flags=tuple(FLAGS))
+    x = np.random.default_rng(6).integers(-128, 128, size=(200, 6, 6, 8), dtype=np.int8)
+    assert np.array_equal(host.predict(x).reshape(len(x), -1), reference_outputs(model, x).reshape(len(x), -1))
 
 
 @pytest.mark.host
@@ -418,31 +491,45 @@ int32_t trace_count(void) { return trace_n; }
 """
 
 
+def _windowed_runs(lowered) -> list[tuple[str, object]]:
+    """(name, call) of each windowed layer (a row-fused call's parts too), as lowering took it,
+    and again in each order of work that writes its output over its input from above (a
+    pointwise layer in reverse, Option.above), which the memory plan takes where it gains."""
+    from tinydeploy.codegen.cengine.lowering import _with_option
+    runs = []
+    for call in (c for c in lowered.members if c.kernel in WINDOWED):
+        runs.append((f"op{call.op.index}", call))
+        runs += [(f"op{call.op.index}_above", _with_option(call, option)) for option in call.options
+                 if option.above is not None and option != call.taken]
+    return runs
+
+
 def _layer_runner(lowered, folder: Path, trace: bool) -> ctypes.CDLL:
-    """The kernels and, for each windowed layer, run_op<index>(input, output, scratch): its kernel
-    alone on the buffers given, specialized as td_model.c specializes it (its parameters and
-    arrays as td_model.c declares them). With trace, every output store is recorded in order
-    (TD_STORE) and the code is built at -O0, which keeps that order and compiles fast."""
+    """The kernels and, for each windowed run (_windowed_runs), run_<name>(input, output,
+    scratch): its kernel alone on the buffers given, specialized as td_model.c specializes it
+    (its parameters and arrays as td_model.c declares them). With trace, every output store is
+    recorded in order (TD_STORE) and the code is built at -O0, which keeps that order and
+    compiles fast."""
     from tinydeploy.codegen.cengine.source import KERNEL_FILES, SPECIALIZED
     from tinydeploy.codegen.templating import copied_firmware
     folder.mkdir(parents=True)
     for name, text in copied_firmware(KERNEL_FILES, folder="").items():
         (folder / name).write_text(text)
     values = cengine.source_values(lowered, "order of work")
-    calls = [c for c in lowered.members if c.kernel in WINDOWED]  # a row-fused call's parts too
-    names = {f"op{c.op.index}" for c in calls}
+    runs = _windowed_runs(lowered)
+    names = {f"op{c.op.index}" for _, c in runs}
     lines = ["#include <stdint.h>", TRACE if trace else "", '#include "td_kernels.c"']
     for array in values["arrays"]:
         if array["name"].split("_")[0] in names:
             lines += [f"static const {array['ctype']} {array['name']}[{array['length']}] = {{", *array["rows"], "};"]
-    for call in calls:  # each whole layer's parameters, as td_model.c declares an unfused layer's
-        lines += [f"static const {call.struct} op{call.op.index} = {{",
-                  *(f"  .{field} = {value}," for field, value in call.fields), "};"]
-    for call in calls:
+    for name, call in runs:  # each whole layer's parameters, as td_model.c declares an unfused layer's
+        lines += [f"static const {call.struct} {name} = {{", *(f"  .{field} = {value}," for field, value in call.fields),
+                  "};"]
+    for name, call in runs:
         kernel = call.kernel + "_inline" if call.kernel in SPECIALIZED else call.kernel
         args = "input, output, scratch" if call.kernel == "td_conv_2d" else "input, output"
-        lines += [f"void run_op{call.op.index}(const int8_t *input, int8_t *output, int8_t *scratch) {{",
-                  f"  (void)scratch;\n  {kernel}(&op{call.op.index}, {args});", "}"]
+        lines += [f"void run_{name}(const int8_t *input, int8_t *output, int8_t *scratch) {{",
+                  f"  (void)scratch;\n  {kernel}(&{name}, {args});", "}"]
     (folder / "runner.c").write_text("\n".join(lines) + "\n")
     library = folder / "runner.so"
     flags = [flag if flag != "-O2" or not trace else "-O0" for flag in FLAGS]
@@ -451,10 +538,10 @@ def _layer_runner(lowered, folder: Path, trace: bool) -> ctypes.CDLL:
     return ctypes.CDLL(str(library))
 
 
-def _run_layer(lib, call, arena: np.ndarray, input_at: int, output_at: int, scratch: np.ndarray) -> None:
+def _run_layer(lib, name: str, arena: np.ndarray, input_at: int, output_at: int, scratch: np.ndarray) -> None:
     address = arena.ctypes.data
-    getattr(lib, f"run_op{call.op.index}")(ctypes.c_void_p(address + input_at), ctypes.c_void_p(address + output_at),
-                                           ctypes.c_void_p(scratch.ctypes.data))
+    getattr(lib, f"run_{name}")(ctypes.c_void_p(address + input_at), ctypes.c_void_p(address + output_at),
+                                ctypes.c_void_p(scratch.ctypes.data))
 
 
 def _last_needed(call, written: np.ndarray) -> np.ndarray:
@@ -509,32 +596,43 @@ def test_each_kernels_order_of_writes_keeps_to_the_overlap_lowering_plans(zoo, t
     output still reads; lowering's overlap (segment_overlap, by WorkOrder) must not exceed it.
     Then the layer runs with its output exactly where the planner may put it, traced and as
     built for the board, and must give the outputs it gives in separate buffers. A pair's
-    windows are gathered only where lowering gave the layer scratch, and within it."""
+    windows are gathered only where lowering gave the layer scratch, and within it. A pointwise
+    layer does the same in reverse, with its output as low as the planner may put it above its
+    input (reverse_overlap): no store may land on an input byte a later output still reads."""
     lowered = cengine.lower(zoo[name])
     traced, plain = _layer_runner(lowered, tmp_path / "traced", True), _layer_runner(lowered, tmp_path / "plain", False)
     tensors, rng = lowered.model.tensors, np.random.default_rng(11)
-    checked = 0
-    for call in (c for c in lowered.members if c.kernel in WINDOWED):
+    checked = above_checked = 0
+    for run, call in _windowed_runs(lowered):
         in_bytes, out_bytes = tensors[call.inputs[0]].nbytes, tensors[call.output].nbytes
         shapes = " -> ".join("x".join(map(str, tensors[t].shape)) for t in (call.inputs[0], call.output))
-        where = f"{name} op {call.op.index} ({call.kernel}, {shapes})"
+        where = f"{name} {run} ({call.kernel}, {shapes})"
         x = rng.integers(-128, 128, in_bytes, dtype=np.int8)
         arena = np.concatenate([x, np.zeros(out_bytes, np.int8)])
         scratch = np.full(call.scratch + 64, 0x5A, np.int8)
         log = np.zeros(out_bytes + 1, np.int32)
         traced.trace_start(ctypes.c_void_p(arena.ctypes.data + in_bytes), ctypes.c_void_p(log.ctypes.data), len(log))
-        _run_layer(traced, call, arena, 0, in_bytes, scratch)
+        _run_layer(traced, run, arena, 0, in_bytes, scratch)
         assert traced.trace_count() == out_bytes, where
         assert np.array_equal(np.sort(log[:out_bytes]), np.arange(out_bytes)), f"{where}: a byte written twice"
         assert (scratch[call.scratch:] == 0x5A).all(), f"{where}: gathers beyond its {call.scratch} bytes of scratch"
         separate = arena[in_bytes:].copy()
         written = np.empty(out_bytes, np.int64)
         written[log[:out_bytes]] = np.arange(out_bytes)
-        bound = _kernel_bound(_last_needed(call, written), written)
-        if call.overlap is None:  # planned apart from its input (a small depthwise layer)
+        needed = _last_needed(call, written)
+        if call.above is not None:  # from above: output byte k lands on input byte k + start
+            start = -(-call.above // memplan.ALIGN) * memplan.ALIGN  # as low as the planner may put it
+            landed = np.arange(out_bytes) + start
+            inside = landed < in_bytes
+            late = needed[landed[inside]] > written[inside]
+            assert not late.any(), f"{where}: output byte {int(np.nonzero(late)[0][0])} overwrites an input still read"
+            above_checked += 1
+        elif call.overlap is None:  # planned apart from its input (a small depthwise layer)
             continue
-        assert bound is None or call.overlap <= bound, f"{where}: planned {call.overlap}, the kernel allows {bound}"
-        start = call.overlap // memplan.ALIGN * memplan.ALIGN  # as high as the planner may put it
+        else:
+            bound = _kernel_bound(needed, written)
+            assert bound is None or call.overlap <= bound, f"{where}: planned {call.overlap}, the kernel allows {bound}"
+            start = call.overlap // memplan.ALIGN * memplan.ALIGN  # as high as the planner may put it
         input_at = max(0, -start)
         for lib in (traced, plain):
             arena = np.zeros(input_at + max(in_bytes, start + out_bytes), np.int8)
@@ -542,11 +640,13 @@ def test_each_kernels_order_of_writes_keeps_to_the_overlap_lowering_plans(zoo, t
             if lib is traced:
                 traced.trace_start(ctypes.c_void_p(arena.ctypes.data + input_at + start),
                                    ctypes.c_void_p(log.ctypes.data), len(log))
-            _run_layer(lib, call, arena, input_at, input_at + start, scratch)
+            _run_layer(lib, run, arena, input_at, input_at + start, scratch)
             got = arena[input_at + start:input_at + start + out_bytes]
             assert np.array_equal(got, separate), f"{where}: other outputs starting {start} bytes past its input"
         checked += 1
     assert checked, f"no layer of {name} is planned to overlap its input"
+    if name in ("convs", "columns"):  # pointwise layers: odd pixel counts, channels 4 + rest
+        assert above_checked, f"no pointwise layer of {name} ran in reverse"
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,11 @@ start its output may begin (Step.overlap, from tinydeploy.codegen.cengine.loweri
 a negative number of bytes). Where the input's buffer dies at that step, the planner may place
 the output that close, so the two share the bytes the kernel has finished reading, as
 segment-level planners do (vMCU, MLSys 2024). The proof is the overlap itself: every output
-byte lands on input bytes that no later read needs.
+byte lands on input bytes that no later read needs. A kernel that runs backwards (a pointwise
+convolution in reverse pixel order, lowering.reverse_overlap) declares the opposite
+(Step.above): how far past the input's start its output must begin at least, so that it may
+run on over the input's tail; an output wider than its input then ends close to the input's
+end instead of its start.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class Step:
     # The output may start at (input's offset + overlap) or lower, over its only input, when
     # that input is read here last: the kernel's proven segment overlap (module docstring).
     overlap: int | None = None
+    # Or the output may start at (input's offset + above) or higher, over the input's tail.
+    above: int | None = None
 
 
 @dataclass
@@ -122,15 +128,17 @@ def plan(steps: list[Step], sizes: dict[int, int], graph_inputs: list[int], grap
             owner[key].last = index
 
     # Segment overlaps: (output buffer, input buffer) -> how far past the input's start the
-    # output may begin, for a step whose only input buffer dies at it.
-    overlaps: dict[tuple[int, int], int] = {}
+    # output may begin at most (below) and at least (above; None: no such bound), for a step
+    # whose only input buffer dies at it.
+    overlaps: dict[tuple[int, int], tuple[int | None, int | None]] = {}
     for index, step in enumerate(steps):
-        if step.overlap is None or len(step.inputs) != 1:
+        if (step.overlap is None and step.above is None) or len(step.inputs) != 1:
             continue
         source, target = owner.get(step.inputs[0]), owner.get(step.output)
         if (source is not None and target is not None and source is not target and source.last == index
                 and target.first == index and step.inputs[0] not in graph_outputs):
-            overlaps[(id(target), id(source))] = step.overlap // ALIGN * ALIGN
+            overlaps[(id(target), id(source))] = (None if step.overlap is None else step.overlap // ALIGN * ALIGN,
+                                                  None if step.above is None else _align(step.above))
     # Largest first (the classic first fit), in execution order (a chain of overlapping layers
     # slides down one another), and in ORDERS seeded shuffles, which find the arrangements
     # around skip connections (on the bench models, 30 shuffles found what 300 did): the
@@ -154,33 +162,45 @@ def plan(steps: list[Step], sizes: dict[int, int], graph_inputs: list[int], grap
     return Plan(offsets, size, scratch=scratch, buffers=buffers, peak_live=peak)
 
 
-def _forbidden(buffer: Buffer, other: Buffer, overlaps: dict[tuple[int, int], int]) -> tuple[int, int]:
+Overlaps = dict[tuple[int, int], tuple[int | None, int | None]]
+
+
+def _forbidden(buffer: Buffer, other: Buffer, overlaps: Overlaps) -> tuple[int, int]:
     """The open interval of offsets at which `buffer` would clash with `other`, placed and
     alive at the same time: anywhere they share a byte, unless a segment overlap allows it."""
     lo, hi = other.offset - buffer.size, other.offset + other.size
-    below = overlaps.get((id(buffer), id(other)))  # buffer is the output written over `other`
+    below, above = overlaps.get((id(buffer), id(other)), (None, None))  # buffer: the output over `other`
     if below is not None:
         lo = max(lo, other.offset + below)
-    above = overlaps.get((id(other), id(buffer)))  # `other` is the output written over buffer
     if above is not None:
-        hi = min(hi, other.offset - above)
+        hi = min(hi, other.offset + above)
+    below, above = overlaps.get((id(other), id(buffer)), (None, None))  # `other`: the output over buffer
+    if below is not None:
+        hi = min(hi, other.offset - below)
+    if above is not None:
+        lo = max(lo, other.offset - above)
     return lo, hi
 
 
-def _place(order: list[Buffer], overlaps: dict[tuple[int, int], int]) -> int:
+def _place(order: list[Buffer], overlaps: Overlaps) -> int:
     """First fit in the given order: each buffer where it grows the extent of the buffers placed
     so far least, at the lowest such offset, outside every forbidden interval of the placed
     buffers alive at the same time. Without segment overlaps that is the lowest free offset;
-    with them a buffer may also go below offset 0, under the input it is written over, and the
-    plan is shifted up afterwards. Returns the arena size."""
+    with them a buffer may also go below offset 0, under the input it is written over (or an
+    input under the output written over its tail), and the plan is shifted up afterwards.
+    Returns the arena size."""
     placed: list[Buffer] = []
     bottom = top = 0
     for buffer in order:
         intervals = [_forbidden(buffer, other, overlaps) for other in placed if other.overlaps_in_time(buffer)]
         intervals = [(lo, hi) for lo, hi in intervals if lo < hi]
         candidates = {0, *(_align(hi) for _, hi in intervals)}
-        candidates |= {other.offset + below for other in placed
-                       if (below := overlaps.get((id(buffer), id(other)))) is not None}
+        for other in placed:  # the closest a segment overlap lets it go to a placed buffer
+            below, above = overlaps.get((id(buffer), id(other)), (None, None))
+            candidates |= {other.offset + bound for bound in (below, above) if bound is not None}
+            _, above = overlaps.get((id(other), id(buffer)), (None, None))
+            if above is not None:
+                candidates.add(other.offset - above)
         free = [c for c in candidates if not any(lo < c < hi for lo, hi in intervals)]
         buffer.offset = min(free, key=lambda c: (max(top, c + buffer.size) - min(bottom, c), c < 0, abs(c)))
         bottom, top = min(bottom, buffer.offset), max(top, buffer.offset + buffer.size)

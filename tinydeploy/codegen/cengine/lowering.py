@@ -64,13 +64,15 @@ class Array:
 @dataclass(frozen=True)
 class Option:
     """One order of work a windowed kernel may take: its variant, the fields that select it,
-    and what it asks of the memory plan (scratch bytes, and its output's overlap with its input,
-    segment_overlap). A faster order may need more memory: lowering takes the cost model's
-    pick, then another where that makes the arena smaller (choose_for_memory)."""
+    and what it asks of the memory plan (scratch bytes, and its output's overlap with its input:
+    from below, segment_overlap, or from above, reverse_overlap). A faster order may need more
+    memory: lowering takes the cost model's pick, then another where that makes the arena
+    smaller (choose_for_memory). Options of the same variant differ in order only, not speed."""
     variant: str
     flags: tuple[tuple[str, str], ...]
     scratch: int = 0
     overlap: int | None = None
+    above: int | None = None
 
     def weaker_than(self, other: "Option") -> bool:
         """Asks no more of the plan than other (no more scratch, at least as much overlap; none
@@ -93,6 +95,7 @@ class Call:
     macs: int = 0
     scratch: int = 0         # bytes of working memory the kernel needs during the call (in the arena)
     overlap: int | None = None  # how far past its input's start the output may begin (segment_overlap)
+    above: int | None = None    # or how far past it the output must begin at least (reverse_overlap)
     variant: str = ""        # the kernel variant the cost model chose (tinydeploy.costs.kernels.choose_variant)
     options: list[Option] = field(default_factory=list)  # the orders of work it may take; the first is the fastest
     taken: Option | None = None  # the one it takes
@@ -109,7 +112,7 @@ class Call:
         self.taken = option
         flags = dict(option.flags)
         self.fields = [(k, flags.get(k, v)) for k, v in self.fields]
-        self.variant, self.scratch, self.overlap = option.variant, option.scratch, option.overlap
+        self.variant, self.scratch, self.overlap, self.above = option.variant, option.scratch, option.overlap, option.above
 
 
 @dataclass
@@ -282,6 +285,22 @@ def segment_overlap(in_w: int, in_c: int, out_h: int, out_w: int, out_c: int, st
     return int((still_read - written).min())
 
 
+def reverse_overlap(pixels: int, in_c: int, out_c: int) -> int:
+    """How far past the start of its input (in bytes, positive) a pointwise convolution run in
+    reverse (td_conv's reverse flag) must begin its output, so that it may run on over the
+    input's tail and never overwrite an input byte before its last read.
+
+    The kernel takes the last pixels % WORK_ORDER.quad pixels one at a time, last first, then
+    groups of `quad` pixels down to pixel 0, and may write some channels of a group before it
+    has read all of the group's inputs. When it writes a group [a, b), the input still to be
+    read is that of pixels 0 to b - 1, which ends at b * in_c: the group's first output byte,
+    a * out_c past the output's start, must lie at or above it."""
+    quad = WORK_ORDER.quad
+    quads = pixels - pixels % quad
+    groups = [(a, a + 1) for a in range(quads, pixels)] + [(a, a + quad) for a in range(0, quads, quad)]
+    return max(b * in_c - a * out_c for a, b in groups)
+
+
 def _output_range(model: Model, op: Operator) -> tuple[int, int, int]:
     """The output zero point and the fused activation's clamp range."""
     out_scale, out_zero = quant_of(model, op.outputs[0])
@@ -333,12 +352,17 @@ def _lower_conv(model: Model, op: Operator, name: str) -> Call:
         variant = choose_variant("CONV_2D", kernel_shape(y.shape, 1, k_h, k_w, sh, sw, pad_top, pad_left),
                                  conv_variants(int4))
     fields.insert(-3, ("direct_borders", str(int(variant == "direct"))))
+    fields.insert(-3, ("reverse", "0"))
     overlap = segment_overlap(in_w, in_c, out_h, out_w, out_c, sh, sw, pad_top, pad_left,
                               WORK_ORDER.pair if int4 else WORK_ORDER.quad)
     # a pair's windows gathered into scratch
     options = [Option(v, (("direct_borders", str(int(v == "direct"))),),
                       WORK_ORDER.pair * k_h * k_w * in_c if v == "gather" else 0, overlap)
                for v in ([variant] + [v for v in conv_variants(int4) if v != variant] if gathers else [])]
+    if (k_h, k_w, sh, sw, pad_top, pad_left) == (1, 1, 1, 1, 0, 0) and not int4:
+        # a pointwise layer: in pixel order, or in reverse over its input's tail (reverse_overlap)
+        options = [Option(variant, (("reverse", "0"),), 0, overlap),
+                   Option(variant, (("reverse", "1"),), 0, None, reverse_overlap(out_h * out_w, in_c, out_c))]
     call = Call(op, "td_conv_2d", "td_conv", fields, [op.inputs[0]], op.outputs[0], arrays, overlap=overlap,
                 variant=variant, options=options)
     if options:
@@ -808,6 +832,8 @@ def fuse_rows(parts: list[Call], n: int) -> Call | None:
     (row_schedule); None where it can't be. Its scratch holds the row buffers, then each
     windowed part's own scratch."""
     windowed = [part for part in parts if not part.view]
+    if any(part.above is not None for part in windowed):  # the band schedule runs rows in order
+        return None
     rows = [Rows.of(part) for part in windowed]
     if rows[-1].width == 1 and n < min(WORK_ORDER.quad, rows[-1].out_h):
         return None
@@ -860,17 +886,19 @@ def plan_memory(model: Model, calls: list[Call], shuffles: int = memplan.ORDERS)
             sizes[t] = model.tensors[t].nbytes
     sizes[model.inputs[0]] = model.tensors[model.inputs[0]].nbytes
     steps = [memplan.Step(c.inputs, c.output, view_of=c.inputs[0] if c.view else None, in_place=c.in_place,
-                          scratch=c.scratch, overlap=c.overlap) for c in calls]
+                          scratch=c.scratch, overlap=c.overlap, above=c.above) for c in calls]
     return memplan.plan(steps, sizes, [model.inputs[0]], [model.outputs[0]], shuffles)
 
 
 def choose_for_memory(model: Model, calls: list[Call]) -> tuple[list[Call], memplan.Plan]:
     """Plan the arena, each call in the cost model's pick (its first option); then, while some
-    change makes the arena smaller by MIN_SAVING or more, the change that saves most: another
-    option of a call that asks less of the plan (Option.weaker_than), or neighbouring windowed
-    calls row-fused (fuse_rows, with the most rows a band that saves as much). Memory comes first:
-    an arena that does not fit does not run, a kernel a few percent slower does; but only the
-    calls that set the arena change. Ties go to an option over a fusion, and to more rows a band."""
+    change makes the arena smaller, the change that saves most: another option of a call, of
+    the same variant (an order of work only, as fast: any saving) or one that asks less of the
+    plan (Option.weaker_than: a slower variant, MIN_SAVING or more), or neighbouring windowed
+    calls row-fused (fuse_rows, with the most rows a band that saves as much; MIN_SAVING or
+    more). Memory comes first: an arena that does not fit does not run, a kernel a few percent
+    slower does; but only the calls that set the arena change. Ties go to an option over a
+    fusion, and to more rows a band."""
     calls = list(calls)
     plan = plan_memory(model, calls)
     while True:
@@ -882,7 +910,10 @@ def choose_for_memory(model: Model, calls: list[Call]) -> tuple[list[Call], memp
         for index, call in enumerate(calls):
             for part_index, part in enumerate(call.members):
                 for option in part.options:
-                    if part.taken is None or not option.weaker_than(part.taken):
+                    if part.taken is None or option == part.taken:
+                        continue
+                    free = option.variant == part.taken.variant
+                    if not free and not option.weaker_than(part.taken):
                         continue
                     changed = _with_option(part, option)
                     if call.parts:
@@ -890,18 +921,19 @@ def choose_for_memory(model: Model, calls: list[Call]) -> tuple[list[Call], memp
                         parts[part_index] = changed
                         changed = fuse_rows(parts, call.fusion.rows)
                     if changed is not None:
-                        consider(calls[:index] + [changed] + calls[index + 1:], (0, 0))
+                        consider(calls[:index] + [changed] + calls[index + 1:], (0, 0, not free))
         for first, last in _joinable(model, calls):
             parts = [member for call in calls[first:last + 1] for member in call.members]
             for n in ROW_BANDS:
                 fused = fuse_rows(parts, n)
                 if fused is not None:
-                    consider(calls[:first] + [fused] + calls[last + 1:], (1, -n))
+                    consider(calls[:first] + [fused] + calls[last + 1:], (1, -n, True))
         # the changes ranked by a quick plan (no shuffled orders); the best few planned fully
         best = None
         for _, rank, changed in sorted(tried, key=lambda t: t[:2])[:FULLY_PLANNED]:
             full = plan_memory(model, changed)
-            if full.size <= plan.size * (1 - MIN_SAVING) and (best is None or (full.size, rank) < best[:2]):
+            enough = full.size <= plan.size * (1 - MIN_SAVING) if rank[-1] else full.size < plan.size
+            if enough and (best is None or (full.size, rank) < best[:2]):
                 best = (full.size, rank, changed, full)
         if best is None:
             return calls, plan
