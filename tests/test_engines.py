@@ -52,6 +52,21 @@ def test_on_the_c3_the_c_engine_is_costed_from_emulated_instructions_and_cached(
 
 
 @pytest.mark.host
+def test_a_second_model_in_the_same_cache_recompiles_only_what_it_changed(int8_cnn, int8_cnn_per_tensor_dense,
+                                                                           tmp_path, rv32_tools):
+    first, second = load_model(int8_cnn), load_model(int8_cnn_per_tensor_dense)
+    engines.emulated_instructions(first, tmp_path / "shared")
+    objects = tmp_path / "shared" / "rv32-firmware" / "build"
+    before = {o.name: o.stat().st_mtime_ns for o in objects.glob("*.o")}
+    counted = engines.emulated_instructions(second, tmp_path / "shared")
+    after = {o.name: o.stat().st_mtime_ns for o in objects.glob("*.o")}
+    assert after["td_kernels.c.o"] == before["td_kernels.c.o"]  # the kernels every model shares: kept
+    assert after["td_model.c.o"] != before["td_model.c.o"]
+    assert counted == engines.emulated_instructions(second, tmp_path / "fresh")  # nothing stale linked in
+    assert counted != json.loads((tmp_path / "shared" / f"{first.sha256}.json").read_text())["instructions"]
+
+
+@pytest.mark.host
 def test_elsewhere_the_c_engine_latency_is_the_fitted_estimate_and_says_so(int8_cnn):
     tflm, c = engines.cost_all(load_model(int8_cnn), get_board("esp32dev"), Targets())
     assert "per-operator cycles of qemu-riscv32 (c-engine cycles per MAC, per output and per layer)" in c.latency_basis

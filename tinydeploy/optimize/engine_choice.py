@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,8 +149,8 @@ def choose(options: list[EngineCost]) -> tuple[EngineCost, str]:
 
 def emulated_instructions(model: Model, cache: Path) -> int | None:
     """Instructions retired by one inference of the model's C engine firmware on the emulated
-    RV32IMC board (median of three), cached in cache/ by the model's SHA-256. None when the
-    cross compiler or QEMU is missing.
+    RV32IMC board (median of three), cached in cache/ by the model's SHA-256, the firmware
+    built in cache/rv32-firmware. None when the cross compiler or QEMU is missing.
 
     Raises:
         TinyDeployError: the render, build or emulator run failed.
@@ -169,16 +168,20 @@ def emulated_instructions(model: Model, cache: Path) -> int | None:
     from tinydeploy.device import emulate
     from tinydeploy.device.bench import bench
     from tinydeploy.toolchain.build import build
-    from tinydeploy.core.outputs import write_atomically
+    from tinydeploy.core.outputs import locked, write_atomically
     from tinydeploy.toolchain.project import write_project
     from tinydeploy.codegen.render import RenderOptions, render
-    with tempfile.TemporaryDirectory(prefix="tinydeploy-rv32-") as work:
+    # One project folder in the cache, rendered over for each model: make recompiles only the
+    # files that changed (the model's), not the kernels every model shares. The cache's lock
+    # keeps another run from rendering over it between this one's build and its emulator run.
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    with locked(Path(cache), "the engine cache"):
+        work = Path(cache) / "rv32-firmware"
         write_project(render(model, board, None, RenderOptions(engine=C)), work)
         build(work)
         with emulate.start(work) as emulator:
-            result = bench(emulator.url, Path(work) / "bench", runs=3, warmup=1, reset=False)
+            result = bench(emulator.url, work / "bench", runs=3, warmup=1, reset=False)
     instructions = int(result.latency_instructions["median"])
-    Path(cache).mkdir(parents=True, exist_ok=True)
     write_atomically(cached, json.dumps({"instructions": instructions, "model_sha256": model.sha256,
                                          "board": EMULATED_BOARD}))
     return instructions
