@@ -15,6 +15,10 @@ from hypothesis import HealthCheck, settings
 pytest_plugins = ["pytester"]
 
 TIERS = ("unit", "host", "slow", "hardware")
+# Fixtures that train models or run optimize once for many tests. Under pytest-xdist (make test
+# runs two workers, --dist loadgroup) every test that uses one runs on the same worker, so it is
+# built once, not once per worker.
+SHARED_FIXTURES = ("pipeline", "optimized", "fronted", "models", "chains", "zoo")
 TIMING_CHECKS = {HealthCheck.too_slow}
 
 settings.register_profile("tinydeploy", derandomize=True, deadline=None, print_blob=False,
@@ -50,6 +54,10 @@ def pytest_collection_modifyitems(config, items):
     if untiered:
         raise pytest.UsageError(f"tests without a tier ({', '.join(TIERS)}): {', '.join(untiered)}")
     _deterministic(items)
+    for item in items:
+        shared = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{shared[0]}"))
     if config.getoption("--port"):
         return
     skip = pytest.mark.skip(reason="needs a board: pass --port")

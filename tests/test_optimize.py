@@ -181,7 +181,7 @@ def test_time_series_with_string_labels(tmp_path):
     train = np.setdiff1d(np.arange(300), test)
     np.savez(tmp_path / "gestures.npz", x_train=x[train], y_train=y[train], x_test=x[test], y_test=y[test])
     ds = data.load(str(tmp_path / "gestures.npz"))
-    config = OptimizeConfig(ds, tmp_path / "out", get_board("esp32-c3-devkitm-1"), budget="default",
+    config = OptimizeConfig(ds, tmp_path / "out", get_board("esp32-c3-devkitm-1"), budget="fast",
                             stages=check_stages(["arch"]))
     result = optimize(config)
     assert result.report["labels"] == ["fast", "slow"]
