@@ -39,9 +39,9 @@ system-packages:
 	fi
 
 # Two workers (pytest-xdist): CI has two cores, and the slow tests train models for minutes.
-# loadgroup: the tests sharing a costly fixture run on one worker (tests/conftest.py).
+# The modules sharing a costly fixture run each on one worker (tests/conftest.py).
 test: $(INSTALLED) system-packages
-	$(PY) -m pytest -m "unit or host or slow" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -m "unit or host or slow" -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The documentation's generated parts: synopses and the command table from the CLI's parser,
 # and the real output of the commands it shows, run on the built-in digits data in build/docs.

@@ -15,10 +15,11 @@ from hypothesis import HealthCheck, settings
 pytest_plugins = ["pytester"]
 
 TIERS = ("unit", "host", "slow", "hardware")
-# Fixtures that train models or run optimize once for many tests. Under pytest-xdist (make test
-# runs two workers, --dist loadgroup) every test that uses one runs on the same worker, so it is
-# built once, not once per worker.
-SHARED_FIXTURES = ("pipeline", "optimized", "fronted", "models", "chains", "zoo")
+# Modules whose tests share a fixture that runs optimize or trains models for minutes. Under
+# pytest-xdist (make test runs two workers) each runs whole on one worker, so that fixture is
+# built once, not once per worker; every other test is scheduled on its own (pytest_xdist_make_scheduler).
+ONE_WORKER_MODULES = ("tests/test_optimize_pipeline.py", "tests/test_frontend_optimize.py", "tests/test_export.py",
+                      "tests/test_frontend_firmware.py")
 TIMING_CHECKS = {HealthCheck.too_slow}
 
 settings.register_profile("tinydeploy", derandomize=True, deadline=None, print_blob=False,
@@ -44,6 +45,23 @@ def _deterministic(items) -> None:
                 own, deadline=None, suppress_health_check=sorted(suppressed | TIMING_CHECKS, key=lambda c: c.value))
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """-n's default (--dist load), a test at a time, but a module of ONE_WORKER_MODULES at once.
+    (xdist's own loadgroup marks tests by rewriting their node ids, which pytest 9 no longer lets
+    it do.) Another --dist is xdist's own."""
+    if config.getoption("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneWorkerModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_MODULES else nodeid
+
+    return OneWorkerModules(config, log)
+
+
 def pytest_addoption(parser):
     parser.addoption("--port", default=None, help="serial port of a real board, for hardware tests")
 
@@ -54,10 +72,6 @@ def pytest_collection_modifyitems(config, items):
     if untiered:
         raise pytest.UsageError(f"tests without a tier ({', '.join(TIERS)}): {', '.join(untiered)}")
     _deterministic(items)
-    for item in items:
-        shared = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{shared[0]}"))
     if config.getoption("--port"):
         return
     skip = pytest.mark.skip(reason="needs a board: pass --port")
