@@ -284,7 +284,8 @@ def test_deploy_judges_accuracy_as_optimize_does():
 def test_deploy_exits_1_on_a_chance_level_model(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "noise.npz"
-    np.savez(path, x_train=rng.normal(size=(120, 16, 1)).astype(np.float32), y_train=rng.integers(0, 3, 120))
+    # 500 windows, 100 of them validation: no cross-validation of widths (training.SMALL_VALIDATION)
+    np.savez(path, x_train=rng.normal(size=(500, 16, 1)).astype(np.float32), y_train=rng.integers(0, 3, 500))
     done = run_cli("deploy", "--data", path, "--out", tmp_path / "out", "--budget", "fast", "--stages", "arch",
                    "--front-end", "none", "--max-latency-ms", "5", "--json", timeout=600)
     assert done.returncode == 1, done.stderr

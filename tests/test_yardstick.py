@@ -72,8 +72,8 @@ def _sines(n: int, seed: int = 0):
 
 @pytest.mark.slow
 def test_a_model_at_chance_exits_1_naming_chance_and_min_accuracy_replaces_the_check(tmp_path):
-    x, _ = _sines(200)
-    y = np.random.default_rng(1).integers(0, 4, 200)  # shuffled labels: nothing to learn
+    x, _ = _sines(500)  # 100 validation windows: no cross-validation of widths (training.SMALL_VALIDATION)
+    y = np.random.default_rng(1).integers(0, 4, 500)  # shuffled labels: nothing to learn
     np.savez(tmp_path / "noise.npz", x_train=x, y_train=y)
     code, out, err = run_cli("optimize", "--data", tmp_path / "noise.npz", "--out", tmp_path / "out", "--budget",
                              "fast", "--stages", "arch", "--quiet", timeout=300)
@@ -97,15 +97,15 @@ def test_a_model_at_chance_exits_1_naming_chance_and_min_accuracy_replaces_the_c
 
 @pytest.mark.slow
 def test_a_good_model_passes_both_checks_judged_on_the_test_set(tmp_path):
-    x, y = _sines(300)
-    np.savez(tmp_path / "sines.npz", x_train=x[:240], y_train=y[:240], x_test=x[240:], y_test=y[240:])
+    x, y = _sines(600)  # 100 validation windows: no cross-validation of widths (training.SMALL_VALIDATION)
+    np.savez(tmp_path / "sines.npz", x_train=x[:500], y_train=y[:500], x_test=x[500:], y_test=y[500:])
     code, out, err = run_cli("optimize", "--data", tmp_path / "sines.npz", "--out", tmp_path / "out", "--budget",
                              "fast", "--stages", "arch", "--board", "esp32-c3-devkitm-1", timeout=300)
     assert code == 0, err
     assert "Yardsticks" in out and "accuracy vs chance: met" in out and "accuracy vs 1-NN: met" in out
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     checks = report["accuracy_checks"]
-    assert checks["judged_on"] == "int8 test accuracy" and checks["samples"] == 60
+    assert checks["judged_on"] == "int8 test accuracy" and checks["samples"] == 100
     assert all(v["met"] for v in checks["verdicts"]) and report["met"]
     test_row = next(r for r in report["yardsticks"] if r["on"] == "test" and r["name"].startswith("1-NN"))
     assert test_row["deployed_accuracy"] == report["test"]["accuracy"]
