@@ -17,8 +17,10 @@ def write(path: Path, data: bytes) -> Path:
 
 
 def small_cnn(seed: int = 0):
-    """Conv2D(8,3x3) -> maxpool -> depthwise 3x3 -> 1x1 conv -> GAP -> dense(10)."""
+    """Conv2D(8,3x3) -> maxpool -> depthwise 3x3 -> 1x1 conv -> GAP -> dense(10). Its layer names
+    are the same whatever the process built before (tests name its tensors)."""
     keras = _tf.keras()
+    keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     layers = keras.layers
     return keras.Sequential([
