@@ -187,7 +187,8 @@ def run_on_host(binary: Path, model_path: Path, x: np.ndarray, work: Path) -> tu
     front = device_frontend(load_model(model_path))
     dump = work / "inputs.bin"
     done = subprocess.run([str(binary)], input=script(front.wire(x)), capture_output=True, timeout=300,
-                          env={**os.environ, "TD_PROBE_INPUTS": str(dump)})
+                          # flow control: every byte arrives however late a loaded machine runs the firmware
+                          env={**os.environ, "TD_PROBE_INPUTS": str(dump), "TD_HOST_UART_FLOW": "1"})
     stdout = done.stdout.decode(errors="replace")
     inputs = np.frombuffer(dump.read_bytes(), np.int8).reshape(-1, int(np.prod(front.front.output_shape(front.window))))
     return inputs, results(stdout), stdout

@@ -16,6 +16,7 @@
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t arrived = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t room = PTHREAD_COND_INITIALIZER; /* taken bytes made room (flow control) */
 static uint8_t *ring;
 static size_t ring_size, ring_head, ring_count, wanted_rx_size;
 static uint32_t baud;
@@ -56,11 +57,15 @@ static void sleep_until(uint64_t micros) {
   }
 }
 
-/* Bytes reach the receive buffer no faster than the line carries them. */
+/* Bytes reach the receive buffer no faster than the line carries them. With TD_HOST_UART_FLOW
+ * set, the line has hardware flow control (RTS/CTS): a byte waits while the buffer is full
+ * instead of being dropped, so a test of what the firmware computes does not depend on how
+ * promptly a loaded machine schedules it. */
 static void *reader(void *unused) {
   uint64_t next = td_host_micros();
   const uint64_t per_byte = 10000000u / TD_LINE_BAUD; /* 10 bits a byte, in tenths of a µs */
   uint64_t tenths = 0;
+  const int flow = getenv("TD_HOST_UART_FLOW") != NULL;
   (void)unused;
   for (;;) {
     uint8_t byte;
@@ -76,6 +81,7 @@ static void *reader(void *unused) {
     sleep_until(next);
     pthread_mutex_lock(&lock);
     if (baud != TD_LINE_BAUD) byte = 0xF8; /* another baud rate reads as garbage */
+    while (flow && started && ring_count == ring_size) pthread_cond_wait(&room, &lock);
     if (!started || ring_count == ring_size) {
       dropped++;
     } else {
@@ -105,6 +111,7 @@ void td_uart_begin(uint32_t rate, size_t rx_size) {
     ring = (uint8_t *)malloc(rx_size);
     ring_size = rx_size;
     ring_head = ring_count = 0;
+    pthread_cond_broadcast(&room);
   }
   baud = rate;
   started = 1;
@@ -186,6 +193,7 @@ size_t td_uart_read(void *data, size_t len, int timeout_ms) {
     ring_head = (ring_head + 1) % ring_size;
     ring_count--;
   }
+  if (n > 0) pthread_cond_broadcast(&room);
   pthread_mutex_unlock(&lock);
   return n;
 }
