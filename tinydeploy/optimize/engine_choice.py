@@ -175,7 +175,7 @@ def emulated_instructions(model: Model, cache: Path) -> int | None:
     # files that changed (the model's), not the kernels every model shares. The cache's lock
     # keeps another run from rendering over it between this one's build and its emulator run.
     Path(cache).mkdir(parents=True, exist_ok=True)
-    with locked(Path(cache), "the engine cache"):
+    with locked(Path(cache), "--out"):  # cache is --out/engines
         work = Path(cache) / "rv32-firmware"
         write_project(render(model, board, None, RenderOptions(engine=C)), work)
         build(work)
