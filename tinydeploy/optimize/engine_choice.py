@@ -31,7 +31,7 @@ from pathlib import Path
 
 from tinydeploy.runtime import tflm
 from tinydeploy.core.boards import Board, get_board
-from tinydeploy.core.errors import BadInput, TinyDeployError
+from tinydeploy.core.errors import BadInput, StepFailed, TinyDeployError
 from tinydeploy.codegen.engines import ENGINES
 from tinydeploy.costs import figures as cost_figures
 from tinydeploy.core.model import Model
@@ -178,7 +178,11 @@ def emulated_instructions(model: Model, cache: Path) -> int | None:
     with locked(Path(cache), "--out"):  # cache is --out/engines
         work = Path(cache) / "rv32-firmware"
         write_project(render(model, board, None, RenderOptions(engine=C)), work)
-        build(work)
+        try:
+            build(work)
+        except StepFailed:  # perhaps an object a killed run left half written: once more from clean
+            shutil.rmtree(work / "build", ignore_errors=True)
+            build(work)
         with emulate.start(work) as emulator:
             result = bench(emulator.url, work / "bench", runs=3, warmup=1, reset=False)
     instructions = int(result.latency_instructions["median"])
