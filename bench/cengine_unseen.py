@@ -188,27 +188,66 @@ def run_on_board(lowered, x: np.ndarray, folder: Path, layers: bool = False) -> 
         [folder / name for name in tc["sources"]]
     subprocess.run([tc["cc"], *tc["cflags"], *(["-DTD_PROFILE"] if layers else []), "-I", str(folder), *map(str, sources), *tc["ldflags"],
                     "-T", str(folder / tc["linker_script"]), "-o", str(elf)], check=True)
-    command = list(board.emulator["command"]) + ["-serial", "stdio", "-kernel", str(elf)]
-    counts, outputs = [], []
+    counts, outputs, _ = emulate_runs(elf, None if layers else len(x))
+    return counts, outputs
+
+
+def emulate_runs(elf: Path, samples: int | None) -> tuple[list[int], np.ndarray, list[str]]:
+    """Run a bench firmware (rv32_unseen.c, rv32_layers.c, rv32_tflm.cc) under QEMU until it
+    prints "done": the counts of its "run I COUNT HEX" lines (or "layer I COUNT" ones), their
+    outputs, and its other lines. samples: how many runs it must print (None: layers).
+
+    Raises:
+        RuntimeError: it printed "fail ...", or fewer runs than samples.
+    """
+    from tinydeploy.core.boards import get_board
+    command = list(get_board("qemu-riscv32").emulator["command"]) + ["-serial", "stdio", "-kernel", str(elf)]
+    counts, outputs, other = [], [], []
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     try:
         for line in process.stdout:
             if line.startswith("done"):
                 break
+            if line.startswith("fail"):
+                raise RuntimeError(f"the firmware says: {line.strip()}")
             if line.startswith("layer "):
                 counts.append(int(line.split()[2]))
-            if line.startswith("run "):
+            elif line.startswith("run "):
                 _, _, count, hexes = line.split()
                 counts.append(int(count))
                 outputs.append(np.frombuffer(bytes.fromhex(hexes), dtype=np.int8))
+            else:
+                other.append(line.rstrip("\n"))
     finally:
         process.kill()
         process.wait()
-    if layers:
-        return counts, np.zeros(0)
-    if len(counts) != len(x):
-        raise RuntimeError(f"the board printed {len(counts)} of {len(x)} runs")
-    return counts, np.stack(outputs)
+    if samples is None:
+        return counts, np.zeros(0), other
+    if len(counts) != samples:
+        raise RuntimeError(f"the board printed {len(counts)} of {samples} runs")
+    return counts, np.stack(outputs), other
+
+
+def inputs_for(path: Path, model) -> np.ndarray:
+    """The SAMPLES random int8 inputs a model gets, seeded by its file name's number."""
+    rng = np.random.default_rng(int(path.name.split("-")[0]))
+    return rng.integers(-128, 128, size=(SAMPLES, *model.input_tensors[0].shape[1:]), dtype=np.int8)
+
+
+def measure_each(paths: list[Path], measure_one, line) -> list[dict]:
+    """measure_one(path) for each model, printing line(row) as it goes; a model that fails is
+    printed and kept as {"model", "error"}, a miss."""
+    rows = []
+    for path in paths:
+        try:
+            row = measure_one(path)
+        except Exception as exc:  # noqa: BLE001 - reported, and counted as a miss
+            print(f"{path.stem:18} FAILED: {exc}")
+            rows.append({"model": path.stem, "error": str(exc)})
+            continue
+        rows.append(row)
+        print(line(row), flush=True)
+    return rows
 
 
 def floor(lowered) -> int:
@@ -228,8 +267,7 @@ def measure(path: Path, work: Path) -> dict:
     from tinydeploy.runtime.evaluate import reference_outputs
     model = load_model(path)
     lowered = cengine.lower(model)
-    rng = np.random.default_rng(int(path.name.split("-")[0]))
-    x = rng.integers(-128, 128, size=(SAMPLES, *model.input_tensors[0].shape[1:]), dtype=np.int8)
+    x = inputs_for(path, model)
     counts, got = run_on_board(lowered, x, work / "fw")
     expected = reference_outputs(model, x).reshape(len(x), -1)
     lsb = int(np.abs(got.astype(np.int32) - expected.astype(np.int32)).max())
@@ -260,20 +298,12 @@ def main(argv=None) -> int:
                   f"{count / call.macs if call.macs else 0:>6.2f}  {shape}")
         return 0
     paths = make_models(args.work / "models", args.models, args.seed)
-    rows = []
     print(f"{'model':18} {'MACs':>9} {'instr':>10} {'instr/MAC':>9} {'arena':>7} {'bound':>7} {'ratio':>6} "
           f"{'floor':>6} {'LSB':>4}")
-    for path in paths:
-        try:
-            row = measure(path, args.work)
-        except Exception as exc:  # noqa: BLE001 - reported, and counted as a miss
-            print(f"{path.stem:18} FAILED: {exc}")
-            rows.append({"model": path.stem, "error": str(exc)})
-            continue
-        rows.append(row)
-        print(f"{row['model']:18} {row['macs']:>9,} {row['instructions']:>10,} {row['per_mac']:>9.2f} "
-              f"{row['arena']:>7,} {row['bound']:>7,} {row['ratio']:>6.2f} {row['floor'] / row['bound']:>6.2f} "
-              f"{row['lsb']:>4}", flush=True)
+    rows = measure_each(paths, lambda path: measure(path, args.work), lambda row: (
+        f"{row['model']:18} {row['macs']:>9,} {row['instructions']:>10,} {row['per_mac']:>9.2f} "
+        f"{row['arena']:>7,} {row['bound']:>7,} {row['ratio']:>6.2f} {row['floor'] / row['bound']:>6.2f} "
+        f"{row['lsb']:>4}"))
     ok = [r for r in rows if "error" not in r]
     big = [r for r in ok if r["macs"] >= BIG]
     print(f"\n{len(ok)} of {len(rows)} models ran; {len(big)} have at least {BIG:,} MACs")

@@ -184,27 +184,9 @@ def run_tflm(path: Path, x: np.ndarray, work: Path, objects: list[Path], flags: 
     elf = folder / "tflm.elf"
     subprocess.run([tc["cc"], *tc["cflags"], *tc["ldflags"], "-T", str(folder / tc["linker_script"]),
                     *map(str, [harness, *objs, *objects]), "-o", str(elf)], check=True)
-    command = list(board.emulator["command"]) + ["-serial", "stdio", "-kernel", str(elf)]
-    counts, outputs, arena = [], [], 0
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-    try:
-        for line in process.stdout:
-            if line.startswith(("done", "fail")):
-                if line.startswith("fail"):
-                    raise RuntimeError(f"the TFLM firmware says: {line.strip()}")
-                break
-            if line.startswith("arena "):
-                arena = int(line.split()[1])
-            if line.startswith("run "):
-                _, _, count, hexes = line.split()
-                counts.append(int(count))
-                outputs.append(np.frombuffer(bytes.fromhex(hexes), dtype=np.int8))
-    finally:
-        process.kill()
-        process.wait()
-    if len(counts) != len(x):
-        raise RuntimeError(f"the TFLM firmware printed {len(counts)} of {len(x)} runs")
-    return counts, np.stack(outputs), arena
+    counts, outputs, other = cengine_unseen.emulate_runs(elf, len(x))
+    arena = next(int(line.split()[1]) for line in other if line.startswith("arena "))
+    return counts, outputs, arena
 
 
 def measure(path: Path, work: Path, objects: list[Path], flags: list[str]) -> dict:
@@ -212,8 +194,7 @@ def measure(path: Path, work: Path, objects: list[Path], flags: list[str]) -> di
     from tinydeploy.runtime.evaluate import reference_outputs
     c_engine = cengine_unseen.measure(path, work)  # the same seeded inputs as below
     model = load_model(path)
-    rng = np.random.default_rng(int(path.name.split("-")[0]))
-    x = rng.integers(-128, 128, size=(cengine_unseen.SAMPLES, *model.input_tensors[0].shape[1:]), dtype=np.int8)
+    x = cengine_unseen.inputs_for(path, model)
     counts, got, arena = run_tflm(path, x, work, objects, flags)
     expected = reference_outputs(model, x).reshape(len(x), -1)
     lsb = int(np.abs(got.astype(np.int32) - expected.astype(np.int32)).max())
@@ -253,20 +234,11 @@ def main(argv=None) -> int:
         print(f"can't run: {exc}", file=sys.stderr)
         return 2
     paths = cengine_unseen.make_models(args.work / "models", args.models, args.seed)
-    rows = []
     print(f"{'model':18} {'MACs':>9} {'C instr':>10} {'TFLM instr':>11} {'TFLM/C':>7} {'C arena':>8} "
           f"{'TFLM arena':>10} {'LSB C/TFLM':>10}")
-    for path in paths:
-        try:
-            row = measure(path, args.work, objects, flags)
-        except Exception as exc:  # noqa: BLE001 - reported, and counted as a miss
-            print(f"{path.stem:18} FAILED: {exc}")
-            rows.append({"model": path.stem, "error": str(exc)})
-            continue
-        rows.append(row)
-        print(f"{row['model']:18} {row['macs']:>9,} {row['c_instructions']:>10,} {row['tflm_instructions']:>11,} "
-              f"{row['ratio']:>7.1f} {row['c_arena']:>8,} {row['tflm_arena']:>10,} "
-              f"{row['c_lsb']:>5}/{row['tflm_lsb']}", flush=True)
+    rows = cengine_unseen.measure_each(paths, lambda path: measure(path, args.work, objects, flags), lambda row: (
+        f"{row['model']:18} {row['macs']:>9,} {row['c_instructions']:>10,} {row['tflm_instructions']:>11,} "
+        f"{row['ratio']:>7.1f} {row['c_arena']:>8,} {row['tflm_arena']:>10,} {row['c_lsb']:>5}/{row['tflm_lsb']}"))
     ok = [r for r in rows if "error" not in r]
     print(f"\n{len(ok)} of {len(rows)} models ran on both engines")
     if ok:
